@@ -1,0 +1,136 @@
+import { conditionsAs, localRef } from '../../adapt.ts'
+import { defineKind } from '../../define.ts'
+import type { Generated } from '../../define.ts'
+import type { JsonSchema, PipelineStep, TeamMember } from '../../resources.ts'
+import { Conditions, Int, List, Name, Obj, Opt, Str, StringMap } from '../../schema.ts'
+import { ARKONIS_GROUP } from '../group.ts'
+import { AgentFields, adaptAgentFields } from './shared.ts'
+
+const { model, ...optionalAgentFields } = AgentFields
+
+/** A role is an existing ArkAgent (`arkAgent`), another team (`arkTeam`), or an agent defined inline. */
+const Role = Obj(
+  {
+    name: Name(),
+    arkAgent: Opt(Name()),
+    arkTeam: Opt(Name()),
+    model: Opt(model),
+    ...optionalAgentFields,
+    replicas: Opt(Int({ minimum: 0, maximum: 50 })),
+    canDelegate: Opt(
+      List(Name(), { description: 'Roles this role may hand work to with the `delegate` tool.' }),
+    ),
+  },
+  { required: ['name'] },
+)
+
+const Step = Obj(
+  {
+    role: Name(),
+    dependsOn: Opt(List(Name())),
+    inputs: Opt(StringMap({ description: 'Templates, e.g. `{{ .steps.research.output }}`.' })),
+    outputSchema: Opt(Str({ description: 'JSON Schema of the step output, as a JSON string.' })),
+  },
+  { required: ['role'] },
+)
+
+export const ArkTeam = defineKind({
+  group: ARKONIS_GROUP,
+  version: 'v1alpha1',
+  kind: 'ArkTeam',
+  plural: 'arkteams',
+  internal: 'Team',
+  crd: true,
+  printerColumns: [
+    { name: 'Entry', type: 'string', jsonPath: '.spec.entry' },
+    { name: 'Available', type: 'string', jsonPath: '.status.conditions[?(@.type=="Available")].status' },
+  ],
+  body: Obj({
+    spec: Obj(
+      {
+        roles: List(Role, { minItems: 1 }),
+        entry: Opt(Name('Role that receives inbound tasks (dynamic mode).')),
+        pipeline: Opt(List(Step)),
+        output: Opt(Str({ description: 'Template of the team result.' })),
+        timeoutSeconds: Opt(Int({ minimum: 1 })),
+        maxTokens: Opt(Int({ minimum: 1 })),
+      },
+      { required: ['roles'] },
+    ),
+    status: Opt(Obj({ observedGeneration: Opt(Int()), conditions: Opt(Conditions) })),
+  }),
+  adapt({ spec }, ctx) {
+    const members: TeamMember[] = []
+    const generated: Generated<'Agent'>[] = []
+    const roleNames = new Set(spec.roles.map((r) => r.name))
+    const seen = new Set<string>()
+    spec.roles.forEach((r, i) => {
+      const at = `spec.roles[${i}]`
+      if (seen.has(r.name)) ctx.error(`${at}.name`, `role "${r.name}" is defined twice`)
+      seen.add(r.name)
+      for (const [j, d] of (r.canDelegate ?? []).entries()) {
+        if (!roleNames.has(d)) ctx.error(`${at}.canDelegate[${j}]`, `"${d}" is not a role of this team`)
+      }
+      const canDelegate = r.canDelegate ?? []
+      const kinds = [r.arkAgent, r.arkTeam, r.model].filter((v) => v !== undefined).length
+      if (kinds !== 1) {
+        ctx.error(
+          at,
+          'must set exactly one of arkAgent (an existing agent), arkTeam, or model (an inline agent)',
+        )
+      } else if (r.arkAgent !== undefined) {
+        members.push({ name: r.name, type: 'agent', ref: localRef(r.arkAgent, ctx), canDelegate })
+      } else if (r.arkTeam !== undefined) {
+        members.push({ name: r.name, type: 'team', ref: localRef(r.arkTeam, ctx), canDelegate })
+      } else if (r.model !== undefined) {
+        // As ark-operator does, an inline role becomes an agent of its own, named <team>-<role>.
+        const ref = localRef(`${ctx.name}-${r.name}`, ctx)
+        const agent = adaptAgentFields({ ...r, model: r.model }, at, ctx)
+        generated.push({ kind: 'Agent', ref, spec: { ...agent, replicas: r.replicas ?? 1 } })
+        members.push({ name: r.name, type: 'agent', ref, canDelegate })
+      }
+    })
+
+    const pipeline: PipelineStep[] = (spec.pipeline ?? []).map((s, i) => {
+      const at = `spec.pipeline[${i}]`
+      if (!roleNames.has(s.role)) ctx.error(`${at}.role`, `"${s.role}" is not a role of this team`)
+      for (const [j, d] of (s.dependsOn ?? []).entries()) {
+        if (!roleNames.has(d)) ctx.error(`${at}.dependsOn[${j}]`, `"${d}" is not a role of this team`)
+      }
+      let outputSchema: JsonSchema | undefined
+      if (s.outputSchema !== undefined) {
+        try {
+          outputSchema = JSON.parse(s.outputSchema) as JsonSchema
+        } catch (err) {
+          ctx.error(`${at}.outputSchema`, `is not valid JSON: ${(err as Error).message}`)
+        }
+      }
+      return {
+        member: s.role,
+        dependsOn: s.dependsOn ?? [],
+        inputs: s.inputs ?? {},
+        ...(outputSchema === undefined ? {} : { outputSchema }),
+      }
+    })
+    const dynamic = pipeline.length === 0
+    if (dynamic && spec.entry === undefined)
+      ctx.error('spec.entry', 'is required without a pipeline: which role takes tasks?')
+    if (spec.entry !== undefined && !roleNames.has(spec.entry)) {
+      ctx.error('spec.entry', `"${spec.entry}" is not a role of this team`)
+    }
+    return {
+      spec: {
+        members,
+        strategy: dynamic ? 'dynamic' : 'pipeline',
+        loops: false,
+        ...(spec.entry === undefined ? {} : { entry: spec.entry }),
+        pipeline,
+        ...(spec.output === undefined ? {} : { output: spec.output }),
+        ...(spec.timeoutSeconds === undefined ? {} : { timeoutSeconds: spec.timeoutSeconds }),
+        ...(spec.maxTokens === undefined ? {} : { maxTokens: spec.maxTokens }),
+      },
+      generated,
+    }
+  },
+  toStatus: (status) => ({ conditions: conditionsAs(status, 'Available') }),
+})

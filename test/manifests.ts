@@ -1,0 +1,44 @@
+/** Test helpers: read fixture manifests without going through the store. */
+import { readFileSync } from 'node:fs'
+import { parseAllDocuments } from 'yaml'
+import { decodeDocument } from '../controller/api/index.ts'
+import type { AnyResource, Decoded, Kind, ResourceOf } from '../controller/api/index.ts'
+
+export function documentsOf(file: string): unknown[] {
+  return parseAllDocuments(readFileSync(file, 'utf8'))
+    .map((d) => d.toJS() as unknown)
+    .filter((v) => v !== null)
+}
+
+export function decodeAll(file: string): Decoded {
+  const out: Decoded = { resources: [], problems: [], identities: [] }
+  documentsOf(file).forEach((value, index) => {
+    const d = decodeDocument({ value, file, index })
+    out.resources.push(...d.resources)
+    out.problems.push(...d.problems)
+    out.identities.push(...d.identities)
+  })
+  return out
+}
+
+export function decodeYaml(text: string): Decoded {
+  const docs = parseAllDocuments(text).map((d) => d.toJS() as unknown)
+  const out: Decoded = { resources: [], problems: [], identities: [] }
+  docs.forEach((value, index) => {
+    const d = decodeDocument({ value, file: 'inline.yaml', index })
+    out.resources.push(...d.resources)
+    out.problems.push(...d.problems)
+    out.identities.push(...d.identities)
+  })
+  return out
+}
+
+export function find<K extends Kind>(
+  resources: readonly AnyResource[],
+  kind: K,
+  name: string,
+): ResourceOf<K> {
+  const r = resources.find((x) => x.kind === kind && x.ref.name === name)
+  if (r === undefined) throw new Error(`no ${kind} ${name} in ${resources.map((x) => x.key).join(', ')}`)
+  return r as ResourceOf<K>
+}
