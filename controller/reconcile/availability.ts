@@ -1,0 +1,267 @@
+/**
+ * Availability, as seed 002 describes it: a resource is Available when everything it depends on resolves.
+ * Level-based (controller-runtime style): `availabilityOf` reads the current catalog and says what the
+ * condition should be, whatever event caused the call.
+ */
+import type { AnyResource, ProviderType, ResourceOf, ToolType } from '../api/index.ts'
+import { referencesOf } from '../api/index.ts'
+import type { Catalog } from '../store/index.ts'
+
+/** What this build of the runtime can execute. Later capabilities (MCP, A2A, sandboxed tools) extend it. */
+export interface Capabilities {
+  readonly builtinTools: ReadonlySet<string>
+  readonly toolTypes: ReadonlySet<ToolType>
+  readonly providers: ReadonlySet<ProviderType>
+  readonly mcp: boolean
+  readonly a2a: boolean
+  readonly executionEngines: boolean
+}
+
+/**
+ * This build: tools that are built in or call another agent or team; every provider but Bedrock. Webhook and
+ * Wasm tools wait for the sandbox, MCP and A2A for their clients, external execution engines for a client.
+ */
+export const CAPABILITIES: Capabilities = {
+  builtinTools: new Set(['noop', 'terminate', 'calculator']),
+  toolTypes: new Set<ToolType>(['builtin', 'agent', 'team']),
+  providers: new Set<ProviderType>(['openai', 'azure', 'anthropic', 'mock']),
+  mcp: false,
+  a2a: false,
+  executionEngines: false,
+}
+
+export interface Verdict {
+  readonly status: 'True' | 'False'
+  readonly reason: string
+  readonly message: string
+}
+
+interface Failure {
+  readonly reason: string
+  readonly message: string
+}
+
+const READY = 'AllDependenciesReady'
+const UNSUPPORTED = 'UnsupportedFeature'
+
+/** The Available condition a resource should have now; undefined for kinds without one. */
+export function availabilityOf(r: AnyResource, catalog: Catalog, caps: Capabilities = CAPABILITIES): Verdict | undefined {
+  let failures: Failure[]
+  switch (r.kind) {
+    case 'Agent':
+      failures = agentFailures(r, catalog, caps)
+      break
+    case 'Model':
+      failures = [...valueFailures(r, catalog)]
+      if (!caps.providers.has(r.spec.provider)) {
+        failures.push({ reason: UNSUPPORTED, message: `provider ${r.spec.provider} is not supported yet` })
+      }
+      break
+    case 'Tool':
+      failures = toolFailures(r, catalog, caps)
+      break
+    case 'Team':
+      failures = teamFailures(r, catalog)
+      break
+    case 'MCPServer':
+      failures = [...valueFailures(r, catalog), ...(caps.mcp ? [] : [notYet('MCP servers need the MCP client')])]
+      break
+    case 'A2AServer':
+      failures = [...valueFailures(r, catalog), ...(caps.a2a ? [] : [notYet('A2A servers need the A2A client')])]
+      break
+    case 'ExecutionEngine':
+      failures = [
+        ...valueFailures(r, catalog),
+        ...(caps.executionEngines ? [] : [notYet('external execution engines need an engine client')]),
+      ]
+      break
+    case 'Memory':
+    case 'AgentService':
+      failures = valueFailures(r, catalog)
+      break
+    case 'Settings':
+      failures = []
+      break
+    case 'Query':
+    case 'Evaluation':
+    case 'ConfigMap':
+    case 'Secret':
+      return undefined
+  }
+  if (failures.length === 0) {
+    return { status: 'True', reason: READY, message: `${readableKind(r)} is ready for execution` }
+  }
+  const first = failures[0]
+  return {
+    status: 'False',
+    reason: first?.reason ?? 'Unknown',
+    message: failures.map((f) => f.message).join('; '),
+  }
+}
+
+function readableKind(r: AnyResource): string {
+  return r.kind === 'AgentService' ? 'Service' : r.kind
+}
+
+function notYet(what: string): Failure {
+  return { reason: UNSUPPORTED, message: `${what}, which this version of ark does not have yet` }
+}
+
+/**
+ * Every reference of the resource: same namespace only, target exists, and, for references to resources that
+ * have availability, target available. ConfigMap/Secret references must hold their key.
+ */
+function valueFailures(r: AnyResource, catalog: Catalog): Failure[] {
+  const out: Failure[] = []
+  const ns = r.ref.namespace
+  for (const ref of referencesOf(r)) {
+    if (ref.ref.namespace !== ns) {
+      out.push({
+        reason: 'CrossNamespaceReference',
+        message: `${ref.path} points to ${ref.kind} ${ref.ref.namespace}/${ref.ref.name}; references must stay in namespace ${ns}`,
+      })
+      continue
+    }
+    if (ref.kind === 'ConfigMap' || ref.kind === 'Secret') {
+      if (ref.key === undefined) {
+        if (catalog.get(ref.kind, ref.ref) === undefined) {
+          out.push({ reason: `${ref.kind}NotFound`, message: `${ref.path}: ${ref.kind} ${ns}/${ref.ref.name} not found` })
+        }
+        continue
+      }
+      const source =
+        ref.kind === 'Secret'
+          ? { secretKeyRef: { name: ref.ref.name, key: ref.key, ...(ref.optional === true ? { optional: true } : {}) } }
+          : { configMapKeyRef: { name: ref.ref.name, key: ref.key, ...(ref.optional === true ? { optional: true } : {}) } }
+      const v = catalog.resolveValue(ns, source)
+      if (!v.ok) out.push({ reason: v.reason, message: `${ref.path}: ${v.message}` })
+      continue
+    }
+    const target = catalog.get(ref.kind, ref.ref)
+    if (target === undefined) {
+      out.push({ reason: `${ref.kind}NotFound`, message: `${ref.path}: ${ref.kind} ${ns}/${ref.ref.name} not found` })
+      continue
+    }
+    const available = catalog.status(target.key)?.conditions.find((c) => c.type === 'Available')
+    if (available !== undefined && available.status !== 'True') {
+      out.push({
+        reason: `${ref.kind}NotAvailable`,
+        message: `${ref.path}: ${ref.kind} ${ns}/${ref.ref.name} is not available (${available.reason}: ${available.message})`,
+      })
+    }
+  }
+  // Values written as serviceRef cannot be checked by reference; the catalog says why.
+  return out
+}
+
+function agentFailures(a: ResourceOf<'Agent'>, catalog: Catalog, caps: Capabilities): Failure[] {
+  const s = a.spec
+  const out = valueFailures(a, catalog)
+  const ns = a.ref.namespace
+  for (const p of s.parameters) {
+    if ('serviceRef' in p.source) {
+      const v = catalog.resolveValue(ns, p.source)
+      if (!v.ok) out.push({ reason: v.reason, message: `parameters.${p.name}: ${v.message}` })
+    }
+  }
+  if (s.model !== undefined && 'id' in s.model && !caps.providers.has(s.model.provider)) {
+    out.push({ reason: UNSUPPORTED, message: `provider ${s.model.provider} (model ${s.model.id}) is not supported yet` })
+  }
+  if (s.executionEngine !== undefined) {
+    if (s.executionEngine.name === 'a2a') {
+      if (!caps.a2a) out.push(notYet(`agent ${a.ref.name} runs on a remote A2A server, which needs the A2A client`))
+    } else if (!caps.executionEngines) {
+      out.push(notYet(`executionEngine ${s.executionEngine.name} needs an engine client`))
+    }
+  }
+  s.tools.forEach((t, i) => {
+    const at = `tools[${i}]`
+    switch (t.kind) {
+      case 'builtin':
+        if (!caps.builtinTools.has(t.name)) {
+          out.push({
+            reason: 'ToolNotFound',
+            message: `${at}: there is no built-in tool "${t.name}" (built-ins: ${[...caps.builtinTools].join(', ')})`,
+          })
+        }
+        break
+      case 'ref': {
+        const tool = catalog.get('Tool', t.ref)
+        if (tool !== undefined && t.expectType !== undefined && tool.spec.type !== t.expectType) {
+          out.push({
+            reason: 'ToolNotFound',
+            message: `${at}: Tool ${ns}/${t.ref.name} is of type ${tool.spec.type}, not ${t.expectType}`,
+          })
+        }
+        break
+      }
+      case 'inline':
+        if (!caps.toolTypes.has(t.tool.type)) {
+          out.push(notYet(`${at}: webhook tool ${t.name} needs the Wasm sandbox`))
+        }
+        break
+      case 'mcpServer':
+        if (!caps.mcp) out.push(notYet(`mcpServers: ${t.server.name} needs the MCP client`))
+        break
+    }
+  })
+  return out
+}
+
+function toolFailures(t: ResourceOf<'Tool'>, catalog: Catalog, caps: Capabilities): Failure[] {
+  const out = valueFailures(t, catalog)
+  const s = t.spec
+  if (s.type === 'builtin' && !caps.builtinTools.has(s.builtin.name)) {
+    out.push({
+      reason: 'ToolNotFound',
+      message: `there is no built-in tool "${s.builtin.name}" (built-ins: ${[...caps.builtinTools].join(', ')})`,
+    })
+  }
+  if (!caps.toolTypes.has(s.type)) {
+    const why: Record<ToolType, string> = {
+      http: 'http tools run in the Wasm sandbox',
+      wasm: 'wasm tools need the Wasm sandbox',
+      mcp: 'mcp tools need the MCP client',
+      agent: 'agent tools need the runtime',
+      team: 'team tools need the runtime',
+      builtin: 'built-in tools need the runtime',
+    }
+    out.push(notYet(why[s.type]))
+  }
+  return out
+}
+
+function teamFailures(team: ResourceOf<'Team'>, catalog: Catalog): Failure[] {
+  const cycle = findTeamCycle(team, catalog)
+  const out: Failure[] = []
+  if (cycle !== undefined) {
+    out.push({ reason: 'TeamCycle', message: `team members form a cycle: ${cycle.join(' → ')}` })
+  }
+  // A member team that is unavailable only because of the same cycle would repeat it; keep the cycle message.
+  return [...out, ...valueFailures(team, catalog).filter((f) => cycle === undefined || f.reason !== 'TeamNotAvailable')]
+}
+
+/** A path of team names from `team` back to itself through `type: team` members, if there is one. */
+export function findTeamCycle(team: ResourceOf<'Team'>, catalog: Catalog): string[] | undefined {
+  const path: string[] = []
+  const onPath = new Set<string>()
+  const done = new Set<string>()
+  const visit = (t: ResourceOf<'Team'>): string[] | undefined => {
+    if (onPath.has(t.key)) return t.key === team.key ? [...path, t.ref.name] : undefined
+    if (done.has(t.key)) return undefined
+    onPath.add(t.key)
+    path.push(t.ref.name)
+    for (const m of t.spec.members) {
+      if (m.type !== 'team') continue
+      const next = catalog.get('Team', m.ref)
+      if (next === undefined) continue
+      const found = visit(next)
+      if (found !== undefined) return found
+    }
+    path.pop()
+    onPath.delete(t.key)
+    done.add(t.key)
+    return undefined
+  }
+  return visit(team)
+}
