@@ -23,7 +23,10 @@ export interface ControlPlaneOptions extends FolderSourceOptions {
   readonly capabilities?: Capabilities
 }
 
-export async function startControlPlane(manifests: string, options: ControlPlaneOptions = {}): Promise<ControlPlane> {
+export async function startControlPlane(
+  manifests: string,
+  options: ControlPlaneOptions = {},
+): Promise<ControlPlane> {
   const ns = options.defaultNamespace === undefined ? {} : { defaultNamespace: options.defaultNamespace }
   const store = new ManifestStore(folderSource(manifests, options), ns)
   await store.start()

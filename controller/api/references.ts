@@ -18,10 +18,22 @@ function fromValue(ns: string, source: ValueSource | undefined, path: string, ou
   if (source === undefined) return
   if ('configMapKeyRef' in source) {
     const r = source.configMapKeyRef
-    out.push({ kind: 'ConfigMap', ref: { namespace: ns, name: r.name }, path, key: r.key, optional: r.optional === true })
+    out.push({
+      kind: 'ConfigMap',
+      ref: { namespace: ns, name: r.name },
+      path,
+      key: r.key,
+      optional: r.optional === true,
+    })
   } else if ('secretKeyRef' in source) {
     const r = source.secretKeyRef
-    out.push({ kind: 'Secret', ref: { namespace: ns, name: r.name }, path, key: r.key, optional: r.optional === true })
+    out.push({
+      kind: 'Secret',
+      ref: { namespace: ns, name: r.name },
+      path,
+      key: r.key,
+      optional: r.optional === true,
+    })
   }
 }
 
@@ -35,7 +47,8 @@ export function referencesOf(r: AnyResource): Reference[] {
   switch (r.kind) {
     case 'Agent': {
       const s = r.spec
-      if (s.model !== undefined && 'ref' in s.model) out.push({ kind: 'Model', ref: s.model.ref, path: 'model' })
+      if (s.model !== undefined && 'ref' in s.model)
+        out.push({ kind: 'Model', ref: s.model.ref, path: 'model' })
       if (s.executionEngine !== undefined && s.executionEngine.name !== 'a2a') {
         out.push({ kind: 'ExecutionEngine', ref: s.executionEngine, path: 'executionEngine' })
       }
@@ -46,7 +59,8 @@ export function referencesOf(r: AnyResource): Reference[] {
           out.push({ kind: 'Tool', ref: t.ref, path: `tools[${i}]` })
           fromValues(ns, t.fixed, `tools[${i}]`, out)
         }
-        if (t.kind === 'inline' && t.tool.type === 'http') fromValues(ns, t.tool.http.headers, `tools[${i}].headers`, out)
+        if (t.kind === 'inline' && t.tool.type === 'http')
+          fromValues(ns, t.tool.http.headers, `tools[${i}].headers`, out)
       })
       if (s.memory !== undefined) out.push({ kind: 'Memory', ref: s.memory, path: 'memory' })
       if (s.settings !== undefined) out.push({ kind: 'Settings', ref: s.settings, path: 'settings' })
@@ -83,20 +97,37 @@ export function referencesOf(r: AnyResource): Reference[] {
     }
     case 'Team':
       r.spec.members.forEach((m, i) =>
-        out.push({ kind: m.type === 'agent' ? 'Agent' : 'Team', ref: m.ref, path: `members[${i}] (${m.name})` }),
+        out.push({
+          kind: m.type === 'agent' ? 'Agent' : 'Team',
+          ref: m.ref,
+          path: `members[${i}] (${m.name})`,
+        }),
       )
       if (r.spec.selector?.agent !== undefined) {
-        out.push({ kind: 'Agent', ref: { namespace: ns, name: r.spec.selector.agent }, path: 'selector.agent' })
+        out.push({
+          kind: 'Agent',
+          ref: { namespace: ns, name: r.spec.selector.agent },
+          path: 'selector.agent',
+        })
       }
       break
     case 'Memory':
       fromValue(ns, r.spec.address, 'address', out)
       fromValues(ns, r.spec.headers, 'headers', out)
       if (r.spec.redis !== undefined) {
-        out.push({ kind: 'Secret', ref: { namespace: ns, name: r.spec.redis.secretName }, path: 'redis.secretRef', key: 'REDIS_URL' })
+        out.push({
+          kind: 'Secret',
+          ref: { namespace: ns, name: r.spec.redis.secretName },
+          path: 'redis.secretRef',
+          key: 'REDIS_URL',
+        })
       }
       if (r.spec.vectorStore?.secretName !== undefined) {
-        out.push({ kind: 'Secret', ref: { namespace: ns, name: r.spec.vectorStore.secretName }, path: 'vectorStore.secretRef' })
+        out.push({
+          kind: 'Secret',
+          ref: { namespace: ns, name: r.spec.vectorStore.secretName },
+          path: 'vectorStore.secretRef',
+        })
       }
       break
     case 'Query':
@@ -122,7 +153,8 @@ export function referencesOf(r: AnyResource): Reference[] {
       out.push({ kind: 'Agent', ref: r.spec.agent, path: 'selector' })
       break
     case 'Evaluation':
-      if (r.spec.evaluator !== undefined) fromValues(ns, r.spec.evaluator.parameters, 'evaluator.parameters', out)
+      if (r.spec.evaluator !== undefined)
+        fromValues(ns, r.spec.evaluator.parameters, 'evaluator.parameters', out)
       break
     case 'Settings':
     case 'ConfigMap':

@@ -69,14 +69,19 @@ export class AvailabilityController {
     if (verdict === undefined) return
     const current = store.status(key)
     const before = current?.conditions.find((c) => c.type === 'Available')
-    if (before?.status === verdict.status && before.reason === verdict.reason && before.message === verdict.message) {
+    if (
+      before?.status === verdict.status &&
+      before.reason === verdict.reason &&
+      before.message === verdict.message
+    ) {
       return
     }
     const condition: Condition = {
       type: 'Available',
       ...verdict,
       // The transition time moves only when the status flips, as Kubernetes conditions do.
-      lastTransitionTime: before?.status === verdict.status ? before.lastTransitionTime : this.#now().toISOString(),
+      lastTransitionTime:
+        before?.status === verdict.status ? before.lastTransitionTime : this.#now().toISOString(),
       ...observed(resource),
     }
     const next: Status = {

@@ -45,7 +45,11 @@ const READY = 'AllDependenciesReady'
 const UNSUPPORTED = 'UnsupportedFeature'
 
 /** The Available condition a resource should have now; undefined for kinds without one. */
-export function availabilityOf(r: AnyResource, catalog: Catalog, caps: Capabilities = CAPABILITIES): Verdict | undefined {
+export function availabilityOf(
+  r: AnyResource,
+  catalog: Catalog,
+  caps: Capabilities = CAPABILITIES,
+): Verdict | undefined {
   let failures: Failure[]
   switch (r.kind) {
     case 'Agent':
@@ -64,10 +68,16 @@ export function availabilityOf(r: AnyResource, catalog: Catalog, caps: Capabilit
       failures = teamFailures(r, catalog)
       break
     case 'MCPServer':
-      failures = [...valueFailures(r, catalog), ...(caps.mcp ? [] : [notYet('MCP servers need the MCP client')])]
+      failures = [
+        ...valueFailures(r, catalog),
+        ...(caps.mcp ? [] : [notYet('MCP servers need the MCP client')]),
+      ]
       break
     case 'A2AServer':
-      failures = [...valueFailures(r, catalog), ...(caps.a2a ? [] : [notYet('A2A servers need the A2A client')])]
+      failures = [
+        ...valueFailures(r, catalog),
+        ...(caps.a2a ? [] : [notYet('A2A servers need the A2A client')]),
+      ]
       break
     case 'ExecutionEngine':
       failures = [
@@ -91,12 +101,24 @@ export function availabilityOf(r: AnyResource, catalog: Catalog, caps: Capabilit
   if (failures.length === 0) {
     return { status: 'True', reason: READY, message: `${readableKind(r)} is ready for execution` }
   }
+  // The condition carries one reason: the most actionable one. A mistake in the manifests (NotFound,
+  // KeyNotFound, cycles) comes before a dependency's own trouble or a feature this version lacks.
+  failures.sort((a, b) => rank(a.reason) - rank(b.reason))
   const first = failures[0]
   return {
     status: 'False',
     reason: first?.reason ?? 'Unknown',
     message: failures.map((f) => f.message).join('; '),
   }
+}
+
+/** Reasons that are not a mistake in this resource's manifest. */
+export function isConsequential(reason: string): boolean {
+  return reason === UNSUPPORTED || reason === 'ServiceNotResolvable' || reason.endsWith('NotAvailable')
+}
+
+function rank(reason: string): number {
+  return isConsequential(reason) ? (reason === UNSUPPORTED ? 2 : 1) : 0
 }
 
 function readableKind(r: AnyResource): string {
@@ -125,28 +147,47 @@ function valueFailures(r: AnyResource, catalog: Catalog): Failure[] {
     if (ref.kind === 'ConfigMap' || ref.kind === 'Secret') {
       if (ref.key === undefined) {
         if (catalog.get(ref.kind, ref.ref) === undefined) {
-          out.push({ reason: `${ref.kind}NotFound`, message: `${ref.path}: ${ref.kind} ${ns}/${ref.ref.name} not found` })
+          out.push({
+            reason: `${ref.kind}NotFound`,
+            message: `${ref.path}: ${ref.kind} ${ns}/${ref.ref.name} not found`,
+          })
         }
         continue
       }
       const source =
         ref.kind === 'Secret'
-          ? { secretKeyRef: { name: ref.ref.name, key: ref.key, ...(ref.optional === true ? { optional: true } : {}) } }
-          : { configMapKeyRef: { name: ref.ref.name, key: ref.key, ...(ref.optional === true ? { optional: true } : {}) } }
+          ? {
+              secretKeyRef: {
+                name: ref.ref.name,
+                key: ref.key,
+                ...(ref.optional === true ? { optional: true } : {}),
+              },
+            }
+          : {
+              configMapKeyRef: {
+                name: ref.ref.name,
+                key: ref.key,
+                ...(ref.optional === true ? { optional: true } : {}),
+              },
+            }
       const v = catalog.resolveValue(ns, source)
       if (!v.ok) out.push({ reason: v.reason, message: `${ref.path}: ${v.message}` })
       continue
     }
     const target = catalog.get(ref.kind, ref.ref)
     if (target === undefined) {
-      out.push({ reason: `${ref.kind}NotFound`, message: `${ref.path}: ${ref.kind} ${ns}/${ref.ref.name} not found` })
+      out.push({
+        reason: `${ref.kind}NotFound`,
+        message: `${ref.path}: ${ref.kind} ${ns}/${ref.ref.name} not found`,
+      })
       continue
     }
     const available = catalog.status(target.key)?.conditions.find((c) => c.type === 'Available')
     if (available !== undefined && available.status !== 'True') {
       out.push({
         reason: `${ref.kind}NotAvailable`,
-        message: `${ref.path}: ${ref.kind} ${ns}/${ref.ref.name} is not available (${available.reason}: ${available.message})`,
+        // The reason only: the full story is on the dependency's own condition, and messages stay bounded.
+        message: `${ref.path}: ${ref.kind} ${ns}/${ref.ref.name} is not available (${available.reason})`,
       })
     }
   }
@@ -165,11 +206,15 @@ function agentFailures(a: ResourceOf<'Agent'>, catalog: Catalog, caps: Capabilit
     }
   }
   if (s.model !== undefined && 'id' in s.model && !caps.providers.has(s.model.provider)) {
-    out.push({ reason: UNSUPPORTED, message: `provider ${s.model.provider} (model ${s.model.id}) is not supported yet` })
+    out.push({
+      reason: UNSUPPORTED,
+      message: `provider ${s.model.provider} (model ${s.model.id}) is not supported yet`,
+    })
   }
   if (s.executionEngine !== undefined) {
     if (s.executionEngine.name === 'a2a') {
-      if (!caps.a2a) out.push(notYet(`agent ${a.ref.name} runs on a remote A2A server, which needs the A2A client`))
+      if (!caps.a2a)
+        out.push(notYet(`agent ${a.ref.name} runs on a remote A2A server, which needs the A2A client`))
     } else if (!caps.executionEngines) {
       out.push(notYet(`executionEngine ${s.executionEngine.name} needs an engine client`))
     }
@@ -238,7 +283,10 @@ function teamFailures(team: ResourceOf<'Team'>, catalog: Catalog): Failure[] {
     out.push({ reason: 'TeamCycle', message: `team members form a cycle: ${cycle.join(' → ')}` })
   }
   // A member team that is unavailable only because of the same cycle would repeat it; keep the cycle message.
-  return [...out, ...valueFailures(team, catalog).filter((f) => cycle === undefined || f.reason !== 'TeamNotAvailable')]
+  return [
+    ...out,
+    ...valueFailures(team, catalog).filter((f) => cycle === undefined || f.reason !== 'TeamNotAvailable'),
+  ]
 }
 
 /** A path of team names from `team` back to itself through `type: team` members, if there is one. */

@@ -11,7 +11,10 @@ export class WorkQueue {
   #running: Promise<void> | undefined
   #closed = false
 
-  constructor(work: (key: string) => Promise<void>, onError: (key: string, err: unknown) => void = () => undefined) {
+  constructor(
+    work: (key: string) => Promise<void>,
+    onError: (key: string, err: unknown) => void = () => undefined,
+  ) {
     this.#work = work
     this.#onError = onError
   }

@@ -49,7 +49,8 @@ export class Catalog {
   }
 
   get<K extends Kind>(kind: K, ref: ObjectRef): ResourceOf<K> | undefined {
-    return this.#byKind.get(kind)?.get(resourceKey(kind, ref.namespace, ref.name)) as ResourceOf<K> | undefined
+    return this.#byKind.get(kind)?.get(resourceKey(kind, ref.namespace, ref.name)) as
+      ResourceOf<K> | undefined
   }
 
   list<K extends Kind>(kind: K): ResourceOf<K>[] {
@@ -103,7 +104,11 @@ export class Catalog {
     const value = data[ref.key]
     if (value === undefined) {
       if (ref.optional === true) return { ok: true, value: undefined }
-      return { ok: false, reason: 'KeyNotFound', message: `${kind} ${namespace}/${ref.name} has no key "${ref.key}"` }
+      return {
+        ok: false,
+        reason: 'KeyNotFound',
+        message: `${kind} ${namespace}/${ref.name} has no key "${ref.key}"`,
+      }
     }
     return { ok: true, value }
   }
@@ -122,7 +127,8 @@ export class Catalog {
     let m = this.#byKind.get(r.kind)
     if (m === undefined) this.#byKind.set(r.kind, (m = new Map()))
     m.set(r.key, r)
-    for (const name of this.#targetNames(r)) this.#targets.set(name, { kind: r.kind as TargetKind, resource: r as ResourceOf<TargetKind> })
+    for (const name of this.#targetNames(r))
+      this.#targets.set(name, { kind: r.kind as TargetKind, resource: r as ResourceOf<TargetKind> })
     const refs = referencesOf(r).map((x) => resourceKey(x.kind, x.ref.namespace, x.ref.name))
     this.#references.set(r.key, refs)
     for (const k of refs) {

@@ -148,10 +148,15 @@ export class ManifestStore implements ResourceStore {
     }
     const lastGood = previous?.docs.filter((d) => d.resources.length > 0) ?? []
     const docs = change.documents.map((doc): DocEntry => {
-      const decoded = decodeDocument({ value: doc.value, file: change.file, index: doc.index, line: doc.line }, this.#defaultNamespace)
+      const decoded = decodeDocument(
+        { value: doc.value, file: change.file, index: doc.index, line: doc.line },
+        this.#defaultNamespace,
+      )
       if (decoded.resources.length > 0 || decoded.identities.length === 0) return decoded
       // Rejected: keep the last valid version of the same resource from this file, as the apiserver would.
-      const kept = lastGood.find((d) => d.identities.some((id) => decoded.identities.some((n) => sameIdentity(id, n))))
+      const kept = lastGood.find((d) =>
+        d.identities.some((id) => decoded.identities.some((n) => sameIdentity(id, n))),
+      )
       if (kept === undefined) return decoded
       const id = decoded.identities[0]
       return {
@@ -208,7 +213,8 @@ export class ManifestStore implements ResourceStore {
     for (const [key, r] of next) {
       const before = this.#resources.get(key)
       if (before === undefined) events.push({ type: 'added', resource: r })
-      else if (before !== r && !sameResource(before, r)) events.push({ type: 'modified', resource: r, previous: before })
+      else if (before !== r && !sameResource(before, r))
+        events.push({ type: 'modified', resource: r, previous: before })
       else next.set(key, before) // keep identity: consumers may compare by reference
     }
     for (const [key, r] of this.#resources) {
@@ -228,7 +234,8 @@ export class ManifestStore implements ResourceStore {
 }
 
 function describeOrigin(r: AnyResource): string {
-  const where = r.origin.file === undefined ? '' : ` in ${r.origin.file} (document ${String((r.origin.index ?? 0) + 1)})`
+  const where =
+    r.origin.file === undefined ? '' : ` in ${r.origin.file} (document ${String((r.origin.index ?? 0) + 1)})`
   return `${r.origin.kind}${where}`
 }
 
