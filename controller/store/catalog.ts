@@ -125,7 +125,7 @@ export class Catalog {
 
   #add(r: AnyResource): void {
     let m = this.#byKind.get(r.kind)
-    if (m === undefined) this.#byKind.set(r.kind, (m = new Map()))
+    if (m === undefined) this.#byKind.set(r.kind, (m = new Map<string, AnyResource>()))
     m.set(r.key, r)
     for (const name of this.#targetNames(r))
       this.#targets.set(name, { kind: r.kind as TargetKind, resource: r as ResourceOf<TargetKind> })

@@ -1,0 +1,107 @@
+import { execFile } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+const run = promisify(execFile)
+
+/** Runs the real CLI in a child process, as `npx ark` would. */
+async function ark(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, ['bin/ark.ts', ...args], {
+      env: { ...process.env, ARK_MANIFESTS: '' },
+    })
+    return { code: 0, stdout, stderr }
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string }
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
+  }
+}
+
+let dir: string
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ark-cli-'))
+  await writeFile(
+    join(dir, 'bad.yaml'),
+    `apiVersion: arkonis.dev/v1alpha1
+kind: ArkAgent
+metadata: { name: big }
+spec: { replicas: 51, model: gpt-4o, systemPrompt: hi }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: lonely }
+spec: { prompt: hi, modelRef: { name: missing } }
+`,
+  )
+})
+afterAll(() => rm(dir, { recursive: true, force: true }))
+
+describe('ark validate', () => {
+  it('exits 0 on the examples, and lists what waits for a later version as warnings', async () => {
+    const r = await ark('validate', 'examples')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/^12 resources, 0 errors, 4 warnings$/m)
+    expect(r.stdout).toContain(
+      'warning: research-agent.yaml (document 1) ArkAgent default/research-agent: not Available: UnsupportedFeature: mcpServers: web-search needs the MCP client',
+    )
+  })
+
+  it('exits 1 and prints every problem with file, document, resource and field', async () => {
+    const r = await ark('validate', dir)
+    expect(r.code).toBe(1)
+    expect(r.stdout.split('\n')).toEqual([
+      'error: bad.yaml:1 (document 1) ArkAgent default/big: spec.replicas: must be <= 50, got 51',
+      'error: bad.yaml (document 2) Agent default/lonely: not Available: ModelNotFound: model: Model default/missing not found',
+      '1 resource, 2 errors, 0 warnings',
+      '',
+    ])
+  })
+
+  it('usage errors exit 2', async () => {
+    expect((await ark('validate')).code).toBe(2)
+    expect((await ark('frobnicate')).code).toBe(2)
+    const r = await ark('get', 'widgets', '-f', 'examples')
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('unknown kind "widgets"')
+  })
+})
+
+describe('ark get', () => {
+  it('prints a kubectl-like table with the Available condition', async () => {
+    const r = await ark('get', 'agents', '-f', 'examples')
+    expect(r.code).toBe(0)
+    const lines = r.stdout.trimEnd().split('\n')
+    expect(lines[0]).toMatch(/^NAME\s+KIND\s+MODEL\s+TOOLS\s+AVAILABLE\s+REASON$/)
+    expect(lines.find((l) => l.startsWith('research-agent'))).toMatch(
+      /^research-agent\s+ArkAgent\s+llama3\.2\s+1\s+False\s+UnsupportedFeature$/,
+    )
+    expect(lines.find((l) => l.startsWith('simple-agent'))).toMatch(
+      /^simple-agent\s+Agent\s+default\s+0\s+True\s+AllDependenciesReady$/,
+    )
+    expect(lines).toHaveLength(8)
+  })
+
+  it('filters by dialect kind and name; -o json shows status in the dialect', async () => {
+    const r = await ark('get', 'arkagents', 'research-agent', '-f', 'examples', '-o', 'json')
+    expect(r.code).toBe(0)
+    const doc = JSON.parse(r.stdout) as {
+      origin: { kind: string }
+      status: { conditions: { type: string }[]; replicas: number }
+    }
+    expect(doc.origin.kind).toBe('ArkAgent')
+    expect(doc.status.replicas).toBe(2)
+    expect(doc.status.conditions[0]!.type).toBe('Available')
+    expect((await ark('get', 'agent', 'nope', '-f', 'examples')).code).toBe(1)
+  })
+
+  it('never prints Secret values', async () => {
+    const r = await ark('get', 'secrets', '-A', '-f', 'test/fixtures/kinds', '-o', 'yaml')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('full-secret')
+    expect(r.stdout).not.toContain('secret-token')
+    expect(r.stdout).not.toContain('az-key-value')
+  })
+})
