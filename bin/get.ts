@@ -1,5 +1,6 @@
 /** `ark get`: a kubectl-like view of the resources in a manifests folder. */
 import { stringify } from 'yaml'
+import { KINDS } from '../controller/api/index.ts'
 import type { AnyResource, Kind } from '../controller/api/index.ts'
 import type { ControlPlane } from '../controller/index.ts'
 
@@ -31,22 +32,10 @@ alias(['settings', 'arksettings'], { kind: 'Settings' })
 alias(['configmap', 'configmaps', 'cm'], { kind: 'ConfigMap' })
 alias(['secret', 'secrets'], { kind: 'Secret' })
 
-const ALL: KindFilter[] = (
-  [
-    'Agent',
-    'Team',
-    'Model',
-    'Tool',
-    'Memory',
-    'Query',
-    'MCPServer',
-    'A2AServer',
-    'ExecutionEngine',
-    'Evaluation',
-    'AgentService',
-    'Settings',
-  ] as const
-).map((kind) => ({ kind }))
+// Everything but the inputs, as `kubectl get all` leaves out ConfigMaps and Secrets.
+const ALL: KindFilter[] = KINDS.filter((kind) => kind !== 'ConfigMap' && kind !== 'Secret').map((kind) => ({
+  kind,
+}))
 
 export function resolveKind(name: string): KindFilter[] | undefined {
   if (name === 'all') return ALL

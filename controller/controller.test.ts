@@ -25,6 +25,13 @@ const available = (key: string) => {
   return c === undefined ? undefined : `${c.status} ${c.reason}`
 }
 
+const MOCK_MODEL = `apiVersion: ark.mckinsey.com/v1alpha1
+kind: Model
+metadata: { name: default }
+spec: { provider: mock, model: { value: mock } }
+---
+`
+
 const MODEL_WITH_SECRET = `
 apiVersion: ark.mckinsey.com/v1alpha1
 kind: Model
@@ -74,12 +81,7 @@ describe('availability follows dependencies without a restart', () => {
     await write(
       'agent.yaml',
       `
-apiVersion: ark.mckinsey.com/v1alpha1
-kind: Model
-metadata: { name: default }
-spec: { provider: mock, model: { value: mock } }
----
-apiVersion: ark.mckinsey.com/v1alpha1
+${MOCK_MODEL}apiVersion: ark.mckinsey.com/v1alpha1
 kind: Agent
 metadata: { name: reviewer }
 spec:
@@ -216,12 +218,7 @@ describe('catalog target resolution', () => {
     await write(
       'all.yaml',
       `
-apiVersion: ark.mckinsey.com/v1alpha1
-kind: Model
-metadata: { name: default }
-spec: { provider: mock, model: { value: mock } }
----
-apiVersion: ark.mckinsey.com/v1alpha1
+${MOCK_MODEL}apiVersion: ark.mckinsey.com/v1alpha1
 kind: Agent
 metadata: { name: solo }
 spec: { prompt: hi }

@@ -11,21 +11,20 @@ export function documentsOf(file: string): unknown[] {
 }
 
 export function decodeAll(file: string): Decoded {
-  const out: Decoded = { resources: [], problems: [], identities: [] }
-  documentsOf(file).forEach((value, index) => {
-    const d = decodeDocument({ value, file, index })
-    out.resources.push(...d.resources)
-    out.problems.push(...d.problems)
-    out.identities.push(...d.identities)
-  })
-  return out
+  return decodeDocuments(documentsOf(file), file)
 }
 
 export function decodeYaml(text: string): Decoded {
-  const docs = parseAllDocuments(text).map((d) => d.toJS() as unknown)
+  return decodeDocuments(
+    parseAllDocuments(text).map((d) => d.toJS() as unknown),
+    'inline.yaml',
+  )
+}
+
+function decodeDocuments(values: unknown[], file: string): Decoded {
   const out: Decoded = { resources: [], problems: [], identities: [] }
-  docs.forEach((value, index) => {
-    const d = decodeDocument({ value, file: 'inline.yaml', index })
+  values.forEach((value, index) => {
+    const d = decodeDocument({ value, file, index })
     out.resources.push(...d.resources)
     out.problems.push(...d.problems)
     out.identities.push(...d.identities)

@@ -139,9 +139,6 @@ export function referencesOf(r: AnyResource): Reference[] {
       if (r.spec.memory !== undefined) out.push({ kind: 'Memory', ref: r.spec.memory, path: 'memory' })
       break
     case 'MCPServer':
-      fromValue(ns, r.spec.address, 'address', out)
-      fromValues(ns, r.spec.headers, 'headers', out)
-      break
     case 'A2AServer':
       fromValue(ns, r.spec.address, 'address', out)
       fromValues(ns, r.spec.headers, 'headers', out)

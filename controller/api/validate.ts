@@ -6,7 +6,7 @@ import { Compile } from 'typebox/compile'
 import Value from 'typebox/value'
 import type { TSchema } from 'typebox'
 import type { KindDef } from './define.ts'
-import { ObjectMeta, Obj, Str, Type } from './schema.ts'
+import { ObjectMeta, Obj, Str } from './schema.ts'
 
 export interface FieldIssue {
   readonly severity: 'error' | 'warning'
@@ -200,9 +200,4 @@ function gotText(doc: unknown, pointer: string): string {
       : JSON.stringify(v)
   if (text.length > 60) text = `${text.slice(0, 57)}...`
   return `, got ${text}`
-}
-
-/** Checks a schema compiles (used on user-supplied JSON Schemas such as outputSchema). */
-export function isSchema(value: unknown): boolean {
-  return Type.IsSchema(value)
 }
