@@ -247,3 +247,13 @@ spec: { strategy: sequential, members: [{ name: solo, type: agent }] }
     expect(available('Team/default/crew')).toBe('True AllDependenciesReady')
   })
 })
+
+describe('values only a cluster can resolve', () => {
+  it('a serviceRef anywhere (agent parameter, memory address) is reported, not silently accepted', async () => {
+    cp = await startControlPlane('test/fixtures/kinds', { watch: false })
+    expect(available('Memory/team-a/full-memory')).toBe('False ServiceNotResolvable')
+    expect(cp.store.status('Agent/team-a/full-agent')!.conditions[0]!.message).toContain(
+      'parameters.svc: serviceRef memory-svc resolves only inside a cluster',
+    )
+  })
+})

@@ -5,7 +5,8 @@
 import type { AnyResource, Kind, NamedValue, ObjectRef, ValueSource } from './resources.ts'
 
 export interface Reference {
-  readonly kind: Kind
+  /** `Service` for a serviceRef: not a kind ark stores, but a dependency all the same. */
+  readonly kind: Kind | 'Service'
   readonly ref: ObjectRef
   /** Field path in the internal model's terms, for messages (`model`, `tools[2]`, `parameters.api_key`). */
   readonly path: string
@@ -34,6 +35,9 @@ function fromValue(ns: string, source: ValueSource | undefined, path: string, ou
       key: r.key,
       optional: r.optional === true,
     })
+  } else if ('serviceRef' in source) {
+    const r = source.serviceRef
+    out.push({ kind: 'Service', ref: { namespace: r.namespace ?? ns, name: r.name }, path })
   }
 }
 

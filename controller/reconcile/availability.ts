@@ -144,6 +144,11 @@ function valueFailures(r: AnyResource, catalog: Catalog): Failure[] {
       })
       continue
     }
+    if (ref.kind === 'Service') {
+      const v = catalog.resolveValue(ns, { serviceRef: { name: ref.ref.name } })
+      if (!v.ok) out.push({ reason: v.reason, message: `${ref.path}: ${v.message}` })
+      continue
+    }
     if (ref.kind === 'ConfigMap' || ref.kind === 'Secret') {
       if (ref.key === undefined) {
         if (catalog.get(ref.kind, ref.ref) === undefined) {
@@ -191,7 +196,6 @@ function valueFailures(r: AnyResource, catalog: Catalog): Failure[] {
       })
     }
   }
-  // Values written as serviceRef cannot be checked by reference; the catalog says why.
   return out
 }
 
@@ -199,12 +203,6 @@ function agentFailures(a: ResourceOf<'Agent'>, catalog: Catalog, caps: Capabilit
   const s = a.spec
   const out = valueFailures(a, catalog)
   const ns = a.ref.namespace
-  for (const p of s.parameters) {
-    if ('serviceRef' in p.source) {
-      const v = catalog.resolveValue(ns, p.source)
-      if (!v.ok) out.push({ reason: v.reason, message: `parameters.${p.name}: ${v.message}` })
-    }
-  }
   if (s.model !== undefined && 'id' in s.model && !caps.providers.has(s.model.provider)) {
     out.push({
       reason: UNSUPPORTED,

@@ -129,7 +129,10 @@ export class Catalog {
     m.set(r.key, r)
     for (const name of this.#targetNames(r))
       this.#targets.set(name, { kind: r.kind as TargetKind, resource: r as ResourceOf<TargetKind> })
-    const refs = referencesOf(r).map((x) => resourceKey(x.kind, x.ref.namespace, x.ref.name))
+    // Services are not stored here, so nothing can change under a serviceRef.
+    const refs = referencesOf(r).flatMap((x) =>
+      x.kind === 'Service' ? [] : [resourceKey(x.kind, x.ref.namespace, x.ref.name)],
+    )
     this.#references.set(r.key, refs)
     for (const k of refs) {
       let s = this.#dependents.get(k)
