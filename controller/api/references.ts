@@ -17,19 +17,11 @@ export interface Reference {
 
 function fromValue(ns: string, source: ValueSource | undefined, path: string, out: Reference[]): void {
   if (source === undefined) return
-  if ('configMapKeyRef' in source) {
-    const r = source.configMapKeyRef
+  if ('configMapKeyRef' in source || 'secretKeyRef' in source) {
+    const isSecret = 'secretKeyRef' in source
+    const r = isSecret ? source.secretKeyRef : source.configMapKeyRef
     out.push({
-      kind: 'ConfigMap',
-      ref: { namespace: ns, name: r.name },
-      path,
-      key: r.key,
-      optional: r.optional === true,
-    })
-  } else if ('secretKeyRef' in source) {
-    const r = source.secretKeyRef
-    out.push({
-      kind: 'Secret',
+      kind: isSecret ? 'Secret' : 'ConfigMap',
       ref: { namespace: ns, name: r.name },
       path,
       key: r.key,
