@@ -43,9 +43,9 @@ describe('ark validate', () => {
   it('exits 0 on the examples, and lists what waits for a later version as warnings', async () => {
     const r = await ark('validate', 'examples')
     expect(r.code).toBe(0)
-    expect(r.stdout).toMatch(/^12 resources, 0 errors, 4 warnings$/m)
+    expect(r.stdout).toMatch(/^14 resources, 0 errors, 4 warnings$/m)
     expect(r.stdout).toContain(
-      'warning: research-agent.yaml (document 1) ArkAgent default/research-agent: not Available: UnsupportedFeature: mcpServers: web-search needs the MCP client',
+      'warning: research-agent.yaml (document 1) ArkAgent default/research-agent: not Available: UnsupportedFeature: model llama3.2 needs the openai provider client',
     )
   })
 
@@ -81,7 +81,7 @@ describe('ark get', () => {
     expect(lines.find((l) => l.startsWith('simple-agent'))).toMatch(
       /^simple-agent\s+Agent\s+default\s+0\s+True\s+AllDependenciesReady$/,
     )
-    expect(lines).toHaveLength(8)
+    expect(lines).toHaveLength(9)
   })
 
   it('filters by dialect kind and name; -o json shows status in the dialect', async () => {

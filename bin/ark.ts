@@ -5,16 +5,17 @@
  *   ark validate <path>     check manifests; exit 1 when any error
  *   ark get <kind> [name]   kubectl-like table of resources and their Available condition
  *   ark crds [--out dir]    the CustomResourceDefinitions, generated from the schemas
- *   ark dev                 load the manifests folder and follow it live
+ *   ark dev                 serve the manifests folder's agents on 127.0.0.1:8080, following it live
  */
 import { parseArgs } from 'node:util'
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateCrds } from '../controller/api/index.ts'
-import { startControlPlane } from '../controller/index.ts'
+import { CAPABILITIES, startControlPlane } from '../controller/index.ts'
+import { BUILTIN_TOOLS, DEFAULTS, PROVIDERS, createGateway, createLogger, serve } from '../gateway/index.ts'
+import type { ProviderType } from '../controller/api/index.ts'
 import { renderGet, resolveKind } from './get.ts'
 import { renderValidation } from './validate.ts'
-import { createLogger } from './log.ts'
 
 const HELP = `ark — Agentic Runtime for Kubernetes
 
@@ -27,9 +28,18 @@ Usage:
         -A, --all-namespaces       Every namespace
         -o, --output <format>      wide | name | yaml | json (yaml/json print ark's resolved view)
   ark crds [--out <dir>]           Print the CRDs, or write one file per CRD into <dir>.
-  ark dev                          Load the manifests folder, reconcile, and follow changes live,
-                                   logging JSON lines. (The gateway joins this command in a later version.)
+  ark dev                          Serve the agents of a manifests folder: OpenAI-compatible API,
+                                   in-process pools, metrics; follows the folder live, logs JSON lines.
         -f, --manifests <path>     (env ARK_MANIFESTS, default ./examples)
+        --host <addr>              (env HOST, default 127.0.0.1)
+        --port <n>                 (env PORT, default 8080; 0 picks a free port)
+        --max-body-bytes <n>       Largest request body (env ARK_MAX_BODY_BYTES, default 4194304)
+        --max-iterations <n>       Tool-loop bound per task (env ARK_MAX_ITERATIONS, default 20)
+        --task-timeout <seconds>   For agents without limits.timeoutSeconds (env ARK_TASK_TIMEOUT, default 120)
+        --pool-concurrency <n>     Tasks at once per agent without replicas/maxConcurrentTasks
+                                   (env ARK_POOL_CONCURRENCY, default 64)
+        --queue-size <n>           Tasks waiting per agent beyond that; more get 429 (env ARK_QUEUE_SIZE,
+                                   default 256)
   ark --help | ark --version
 
 Kinds for get: agents, models, tools, teams, memories, queries, mcpservers, a2aservers,
@@ -39,6 +49,8 @@ executionengines, evaluations, services, settings, configmaps, secrets, all
 Environment:
   ARK_MANIFESTS    default manifests folder
   ARK_LOG_LEVEL    debug | info | warn | error (default info)
+
+Routes served by ark dev: POST /v1/chat/completions, GET /v1/models, GET /metrics, GET /healthz, GET /readyz.
 `
 
 async function main(argv: string[]): Promise<number> {
@@ -54,6 +66,13 @@ async function main(argv: string[]): Promise<number> {
       'all-namespaces': { type: 'boolean', short: 'A' },
       output: { type: 'string', short: 'o' },
       out: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'max-body-bytes': { type: 'string' },
+      'max-iterations': { type: 'string' },
+      'task-timeout': { type: 'string' },
+      'pool-concurrency': { type: 'string' },
+      'queue-size': { type: 'string' },
     },
   })
   const [command, ...rest] = positionals
@@ -138,19 +157,61 @@ async function main(argv: string[]): Promise<number> {
       console.log(`wrote ${String(files.length)} files to ${values.out}`)
       return 0
     }
-    case 'dev':
-      return dev(manifests)
+    case 'dev': {
+      const number = (flag: string, env: string, fallback: number, min: number) => {
+        const raw = (values as Record<string, string | undefined>)[flag] ?? process.env[env]
+        if (raw === undefined || raw === '') return fallback
+        const n = Number(raw)
+        if (!Number.isInteger(n) || n < min) {
+          throw new Error(
+            `--${flag} (${env}) must be an integer >= ${String(min)}, got ${JSON.stringify(raw)}`,
+          )
+        }
+        return n
+      }
+      return dev({
+        manifests,
+        host: values.host ?? process.env.HOST ?? '127.0.0.1',
+        port: number('port', 'PORT', 8080, 0),
+        maxBodyBytes: number('max-body-bytes', 'ARK_MAX_BODY_BYTES', DEFAULTS.maxBodyBytes, 1024),
+        maxIterations: number('max-iterations', 'ARK_MAX_ITERATIONS', DEFAULTS.maxIterations, 1),
+        taskTimeoutMs: number('task-timeout', 'ARK_TASK_TIMEOUT', DEFAULTS.taskTimeoutMs / 1000, 1) * 1000,
+        poolConcurrency: number('pool-concurrency', 'ARK_POOL_CONCURRENCY', DEFAULTS.poolConcurrency, 1),
+        maxQueued: number('queue-size', 'ARK_QUEUE_SIZE', DEFAULTS.maxQueued, 0),
+      })
+    }
     default:
       console.error(`ark: unknown command "${command}" (see ark --help)`)
       return 2
   }
 }
 
-/** Loads the folder, reconciles, and logs every change until SIGINT/SIGTERM. */
-async function dev(manifests: string): Promise<number> {
+interface DevOptions {
+  readonly manifests: string
+  readonly host: string
+  readonly port: number
+  readonly maxBodyBytes: number
+  readonly maxIterations: number
+  readonly taskTimeoutMs: number
+  readonly poolConcurrency: number
+  readonly maxQueued: number
+}
+
+/**
+ * The embedded default: loads the folder, reconciles, serves the gateway, and logs every change until
+ * SIGINT/SIGTERM, then stops taking requests and lets running tasks finish.
+ */
+async function dev(options: DevOptions): Promise<number> {
+  const { manifests } = options
   const log = createLogger('dev')
   const cp = await startControlPlane(manifests, {
     onError: (err) => log.warn('watch error', { error: String(err) }),
+    // What this runtime can execute decides what is Available.
+    capabilities: {
+      ...CAPABILITIES,
+      builtinTools: new Set(Object.keys(BUILTIN_TOOLS)),
+      providers: new Set(Object.keys(PROVIDERS) as ProviderType[]),
+    },
   })
   const reported = new Set<string>()
   const reportProblems = () => {
@@ -193,11 +254,26 @@ async function dev(manifests: string): Promise<number> {
     }
     reportProblems()
   })
+  const gateway = createGateway({
+    catalog: cp.catalog,
+    maxBodyBytes: options.maxBodyBytes,
+    maxIterations: options.maxIterations,
+    taskTimeoutMs: options.taskTimeoutMs,
+    poolConcurrency: options.poolConcurrency,
+    maxQueued: options.maxQueued,
+    log: createLogger('gateway'),
+    processMetrics: !('Deno' in globalThis),
+  })
+  const server = await serve(gateway.fetch, { host: options.host, port: options.port })
+  const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${String(server.port)}`
+  log.info('serving', { url, openai: `${url}/v1`, metrics: `${url}/metrics` })
   await new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve())
     process.once('SIGTERM', () => resolve())
   })
   log.info('stopping')
+  await server.close()
+  await gateway.close()
   await cp.close()
   return 0
 }

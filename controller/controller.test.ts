@@ -4,7 +4,8 @@ import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { formatProblem } from './api/index.ts'
 import type { ControlPlane } from './index.ts'
-import { startControlPlane } from './index.ts'
+import { CAPABILITIES, startControlPlane } from './index.ts'
+import type { Capabilities } from './index.ts'
 
 let dir: string
 let cp: ControlPlane | undefined
@@ -19,7 +20,17 @@ afterEach(async () => {
 })
 
 const write = (file: string, text: string) => writeFile(join(dir, file), text)
-const start = async () => (cp = await startControlPlane(dir, { pollIntervalMs: 0 }))
+/**
+ * These tests are about dependencies, not about what this build can run: they use a runtime that has every
+ * provider and the team strategies, so that a Model or Team is Available exactly when its references are.
+ */
+const EVERYTHING: Capabilities = {
+  ...CAPABILITIES,
+  providers: new Set(['openai', 'azure', 'anthropic', 'bedrock', 'mock']),
+  teams: true,
+}
+const start = async (capabilities: Capabilities = EVERYTHING) =>
+  (cp = await startControlPlane(dir, { pollIntervalMs: 0, capabilities }))
 const available = (key: string) => {
   const c = cp?.store.status(key)?.conditions.find((x) => x.type === 'Available')
   return c === undefined ? undefined : `${c.status} ${c.reason}`
@@ -245,6 +256,34 @@ spec: { strategy: sequential, members: [{ name: solo, type: agent }] }
     expect(key('agent/crew')).toBeUndefined()
     expect(key('crew')).toBeUndefined()
     expect(available('Team/default/crew')).toBe('True AllDependenciesReady')
+  })
+
+  it('says what this build cannot run yet: a Team, a Model whose provider has no client', async () => {
+    await write(
+      'a.yaml',
+      `apiVersion: ark.mckinsey.com/v1alpha1
+kind: Model
+metadata: { name: gpt }
+spec: { provider: openai, model: { value: gpt-4o } }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: solo }
+spec: { prompt: hi, modelRef: { name: gpt } }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Team
+metadata: { name: crew }
+spec: { strategy: sequential, members: [{ name: solo, type: agent }] }
+`,
+    )
+    await start(CAPABILITIES)
+    expect(available('Model/default/gpt')).toBe('False UnsupportedFeature')
+    expect(available('Agent/default/solo')).toBe('False ModelNotAvailable')
+    expect(available('Team/default/crew')).toBe('False AgentNotAvailable')
+    expect(cp!.store.status('Team/default/crew')!.conditions[0]!.message).toContain(
+      'teams need the team strategies',
+    )
   })
 })
 

@@ -14,7 +14,7 @@ export interface FieldIssue {
   readonly message: string
 }
 
-interface TypeBoxError {
+export interface TypeBoxError {
   readonly keyword: string
   readonly instancePath: string
   readonly params: Record<string, unknown>
@@ -49,7 +49,7 @@ export function validateDocument(def: KindDef, doc: unknown): { value: unknown; 
   const value = Value.Default(schema, withoutStatus(def, Value.Clone(doc)))
   if (validator.Check(value)) return { value, issues: [] }
   const showValues = def.kind !== 'Secret'
-  const issues = describe(validator.Errors(value), value, showValues)
+  const issues = describeSchemaErrors(validator.Errors(value), value, { showValues })
   return { value, issues }
 }
 
@@ -82,7 +82,18 @@ function join(path: string, key: string): string {
   return pointerToPath(`${path}/${key.replaceAll('~', '~0').replaceAll('/', '~1')}`)
 }
 
-function describe(errors: readonly TypeBoxError[], doc: unknown, showValues: boolean): FieldIssue[] {
+/**
+ * TypeBox errors to issues a person can act on. Shared with the gateway, which validates tool arguments and
+ * request bodies against JSON Schemas the same way. Unknown fields are warnings for documents (Kubernetes
+ * prunes them) and errors where a closed schema means the field cannot be used (tool arguments).
+ */
+export function describeSchemaErrors(
+  errors: readonly TypeBoxError[],
+  doc: unknown,
+  options: { showValues: boolean; unknownFields?: 'warning' | 'error' },
+): FieldIssue[] {
+  const { showValues } = options
+  const unknownSeverity = options.unknownFields ?? 'warning'
   const out: FieldIssue[] = []
   const seen = new Set<string>()
   const add = (issue: FieldIssue) => {
@@ -107,7 +118,11 @@ function describe(errors: readonly TypeBoxError[], doc: unknown, showValues: boo
         for (const key of (e.params.additionalProperties as string[] | undefined) ?? []) {
           if (!unknownFields.has(`${e.instancePath}/${key.replaceAll('~', '~0').replaceAll('/', '~1')}`))
             continue
-          add({ severity: 'warning', path: join(e.instancePath, key), message: 'unknown field, ignored' })
+          add({
+            severity: unknownSeverity,
+            path: join(e.instancePath, key),
+            message: unknownSeverity === 'warning' ? 'unknown field, ignored' : 'unknown field',
+          })
         }
         break
       case 'required':

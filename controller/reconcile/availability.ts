@@ -15,19 +15,23 @@ export interface Capabilities {
   readonly mcp: boolean
   readonly a2a: boolean
   readonly executionEngines: boolean
+  /** Team strategies (sequential, selector, graph, ...) can run. */
+  readonly teams: boolean
 }
 
 /**
- * This build: tools that are built in or call another agent or team; every provider but Bedrock. Webhook and
- * Wasm tools wait for the sandbox, MCP and A2A for their clients, external execution engines for a client.
+ * What the runtime of this build executes: built-in tools and tools that call another agent, on the mock
+ * provider. Real providers arrive next; webhook and Wasm tools wait for the sandbox, MCP and A2A for their
+ * clients, external execution engines for a client, teams for their strategies.
  */
 export const CAPABILITIES: Capabilities = {
   builtinTools: new Set(['noop', 'terminate', 'calculator']),
-  toolTypes: new Set<ToolType>(['builtin', 'agent', 'team']),
-  providers: new Set<ProviderType>(['openai', 'azure', 'anthropic', 'mock']),
+  toolTypes: new Set<ToolType>(['builtin', 'agent']),
+  providers: new Set<ProviderType>(['mock']),
   mcp: false,
   a2a: false,
   executionEngines: false,
+  teams: false,
 }
 
 export interface Verdict {
@@ -58,7 +62,7 @@ export function availabilityOf(
     case 'Model':
       failures = [...valueFailures(r, catalog)]
       if (!caps.providers.has(r.spec.provider)) {
-        failures.push({ reason: UNSUPPORTED, message: `provider ${r.spec.provider} is not supported yet` })
+        failures.push(notYet(`provider ${r.spec.provider} needs its client`))
       }
       break
     case 'Tool':
@@ -66,6 +70,8 @@ export function availabilityOf(
       break
     case 'Team':
       failures = teamFailures(r, catalog)
+      if (!caps.teams)
+        failures.push(notYet('teams need the team strategies (sequential, selector, graph, ...)'))
       break
     case 'MCPServer':
       failures = [
@@ -204,10 +210,7 @@ function agentFailures(a: ResourceOf<'Agent'>, catalog: Catalog, caps: Capabilit
   const out = valueFailures(a, catalog)
   const ns = a.ref.namespace
   if (s.model !== undefined && 'id' in s.model && !caps.providers.has(s.model.provider)) {
-    out.push({
-      reason: UNSUPPORTED,
-      message: `provider ${s.model.provider} (model ${s.model.id}) is not supported yet`,
-    })
+    out.push(notYet(`model ${s.model.id} needs the ${s.model.provider} provider client`))
   }
   if (s.executionEngine !== undefined) {
     if (s.executionEngine.name === 'a2a') {

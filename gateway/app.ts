@@ -1,0 +1,103 @@
+/**
+ * The gateway's HTTP face: a Hono app on Web-standard Request/Response only, so the same app serves on Node
+ * (serve-node.ts) and Deno (serve-deno.ts). Routes are thin; the work is in openai/, runtime/ and pool/.
+ */
+import { Hono } from 'hono'
+import { bodyLimit } from 'hono/body-limit'
+import { routePath } from 'hono/route'
+import type { Catalog } from '../controller/store/index.ts'
+import type { Logger } from './log.ts'
+import type { Metrics } from './metrics.ts'
+import type { ChatDeps, GatewayVariables } from './openai/chat.ts'
+import { chatCompletions } from './openai/chat.ts'
+import { errorResponse } from './openai/errors.ts'
+import { listModels } from './openai/models.ts'
+import type { TaskQueue } from './pool/queue.ts'
+import type { AgentRuntime } from './runtime/agent-runtime.ts'
+
+export interface AppDeps {
+  readonly catalog: Catalog
+  readonly runtime: AgentRuntime
+  readonly queue: TaskQueue
+  readonly metrics: Metrics
+  readonly log: Logger
+  readonly defaultNamespace: string
+  /** Largest request body accepted, in bytes. */
+  readonly maxBodyBytes: number
+  /** True once the manifests are loaded and reconciled. */
+  readonly ready: () => boolean
+}
+
+export function createApp(deps: AppDeps): Hono<{ Variables: GatewayVariables }> {
+  const app = new Hono<{ Variables: GatewayVariables }>()
+  const chat: ChatDeps = deps
+
+  app.use(async (c, next) => {
+    const started = performance.now()
+    await next()
+    const route = routePath(c)
+    deps.metrics.http(
+      {
+        method: c.req.method,
+        // Unmatched paths share one label value: paths are client input, label values must stay bounded.
+        route: route === '/*' || route === '*' ? 'unmatched' : route,
+        status: c.res.status,
+        // Set by handlers that resolved a target; unset (undefined at run time) elsewhere.
+        target: c.get('target') ?? '',
+      },
+      (performance.now() - started) / 1000,
+    )
+  })
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }))
+  app.get('/readyz', (c) =>
+    deps.ready() ? c.json({ status: 'ready' }) : c.json({ status: 'loading manifests' }, 503),
+  )
+  app.get('/metrics', async (c) => {
+    const text = await deps.metrics.text()
+    return c.body(text, 200, { 'content-type': deps.metrics.contentType })
+  })
+
+  app.get('/v1/models', (c) => c.json(listModels(deps.catalog, deps.defaultNamespace)))
+  app.post(
+    '/v1/chat/completions',
+    bodyLimit({
+      maxSize: deps.maxBodyBytes,
+      onError: () =>
+        errorResponse(
+          413,
+          `the request body is larger than ${String(deps.maxBodyBytes)} bytes (--max-body-bytes / ARK_MAX_BODY_BYTES)`,
+          { code: 'request_too_large' },
+        ),
+    }),
+    (c) => chatCompletions(c, chat),
+  )
+
+  for (const [path, allow] of [
+    ['/v1/chat/completions', 'POST'],
+    ['/v1/models', 'GET'],
+    ['/metrics', 'GET'],
+    ['/healthz', 'GET'],
+    ['/readyz', 'GET'],
+  ] as const) {
+    app.all(path, (c) =>
+      errorResponse(405, `${c.req.method} is not allowed on ${path}; use ${allow}`, {
+        code: 'method_not_allowed',
+        headers: { allow },
+      }),
+    )
+  }
+
+  app.notFound((c) =>
+    errorResponse(404, `there is no route ${c.req.method} ${new URL(c.req.url).pathname.slice(0, 200)}`, {
+      code: 'not_found',
+    }),
+  )
+  app.onError((err, c) => {
+    deps.log.error('request failed', { method: c.req.method, path: c.req.path, error: err.message })
+    return errorResponse(500, 'the gateway failed to handle the request; see its log', {
+      code: 'internal_error',
+    })
+  })
+  return app
+}

@@ -1,0 +1,118 @@
+/**
+ * One call assembles the embedded data plane over a catalog: the agent runtime, in-process pools, metrics
+ * and the HTTP app. The caller (the CLI, a test, an embedder) owns the catalog and the listening socket.
+ */
+import type { ObjectRef, ProviderType } from '../controller/api/index.ts'
+import type { Catalog } from '../controller/store/index.ts'
+import { createApp } from './app.ts'
+import type { Logger } from './log.ts'
+import { silentLogger } from './log.ts'
+import { Metrics } from './metrics.ts'
+import { MemoryQueue } from './pool/memory.ts'
+import type { PoolLimits, TaskQueue } from './pool/queue.ts'
+import { AgentRuntime } from './runtime/agent-runtime.ts'
+import type { ProviderFactory } from './runtime/provider.ts'
+import { createMockProvider } from './runtime/providers/mock.ts'
+import { BUILTIN_TOOLS } from './runtime/tools/builtin.ts'
+import type { BuiltinTool } from './runtime/tools/tool.ts'
+
+/** The providers this build can create. */
+export const PROVIDERS: Readonly<Partial<Record<ProviderType, ProviderFactory>>> = {
+  mock: createMockProvider,
+}
+
+export interface GatewayOptions {
+  readonly catalog: Catalog
+  readonly defaultNamespace?: string
+  /** Largest request body, in bytes (default 4 MiB). */
+  readonly maxBodyBytes?: number
+  /** Tool-loop bound per task (default 20). */
+  readonly maxIterations?: number
+  /** Task timeout for agents without limits.timeoutSeconds (default 120 s). */
+  readonly taskTimeoutMs?: number
+  /** Pool size for agents that do not set replicas or maxConcurrentTasks (default 64). */
+  readonly poolConcurrency?: number
+  /** Tasks that may wait in each pool beyond its concurrency (default 256); more get 429. */
+  readonly maxQueued?: number
+  /** Built-in tools beyond noop, terminate and calculator (an embedder's own tools). */
+  readonly builtins?: Readonly<Record<string, BuiltinTool>>
+  readonly log?: Logger
+  readonly processMetrics?: boolean
+  /** Readiness beyond "constructed" (default: always ready). */
+  readonly ready?: () => boolean
+}
+
+export interface Gateway {
+  readonly fetch: (request: Request) => Response | Promise<Response>
+  readonly runtime: AgentRuntime
+  readonly queue: TaskQueue
+  readonly metrics: Metrics
+  /** Stops taking tasks and waits for running ones. */
+  close(): Promise<void>
+}
+
+export const DEFAULTS = {
+  maxBodyBytes: 4 * 1024 * 1024,
+  maxIterations: 20,
+  taskTimeoutMs: 120_000,
+  poolConcurrency: 64,
+  maxQueued: 256,
+} as const
+
+export function createGateway(options: GatewayOptions): Gateway {
+  const { catalog } = options
+  const defaultNamespace = options.defaultNamespace ?? 'default'
+  const log = options.log ?? silentLogger
+  const builtins = { ...BUILTIN_TOOLS, ...options.builtins }
+  const poolConcurrency = options.poolConcurrency ?? DEFAULTS.poolConcurrency
+  const maxQueued = options.maxQueued ?? DEFAULTS.maxQueued
+
+  // The runtime reports to metrics, and metrics read the queue, which runs the runtime: tie the knot late.
+  const sink: { metrics?: Metrics } = {}
+  const runtime = new AgentRuntime({
+    catalog,
+    providers: PROVIDERS,
+    builtins,
+    maxIterations: options.maxIterations ?? DEFAULTS.maxIterations,
+    timeoutMs: options.taskTimeoutMs ?? DEFAULTS.taskTimeoutMs,
+    defaultNamespace,
+    observe: (agent, event) => sink.metrics?.observe(agent, event),
+  })
+  const limitsOf = (ref: ObjectRef): PoolLimits => {
+    const agent = catalog.get('Agent', ref)
+    const s = agent?.spec
+    const concurrency =
+      s === undefined || (s.replicas === undefined && s.limits.maxConcurrentTasks === undefined)
+        ? poolConcurrency
+        : (s.replicas ?? 1) * (s.limits.maxConcurrentTasks ?? 1)
+    return { concurrency, maxQueued }
+  }
+  const queue = new MemoryQueue((task, context) => runtime.run(task, context), limitsOf)
+  runtime.submit = async (task, signal) => (await queue.submit(task, { signal })).result
+  const metrics = new Metrics({
+    catalog,
+    pools: () => queue.stats(),
+    ...(options.processMetrics === undefined ? {} : { processMetrics: options.processMetrics }),
+  })
+  sink.metrics = metrics
+  const app = createApp({
+    catalog,
+    runtime,
+    queue,
+    metrics,
+    log,
+    defaultNamespace,
+    maxBodyBytes: options.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
+    ready: options.ready ?? (() => true),
+  })
+  return {
+    fetch: (request) => app.fetch(request),
+    runtime,
+    queue,
+    metrics,
+    async close() {
+      await queue.close()
+      runtime.close()
+    },
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * gateway: the data plane. A Hono app (OpenAI-compatible routes, metrics, health), the agent runtime (tool
+ * loop, providers, built-in tools), and the task queue with its pools. Runtime-specific serving lives in
+ * serve-node.ts and serve-deno.ts, which callers import directly.
+ */
+export type { Gateway, GatewayOptions } from './gateway.ts'
+export { DEFAULTS, PROVIDERS, createGateway } from './gateway.ts'
+export type { Logger } from './log.ts'
+export { createLogger, silentLogger } from './log.ts'
+export type { AgentEvent, Outcome, ToolOutcome } from './runtime/events.ts'
+export type { ChatMessage, ToolDefinition, Usage } from './runtime/messages.ts'
+export type {
+  Completion,
+  CompletionRequest,
+  Provider,
+  ProviderConfig,
+  ProviderFactory,
+} from './runtime/provider.ts'
+export type { Task, TaskResult } from './runtime/task.ts'
+export type { BuiltinTool, ToolResult } from './runtime/tools/tool.ts'
+export { BUILTIN_TOOLS } from './runtime/tools/builtin.ts'
+export type { PoolLimits, PoolStats, TaskQueue } from './pool/queue.ts'
+export { QueueFullError } from './pool/queue.ts'
+export type { AgentRuntime } from './runtime/agent-runtime.ts'
+export type { PreparedAgent } from './runtime/prepare.ts'
+export { runLoop } from './runtime/loop.ts'
+export type { LoopAgent, LoopInput, LoopResult } from './runtime/loop.ts'
+export type { ServeHandle, ServeOptions } from './serve.ts'
+export { serve } from './serve.ts'

@@ -1,0 +1,93 @@
+/**
+ * Chat completion bodies and stream chunks, byte for byte in OpenAI's format. Chunks of one response share
+ * everything but the delta, so the constant parts are serialized once per response.
+ */
+import type { Usage } from '../runtime/messages.ts'
+
+export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter'
+
+export interface CompletionIdentity {
+  readonly id: string
+  /** Unix seconds. */
+  readonly created: number
+  readonly model: string
+}
+
+export function completionBody(
+  who: CompletionIdentity,
+  content: string,
+  finishReason: FinishReason,
+  usage: Usage,
+): Record<string, unknown> {
+  return {
+    id: who.id,
+    object: 'chat.completion',
+    created: who.created,
+    model: who.model,
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content, refusal: null, annotations: [] },
+        logprobs: null,
+        finish_reason: finishReason,
+      },
+    ],
+    usage: usageBody(usage),
+    service_tier: 'default',
+    system_fingerprint: null,
+  }
+}
+
+export function usageBody(u: Usage): Record<string, number> {
+  return { prompt_tokens: u.promptTokens, completion_tokens: u.completionTokens, total_tokens: u.totalTokens }
+}
+
+/** Server-sent events of one streamed completion: each method returns a whole `data: ...\n\n` event. */
+export class ChunkEncoder {
+  readonly #head: string
+  readonly #tail: string
+  readonly #who: CompletionIdentity
+
+  constructor(who: CompletionIdentity, includeUsage: boolean) {
+    this.#who = who
+    this.#head = `data: {"id":${JSON.stringify(who.id)},"object":"chat.completion.chunk","created":${String(who.created)},"model":${JSON.stringify(who.model)},"service_tier":"default","system_fingerprint":null,"choices":[{"index":0,"delta":`
+    this.#tail = includeUsage ? ',"usage":null}\n\n' : '}\n\n'
+  }
+
+  /** The first chunk: the assistant role, no content yet. */
+  role(): string {
+    return `${this.#head}{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]${this.#tail}`
+  }
+
+  content(text: string): string {
+    return `${this.#head}{"content":${JSON.stringify(text)}},"logprobs":null,"finish_reason":null}]${this.#tail}`
+  }
+
+  finish(reason: FinishReason): string {
+    return `${this.#head}{},"logprobs":null,"finish_reason":"${reason}"}]${this.#tail}`
+  }
+
+  /** The extra chunk `stream_options.include_usage` asks for: no choices, the usage of the whole request. */
+  usage(u: Usage): string {
+    const w = this.#who
+    return `data: ${JSON.stringify({
+      id: w.id,
+      object: 'chat.completion.chunk',
+      created: w.created,
+      model: w.model,
+      service_tier: 'default',
+      system_fingerprint: null,
+      choices: [],
+      usage: usageBody(u),
+    })}\n\n`
+  }
+
+  /** An error after the stream began: OpenAI's error object as a data event, which the SDKs raise. */
+  error(body: unknown): string {
+    return `data: ${JSON.stringify({ error: body })}\n\n`
+  }
+
+  done(): string {
+    return 'data: [DONE]\n\n'
+  }
+}

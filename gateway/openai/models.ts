@@ -1,0 +1,41 @@
+/** `GET /v1/models`: every agent, team and model a client can name, in OpenAI's list shape. */
+import type { Catalog, TargetKind } from '../../controller/store/index.ts'
+
+const PREFIX: Record<TargetKind, string> = { Agent: 'agent', Team: 'team', Model: 'model' }
+const KINDS: readonly TargetKind[] = ['Agent', 'Team', 'Model']
+
+export function listModels(catalog: Catalog, defaultNamespace: string): Record<string, unknown> {
+  const data: Record<string, unknown>[] = []
+  for (const kind of KINDS) {
+    for (const r of catalog.list(kind)) {
+      const { namespace, name } = r.ref
+      const id =
+        namespace === defaultNamespace ? `${PREFIX[kind]}/${name}` : `${PREFIX[kind]}/${namespace}/${name}`
+      const available = catalog.status(r.key)?.conditions.find((c) => c.type === 'Available')
+      data.push({
+        id,
+        object: 'model',
+        created: created(r.meta.creationTimestamp),
+        owned_by: namespace,
+        // Beyond OpenAI's fields, as other gateways do: what it is and whether it can serve now.
+        ark: {
+          kind: r.origin.kind,
+          ...(r.kind === 'Model'
+            ? {}
+            : 'description' in r.spec && r.spec.description !== undefined
+              ? { description: r.spec.description }
+              : {}),
+          available: available?.status ?? 'Unknown',
+          ...(available !== undefined && available.status !== 'True' ? { reason: available.reason } : {}),
+        },
+      })
+    }
+  }
+  data.sort((a, b) => String(a.id).localeCompare(String(b.id)))
+  return { object: 'list', data }
+}
+
+function created(timestamp: string | undefined): number {
+  const t = timestamp === undefined ? NaN : Date.parse(timestamp)
+  return Number.isNaN(t) ? 0 : Math.floor(t / 1000)
+}

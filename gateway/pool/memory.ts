@@ -1,0 +1,145 @@
+/**
+ * In-process pools: one per agent, each running at most `concurrency` tasks and holding at most `maxQueued`
+ * more in FIFO order. Limits are read at each submit, so a changed replicas or maxConcurrentTasks applies to
+ * the next task without a restart.
+ */
+import type { ObjectRef } from '../../controller/api/index.ts'
+import { NO_USAGE } from '../runtime/messages.ts'
+import type { Task, TaskResult } from '../runtime/task.ts'
+import type { Admission, PoolLimits, PoolStats, SubmitOptions, TaskQueue, TaskRunner } from './queue.ts'
+import { QueueFullError } from './queue.ts'
+
+interface Waiting {
+  readonly task: Task
+  readonly options: SubmitOptions
+  readonly resolve: (r: TaskResult) => void
+  readonly onAbort: () => void
+}
+
+class Pool {
+  readonly ref: ObjectRef
+  inFlight = 0
+  concurrency = 1
+  /** FIFO with a moving head: shift() would copy the array on every dequeue. */
+  waiting: (Waiting | undefined)[] = []
+  head = 0
+  /** Live entries in `waiting` (cancelled ones leave a hole). */
+  queued = 0
+  /** Recent run time (s), to tell refused callers when to come back. */
+  ewmaSeconds = 1
+
+  constructor(ref: ObjectRef) {
+    this.ref = ref
+  }
+}
+
+export class MemoryQueue implements TaskQueue {
+  readonly #run: TaskRunner
+  readonly #limitsOf: (agent: ObjectRef) => PoolLimits
+  readonly #pools = new Map<string, Pool>()
+  readonly #running = new Set<Promise<unknown>>()
+  #closed = false
+
+  constructor(run: TaskRunner, limitsOf: (agent: ObjectRef) => PoolLimits) {
+    this.#run = run
+    this.#limitsOf = limitsOf
+  }
+
+  submit(task: Task, options: SubmitOptions): Promise<Admission> {
+    if (this.#closed) return Promise.reject(new Error('the queue is closed'))
+    const key = `${task.agent.namespace}/${task.agent.name}`
+    let pool = this.#pools.get(key)
+    if (pool === undefined) this.#pools.set(key, (pool = new Pool(task.agent)))
+    const limits = this.#limitsOf(task.agent)
+    pool.concurrency = limits.concurrency
+    if (pool.inFlight < limits.concurrency && pool.queued === 0) {
+      return Promise.resolve({ result: this.#start(pool, task, options) })
+    }
+    if (pool.queued >= limits.maxQueued) {
+      const retry = Math.max(1, Math.ceil((pool.ewmaSeconds * (pool.queued + 1)) / limits.concurrency))
+      return Promise.reject(new QueueFullError(task.agent, limits, retry))
+    }
+    const p = pool
+    const result = new Promise<TaskResult>((resolve) => {
+      const onAbort = () => {
+        const i = p.waiting.indexOf(entry, p.head)
+        if (i >= 0) {
+          p.waiting[i] = undefined
+          p.queued--
+        }
+        resolve(cancelled(task))
+      }
+      const entry: Waiting = { task, options, resolve, onAbort }
+      p.waiting.push(entry)
+      p.queued++
+      options.signal.addEventListener('abort', onAbort, { once: true })
+    })
+    return Promise.resolve({ result })
+  }
+
+  stats(): PoolStats[] {
+    return [...this.#pools.entries()].map(([pool, p]) => ({
+      pool,
+      inFlight: p.inFlight,
+      queued: p.queued,
+      concurrency: p.concurrency,
+    }))
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true
+    await Promise.allSettled([...this.#running])
+  }
+
+  #start(pool: Pool, task: Task, options: SubmitOptions): Promise<TaskResult> {
+    pool.inFlight++
+    const started = performance.now()
+    const context =
+      options.onEvent === undefined
+        ? { signal: options.signal }
+        : { signal: options.signal, emit: options.onEvent }
+    const run = this.#run(task, context)
+      .catch((err: unknown): TaskResult => ({
+        task: task.id,
+        outcome: 'error',
+        content: null,
+        usage: NO_USAGE,
+        iterations: 0,
+        error: `the runtime failed: ${err instanceof Error ? err.message : String(err)}`,
+      }))
+      .finally(() => {
+        pool.inFlight--
+        pool.ewmaSeconds = 0.8 * pool.ewmaSeconds + 0.2 * ((performance.now() - started) / 1000)
+        this.#running.delete(run)
+        this.#next(pool)
+      })
+    this.#running.add(run)
+    return run
+  }
+
+  #next(pool: Pool): void {
+    while (pool.inFlight < pool.concurrency && pool.head < pool.waiting.length) {
+      const w = pool.waiting[pool.head]
+      pool.waiting[pool.head++] = undefined
+      if (pool.head > 1024 && pool.head * 2 > pool.waiting.length) {
+        pool.waiting = pool.waiting.slice(pool.head)
+        pool.head = 0
+      }
+      if (w === undefined) continue
+      pool.queued--
+      w.options.signal.removeEventListener('abort', w.onAbort)
+      void this.#start(pool, w.task, w.options).then(w.resolve)
+    }
+  }
+}
+
+function cancelled(task: Task): TaskResult {
+  return {
+    task: task.id,
+    outcome: 'cancelled',
+    content: null,
+    usage: NO_USAGE,
+    iterations: 0,
+    error: 'the task was cancelled while waiting in its queue',
+  }
+}

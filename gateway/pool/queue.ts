@@ -1,0 +1,63 @@
+/**
+ * The task queue between the gateway and agent pools. The gateway submits; a pool worker runs the task and
+ * its events flow back to whoever submitted. `MemoryQueue` runs pools in this process (`ark dev`); a Redis
+ * Streams queue fills the same interface for many gateways and workers, and the gateway does not change.
+ */
+import type { ObjectRef } from '../../controller/api/index.ts'
+import type { EventSink } from '../runtime/events.ts'
+import type { Task, TaskResult } from '../runtime/task.ts'
+
+export interface SubmitOptions {
+  /** Aborting it cancels the task, waiting or running. */
+  readonly signal: AbortSignal
+  readonly onEvent?: EventSink
+}
+
+/** A task the queue has accepted: it will produce exactly one result. */
+export interface Admission {
+  readonly result: Promise<TaskResult>
+}
+
+export interface PoolLimits {
+  /** Tasks running at once (ArkAgent: replicas x maxConcurrentTasks). */
+  readonly concurrency: number
+  /** Tasks waiting beyond that; more are refused. */
+  readonly maxQueued: number
+}
+
+export interface PoolStats {
+  /** `<namespace>/<name>` of the agent. */
+  readonly pool: string
+  readonly inFlight: number
+  readonly queued: number
+  readonly concurrency: number
+}
+
+export interface TaskQueue {
+  /**
+   * Accepts the task into its agent's pool and resolves once it is accepted (with its result still to come),
+   * or rejects with QueueFullError when the pool cannot take it.
+   */
+  submit(task: Task, options: SubmitOptions): Promise<Admission>
+  stats(): readonly PoolStats[]
+  close(): Promise<void>
+}
+
+export class QueueFullError extends Error {
+  override readonly name = 'QueueFullError'
+  readonly retryAfterSeconds: number
+  readonly pool: ObjectRef
+  constructor(pool: ObjectRef, limits: PoolLimits, retryAfterSeconds: number) {
+    super(
+      `agent ${pool.namespace}/${pool.name} is busy: ${String(limits.concurrency)} tasks running and ${String(limits.maxQueued)} waiting; retry after ${String(retryAfterSeconds)} s`,
+    )
+    this.pool = pool
+    this.retryAfterSeconds = retryAfterSeconds
+  }
+}
+
+/** The worker side: runs one task to its result. */
+export type TaskRunner = (
+  task: Task,
+  context: { signal: AbortSignal; emit?: EventSink },
+) => Promise<TaskResult>

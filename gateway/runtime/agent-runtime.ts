@@ -1,0 +1,245 @@
+/**
+ * The agent runtime: turns a task into a run of the tool loop. It keeps one prepared agent per Agent and one
+ * provider per Model, and drops them when the resource or anything it depends on changes (a Tool, a Secret),
+ * so the next task prepares afresh. A pool worker owns one; in `ark dev` the gateway's in-process pools do.
+ */
+import type { ObjectRef, ProviderType, ResourceOf } from '../../controller/api/index.ts'
+import type { Catalog } from '../../controller/store/index.ts'
+import type { AgentEvent, EventSink } from './events.ts'
+import { NO_USAGE } from './messages.ts'
+import type { ChatMessage } from './messages.ts'
+import { runLoop } from './loop.ts'
+import type { PreparedAgent } from './prepare.ts'
+import { PrepareError, prepareAgent } from './prepare.ts'
+import type { Provider, ProviderConfig, ProviderFactory } from './provider.ts'
+import type { Task, TaskResult } from './task.ts'
+import type { BuiltinTool } from './tools/tool.ts'
+
+export interface RuntimeOptions {
+  readonly catalog: Catalog
+  readonly providers: Readonly<Partial<Record<ProviderType, ProviderFactory>>>
+  readonly builtins: Readonly<Record<string, BuiltinTool>>
+  /** Tool-loop bound per task (default 20). */
+  readonly maxIterations?: number
+  /** Task timeout for agents that do not set limits.timeoutSeconds (default 120 s). */
+  readonly timeoutMs?: number
+  readonly defaultNamespace?: string
+  /** Sees every event of every task (metrics). */
+  readonly observe?: (agent: PreparedAgent, event: AgentEvent) => void
+  /** Runs a task for another agent (agent-as-tool), through that agent's pool. */
+  readonly submit?: (task: Task, signal: AbortSignal) => Promise<TaskResult>
+}
+
+export interface RunContext {
+  readonly signal: AbortSignal
+  readonly emit?: EventSink
+}
+
+/** Agents calling agents calling agents: deeper than this is a loop, not a plan. */
+const MAX_DEPTH = 8
+
+export class AgentRuntime {
+  readonly #options: RuntimeOptions
+  readonly #catalog: Catalog
+  readonly #prepared = new Map<string, PreparedAgent>()
+  readonly #providers = new Map<string, Provider>()
+  readonly #unsubscribe: () => void
+  readonly #maxIterations: number
+  readonly #timeoutMs: number
+  readonly #defaultNamespace: string
+  #submit: RuntimeOptions['submit']
+
+  constructor(options: RuntimeOptions) {
+    this.#options = options
+    this.#catalog = options.catalog
+    this.#maxIterations = options.maxIterations ?? 20
+    this.#timeoutMs = options.timeoutMs ?? 120_000
+    this.#defaultNamespace = options.defaultNamespace ?? 'default'
+    this.#submit = options.submit
+    this.#unsubscribe = options.catalog.store.subscribe((events) => {
+      for (const e of events) if (e.type !== 'status') this.#invalidate(e.resource.key)
+    })
+  }
+
+  /** Wires agent-as-tool calls to the queue, which is built after the runtime. */
+  set submit(submit: RuntimeOptions['submit']) {
+    this.#submit = submit
+  }
+
+  close(): void {
+    this.#unsubscribe()
+    this.#prepared.clear()
+    this.#providers.clear()
+  }
+
+  /** The client-facing id: `agent/<name>` in the default namespace, else `agent/<ns>/<name>`. */
+  idOf(ref: ObjectRef): string {
+    return ref.namespace === this.#defaultNamespace
+      ? `agent/${ref.name}`
+      : `agent/${ref.namespace}/${ref.name}`
+  }
+
+  /** The prepared agent, built on first use. Throws PrepareError when the agent cannot run as declared. */
+  prepare(agent: ResourceOf<'Agent'>): PreparedAgent {
+    let p = this.#prepared.get(agent.key)
+    if (p === undefined || p.resource !== agent) {
+      p = prepareAgent(agent, {
+        catalog: this.#catalog,
+        builtins: this.#options.builtins,
+        maxIterations: this.#maxIterations,
+        timeoutMs: this.#timeoutMs,
+        id: this.idOf(agent.ref),
+      })
+      this.#prepared.set(agent.key, p)
+    }
+    return p
+  }
+
+  /** The provider the agent's model binding names, created once per Model. */
+  providerFor(agent: ResourceOf<'Agent'>): Provider {
+    const binding = agent.spec.model ?? { ref: { namespace: agent.ref.namespace, name: 'default' } }
+    if ('id' in binding) {
+      const key = `${binding.provider}:${binding.id}`
+      let p = this.#providers.get(key)
+      if (p === undefined) {
+        p = this.#create({ provider: binding.provider, model: binding.id, headers: {}, properties: {} })
+        this.#providers.set(key, p)
+      }
+      return p
+    }
+    const model = this.#catalog.get('Model', binding.ref)
+    if (model === undefined)
+      throw new PrepareError(`Model ${binding.ref.namespace}/${binding.ref.name} not found`)
+    let p = this.#providers.get(model.key)
+    if (p === undefined) {
+      p = this.#create(this.#configOf(model))
+      this.#providers.set(model.key, p)
+    }
+    return p
+  }
+
+  async run(task: Task, context: RunContext): Promise<TaskResult> {
+    const agent = this.#catalog.get('Agent', task.agent)
+    if (agent === undefined) return failed(task, `Agent ${task.agent.namespace}/${task.agent.name} not found`)
+    let prepared: PreparedAgent
+    let provider: Provider
+    let system: ChatMessage | undefined
+    try {
+      prepared = this.prepare(agent)
+      provider = this.providerFor(agent)
+      system = prepared.systemMessage(task.parameters)
+    } catch (err) {
+      if (err instanceof PrepareError)
+        return failed(task, `${this.idOf(agent.ref)} cannot run: ${err.message}`)
+      throw err
+    }
+    const observe = this.#options.observe
+    const sink = context.emit
+    const emit: EventSink =
+      observe === undefined
+        ? (sink ?? ignore)
+        : sink === undefined
+          ? (e) => observe(prepared, e)
+          : (e) => {
+              observe(prepared, e)
+              sink(e)
+            }
+    const signal = AbortSignal.any([context.signal, AbortSignal.timeout(prepared.timeoutMs)])
+    const result = await runLoop(prepared, {
+      task: task.id,
+      messages: system === undefined ? task.messages : [system, ...task.messages],
+      provider,
+      signal,
+      emit,
+      stream: task.stream,
+      runAgent: (key, input, s) => this.#runSubtask(task, key, input, s),
+    })
+    const error =
+      result.outcome === 'timeout'
+        ? `${prepared.id} timed out after ${String(prepared.timeoutMs / 1000)} s`
+        : result.error
+    return { task: task.id, ...result, ...(error === undefined ? {} : { error }) }
+  }
+
+  async #runSubtask(parent: Task, key: string, input: string, signal: AbortSignal): Promise<string> {
+    const submit = this.#submit
+    if (submit === undefined) throw new Error('agent tools need a queue to run on')
+    if (parent.depth + 1 >= MAX_DEPTH)
+      throw new Error(`agents call agents more than ${String(MAX_DEPTH)} deep`)
+    const [namespace = '', name = ''] = key.split('/')
+    const result = await submit(
+      {
+        id: `${parent.id}.${String(Math.random()).slice(2, 8)}`,
+        agent: { namespace, name },
+        messages: [{ role: 'user', content: input }],
+        parameters: parent.parameters,
+        stream: false,
+        depth: parent.depth + 1,
+      },
+      signal,
+    )
+    if (result.outcome !== 'answer' && result.outcome !== 'terminated') {
+      throw new Error(result.error ?? `agent ${name} ended with ${result.outcome}`)
+    }
+    return result.content ?? ''
+  }
+
+  #create(config: ProviderConfig): Provider {
+    const factory = this.#options.providers[config.provider]
+    if (factory === undefined)
+      throw new PrepareError(`provider ${config.provider} is not available in this runtime`)
+    return factory(config)
+  }
+
+  #configOf(model: ResourceOf<'Model'>): ProviderConfig {
+    const ns = model.ref.namespace
+    const read = (what: string, source: Parameters<Catalog['resolveValue']>[1] | undefined) => {
+      if (source === undefined) return undefined
+      const v = this.#catalog.resolveValue(ns, source)
+      if (!v.ok) throw new PrepareError(`Model ${ns}/${model.ref.name} ${what}: ${v.message}`)
+      return v.value
+    }
+    const map = (values: ResourceOf<'Model'>['spec']['headers'], what: string) => {
+      const out: Record<string, string> = {}
+      for (const v of values) {
+        const value = read(`${what} ${v.name}`, v.source)
+        if (value !== undefined) out[v.name] = value
+      }
+      return out
+    }
+    const s = model.spec
+    const baseUrl = read('baseUrl', s.baseUrl)
+    const apiKey = read('apiKey', s.apiKey)
+    const apiVersion = read('apiVersion', s.apiVersion)
+    return {
+      provider: s.provider,
+      model: read('model', s.model) ?? model.ref.name,
+      ...(baseUrl === undefined ? {} : { baseUrl }),
+      ...(apiKey === undefined ? {} : { apiKey }),
+      ...(apiVersion === undefined ? {} : { apiVersion }),
+      headers: map(s.headers, 'header'),
+      properties: map(s.properties, 'property'),
+    }
+  }
+
+  /** Drops what was built from `key` and from everything that depends on it, transitively. */
+  #invalidate(key: string): void {
+    const seen = new Set<string>()
+    const visit = (k: string) => {
+      if (seen.has(k)) return
+      seen.add(k)
+      this.#prepared.delete(k)
+      this.#providers.delete(k)
+      for (const d of this.#catalog.dependentsOf(k)) visit(d)
+    }
+    visit(key)
+  }
+}
+
+function failed(task: Task, error: string): TaskResult {
+  return { task: task.id, outcome: 'error', content: null, usage: NO_USAGE, iterations: 0, error }
+}
+
+function ignore(): void {
+  // No one listens.
+}

@@ -1,0 +1,67 @@
+/**
+ * What a run tells the world as it goes. Streaming, metrics and (later) Kubernetes Events and A2A all read
+ * these; they are plain JSON so that they can cross a queue from a worker to the gateway that asked.
+ */
+import type { Usage } from './messages.ts'
+
+/** How a run ended. */
+export type Outcome =
+  /** The model answered without calling tools. */
+  | 'answer'
+  /** A tool call to `terminate` ended the run. */
+  | 'terminated'
+  | 'max_iterations'
+  | 'timeout'
+  /** The caller went away (client disconnect) or cancelled. */
+  | 'cancelled'
+  /** The final answer does not match the agent's outputSchema. */
+  | 'invalid_output'
+  /** The provider failed, or the runtime did. */
+  | 'error'
+
+export type ToolOutcome = 'ok' | 'error' | 'invalid_arguments' | 'unknown_tool' | 'timeout' | 'cancelled'
+
+export type AgentEvent =
+  | { readonly type: 'agent.start'; readonly agent: string; readonly task: string }
+  | { readonly type: 'llm.start'; readonly iteration: number; readonly model: string }
+  /** A piece of answer text, as the provider streams it. */
+  | { readonly type: 'llm.delta'; readonly text: string }
+  | {
+      readonly type: 'llm.complete'
+      readonly iteration: number
+      /** OpenTelemetry `gen_ai.provider.name`. */
+      readonly provider: string
+      readonly model: string
+      readonly usage: Usage
+      readonly seconds: number
+      readonly toolCalls: number
+      /** Set when the call failed. */
+      readonly error?: string
+    }
+  | {
+      readonly type: 'tool.start'
+      readonly iteration: number
+      readonly id: string
+      readonly tool: string
+      readonly arguments: string
+    }
+  | {
+      readonly type: 'tool.complete'
+      readonly iteration: number
+      readonly id: string
+      readonly tool: string
+      readonly outcome: ToolOutcome
+      readonly seconds: number
+      readonly result: string
+    }
+  | {
+      readonly type: 'agent.complete'
+      readonly agent: string
+      readonly task: string
+      readonly outcome: Outcome
+      readonly iterations: number
+      readonly usage: Usage
+      readonly seconds: number
+    }
+
+export type EventSink = (event: AgentEvent) => void

@@ -1,0 +1,274 @@
+/**
+ * The tool loop: call the model with the conversation and the agent's tools, run the tool calls it makes (all
+ * of one turn at once), feed the results back, and repeat until the model answers without tools, a tool
+ * terminates the run, the iteration bound is reached, or the task's signal fires (timeout or cancellation).
+ *
+ * This is the hot path. Everything that can be prepared once per agent (tool definitions, validators, the
+ * provider) arrives prepared; an iteration allocates only the conversation's new messages and the events.
+ */
+import type { JsonSchema } from '../../controller/api/index.ts'
+import type { AgentEvent, EventSink, Outcome, ToolOutcome } from './events.ts'
+import type { AssistantMessage, ChatMessage, ToolCall, ToolDefinition, Usage } from './messages.ts'
+import { NO_USAGE, addUsage } from './messages.ts'
+import type { Provider } from './provider.ts'
+import type { JsonValidator } from './schema.ts'
+import type { PreparedTool, ToolContext, ToolResult } from './tools/tool.ts'
+
+export interface LoopAgent {
+  /** `agent/<name>` or `agent/<ns>/<name>`: how events name the agent. */
+  readonly id: string
+  readonly tools: ReadonlyMap<string, PreparedTool>
+  readonly toolDefinitions: readonly ToolDefinition[]
+  readonly outputSchema?: JsonSchema
+  readonly outputValidator?: JsonValidator
+  readonly maxIterations: number
+}
+
+export interface LoopInput {
+  readonly task: string
+  /** System prompt first, then the conversation. */
+  readonly messages: readonly ChatMessage[]
+  readonly provider: Provider
+  /** Aborts on cancellation or timeout; the reason tells which (`TimeoutError` is a timeout). */
+  readonly signal: AbortSignal
+  readonly emit: EventSink
+  /** Stream answer text as `llm.delta` events. */
+  readonly stream: boolean
+  readonly runAgent: ToolContext['runAgent']
+}
+
+export interface LoopResult {
+  readonly outcome: Outcome
+  /** The answer (outcomes answer and terminated), or the last text the model gave. */
+  readonly content: string | null
+  readonly usage: Usage
+  readonly iterations: number
+  /** Why the run failed, in words for the caller; absent on success. */
+  readonly error?: string
+}
+
+export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopResult> {
+  const { provider, signal, emit } = input
+  const started = performance.now()
+  const messages: ChatMessage[] = [...input.messages]
+  let usage = NO_USAGE
+  let iteration = 0
+  let lastText: string | null = null
+  const context: ToolContext = { signal, runAgent: input.runAgent }
+  // Answers that must match a schema are validated before anyone sees them, so they are not streamed.
+  const onDelta =
+    input.stream && agent.outputValidator === undefined
+      ? (text: string) => emit({ type: 'llm.delta', text })
+      : undefined
+
+  const finish = (outcome: Outcome, content: string | null, error?: string): LoopResult => {
+    emit({
+      type: 'agent.complete',
+      agent: agent.id,
+      task: input.task,
+      outcome,
+      iterations: iteration,
+      usage,
+      seconds: (performance.now() - started) / 1000,
+    })
+    return error === undefined
+      ? { outcome, content, usage, iterations: iteration }
+      : { outcome, content, usage, iterations: iteration, error }
+  }
+
+  emit({ type: 'agent.start', agent: agent.id, task: input.task })
+  while (iteration < agent.maxIterations) {
+    if (signal.aborted) return finish(...stopped(signal, lastText))
+    iteration++
+    emit({ type: 'llm.start', iteration, model: provider.model })
+    const t0 = performance.now()
+    let reply: AssistantMessage
+    try {
+      const completion = await provider.complete({
+        messages,
+        tools: agent.toolDefinitions,
+        ...(agent.outputSchema === undefined ? {} : { outputSchema: agent.outputSchema }),
+        signal,
+        ...(onDelta === undefined ? {} : { onDelta }),
+      })
+      reply = completion.message
+      usage = addUsage(usage, completion.usage)
+      emit({
+        type: 'llm.complete',
+        iteration,
+        provider: provider.provider,
+        model: provider.model,
+        usage: completion.usage,
+        seconds: (performance.now() - t0) / 1000,
+        toolCalls: reply.tool_calls?.length ?? 0,
+      })
+    } catch (err) {
+      const error = messageOf(err)
+      emit({
+        type: 'llm.complete',
+        iteration,
+        provider: provider.provider,
+        model: provider.model,
+        usage: NO_USAGE,
+        seconds: (performance.now() - t0) / 1000,
+        toolCalls: 0,
+        error,
+      })
+      if (aborted(signal)) return finish(...stopped(signal, lastText))
+      return finish('error', lastText, `model ${provider.model} (${provider.provider}) failed: ${error}`)
+    }
+    if (reply.content !== null && reply.content !== '') lastText = reply.content
+
+    const calls = reply.tool_calls
+    if (calls === undefined || calls.length === 0) {
+      const content = reply.content ?? ''
+      if (agent.outputValidator !== undefined) {
+        const problems = checkOutput(agent.outputValidator, content)
+        if (problems !== undefined) return finish('invalid_output', content, problems)
+        if (input.stream) emit({ type: 'llm.delta', text: content })
+      }
+      return finish('answer', content)
+    }
+
+    messages.push(reply)
+    const results = await Promise.all(calls.map((call) => callTool(agent, call, iteration, context, emit)))
+    let terminated: string | undefined
+    for (let i = 0; i < calls.length; i++) {
+      const call = calls[i] as ToolCall
+      const result = results[i] as ToolResult
+      messages.push({ role: 'tool', tool_call_id: call.id, content: result.content })
+      if (result.terminate === true && terminated === undefined) terminated = result.content
+    }
+    if (aborted(signal)) return finish(...stopped(signal, lastText))
+    if (terminated !== undefined) {
+      if (input.stream && terminated !== '') emit({ type: 'llm.delta', text: terminated })
+      return finish('terminated', terminated)
+    }
+  }
+  return finish(
+    'max_iterations',
+    lastText,
+    `${agent.id} did not finish within ${String(agent.maxIterations)} iterations (the model kept calling tools)`,
+  )
+}
+
+async function callTool(
+  agent: LoopAgent,
+  call: ToolCall,
+  iteration: number,
+  context: ToolContext,
+  emit: EventSink,
+): Promise<ToolResult> {
+  const name = call.function.name
+  emit({ type: 'tool.start', iteration, id: call.id, tool: name, arguments: call.function.arguments })
+  const t0 = performance.now()
+  const done = (outcome: ToolOutcome, result: ToolResult): ToolResult => {
+    const event: AgentEvent = {
+      type: 'tool.complete',
+      iteration,
+      id: call.id,
+      tool: name,
+      outcome,
+      seconds: (performance.now() - t0) / 1000,
+      result: result.content,
+    }
+    emit(event)
+    return result
+  }
+
+  const tool = agent.tools.get(name)
+  if (tool === undefined) {
+    const known = [...agent.tools.keys()].join(', ') || 'none'
+    return done('unknown_tool', {
+      content: `error: there is no tool named "${name}"; tools: ${known}`,
+      isError: true,
+    })
+  }
+  let args: unknown
+  try {
+    args = call.function.arguments.trim() === '' ? {} : JSON.parse(call.function.arguments)
+  } catch (err) {
+    return done('invalid_arguments', {
+      content: `error: the arguments of ${name} are not valid JSON (${messageOf(err)}); send a JSON object`,
+      isError: true,
+    })
+  }
+  if (typeof args !== 'object' || args === null || Array.isArray(args)) {
+    return done('invalid_arguments', {
+      content: `error: the arguments of ${name} must be a JSON object`,
+      isError: true,
+    })
+  }
+  const problems = tool.validator?.problems(args)
+  if (problems !== undefined && problems.length > 0) {
+    return done('invalid_arguments', {
+      content: `error: invalid arguments for ${name}: ${problems.join('; ')}`,
+      isError: true,
+    })
+  }
+  try {
+    const result = await untilAborted(tool.execute(args as Record<string, unknown>, context), context.signal)
+    return done(result.isError === true ? 'error' : 'ok', result)
+  } catch (err) {
+    if (context.signal.aborted) {
+      const timedOut = isTimeout(context.signal)
+      return done(timedOut ? 'timeout' : 'cancelled', {
+        content: `error: ${name} was stopped: the task ${timedOut ? 'timed out' : 'was cancelled'}`,
+        isError: true,
+      })
+    }
+    return done('error', { content: `error: ${name} failed: ${messageOf(err)}`, isError: true })
+  }
+}
+
+/** A tool that ignores the signal must not hold the run past its deadline. */
+function untilAborted<T>(work: Promise<T> | T, signal: AbortSignal): Promise<T> | T {
+  if (!(work instanceof Promise)) return work
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error)
+    signal.addEventListener('abort', onAbort, { once: true })
+    work.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(v)
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(e instanceof Error ? e : new Error(String(e)))
+      },
+    )
+  })
+}
+
+function checkOutput(validator: JsonValidator, content: string): string | undefined {
+  let value: unknown
+  try {
+    value = JSON.parse(content)
+  } catch {
+    return 'the answer is not JSON, but the agent has an outputSchema'
+  }
+  const problems = validator.problems(value)
+  return problems.length === 0
+    ? undefined
+    : `the answer does not match the outputSchema: ${problems.join('; ')}`
+}
+
+/** Read through a call: TypeScript narrows `signal.aborted` to false after one check and would not re-read it. */
+function aborted(signal: AbortSignal): boolean {
+  return signal.aborted
+}
+
+export function isTimeout(signal: AbortSignal): boolean {
+  const reason: unknown = signal.reason
+  return reason instanceof Error && reason.name === 'TimeoutError'
+}
+
+function stopped(signal: AbortSignal, lastText: string | null): [Outcome, string | null, string] {
+  return isTimeout(signal)
+    ? ['timeout', lastText, 'the task timed out']
+    : ['cancelled', lastText, 'the task was cancelled']
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}

@@ -1,0 +1,245 @@
+/**
+ * Preparing an agent: everything the tool loop needs that does not change from one request to the next
+ * (tool definitions, compiled argument and output validators, the parsed prompt template, the rendered prompt
+ * when it has no per-request parameters) is built once and reused until the agent or something it depends on
+ * changes.
+ */
+import type { AgentTool, ObjectRef, PromptSource, ResourceOf } from '../../controller/api/index.ts'
+import type { Catalog } from '../../controller/store/index.ts'
+import type { ChatMessage, ToolDefinition } from './messages.ts'
+import type { LoopAgent } from './loop.ts'
+import type { JsonValidator } from './schema.ts'
+import { compileJsonSchema } from './schema.ts'
+import type { Template } from './template.ts'
+import { parseTemplate } from './template.ts'
+import type { BuiltinTool, PreparedTool, ToolContext, ToolResult } from './tools/tool.ts'
+
+export interface PreparedAgent extends LoopAgent {
+  readonly resource: ResourceOf<'Agent'>
+  /** Parameters a request must supply (queryParameterRef), by the name the request uses. */
+  readonly queryParameters: readonly string[]
+  readonly timeoutMs: number
+  /** The system message for these request parameters; undefined when the agent has no prompt. */
+  systemMessage(parameters: Readonly<Record<string, string>>): ChatMessage | undefined
+}
+
+export interface PrepareOptions {
+  readonly catalog: Catalog
+  readonly builtins: Readonly<Record<string, BuiltinTool>>
+  readonly maxIterations: number
+  readonly timeoutMs: number
+  /** How clients address this agent: `agent/<name>` in the default namespace, else `agent/<ns>/<name>`. */
+  readonly id: string
+}
+
+/** The agent cannot run as declared (a dependency vanished between the availability check and the run). */
+export class PrepareError extends Error {
+  override readonly name = 'PrepareError'
+}
+
+const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/
+
+export function prepareAgent(agent: ResourceOf<'Agent'>, options: PrepareOptions): PreparedAgent {
+  const { catalog } = options
+  const ns = agent.ref.namespace
+  const tools = new Map<string, PreparedTool>()
+  for (const entry of agent.spec.tools) {
+    const tool = prepareTool(entry, agent, options)
+    if (tools.has(tool.name)) throw new PrepareError(`two tools are named ${tool.name}`)
+    tools.set(tool.name, tool)
+  }
+  const toolDefinitions = [...tools.values()].map((t) => t.definition)
+  const outputSchema = agent.spec.outputSchema
+  const outputValidator: JsonValidator | undefined =
+    outputSchema === undefined ? undefined : compileJsonSchema(outputSchema)
+
+  const queryParameters: string[] = []
+  const staticValues: Record<string, string> = {}
+  let allStatic = true
+  for (const p of agent.spec.parameters) {
+    if ('value' in p.source) staticValues[p.name] = p.source.value
+    else {
+      allStatic = false
+      if ('queryParameterRef' in p.source) queryParameters.push(p.source.queryParameterRef.name)
+    }
+  }
+
+  // The prompt may live in a ConfigMap that changes under us: it is read per request (two Map lookups),
+  // parsed once per distinct text, and rendered once per distinct parameter values.
+  let lastText: string | undefined
+  let template: Template | undefined
+  const rendered = new Map<string, ChatMessage>()
+  const promptText = (): string | undefined => readPrompt(agent.spec.prompt, ns, catalog)
+  const systemFor = (values: Readonly<Record<string, string | undefined>>): ChatMessage | undefined => {
+    const text = promptText()
+    if (text === undefined) return undefined
+    if (text !== lastText) {
+      lastText = text
+      template = parseTemplate(text)
+      rendered.clear()
+    }
+    const t = template as Template
+    if (t.parameters.length === 0) {
+      let m = rendered.get('')
+      if (m === undefined) rendered.set('', (m = { role: 'system', content: text }))
+      return m
+    }
+    const key = t.parameters.map((n) => values[n] ?? '').join('\u0000')
+    let m = rendered.get(key)
+    if (m === undefined) {
+      // Bounded: per-request parameter values could otherwise grow this without limit.
+      if (rendered.size >= 256) rendered.clear()
+      rendered.set(key, (m = { role: 'system', content: t.render(values) }))
+    }
+    return m
+  }
+
+  return {
+    id: options.id,
+    resource: agent,
+    tools,
+    toolDefinitions,
+    ...(outputSchema === undefined ? {} : { outputSchema }),
+    ...(outputValidator === undefined ? {} : { outputValidator }),
+    maxIterations: options.maxIterations,
+    timeoutMs:
+      agent.spec.limits.timeoutSeconds === undefined
+        ? options.timeoutMs
+        : agent.spec.limits.timeoutSeconds * 1000,
+    queryParameters,
+    systemMessage(parameters) {
+      if (allStatic) return systemFor(staticValues)
+      const values: Record<string, string | undefined> = { ...staticValues }
+      for (const p of agent.spec.parameters) {
+        const s = p.source
+        if ('value' in s) continue
+        if ('queryParameterRef' in s) values[p.name] = parameters[s.queryParameterRef.name]
+        else {
+          const v = catalog.resolveValue(ns, s)
+          if (!v.ok) throw new PrepareError(`parameter ${p.name}: ${v.message}`)
+          values[p.name] = v.value
+        }
+      }
+      return systemFor(values)
+    },
+  }
+}
+
+function readPrompt(
+  prompt: PromptSource | undefined,
+  namespace: string,
+  catalog: Catalog,
+): string | undefined {
+  if (prompt === undefined) return undefined
+  if ('inline' in prompt) return prompt.inline
+  const v = catalog.resolveValue(namespace, prompt)
+  if (!v.ok) throw new PrepareError(`prompt: ${v.message}`)
+  return v.value
+}
+
+function prepareTool(entry: AgentTool, agent: ResourceOf<'Agent'>, options: PrepareOptions): PreparedTool {
+  const { catalog, builtins } = options
+  const ns = agent.ref.namespace
+  switch (entry.kind) {
+    case 'builtin': {
+      const builtin = builtins[entry.name]
+      if (builtin === undefined) throw new PrepareError(`there is no built-in tool "${entry.name}"`)
+      return fromBuiltin(entry.name, builtin, entry.description)
+    }
+    case 'ref': {
+      const tool = catalog.get('Tool', entry.ref)
+      if (tool === undefined) throw new PrepareError(`Tool ${ns}/${entry.ref.name} not found`)
+      const name = modelName(entry.as ?? entry.ref.name)
+      const spec = tool.spec
+      const description = entry.description ?? spec.description
+      const fixed: Record<string, string> = {}
+      for (const f of entry.fixed) {
+        const v = catalog.resolveValue(ns, f.source)
+        if (!v.ok) throw new PrepareError(`tool ${name}: ${f.name}: ${v.message}`)
+        if (v.value !== undefined) fixed[f.name] = v.value
+      }
+      if (spec.type === 'builtin') {
+        const builtin = builtins[spec.builtin.name]
+        if (builtin === undefined) throw new PrepareError(`there is no built-in tool "${spec.builtin.name}"`)
+        const schema = spec.inputSchema ?? builtin.inputSchema
+        return withFixed(
+          fromBuiltin(name, { ...builtin, inputSchema: schema }, description ?? builtin.description),
+          fixed,
+        )
+      }
+      if (spec.type === 'agent') {
+        return withFixed(agentTool(name, spec.agent, description, spec.inputSchema), fixed)
+      }
+      throw new PrepareError(
+        `Tool ${ns}/${entry.ref.name} is of type ${spec.type}, which this runtime cannot run yet`,
+      )
+    }
+    case 'inline':
+      throw new PrepareError(`webhook tool ${entry.name} needs the Wasm sandbox, which this runtime lacks`)
+    case 'mcpServer':
+      throw new PrepareError(`MCP server ${entry.server.name} needs the MCP client, which this runtime lacks`)
+  }
+}
+
+function fromBuiltin(name: string, builtin: BuiltinTool, description?: string): PreparedTool {
+  return {
+    name: modelName(name),
+    definition: definition(modelName(name), description ?? builtin.description, builtin.inputSchema),
+    validator: compileJsonSchema(builtin.inputSchema),
+    execute: (args, context) => builtin.execute(args, context),
+  }
+}
+
+const AGENT_TOOL_SCHEMA = {
+  type: 'object',
+  properties: { input: { type: 'string', description: 'The task for the agent, in plain words.' } },
+  required: ['input'],
+}
+
+/** Another agent as a tool: its answer is the tool result. */
+function agentTool(
+  name: string,
+  target: ObjectRef,
+  description: string | undefined,
+  inputSchema: Record<string, unknown> | undefined,
+): PreparedTool {
+  const schema = inputSchema ?? AGENT_TOOL_SCHEMA
+  const key = `${target.namespace}/${target.name}`
+  return {
+    name,
+    definition: definition(name, description ?? `Asks the agent ${target.name} to do a task.`, schema),
+    validator: compileJsonSchema(schema),
+    async execute(args, context: ToolContext): Promise<ToolResult> {
+      const input = typeof args.input === 'string' ? args.input : JSON.stringify(args)
+      return { content: await context.runAgent(key, input, context.signal) }
+    },
+  }
+}
+
+/** Arguments the agent fixes (ARK `partial`) are hidden from the model and added to every call. */
+function withFixed(tool: PreparedTool, fixed: Readonly<Record<string, string>>): PreparedTool {
+  const names = Object.keys(fixed)
+  if (names.length === 0) return tool
+  const params = tool.definition.function.parameters
+  const properties = Object.fromEntries(
+    Object.entries((params.properties ?? {}) as Record<string, unknown>).filter(([k]) => !names.includes(k)),
+  )
+  const required = Array.isArray(params.required)
+    ? (params.required as string[]).filter((r) => !names.includes(r))
+    : undefined
+  const visible = { ...params, properties, ...(required === undefined ? {} : { required }) }
+  return {
+    ...tool,
+    definition: { type: 'function', function: { ...tool.definition.function, parameters: visible } },
+    execute: (args, context) => tool.execute({ ...args, ...fixed }, context),
+  }
+}
+
+function definition(name: string, description: string, parameters: Record<string, unknown>): ToolDefinition {
+  return { type: 'function', function: { name, description, parameters } }
+}
+
+/** OpenAI accepts `[a-zA-Z0-9_-]{1,64}`; Kubernetes names may also hold dots. */
+function modelName(name: string): string {
+  return TOOL_NAME.test(name) ? name : name.replace(/[^a-zA-Z0-9_-]/g, '_').slice(0, 64)
+}

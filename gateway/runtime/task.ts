@@ -1,0 +1,34 @@
+/**
+ * A task: one request for one agent, as it crosses the queue from the gateway to a pool worker. Plain JSON,
+ * so that the Redis Streams queue can carry it unchanged.
+ */
+import type { ObjectRef } from '../../controller/api/index.ts'
+import type { Outcome } from './events.ts'
+import type { ChatMessage, Usage } from './messages.ts'
+
+export interface Task {
+  readonly id: string
+  readonly agent: ObjectRef
+  /** The conversation the caller sent (the agent's system prompt is added by the runtime). */
+  readonly messages: readonly ChatMessage[]
+  /** Values for the agent's queryParameterRef parameters. */
+  readonly parameters: Readonly<Record<string, string>>
+  /** Stream answer text as it is produced. */
+  readonly stream: boolean
+  /** How many agents deep this task runs (agent-as-tool); bounds recursion. */
+  readonly depth: number
+}
+
+export interface TaskResult {
+  readonly task: string
+  readonly outcome: Outcome
+  readonly content: string | null
+  readonly usage: Usage
+  readonly iterations: number
+  /** Why the task failed, in words for the caller; absent on success. */
+  readonly error?: string
+}
+
+export function succeeded(result: TaskResult): boolean {
+  return result.outcome === 'answer' || result.outcome === 'terminated'
+}
