@@ -3,7 +3,6 @@
  * (serve-node.ts) and Deno (serve-deno.ts). Routes are thin; the work is in openai/, runtime/ and pool/.
  */
 import { Hono } from 'hono'
-import { bodyLimit } from 'hono/body-limit'
 import { routePath } from 'hono/route'
 import type { Catalog } from '../controller/store/index.ts'
 import type { Logger } from './log.ts'
@@ -59,19 +58,7 @@ export function createApp(deps: AppDeps): Hono<{ Variables: GatewayVariables }> 
   })
 
   app.get('/v1/models', (c) => c.json(listModels(deps.catalog, deps.defaultNamespace)))
-  app.post(
-    '/v1/chat/completions',
-    bodyLimit({
-      maxSize: deps.maxBodyBytes,
-      onError: () =>
-        errorResponse(
-          413,
-          `the request body is larger than ${String(deps.maxBodyBytes)} bytes (--max-body-bytes / ARK_MAX_BODY_BYTES)`,
-          { code: 'request_too_large' },
-        ),
-    }),
-    (c) => chatCompletions(c, chat),
-  )
+  app.post('/v1/chat/completions', (c) => chatCompletions(c, chat))
 
   for (const [path, allow] of [
     ['/v1/chat/completions', 'POST'],

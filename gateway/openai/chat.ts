@@ -28,6 +28,8 @@ export interface ChatDeps {
   readonly queue: TaskQueue
   readonly metrics: Metrics
   readonly log: Logger
+  /** Largest request body accepted, in bytes. */
+  readonly maxBodyBytes: number
 }
 
 /** Variables a handler leaves for the metrics middleware. */
@@ -41,7 +43,7 @@ export async function chatCompletions(
   c: Context<{ Variables: GatewayVariables }>,
   deps: ChatDeps,
 ): Promise<Response> {
-  const body = await readJson(c.req.raw)
+  const body = await readJson(c.req.raw, deps.maxBodyBytes)
   if (body instanceof Response) return body
   const checked = checkChatRequest(body)
   if (!checked.ok) return errorResponse(400, checked.message, { param: checked.param })
@@ -264,8 +266,8 @@ function refused(deps: ChatDeps, err: unknown): Response {
   throw err
 }
 
-/** The body as JSON, or the error response that says why it is not. Size is capped by the route's bodyLimit. */
-async function readJson(req: Request): Promise<unknown> {
+/** The body as JSON, or the error response that says why it is not. */
+async function readJson(req: Request, maxBytes: number): Promise<unknown> {
   const type = req.headers.get('content-type')
   if (type !== null && !/^application\/([\w.+-]*\+)?json\b/i.test(type.trim())) {
     return errorResponse(
@@ -274,7 +276,14 @@ async function readJson(req: Request): Promise<unknown> {
       { code: 'unsupported_media_type' },
     )
   }
-  const bytes = await req.arrayBuffer()
+  const bytes = await readBody(req, maxBytes)
+  if (bytes === undefined) {
+    return errorResponse(
+      413,
+      `the request body is larger than ${String(maxBytes)} bytes (ark dev --max-body-bytes, ARK_MAX_BODY_BYTES)`,
+      { code: 'request_too_large' },
+    )
+  }
   let text: string
   try {
     text = utf8.decode(bytes)
@@ -291,4 +300,38 @@ async function readJson(req: Request): Promise<unknown> {
       code: 'invalid_json',
     })
   }
+}
+
+/**
+ * Reads at most `maxBytes`; undefined when the body is larger. A too-large body is still read (and dropped)
+ * up to a bound, because a server that answers while the client is still sending resets the connection and
+ * the client never sees the 413 that says what to change.
+ */
+async function readBody(req: Request, maxBytes: number): Promise<Uint8Array | undefined> {
+  const drainLimit = maxBytes + 16 * 1024 * 1024
+  const declared = Number(req.headers.get('content-length') ?? 0)
+  if (declared > drainLimit) return undefined
+  if (req.body === null) return new Uint8Array(0)
+  const reader: ReadableStreamDefaultReader<Uint8Array> = req.body.getReader()
+  const parts: Uint8Array[] = []
+  let size = 0
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    size += value.byteLength
+    if (size > drainLimit) {
+      await reader.cancel()
+      return undefined
+    }
+    if (size <= maxBytes) parts.push(value)
+  }
+  if (size > maxBytes) return undefined
+  if (parts.length === 1) return parts[0]
+  const out = new Uint8Array(size)
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.byteLength
+  }
+  return out
 }

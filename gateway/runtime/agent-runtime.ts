@@ -144,16 +144,28 @@ export class AgentRuntime {
               observe(prepared, e)
               sink(e)
             }
-    const signal = AbortSignal.any([context.signal, AbortSignal.timeout(prepared.timeoutMs)])
-    const result = await runLoop(prepared, {
-      task: task.id,
-      messages: system === undefined ? task.messages : [system, ...task.messages],
-      provider,
-      signal,
-      emit,
-      stream: task.stream,
-      runAgent: (key, input, s) => this.#runSubtask(task, key, input, s),
-    })
+    // A timer cleared when the run ends, rather than AbortSignal.timeout: that one lives on for the whole
+    // timeout after a fast run, and on Deno it holds the process open at shutdown.
+    const deadline = new AbortController()
+    const timer = setTimeout(() => {
+      deadline.abort(
+        new DOMException(`the task timed out after ${String(prepared.timeoutMs)} ms`, 'TimeoutError'),
+      )
+    }, prepared.timeoutMs)
+    let result
+    try {
+      result = await runLoop(prepared, {
+        task: task.id,
+        messages: system === undefined ? task.messages : [system, ...task.messages],
+        provider,
+        signal: AbortSignal.any([context.signal, deadline.signal]),
+        emit,
+        stream: task.stream,
+        runAgent: (key, input, s) => this.#runSubtask(task, key, input, s),
+      })
+    } finally {
+      clearTimeout(timer)
+    }
     const error =
       result.outcome === 'timeout'
         ? `${prepared.id} timed out after ${String(prepared.timeoutMs / 1000)} s`

@@ -5,7 +5,8 @@
  * - It reads the last user message. Each line that names one of the offered tools followed by JSON
  *   arguments (`calculator {"expression": "2+3"}`) is one turn; several tools on one line are called in
  *   the same turn. Turn k of the reply is line k; when the lines run out, it answers.
- * - Its answer is the text after `answer:` if a line starts with that; otherwise, when the agent has an
+ * - Its answer is the text after `answer:` if a line starts with that; the system prompt it was given if a
+ *   line is `show: system` (to see what a templated prompt became); otherwise, when the agent has an
  *   outputSchema, the smallest JSON value that matches it; otherwise the tool results of this task, one
  *   per line (`calculator: 5`), or, when no tool ran, `You said: <the message>`.
  * - Usage counts one token per 4 characters, in and out.
@@ -69,6 +70,10 @@ function decide(request: CompletionRequest): AssistantMessage {
   for (const line of said.split('\n')) {
     const t = line.trimStart()
     if (t.startsWith('answer:')) return answer(t.slice('answer:'.length).trim())
+    if (t.trimEnd() === 'show: system') {
+      const system = messages.find((m) => m.role === 'system')
+      return answer(system === undefined ? '' : textOf(system.content))
+    }
   }
   if (request.outputSchema !== undefined) return answer(JSON.stringify(exampleOf(request.outputSchema)))
   const results = toolResults(messages, lastUser)

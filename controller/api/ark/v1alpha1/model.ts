@@ -60,6 +60,9 @@ const BedrockConfig = Obj({
   properties: Opt(Properties),
 })
 
+/** ark's offline model: `latencyMs` and `chunkDelayMs` properties make it slow on purpose. */
+const MockConfig = Obj({ properties: Opt(Properties) })
+
 const PROVIDERS = ['openai', 'azure', 'anthropic', 'bedrock', 'mock'] as const
 
 export const Model = defineKind({
@@ -95,6 +98,7 @@ export const Model = defineKind({
             azure: Opt(AzureConfig),
             anthropic: Opt(AnthropicConfig),
             bedrock: Opt(BedrockConfig),
+            mock: Opt(MockConfig),
           }),
         ),
         pollInterval: Opt(Duration({ default: '1m' })),
@@ -137,7 +141,12 @@ export const Model = defineKind({
     let out: ModelSpec
     switch (provider) {
       case 'mock':
-        out = { provider, model, ...base }
+        out = {
+          provider,
+          model,
+          ...base,
+          properties: valueMap(config.mock?.properties, 'spec.config.mock.properties', ctx),
+        }
         break
       case 'openai':
         out = { provider, model, ...base, ...common(config.openai, 'spec.config.openai') }

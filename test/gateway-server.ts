@@ -1,0 +1,62 @@
+/**
+ * Starts the gateway the way `ark dev` does (control plane over a manifests folder, gateway, a real listening
+ * socket), on whichever runtime runs this file, with the small limits the gateway suite relies on.
+ */
+import { CAPABILITIES, startControlPlane } from '../controller/index.ts'
+import type { BuiltinTool, GatewayOptions, Logger } from '../gateway/index.ts'
+import { BUILTIN_TOOLS, createGateway, serve, silentLogger } from '../gateway/index.ts'
+
+/** An embedder's own tool: the "custom tool" of the suite. */
+export const lookup: BuiltinTool = {
+  description: 'Looks a fact up by key.',
+  inputSchema: { type: 'object', properties: { key: { type: 'string' } }, required: ['key'] },
+  execute(args) {
+    const facts: Record<string, string> = { 'capital-of-france': 'Paris', answer: '42' }
+    const value = facts[String(args.key)]
+    return value === undefined
+      ? { content: `no fact named ${String(args.key)}`, isError: true }
+      : { content: value }
+  },
+}
+
+export interface RunningGateway {
+  readonly url: string
+  close(): Promise<void>
+}
+
+export const SUITE_LIMITS = {
+  maxIterations: 5,
+  poolConcurrency: 1,
+  maxQueued: 1,
+  maxBodyBytes: 2 * 1024 * 1024,
+} as const
+
+export async function startGateway(
+  manifests = 'test/fixtures/gateway',
+  options: Partial<GatewayOptions> & { log?: Logger } = {},
+): Promise<RunningGateway> {
+  const builtins = { lookup }
+  const cp = await startControlPlane(manifests, {
+    watch: false,
+    capabilities: {
+      ...CAPABILITIES,
+      builtinTools: new Set([...Object.keys(BUILTIN_TOOLS), ...Object.keys(builtins)]),
+    },
+  })
+  const gateway = createGateway({
+    catalog: cp.catalog,
+    builtins,
+    log: silentLogger,
+    ...SUITE_LIMITS,
+    ...options,
+  })
+  const server = await serve(gateway.fetch, { host: '127.0.0.1', port: 0 })
+  return {
+    url: `http://127.0.0.1:${String(server.port)}`,
+    async close() {
+      await server.close()
+      await gateway.close()
+      await cp.close()
+    },
+  }
+}

@@ -1,0 +1,535 @@
+/**
+ * The gateway suite: every route, outcome and error over real HTTP, with the real `openai` client as the
+ * caller. Runtime-neutral (node:assert, fetch, node:net) so that the same cases run on Node under vitest
+ * (gateway.test.ts) and on Deno (deno-gateway.ts).
+ */
+import assert from 'node:assert/strict'
+import { connect } from 'node:net'
+import OpenAI from 'openai'
+import { SUITE_LIMITS } from './gateway-server.ts'
+import { parseExposition } from './prometheus.ts'
+
+export interface SuiteContext {
+  readonly url: string
+  readonly client: OpenAI
+}
+
+export interface Case {
+  readonly name: string
+  run(ctx: SuiteContext): Promise<void>
+}
+
+export function clientFor(url: string, options: { maxRetries?: number } = {}): OpenAI {
+  return new OpenAI({ baseURL: `${url}/v1`, apiKey: 'not-needed', maxRetries: options.maxRetries ?? 0 })
+}
+
+const user = (content: string) => [{ role: 'user' as const, content }]
+
+async function post(url: string, body: string | Uint8Array, headers: Record<string, string> = {}) {
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body,
+  })
+  const text = await res.text()
+  let json: { error?: { message: string; type: string; param: string | null; code: string | null } } = {}
+  try {
+    json = JSON.parse(text) as typeof json
+  } catch {
+    // Not JSON: the assertion on `error` below says so.
+  }
+  return { status: res.status, headers: res.headers, error: json.error, text }
+}
+
+/** One metric sample's value, summed over samples whose labels include `labels`. */
+export async function metric(
+  url: string,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  let total = 0
+  for (const s of parseExposition(text)) {
+    if (s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)) total += s.value
+  }
+  return total
+}
+
+async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
+  const until = Date.now() + 5000
+  while (Date.now() < until) {
+    if (await check()) return
+    await new Promise((r) => setTimeout(r, 25))
+  }
+  assert.fail(`timed out waiting for ${what}`)
+}
+
+async function expectApiError(
+  work: Promise<unknown>,
+  status: number,
+  check: (e: {
+    readonly code: unknown
+    readonly param: unknown
+    readonly type: unknown
+    readonly message: string
+  }) => void,
+): Promise<void> {
+  try {
+    await work
+  } catch (err) {
+    assert.ok(err instanceof OpenAI.APIError, `expected an OpenAI APIError, got ${String(err)}`)
+    assert.equal(err.status, status, err.message)
+    check(err)
+    return
+  }
+  assert.fail(`expected HTTP ${String(status)}, the request succeeded`)
+}
+
+const PASSWORD = 'How do I reset my password?'
+
+export const cases: readonly Case[] = [
+  {
+    name: 'GET /v1/models lists agents, teams and models in the OpenAI list shape',
+    async run({ client }) {
+      const ids: string[] = []
+      for await (const m of client.models.list()) {
+        assert.equal(m.object, 'model')
+        ids.push(m.id)
+      }
+      for (const id of [
+        'agent/support-agent',
+        'agent/math-agent',
+        'agent/busy-agent',
+        'team/crew',
+        'model/default',
+        'model/slow',
+      ]) {
+        assert.ok(ids.includes(id), `${id} in ${ids.join(', ')}`)
+      }
+    },
+  },
+  {
+    name: 'a completion from an agent: the whole answer, finish_reason stop, usage',
+    async run({ client }) {
+      const c = await client.chat.completions.create({
+        model: 'agent/support-agent',
+        messages: user(PASSWORD),
+      })
+      assert.equal(c.object, 'chat.completion')
+      assert.match(c.id, /^chatcmpl-/)
+      assert.equal(c.model, 'agent/support-agent')
+      assert.equal(c.choices.length, 1)
+      assert.equal(c.choices[0]?.message.role, 'assistant')
+      assert.equal(c.choices[0].message.content, `You said: ${PASSWORD}`)
+      assert.equal(c.choices[0].finish_reason, 'stop')
+      const u = c.usage
+      assert.ok(u !== undefined && u.prompt_tokens > 0 && u.completion_tokens > 0)
+      assert.equal(u.total_tokens, u.prompt_tokens + u.completion_tokens)
+      // A bare agent name addresses the same agent.
+      const bare = await client.chat.completions.create({ model: 'support-agent', messages: user(PASSWORD) })
+      assert.equal(bare.choices[0]?.message.content, `You said: ${PASSWORD}`)
+    },
+  },
+  {
+    name: 'streaming: role first, content in order, finish_reason, the usage chunk, then [DONE]',
+    async run({ client, url }) {
+      const stream = await client.chat.completions.create({
+        model: 'agent/support-agent',
+        messages: user(PASSWORD),
+        stream: true,
+        stream_options: { include_usage: true },
+      })
+      const chunks = []
+      for await (const chunk of stream) chunks.push(chunk)
+      assert.ok(chunks.length >= 4, `${String(chunks.length)} chunks`)
+      assert.equal(chunks[0]?.choices[0]?.delta.role, 'assistant')
+      assert.equal(new Set(chunks.map((c) => c.id)).size, 1)
+      assert.deepEqual(
+        new Set(chunks.map((c) => `${c.object} ${c.model}`)),
+        new Set(['chat.completion.chunk agent/support-agent']),
+      )
+      const text = chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')
+      assert.equal(text, `You said: ${PASSWORD}`)
+      const withChoices = chunks.filter((c) => c.choices.length > 0)
+      assert.ok(withChoices.slice(0, -1).every((c) => c.choices[0]?.finish_reason === null))
+      assert.equal(withChoices.at(-1)?.choices[0]?.finish_reason, 'stop')
+      const last = chunks.at(-1)
+      assert.equal(last?.choices.length, 0)
+      assert.ok(last.usage !== undefined && last.usage !== null && last.usage.total_tokens > 0)
+      assert.ok(
+        chunks.slice(0, -1).every((c) => c.usage === null),
+        'usage is null on every other chunk',
+      )
+
+      // On the wire: SSE events separated by blank lines, ending with data: [DONE].
+      const raw = await fetch(`${url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'agent/support-agent', messages: user('hi'), stream: true }),
+      })
+      assert.match(raw.headers.get('content-type') ?? '', /^text\/event-stream/)
+      const body = await raw.text()
+      assert.ok(body.endsWith('data: [DONE]\n\n'), body.slice(-80))
+      const events = body.trimEnd().split('\n\n')
+      assert.ok(events.every((e) => e.startsWith('data: ')))
+      assert.ok(!body.includes('"usage"'), 'no usage field unless stream_options.include_usage')
+    },
+  },
+  {
+    name: 'the tool loop runs several iterations through calculator, a custom tool and an agent tool',
+    async run({ client, url }) {
+      const before = await metric(url, 'ark_tool_calls_total', { agent: 'default/math-agent', outcome: 'ok' })
+      const c = await client.chat.completions.create({
+        model: 'agent/math-agent',
+        messages: user(
+          [
+            'calculator {"expression": "(2+3)*4"}',
+            'calculator {"expression": "sqrt(16)"} and lookup {"key": "capital-of-france"}',
+            'ask-support {"input": "where is my parcel?"}',
+          ].join('\n'),
+        ),
+      })
+      assert.equal(
+        c.choices[0]?.message.content,
+        'calculator: 20\ncalculator: 4\nlookup: Paris\nask-support: You said: where is my parcel?',
+      )
+      const after = await metric(url, 'ark_tool_calls_total', { agent: 'default/math-agent', outcome: 'ok' })
+      assert.equal(after - before, 4)
+      assert.ok((await metric(url, 'ark_agent_iterations_count', { agent: 'default/math-agent' })) >= 1)
+    },
+  },
+  {
+    name: 'tool failures and invalid arguments go back to the model, not to the caller',
+    async run({ client, url }) {
+      const c = await client.chat.completions.create({
+        model: 'agent/math-agent',
+        messages: user(
+          [
+            'calculator {"expression": "1/0"}',
+            'calculator {"expr": 1}',
+            'calculator {"expression": }',
+            'lookup {"key": "nothing"}',
+          ].join('\n'),
+        ),
+      })
+      const lines = (c.choices[0]?.message.content ?? '').split('\n')
+      assert.match(lines[0] ?? '', /^calculator: division by zero at column \d+/)
+      assert.match(lines[1] ?? '', /invalid arguments for calculator: .*expression: is required/)
+      assert.match(lines[1] ?? '', /expr: unknown field/)
+      assert.match(lines[2] ?? '', /arguments of calculator are not valid JSON/)
+      assert.equal(lines[3], 'lookup: no fact named nothing')
+      assert.ok(
+        (await metric(url, 'ark_tool_calls_total', { tool: 'calculator', outcome: 'invalid_arguments' })) >=
+          2,
+      )
+      assert.ok((await metric(url, 'ark_tool_calls_total', { tool: 'lookup', outcome: 'error' })) >= 1)
+    },
+  },
+  {
+    name: 'terminate ends the run with its response',
+    async run({ client }) {
+      const c = await client.chat.completions.create({
+        model: 'agent/math-agent',
+        messages: user('terminate {"response": "done early"}\ncalculator {"expression": "1+1"}'),
+      })
+      assert.equal(c.choices[0]?.message.content, 'done early')
+      assert.equal(c.choices[0].finish_reason, 'stop')
+    },
+  },
+  {
+    name: 'the iteration bound stops a model that never stops calling tools (422 max_iterations)',
+    async run({ client }) {
+      const lines = Array.from(
+        { length: SUITE_LIMITS.maxIterations + 1 },
+        (_, i) => `noop {"message": "${String(i)}"}`,
+      )
+      await expectApiError(
+        client.chat.completions.create({ model: 'agent/math-agent', messages: user(lines.join('\n')) }),
+        422,
+        (e) => {
+          assert.equal(e.code, 'max_iterations')
+          assert.match(e.message, /did not finish within 5 iterations/)
+        },
+      )
+    },
+  },
+  {
+    name: 'an outputSchema answer is validated: a matching one passes, a wrong one is a clear 502',
+    async run({ client }) {
+      const ok = await client.chat.completions.create({
+        model: 'agent/analyzer',
+        messages: user('I love it'),
+      })
+      assert.deepEqual(JSON.parse(ok.choices[0]?.message.content ?? ''), {
+        sentiment: 'positive',
+        confidence: 0,
+      })
+      await expectApiError(
+        client.chat.completions.create({
+          model: 'agent/analyzer',
+          messages: user('answer: {"sentiment": "great", "confidence": 2}'),
+        }),
+        502,
+        (e) => {
+          assert.equal(e.code, 'invalid_output')
+          assert.match(e.message, /sentiment: must be one of "positive", "negative", "neutral"/)
+          assert.match(e.message, /confidence: must be <= 1/)
+        },
+      )
+    },
+  },
+  {
+    name: 'prompt parameters: value, ConfigMap and query parameters (metadata) are templated',
+    async run({ client }) {
+      const c = await client.chat.completions.create({
+        model: 'agent/dynamic-agent',
+        messages: user('show: system'),
+        metadata: { agent_name: 'Ada' },
+      })
+      assert.equal(
+        c.choices[0]?.message.content,
+        'Your name is Ada. You work in careful mode at expert level.',
+      )
+      await expectApiError(
+        client.chat.completions.create({ model: 'agent/dynamic-agent', messages: user('show: system') }),
+        400,
+        (e) => {
+          assert.equal(e.param, 'metadata.agent_name')
+          assert.match(e.message, /needs the parameter "agent_name"/)
+        },
+      )
+    },
+  },
+  {
+    name: 'unknown model: 404 model_not_found; an unavailable agent: 503 with its reason; a team: 400',
+    async run({ client }) {
+      await expectApiError(
+        client.chat.completions.create({ model: 'agent/nobody', messages: user('hi') }),
+        404,
+        (e) => {
+          assert.equal(e.code, 'model_not_found')
+          assert.equal(e.param, 'model')
+          assert.equal(e.type, 'invalid_request_error')
+        },
+      )
+      await expectApiError(
+        client.chat.completions.create({ model: 'agent/broken-agent', messages: user('hi') }),
+        503,
+        (e) => {
+          assert.equal(e.code, 'ToolNotFound')
+          assert.match(e.message, /not available: ToolNotFound: .*does-not-exist/)
+        },
+      )
+      await expectApiError(
+        client.chat.completions.create({ model: 'team/crew', messages: user('hi') }),
+        400,
+        (e) => assert.equal(e.code, 'unsupported_target'),
+      )
+    },
+  },
+  {
+    name: 'invalid JSON and schema errors: 400 with param naming the field',
+    async run({ url }) {
+      const bad = await post(url, '{"model": "agent/support-agent", "messages": [')
+      assert.equal(bad.status, 400)
+      assert.equal(bad.error?.code, 'invalid_json')
+      assert.equal(bad.error.type, 'invalid_request_error')
+      const cases: [unknown, string][] = [
+        [{ model: 'agent/support-agent' }, 'messages'],
+        [{ messages: user('hi') }, 'model'],
+        [{ model: 'agent/support-agent', messages: [] }, 'messages'],
+        [{ model: 'agent/support-agent', messages: [{ role: 'robot', content: 'hi' }] }, 'messages[0].role'],
+        [{ model: 'agent/support-agent', messages: [{ role: 'user', content: 42 }] }, 'messages[0].content'],
+        [
+          { model: 'agent/support-agent', messages: [{ role: 'tool', content: 'x' }] },
+          'messages[0].tool_call_id',
+        ],
+        [{ model: 'agent/support-agent', messages: user('hi'), temperature: -1 }, 'temperature'],
+        [{ model: 'agent/support-agent', messages: user('hi'), max_tokens: 1e20 }, 'max_tokens'],
+        [{ model: 'agent/support-agent', messages: user('hi'), n: 2 }, 'n'],
+        [{ model: 'agent/support-agent', messages: user('hi'), stream: 'yes' }, 'stream'],
+        [{ model: 'agent/support-agent', messages: user('hi'), metadata: { k: 1 } }, 'metadata.k'],
+        [{ model: 'agent/support-agent', messages: user('hi'), tools: [{ type: 'function' }] }, 'tools'],
+        [[1, 2], ''],
+      ]
+      for (const [body, param] of cases) {
+        const r = await post(url, JSON.stringify(body))
+        assert.equal(r.status, 400, `${JSON.stringify(body)}: ${r.text}`)
+        assert.equal(r.error?.param ?? '', param, `${JSON.stringify(body)}: ${r.error?.message ?? r.text}`)
+        assert.ok((r.error?.message.length ?? 0) > 10)
+      }
+    },
+  },
+  {
+    name: 'body too large (413), wrong content type (415), wrong method (405), unknown route (404)',
+    async run({ url }) {
+      const big = JSON.stringify({
+        model: 'agent/support-agent',
+        messages: user('x'.repeat(SUITE_LIMITS.maxBodyBytes + 10)),
+      })
+      const tooBig = await post(url, big)
+      assert.equal(tooBig.status, 413)
+      assert.equal(tooBig.error?.code, 'request_too_large')
+      const form = await post(url, 'model=agent/support-agent', {
+        'content-type': 'application/x-www-form-urlencoded',
+      })
+      assert.equal(form.status, 415)
+      assert.match(form.error?.message ?? '', /Content-Type must be application\/json/)
+      const get = await fetch(`${url}/v1/chat/completions`)
+      assert.equal(get.status, 405)
+      assert.equal(get.headers.get('allow'), 'POST')
+      assert.equal(((await get.json()) as { error: { code: string } }).error.code, 'method_not_allowed')
+      const del = await fetch(`${url}/v1/models`, { method: 'DELETE' })
+      assert.equal(del.status, 405)
+      await del.body?.cancel()
+      const nowhere = await fetch(`${url}/v2/anything`)
+      assert.equal(nowhere.status, 404)
+      assert.equal(((await nowhere.json()) as { error: { code: string } }).error.code, 'not_found')
+    },
+  },
+  {
+    name: 'bad input never crashes: 1 MB strings, deep nesting, invalid UTF-8, unknown fields, truncated bodies',
+    async run({ url, client }) {
+      const mb = await post(
+        url,
+        JSON.stringify({ model: 'agent/support-agent', messages: user('y'.repeat(1024 * 1024)) }),
+      )
+      assert.equal(mb.status, 200, mb.text.slice(0, 200))
+      assert.ok(mb.text.length < 10_000, 'the mock echoes a bounded prefix')
+
+      const depth = 100_000
+      const deep = `{"model":"agent/support-agent","messages":[{"role":"user","content":"hi"}],"metadata":${'['.repeat(depth)}${']'.repeat(depth)}}`
+      const d = await post(url, deep)
+      assert.equal(d.status, 400, d.text.slice(0, 200))
+      const deepContent = `{"model":"agent/support-agent","messages":[{"role":"user","content":${'['.repeat(depth)}${']'.repeat(depth)}}]}`
+      assert.equal((await post(url, deepContent)).status, 400)
+
+      const bytes = new TextEncoder().encode(
+        JSON.stringify({ model: 'agent/support-agent', messages: user('hi?') }),
+      )
+      const invalid = new Uint8Array(bytes)
+      invalid[bytes.length - 6] = 0xff // inside the content string
+      const u = await post(url, invalid)
+      assert.equal(u.status, 400)
+      assert.equal(u.error?.code, 'invalid_encoding')
+
+      const extra = await post(
+        url,
+        JSON.stringify({
+          model: 'agent/support-agent',
+          messages: user('hi'),
+          frobnicate: { x: [1] },
+          user: 'u-1',
+        }),
+      )
+      assert.equal(extra.status, 200)
+
+      // A client that promises 1000 bytes, sends 20 and hangs up.
+      const { port, hostname } = new URL(url)
+      await new Promise<void>((resolve) => {
+        const socket = connect(Number(port), hostname, () => {
+          socket.end(
+            'POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"model": "agent/sup',
+          )
+        })
+        socket.on('error', () => resolve())
+        socket.on('close', () => resolve())
+        socket.resume()
+      })
+      const models = await client.models.list()
+      assert.ok(models.data.length > 0, 'the gateway still serves')
+      const health = await fetch(`${url}/healthz`)
+      assert.equal(health.status, 200)
+      assert.equal(((await health.json()) as { status: string }).status, 'ok')
+      assert.equal((await fetch(`${url}/readyz`)).status, 200)
+    },
+  },
+  {
+    name: 'a client that disconnects mid-stream cancels its run',
+    async run({ url, client }) {
+      const before = await metric(url, 'ark_agent_runs_total', {
+        agent: 'default/slow-agent',
+        outcome: 'cancelled',
+      })
+      const words = Array.from({ length: 100 }, (_, i) => `w${String(i)}`).join(' ')
+      const abort = new AbortController()
+      const stream = await client.chat.completions.create(
+        { model: 'agent/slow-agent', messages: user(`answer: ${words}`), stream: true },
+        { signal: abort.signal },
+      )
+      let seen = ''
+      try {
+        for await (const chunk of stream) {
+          seen += chunk.choices[0]?.delta.content ?? ''
+          if (seen.length > 0) abort.abort()
+        }
+      } catch (err) {
+        assert.ok(err instanceof Error && /abort/i.test(`${err.name} ${err.message}`), String(err))
+      }
+      assert.ok(seen.startsWith('w0'))
+      await eventually(
+        async () =>
+          (await metric(url, 'ark_agent_runs_total', {
+            agent: 'default/slow-agent',
+            outcome: 'cancelled',
+          })) ===
+          before + 1,
+        'the run to be counted as cancelled',
+      )
+      assert.equal(await metric(url, 'ark_pool_in_flight', { pool: 'default/slow-agent' }), 0)
+    },
+  },
+  {
+    name: 'a full pool queue answers 429 with Retry-After; accepted work still completes',
+    async run({ url }) {
+      const client = clientFor(url, { maxRetries: 0 })
+      const ask = () =>
+        client.chat.completions.create({ model: 'agent/slow-agent', messages: user('answer: ok') })
+      const results = await Promise.allSettled([ask(), ask(), ask()])
+      const ok = results.filter((r) => r.status === 'fulfilled')
+      const refused = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []))
+      assert.equal(ok.length, 2, 'one runs and one waits (concurrency 1, queue 1)')
+      assert.equal(refused.length, 1)
+      const e = refused[0]
+      assert.ok(e instanceof OpenAI.RateLimitError, String(e))
+      assert.equal(e.code, 'queue_full')
+      assert.ok(Number(e.headers.get('retry-after')) >= 1)
+      assert.ok((await metric(url, 'ark_pool_rejected_total', { pool: 'default/slow-agent' })) >= 1)
+    },
+  },
+  {
+    name: 'metrics parse and move as requests are served',
+    async run({ url, client }) {
+      const labels = {
+        http_route: '/v1/chat/completions',
+        ark_target: 'agent/busy-agent',
+        http_response_status_code: '200',
+      }
+      const before = await metric(url, 'http_server_request_duration_seconds_count', labels)
+      const tokensBefore = await metric(url, 'gen_ai_client_token_usage_count', {
+        agent: 'default/busy-agent',
+      })
+      await client.chat.completions.create({ model: 'agent/busy-agent', messages: user('hello') })
+      assert.equal(await metric(url, 'http_server_request_duration_seconds_count', labels), before + 1)
+      assert.equal(
+        await metric(url, 'gen_ai_client_token_usage_count', { agent: 'default/busy-agent' }),
+        tokensBefore + 2,
+      )
+      assert.equal(await metric(url, 'ark_pool_concurrency', { pool: 'default/busy-agent' }), 2 * 3)
+      assert.equal(
+        await metric(url, 'ark_agent_runs_total', { agent: 'default/busy-agent', outcome: 'answer' }),
+        1,
+      )
+      assert.equal(await metric(url, 'ark_resource_available', { kind: 'Agent', name: 'broken-agent' }), 0)
+      assert.equal(await metric(url, 'ark_resource_available', { kind: 'Agent', name: 'busy-agent' }), 1)
+      assert.ok(
+        (await metric(url, 'gen_ai_client_operation_duration_seconds_count', {
+          gen_ai_provider_name: 'mock',
+        })) > 0,
+      )
+      const res = await fetch(`${url}/metrics`)
+      assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/)
+      await res.body?.cancel()
+    },
+  },
+]
