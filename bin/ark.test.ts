@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -103,5 +103,64 @@ describe('ark get', () => {
     expect(r.stdout).toContain('full-secret')
     expect(r.stdout).not.toContain('secret-token')
     expect(r.stdout).not.toContain('az-key-value')
+  })
+})
+
+describe('ark dev', () => {
+  it(
+    'serves the examples over HTTP, follows flags, and stops cleanly on SIGTERM',
+    { timeout: 30_000 },
+    async () => {
+      const child = spawn(
+        process.execPath,
+        ['bin/ark.ts', 'dev', '-f', 'examples', '--port', '0', '--max-iterations', '2'],
+        {
+          env: { ...process.env, ARK_MANIFESTS: '', ARK_LOG_LEVEL: 'info' },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      )
+      let out = ''
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+      const url = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no "serving" line in:\n${out}`)), 20_000)
+        child.stdout.on('data', () => {
+          const line = out.split('\n').find((l) => l.includes('"msg":"serving"'))
+          if (line !== undefined) {
+            clearTimeout(timer)
+            resolve((JSON.parse(line) as { url: string }).url)
+          }
+        })
+      })
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+
+      const models = (await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] }
+      expect(models.data.map((m) => m.id)).toContain('agent/math-agent')
+      const ask = (content: string) =>
+        fetch(`${url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'math-agent', messages: [{ role: 'user', content }] }),
+        })
+      const answer = (await (await ask('calculator {"expression": "6*7"}')).json()) as {
+        choices: { message: { content: string } }[]
+      }
+      expect(answer.choices[0]!.message.content).toBe('calculator: 42')
+      // --max-iterations 2 reached the runtime: three tool turns do not fit.
+      const bounded = await ask('calculator {"expression": "1"}\n'.repeat(3))
+      expect(bounded.status).toBe(422)
+      await bounded.body?.cancel()
+      expect(await (await fetch(`${url}/metrics`)).text()).toContain('process_cpu_user_seconds_total')
+
+      child.kill('SIGTERM')
+      expect(await exited).toBe(0)
+      expect(out).toContain('"msg":"stopping"')
+    },
+  )
+
+  it('refuses a bad flag value with a message that names it', async () => {
+    const r = await ark('dev', '-f', 'examples', '--port', 'eighty')
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('--port (PORT) must be an integer >= 0, got "eighty"')
   })
 })

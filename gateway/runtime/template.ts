@@ -30,7 +30,7 @@ export function parseTemplate(text: string): Template {
       let out = ''
       for (let i = 0; i < names.length; i++) {
         const name = names[i] ?? ''
-        out += (literals[i] ?? '') + (name in values ? (values[name] ?? '') : (raw[i] ?? ''))
+        out += (literals[i] ?? '') + (Object.hasOwn(values, name) ? (values[name] ?? '') : (raw[i] ?? ''))
       }
       return out + tail
     },
