@@ -533,3 +533,45 @@ export const cases: readonly Case[] = [
     },
   },
 ]
+
+/**
+ * Node only. Deno.serve (2.9.5) does not report a client that hangs up while a non-streaming response is
+ * pending once the request had a body of more than a few hundred bytes (tested with a bare Hono app): the
+ * run then finishes and its answer is dropped. Streaming requests are cancelled on both runtimes (above).
+ */
+export const nodeOnlyCases: readonly Case[] = [
+  {
+    name: 'a client that hangs up on a non-streaming request cancels its run too',
+    async run({ url }) {
+      const before = await metric(url, 'ark_agent_runs_total', {
+        agent: 'default/slow-agent',
+        outcome: 'cancelled',
+      })
+      const words = Array.from({ length: 100 }, (_, i) => `w${String(i)}`).join(' ')
+      const body = JSON.stringify({ model: 'agent/slow-agent', messages: user(`answer: ${words}`) })
+      // A raw socket, so that the hang-up is a closed connection whatever the runtime's fetch pools do.
+      const { port, hostname } = new URL(url)
+      const socket = connect(Number(port), hostname, () => {
+        socket.write(
+          `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${String(Buffer.byteLength(body))}\r\n\r\n${body}`,
+        )
+      })
+      socket.on('error', () => {})
+      // 100 words at 30 ms each: hang up while the model is still writing.
+      await eventually(
+        async () => (await metric(url, 'ark_pool_in_flight', { pool: 'default/slow-agent' })) === 1,
+        'the task to start',
+      )
+      socket.destroy()
+      await eventually(
+        async () =>
+          (await metric(url, 'ark_agent_runs_total', {
+            agent: 'default/slow-agent',
+            outcome: 'cancelled',
+          })) ===
+          before + 1,
+        'the run to be counted as cancelled',
+      )
+    },
+  },
+]

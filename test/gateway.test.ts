@@ -2,7 +2,7 @@
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { cases, clientFor } from './gateway-suite.ts'
+import { cases, clientFor, nodeOnlyCases } from './gateway-suite.ts'
 import type { RunningGateway } from './gateway-server.ts'
 import { startGateway } from './gateway-server.ts'
 
@@ -14,7 +14,8 @@ describe('gateway on Node', () => {
     gw = await startGateway()
   })
   afterAll(() => gw.close())
-  for (const c of cases) it(c.name, () => c.run({ url: gw.url, client: clientFor(gw.url) }))
+  for (const c of [...cases, ...nodeOnlyCases])
+    it(c.name, () => c.run({ url: gw.url, client: clientFor(gw.url) }))
 
   it('promtool accepts the metrics ark exposes', async () => {
     const text = await (await fetch(`${gw.url}/metrics`)).text()

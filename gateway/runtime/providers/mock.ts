@@ -28,8 +28,12 @@ export function createMockProvider(config: ProviderConfig): Provider {
       if (latencyMs > 0) await sleep(latencyMs, request.signal)
       request.signal.throwIfAborted()
       const reply = decide(request)
-      if (reply.tool_calls === undefined && request.onDelta !== undefined && reply.content !== null) {
-        await stream(reply.content, request.onDelta, chunkDelayMs, request.signal)
+      // Generating takes as long whether or not anyone watches the words arrive.
+      if (reply.tool_calls === undefined && reply.content !== null) {
+        if (request.onDelta !== undefined)
+          await stream(reply.content, request.onDelta, chunkDelayMs, request.signal)
+        else if (chunkDelayMs > 0)
+          await sleep(chunkDelayMs * (words(reply.content).length - 1), request.signal)
       }
       return {
         message: reply,
@@ -190,11 +194,15 @@ function usageOf(messages: readonly ChatMessage[], reply: AssistantMessage) {
 
 async function stream(text: string, onDelta: (t: string) => void, delayMs: number, signal: AbortSignal) {
   // One delta per word, like a real model streams, so that clients see several chunks.
-  const words = text.match(/\S+\s*|\s+/g) ?? [text]
-  for (let i = 0; i < words.length; i++) {
+  const pieces = words(text)
+  for (let i = 0; i < pieces.length; i++) {
     if (i > 0 && delayMs > 0) await sleep(delayMs, signal)
-    onDelta(words[i] ?? '')
+    onDelta(pieces[i] ?? '')
   }
+}
+
+function words(text: string): string[] {
+  return text.match(/\S+\s*|\s+/g) ?? [text]
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
