@@ -47,11 +47,15 @@ export class MemoryQueue implements TaskQueue {
 
   submit(task: Task, options: SubmitOptions): Promise<Admission> {
     if (this.#closed) return Promise.reject(new Error('the queue is closed'))
+    // Nobody is waiting for it any more: do not let it take a slot.
+    if (options.signal.aborted) return Promise.resolve({ result: Promise.resolve(cancelled(task)) })
     const key = `${task.agent.namespace}/${task.agent.name}`
     let pool = this.#pools.get(key)
     if (pool === undefined) this.#pools.set(key, (pool = new Pool(task.agent)))
     const limits = this.#limitsOf(task.agent)
     pool.concurrency = limits.concurrency
+    // A raised concurrency starts waiting tasks now, not when a running one finishes.
+    this.#next(pool)
     if (pool.inFlight < limits.concurrency && pool.queued === 0) {
       return Promise.resolve({ result: this.#start(pool, task, options) })
     }
@@ -86,8 +90,21 @@ export class MemoryQueue implements TaskQueue {
     }))
   }
 
+  /** Stops taking tasks, cancels the waiting ones (they never started) and waits for the running ones. */
   async close(): Promise<void> {
     this.#closed = true
+    for (const pool of this.#pools.values()) {
+      for (let i = pool.head; i < pool.waiting.length; i++) {
+        const w = pool.waiting[i]
+        if (w === undefined) continue
+        pool.waiting[i] = undefined
+        w.options.signal.removeEventListener('abort', w.onAbort)
+        w.resolve({ ...cancelled(w.task), error: 'the gateway shut down before the task started' })
+      }
+      pool.waiting = []
+      pool.head = 0
+      pool.queued = 0
+    }
     await Promise.allSettled([...this.#running])
   }
 
@@ -98,7 +115,9 @@ export class MemoryQueue implements TaskQueue {
       options.onEvent === undefined
         ? { signal: options.signal }
         : { signal: options.signal, emit: options.onEvent }
-    const run = this.#run(task, context)
+    // Promise.resolve().then: a runner that throws synchronously still yields a result and frees its slot.
+    const run = Promise.resolve()
+      .then(() => this.#run(task, context))
       .catch((err: unknown): TaskResult => ({
         task: task.id,
         outcome: 'error',

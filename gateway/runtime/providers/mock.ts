@@ -91,7 +91,7 @@ function answer(content: string): AssistantMessage {
 
 /** `name {json}` mentions of offered tools in one line, in the order they appear. */
 function callsIn(line: string, names: readonly string[], turn: number): ToolCall[] {
-  const found: { at: number; name: string; args: string }[] = []
+  const found: { at: number; end: number; name: string; args: string }[] = []
   for (const name of names) {
     let from = 0
     for (;;) {
@@ -104,12 +104,20 @@ function callsIn(line: string, names: readonly string[], turn: number): ToolCall
       while (line[brace] === ' ' || line[brace] === '\t') brace++
       if (line[brace] !== '{') continue
       const end = jsonObjectEnd(line, brace)
-      found.push({ at, name, args: line.slice(brace, end) })
+      found.push({ at, end, name, args: line.slice(brace, end) })
       from = end
     }
   }
   found.sort((a, b) => a.at - b.at)
-  return found.map((f, i) => ({
+  // A tool named inside an earlier call's arguments is part of those arguments, not a call.
+  const calls: typeof found = []
+  let covered = 0
+  for (const f of found) {
+    if (f.at < covered) continue
+    calls.push(f)
+    covered = f.end
+  }
+  return calls.map((f, i) => ({
     id: `call_${String(turn)}_${String(i)}`,
     type: 'function',
     function: { name: f.name, arguments: f.args },
