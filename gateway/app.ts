@@ -14,6 +14,18 @@ import { listModels } from './openai/models.ts'
 import type { TaskQueue } from './pool/queue.ts'
 import type { AgentRuntime } from './runtime/agent-runtime.ts'
 
+const KNOWN_METHODS = new Set([
+  'GET',
+  'HEAD',
+  'POST',
+  'PUT',
+  'PATCH',
+  'DELETE',
+  'OPTIONS',
+  'CONNECT',
+  'TRACE',
+])
+
 export interface AppDeps {
   readonly catalog: Catalog
   readonly runtime: AgentRuntime
@@ -37,7 +49,8 @@ export function createApp(deps: AppDeps): Hono<{ Variables: GatewayVariables }> 
     const route = routePath(c)
     deps.metrics.http(
       {
-        method: c.req.method,
+        // Deno.serve accepts any method token: only known ones become label values (OpenTelemetry's _OTHER).
+        method: KNOWN_METHODS.has(c.req.method) ? c.req.method : '_OTHER',
         // Unmatched paths share one label value: paths are client input, label values must stay bounded.
         route: route === '/*' || route === '*' ? 'unmatched' : route,
         status: c.res.status,
@@ -58,17 +71,29 @@ export function createApp(deps: AppDeps): Hono<{ Variables: GatewayVariables }> 
   })
 
   app.get('/v1/models', (c) => c.json(listModels(deps.catalog, deps.defaultNamespace)))
+  // Ids hold slashes (agent/ns/name), so the id is the rest of the path.
+  app.get('/v1/models/*', (c) => {
+    const id = decodeURIComponent(c.req.path.slice('/v1/models/'.length))
+    const model = listModels(deps.catalog, deps.defaultNamespace).data.find((m) => m.id === id)
+    return model === undefined
+      ? errorResponse(404, `The model \`${id.slice(0, 200)}\` does not exist; GET /v1/models lists them.`, {
+          param: 'model',
+          code: 'model_not_found',
+        })
+      : c.json(model)
+  })
   app.post('/v1/chat/completions', (c) => chatCompletions(c, chat))
 
   for (const [path, allow] of [
     ['/v1/chat/completions', 'POST'],
     ['/v1/models', 'GET'],
+    ['/v1/models/*', 'GET'],
     ['/metrics', 'GET'],
     ['/healthz', 'GET'],
     ['/readyz', 'GET'],
   ] as const) {
     app.all(path, (c) =>
-      errorResponse(405, `${c.req.method} is not allowed on ${path}; use ${allow}`, {
+      errorResponse(405, `${c.req.method} is not allowed on ${c.req.path.slice(0, 200)}; use ${allow}`, {
         code: 'method_not_allowed',
         headers: { allow },
       }),

@@ -1,7 +1,7 @@
 /**
  * gateway: the data plane. A Hono app (OpenAI-compatible routes, metrics, health), the agent runtime (tool
- * loop, providers, built-in tools), and the task queue with its pools. Runtime-specific serving lives in
- * serve-node.ts and serve-deno.ts, which callers import directly.
+ * loop, providers, built-in tools), and the task queue with its pools. `serve` picks the runtime's adapter
+ * (serve-node.ts or serve-deno.ts) and loads only that one.
  */
 export type { Gateway, GatewayOptions } from './gateway.ts'
 export { DEFAULTS, PROVIDERS, createGateway } from './gateway.ts'

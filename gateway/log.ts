@@ -14,7 +14,8 @@ export function createLogger(
     (lv: Level) =>
     (msg: string, fields: Record<string, unknown> = {}) => {
       if (ORDER[lv] < min) return
-      write(JSON.stringify({ time: new Date().toISOString(), level: lv, component, msg, ...fields }))
+      // Fields first: a field named like one of ours must not overwrite it.
+      write(JSON.stringify({ ...fields, time: new Date().toISOString(), level: lv, component, msg }))
     }
   return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }
 }

@@ -106,6 +106,12 @@ export const cases: readonly Case[] = [
       ]) {
         assert.ok(ids.includes(id), `${id} in ${ids.join(', ')}`)
       }
+      const one = await client.models.retrieve('agent/support-agent')
+      assert.equal(one.id, 'agent/support-agent')
+      assert.equal(one.object, 'model')
+      await expectApiError(client.models.retrieve('agent/nobody'), 404, (e) =>
+        assert.equal(e.code, 'model_not_found'),
+      )
     },
   },
   {
@@ -339,6 +345,10 @@ export const cases: readonly Case[] = [
         [{ messages: user('hi') }, 'model'],
         [{ model: 'agent/support-agent', messages: [] }, 'messages'],
         [{ model: 'agent/support-agent', messages: [{ role: 'robot', content: 'hi' }] }, 'messages[0].role'],
+        [
+          { model: 'agent/support-agent', messages: [{ role: 'constructor', content: 'hi' }] },
+          'messages[0].role',
+        ],
         [{ model: 'agent/support-agent', messages: [{ role: 'user', content: 42 }] }, 'messages[0].content'],
         [
           { model: 'agent/support-agent', messages: [{ role: 'tool', content: 'x' }] },
@@ -412,6 +422,25 @@ export const cases: readonly Case[] = [
       const u = await post(url, invalid)
       assert.equal(u.status, 400)
       assert.equal(u.error?.code, 'invalid_encoding')
+
+      const parts = await post(
+        url,
+        JSON.stringify({
+          model: 'agent/support-agent',
+          messages: [
+            { role: 'system', content: [{ type: 'text', text: 'Be brief.' }] },
+            {
+              role: 'user',
+              content: [
+                { type: 'text', text: 'in ' },
+                { type: 'text', text: 'parts' },
+              ],
+            },
+          ],
+        }),
+      )
+      assert.equal(parts.status, 200, parts.text)
+      assert.match(parts.text, /You said: in parts/)
 
       const extra = await post(
         url,

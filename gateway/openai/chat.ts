@@ -84,6 +84,12 @@ export async function chatCompletions(
       { code: reason, retry: false },
     )
   }
+  if (agent.spec.replicas === 0) {
+    return errorResponse(503, `${id} is scaled to zero (replicas: 0); scale it up to serve requests`, {
+      code: 'ScaledToZero',
+      retry: false,
+    })
+  }
   let prepared: PreparedAgent
   try {
     prepared = deps.runtime.prepare(agent)
@@ -133,7 +139,8 @@ export async function chatCompletions(
   // The run is cancelled when the client goes away, whether the response is streaming or not.
   const cancel = new AbortController()
   const onClientGone = () => cancel.abort(new DOMException('the client disconnected', 'AbortError'))
-  c.req.raw.signal.addEventListener('abort', onClientGone, { once: true })
+  if (c.req.raw.signal.aborted) onClientGone()
+  else c.req.raw.signal.addEventListener('abort', onClientGone, { once: true })
 
   return request.stream
     ? stream(deps, task, request, who, cancel, finished)
@@ -208,21 +215,36 @@ async function stream(
     void body.cancel()
     return refused(deps, err)
   }
-  void admission.result.then((result) => {
-    finished(result)
-    if (succeeded(result)) {
-      send(chunks.finish('stop'))
-      if (request.includeUsage) send(chunks.usage(result.usage))
-      send(chunks.done())
-    } else {
-      const { status, message, code } = failureOf(result)
-      send(chunks.error(errorBody(status, message, { code })))
-    }
+  const end = () => {
     if (open) {
       open = false
       out?.close()
     }
-  })
+  }
+  admission.result
+    .then((result) => {
+      finished(result)
+      if (succeeded(result)) {
+        send(chunks.finish('stop'))
+        if (request.includeUsage) send(chunks.usage(result.usage))
+        send(chunks.done())
+      } else {
+        const { status, message, code } = failureOf(result)
+        send(chunks.error(errorBody(status, message, { code })))
+      }
+    })
+    .catch((err: unknown) => {
+      deps.log.error('stream failed', {
+        task: task.id,
+        error: err instanceof Error ? err.message : String(err),
+      })
+      send(
+        chunks.error(
+          errorBody(500, 'the gateway failed while streaming; see its log', { code: 'internal_error' }),
+        ),
+      )
+    })
+    .finally(end)
   return new Response(body, {
     headers: {
       'content-type': 'text/event-stream; charset=utf-8',

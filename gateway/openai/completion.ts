@@ -3,8 +3,7 @@
  * everything but the delta, so the constant parts are serialized once per response.
  */
 import type { Usage } from '../runtime/messages.ts'
-
-export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter'
+import type { FinishReason } from '../runtime/provider.ts'
 
 export interface CompletionIdentity {
   readonly id: string

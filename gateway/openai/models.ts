@@ -4,8 +4,19 @@ import type { Catalog, TargetKind } from '../../controller/store/index.ts'
 const PREFIX: Record<TargetKind, string> = { Agent: 'agent', Team: 'team', Model: 'model' }
 const KINDS: readonly TargetKind[] = ['Agent', 'Team', 'Model']
 
-export function listModels(catalog: Catalog, defaultNamespace: string): Record<string, unknown> {
-  const data: Record<string, unknown>[] = []
+export interface ModelEntry {
+  readonly id: string
+  readonly object: 'model'
+  readonly created: number
+  readonly owned_by: string
+  readonly ark: Readonly<Record<string, string>>
+}
+
+export function listModels(
+  catalog: Catalog,
+  defaultNamespace: string,
+): { object: 'list'; data: ModelEntry[] } {
+  const data: ModelEntry[] = []
   for (const kind of KINDS) {
     for (const r of catalog.list(kind)) {
       const { namespace, name } = r.ref
@@ -31,7 +42,7 @@ export function listModels(catalog: Catalog, defaultNamespace: string): Record<s
       })
     }
   }
-  data.sort((a, b) => String(a.id).localeCompare(String(b.id)))
+  data.sort((a, b) => a.id.localeCompare(b.id))
   return { object: 'list', data }
 }
 

@@ -84,7 +84,7 @@ export function checkChatRequest(body: unknown): Checked<ChatRequest> {
   const b = body as Record<string, unknown> & { messages: { role: string }[] }
   for (let i = 0; i < b.messages.length; i++) {
     const m = b.messages[i] as { role: string }
-    const check = ROLES[m.role]
+    const check = Object.hasOwn(ROLES, m.role) ? ROLES[m.role] : undefined
     if (check === undefined) {
       return {
         ok: false,
@@ -94,12 +94,19 @@ export function checkChatRequest(body: unknown): Checked<ChatRequest> {
     }
     if (!check.Check(m)) return firstProblem(check.Errors(m), m, `messages[${String(i)}]`)
   }
+  // Text-only roles may send their text as parts; the runtime reads strings.
+  const messages = b.messages.map((m) => {
+    const msg = m as { role: string; content?: unknown }
+    return msg.role !== 'user' && Array.isArray(msg.content)
+      ? { ...msg, content: (msg.content as { text: string }[]).map((p) => p.text).join('') }
+      : msg
+  })
   const streamOptions = b.stream_options as { include_usage?: boolean } | null | undefined
   return {
     ok: true,
     value: {
       model: b.model as string,
-      messages: b.messages as unknown as ChatMessage[],
+      messages: messages as unknown as ChatMessage[],
       stream: b.stream === true,
       includeUsage: streamOptions?.include_usage === true,
       metadata: (b.metadata ?? {}) as Record<string, string>,

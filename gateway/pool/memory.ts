@@ -60,7 +60,10 @@ export class MemoryQueue implements TaskQueue {
       return Promise.resolve({ result: this.#start(pool, task, options) })
     }
     if (pool.queued >= limits.maxQueued) {
-      const retry = Math.max(1, Math.ceil((pool.ewmaSeconds * (pool.queued + 1)) / limits.concurrency))
+      const retry = Math.max(
+        1,
+        Math.ceil((pool.ewmaSeconds * (pool.queued + 1)) / Math.max(1, limits.concurrency)),
+      )
       return Promise.reject(new QueueFullError(task.agent, limits, retry))
     }
     const p = pool

@@ -147,11 +147,15 @@ export class AgentRuntime {
     // A timer cleared when the run ends, rather than AbortSignal.timeout: that one lives on for the whole
     // timeout after a fast run, and on Deno it holds the process open at shutdown.
     const deadline = new AbortController()
-    const timer = setTimeout(() => {
-      deadline.abort(
-        new DOMException(`the task timed out after ${String(prepared.timeoutMs)} ms`, 'TimeoutError'),
-      )
-    }, prepared.timeoutMs)
+    // setTimeout overflows above 2^31-1 ms (~24.8 days) and would fire at once.
+    const timer = setTimeout(
+      () => {
+        deadline.abort(
+          new DOMException(`the task timed out after ${String(prepared.timeoutMs)} ms`, 'TimeoutError'),
+        )
+      },
+      Math.min(prepared.timeoutMs, 2 ** 31 - 1),
+    )
     let result
     try {
       result = await runLoop(prepared, {

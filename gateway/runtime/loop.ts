@@ -84,13 +84,17 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
     const t0 = performance.now()
     let reply: AssistantMessage
     try {
-      const completion = await provider.complete({
-        messages,
-        tools: agent.toolDefinitions,
-        ...(agent.outputSchema === undefined ? {} : { outputSchema: agent.outputSchema }),
+      // A provider that ignores the signal must not hold the run past its deadline either.
+      const completion = await untilAborted(
+        provider.complete({
+          messages,
+          tools: agent.toolDefinitions,
+          ...(agent.outputSchema === undefined ? {} : { outputSchema: agent.outputSchema }),
+          signal,
+          ...(onDelta === undefined ? {} : { onDelta }),
+        }),
         signal,
-        ...(onDelta === undefined ? {} : { onDelta }),
-      })
+      )
       reply = completion.message
       usage = addUsage(usage, completion.usage)
       emit({
@@ -221,9 +225,13 @@ async function callTool(
   }
 }
 
-/** A tool that ignores the signal must not hold the run past its deadline. */
+/** Work (a tool, a model call) that ignores the signal must not hold the run past its deadline. */
 function untilAborted<T>(work: Promise<T> | T, signal: AbortSignal): Promise<T> | T {
   if (!(work instanceof Promise)) return work
+  if (signal.aborted) {
+    work.catch(() => {}) // Its outcome no longer matters; its rejection must not go unhandled.
+    return Promise.reject(signal.reason as Error)
+  }
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason as Error)
     signal.addEventListener('abort', onAbort, { once: true })
@@ -258,7 +266,7 @@ function aborted(signal: AbortSignal): boolean {
   return signal.aborted
 }
 
-export function isTimeout(signal: AbortSignal): boolean {
+function isTimeout(signal: AbortSignal): boolean {
   const reason: unknown = signal.reason
   return reason instanceof Error && reason.name === 'TimeoutError'
 }

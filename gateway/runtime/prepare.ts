@@ -231,6 +231,8 @@ function withFixed(tool: PreparedTool, fixed: Readonly<Record<string, string>>):
   return {
     ...tool,
     definition: { type: 'function', function: { ...tool.definition.function, parameters: visible } },
+    // The model sends only the visible arguments; the fixed ones are added after validation.
+    validator: compileJsonSchema(visible),
     execute: (args, context) => tool.execute({ ...args, ...fixed }, context),
   }
 }

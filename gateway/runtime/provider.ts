@@ -44,13 +44,3 @@ export interface ProviderConfig {
 }
 
 export type ProviderFactory = (config: ProviderConfig) => Provider
-
-/** A provider failed in a way the caller should see (bad key, upstream down): never carries secrets. */
-export class ProviderError extends Error {
-  readonly status: number | undefined
-  constructor(message: string, status?: number) {
-    super(message)
-    this.name = 'ProviderError'
-    this.status = status
-  }
-}
