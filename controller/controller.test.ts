@@ -255,6 +255,9 @@ spec: { strategy: sequential, members: [{ name: solo, type: agent }] }
     expect(key('model/default')).toBe('Model/default/default')
     expect(key('agent/crew')).toBeUndefined()
     expect(key('crew')).toBeUndefined()
+    expect(cp!.catalog.targetId('Agent', { namespace: 'default', name: 'solo' })).toBe('agent/solo')
+    expect(cp!.catalog.targetId('Agent', { namespace: 'prod', name: 'solo' })).toBe('agent/prod/solo')
+    expect(cp!.catalog.targetId('Team', { namespace: 'default', name: 'crew' })).toBe('team/crew')
     expect(available('Team/default/crew')).toBe('True AllDependenciesReady')
   })
 

@@ -10,7 +10,7 @@ import type { Metrics } from './metrics.ts'
 import type { ChatDeps, GatewayVariables } from './openai/chat.ts'
 import { chatCompletions } from './openai/chat.ts'
 import { errorResponse } from './openai/errors.ts'
-import { listModels } from './openai/models.ts'
+import { listModels, modelEntry } from './openai/models.ts'
 import type { TaskQueue } from './pool/queue.ts'
 import type { AgentRuntime } from './runtime/agent-runtime.ts'
 
@@ -32,7 +32,6 @@ export interface AppDeps {
   readonly queue: TaskQueue
   readonly metrics: Metrics
   readonly log: Logger
-  readonly defaultNamespace: string
   /** Largest request body accepted, in bytes. */
   readonly maxBodyBytes: number
   /** True once the manifests are loaded and reconciled. */
@@ -70,11 +69,16 @@ export function createApp(deps: AppDeps): Hono<{ Variables: GatewayVariables }> 
     return c.body(text, 200, { 'content-type': deps.metrics.contentType })
   })
 
-  app.get('/v1/models', (c) => c.json(listModels(deps.catalog, deps.defaultNamespace)))
+  app.get('/v1/models', (c) => c.json(listModels(deps.catalog)))
   // Ids hold slashes (agent/ns/name), so the id is the rest of the path.
   app.get('/v1/models/*', (c) => {
     const id = decodeURIComponent(c.req.path.slice('/v1/models/'.length))
-    const model = listModels(deps.catalog, deps.defaultNamespace).data.find((m) => m.id === id)
+    const target = deps.catalog.resolveTarget(id)
+    // Only the id /v1/models lists, not every spelling a chat request may use.
+    const model =
+      target === undefined || deps.catalog.targetId(target.kind, target.resource.ref) !== id
+        ? undefined
+        : modelEntry(deps.catalog, target.kind, target.resource)
     return model === undefined
       ? errorResponse(404, `The model \`${id.slice(0, 200)}\` does not exist; GET /v1/models lists them.`, {
           param: 'model',

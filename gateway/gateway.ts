@@ -22,8 +22,8 @@ export const PROVIDERS: Readonly<Partial<Record<ProviderType, ProviderFactory>>>
 }
 
 export interface GatewayOptions {
+  /** Also decides the default namespace: `agent/<name>` means the catalog's. */
   readonly catalog: Catalog
-  readonly defaultNamespace?: string
   /** Largest request body, in bytes (default 4 MiB). */
   readonly maxBodyBytes?: number
   /** Tool-loop bound per task (default 20). */
@@ -61,7 +61,6 @@ export const DEFAULTS = {
 
 export function createGateway(options: GatewayOptions): Gateway {
   const { catalog } = options
-  const defaultNamespace = options.defaultNamespace ?? 'default'
   const log = options.log ?? silentLogger
   const builtins = { ...BUILTIN_TOOLS, ...options.builtins }
   const poolConcurrency = options.poolConcurrency ?? DEFAULTS.poolConcurrency
@@ -75,7 +74,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     builtins,
     maxIterations: options.maxIterations ?? DEFAULTS.maxIterations,
     timeoutMs: options.taskTimeoutMs ?? DEFAULTS.taskTimeoutMs,
-    defaultNamespace,
     observe: (agent, event) => sink.metrics?.observe(agent, event),
   })
   const limitsOf = (ref: ObjectRef): PoolLimits => {
@@ -101,7 +99,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     queue,
     metrics,
     log,
-    defaultNamespace,
     maxBodyBytes: options.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
     ready: options.ready ?? (() => true),
   })

@@ -109,6 +109,10 @@ export const cases: readonly Case[] = [
       const one = await client.models.retrieve('agent/support-agent')
       assert.equal(one.id, 'agent/support-agent')
       assert.equal(one.object, 'model')
+      // Only the listed id: a chat request's other spellings (bare name, default namespace) are not model ids.
+      await expectApiError(client.models.retrieve('support-agent'), 404, (e) =>
+        assert.equal(e.code, 'model_not_found'),
+      )
       await expectApiError(client.models.retrieve('agent/nobody'), 404, (e) =>
         assert.equal(e.code, 'model_not_found'),
       )

@@ -73,6 +73,17 @@ export class Catalog {
     return this.#targets.get(name)
   }
 
+  /**
+   * How clients name a target: `agent/<name>` in the default namespace, else `agent/<ns>/<name>` (and the
+   * same for team/ and model/). The shortest of the spellings resolveTarget accepts, short of a bare name.
+   */
+  targetId(kind: TargetKind, ref: ObjectRef): string {
+    const prefix = TARGET_PREFIX[kind]
+    return ref.namespace === this.#defaultNamespace
+      ? `${prefix}/${ref.name}`
+      : `${prefix}/${ref.namespace}/${ref.name}`
+  }
+
   /** Keys of the resources that reference `key`. */
   dependentsOf(key: string): ReadonlySet<string> {
     return this.#dependents.get(key) ?? EMPTY
@@ -156,11 +167,10 @@ export class Catalog {
 
   #targetNames(r: AnyResource): string[] {
     if (r.kind !== 'Agent' && r.kind !== 'Team' && r.kind !== 'Model') return []
-    const prefix = TARGET_PREFIX[r.kind]
     const { namespace, name } = r.ref
-    const names = [`${prefix}/${namespace}/${name}`]
+    const names = [`${TARGET_PREFIX[r.kind]}/${namespace}/${name}`]
     if (namespace === this.#defaultNamespace) {
-      names.push(`${prefix}/${name}`)
+      names.push(this.targetId(r.kind, r.ref))
       if (r.kind === 'Agent') names.push(name)
     }
     return names

@@ -72,7 +72,7 @@ export async function chatCompletions(
     )
   }
   const agent = target.resource as ResourceOf<'Agent'>
-  const id = deps.runtime.idOf(agent.ref)
+  const id = deps.catalog.targetId('Agent', agent.ref)
   c.set('target', id)
 
   const available = deps.catalog.status(agent.key)?.conditions.find((x) => x.type === 'Available')

@@ -1,7 +1,7 @@
 /** `GET /v1/models`: every agent, team and model a client can name, in OpenAI's list shape. */
+import type { ResourceOf } from '../../controller/api/index.ts'
 import type { Catalog, TargetKind } from '../../controller/store/index.ts'
 
-const PREFIX: Record<TargetKind, string> = { Agent: 'agent', Team: 'team', Model: 'model' }
 const KINDS: readonly TargetKind[] = ['Agent', 'Team', 'Model']
 
 export interface ModelEntry {
@@ -12,38 +12,29 @@ export interface ModelEntry {
   readonly ark: Readonly<Record<string, string>>
 }
 
-export function listModels(
-  catalog: Catalog,
-  defaultNamespace: string,
-): { object: 'list'; data: ModelEntry[] } {
-  const data: ModelEntry[] = []
-  for (const kind of KINDS) {
-    for (const r of catalog.list(kind)) {
-      const { namespace, name } = r.ref
-      const id =
-        namespace === defaultNamespace ? `${PREFIX[kind]}/${name}` : `${PREFIX[kind]}/${namespace}/${name}`
-      const available = catalog.status(r.key)?.conditions.find((c) => c.type === 'Available')
-      data.push({
-        id,
-        object: 'model',
-        created: created(r.meta.creationTimestamp),
-        owned_by: namespace,
-        // Beyond OpenAI's fields, as other gateways do: what it is and whether it can serve now.
-        ark: {
-          kind: r.origin.kind,
-          ...(r.kind === 'Model'
-            ? {}
-            : 'description' in r.spec && r.spec.description !== undefined
-              ? { description: r.spec.description }
-              : {}),
-          available: available?.status ?? 'Unknown',
-          ...(available !== undefined && available.status !== 'True' ? { reason: available.reason } : {}),
-        },
-      })
-    }
-  }
+export function listModels(catalog: Catalog): { object: 'list'; data: ModelEntry[] } {
+  const data = KINDS.flatMap((kind) => catalog.list(kind).map((r) => modelEntry(catalog, kind, r)))
   data.sort((a, b) => a.id.localeCompare(b.id))
   return { object: 'list', data }
+}
+
+export function modelEntry(catalog: Catalog, kind: TargetKind, r: ResourceOf<TargetKind>): ModelEntry {
+  const available = catalog.status(r.key)?.conditions.find((c) => c.type === 'Available')
+  return {
+    id: catalog.targetId(kind, r.ref),
+    object: 'model',
+    created: created(r.meta.creationTimestamp),
+    owned_by: r.ref.namespace,
+    // Beyond OpenAI's fields, as other gateways do: what it is and whether it can serve now.
+    ark: {
+      kind: r.origin.kind,
+      ...('description' in r.spec && r.spec.description !== undefined
+        ? { description: r.spec.description }
+        : {}),
+      available: available?.status ?? 'Unknown',
+      ...(available !== undefined && available.status !== 'True' ? { reason: available.reason } : {}),
+    },
+  }
 }
 
 function created(timestamp: string | undefined): number {

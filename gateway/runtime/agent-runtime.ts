@@ -3,7 +3,7 @@
  * provider per Model, and drops them when the resource or anything it depends on changes (a Tool, a Secret),
  * so the next task prepares afresh. A pool worker owns one; in `ark dev` the gateway's in-process pools do.
  */
-import type { ObjectRef, ProviderType, ResourceOf } from '../../controller/api/index.ts'
+import type { ProviderType, ResourceOf } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
 import type { AgentEvent, EventSink } from './events.ts'
 import { NO_USAGE } from './messages.ts'
@@ -23,7 +23,6 @@ export interface RuntimeOptions {
   readonly maxIterations?: number
   /** Task timeout for agents that do not set limits.timeoutSeconds (default 120 s). */
   readonly timeoutMs?: number
-  readonly defaultNamespace?: string
   /** Sees every event of every task (metrics). */
   readonly observe?: (agent: PreparedAgent, event: AgentEvent) => void
   /** Runs a task for another agent (agent-as-tool), through that agent's pool. */
@@ -46,7 +45,6 @@ export class AgentRuntime {
   readonly #unsubscribe: () => void
   readonly #maxIterations: number
   readonly #timeoutMs: number
-  readonly #defaultNamespace: string
   #submit: RuntimeOptions['submit']
 
   constructor(options: RuntimeOptions) {
@@ -54,7 +52,6 @@ export class AgentRuntime {
     this.#catalog = options.catalog
     this.#maxIterations = options.maxIterations ?? 20
     this.#timeoutMs = options.timeoutMs ?? 120_000
-    this.#defaultNamespace = options.defaultNamespace ?? 'default'
     this.#submit = options.submit
     this.#unsubscribe = options.catalog.store.subscribe((events) => {
       for (const e of events) if (e.type !== 'status') this.#invalidate(e.resource.key)
@@ -72,13 +69,6 @@ export class AgentRuntime {
     this.#providers.clear()
   }
 
-  /** The client-facing id: `agent/<name>` in the default namespace, else `agent/<ns>/<name>`. */
-  idOf(ref: ObjectRef): string {
-    return ref.namespace === this.#defaultNamespace
-      ? `agent/${ref.name}`
-      : `agent/${ref.namespace}/${ref.name}`
-  }
-
   /** The prepared agent, built on first use. Throws PrepareError when the agent cannot run as declared. */
   prepare(agent: ResourceOf<'Agent'>): PreparedAgent {
     let p = this.#prepared.get(agent.key)
@@ -88,7 +78,7 @@ export class AgentRuntime {
         builtins: this.#options.builtins,
         maxIterations: this.#maxIterations,
         timeoutMs: this.#timeoutMs,
-        id: this.idOf(agent.ref),
+        id: this.#catalog.targetId('Agent', agent.ref),
       })
       this.#prepared.set(agent.key, p)
     }
@@ -130,7 +120,7 @@ export class AgentRuntime {
       system = prepared.systemMessage(task.parameters)
     } catch (err) {
       if (err instanceof PrepareError)
-        return failed(task, `${this.idOf(agent.ref)} cannot run: ${err.message}`)
+        return failed(task, `${this.#catalog.targetId('Agent', agent.ref)} cannot run: ${err.message}`)
       throw err
     }
     const observe = this.#options.observe
