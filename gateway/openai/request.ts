@@ -8,7 +8,8 @@ import Type from 'typebox'
 import type { TSchema } from 'typebox'
 import type { TypeBoxError } from '../../controller/api/index.ts'
 import { describeSchemaErrors } from '../../controller/api/index.ts'
-import type { ChatMessage } from '../runtime/messages.ts'
+import type { ChatMessage, ContentPart } from '../runtime/messages.ts'
+import { textOf } from '../runtime/messages.ts'
 
 export interface ChatRequest {
   readonly model: string
@@ -98,7 +99,7 @@ export function checkChatRequest(body: unknown): Checked<ChatRequest> {
   const messages = b.messages.map((m) => {
     const msg = m as { role: string; content?: unknown }
     return msg.role !== 'user' && Array.isArray(msg.content)
-      ? { ...msg, content: (msg.content as { text: string }[]).map((p) => p.text).join('') }
+      ? { ...msg, content: textOf(msg.content as ContentPart[]) }
       : msg
   })
   const streamOptions = b.stream_options as { include_usage?: boolean } | null | undefined

@@ -4,8 +4,8 @@
  * the next task without a restart.
  */
 import type { ObjectRef } from '../../controller/api/index.ts'
-import { NO_USAGE } from '../runtime/messages.ts'
 import type { Task, TaskResult } from '../runtime/task.ts'
+import { notRun } from '../runtime/task.ts'
 import type { Admission, PoolLimits, PoolStats, SubmitOptions, TaskQueue, TaskRunner } from './queue.ts'
 import { QueueFullError } from './queue.ts'
 
@@ -102,7 +102,7 @@ export class MemoryQueue implements TaskQueue {
         if (w === undefined) continue
         pool.waiting[i] = undefined
         w.options.signal.removeEventListener('abort', w.onAbort)
-        w.resolve({ ...cancelled(w.task), error: 'the gateway shut down before the task started' })
+        w.resolve(notRun(w.task, 'cancelled', 'the gateway shut down before the task started'))
       }
       pool.waiting = []
       pool.head = 0
@@ -121,14 +121,9 @@ export class MemoryQueue implements TaskQueue {
     // Promise.resolve().then: a runner that throws synchronously still yields a result and frees its slot.
     const run = Promise.resolve()
       .then(() => this.#run(task, context))
-      .catch((err: unknown): TaskResult => ({
-        task: task.id,
-        outcome: 'error',
-        content: null,
-        usage: NO_USAGE,
-        iterations: 0,
-        error: `the runtime failed: ${err instanceof Error ? err.message : String(err)}`,
-      }))
+      .catch((err: unknown) =>
+        notRun(task, 'error', `the runtime failed: ${err instanceof Error ? err.message : String(err)}`),
+      )
       .finally(() => {
         pool.inFlight--
         pool.ewmaSeconds = 0.8 * pool.ewmaSeconds + 0.2 * ((performance.now() - started) / 1000)
@@ -156,12 +151,5 @@ export class MemoryQueue implements TaskQueue {
 }
 
 function cancelled(task: Task): TaskResult {
-  return {
-    task: task.id,
-    outcome: 'cancelled',
-    content: null,
-    usage: NO_USAGE,
-    iterations: 0,
-    error: 'the task was cancelled while waiting in its queue',
-  }
+  return notRun(task, 'cancelled', 'the task was cancelled while waiting in its queue')
 }

@@ -6,13 +6,13 @@
 import type { ProviderType, ResourceOf } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
 import type { AgentEvent, EventSink } from './events.ts'
-import { NO_USAGE } from './messages.ts'
 import type { ChatMessage } from './messages.ts'
 import { runLoop } from './loop.ts'
 import type { PreparedAgent } from './prepare.ts'
 import { PrepareError, prepareAgent } from './prepare.ts'
 import type { Provider, ProviderConfig, ProviderFactory } from './provider.ts'
 import type { Task, TaskResult } from './task.ts'
+import { notRun } from './task.ts'
 import type { BuiltinTool } from './tools/tool.ts'
 
 export interface RuntimeOptions {
@@ -110,7 +110,8 @@ export class AgentRuntime {
 
   async run(task: Task, context: RunContext): Promise<TaskResult> {
     const agent = this.#catalog.get('Agent', task.agent)
-    if (agent === undefined) return failed(task, `Agent ${task.agent.namespace}/${task.agent.name} not found`)
+    if (agent === undefined)
+      return notRun(task, 'error', `Agent ${task.agent.namespace}/${task.agent.name} not found`)
     let prepared: PreparedAgent
     let provider: Provider
     let system: ChatMessage | undefined
@@ -120,7 +121,11 @@ export class AgentRuntime {
       system = prepared.systemMessage(task.parameters)
     } catch (err) {
       if (err instanceof PrepareError)
-        return failed(task, `${this.#catalog.targetId('Agent', agent.ref)} cannot run: ${err.message}`)
+        return notRun(
+          task,
+          'error',
+          `${this.#catalog.targetId('Agent', agent.ref)} cannot run: ${err.message}`,
+        )
       throw err
     }
     const observe = this.#options.observe
@@ -240,10 +245,6 @@ export class AgentRuntime {
     }
     visit(key)
   }
-}
-
-function failed(task: Task, error: string): TaskResult {
-  return { task: task.id, outcome: 'error', content: null, usage: NO_USAGE, iterations: 0, error }
 }
 
 function ignore(): void {

@@ -5,6 +5,7 @@
 import type { ObjectRef } from '../../controller/api/index.ts'
 import type { Outcome } from './events.ts'
 import type { ChatMessage, Usage } from './messages.ts'
+import { NO_USAGE } from './messages.ts'
 
 export interface Task {
   readonly id: string
@@ -31,4 +32,9 @@ export interface TaskResult {
 
 export function succeeded(result: TaskResult): boolean {
   return result.outcome === 'answer' || result.outcome === 'terminated'
+}
+
+/** The result of a task that never ran its loop (refused, cancelled while waiting, runtime failure). */
+export function notRun(task: Task, outcome: Outcome, error: string): TaskResult {
+  return { task: task.id, outcome, content: null, usage: NO_USAGE, iterations: 0, error }
 }
