@@ -116,36 +116,24 @@ export class Metrics {
       labelNames: ['pool'],
       registers,
     })
-    new Gauge({
-      name: 'ark_pool_in_flight',
-      help: 'Tasks running in each agent pool.',
-      labelNames: ['pool'],
-      registers,
-      collect() {
-        this.reset()
-        for (const p of pools()) this.labels(p.pool).set(p.inFlight)
-      },
-    })
-    new Gauge({
-      name: 'ark_pool_queue_depth',
-      help: 'Tasks waiting in each agent pool.',
-      labelNames: ['pool'],
-      registers,
-      collect() {
-        this.reset()
-        for (const p of pools()) this.labels(p.pool).set(p.queued)
-      },
-    })
-    new Gauge({
-      name: 'ark_pool_concurrency',
-      help: 'Tasks each agent pool runs at once (replicas x maxConcurrentTasks).',
-      labelNames: ['pool'],
-      registers,
-      collect() {
-        this.reset()
-        for (const p of pools()) this.labels(p.pool).set(p.concurrency)
-      },
-    })
+    const poolGauge = (name: string, help: string, value: (p: PoolStats) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['pool'],
+        registers,
+        collect() {
+          this.reset()
+          for (const p of pools()) this.labels(p.pool).set(value(p))
+        },
+      })
+    poolGauge('ark_pool_in_flight', 'Tasks running in each agent pool.', (p) => p.inFlight)
+    poolGauge('ark_pool_queue_depth', 'Tasks waiting in each agent pool.', (p) => p.queued)
+    poolGauge(
+      'ark_pool_concurrency',
+      'Tasks each agent pool runs at once (replicas x maxConcurrentTasks).',
+      (p) => p.concurrency,
+    )
     new Gauge({
       name: 'ark_resource_available',
       help: 'Whether each Agent, Model, Tool and Team is Available (1) or not (0).',
