@@ -55,6 +55,10 @@ export async function metric(
   return total
 }
 
+/** Runs of slow-agent that ended cancelled: what a client hanging up should move. */
+const cancelledSlowRuns = (url: string) =>
+  metric(url, 'ark_agent_runs_total', { agent: 'default/slow-agent', outcome: 'cancelled' })
+
 async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
   const until = Date.now() + 5000
   while (Date.now() < until) {
@@ -480,10 +484,7 @@ export const cases: readonly Case[] = [
   {
     name: 'a client that disconnects mid-stream cancels its run',
     async run({ url, client }) {
-      const before = await metric(url, 'ark_agent_runs_total', {
-        agent: 'default/slow-agent',
-        outcome: 'cancelled',
-      })
+      const before = await cancelledSlowRuns(url)
       const words = Array.from({ length: 100 }, (_, i) => `w${String(i)}`).join(' ')
       const abort = new AbortController()
       const stream = await client.chat.completions.create(
@@ -501,12 +502,7 @@ export const cases: readonly Case[] = [
       }
       assert.ok(seen.startsWith('w0'))
       await eventually(
-        async () =>
-          (await metric(url, 'ark_agent_runs_total', {
-            agent: 'default/slow-agent',
-            outcome: 'cancelled',
-          })) ===
-          before + 1,
+        async () => (await cancelledSlowRuns(url)) === before + 1,
         'the run to be counted as cancelled',
       )
       assert.equal(await metric(url, 'ark_pool_in_flight', { pool: 'default/slow-agent' }), 0)
@@ -576,10 +572,7 @@ export const nodeOnlyCases: readonly Case[] = [
   {
     name: 'a client that hangs up on a non-streaming request cancels its run too',
     async run({ url }) {
-      const before = await metric(url, 'ark_agent_runs_total', {
-        agent: 'default/slow-agent',
-        outcome: 'cancelled',
-      })
+      const before = await cancelledSlowRuns(url)
       const words = Array.from({ length: 100 }, (_, i) => `w${String(i)}`).join(' ')
       const body = JSON.stringify({ model: 'agent/slow-agent', messages: user(`answer: ${words}`) })
       // A raw socket, so that the hang-up is a closed connection whatever the runtime's fetch pools do.
@@ -597,12 +590,7 @@ export const nodeOnlyCases: readonly Case[] = [
       )
       socket.destroy()
       await eventually(
-        async () =>
-          (await metric(url, 'ark_agent_runs_total', {
-            agent: 'default/slow-agent',
-            outcome: 'cancelled',
-          })) ===
-          before + 1,
+        async () => (await cancelledSlowRuns(url)) === before + 1,
         'the run to be counted as cancelled',
       )
     },

@@ -8,6 +8,7 @@ import type { Completion, CompletionRequest, Provider } from './provider.ts'
 import { compileJsonSchema } from './schema.ts'
 import { BUILTIN_TOOLS } from './tools/builtin.ts'
 import type { PreparedTool, ToolContext } from './tools/tool.ts'
+import { within } from '../../test/within.ts'
 
 // ---------------------------------------------------------------------------------------------------------
 // A scripted provider, hand-built tools, and a way to run the loop and keep what it emitted.
@@ -146,17 +147,6 @@ function deferred<T = void>(): Deferred<T> {
 }
 
 const NEVER = new Promise<never>(() => undefined)
-
-/** Resolves to 'stuck' after `ms` unless `work` settles first: "promptly" without timing anything tightly. */
-async function within<T>(work: Promise<T>, ms = 2000): Promise<T | 'stuck'> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const stuck = new Promise<'stuck'>((resolve) => (timer = setTimeout(() => resolve('stuck'), ms)))
-  try {
-    return await Promise.race([work, stuck])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 /** A provider step that never answers and fails with the signal's reason when it aborts. */
 function untilAborted(called: Deferred): (request: CompletionRequest) => Promise<Completion> {

@@ -4,6 +4,7 @@ import type { AssistantMessage, ChatMessage, ToolCall, ToolDefinition } from '..
 import type { Completion, CompletionRequest, Provider, ProviderConfig } from '../provider.ts'
 import { compileJsonSchema } from '../schema.ts'
 import { createMockProvider, exampleOf } from './mock.ts'
+import { within } from '../../../test/within.ts'
 
 const config = (properties: Record<string, string> = {}): ProviderConfig => ({
   provider: 'mock',
@@ -44,17 +45,6 @@ function callsOf(completion: Completion): readonly ToolCall[] {
   expect(completion.finishReason).toBe('tool_calls')
   expect(completion.message.content).toBeNull()
   return completion.message.tool_calls ?? []
-}
-
-/** Resolves to 'stuck' after `ms` unless `work` settles first: "promptly" without timing anything tightly. */
-async function within<T>(work: Promise<T>, ms = 2000): Promise<T | 'stuck'> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const stuck = new Promise<'stuck'>((resolve) => (timer = setTimeout(() => resolve('stuck'), ms)))
-  try {
-    return await Promise.race([work, stuck])
-  } finally {
-    clearTimeout(timer)
-  }
 }
 
 const named = (calls: readonly ToolCall[]) => calls.map((c) => [c.function.name, c.function.arguments])
