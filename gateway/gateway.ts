@@ -2,7 +2,7 @@
  * One call assembles the embedded data plane over a catalog: the agent runtime, in-process pools, metrics
  * and the HTTP app. The caller (the CLI, a test, an embedder) owns the catalog and the listening socket.
  */
-import type { ObjectRef, ProviderType } from '../controller/api/index.ts'
+import type { ObjectRef } from '../controller/api/index.ts'
 import type { Catalog } from '../controller/store/index.ts'
 import { createApp } from './app.ts'
 import type { Logger } from './log.ts'
@@ -11,15 +11,10 @@ import { Metrics } from './metrics.ts'
 import { MemoryQueue } from './pool/memory.ts'
 import type { PoolLimits, TaskQueue } from './pool/queue.ts'
 import { AgentRuntime } from './runtime/agent-runtime.ts'
-import type { ProviderFactory } from './runtime/provider.ts'
-import { createMockProvider } from './runtime/providers/mock.ts'
+import type { ProviderSettings } from './runtime/providers/registry.ts'
+import { providerFactory } from './runtime/providers/registry.ts'
 import { BUILTIN_TOOLS } from './runtime/tools/builtin.ts'
 import type { BuiltinTool } from './runtime/tools/tool.ts'
-
-/** The providers this build can create. */
-export const PROVIDERS: Readonly<Partial<Record<ProviderType, ProviderFactory>>> = {
-  mock: createMockProvider,
-}
 
 export interface GatewayOptions {
   /** Also decides the default namespace: `agent/<name>` means the catalog's. */
@@ -36,6 +31,8 @@ export interface GatewayOptions {
   readonly maxQueued?: number
   /** Built-in tools beyond noop, terminate and calculator (an embedder's own tools). */
   readonly builtins?: Readonly<Record<string, BuiltinTool>>
+  /** Environment defaults (API keys, base URLs), the mock stand-in for keyless models, timeouts, retries. */
+  readonly providers?: ProviderSettings
   readonly log?: Logger
   readonly processMetrics?: boolean
   /** Readiness beyond "constructed" (default: always ready). */
@@ -70,7 +67,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const sink: { metrics?: Metrics } = {}
   const runtime = new AgentRuntime({
     catalog,
-    providers: PROVIDERS,
+    createProvider: providerFactory(options.providers),
     builtins,
     maxIterations: options.maxIterations ?? DEFAULTS.maxIterations,
     timeoutMs: options.taskTimeoutMs ?? DEFAULTS.taskTimeoutMs,

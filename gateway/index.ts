@@ -4,7 +4,9 @@
  * (serve-node.ts or serve-deno.ts) and loads only that one.
  */
 export type { Gateway, GatewayOptions } from './gateway.ts'
-export { DEFAULTS, PROVIDERS, createGateway } from './gateway.ts'
+export { DEFAULTS, createGateway } from './gateway.ts'
+export type { ProviderSettings } from './runtime/providers/registry.ts'
+export { PROVIDERS, PROVIDER_DEFAULTS, providerFactory } from './runtime/providers/registry.ts'
 export type { Logger } from './log.ts'
 export { createLogger, silentLogger } from './log.ts'
 export type { AgentEvent, Outcome, ToolOutcome } from './runtime/events.ts'
@@ -16,12 +18,13 @@ export type {
   ProviderConfig,
   ProviderFactory,
 } from './runtime/provider.ts'
+export { ProviderError } from './runtime/provider.ts'
 export type { Task, TaskResult } from './runtime/task.ts'
 export type { BuiltinTool, ToolResult } from './runtime/tools/tool.ts'
 export { BUILTIN_TOOLS } from './runtime/tools/builtin.ts'
 export type { PoolLimits, PoolStats, TaskQueue } from './pool/queue.ts'
 export { QueueFullError } from './pool/queue.ts'
-export type { AgentRuntime } from './runtime/agent-runtime.ts'
+export type { AgentRuntime, ProbeVerdict } from './runtime/agent-runtime.ts'
 export type { PreparedAgent } from './runtime/prepare.ts'
 export { runLoop } from './runtime/loop.ts'
 export type { LoopAgent, LoopInput, LoopResult } from './runtime/loop.ts'

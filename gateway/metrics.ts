@@ -79,7 +79,7 @@ export class Metrics {
     })
     this.#llmDuration = new Histogram({
       name: 'gen_ai_client_operation_duration_seconds',
-      help: 'Model calls made by agents, by provider, model and agent.',
+      help: 'Model calls, by provider, model and agent (empty for direct model/<name> calls).',
       labelNames: [
         'gen_ai_operation_name',
         'gen_ai_provider_name',
@@ -177,6 +177,11 @@ export class Metrics {
   /** The end of one agent invocation, as the caller saw it (`error_type` empty on success). */
   invocation(agent: string, errorType: string, seconds: number): void {
     this.#requestDuration.labels('invoke_agent', agent, errorType).observe(seconds)
+  }
+
+  /** One direct model call (`model/<name>`), which no agent made. */
+  modelCall(provider: string, model: string, error: boolean, seconds: number): void {
+    this.#llmDuration.labels('chat', provider, model, '', error ? 'error' : '').observe(seconds)
   }
 
   /** Records one event of a run; the runtime calls it for every event of every task. */

@@ -21,6 +21,7 @@ import type { CompletionIdentity } from './completion.ts'
 import { errorBody, errorResponse } from './errors.ts'
 import type { ChatRequest } from './request.ts'
 import { checkChatRequest } from './request.ts'
+import { directCompletion } from './direct.ts'
 
 export interface ChatDeps {
   readonly catalog: Catalog
@@ -45,6 +46,19 @@ export async function chatCompletions(
 ): Promise<Response> {
   const body = await readJson(c.req.raw, deps.maxBodyBytes)
   if (body instanceof Response) return body
+  // A direct model call is checked only as far as its upstream needs: route it before the agent checks.
+  const named = typeof body === 'object' && body !== null ? (body as { model?: unknown }).model : undefined
+  if (typeof named === 'string') {
+    const direct = deps.catalog.resolveTarget(named)
+    if (direct?.kind === 'Model') {
+      return directCompletion(
+        c,
+        deps,
+        body as Record<string, unknown>,
+        direct.resource as ResourceOf<'Model'>,
+      )
+    }
+  }
   const checked = checkChatRequest(body)
   if (!checked.ok) return errorResponse(400, checked.message, { param: checked.param })
   const request = checked.value
@@ -58,17 +72,10 @@ export async function chatCompletions(
     )
   }
   if (target.kind !== 'Agent') {
-    const what =
-      target.kind === 'Team'
-        ? 'Team targets need the team strategies'
-        : 'Direct model targets arrive with the model providers'
     return errorResponse(
       400,
-      `${what}, which this version of ark does not serve yet; call an agent (agent/<name>).`,
-      {
-        param: 'model',
-        code: 'unsupported_target',
-      },
+      'Team targets need the team strategies, which this version of ark does not serve yet; call an agent (agent/<name>) or a model (model/<name>).',
+      { param: 'model', code: 'unsupported_target' },
     )
   }
   const agent = target.resource as ResourceOf<'Agent'>
@@ -262,6 +269,8 @@ function failureOf(result: TaskResult): { status: number; message: string; code:
       return { status: 504, message, code: 'timeout' }
     case 'max_iterations':
       return { status: 422, message, code: 'max_iterations' }
+    case 'token_limit':
+      return { status: 422, message, code: 'token_limit_exceeded' }
     case 'invalid_output':
       return { status: 502, message, code: 'invalid_output' }
     case 'cancelled':

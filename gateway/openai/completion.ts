@@ -2,7 +2,7 @@
  * Chat completion bodies and stream chunks, byte for byte in OpenAI's format. Chunks of one response share
  * everything but the delta, so the constant parts are serialized once per response.
  */
-import type { Usage } from '../runtime/messages.ts'
+import type { ToolCall, Usage } from '../runtime/messages.ts'
 import type { FinishReason } from '../runtime/provider.ts'
 
 export interface CompletionIdentity {
@@ -14,9 +14,10 @@ export interface CompletionIdentity {
 
 export function completionBody(
   who: CompletionIdentity,
-  content: string,
+  content: string | null,
   finishReason: FinishReason,
   usage: Usage,
+  toolCalls?: readonly ToolCall[],
 ): Record<string, unknown> {
   return {
     id: who.id,
@@ -26,7 +27,10 @@ export function completionBody(
     choices: [
       {
         index: 0,
-        message: { role: 'assistant', content, refusal: null, annotations: [] },
+        message:
+          toolCalls === undefined || toolCalls.length === 0
+            ? { role: 'assistant', content, refusal: null, annotations: [] }
+            : { role: 'assistant', content, refusal: null, annotations: [], tool_calls: toolCalls },
         logprobs: null,
         finish_reason: finishReason,
       },
@@ -60,6 +64,12 @@ export class ChunkEncoder {
 
   content(text: string): string {
     return `${this.#head}{"content":${JSON.stringify(text)}},"logprobs":null,"finish_reason":null}]${this.#tail}`
+  }
+
+  /** Tool calls of a direct model call, whole, in one chunk (OpenAI streams them in fragments; both parse). */
+  toolCalls(calls: readonly ToolCall[]): string {
+    const delta = calls.map((c, index) => ({ index, ...c }))
+    return `${this.#head}{"tool_calls":${JSON.stringify(delta)}},"logprobs":null,"finish_reason":null}]${this.#tail}`
   }
 
   finish(reason: FinishReason): string {

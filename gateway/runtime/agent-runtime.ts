@@ -3,21 +3,23 @@
  * provider per Model, and drops them when the resource or anything it depends on changes (a Tool, a Secret),
  * so the next task prepares afresh. A pool worker owns one; in `ark dev` the gateway's in-process pools do.
  */
-import type { ProviderType, ResourceOf } from '../../controller/api/index.ts'
+import type { ResourceOf } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
 import type { AgentEvent, EventSink } from './events.ts'
 import type { ChatMessage } from './messages.ts'
 import { runLoop } from './loop.ts'
 import type { PreparedAgent } from './prepare.ts'
 import { PrepareError, prepareAgent } from './prepare.ts'
-import type { Provider, ProviderConfig, ProviderFactory } from './provider.ts'
+import type { Provider, ProviderConfig } from './provider.ts'
+import { ProviderError } from './provider.ts'
 import type { Task, TaskResult } from './task.ts'
 import { notRun } from './task.ts'
 import type { BuiltinTool } from './tools/tool.ts'
 
 export interface RuntimeOptions {
   readonly catalog: Catalog
-  readonly providers: Readonly<Partial<Record<ProviderType, ProviderFactory>>>
+  /** Builds the provider of a Model's resolved values (providers/registry.ts: providerFactory). */
+  readonly createProvider: (config: ProviderConfig) => Provider
   readonly builtins: Readonly<Record<string, BuiltinTool>>
   /** Tool-loop bound per task (default 20). */
   readonly maxIterations?: number
@@ -89,6 +91,7 @@ export class AgentRuntime {
   providerFor(agent: ResourceOf<'Agent'>): Provider {
     const binding = agent.spec.model ?? { ref: { namespace: agent.ref.namespace, name: 'default' } }
     if ('id' in binding) {
+      // ArkAgent's `model: gpt-4o`: one provider per model id, shared by every agent that names it.
       const key = `${binding.provider}:${binding.id}`
       let p = this.#providers.get(key)
       if (p === undefined) {
@@ -100,12 +103,57 @@ export class AgentRuntime {
     const model = this.#catalog.get('Model', binding.ref)
     if (model === undefined)
       throw new PrepareError(`Model ${binding.ref.namespace}/${binding.ref.name} not found`)
+    return this.modelProvider(model)
+  }
+
+  /** The provider of a Model, created on first use and dropped when the Model or a Secret it reads changes. */
+  modelProvider(model: ResourceOf<'Model'>): Provider {
     let p = this.#providers.get(model.key)
     if (p === undefined) {
       p = this.#create(this.#configOf(model))
       this.#providers.set(model.key, p)
     }
     return p
+  }
+
+  /**
+   * Probes the model a Model resource, or an agent's own model id (ArkAgent), points at: the verdict for its
+   * ModelReachable condition. Undefined when there is nothing to probe (an agent on a Model resource, whose
+   * Model is probed itself) or when the Model's values do not resolve, which its Available condition says.
+   */
+  async probe(
+    resource: ResourceOf<'Model'> | ResourceOf<'Agent'>,
+    signal: AbortSignal,
+  ): Promise<ProbeVerdict | undefined> {
+    let provider: Provider
+    try {
+      if (resource.kind === 'Model') provider = this.modelProvider(resource)
+      else if (resource.spec.model !== undefined && 'id' in resource.spec.model)
+        provider = this.providerFor(resource)
+      else return undefined
+    } catch (err) {
+      if (err instanceof PrepareError && err.cause instanceof ProviderError) return verdictOf(err.cause)
+      if (err instanceof PrepareError) return undefined
+      throw err
+    }
+    if (provider.standIn !== undefined)
+      return { status: 'True', reason: 'MockStandIn', message: provider.standIn }
+    try {
+      await provider.probe(signal)
+      return {
+        status: 'True',
+        reason: 'ProbeSucceeded',
+        message: `${provider.provider} model ${provider.model} answered the probe`,
+      }
+    } catch (err) {
+      if (err instanceof ProviderError) return verdictOf(err)
+      if (signal.aborted) return undefined
+      return {
+        status: 'False',
+        reason: 'ProbeFailed',
+        message: err instanceof Error ? err.message : String(err),
+      }
+    }
   }
 
   async run(task: Task, context: RunContext): Promise<TaskResult> {
@@ -196,10 +244,13 @@ export class AgentRuntime {
   }
 
   #create(config: ProviderConfig): Provider {
-    const factory = this.#options.providers[config.provider]
-    if (factory === undefined)
-      throw new PrepareError(`provider ${config.provider} is not available in this runtime`)
-    return factory(config)
+    try {
+      return this.#options.createProvider(config)
+    } catch (err) {
+      // A Model that cannot have a client (no key, no endpoint) cannot run; say why, keep the cause.
+      const message = err instanceof Error ? err.message : String(err)
+      throw new PrepareError(message, { cause: err })
+    }
   }
 
   #configOf(model: ResourceOf<'Model'>): ProviderConfig {
@@ -245,6 +296,25 @@ export class AgentRuntime {
     }
     visit(key)
   }
+}
+
+/** What a probe says, for the ModelReachable condition. */
+export interface ProbeVerdict {
+  readonly status: 'True' | 'False'
+  readonly reason: string
+  readonly message: string
+}
+
+function verdictOf(err: ProviderError): ProbeVerdict {
+  const down = (reason: string): ProbeVerdict => ({ status: 'False', reason, message: err.message })
+  if (err.code === 'missing_api_key') return down('MissingAPIKey')
+  if (err.code === 'misconfigured') return down('Misconfigured')
+  if (err.status === 401 || err.status === 403) return down('Unauthorized')
+  if (err.status === 404 || err.code === 'model_not_found') return down('ModelNotFound')
+  // Rate limited means reachable, with a working key: the model serves, just not this instant.
+  if (err.status === 429) return { status: 'True', reason: 'RateLimited', message: err.message }
+  if (err.status === undefined) return down('Unreachable')
+  return down('UpstreamError')
 }
 
 function ignore(): void {

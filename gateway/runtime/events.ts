@@ -11,6 +11,8 @@ export type Outcome =
   /** A tool call to `terminate` ended the run. */
   | 'terminated'
   | 'max_iterations'
+  /** A model call would exceed, or exceeded, limits.maxTokensPerCall. */
+  | 'token_limit'
   | 'timeout'
   /** The caller went away (client disconnect) or cancelled. */
   | 'cancelled'

@@ -4,6 +4,7 @@ import type { AgentEvent } from './events.ts'
 import type { LoopAgent, LoopResult } from './loop.ts'
 import { runLoop } from './loop.ts'
 import type { AssistantMessage, ChatMessage, ToolCall, ToolDefinition, Usage } from './messages.ts'
+import { textOf } from './messages.ts'
 import type { Completion, CompletionRequest, Provider } from './provider.ts'
 import { compileJsonSchema } from './schema.ts'
 import { BUILTIN_TOOLS } from './tools/builtin.ts'
@@ -27,6 +28,7 @@ interface SeenRequest {
   readonly messages: ChatMessage[]
   readonly tools: readonly ToolDefinition[]
   readonly outputSchema: JsonSchema | undefined
+  readonly maxTokens: number | undefined
   readonly streaming: boolean
 }
 
@@ -37,11 +39,13 @@ function scripted(steps: readonly Step[]): { provider: Provider; requests: SeenR
   const provider: Provider = {
     provider: 'openai',
     model: MODEL,
+    probe: () => Promise.resolve(),
     complete(request) {
       requests.push({
         messages: structuredClone([...request.messages]),
         tools: request.tools,
         outputSchema: request.outputSchema,
+        maxTokens: request.maxTokens,
         streaming: request.onDelta !== undefined,
       })
       const n = requests.length
@@ -579,26 +583,50 @@ describe('runLoop: outputSchema', () => {
     expect(requests[0]!.outputSchema).toEqual(outputSchema)
   })
 
-  it('rejects an answer that is not JSON', async () => {
-    const { provider } = scripted([say('It is cold in Oslo.')])
+  it('rejects an answer that is not JSON, after one corrective turn', async () => {
+    const { provider, requests } = scripted([say('It is cold in Oslo.'), say('Still cold.')])
     const { result } = await run(schemaAgent(), provider)
     expect(result.outcome).toBe('invalid_output')
-    expect(result.content).toBe('It is cold in Oslo.')
+    expect(result.content).toBe('Still cold.')
     expect(result.error).toContain('not JSON')
+    expect(requests).toHaveLength(2)
   })
 
   it('rejects JSON that does not match, naming the field', async () => {
-    const { provider } = scripted([say('{"city": "Oslo", "temperature": "cold"}')])
+    const wrong = say('{"city": "Oslo", "temperature": "cold"}')
+    const { provider } = scripted([wrong, wrong])
     const { result, events } = await run(schemaAgent(), provider)
     expect(result.outcome).toBe('invalid_output')
     expect(result.error).toContain('outputSchema')
     expect(result.error).toContain('temperature: must be a number')
     expect(eventsOf(events, 'agent.complete')[0]?.outcome).toBe('invalid_output')
 
-    const missing = scripted([say('{"temperature": 1}')])
+    const missing = scripted([say('{"temperature": 1}'), say('{"temperature": 2}')])
     const second = await run(schemaAgent(), missing.provider)
     expect(second.result.outcome).toBe('invalid_output')
     expect(second.result.error).toContain('city: is required')
+  })
+
+  it('tells the model what was wrong once, and takes a corrected answer', async () => {
+    const fixed = '{"city": "Oslo", "temperature": 2}'
+    const { provider, requests } = scripted([say('{"city": "Oslo"}'), say(fixed)])
+    const { result } = await run(schemaAgent(), provider)
+    expect(result).toMatchObject({ outcome: 'answer', content: fixed, iterations: 2 })
+    const second = requests[1]!.messages
+    expect(second.at(-2)).toEqual(say('{"city": "Oslo"}'))
+    expect(second.at(-1)).toMatchObject({ role: 'user' })
+    expect(textOf((second.at(-1) as { content: string }).content)).toContain('temperature: is required')
+    expect(requests[1]!.outputSchema).toEqual(outputSchema)
+  })
+
+  it('does not correct past the iteration bound', async () => {
+    const { provider, requests } = scripted([say('nope')])
+    const { result } = await run(
+      agentWith([], { outputSchema, outputValidator: compileJsonSchema(outputSchema), maxIterations: 1 }),
+      provider,
+    )
+    expect(result.outcome).toBe('invalid_output')
+    expect(requests).toHaveLength(1)
   })
 
   it('does not stream a validated answer piece by piece: one delta with all of it, after validation', async () => {
@@ -620,7 +648,7 @@ describe('runLoop: outputSchema', () => {
   })
 
   it('streams nothing when the answer fails validation', async () => {
-    const { provider } = scripted([say('{"city": 3}')])
+    const { provider } = scripted([say('{"city": 3}'), say('{"city": 4}')])
     const { result, events } = await run(schemaAgent(), provider, { stream: true })
     expect(result.outcome).toBe('invalid_output')
     expect(eventsOf(events, 'llm.delta')).toEqual([])
@@ -644,6 +672,56 @@ describe('runLoop: outputSchema', () => {
     const { events } = await run(agentWith([]), provider, { stream: false })
     expect(requests[0]!.streaming).toBe(false)
     expect(eventsOf(events, 'llm.delta')).toEqual([])
+  })
+})
+
+describe('runLoop: limits.maxTokensPerCall', () => {
+  // usageOf(n) reports 11·n tokens for call n.
+  it('caps each reply at what the input leaves of the budget', async () => {
+    const { provider, requests } = scripted([calls(null, call('c1', 'noop')), say('done')])
+    const noop = tool('noop', () => ({ content: 'x'.repeat(400) }))
+    const { result } = await run(agentWith([noop], { maxTokensPerCall: 1000 }), provider)
+    expect(result.outcome).toBe('answer')
+    const first = requests[0]!.maxTokens!
+    const second = requests[1]!.maxTokens!
+    expect(first).toBeLessThan(1000)
+    // The tool's 400 characters are about 100 tokens more input, so 100 fewer for the reply.
+    expect(first - second).toBeGreaterThanOrEqual(100)
+  })
+
+  it('sends no cap when the agent has no budget', async () => {
+    const { provider, requests } = scripted([say('done')])
+    await run(agentWith([]), provider)
+    expect(requests[0]!.maxTokens).toBeUndefined()
+  })
+
+  it('fails with token_limit when a call used more than the budget, whatever the model did', async () => {
+    const big: Usage = { promptTokens: 450, completionTokens: 50, totalTokens: 500 }
+    const { provider } = scripted([
+      calls(null, call('c1', 'noop')),
+      () => Promise.resolve({ message: say('done'), usage: big, finishReason: 'stop' }),
+    ])
+    const noop = tool('noop', () => ({ content: 'ok' }))
+    const { result } = await run(agentWith([noop], { maxTokensPerCall: 100 }), provider)
+    expect(result.outcome).toBe('token_limit')
+    expect(result.error).toMatch(/model call 2 used 500 tokens, over limits\.maxTokensPerCall \(100\)/)
+  })
+
+  it('fails before calling the model when the conversation alone does not fit', async () => {
+    const { provider, requests } = scripted([say('never')])
+    const { result } = await run(agentWith([], { maxTokensPerCall: 3 }), provider)
+    expect(result.outcome).toBe('token_limit')
+    expect(result.error).toContain('does not fit limits.maxTokensPerCall (3)')
+    expect(requests).toHaveLength(0)
+  })
+
+  it('fails when the reply was cut at the cap the budget left', async () => {
+    const { provider } = scripted([
+      () => Promise.resolve({ message: say('half an ans'), usage: usageOf(1), finishReason: 'length' }),
+    ])
+    const { result } = await run(agentWith([], { maxTokensPerCall: 500 }), provider)
+    expect(result.outcome).toBe('token_limit')
+    expect(result.error).toContain('was cut')
   })
 })
 

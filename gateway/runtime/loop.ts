@@ -9,7 +9,7 @@
 import type { JsonSchema } from '../../controller/api/index.ts'
 import type { AgentEvent, EventSink, Outcome, ToolOutcome } from './events.ts'
 import type { AssistantMessage, ChatMessage, ToolCall, ToolDefinition, Usage } from './messages.ts'
-import { NO_USAGE, addUsage } from './messages.ts'
+import { NO_USAGE, addUsage, textOf } from './messages.ts'
 import type { Provider } from './provider.ts'
 import type { JsonValidator } from './schema.ts'
 import type { PreparedTool, ToolContext, ToolResult } from './tools/tool.ts'
@@ -22,6 +22,8 @@ export interface LoopAgent {
   readonly outputSchema?: JsonSchema
   readonly outputValidator?: JsonValidator
   readonly maxIterations: number
+  /** limits.maxTokensPerCall: input + output tokens one model call may use. */
+  readonly maxTokensPerCall?: number
 }
 
 export interface LoopInput {
@@ -55,6 +57,11 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
   let iteration = 0
   let lastText: string | null = null
   const context: ToolContext = { signal, runAgent: input.runAgent }
+  const budget = agent.maxTokensPerCall
+  // Characters of the conversation so far, for the input estimate a token budget needs before each call.
+  let inputChars = budget === undefined ? 0 : charsOf(messages, agent.toolDefinitions)
+  // An answer that does not match the outputSchema gets one corrective turn before the run fails.
+  let corrected = false
   // Answers that must match a schema are validated before anyone sees them, so they are not streamed.
   const onDelta =
     input.stream && agent.outputValidator === undefined
@@ -80,9 +87,25 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
   while (iteration < agent.maxIterations) {
     if (signal.aborted) return finish(...stopped(signal, lastText))
     iteration++
+    // The reply may use what the input leaves of the budget; the estimate (4 characters a token) is only
+    // the cap sent upstream, the usage the provider reports is what the budget is checked against.
+    let maxTokens: number | undefined
+    if (budget !== undefined) {
+      const estimate = Math.ceil(inputChars / 4)
+      if (estimate >= budget) {
+        return finish(
+          'token_limit',
+          lastText,
+          `${agent.id}: the conversation (about ${String(estimate)} tokens) does not fit limits.maxTokensPerCall (${String(budget)})`,
+        )
+      }
+      maxTokens = budget - estimate
+    }
     emit({ type: 'llm.start', iteration, model: provider.model })
     const t0 = performance.now()
     let reply: AssistantMessage
+    let finishReason: string
+    const before = usage.totalTokens
     try {
       // A provider that ignores the signal must not hold the run past its deadline either.
       const completion = await untilAborted(
@@ -90,12 +113,14 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
           messages,
           tools: agent.toolDefinitions,
           ...(agent.outputSchema === undefined ? {} : { outputSchema: agent.outputSchema }),
+          ...(maxTokens === undefined ? {} : { maxTokens }),
           signal,
           ...(onDelta === undefined ? {} : { onDelta }),
         }),
         signal,
       )
       reply = completion.message
+      finishReason = completion.finishReason
       usage = addUsage(usage, completion.usage)
       emit({
         type: 'llm.complete',
@@ -122,13 +147,43 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
       return finish('error', lastText, `model ${provider.model} (${provider.provider}) failed: ${error}`)
     }
     if (reply.content !== null && reply.content !== '') lastText = reply.content
+    if (budget !== undefined) {
+      const used = usage.totalTokens - before
+      if (used > budget) {
+        return finish(
+          'token_limit',
+          lastText,
+          `${agent.id}: model call ${String(iteration)} used ${String(used)} tokens, over limits.maxTokensPerCall (${String(budget)})`,
+        )
+      }
+      if (finishReason === 'length') {
+        return finish(
+          'token_limit',
+          lastText,
+          `${agent.id}: the reply of model call ${String(iteration)} was cut at the ${String(maxTokens)} tokens left by limits.maxTokensPerCall (${String(budget)})`,
+        )
+      }
+    }
 
     const calls = reply.tool_calls
     if (calls === undefined || calls.length === 0) {
       const content = reply.content ?? ''
       if (agent.outputValidator !== undefined) {
         const problems = checkOutput(agent.outputValidator, content)
-        if (problems !== undefined) return finish('invalid_output', content, problems)
+        if (problems !== undefined) {
+          if (corrected || iteration >= agent.maxIterations)
+            return finish('invalid_output', content, problems)
+          corrected = true
+          const correction: ChatMessage = {
+            role: 'user',
+            // Said by the runtime, not by the person who asked: the name tells them apart.
+            name: 'ark',
+            content: `Your answer cannot be used: ${problems}. Answer again with only the JSON value, matching the schema.`,
+          }
+          messages.push(reply, correction)
+          if (budget !== undefined) inputChars += content.length + textLength(correction)
+          continue
+        }
         if (input.stream) emit({ type: 'llm.delta', text: content })
       }
       return finish('answer', content)
@@ -141,6 +196,8 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
       const call = calls[i] as ToolCall
       const result = results[i] as ToolResult
       messages.push({ role: 'tool', tool_call_id: call.id, content: result.content })
+      if (budget !== undefined)
+        inputChars += result.content.length + call.function.arguments.length + call.function.name.length
       if (result.terminate === true && terminated === undefined) terminated = result.content
     }
     if (aborted(signal)) return finish(...stopped(signal, lastText))
@@ -246,6 +303,21 @@ function untilAborted<T>(work: Promise<T> | T, signal: AbortSignal): Promise<T> 
       },
     )
   })
+}
+
+/** What a conversation and its tool definitions weigh, in characters. */
+function charsOf(messages: readonly ChatMessage[], tools: readonly ToolDefinition[]): number {
+  let n = 0
+  for (const m of messages) {
+    n += textLength(m)
+    if (m.role === 'assistant') for (const c of m.tool_calls ?? []) n += c.function.arguments.length
+  }
+  for (const t of tools) n += JSON.stringify(t).length
+  return n
+}
+
+function textLength(m: ChatMessage): number {
+  return m.role === 'tool' ? m.content.length : textOf(m.content).length
 }
 
 function checkOutput(validator: JsonValidator, content: string): string | undefined {

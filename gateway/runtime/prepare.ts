@@ -102,6 +102,9 @@ export function prepareAgent(agent: ResourceOf<'Agent'>, options: PrepareOptions
     ...(outputSchema === undefined ? {} : { outputSchema }),
     ...(outputValidator === undefined ? {} : { outputValidator }),
     maxIterations: options.maxIterations,
+    ...(agent.spec.limits.maxTokensPerCall === undefined
+      ? {}
+      : { maxTokensPerCall: agent.spec.limits.maxTokensPerCall }),
     timeoutMs:
       agent.spec.limits.timeoutSeconds === undefined
         ? options.timeoutMs

@@ -1,7 +1,7 @@
 /**
  * Providers: one model behind one interface. The tool loop only ever calls `complete`; each provider maps the
  * OpenAI-shaped conversation to its own API and back. A provider is created once per Model (or per model id,
- * for ArkAgent's `model: gpt-4o`) and reused for every call.
+ * for ArkAgent's `model: gpt-4o`) and reused for every call, so its SDK client keeps its connections warm.
  */
 import type { JsonSchema, ProviderType } from '../../controller/api/index.ts'
 import type { AssistantMessage, ChatMessage, ToolDefinition, Usage } from './messages.ts'
@@ -9,8 +9,15 @@ import type { AssistantMessage, ChatMessage, ToolDefinition, Usage } from './mes
 export interface CompletionRequest {
   readonly messages: readonly ChatMessage[]
   readonly tools: readonly ToolDefinition[]
-  /** The agent's outputSchema: the answer must be JSON that matches it. */
+  /** The answer must be JSON that matches this schema (an agent's outputSchema, a client's response_format). */
   readonly outputSchema?: JsonSchema
+  /** Most tokens the reply may use (limits.maxTokensPerCall minus the input, or the client's max_tokens). */
+  readonly maxTokens?: number
+  /**
+   * Sampling and other request parameters the caller chose (temperature, top_p, stop, ...), in OpenAI's
+   * names. They override the Model's own properties; each provider maps the ones it knows.
+   */
+  readonly parameters?: Readonly<Record<string, unknown>>
   readonly signal: AbortSignal
   /** Called with each piece of answer text as it arrives; providers that cannot stream call it once. */
   readonly onDelta?: (text: string) => void
@@ -30,6 +37,39 @@ export interface Provider {
   /** The provider's model id (`gen_ai.request.model`). */
   readonly model: string
   complete(request: CompletionRequest): Promise<Completion>
+  /**
+   * A cheap check that the model is there and the credentials work (list or retrieve the model; never a
+   * completion that costs tokens). Resolves when healthy, throws a ProviderError that says why not.
+   */
+  probe(signal: AbortSignal): Promise<void>
+  /**
+   * Only for upstreams that speak OpenAI chat completions (openai, azure): send a client's request body as
+   * is (its `model` already replaced) and return the upstream's response unread, so that a direct
+   * `model/<name>` call is forwarded without being parsed. Errors throw a ProviderError.
+   */
+  forward?(body: Readonly<Record<string, unknown>>, signal: AbortSignal): Promise<Response>
+  /**
+   * Set when this provider stands in for the one the Model names (the mock, for a model without an API key in
+   * `ark dev`): why, in words for the Model's status.
+   */
+  readonly standIn?: string
+}
+
+/**
+ * Why a provider call failed, with the upstream's HTTP status when there was one. The message never holds a
+ * credential: providers build it through `redact`.
+ */
+export class ProviderError extends Error {
+  override readonly name = 'ProviderError'
+  /** The upstream's HTTP status; absent for connection failures and timeouts. */
+  readonly status: number | undefined
+  /** A machine-readable reason: the upstream's error code or type, or ark's (`timeout`, `connection`, ...). */
+  readonly code: string
+  constructor(message: string, options: { status?: number; code: string; cause?: unknown }) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.status = options.status
+    this.code = options.code
+  }
 }
 
 /** What a provider is built from: the Model resolved to plain values (Secrets already read). */
@@ -40,7 +80,43 @@ export interface ProviderConfig {
   readonly apiKey?: string
   readonly apiVersion?: string
   readonly headers: Readonly<Record<string, string>>
+  /** The Model's request properties (temperature, max_tokens, ...), as written. */
   readonly properties: Readonly<Record<string, string>>
+  /** Per-call timeout, milliseconds (each attempt). */
+  readonly timeoutMs?: number
+  /** Retries on 408/409/429/5xx and connection errors, with backoff that honours Retry-After. */
+  readonly maxRetries?: number
 }
 
 export type ProviderFactory = (config: ProviderConfig) => Provider
+
+/** Replaces every credential in `text` with `[REDACTED]`: upstream error messages may echo a key. */
+export function redact(text: string, secrets: readonly (string | undefined)[]): string {
+  let out = text
+  for (const s of secrets) {
+    // Short values would redact ordinary words; a key is never this short.
+    if (s !== undefined && s.length >= 6) out = out.replaceAll(s, '[REDACTED]')
+  }
+  return out
+}
+
+/**
+ * Model properties arrive as strings (they may come from ConfigMaps); numbers, booleans and JSON are turned
+ * back into values so `temperature: "0.2"` reaches the API as 0.2.
+ */
+export function propertyValues(properties: Readonly<Record<string, string>>): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(properties)) {
+    const t = v.trim()
+    if (t === 'true' || t === 'false') out[k] = t === 'true'
+    else if (t !== '' && Number.isFinite(Number(t))) out[k] = Number(t)
+    else if (t.startsWith('{') || t.startsWith('[')) {
+      try {
+        out[k] = JSON.parse(t) as unknown
+      } catch {
+        out[k] = v
+      }
+    } else out[k] = v
+  }
+  return out
+}

@@ -2,7 +2,7 @@
  * `mock`: a deterministic model that needs no key and no network, so every part of the tool loop runs
  * offline, in tests and in benchmarks. What it does (README, "The mock model"):
  *
- * - It reads the last user message. Each line that names one of the offered tools followed by JSON
+ * - It reads the last user message (not the runtime's own corrections, which are named `ark`). Each line that names one of the offered tools followed by JSON
  *   arguments (`calculator {"expression": "2+3"}`) is one turn; several tools on one line are called in
  *   the same turn. Turn k of the reply is line k; when the lines run out, it answers.
  * - Its answer is the text after `answer:` if a line starts with that; the system prompt it was given if a
@@ -24,6 +24,8 @@ export function createMockProvider(config: ProviderConfig): Provider {
   return {
     provider: 'mock',
     model: config.model,
+    // Always there: it runs in-process.
+    probe: () => Promise.resolve(),
     async complete(request) {
       if (latencyMs > 0) await sleep(latencyMs, request.signal)
       request.signal.throwIfAborted()
@@ -48,7 +50,9 @@ function decide(request: CompletionRequest): AssistantMessage {
   const { messages } = request
   let lastUser = -1
   for (let i = messages.length - 1; i >= 0; i--) {
-    if (messages[i]?.role === 'user') {
+    const m = messages[i]
+    // The runtime's own corrections (name: ark) are not the user's request: directives stay the user's.
+    if (m?.role === 'user' && m.name !== 'ark') {
       lastUser = i
       break
     }

@@ -1,0 +1,267 @@
+/**
+ * `POST /v1/chat/completions` with `model: "model/<name>"`: ark as an OpenAI-compatible model gateway.
+ *
+ * Upstreams that speak OpenAI's wire format (openai, azure, any compatible server) get the client's body as
+ * is, with only `model` replaced, and the answer comes back unread: a JSON body is piped through untouched;
+ * a stream is passed on event by event, each checked to be JSON, so that a broken upstream ends the
+ * client's stream with an error it can parse instead of bytes it cannot. Other providers (anthropic, the
+ * mock) are mapped through the runtime's provider interface, client tools and response_format included.
+ */
+import type { Context } from 'hono'
+import type { ResourceOf } from '../../controller/api/index.ts'
+import type { Provider } from '../runtime/provider.ts'
+import { ProviderError } from '../runtime/provider.ts'
+import { PrepareError } from '../runtime/prepare.ts'
+import type { ChatDeps, GatewayVariables } from './chat.ts'
+import { ChunkEncoder, completionBody } from './completion.ts'
+import type { CompletionIdentity } from './completion.ts'
+import { errorBody, errorResponse } from './errors.ts'
+import { checkForwardedRequest, checkMappedRequest } from './request.ts'
+import type { DirectRequest } from './request.ts'
+
+export async function directCompletion(
+  c: Context<{ Variables: GatewayVariables }>,
+  deps: ChatDeps,
+  body: Record<string, unknown>,
+  model: ResourceOf<'Model'>,
+): Promise<Response> {
+  const id = deps.catalog.targetId('Model', model.ref)
+  c.set('target', id)
+
+  const available = deps.catalog.status(model.key)?.conditions.find((x) => x.type === 'Available')
+  if (available?.status !== 'True') {
+    const reason = available?.reason ?? 'Pending'
+    return errorResponse(
+      503,
+      `${id} is not available: ${reason}: ${available?.message ?? 'its availability has not been computed yet'}`,
+      { code: reason },
+    )
+  }
+  let provider: Provider
+  try {
+    provider = deps.runtime.modelProvider(model)
+  } catch (err) {
+    if (!(err instanceof PrepareError)) throw err
+    return errorResponse(503, `${id} cannot serve: ${err.message}`, { code: 'ModelNotReady', retry: false })
+  }
+  const signal = c.req.raw.signal
+  const started = performance.now()
+  const done = (error: boolean) => {
+    deps.metrics.modelCall(provider.provider, provider.model, error, (performance.now() - started) / 1000)
+  }
+
+  if (provider.forward !== undefined && provider.standIn === undefined) {
+    const checked = checkForwardedRequest(body)
+    if (!checked.ok) return errorResponse(400, checked.message, { param: checked.param })
+    let upstream: Response
+    try {
+      upstream = await provider.forward(body, signal)
+    } catch (err) {
+      done(true)
+      return upstreamFailure(id, provider, err)
+    }
+    done(false)
+    const headers: Record<string, string> = {
+      'content-type': upstream.headers.get('content-type') ?? 'application/json',
+    }
+    const requestId = upstream.headers.get('x-request-id')
+    if (requestId !== null) headers['x-request-id'] = requestId
+    if (!checked.value.stream || upstream.body === null) {
+      return new Response(upstream.body, { status: upstream.status, headers })
+    }
+    headers['cache-control'] = 'no-cache'
+    headers['x-accel-buffering'] = 'no'
+    return new Response(guardEvents(id, upstream.body), { status: upstream.status, headers })
+  }
+
+  const checked = checkMappedRequest(body)
+  if (!checked.ok) return errorResponse(400, checked.message, { param: checked.param })
+  const who: CompletionIdentity = {
+    id: `chatcmpl-${crypto.randomUUID().replaceAll('-', '')}`,
+    created: Math.floor(Date.now() / 1000),
+    model: provider.model,
+  }
+  return checked.value.stream
+    ? mappedStream(id, provider, checked.value, who, signal, done)
+    : mappedOnce(id, provider, checked.value, who, signal, done)
+}
+
+async function mappedOnce(
+  id: string,
+  provider: Provider,
+  request: DirectRequest,
+  who: CompletionIdentity,
+  signal: AbortSignal,
+  done: (error: boolean) => void,
+): Promise<Response> {
+  try {
+    const completion = await provider.complete({ ...request, signal })
+    done(false)
+    const m = completion.message
+    return Response.json(
+      completionBody(who, m.content, completion.finishReason, completion.usage, m.tool_calls),
+      {
+        headers: { 'x-request-id': who.id },
+      },
+    )
+  } catch (err) {
+    done(true)
+    return upstreamFailure(id, provider, err)
+  }
+}
+
+function mappedStream(
+  id: string,
+  provider: Provider,
+  request: DirectRequest,
+  who: CompletionIdentity,
+  signal: AbortSignal,
+  done: (error: boolean) => void,
+): Response {
+  const encoder = new TextEncoder()
+  const chunks = new ChunkEncoder(who, request.includeUsage)
+  const cancel = new AbortController()
+  const body = new ReadableStream<Uint8Array>({
+    async start(out) {
+      let open = true
+      const send = (text: string) => {
+        if (!open) return
+        try {
+          out.enqueue(encoder.encode(text))
+        } catch {
+          open = false
+        }
+      }
+      send(chunks.role())
+      try {
+        const completion = await provider.complete({
+          ...request,
+          signal: AbortSignal.any([signal, cancel.signal]),
+          onDelta: (text) => send(chunks.content(text)),
+        })
+        done(false)
+        const calls = completion.message.tool_calls
+        if (calls !== undefined && calls.length > 0) send(chunks.toolCalls(calls))
+        send(chunks.finish(completion.finishReason))
+        if (request.includeUsage) send(chunks.usage(completion.usage))
+        send(chunks.done())
+      } catch (err) {
+        done(true)
+        const { status, message, code } = failureOf(id, provider, err)
+        send(chunks.error(errorBody(status, message, { code })))
+      }
+      try {
+        out.close()
+      } catch {
+        // The client already went away.
+      }
+    },
+    cancel() {
+      cancel.abort(new DOMException('the client disconnected', 'AbortError'))
+    },
+  })
+  return new Response(body, {
+    headers: {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      'x-accel-buffering': 'no',
+      'x-request-id': who.id,
+    },
+  })
+}
+
+/** The upstream's failure in OpenAI's shape, with the upstream's status; ark's own (timeout, unreachable) as 504/502. */
+function failureOf(
+  id: string,
+  provider: Provider,
+  err: unknown,
+): { status: number; message: string; code: string } {
+  if (err instanceof ProviderError) {
+    const status = err.status ?? (err.code === 'timeout' ? 504 : 502)
+    return { status, message: `${id} (${provider.provider}): ${err.message}`, code: err.code }
+  }
+  if (err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError')) {
+    return { status: 499, message: `${id}: the request was cancelled`, code: 'cancelled' }
+  }
+  return {
+    status: 502,
+    message: `${id} (${provider.provider}) failed: ${err instanceof Error ? err.message : String(err)}`,
+    code: 'upstream_error',
+  }
+}
+
+function upstreamFailure(id: string, provider: Provider, err: unknown): Response {
+  const { status, message, code } = failureOf(id, provider, err)
+  const type = status === 401 ? 'authentication_error' : status === 429 ? 'rate_limit_error' : undefined
+  return errorResponse(status, message, { code, ...(type === undefined ? {} : { type }) })
+}
+
+/**
+ * Passes an upstream SSE stream on whole event by whole event. An event whose data is not JSON, or a stream
+ * that ends or breaks before `data: [DONE]`, ends the client's stream with an OpenAI error event instead.
+ * A client that goes away cancels the upstream read, which closes the upstream request.
+ */
+function guardEvents(id: string, upstream: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const reader = upstream.getReader()
+  const decoder = new TextDecoder()
+  const encoder = new TextEncoder()
+  let buffer = ''
+  let finished = false
+  const fail = (out: ReadableStreamDefaultController<Uint8Array>, why: string) => {
+    finished = true
+    const body = errorBody(502, `${id}: the upstream stream broke: ${why}`, { code: 'bad_upstream_stream' })
+    out.enqueue(encoder.encode(`data: ${JSON.stringify({ error: body })}\n\n`))
+    out.close()
+    reader.cancel().catch(() => {})
+  }
+  /** Enqueues every whole event in the buffer; false when one was not JSON (the stream is then failed). */
+  const pass = (out: ReadableStreamDefaultController<Uint8Array>): boolean => {
+    let start = 0
+    let end = buffer.indexOf('\n\n')
+    while (end >= 0) {
+      const event = buffer.slice(start, end)
+      for (const line of event.split('\n')) {
+        if (!line.startsWith('data:')) continue
+        const data = line.slice(5).trim()
+        if (data === '[DONE]') finished = true
+        else {
+          try {
+            JSON.parse(data)
+          } catch {
+            fail(out, `an event is not JSON (${JSON.stringify(data.slice(0, 80))})`)
+            return false
+          }
+        }
+      }
+      out.enqueue(encoder.encode(`${event}\n\n`))
+      start = end + 2
+      end = buffer.indexOf('\n\n', start)
+    }
+    buffer = buffer.slice(start)
+    return true
+  }
+  return new ReadableStream<Uint8Array>({
+    async pull(out) {
+      let read: Awaited<ReturnType<typeof reader.read>>
+      try {
+        read = await reader.read()
+      } catch (err) {
+        fail(out, err instanceof Error ? err.message : String(err))
+        return
+      }
+      if (read.done) {
+        buffer += decoder.decode()
+        if (buffer.trim() !== '') buffer += '\n\n'
+        if (!pass(out)) return
+        if (finished) out.close()
+        else fail(out, 'it ended before data: [DONE]')
+        return
+      }
+      buffer += decoder.decode(read.value, { stream: true }).replaceAll('\r\n', '\n')
+      pass(out)
+    },
+    cancel(reason) {
+      return reader.cancel(reason)
+    },
+  })
+}

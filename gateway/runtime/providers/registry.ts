@@ -1,0 +1,95 @@
+/**
+ * Which client serves which provider, and what a Model leaves unsaid: the API key and base URL from the
+ * environment (OPENAI_API_KEY, OPENAI_BASE_URL for Ollama, ANTHROPIC_API_KEY, ...), and, on a laptop, the
+ * mock model standing in for a model that has no key at all, so the same manifests run offline.
+ */
+import type { ProviderType } from '../../../controller/api/index.ts'
+import type { Provider, ProviderConfig, ProviderFactory } from '../provider.ts'
+import { ProviderError } from '../provider.ts'
+import { createAnthropicProvider } from './anthropic.ts'
+import { createMockProvider } from './mock.ts'
+import { createOpenAIProvider } from './openai.ts'
+
+/** The providers this build can create. Bedrock needs the AWS SDK and is not one of them. */
+export const PROVIDERS: Readonly<Partial<Record<ProviderType, ProviderFactory>>> = {
+  mock: createMockProvider,
+  openai: createOpenAIProvider,
+  azure: createOpenAIProvider,
+  anthropic: createAnthropicProvider,
+}
+
+export interface ProviderSettings {
+  /** Where defaults are read: OPENAI_API_KEY, OPENAI_BASE_URL, AZURE_OPENAI_API_KEY, ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL. */
+  readonly env?: Readonly<Record<string, string | undefined>>
+  /** A model with no API key anywhere: answered by the mock (`ark dev` on a laptop) or unavailable (default). */
+  readonly withoutKey?: 'mock' | 'unavailable'
+  /** Per-attempt timeout of a provider call (default 60 s). */
+  readonly timeoutMs?: number
+  /** Retries of a failed call: 429, 5xx, connection errors (default 2). */
+  readonly maxRetries?: number
+}
+
+export const PROVIDER_DEFAULTS = { timeoutMs: 60_000, maxRetries: 2 } as const
+
+/** Returns the function that turns a Model's resolved values into its provider. */
+export function providerFactory(
+  settings: ProviderSettings = {},
+  factories: Readonly<Partial<Record<ProviderType, ProviderFactory>>> = PROVIDERS,
+): (config: ProviderConfig) => Provider {
+  const env = settings.env ?? {}
+  const read = (name: string) => {
+    const v = env[name]
+    return v === undefined || v === '' ? undefined : v
+  }
+  return (given) => {
+    const config = withDefaults(given, read, settings)
+    if (needsKey(config) && config.apiKey === undefined) {
+      const missing = `no API key for ${config.provider} model ${config.model}: set the Model's apiKey (e.g. from a Secret) or ${keyVariable(config.provider)}`
+      if (settings.withoutKey !== 'mock') throw new ProviderError(missing, { code: 'missing_api_key' })
+      const mock = createMockProvider({ ...config, provider: 'mock', properties: {} })
+      return { ...mock, standIn: `${missing}; the mock model answers instead` }
+    }
+    const factory = factories[config.provider]
+    if (factory === undefined) throw new Error(`provider ${config.provider} is not available in this build`)
+    return factory(config)
+  }
+}
+
+function withDefaults(
+  config: ProviderConfig,
+  read: (name: string) => string | undefined,
+  settings: ProviderSettings,
+): ProviderConfig {
+  let apiKey = config.apiKey
+  let baseUrl = config.baseUrl
+  if (config.provider === 'openai') {
+    apiKey ??= read('OPENAI_API_KEY')
+    baseUrl ??= read('OPENAI_BASE_URL')
+  } else if (config.provider === 'azure') {
+    apiKey ??= read('AZURE_OPENAI_API_KEY')
+  } else if (config.provider === 'anthropic') {
+    apiKey ??= read('ANTHROPIC_API_KEY')
+    baseUrl ??= read('ANTHROPIC_BASE_URL')
+  }
+  return {
+    ...config,
+    ...(apiKey === undefined ? {} : { apiKey }),
+    ...(baseUrl === undefined ? {} : { baseUrl }),
+    timeoutMs: config.timeoutMs ?? settings.timeoutMs ?? PROVIDER_DEFAULTS.timeoutMs,
+    maxRetries: config.maxRetries ?? settings.maxRetries ?? PROVIDER_DEFAULTS.maxRetries,
+  }
+}
+
+/** A self-hosted OpenAI-compatible server (a baseUrl) needs no key; the clouds do. */
+function needsKey(config: ProviderConfig): boolean {
+  if (config.provider === 'openai') return config.baseUrl === undefined
+  return config.provider === 'azure' || config.provider === 'anthropic' || config.provider === 'bedrock'
+}
+
+function keyVariable(provider: ProviderType): string {
+  return provider === 'anthropic'
+    ? 'ANTHROPIC_API_KEY'
+    : provider === 'azure'
+      ? 'AZURE_OPENAI_API_KEY'
+      : 'OPENAI_API_KEY'
+}
