@@ -43,9 +43,9 @@ describe('ark validate', () => {
   it('exits 0 on the examples, and lists what waits for a later version as warnings', async () => {
     const r = await ark('validate', 'examples')
     expect(r.code).toBe(0)
-    expect(r.stdout).toMatch(/^14 resources, 0 errors, 4 warnings$/m)
+    expect(r.stdout).toMatch(/^16 resources, 0 errors, 4 warnings$/m)
     expect(r.stdout).toContain(
-      'warning: research-agent.yaml (document 1) ArkAgent default/research-agent: not Available: UnsupportedFeature: model llama3.2 needs the openai provider client',
+      'warning: research-agent.yaml (document 1) ArkAgent default/research-agent: not Available: UnsupportedFeature: mcpServers: web-search needs the MCP client',
     )
   })
 
@@ -81,7 +81,7 @@ describe('ark get', () => {
     expect(lines.find((l) => l.startsWith('simple-agent'))).toMatch(
       /^simple-agent\s+Agent\s+default\s+0\s+True\s+AllDependenciesReady$/,
     )
-    expect(lines).toHaveLength(9)
+    expect(lines).toHaveLength(10)
   })
 
   it('filters by dialect kind and name; -o json shows status in the dialect', async () => {
@@ -115,7 +115,8 @@ describe('ark dev', () => {
         process.execPath,
         ['bin/ark.ts', 'dev', '-f', 'examples', '--port', '0', '--max-iterations', '2'],
         {
-          env: { ...process.env, ARK_MANIFESTS: '', ARK_LOG_LEVEL: 'info' },
+          // No key anywhere: the gpt-4o example is answered by the mock in its place.
+          env: { ...process.env, ARK_MANIFESTS: '', ARK_LOG_LEVEL: 'info', OPENAI_API_KEY: '' },
           stdio: ['ignore', 'pipe', 'pipe'],
         },
       )
@@ -151,6 +152,17 @@ describe('ark dev', () => {
       expect(bounded.status).toBe(422)
       await bounded.body?.cancel()
       expect(await (await fetch(`${url}/metrics`)).text()).toContain('process_cpu_user_seconds_total')
+
+      const direct = await fetch(`${url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'model/gpt-4o', messages: [{ role: 'user', content: 'hi' }] }),
+      })
+      expect(
+        ((await direct.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message
+          .content,
+      ).toBe('You said: hi')
+      expect(out).toMatch(/"resource":"Model\/default\/gpt-4o","status":"True","reason":"MockStandIn"/)
 
       child.kill('SIGTERM')
       expect(await exited).toBe(0)

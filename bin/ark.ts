@@ -11,9 +11,9 @@ import { parseArgs } from 'node:util'
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateCrds } from '../controller/api/index.ts'
-import { CAPABILITIES, startControlPlane } from '../controller/index.ts'
-import { BUILTIN_TOOLS, DEFAULTS, PROVIDERS, createGateway, createLogger, serve } from '../gateway/index.ts'
-import type { ProviderType } from '../controller/api/index.ts'
+import { REACHABLE, startControlPlane } from '../controller/index.ts'
+import { DEFAULTS, PROVIDER_DEFAULTS, createLogger, serve } from '../gateway/index.ts'
+import { startEmbedded } from './embedded.ts'
 import { renderGet, resolveKind } from './get.ts'
 import { renderValidation } from './validate.ts'
 
@@ -40,6 +40,13 @@ Usage:
                                    (env ARK_POOL_CONCURRENCY, default 64)
         --queue-size <n>           Tasks waiting per agent beyond that; more get 429 (env ARK_QUEUE_SIZE,
                                    default 256)
+        --models-without-key <m>   mock | unavailable: what a model with no API key anywhere does
+                                   (env ARK_MODELS_WITHOUT_KEY, default mock: the mock model answers)
+        --provider-timeout <s>     Per-attempt timeout of a model call (env ARK_PROVIDER_TIMEOUT, default 60)
+        --provider-retries <n>     Retries on 429/5xx/connection errors, Retry-After honoured
+                                   (env ARK_PROVIDER_RETRIES, default 2)
+        --probe-interval <s>       Model probes for agents' own model ids; Models use their pollInterval;
+                                   0 turns probes off (env ARK_PROBE_INTERVAL, default 60)
   ark --help | ark --version
 
 Kinds for get: agents, models, tools, teams, memories, queries, mcpservers, a2aservers,
@@ -49,6 +56,9 @@ executionengines, evaluations, services, settings, configmaps, secrets, all
 Environment:
   ARK_MANIFESTS    default manifests folder
   ARK_LOG_LEVEL    debug | info | warn | error (default info)
+  OPENAI_API_KEY, OPENAI_BASE_URL (e.g. Ollama's http://localhost:11434/v1), AZURE_OPENAI_API_KEY,
+  ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL
+                   defaults for Models that do not set them, and for ArkAgent model ids
 
 Routes served by ark dev: POST /v1/chat/completions, GET /v1/models, GET /metrics, GET /healthz, GET /readyz.
 `
@@ -73,6 +83,10 @@ async function main(argv: string[]): Promise<number> {
       'task-timeout': { type: 'string' },
       'pool-concurrency': { type: 'string' },
       'queue-size': { type: 'string' },
+      'models-without-key': { type: 'string' },
+      'provider-timeout': { type: 'string' },
+      'provider-retries': { type: 'string' },
+      'probe-interval': { type: 'string' },
     },
   })
   const [command, ...rest] = positionals
@@ -169,6 +183,16 @@ async function main(argv: string[]): Promise<number> {
         }
         return n
       }
+      const choice = <T extends string>(flag: string, env: string, options: readonly T[], fallback: T): T => {
+        const raw = (values as Record<string, string | undefined>)[flag] ?? process.env[env]
+        if (raw === undefined || raw === '') return fallback
+        if (!(options as readonly string[]).includes(raw)) {
+          throw new Error(
+            `--${flag} (${env}) must be one of ${options.join(', ')}, got ${JSON.stringify(raw)}`,
+          )
+        }
+        return raw as T
+      }
       return dev({
         manifests,
         host: values.host ?? process.env.HOST ?? '127.0.0.1',
@@ -178,6 +202,11 @@ async function main(argv: string[]): Promise<number> {
         taskTimeoutMs: number('task-timeout', 'ARK_TASK_TIMEOUT', DEFAULTS.taskTimeoutMs / 1000, 1) * 1000,
         poolConcurrency: number('pool-concurrency', 'ARK_POOL_CONCURRENCY', DEFAULTS.poolConcurrency, 1),
         maxQueued: number('queue-size', 'ARK_QUEUE_SIZE', DEFAULTS.maxQueued, 0),
+        withoutKey: choice('models-without-key', 'ARK_MODELS_WITHOUT_KEY', ['mock', 'unavailable'], 'mock'),
+        providerTimeoutMs:
+          number('provider-timeout', 'ARK_PROVIDER_TIMEOUT', PROVIDER_DEFAULTS.timeoutMs / 1000, 1) * 1000,
+        providerRetries: number('provider-retries', 'ARK_PROVIDER_RETRIES', PROVIDER_DEFAULTS.maxRetries, 0),
+        probeIntervalSeconds: number('probe-interval', 'ARK_PROBE_INTERVAL', 60, 0),
       })
     }
     default:
@@ -195,6 +224,10 @@ interface DevOptions {
   readonly taskTimeoutMs: number
   readonly poolConcurrency: number
   readonly maxQueued: number
+  readonly withoutKey: 'mock' | 'unavailable'
+  readonly providerTimeoutMs: number
+  readonly providerRetries: number
+  readonly probeIntervalSeconds: number
 }
 
 /**
@@ -204,15 +237,25 @@ interface DevOptions {
 async function dev(options: DevOptions): Promise<number> {
   const { manifests } = options
   const log = createLogger('dev')
-  const cp = await startControlPlane(manifests, {
-    onError: (err) => log.warn('watch error', { error: String(err) }),
-    // What this runtime can execute decides what is Available.
-    capabilities: {
-      ...CAPABILITIES,
-      builtinTools: new Set(Object.keys(BUILTIN_TOOLS)),
-      providers: new Set(Object.keys(PROVIDERS) as ProviderType[]),
+  const system = await startEmbedded({
+    manifests,
+    onWatchError: (err) => log.warn('watch error', { error: String(err) }),
+    maxBodyBytes: options.maxBodyBytes,
+    maxIterations: options.maxIterations,
+    taskTimeoutMs: options.taskTimeoutMs,
+    poolConcurrency: options.poolConcurrency,
+    maxQueued: options.maxQueued,
+    providers: {
+      env: process.env,
+      withoutKey: options.withoutKey,
+      timeoutMs: options.providerTimeoutMs,
+      maxRetries: options.providerRetries,
     },
+    probeIntervalSeconds: options.probeIntervalSeconds,
+    log: createLogger('gateway'),
+    processMetrics: !('Deno' in globalThis),
   })
+  const cp = system.controlPlane
   const reported = new Set<string>()
   const reportProblems = () => {
     const now = new Set<string>()
@@ -225,6 +268,19 @@ async function dev(options: DevOptions): Promise<number> {
     for (const id of now) reported.add(id)
   }
   reportProblems()
+  // Status writes also come from other conditions: log a condition only when it changed.
+  const logged = new Map<string, string>()
+  const logCondition = (
+    key: string,
+    c: { type: string; status: string; reason: string; message: string },
+  ) => {
+    const id = `${key} ${c.type}`
+    const now = `${c.status} ${c.reason} ${c.message}`
+    if (logged.get(id) === now) return
+    logged.set(id, now)
+    const msg = c.type === 'Available' ? 'available' : 'model probe'
+    log.info(msg, { resource: key, status: c.status, reason: c.reason, message: c.message })
+  }
   const agents = cp.catalog.list('Agent')
   log.info('loaded', {
     manifests,
@@ -235,36 +291,21 @@ async function dev(options: DevOptions): Promise<number> {
     ).length,
   })
   for (const r of cp.store.list()) {
-    const c = cp.store.status(r.key)?.conditions.find((x) => x.type === 'Available')
-    if (c !== undefined)
-      log.info('available', { resource: r.key, status: c.status, reason: c.reason, message: c.message })
+    for (const c of cp.store.status(r.key)?.conditions ?? []) {
+      if (c.type === 'Available' || c.type === REACHABLE) logCondition(r.key, c)
+    }
   }
   cp.store.subscribe((events) => {
     for (const e of events) {
       if (e.type === 'status') {
-        const c = e.status.conditions.find((x) => x.type === 'Available')
-        if (c !== undefined)
-          log.info('available', {
-            resource: e.resource.key,
-            status: c.status,
-            reason: c.reason,
-            message: c.message,
-          })
+        for (const c of e.status.conditions) {
+          if (c.type === 'Available' || c.type === REACHABLE) logCondition(e.resource.key, c)
+        }
       } else log.info(e.type, { resource: e.resource.key, file: e.resource.origin.file })
     }
     reportProblems()
   })
-  const gateway = createGateway({
-    catalog: cp.catalog,
-    maxBodyBytes: options.maxBodyBytes,
-    maxIterations: options.maxIterations,
-    taskTimeoutMs: options.taskTimeoutMs,
-    poolConcurrency: options.poolConcurrency,
-    maxQueued: options.maxQueued,
-    log: createLogger('gateway'),
-    processMetrics: !('Deno' in globalThis),
-  })
-  const server = await serve(gateway.fetch, { host: options.host, port: options.port })
+  const server = await serve(system.gateway.fetch, { host: options.host, port: options.port })
   const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${String(server.port)}`
   log.info('serving', { url, openai: `${url}/v1`, metrics: `${url}/metrics` })
   await new Promise<void>((resolve) => {
@@ -273,8 +314,7 @@ async function dev(options: DevOptions): Promise<number> {
   })
   log.info('stopping')
   await server.close()
-  await gateway.close()
-  await cp.close()
+  await system.close()
   return 0
 }
 

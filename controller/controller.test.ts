@@ -267,7 +267,7 @@ spec: { strategy: sequential, members: [{ name: solo, type: agent }] }
       `apiVersion: ark.mckinsey.com/v1alpha1
 kind: Model
 metadata: { name: gpt }
-spec: { provider: openai, model: { value: gpt-4o } }
+spec: { provider: bedrock, model: { value: anthropic.claude-v2 } }
 ---
 apiVersion: ark.mckinsey.com/v1alpha1
 kind: Agent

@@ -2,9 +2,10 @@
  * Starts the gateway the way `ark dev` does (control plane over a manifests folder, gateway, a real listening
  * socket), on whichever runtime runs this file, with the small limits the gateway suite relies on.
  */
-import { CAPABILITIES, startControlPlane } from '../controller/index.ts'
-import type { BuiltinTool, GatewayOptions, Logger } from '../gateway/index.ts'
-import { BUILTIN_TOOLS, createGateway, serve, silentLogger } from '../gateway/index.ts'
+import { startEmbedded } from '../bin/embedded.ts'
+import type { EmbeddedOptions } from '../bin/embedded.ts'
+import type { BuiltinTool } from '../gateway/index.ts'
+import { serve, silentLogger } from '../gateway/index.ts'
 
 /** An embedder's own tool: the "custom tool" of the suite. */
 export const lookup: BuiltinTool = {
@@ -33,30 +34,22 @@ export const SUITE_LIMITS = {
 
 export async function startGateway(
   manifests = 'test/fixtures/gateway',
-  options: Partial<GatewayOptions> & { log?: Logger } = {},
+  options: Partial<EmbeddedOptions> = {},
 ): Promise<RunningGateway> {
-  const builtins = { lookup }
-  const cp = await startControlPlane(manifests, {
+  const system = await startEmbedded({
+    manifests,
     watch: false,
-    capabilities: {
-      ...CAPABILITIES,
-      builtinTools: new Set([...Object.keys(BUILTIN_TOOLS), ...Object.keys(builtins)]),
-    },
-  })
-  const gateway = createGateway({
-    catalog: cp.catalog,
-    builtins,
+    builtins: { lookup },
     log: silentLogger,
     ...SUITE_LIMITS,
     ...options,
   })
-  const server = await serve(gateway.fetch, { host: '127.0.0.1', port: 0 })
+  const server = await serve(system.gateway.fetch, { host: '127.0.0.1', port: 0 })
   return {
     url: `http://127.0.0.1:${String(server.port)}`,
     async close() {
       await server.close()
-      await gateway.close()
-      await cp.close()
+      await system.close()
     },
   }
 }

@@ -35,7 +35,9 @@ export class AvailabilityController {
     this.#unsubscribe = store.subscribe((events) => {
       for (const e of events) {
         if (e.type === 'status') {
-          // Dependents only care when availability itself moved.
+          // Another condition (a model probe's) may change this resource's availability, and its
+          // dependents care when availability itself moved. A reconcile that changes nothing writes nothing.
+          this.#queue.add(e.resource.key)
           this.#enqueueDependents(e.resource.key)
           continue
         }

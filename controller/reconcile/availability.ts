@@ -6,6 +6,7 @@
 import type { AnyResource, ProviderType, ResourceOf, ToolType } from '../api/index.ts'
 import { referencesOf } from '../api/index.ts'
 import type { Catalog } from '../store/index.ts'
+import { REACHABLE } from './model-probe.ts'
 
 /** What this build of the runtime can execute. Later capabilities (MCP, A2A, sandboxed tools) extend it. */
 export interface Capabilities {
@@ -20,14 +21,14 @@ export interface Capabilities {
 }
 
 /**
- * What the runtime of this build executes: built-in tools and tools that call another agent, on the mock
- * provider. Real providers arrive next; webhook and Wasm tools wait for the sandbox, MCP and A2A for their
- * clients, external execution engines for a client, teams for their strategies.
+ * What the runtime of this build executes: built-in tools and tools that call another agent, on the openai,
+ * azure, anthropic and mock providers. Webhook and Wasm tools wait for the sandbox, MCP and A2A for their
+ * clients, external execution engines for a client, teams for their strategies, bedrock for the AWS SDK.
  */
 export const CAPABILITIES: Capabilities = {
   builtinTools: new Set(['noop', 'terminate', 'calculator']),
   toolTypes: new Set<ToolType>(['builtin', 'agent']),
-  providers: new Set<ProviderType>(['mock']),
+  providers: new Set<ProviderType>(['openai', 'azure', 'anthropic', 'mock']),
   mcp: false,
   a2a: false,
   executionEngines: false,
@@ -64,6 +65,7 @@ export function availabilityOf(
       if (!caps.providers.has(r.spec.provider)) {
         failures.push(notYet(`provider ${r.spec.provider} needs its client`))
       }
+      failures.push(...probeFailures(r, catalog))
       break
     case 'Tool':
       failures = toolFailures(r, catalog, caps)
@@ -205,6 +207,13 @@ function valueFailures(r: AnyResource, catalog: Catalog): Failure[] {
   return out
 }
 
+/** The last probe of the resource's model (model-probe.ts), when it failed. */
+function probeFailures(r: AnyResource, catalog: Catalog): Failure[] {
+  const c = catalog.status(r.key)?.conditions.find((x) => x.type === REACHABLE)
+  if (c?.status !== 'False') return []
+  return [{ reason: c.reason, message: `the model probe failed: ${c.message}` }]
+}
+
 function agentFailures(a: ResourceOf<'Agent'>, catalog: Catalog, caps: Capabilities): Failure[] {
   const s = a.spec
   const out = valueFailures(a, catalog)
@@ -212,6 +221,7 @@ function agentFailures(a: ResourceOf<'Agent'>, catalog: Catalog, caps: Capabilit
   if (s.model !== undefined && 'id' in s.model && !caps.providers.has(s.model.provider)) {
     out.push(notYet(`model ${s.model.id} needs the ${s.model.provider} provider client`))
   }
+  out.push(...probeFailures(a, catalog))
   if (s.executionEngine !== undefined) {
     if (s.executionEngine.name === 'a2a') {
       if (!caps.a2a)

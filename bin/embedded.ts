@@ -1,0 +1,68 @@
+/**
+ * The embedded system, assembled once: a control plane over a manifests folder that knows what this build can
+ * run, the gateway over its catalog, and the model probes that keep each Model's ModelReachable condition
+ * current. `ark dev`, the end-to-end tests and the benchmarks all start here, so they run the same thing.
+ */
+import type { ProviderType } from '../controller/api/index.ts'
+import type { ControlPlane } from '../controller/index.ts'
+import { CAPABILITIES, ModelProbeController, startControlPlane } from '../controller/index.ts'
+import type { Gateway, GatewayOptions } from '../gateway/index.ts'
+import { BUILTIN_TOOLS, PROVIDERS, createGateway, silentLogger } from '../gateway/index.ts'
+
+export interface EmbeddedOptions extends Omit<GatewayOptions, 'catalog'> {
+  readonly manifests: string
+  /** Follow the folder for changes (default true). */
+  readonly watch?: boolean
+  readonly onWatchError?: (err: unknown) => void
+  /**
+   * Seconds between probes of agents' own model ids (Models use their pollInterval); 0 turns model probes
+   * off (default 60).
+   */
+  readonly probeIntervalSeconds?: number
+}
+
+export interface Embedded {
+  readonly controlPlane: ControlPlane
+  readonly gateway: Gateway
+  /** Absent when probes are off. */
+  readonly probes: ModelProbeController | undefined
+  close(): Promise<void>
+}
+
+export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded> {
+  const { manifests, watch, onWatchError, probeIntervalSeconds, ...gatewayOptions } = options
+  const cp = await startControlPlane(manifests, {
+    ...(watch === undefined ? {} : { watch }),
+    ...(onWatchError === undefined ? {} : { onError: onWatchError }),
+    // What this runtime can execute decides what is Available.
+    capabilities: {
+      ...CAPABILITIES,
+      builtinTools: new Set([...Object.keys(BUILTIN_TOOLS), ...Object.keys(options.builtins ?? {})]),
+      providers: new Set(Object.keys(PROVIDERS) as ProviderType[]),
+    },
+  })
+  const gateway = createGateway({ ...gatewayOptions, catalog: cp.catalog })
+  const log = options.log ?? silentLogger
+  const interval = probeIntervalSeconds ?? 60
+  let probes: ModelProbeController | undefined
+  if (interval > 0) {
+    probes = new ModelProbeController(cp.catalog, {
+      prober: { probe: (resource, signal) => gateway.runtime.probe(resource, signal) },
+      intervalSeconds: interval,
+      onError: (key, err) => {
+        log.warn('model probe failed', { resource: key, error: String(err) })
+      },
+    })
+    probes.start()
+  }
+  return {
+    controlPlane: cp,
+    gateway,
+    probes,
+    async close() {
+      probes?.close()
+      await gateway.close()
+      await cp.close()
+    },
+  }
+}
