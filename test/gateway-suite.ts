@@ -342,6 +342,48 @@ export const cases: readonly Case[] = [
     },
   },
   {
+    name: 'model/<name> calls the model directly: client tools and tool calls, streaming and not',
+    async run({ client }) {
+      const tools = [
+        {
+          type: 'function' as const,
+          function: {
+            name: 'get_time',
+            parameters: { type: 'object', properties: { tz: { type: 'string' } } },
+          },
+        },
+      ]
+      const turn = await client.chat.completions.create({
+        model: 'model/default',
+        messages: user('get_time {"tz": "UTC"}'),
+        tools,
+      })
+      const call = turn.choices[0]?.message.tool_calls?.[0]
+      assert.equal(turn.choices[0]?.finish_reason, 'tool_calls')
+      assert.equal(call?.type === 'function' ? call.function.name : undefined, 'get_time')
+      assert.ok(call !== undefined)
+      const stream = await client.chat.completions.create({
+        model: 'model/default',
+        messages: [
+          ...user('get_time {"tz": "UTC"}'),
+          { role: 'assistant', content: null, tool_calls: [call] },
+          { role: 'tool', tool_call_id: call.id, content: '12:00' },
+        ],
+        tools,
+        stream: true,
+        stream_options: { include_usage: true },
+      })
+      let text = ''
+      let usage = 0
+      for await (const chunk of stream) {
+        text += chunk.choices[0]?.delta.content ?? ''
+        usage += chunk.usage?.total_tokens ?? 0
+      }
+      assert.equal(text, 'get_time: 12:00')
+      assert.ok(usage > 0)
+    },
+  },
+  {
     name: 'invalid JSON and schema errors: 400 with param naming the field',
     async run({ url }) {
       const bad = await post(url, '{"model": "agent/support-agent", "messages": [')

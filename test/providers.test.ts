@@ -156,6 +156,15 @@ spec:
   model: claude-haiku-4-5
   systemPrompt: You are brief.
 ---
+apiVersion: arkonis.dev/v1alpha1
+kind: ArkAgent
+metadata: { name: single }
+spec:
+  model: gpt-4o
+  systemPrompt: One task at a time.
+  replicas: 1
+  limits: { maxConcurrentTasks: 1 }
+---
 apiVersion: v1
 kind: ConfigMap
 metadata: { name: prompts }
@@ -219,6 +228,8 @@ beforeAll(async () => {
       maxRetries: 2,
     },
     probeIntervalSeconds: 3600,
+    // Nothing waits: a pool at its concurrency refuses at once (the maxConcurrentTasks test).
+    maxQueued: 0,
   })
   server = await serve(system.gateway.fetch, { host: '127.0.0.1', port: 0 })
   client = new OpenAI({
@@ -360,6 +371,20 @@ describe('limits', () => {
     expect(err.status).toBe(504)
     expect(err.code).toBe('timeout')
     await expect.poll(() => openai.calls.slice(before).some((c) => c.closedEarly)).toBe(true)
+  })
+
+  it('replicas × maxConcurrentTasks bounds the tasks at once; one more is a 429 queue_full', async () => {
+    openai.next({ delayMs: 300 })
+    const before = openai.calls.length
+    const first = client.chat.completions.create({ model: 'agent/single', messages: user('slow one') })
+    await expect.poll(() => openai.calls.length).toBeGreaterThan(before)
+    const err = await apiError(
+      client.chat.completions.create({ model: 'agent/single', messages: user('two') }),
+    )
+    expect(err.status).toBe(429)
+    expect(err.code).toBe('queue_full')
+    expect(err.message).toContain('1 tasks running')
+    expect((await first).choices[0]?.message.content).toBe('You said: slow one')
   })
 
   it('a client that goes away aborts the upstream request', async () => {
