@@ -374,9 +374,14 @@ describe('limits', () => {
   })
 
   it('replicas × maxConcurrentTasks bounds the tasks at once; one more is a 429 queue_full', async () => {
-    openai.next({ delayMs: 300 })
+    // The first task holds the only slot until its client lets go.
+    openai.next({ hang: true })
     const before = openai.calls.length
-    const first = client.chat.completions.create({ model: 'agent/single', messages: user('slow one') })
+    const holder = new AbortController()
+    const first = client.chat.completions.create(
+      { model: 'agent/single', messages: user('slow one') },
+      { signal: holder.signal },
+    )
     await expect.poll(() => openai.calls.length).toBeGreaterThan(before)
     const err = await apiError(
       client.chat.completions.create({ model: 'agent/single', messages: user('two') }),
@@ -384,7 +389,19 @@ describe('limits', () => {
     expect(err.status).toBe(429)
     expect(err.code).toBe('queue_full')
     expect(err.message).toContain('1 tasks running')
-    expect((await first).choices[0]?.message.content).toBe('You said: slow one')
+    holder.abort()
+    await expect(first).rejects.toThrow()
+    // The slot is free again.
+    await expect
+      .poll(async () => {
+        try {
+          return (await client.chat.completions.create({ model: 'agent/single', messages: user('three') }))
+            .choices[0]?.message.content
+        } catch {
+          return 'busy'
+        }
+      })
+      .toBe('You said: three')
   })
 
   it('a client that goes away aborts the upstream request', async () => {

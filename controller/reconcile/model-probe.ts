@@ -7,7 +7,7 @@
  * The probe itself belongs to whoever holds the provider clients (the gateway's runtime); this controller
  * only schedules, de-duplicates and records, so it never imports the data plane.
  */
-import type { AnyResource, Condition, ResourceOf } from '../api/index.ts'
+import type { AnyResource, Condition, ResourceOf, Status } from '../api/index.ts'
 import type { Catalog } from '../store/index.ts'
 import type { Verdict } from './availability.ts'
 
@@ -33,9 +33,16 @@ export interface ModelProbeOptions {
 interface Schedule {
   timer: ReturnType<typeof setTimeout> | undefined
   running: Promise<void> | undefined
-  /** A change arrived while a probe ran: probe again when it ends. */
+  /** A change arrived while a probe ran: its verdict is stale; probe again when it ends. */
   again: boolean
+  /** Transient failures (unreachable, upstream 5xx) in a row: one blip does not take a model down. */
+  transient: number
 }
+
+/** Verdicts that may be a blip: recorded only when the next probe, soon after, agrees. */
+const TRANSIENT = new Set(['Unreachable', 'UpstreamError'])
+/** How soon a model that just failed is probed again, at most. */
+const RETRY_MS = 10_000
 
 export class ModelProbeController {
   readonly #catalog: Catalog
@@ -86,10 +93,18 @@ export class ModelProbeController {
   }
 
   #probeSoon(r: AnyResource): void {
-    if (!isTarget(r) || this.#stop.signal.aborted) return
+    if (this.#stop.signal.aborted) return
+    if (!isTarget(r)) {
+      // It stopped naming a model of its own: its old verdict must not keep it unavailable.
+      if (this.#schedules.has(r.key)) this.#forget(r.key)
+      this.#record(r, undefined)
+      return
+    }
     let s = this.#schedules.get(r.key)
-    if (s === undefined)
-      this.#schedules.set(r.key, (s = { timer: undefined, running: undefined, again: false }))
+    if (s === undefined) {
+      s = { timer: undefined, running: undefined, again: false, transient: 0 }
+      this.#schedules.set(r.key, s)
+    }
     clearTimeout(s.timer)
     s.timer = undefined
     if (s.running !== undefined) {
@@ -101,7 +116,7 @@ export class ModelProbeController {
 
   #run(key: string, s: Schedule): void {
     s.again = false
-    s.running = this.#probe(key)
+    s.running = this.#probe(key, s)
       .catch((err: unknown) => this.#options.onError?.(key, err))
       .finally(() => {
         s.running = undefined
@@ -115,10 +130,17 @@ export class ModelProbeController {
           this.#run(key, s)
           return
         }
+        const failing = this.#catalog.store
+          .status(key)
+          ?.conditions.some((c) => c.type === REACHABLE && c.status === 'False')
+        const interval = this.#intervalMs(r)
+        // A model that is failing, or had a blip, is looked at again soon, so it recovers (or is marked
+        // down) without waiting a whole pollInterval.
+        const delay = failing === true || s.transient > 0 ? Math.min(interval, RETRY_MS) : interval
         s.timer = setTimeout(() => {
           s.timer = undefined
           this.#run(key, s)
-        }, this.#intervalMs(r))
+        }, delay)
       })
   }
 
@@ -135,7 +157,7 @@ export class ModelProbeController {
     return Math.min(Math.max(seconds, 1) * 1000, 2 ** 31 - 1)
   }
 
-  async #probe(key: string): Promise<void> {
+  async #probe(key: string, s: Schedule): Promise<void> {
     const store = this.#catalog.store
     const resource = store.get(key)
     if (resource === undefined || !isTarget(resource)) return
@@ -161,18 +183,27 @@ export class ModelProbeController {
         message: `the model did not answer the probe within ${String(timeoutMs)} ms`,
       }
     }
-    // The resource changed while it was probed: that verdict is about the old version, and a new probe runs.
-    if (store.get(key) !== resource) return
+    // The resource (or a Secret it reads) changed while it was probed: that verdict is about the old
+    // version, and a new probe runs.
+    if (store.get(key) !== resource || s.again) return
+    if (verdict?.status === 'False' && TRANSIENT.has(verdict.reason)) {
+      s.transient++
+      if (s.transient < 2) return
+    } else s.transient = 0
     this.#record(resource, verdict)
   }
 
-  #record(resource: ProbeTarget, verdict: Verdict | undefined): void {
+  #write(key: string, status: Status): void {
+    this.#catalog.store.writeStatus(key, status).catch((err: unknown) => this.#options.onError?.(key, err))
+  }
+
+  #record(resource: AnyResource, verdict: Verdict | undefined): void {
     const store = this.#catalog.store
     const current = store.status(resource.key)
     const before = current?.conditions.find((c) => c.type === REACHABLE)
     if (verdict === undefined) {
       if (before === undefined) return
-      void store.writeStatus(resource.key, {
+      this.#write(resource.key, {
         ...current,
         conditions: current?.conditions.filter((c) => c.type !== REACHABLE) ?? [],
       })
@@ -192,7 +223,7 @@ export class ModelProbeController {
       lastTransitionTime: before?.status === verdict.status ? before.lastTransitionTime : now().toISOString(),
       ...(resource.meta.generation === undefined ? {} : { observedGeneration: resource.meta.generation }),
     }
-    void store.writeStatus(resource.key, {
+    this.#write(resource.key, {
       ...current,
       conditions: [...(current?.conditions.filter((c) => c.type !== REACHABLE) ?? []), condition],
     })

@@ -17,6 +17,7 @@ import { ChunkEncoder, completionBody } from './completion.ts'
 import type { CompletionIdentity } from './completion.ts'
 import { errorBody, errorResponse } from './errors.ts'
 import { checkForwardedRequest, checkMappedRequest } from './request.ts'
+import { guardEvents } from './sse-guard.ts'
 import type { DirectRequest } from './request.ts'
 
 export async function directCompletion(
@@ -71,7 +72,10 @@ export async function directCompletion(
     }
     headers['cache-control'] = 'no-cache'
     headers['x-accel-buffering'] = 'no'
-    return new Response(guardEvents(id, upstream.body), { status: upstream.status, headers })
+    return new Response(
+      guardEvents(upstream.body, (why) => streamError(id, why)),
+      { status: upstream.status, headers },
+    )
   }
 
   const checked = checkMappedRequest(body)
@@ -193,75 +197,15 @@ function failureOf(
 function upstreamFailure(id: string, provider: Provider, err: unknown): Response {
   const { status, message, code } = failureOf(id, provider, err)
   const type = status === 401 ? 'authentication_error' : status === 429 ? 'rate_limit_error' : undefined
-  return errorResponse(status, message, { code, ...(type === undefined ? {} : { type }) })
+  // ark already retried 5xx upstream; the client's SDK retrying too would multiply the calls.
+  return errorResponse(status, message, {
+    code,
+    ...(type === undefined ? {} : { type }),
+    ...(status >= 500 ? { retry: false } : {}),
+  })
 }
 
-/**
- * Passes an upstream SSE stream on whole event by whole event. An event whose data is not JSON, or a stream
- * that ends or breaks before `data: [DONE]`, ends the client's stream with an OpenAI error event instead.
- * A client that goes away cancels the upstream read, which closes the upstream request.
- */
-function guardEvents(id: string, upstream: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
-  const reader = upstream.getReader()
-  const decoder = new TextDecoder()
-  const encoder = new TextEncoder()
-  let buffer = ''
-  let finished = false
-  const fail = (out: ReadableStreamDefaultController<Uint8Array>, why: string) => {
-    finished = true
-    const body = errorBody(502, `${id}: the upstream stream broke: ${why}`, { code: 'bad_upstream_stream' })
-    out.enqueue(encoder.encode(`data: ${JSON.stringify({ error: body })}\n\n`))
-    out.close()
-    reader.cancel().catch(() => {})
-  }
-  /** Enqueues every whole event in the buffer; false when one was not JSON (the stream is then failed). */
-  const pass = (out: ReadableStreamDefaultController<Uint8Array>): boolean => {
-    let start = 0
-    let end = buffer.indexOf('\n\n')
-    while (end >= 0) {
-      const event = buffer.slice(start, end)
-      for (const line of event.split('\n')) {
-        if (!line.startsWith('data:')) continue
-        const data = line.slice(5).trim()
-        if (data === '[DONE]') finished = true
-        else {
-          try {
-            JSON.parse(data)
-          } catch {
-            fail(out, `an event is not JSON (${JSON.stringify(data.slice(0, 80))})`)
-            return false
-          }
-        }
-      }
-      out.enqueue(encoder.encode(`${event}\n\n`))
-      start = end + 2
-      end = buffer.indexOf('\n\n', start)
-    }
-    buffer = buffer.slice(start)
-    return true
-  }
-  return new ReadableStream<Uint8Array>({
-    async pull(out) {
-      let read: Awaited<ReturnType<typeof reader.read>>
-      try {
-        read = await reader.read()
-      } catch (err) {
-        fail(out, err instanceof Error ? err.message : String(err))
-        return
-      }
-      if (read.done) {
-        buffer += decoder.decode()
-        if (buffer.trim() !== '') buffer += '\n\n'
-        if (!pass(out)) return
-        if (finished) out.close()
-        else fail(out, 'it ended before data: [DONE]')
-        return
-      }
-      buffer += decoder.decode(read.value, { stream: true }).replaceAll('\r\n', '\n')
-      pass(out)
-    },
-    cancel(reason) {
-      return reader.cancel(reason)
-    },
-  })
+function streamError(id: string, why: string): string {
+  const body = errorBody(502, `${id}: the upstream stream broke: ${why}`, { code: 'bad_upstream_stream' })
+  return `data: ${JSON.stringify({ error: body })}\n\n`
 }

@@ -45,7 +45,7 @@ function scripted(steps: readonly Step[]): { provider: Provider; requests: SeenR
         messages: structuredClone([...request.messages]),
         tools: request.tools,
         outputSchema: request.outputSchema,
-        maxTokens: request.maxTokens,
+        maxTokens: request.replyBudget,
         streaming: request.onDelta !== undefined,
       })
       const n = requests.length

@@ -113,7 +113,7 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
           messages,
           tools: agent.toolDefinitions,
           ...(agent.outputSchema === undefined ? {} : { outputSchema: agent.outputSchema }),
-          ...(maxTokens === undefined ? {} : { maxTokens }),
+          ...(maxTokens === undefined ? {} : { replyBudget: maxTokens }),
           signal,
           ...(onDelta === undefined ? {} : { onDelta }),
         }),

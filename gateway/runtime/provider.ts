@@ -11,8 +11,14 @@ export interface CompletionRequest {
   readonly tools: readonly ToolDefinition[]
   /** The answer must be JSON that matches this schema (an agent's outputSchema, a client's response_format). */
   readonly outputSchema?: JsonSchema
-  /** Most tokens the reply may use (limits.maxTokensPerCall minus the input, or the client's max_tokens). */
+  /** Most tokens the reply may use, as a client asked (its max_tokens); it replaces the Model's own. */
   readonly maxTokens?: number
+  /**
+   * An upper bound from limits.maxTokensPerCall (what the input leaves of the budget): the reply cap is the
+   * smaller of this and the cap the call would have anyway. With no cap otherwise, a bound above what models
+   * accept as an output limit is not sent (the runtime checks the usage after the call either way).
+   */
+  readonly replyBudget?: number
   /**
    * Sampling and other request parameters the caller chose (temperature, top_p, stop, ...), in OpenAI's
    * names. They override the Model's own properties; each provider maps the ones it knows.
@@ -90,14 +96,41 @@ export interface ProviderConfig {
 
 export type ProviderFactory = (config: ProviderConfig) => Provider
 
-/** Replaces every credential in `text` with `[REDACTED]`: upstream error messages may echo a key. */
+/**
+ * Replaces every credential in `text` with `[REDACTED]`: upstream error messages may echo a key, whole or
+ * masked (`sk-proj-****abcd`), and connection errors may name a URL with a password in it.
+ */
 export function redact(text: string, secrets: readonly (string | undefined)[]): string {
   let out = text
   for (const s of secrets) {
     // Short values would redact ordinary words; a key is never this short.
     if (s !== undefined && s.length >= 6) out = out.replaceAll(s, '[REDACTED]')
   }
-  return out
+  return out.replace(KEY_LIKE, '[REDACTED]').replace(URL_USERINFO, '$1[REDACTED]@')
+}
+
+const KEY_LIKE = /\b(sk|sk-ant|sk-proj)-[\w*-]{8,}/g
+const URL_USERINFO = /(\w+:\/\/)[^\s/@]+@/g
+
+/** The credentials a provider config holds, for `redact`: key, header values, and any in the base URL. */
+export function secretsOf(config: ProviderConfig): string[] {
+  const out = [config.apiKey ?? '', ...Object.values(config.headers)]
+  if (config.baseUrl !== undefined) {
+    try {
+      const url = new URL(config.baseUrl)
+      out.push(decodeURIComponent(url.password), decodeURIComponent(url.username))
+      for (const v of url.searchParams.values()) out.push(v)
+    } catch {
+      // Not a URL: nothing more to hide.
+    }
+  }
+  return out.filter((s) => s !== '')
+}
+
+/** Why a signal aborted, as an Error: servers abort with strings too, and a string is not a reason to throw. */
+export function abortReason(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason
+  return reason instanceof Error ? reason : new DOMException(String(reason), 'AbortError')
 }
 
 /**

@@ -40,7 +40,7 @@ import type {
 } from '../messages.ts'
 import { textOf } from '../messages.ts'
 import type { Completion, CompletionRequest, FinishReason, Provider, ProviderConfig } from '../provider.ts'
-import { ProviderError, propertyValues, redact } from '../provider.ts'
+import { ProviderError, abortReason, propertyValues, redact, secretsOf } from '../provider.ts'
 
 const ANTHROPIC_BASE_URL = 'https://api.anthropic.com'
 /** Anthropic refuses a request without max_tokens; this is what a Model that names none gets. */
@@ -73,7 +73,7 @@ type Part =
     }
 
 export function createAnthropicProvider(config: ProviderConfig): Provider {
-  const secrets = [config.apiKey, ...Object.values(config.headers)]
+  const secrets = secretsOf(config)
   const headerAuth = hasHeader(config.headers, 'authorization') || hasHeader(config.headers, 'x-api-key')
   // A server at a baseUrl (a proxy, a gateway) may need no key; Anthropic itself always does.
   const missingKey = config.apiKey === undefined && config.baseUrl === undefined && !headerAuth
@@ -98,7 +98,7 @@ export function createAnthropicProvider(config: ProviderConfig): Provider {
   })
   const defaults = samplingOf(propertyValues(config.properties), false)
   const fail = (err: unknown, signal: AbortSignal): ProviderError => {
-    if (signal.aborted) throw signal.reason as Error
+    if (signal.aborted) throw abortReason(signal)
     return providerError(err, secrets, config)
   }
   const noKey = () =>
@@ -220,7 +220,10 @@ function paramsOf(
   const params: Params = {
     ...sampling,
     model,
-    max_tokens: tokensOf(request.maxTokens) ?? sampling.max_tokens ?? DEFAULT_MAX_TOKENS,
+    max_tokens: Math.min(
+      tokensOf(request.maxTokens) ?? sampling.max_tokens ?? DEFAULT_MAX_TOKENS,
+      request.replyBudget ?? Number.POSITIVE_INFINITY,
+    ),
     messages,
   }
   if (system !== '') params.system = system

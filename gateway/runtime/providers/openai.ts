@@ -14,13 +14,13 @@ import type {
 } from 'openai/resources/chat/completions'
 import type { AssistantMessage, ToolCall, Usage } from '../messages.ts'
 import type { Completion, FinishReason, Provider, ProviderConfig } from '../provider.ts'
-import { ProviderError, propertyValues, redact } from '../provider.ts'
+import { ProviderError, abortReason, propertyValues, redact, secretsOf } from '../provider.ts'
 
 const OPENAI_BASE_URL = 'https://api.openai.com/v1'
 const AZURE_API_VERSION = '2024-10-21'
 
 export function createOpenAIProvider(config: ProviderConfig): Provider {
-  const secrets = [config.apiKey, ...Object.values(config.headers)]
+  const secrets = secretsOf(config)
   const client = clientFor(config)
   const defaults = propertyValues(config.properties)
   // OpenAI and Azure take max_completion_tokens (the o-series refuse max_tokens); compatible servers know
@@ -49,10 +49,11 @@ export function createOpenAIProvider(config: ProviderConfig): Provider {
           json_schema: { name: 'output', schema: request.outputSchema, strict: false },
         }
       }
-      if (request.maxTokens !== undefined) {
+      const cap = replyCap(params, request.maxTokens, request.replyBudget)
+      if (cap !== undefined) {
         delete params.max_tokens
         delete params.max_completion_tokens
-        params[maxTokensField] = request.maxTokens
+        params[maxTokensField] = cap
       }
       const { signal, onDelta } = request
       try {
@@ -105,10 +106,32 @@ export function createOpenAIProvider(config: ProviderConfig): Provider {
   }
 }
 
+/**
+ * The smallest output limit of current OpenAI chat models (gpt-4o: 16,384); a budget above it is not sent as
+ * a cap when nothing else set one, because the API refuses a cap above the model's limit.
+ */
+const SAFE_REPLY_CAP = 16_384
+
+/** The reply cap to send, if any: the client's or the Model's, bounded by the token budget. */
+function replyCap(
+  params: Readonly<Record<string, unknown>>,
+  requested: number | undefined,
+  budget: number | undefined,
+): number | undefined {
+  const own = params.max_completion_tokens ?? params.max_tokens
+  const current = requested ?? (typeof own === 'number' ? own : undefined)
+  if (budget === undefined) return requested
+  if (current === undefined) return budget <= SAFE_REPLY_CAP ? budget : undefined
+  return Math.min(current, budget)
+}
+
 function clientFor(config: ProviderConfig): OpenAI {
   const options = {
     ...(config.timeoutMs === undefined ? {} : { timeout: config.timeoutMs }),
     ...(config.maxRetries === undefined ? {} : { maxRetries: config.maxRetries }),
+    // Failures reach callers as ProviderErrors; the SDK's console lines would bypass the JSON logs and could
+    // print what an upstream sent.
+    logLevel: 'off' as const,
   }
   if (config.provider === 'azure') {
     if (config.baseUrl === undefined) {
@@ -122,12 +145,17 @@ function clientFor(config: ProviderConfig): OpenAI {
       ...options,
     })
   }
-  // A self-hosted server (Ollama) needs no key: send none rather than a made-up one.
+  // A self-hosted server (Ollama) needs no key: send none rather than a made-up one, unless the Model sets
+  // its own Authorization header (a proxy's token).
   const keyless = config.apiKey === undefined && config.baseUrl !== undefined
+  const ownAuth = Object.keys(config.headers).some((h) => h.toLowerCase() === 'authorization')
   return new OpenAI({
     apiKey: config.apiKey ?? (keyless ? 'unused' : missingKey('openai')),
     baseURL: config.baseUrl ?? OPENAI_BASE_URL,
-    defaultHeaders: keyless ? { ...config.headers, Authorization: null } : config.headers,
+    defaultHeaders: keyless && !ownAuth ? { ...config.headers, Authorization: null } : config.headers,
+    // Only what the Model says goes upstream, not OPENAI_ORG_ID/OPENAI_PROJECT_ID from the environment.
+    organization: null,
+    project: null,
     ...options,
   })
 }
@@ -243,7 +271,7 @@ export function providerError(
   secrets: readonly (string | undefined)[],
   timeoutMs: number | undefined,
 ): ProviderError {
-  if (signal.aborted) throw signal.reason as Error
+  if (signal.aborted) throw abortReason(signal)
   if (err instanceof ProviderError) return err
   if (err instanceof OpenAI.APIConnectionTimeoutError) {
     const after = timeoutMs === undefined ? '' : ` within ${String(timeoutMs)} ms`

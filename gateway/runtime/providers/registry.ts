@@ -62,13 +62,20 @@ function withDefaults(
 ): ProviderConfig {
   let apiKey = config.apiKey
   let baseUrl = config.baseUrl
+  // The process's key goes only where the process's own settings point: a Model naming another baseUrl
+  // must bring its own key, or anyone who can write a Model could send the gateway's key to their server.
+  const envKey = (keyName: string, urlName: string | undefined) => {
+    const envUrl = urlName === undefined ? undefined : read(urlName)
+    if (config.baseUrl !== undefined && config.baseUrl !== envUrl) return undefined
+    return read(keyName)
+  }
   if (config.provider === 'openai') {
-    apiKey ??= read('OPENAI_API_KEY')
+    apiKey ??= envKey('OPENAI_API_KEY', 'OPENAI_BASE_URL')
     baseUrl ??= read('OPENAI_BASE_URL')
   } else if (config.provider === 'azure') {
     apiKey ??= read('AZURE_OPENAI_API_KEY')
   } else if (config.provider === 'anthropic') {
-    apiKey ??= read('ANTHROPIC_API_KEY')
+    apiKey ??= envKey('ANTHROPIC_API_KEY', 'ANTHROPIC_BASE_URL')
     baseUrl ??= read('ANTHROPIC_BASE_URL')
   }
   return {

@@ -1,0 +1,90 @@
+import { describe, expect, it } from 'vitest'
+import type { Provider, ProviderConfig } from '../provider.ts'
+import { ProviderError, redact, secretsOf } from '../provider.ts'
+import { providerFactory } from './registry.ts'
+
+/** A factory that records the config it was given instead of building a client. */
+function capturing(): { seen: ProviderConfig[]; make: (c: ProviderConfig) => Provider } {
+  const seen: ProviderConfig[] = []
+  return {
+    seen,
+    make: (c) => {
+      seen.push(c)
+      return {
+        provider: c.provider,
+        model: c.model,
+        complete: () => Promise.reject(new Error('unused')),
+        probe: () => Promise.resolve(),
+      }
+    },
+  }
+}
+
+const base = { headers: {}, properties: {} }
+
+describe('providerFactory', () => {
+  const env = { OPENAI_API_KEY: 'sk-env-0123456789', OPENAI_BASE_URL: 'http://ollama.local/v1' }
+
+  it('fills the key and base URL from the environment', () => {
+    const c = capturing()
+    providerFactory({ env }, { openai: c.make })({ ...base, provider: 'openai', model: 'gpt-4o' })
+    expect(c.seen[0]).toMatchObject({ apiKey: env.OPENAI_API_KEY, baseUrl: env.OPENAI_BASE_URL })
+  })
+
+  it('never sends the environment key to a base URL a Model names itself', () => {
+    const c = capturing()
+    const make = providerFactory({ env }, { openai: c.make })
+    make({ ...base, provider: 'openai', model: 'm', baseUrl: 'http://attacker.example/v1' })
+    expect(c.seen[0]?.apiKey).toBeUndefined()
+    make({ ...base, provider: 'openai', model: 'm', baseUrl: env.OPENAI_BASE_URL })
+    expect(c.seen[1]?.apiKey).toBe(env.OPENAI_API_KEY)
+  })
+
+  it('a cloud model without any key is missing_api_key, or the mock stands in for it', () => {
+    const c = capturing()
+    let error: unknown
+    try {
+      providerFactory({}, { anthropic: c.make })({ ...base, provider: 'anthropic', model: 'claude-x' })
+    } catch (err) {
+      error = err
+    }
+    expect(error).toBeInstanceOf(ProviderError)
+    expect((error as ProviderError).code).toBe('missing_api_key')
+    expect((error as ProviderError).message).toContain('ANTHROPIC_API_KEY')
+    const stand = providerFactory(
+      { withoutKey: 'mock' },
+      { anthropic: c.make },
+    )({
+      ...base,
+      provider: 'anthropic',
+      model: 'claude-x',
+    })
+    expect(stand.provider).toBe('mock')
+    expect(stand.standIn).toContain('the mock model answers instead')
+    expect(c.seen).toHaveLength(0)
+  })
+})
+
+describe('redact', () => {
+  it('hides the given secrets, masked OpenAI-style keys and passwords in URLs', () => {
+    expect(redact('bad key abcdef123456 here', ['abcdef123456'])).toBe('bad key [REDACTED] here')
+    expect(redact('Incorrect API key provided: sk-proj-****************abcd.', [])).toBe(
+      'Incorrect API key provided: [REDACTED].',
+    )
+    expect(redact('could not reach http://user:hunter2pass@host/v1', [])).toBe(
+      'could not reach http://[REDACTED]@host/v1',
+    )
+  })
+
+  it('secretsOf names the key, the header values and what a base URL carries', () => {
+    const s = secretsOf({
+      ...base,
+      provider: 'openai',
+      model: 'm',
+      apiKey: 'k-123456',
+      headers: { 'x-token': 'tok-abcdef' },
+      baseUrl: 'http://u:p%40ss-word@h/v1?key=query-secret',
+    })
+    expect(s).toEqual(expect.arrayContaining(['k-123456', 'tok-abcdef', 'p@ss-word', 'query-secret']))
+  })
+})
