@@ -73,7 +73,7 @@ kind: Model
 metadata: { name: claude }
 spec:
   provider: anthropic
-  model: { value: claude-sonnet-4-5 }
+  model: { value: claude-opus-4-7 }
   pollInterval: 1h
   config:
     anthropic:
