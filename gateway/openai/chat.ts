@@ -16,9 +16,9 @@ import type { PreparedAgent } from '../runtime/prepare.ts'
 import { PrepareError } from '../runtime/prepare.ts'
 import type { Task, TaskResult } from '../runtime/task.ts'
 import { succeeded } from '../runtime/task.ts'
-import { ChunkEncoder, completionBody } from './completion.ts'
+import { ChunkEncoder, completionBody, newIdentity, streamHeaders } from './completion.ts'
 import type { CompletionIdentity } from './completion.ts'
-import { errorBody, errorResponse } from './errors.ts'
+import { errorBody, errorResponse, unavailable } from './errors.ts'
 import type { ChatRequest } from './request.ts'
 import { checkChatRequest } from './request.ts'
 import { directCompletion } from './direct.ts'
@@ -82,15 +82,8 @@ export async function chatCompletions(
   const id = deps.catalog.targetId('Agent', agent.ref)
   c.set('target', id)
 
-  const available = deps.catalog.status(agent.key)?.conditions.find((x) => x.type === 'Available')
-  if (available?.status !== 'True') {
-    const reason = available?.reason ?? 'Pending'
-    return errorResponse(
-      503,
-      `${id} is not available: ${reason}: ${available?.message ?? 'its availability has not been computed yet'}`,
-      { code: reason, retry: false },
-    )
-  }
+  const notAvailable = unavailable(deps.catalog, agent.key, id, { retry: false })
+  if (notAvailable !== undefined) return notAvailable
   if (agent.spec.replicas === 0) {
     return errorResponse(503, `${id} is scaled to zero (replicas: 0); scale it up to serve requests`, {
       code: 'ScaledToZero',
@@ -114,11 +107,7 @@ export async function chatCompletions(
     }
   }
 
-  const who: CompletionIdentity = {
-    id: `chatcmpl-${crypto.randomUUID().replaceAll('-', '')}`,
-    created: Math.floor(Date.now() / 1000),
-    model: id,
-  }
+  const who = newIdentity(id)
   const task: Task = {
     id: who.id,
     agent: agent.ref,
@@ -253,12 +242,7 @@ async function stream(
     })
     .finally(end)
   return new Response(body, {
-    headers: {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      'x-accel-buffering': 'no',
-      'x-request-id': who.id,
-    },
+    headers: streamHeaders(who.id),
   })
 }
 

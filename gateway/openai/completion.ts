@@ -12,6 +12,25 @@ export interface CompletionIdentity {
   readonly model: string
 }
 
+/** A new completion's identity: an OpenAI-style id, now, and the model name the client will see. */
+export function newIdentity(model: string): CompletionIdentity {
+  return {
+    id: `chatcmpl-${crypto.randomUUID().replaceAll('-', '')}`,
+    created: Math.floor(Date.now() / 1000),
+    model,
+  }
+}
+
+/** Headers of a server-sent events response; `x-accel-buffering: no` keeps nginx from holding chunks back. */
+export function streamHeaders(requestId: string): Record<string, string> {
+  return {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    'x-accel-buffering': 'no',
+    'x-request-id': requestId,
+  }
+}
+
 export function completionBody(
   who: CompletionIdentity,
   content: string | null,

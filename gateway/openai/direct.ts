@@ -13,9 +13,9 @@ import type { Provider } from '../runtime/provider.ts'
 import { ProviderError } from '../runtime/provider.ts'
 import { PrepareError } from '../runtime/prepare.ts'
 import type { ChatDeps, GatewayVariables } from './chat.ts'
-import { ChunkEncoder, completionBody } from './completion.ts'
+import { ChunkEncoder, completionBody, newIdentity, streamHeaders } from './completion.ts'
 import type { CompletionIdentity } from './completion.ts'
-import { errorBody, errorResponse } from './errors.ts'
+import { errorBody, errorResponse, unavailable } from './errors.ts'
 import { checkForwardedRequest, checkMappedRequest } from './request.ts'
 import { guardEvents } from './sse-guard.ts'
 import type { DirectRequest } from './request.ts'
@@ -29,15 +29,8 @@ export async function directCompletion(
   const id = deps.catalog.targetId('Model', model.ref)
   c.set('target', id)
 
-  const available = deps.catalog.status(model.key)?.conditions.find((x) => x.type === 'Available')
-  if (available?.status !== 'True') {
-    const reason = available?.reason ?? 'Pending'
-    return errorResponse(
-      503,
-      `${id} is not available: ${reason}: ${available?.message ?? 'its availability has not been computed yet'}`,
-      { code: reason },
-    )
-  }
+  const notAvailable = unavailable(deps.catalog, model.key, id)
+  if (notAvailable !== undefined) return notAvailable
   let provider: Provider
   try {
     provider = deps.runtime.modelProvider(model)
@@ -80,11 +73,7 @@ export async function directCompletion(
 
   const checked = checkMappedRequest(body)
   if (!checked.ok) return errorResponse(400, checked.message, { param: checked.param })
-  const who: CompletionIdentity = {
-    id: `chatcmpl-${crypto.randomUUID().replaceAll('-', '')}`,
-    created: Math.floor(Date.now() / 1000),
-    model: provider.model,
-  }
+  const who = newIdentity(provider.model)
   return checked.value.stream
     ? mappedStream(id, provider, checked.value, who, signal, done)
     : mappedOnce(id, provider, checked.value, who, signal, done)
@@ -165,12 +154,7 @@ function mappedStream(
     },
   })
   return new Response(body, {
-    headers: {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      'x-accel-buffering': 'no',
-      'x-request-id': who.id,
-    },
+    headers: streamHeaders(who.id),
   })
 }
 

@@ -1,3 +1,5 @@
+import type { Catalog } from '../../controller/store/index.ts'
+
 /**
  * Errors in OpenAI's body shape, `{"error":{"message","type","param","code"}}`, so that every OpenAI client
  * (the SDKs, LangChain) surfaces them as it would OpenAI's own.
@@ -44,4 +46,24 @@ export function errorResponse(status: number, message: string, options: ErrorOpt
   const headers: Record<string, string> = { 'content-type': 'application/json', ...options.headers }
   if (options.retry === false) headers['x-should-retry'] = 'false'
   return new Response(JSON.stringify({ error: errorBody(status, message, options) }), { status, headers })
+}
+
+/**
+ * The 503 for a target whose Available condition is not True, with the condition's reason as its code;
+ * undefined when the target is available.
+ */
+export function unavailable(
+  catalog: Catalog,
+  key: string,
+  id: string,
+  options: Pick<ErrorOptions, 'retry'> = {},
+): Response | undefined {
+  const available = catalog.status(key)?.conditions.find((x) => x.type === 'Available')
+  if (available?.status === 'True') return undefined
+  const reason = available?.reason ?? 'Pending'
+  return errorResponse(
+    503,
+    `${id} is not available: ${reason}: ${available?.message ?? 'its availability has not been computed yet'}`,
+    { code: reason, ...options },
+  )
 }
