@@ -182,6 +182,13 @@ function condition(key: string, type: string) {
   return system.controlPlane.store.status(key)?.conditions.find((c) => c.type === type)
 }
 
+/** Rewrites the Secret with this OpenAI key, reloads, and waits for the reconciles and probes it causes. */
+async function putKeyInSecret(key: string): Promise<void> {
+  await writeManifests(key)
+  await system.controlPlane.refresh()
+  await settled()
+}
+
 /** Waits for reconciles and probes to settle. */
 async function settled(): Promise<void> {
   for (let i = 0; i < 3; i++) {
@@ -649,9 +656,7 @@ describe('availability, probes and Secrets', () => {
     // The upstream revokes the first key: the next probe (on the Secret change) sees it.
     openai.keys.delete(KEY_1)
     openai.keys.add(KEY_2)
-    await writeManifests(KEY_2)
-    await system.controlPlane.refresh()
-    await settled()
+    await putKeyInSecret(KEY_2)
     expect(condition('Model/default/gpt', 'Available')?.status).toBe('True')
     const before = openai.calls.length
     const done = await client.chat.completions.create({
@@ -662,9 +667,7 @@ describe('availability, probes and Secrets', () => {
     expect(openai.calls.slice(before).at(-1)?.headers.authorization).toBe(`Bearer ${KEY_2}`)
 
     // Now the key in the Secret is one the upstream refuses.
-    await writeManifests(KEY_1)
-    await system.controlPlane.refresh()
-    await settled()
+    await putKeyInSecret(KEY_1)
     expect(condition('Model/default/gpt', 'Available')).toMatchObject({
       status: 'False',
       reason: 'Unauthorized',
@@ -675,9 +678,7 @@ describe('availability, probes and Secrets', () => {
     })
     expect(condition('Model/default/gpt', 'ModelReachable')?.message).toContain('[REDACTED]')
 
-    await writeManifests(KEY_2)
-    await system.controlPlane.refresh()
-    await settled()
+    await putKeyInSecret(KEY_2)
     expect(condition('Agent/default/calc-on-gpt', 'Available')?.status).toBe('True')
   })
 

@@ -23,6 +23,7 @@ import type { AddressInfo } from 'node:net'
 import type { JsonSchema } from '../../controller/api/index.ts'
 import type { ChatMessage, ToolCall, ToolDefinition } from '../../gateway/runtime/messages.ts'
 import { createMockProvider, exampleOf } from '../../gateway/runtime/providers/mock.ts'
+import { headersOf, isRecord, readBody, sendJson, sleep } from './http.ts'
 
 export interface RecordedCall {
   method: string
@@ -361,7 +362,7 @@ export async function startFakeAnthropic(options: FakeOptions = {}): Promise<Fak
 // Reading a request: validated as the real API would, then put in ark's shapes for the mock model.
 
 function readRequest(body: unknown): WireRequest {
-  if (!isObject(body)) throw new Refused('The request body must be a JSON object')
+  if (!isRecord(body)) throw new Refused('The request body must be a JSON object')
   for (const k of Object.keys(body))
     if (!KNOWN_FIELDS.has(k)) throw new Refused(`${k}: Extra inputs are not permitted`)
   if (typeof body.model !== 'string' || body.model === '') throw new Refused('model: Field required')
@@ -397,7 +398,7 @@ function readRequest(body: unknown): WireRequest {
   let openToolUses: string[] = []
   messages.forEach((m, i) => {
     const where = `messages.${String(i)}`
-    if (!isObject(m)) throw new Refused(`${where}: Input should be an object`)
+    if (!isRecord(m)) throw new Refused(`${where}: Input should be an object`)
     if (m.role !== 'user' && m.role !== 'assistant')
       throw new Refused(`${where}.role: Input should be 'user' or 'assistant'`)
     const blocks = blocksOf(m.content, where)
@@ -475,7 +476,7 @@ function systemOf(system: unknown): string {
   if (typeof system === 'string') return system
   if (
     Array.isArray(system) &&
-    system.every((b) => isObject(b) && b.type === 'text' && typeof b.text === 'string')
+    system.every((b) => isRecord(b) && b.type === 'text' && typeof b.text === 'string')
   ) {
     return (system as { text: string }[]).map((b) => b.text).join('\n')
   }
@@ -488,13 +489,13 @@ function toolsOf(tools: unknown): WireTool[] {
   const seen = new Set<string>()
   return tools.map((t: unknown, i) => {
     const where = `tools.${String(i)}`
-    if (!isObject(t)) throw new Refused(`${where}: Input should be an object`)
+    if (!isRecord(t)) throw new Refused(`${where}: Input should be an object`)
     if (typeof t.name !== 'string' || !/^[a-zA-Z0-9_-]{1,128}$/.test(t.name)) {
       throw new Refused(`${where}.name: String should match pattern '^[a-zA-Z0-9_-]{1,128}$'`)
     }
     if (seen.has(t.name)) throw new Refused(`tools: Tool names must be unique (${t.name})`)
     seen.add(t.name)
-    if (!isObject(t.input_schema) || t.input_schema.type !== 'object') {
+    if (!isRecord(t.input_schema) || t.input_schema.type !== 'object') {
       throw new Refused(`${where}.input_schema.type: Input should be 'object'`)
     }
     return { name: t.name, schema: t.input_schema }
@@ -503,7 +504,7 @@ function toolsOf(tools: unknown): WireTool[] {
 
 function choiceOf(choice: unknown, tools: readonly WireTool[]): WireRequest['choice'] {
   if (choice === undefined) return { type: 'auto' }
-  if (!isObject(choice) || !['auto', 'any', 'tool', 'none'].includes(choice.type as string)) {
+  if (!isRecord(choice) || !['auto', 'any', 'tool', 'none'].includes(choice.type as string)) {
     throw new Refused("tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'")
   }
   const type = choice.type as string
@@ -527,7 +528,7 @@ function blocksOf(content: unknown, where: string): Block[] {
   if (!Array.isArray(content) || content.length === 0) throw new Refused(`${where}.content: Field required`)
   return content.map((b: unknown, j) => {
     const at = `${where}.content.${String(j)}`
-    if (!isObject(b) || typeof b.type !== 'string')
+    if (!isRecord(b) || typeof b.type !== 'string')
       throw new Refused(`${at}: Input should be a content block`)
     switch (b.type) {
       case 'text':
@@ -535,12 +536,12 @@ function blocksOf(content: unknown, where: string): Block[] {
           throw new Refused(`${at}: text content blocks must be non-empty`)
         break
       case 'image':
-        if (!isObject(b.source) || (b.source.type !== 'base64' && b.source.type !== 'url')) {
+        if (!isRecord(b.source) || (b.source.type !== 'base64' && b.source.type !== 'url')) {
           throw new Refused(`${at}.source: Input should be a base64 or url image source`)
         }
         break
       case 'tool_use':
-        if (typeof b.id !== 'string' || typeof b.name !== 'string' || !isObject(b.input)) {
+        if (typeof b.id !== 'string' || typeof b.name !== 'string' || !isRecord(b.input)) {
           throw new Refused(`${at}: tool_use blocks need an id, a name and an object input`)
         }
         break
@@ -557,7 +558,7 @@ function blocksOf(content: unknown, where: string): Block[] {
 function resultText(content: unknown): string {
   if (typeof content === 'string') return content
   if (!Array.isArray(content)) return ''
-  return content.map((b: unknown) => (isObject(b) && typeof b.text === 'string' ? b.text : '')).join('')
+  return content.map((b: unknown) => (isRecord(b) && typeof b.text === 'string' ? b.text : '')).join('')
 }
 
 /** The tool a tool_choice makes the model call, when the model did not call one it may. */
@@ -641,7 +642,7 @@ function eventsOf(message: Json): Json[] {
 /** The mock takes arguments from the user's text as written; the API only ever sends an object. */
 function inputOf(args: string): Json {
   const v = parseJson(args)
-  return isObject(v) ? v : {}
+  return isRecord(v) ? v : {}
 }
 
 function modelInfo(id: string): Json {
@@ -686,33 +687,10 @@ function errorBody(type: string, message: string): Json {
   return { type: 'error', error: { type, message } }
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
-  res.writeHead(status, { 'content-type': 'application/json', ...headers })
-  res.end(JSON.stringify(body))
-}
-
 // ---------------------------------------------------------------------------------------------------------
-
-function headersOf(req: IncomingMessage): Record<string, string> {
-  const out: Record<string, string> = {}
-  for (const [k, v] of Object.entries(req.headers)) {
-    if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v
-  }
-  return out
-}
 
 function bearer(authorization: string | undefined): string | undefined {
   return authorization?.startsWith('Bearer ') === true ? authorization.slice('Bearer '.length) : undefined
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = []
-  try {
-    for await (const chunk of req) chunks.push(chunk as Buffer)
-  } catch {
-    // The client went away while sending: what arrived is all there is.
-  }
-  return Buffer.concat(chunks).toString('utf8')
 }
 
 function parseJson(text: string): unknown {
@@ -721,22 +699,6 @@ function parseJson(text: string): unknown {
   } catch {
     return text
   }
-}
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v)
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms)
-    function done() {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    signal.addEventListener('abort', done, { once: true })
-  })
 }
 
 if (import.meta.main) {

@@ -22,6 +22,7 @@ import type { ChatMessage, ContentPart, ToolCall, ToolDefinition } from '../../g
 import { textOf } from '../../gateway/runtime/messages.ts'
 import type { Completion } from '../../gateway/runtime/provider.ts'
 import { createMockProvider } from '../../gateway/runtime/providers/mock.ts'
+import { headersOf, isRecord, readBody, sendJson, sleep } from './http.ts'
 
 export interface RecordedCall {
   method: string
@@ -116,7 +117,7 @@ export async function startFakeOpenAI(options: FakeOptions = {}): Promise<FakeUp
     handle(req, res, state).catch(() => {
       // Only a bug here lands in this catch; answer rather than leave the client waiting.
       if (!res.headersSent)
-        send(res, 500, refusal(500, 'fake upstream failed', null, null, 'server_error').body)
+        sendJson(res, 500, refusal(500, 'fake upstream failed', null, null, 'server_error').body)
       else res.destroy()
     })
   })
@@ -179,7 +180,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, state: State): 
     method,
     path,
     query,
-    headers: state.record ? flatHeaders(req) : {},
+    headers: state.record ? headersOf(req) : {},
     body: undefined,
     closedEarly: false,
   }
@@ -215,7 +216,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, state: State): 
     if ('hang' in scripted) return
     if ('status' in scripted) {
       const fallback = scripted.status >= 400 ? errorFor(scripted.status) : undefined
-      send(res, scripted.status, scripted.body ?? fallback, scripted.headers)
+      sendJson(res, scripted.status, scripted.body ?? fallback, scripted.headers)
       return
     }
     if ('delayMs' in scripted) {
@@ -262,24 +263,6 @@ async function handle(req: IncomingMessage, res: ServerResponse, state: State): 
   const id = `chatcmpl-${state.idPrefix}${String(++state.count)}`
   if (parsed.stream) await answerStream(res, id, parsed, aborter.signal, broken, () => (cutByServer = true))
   else await answerOnce(res, id, parsed, aborter.signal, broken, () => (cutByServer = true))
-}
-
-function flatHeaders(req: IncomingMessage): Record<string, string> {
-  const out: Record<string, string> = {}
-  for (const [k, v] of Object.entries(req.headers)) {
-    if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v
-  }
-  return out
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = []
-  try {
-    for await (const chunk of req) chunks.push(chunk as Buffer)
-  } catch {
-    // The client went away mid-body; the close handler records it.
-  }
-  return chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')
 }
 
 function checkKey(req: IncomingMessage, keys: ReadonlySet<string>, azure: boolean): Refusal | undefined {
@@ -343,11 +326,11 @@ function answerModels(res: ServerResponse, id: string | undefined, azure: boolea
         }
       : { id: name, object: 'model', created: CREATED, owned_by: 'system' }
   if (id === undefined) {
-    send(res, 200, { object: 'list', data: LISTED_MODELS.map(model) })
+    sendJson(res, 200, { object: 'list', data: LISTED_MODELS.map(model) })
   } else if (id.startsWith('missing')) {
     reply(res, refusal(404, `The model '${id}' does not exist`, 'model', 'model_not_found'))
   } else {
-    send(res, 200, model(id))
+    sendJson(res, 200, model(id))
   }
 }
 
@@ -549,10 +532,6 @@ function contentOf(value: unknown): string | ContentPart[] | undefined {
   return undefined
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v)
-}
-
 type Broken = Extract<FakeReply, { brokenStream: unknown }>
 
 function runMock(
@@ -633,7 +612,7 @@ async function answerOnce(
     service_tier: 'default',
     system_fingerprint: FINGERPRINT,
   }
-  send(res, 200, body, { 'x-request-id': id })
+  sendJson(res, 200, body, { 'x-request-id': id })
 }
 
 async function answerStream(
@@ -726,36 +705,7 @@ function fragments(args: string): string[] {
 }
 
 function reply(res: ServerResponse, r: Refusal): void {
-  send(res, r.status, r.body)
-}
-
-function send(res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>): void {
-  const text = body === undefined ? '' : JSON.stringify(body)
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-    ...headers,
-  })
-  res.end(text)
-}
-
-/** Resolves true after `ms`, false as soon as `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve(false)
-      return
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort)
-      resolve(true)
-    }, ms)
-    const onAbort = () => {
-      clearTimeout(timer)
-      resolve(false)
-    }
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
+  sendJson(res, r.status, r.body)
 }
 
 if (import.meta.main) {
