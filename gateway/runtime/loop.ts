@@ -307,12 +307,24 @@ function untilAborted<T>(work: Promise<T> | T, signal: AbortSignal): Promise<T> 
 
 /** What a conversation and its tool definitions weigh, in characters. */
 function charsOf(messages: readonly ChatMessage[], tools: readonly ToolDefinition[]): number {
-  let n = 0
+  let n = toolChars(tools)
   for (const m of messages) {
     n += textLength(m)
     if (m.role === 'assistant') for (const c of m.tool_calls ?? []) n += c.function.arguments.length
   }
-  for (const t of tools) n += JSON.stringify(t).length
+  return n
+}
+
+/** Tool definitions are prepared once per agent, so their weight is measured once per agent too. */
+const toolWeights = new WeakMap<readonly ToolDefinition[], number>()
+
+function toolChars(tools: readonly ToolDefinition[]): number {
+  let n = toolWeights.get(tools)
+  if (n === undefined) {
+    n = 0
+    for (const t of tools) n += JSON.stringify(t).length
+    toolWeights.set(tools, n)
+  }
   return n
 }
 
