@@ -7,7 +7,7 @@ import type { ProviderType } from '../controller/api/index.ts'
 import type { ControlPlane } from '../controller/index.ts'
 import { CAPABILITIES, ModelProbeController, startControlPlane } from '../controller/index.ts'
 import type { Gateway, GatewayOptions } from '../gateway/index.ts'
-import { BUILTIN_TOOLS, PROVIDERS, createGateway, silentLogger } from '../gateway/index.ts'
+import { BUILTIN_TOOLS, PROVIDERS, createGateway, silentLogger, upstreamFetch } from '../gateway/index.ts'
 
 export interface EmbeddedOptions extends Omit<GatewayOptions, 'catalog'> {
   readonly manifests: string
@@ -41,7 +41,11 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
       providers: new Set(Object.keys(PROVIDERS) as ProviderType[]),
     },
   })
-  const gateway = createGateway({ ...gatewayOptions, catalog: cp.catalog })
+  const gateway = createGateway({
+    ...gatewayOptions,
+    catalog: cp.catalog,
+    providers: { fetch: await upstreamFetch(), ...gatewayOptions.providers },
+  })
   const log = options.log ?? silentLogger
   const interval = probeIntervalSeconds ?? 60
   let probes: ModelProbeController | undefined

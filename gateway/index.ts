@@ -17,6 +17,7 @@ export type {
   Provider,
   ProviderConfig,
   ProviderFactory,
+  Fetch,
 } from './runtime/provider.ts'
 export { ProviderError } from './runtime/provider.ts'
 export type { Task, TaskResult } from './runtime/task.ts'
@@ -30,3 +31,4 @@ export { runLoop } from './runtime/loop.ts'
 export type { LoopAgent, LoopInput, LoopResult } from './runtime/loop.ts'
 export type { ServeHandle, ServeOptions } from './serve.ts'
 export { serve } from './serve.ts'
+export { upstreamFetch } from './upstream-fetch.ts'

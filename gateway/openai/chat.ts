@@ -324,8 +324,13 @@ async function readJson(req: Request, maxBytes: number): Promise<unknown> {
  */
 async function readBody(req: Request, maxBytes: number): Promise<Uint8Array | undefined> {
   const drainLimit = maxBytes + 16 * 1024 * 1024
-  const declared = Number(req.headers.get('content-length') ?? 0)
+  const length = req.headers.get('content-length')
+  const declared = Number(length ?? 0)
   if (declared > drainLimit) return undefined
+  // A declared length the HTTP parser holds the body to: read it whole. The runtime adapters read such a
+  // body straight from the socket, while going through the stream costs a Request and a WHATWG stream
+  // per call (on Node, as much CPU as the rest of a proxied request).
+  if (length !== null && declared <= maxBytes) return new Uint8Array(await req.arrayBuffer())
   if (req.body === null) return new Uint8Array(0)
   const reader: ReadableStreamDefaultReader<Uint8Array> = req.body.getReader()
   const parts: Uint8Array[] = []

@@ -61,7 +61,9 @@ export async function directCompletion(
     const requestId = upstream.headers.get('x-request-id')
     if (requestId !== null) headers['x-request-id'] = requestId
     if (!checked.value.stream || upstream.body === null) {
-      return new Response(upstream.body, { status: upstream.status, headers })
+      // Whole, not piped: a non-streamed answer is small, and bytes are written in one go with their length
+      // (the Node adapter writes a Uint8Array body directly; an ArrayBuffer would go through a stream).
+      return new Response(new Uint8Array(await upstream.arrayBuffer()), { status: upstream.status, headers })
     }
     headers['cache-control'] = 'no-cache'
     headers['x-accel-buffering'] = 'no'

@@ -92,7 +92,15 @@ export interface ProviderConfig {
   readonly timeoutMs?: number
   /** Retries on 408/409/429/5xx and connection errors, with backoff that honours Retry-After. */
   readonly maxRetries?: number
+  /** The HTTP client for upstream calls; absent: the global fetch. */
+  readonly fetch?: Fetch
 }
+
+/** What providers and SDKs call upstream with: the global fetch, or a faster one on Node (gateway/fetch-node.ts). */
+export type Fetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>
+
+/** Per-attempt timeout and retries when neither the Model nor the gateway's settings give them. */
+export const PROVIDER_DEFAULTS = { timeoutMs: 60_000, maxRetries: 2 } as const
 
 export type ProviderFactory = (config: ProviderConfig) => Provider
 

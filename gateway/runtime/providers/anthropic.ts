@@ -92,6 +92,7 @@ export function createAnthropicProvider(config: ProviderConfig): Provider {
     },
     timeout: config.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     maxRetries: config.maxRetries ?? 2,
+    ...(config.fetch === undefined ? {} : { fetch: config.fetch }),
     // Failures reach the caller as ProviderErrors; the SDK's own console lines would be unstructured and could
     // print what an upstream sent.
     logLevel: 'off',

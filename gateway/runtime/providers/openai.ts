@@ -5,6 +5,10 @@
  * One SDK client per Model, reused for every call, so connections stay warm. Retries (408/409/429/5xx and
  * connection errors, exponential backoff, Retry-After honoured) and the per-attempt timeout are the SDK's own;
  * the task's signal reaches every request, so a cancelled or timed-out task aborts the upstream call.
+ *
+ * `forward` (model/<name> passthrough) is the exception: it sends the client's body itself, to the URL and
+ * with the headers the SDK works out once, under the same retry policy (retry.ts). On that path the SDK's
+ * per-call work was most of ark's cost (bench/ passthrough).
  */
 import OpenAI, { AzureOpenAI } from 'openai'
 import type {
@@ -14,7 +18,15 @@ import type {
 } from 'openai/resources/chat/completions'
 import type { AssistantMessage, ToolCall, Usage } from '../messages.ts'
 import type { Completion, FinishReason, Provider, ProviderConfig } from '../provider.ts'
-import { ProviderError, abortReason, propertyValues, redact, secretsOf } from '../provider.ts'
+import {
+  PROVIDER_DEFAULTS,
+  ProviderError,
+  abortReason,
+  propertyValues,
+  redact,
+  secretsOf,
+} from '../provider.ts'
+import { fetchWithRetries } from './retry.ts'
 
 const OPENAI_BASE_URL = 'https://api.openai.com/v1'
 const AZURE_API_VERSION = '2024-10-21'
@@ -28,6 +40,8 @@ export function createOpenAIProvider(config: ProviderConfig): Provider {
   const maxTokensField =
     config.provider === 'azure' || config.baseUrl === undefined ? 'max_completion_tokens' : 'max_tokens'
   const fail = (err: unknown, signal: AbortSignal) => providerError(err, signal, secrets, config.timeoutMs)
+  const send = config.fetch ?? fetch
+  let wire: Promise<Wire> | undefined
 
   return {
     provider: config.provider,
@@ -96,13 +110,71 @@ export function createOpenAIProvider(config: ProviderConfig): Provider {
     },
 
     async forward(body, signal) {
-      const params = { ...defaults, ...body, model: config.model } as unknown as ChatCompletionCreateParams
+      const payload = JSON.stringify({ ...defaults, ...body, model: config.model })
       try {
-        return await client.chat.completions.create(params, { signal }).asResponse()
+        wire ??= wireOf(client, config.model).catch((err: unknown) => {
+          wire = undefined
+          throw err
+        })
+        const { url, headers } = await wire
+        const res = await fetchWithRetries(
+          send,
+          url,
+          { method: 'POST', headers, body: payload },
+          {
+            signal,
+            timeoutMs: config.timeoutMs ?? PROVIDER_DEFAULTS.timeoutMs,
+            maxRetries: config.maxRetries ?? PROVIDER_DEFAULTS.maxRetries,
+          },
+        )
+        if (res.ok) return res
+        // The SDK's own error for the status, so that failures read the same on both paths.
+        const text = await res.text()
+        const json = parseJson(text)
+        throw OpenAI.APIError.generate(
+          res.status,
+          json as object | undefined,
+          json === undefined ? text : undefined,
+          res.headers,
+        )
       } catch (err) {
-        throw fail(err, signal)
+        throw fail(err instanceof TypeError ? new OpenAI.APIConnectionError({ cause: err }) : err, signal)
       }
     },
+  }
+}
+
+interface Wire {
+  readonly url: string
+  readonly headers: Readonly<Record<string, string>>
+}
+
+/** Headers that describe one attempt, not the Model: the transport and the retry loop set their own. */
+const PER_ATTEMPT = new Set([
+  'content-length',
+  'idempotency-key',
+  'x-stainless-retry-count',
+  'x-stainless-timeout',
+])
+
+/**
+ * Where a chat completion goes and what it carries (authentication, Azure's deployment path and api-version,
+ * the Model's headers), as the SDK itself builds it; asked once per provider, which is per key.
+ */
+async function wireOf(client: OpenAI, model: string): Promise<Wire> {
+  const built = await client.buildRequest({ method: 'post', path: '/chat/completions', body: { model } })
+  const headers: Record<string, string> = {}
+  new Headers(built.req.headers).forEach((value, name) => {
+    if (!PER_ATTEMPT.has(name)) headers[name] = value
+  })
+  return { url: built.url, headers }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown
+  } catch {
+    return undefined
   }
 }
 
@@ -142,6 +214,7 @@ function clientFor(config: ProviderConfig): OpenAI {
       apiKey: config.apiKey ?? missingKey('azure'),
       apiVersion: config.apiVersion ?? AZURE_API_VERSION,
       defaultHeaders: config.headers,
+      ...(config.fetch === undefined ? {} : { fetch: config.fetch }),
       ...options,
     })
   }
@@ -156,6 +229,7 @@ function clientFor(config: ProviderConfig): OpenAI {
     // Only what the Model says goes upstream, not OPENAI_ORG_ID/OPENAI_PROJECT_ID from the environment.
     organization: null,
     project: null,
+    ...(config.fetch === undefined ? {} : { fetch: config.fetch }),
     ...options,
   })
 }

@@ -4,8 +4,8 @@
  * mock model standing in for a model that has no key at all, so the same manifests run offline.
  */
 import type { ProviderType } from '../../../controller/api/index.ts'
-import type { Provider, ProviderConfig, ProviderFactory } from '../provider.ts'
-import { ProviderError } from '../provider.ts'
+import type { Fetch, Provider, ProviderConfig, ProviderFactory } from '../provider.ts'
+import { PROVIDER_DEFAULTS, ProviderError } from '../provider.ts'
 import { createAnthropicProvider } from './anthropic.ts'
 import { createMockProvider } from './mock.ts'
 import { createOpenAIProvider } from './openai.ts'
@@ -27,9 +27,11 @@ export interface ProviderSettings {
   readonly timeoutMs?: number
   /** Retries of a failed call: 429, 5xx, connection errors (default 2). */
   readonly maxRetries?: number
+  /** The HTTP client for upstream calls (default: the global fetch); on Node, gateway/fetch-node.ts. */
+  readonly fetch?: Fetch
 }
 
-export const PROVIDER_DEFAULTS = { timeoutMs: 60_000, maxRetries: 2 } as const
+export { PROVIDER_DEFAULTS }
 
 /** Returns the function that turns a Model's resolved values into its provider. */
 export function providerFactory(
@@ -84,6 +86,7 @@ function withDefaults(
     ...(baseUrl === undefined ? {} : { baseUrl }),
     timeoutMs: config.timeoutMs ?? settings.timeoutMs ?? PROVIDER_DEFAULTS.timeoutMs,
     maxRetries: config.maxRetries ?? settings.maxRetries ?? PROVIDER_DEFAULTS.maxRetries,
+    ...(settings.fetch === undefined ? {} : { fetch: settings.fetch }),
   }
 }
 
