@@ -8,6 +8,7 @@
  */
 import type { JsonSchema } from '../../controller/api/index.ts'
 import type { AgentEvent, EventSink, Outcome, ToolOutcome } from './events.ts'
+import { LOOP_DELAY_US, spin } from './failpoint.ts'
 import type { AssistantMessage, ChatMessage, ToolCall, ToolDefinition, Usage } from './messages.ts'
 import { NO_USAGE, addUsage, textOf } from './messages.ts'
 import type { Provider } from './provider.ts'
@@ -87,6 +88,7 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
   while (iteration < agent.maxIterations) {
     if (signal.aborted) return finish(...stopped(signal, lastText))
     iteration++
+    if (LOOP_DELAY_US > 0) spin(LOOP_DELAY_US)
     // The reply may use what the input leaves of the budget; the estimate (4 characters a token) is only
     // the cap sent upstream, the usage the provider reports is what the budget is checked against.
     let maxTokens: number | undefined

@@ -1,0 +1,91 @@
+/**
+ * The servers a scenario measures, each in a process of its own so that the load generator, the gateway and
+ * the upstream do not share an event loop (as in production, where they do not share a machine either).
+ */
+import { spawn } from 'node:child_process'
+import { createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
+
+export interface ServerProcess {
+  readonly name: string
+  readonly pid: number
+  /** What the process's ready line reported (its URL), or the URL the caller gave. */
+  readonly url: string
+  stop(): Promise<void>
+}
+
+export interface ServerOptions {
+  /** Arguments to `node`: a script and its flags. */
+  readonly args: readonly string[]
+  readonly env?: Readonly<Record<string, string>>
+  /** Finds the URL in a line of the process's stdout; the process is ready at the first match. */
+  readonly ready: (line: string) => string | undefined
+  readonly timeoutMs?: number
+}
+
+/** Starts `node <args>` and resolves once its stdout says it is ready. */
+export function startServer(name: string, options: ServerOptions): Promise<ServerProcess> {
+  const child = spawn(process.execPath, options.args, {
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stderr = ''
+  child.stderr.setEncoding('utf8')
+  child.stderr.on('data', (chunk: string) => {
+    stderr = (stderr + chunk).slice(-4000)
+  })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3000)
+    await exited
+    clearTimeout(timer)
+  }
+  return new Promise<ServerProcess>((resolve, reject) => {
+    let buffered = ''
+    const fail = (why: string) => {
+      void stop()
+      reject(new Error(`${name} did not start: ${why}${stderr === '' ? '' : `\n${stderr}`}`))
+    }
+    const timer = setTimeout(() => fail('no ready line in time'), options.timeoutMs ?? 20_000)
+    const onEarlyExit = (code: number | null, signal: NodeJS.Signals | null) => {
+      clearTimeout(timer)
+      fail(`exited (${String(code ?? signal)})`)
+    }
+    child.once('exit', onEarlyExit)
+    child.stdout.setEncoding('utf8')
+    const onData = (chunk: string) => {
+      buffered += chunk
+      let nl: number
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl)
+        buffered = buffered.slice(nl + 1)
+        const url = options.ready(line)
+        if (url === undefined) continue
+        clearTimeout(timer)
+        child.off('exit', onEarlyExit)
+        // Keep draining stdout so that a chatty server never blocks on a full pipe.
+        child.stdout.off('data', onData)
+        child.stdout.resume()
+        resolve({ name, pid: child.pid ?? -1, url, stop })
+        return
+      }
+    }
+    child.stdout.on('data', onData)
+  })
+}
+
+/** A port nobody listens on right now, for servers that cannot be told to pick one themselves. */
+export async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+/** Stops every server, also when one of them fails to stop. */
+export async function stopAll(servers: readonly (ServerProcess | undefined)[]): Promise<void> {
+  await Promise.allSettled(servers.map((s) => (s === undefined ? Promise.resolve() : s.stop())))
+}

@@ -1,0 +1,117 @@
+/**
+ * The processes most scenarios need: a mock OpenAI upstream (test/fakes/openai-upstream.ts, the same fake the
+ * provider tests use) and `ark dev` serving manifests that point at it. Each in a process of its own.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { ServerProcess } from './processes.ts'
+import { startServer, stopAll } from './processes.ts'
+
+const root = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url))
+
+export const UPSTREAM_MODEL = 'gpt-4o-mini'
+/** The request every scenario sends: one short user message, answered by the mock model in one turn. */
+export const CHAT_MESSAGES = [{ role: 'user', content: 'Say hello to the benchmark.' }]
+export const JSON_HEADERS = { 'content-type': 'application/json' }
+
+export function startUpstream(): Promise<ServerProcess> {
+  return startServer('mock upstream', {
+    args: [root('test/fakes/openai-upstream.ts'), '--port', '0'],
+    ready: (line) => /^listening (\S+)/.exec(line)?.[1],
+  })
+}
+
+/**
+ * Model `upstream` (openai, at the mock upstream), Model `mock` (ark's in-process mock), and one agent on
+ * each: `agent/mock-agent` and `agent/openai-agent`.
+ */
+function manifests(upstreamUrl: string): string {
+  return `apiVersion: ark.mckinsey.com/v1alpha1
+kind: Model
+metadata: { name: upstream }
+spec:
+  provider: openai
+  model: { value: ${UPSTREAM_MODEL} }
+  pollInterval: 1h
+  config:
+    openai:
+      baseUrl: { value: "${upstreamUrl}" }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Model
+metadata: { name: mock }
+spec:
+  provider: mock
+  model: { value: mock }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: mock-agent }
+spec:
+  prompt: You answer in one sentence.
+  modelRef: { name: mock }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: openai-agent }
+spec:
+  prompt: You answer in one sentence.
+  modelRef: { name: upstream }
+`
+}
+
+export interface ArkProcess extends ServerProcess {
+  /** http://127.0.0.1:PORT/v1/chat/completions */
+  readonly completions: string
+}
+
+export async function startArk(
+  upstreamUrl: string,
+  env: Readonly<Record<string, string>> = {},
+): Promise<ArkProcess> {
+  const dir = await mkdtemp(join(tmpdir(), 'ark-bench-'))
+  await writeFile(join(dir, 'bench.yaml'), manifests(upstreamUrl))
+  let ark: ServerProcess
+  try {
+    ark = await startServer('ark', {
+      args: [root('bin/ark.ts'), 'dev', '-f', dir, '--port', '0', '--probe-interval', '0'],
+      // The ready line is logged at info; ark logs nothing per request, so info costs nothing under load.
+      env: { ARK_LOG_LEVEL: 'info', ...env },
+      ready: (line) => (line.includes('"msg":"serving"') ? /"url":"([^"]+)"/.exec(line)?.[1] : undefined),
+    })
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true })
+    throw err
+  }
+  const completions = `${ark.url}/v1/chat/completions`
+  const started = ark
+  return {
+    ...ark,
+    completions,
+    stop: async () => {
+      await started.stop()
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+/** Sends one request and checks that it succeeds, so that a broken setup fails with its reason, not a 0 req/s. */
+export async function expectCompletion(
+  url: string,
+  headers: Record<string, string>,
+  body: string,
+): Promise<void> {
+  let last = ''
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const res = await fetch(url, { method: 'POST', headers, body })
+    const text = await res.text()
+    if (res.ok && text.includes('chat.completion')) return
+    last = `${String(res.status)} ${text.slice(0, 300)}`
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error(`${url} does not answer completions: ${last}`)
+}
+
+export { stopAll }

@@ -1,0 +1,174 @@
+/**
+ * agent: `agent/<name>` completions end to end through POST /v1/chat/completions on `ark dev`: the agent on
+ * ark's in-process mock model, and the agent on the openai provider calling the mock upstream. The baseline
+ * is the mock upstream answering the same request directly: an HTTP server producing the same completion
+ * from the same mock model, without the gateway, pool and loop. Each in a process of its own.
+ */
+import type { LoadReport } from '../lib/load.ts'
+import { runLoad } from '../lib/load.ts'
+import type { GateSession, Measure, RunContext, Scenario, ScenarioResult } from '../lib/scenario.ts'
+import { median } from '../lib/stats.ts'
+import type { ArkProcess } from '../lib/stack.ts'
+import {
+  CHAT_MESSAGES,
+  JSON_HEADERS,
+  UPSTREAM_MODEL,
+  expectCompletion,
+  startArk,
+  startUpstream,
+  stopAll,
+} from '../lib/stack.ts'
+import type { ServerProcess } from '../lib/processes.ts'
+
+interface Route {
+  readonly label: string
+  readonly url: string
+  readonly model: string
+}
+
+function routesOf(upstream: ServerProcess, ark: ArkProcess): Route[] {
+  return [
+    { label: 'direct', url: `${upstream.url}/chat/completions`, model: UPSTREAM_MODEL },
+    { label: 'mock agent', url: ark.completions, model: 'agent/mock-agent' },
+    { label: 'openai agent', url: ark.completions, model: 'agent/openai-agent' },
+  ]
+}
+
+const bodyOf = (r: Route, stream = false) =>
+  JSON.stringify({ model: r.model, messages: CHAT_MESSAGES, ...(stream ? { stream: true } : {}) })
+
+async function start(env?: Record<string, string>) {
+  const upstream = await startUpstream()
+  let ark: ArkProcess | undefined
+  try {
+    ark = await startArk(upstream.url, env)
+    const routes = routesOf(upstream, ark)
+    for (const r of routes) await expectCompletion(r.url, JSON_HEADERS, bodyOf(r))
+    const servers = [upstream, ark]
+    return { routes, close: () => stopAll(servers) }
+  } catch (err) {
+    await stopAll([upstream, ark])
+    throw err
+  }
+}
+
+async function measure(
+  routes: readonly Route[],
+  connections: number,
+  seconds: number,
+  rounds: number,
+): Promise<Map<string, LoadReport[]>> {
+  const out = new Map<string, LoadReport[]>(routes.map((r) => [r.label, []]))
+  for (let round = 0; round < rounds; round++) {
+    for (const r of routes) {
+      out.get(r.label)?.push(
+        await runLoad({
+          mode: 'load',
+          url: r.url,
+          headers: JSON_HEADERS,
+          body: bodyOf(r),
+          connections,
+          seconds,
+          warmupSeconds: round === 0 ? 1 : 0.3,
+        }),
+      )
+    }
+  }
+  return out
+}
+
+const med = (m: Map<string, LoadReport[]>, label: string, pick: (r: LoadReport) => number) =>
+  median((m.get(label) ?? []).map(pick))
+
+async function run(context: RunContext): Promise<ScenarioResult> {
+  const stack = await start()
+  try {
+    context.log('agent: 1 connection')
+    const one = await measure(stack.routes, 1, 3, 3)
+    context.log('agent: 50 connections')
+    const fifty = await measure(stack.routes, 50, 3, 3)
+    context.log('agent: streaming, time to first chunk')
+    const firstChunk = new Map<string, LoadReport>()
+    for (const r of stack.routes) {
+      firstChunk.set(
+        r.label,
+        await runLoad({
+          mode: 'first-chunk',
+          url: r.url,
+          headers: JSON_HEADERS,
+          body: bodyOf(r, true),
+          requests: 500,
+        }),
+      )
+    }
+    const measures: Measure[] = []
+    for (const r of stack.routes) {
+      const rps = med(fifty, r.label, (x) => x.perSecond)
+      measures.push(
+        {
+          name: `${r.label} req/s @1`,
+          value: med(one, r.label, (x) => x.perSecond),
+          unit: 'req/s',
+          note: `p50 ${med(one, r.label, (x) => x.p50).toFixed(0)} us, p99 ${med(one, r.label, (x) => x.p99).toFixed(0)} us`,
+        },
+        {
+          name: `${r.label} req/s @50`,
+          value: rps,
+          unit: 'req/s',
+          ...(r.label === 'mock agent' ? { target: { op: '>=' as const, value: 1500 } } : {}),
+          note: `p50 ${med(fifty, r.label, (x) => x.p50).toFixed(0)} us, p99 ${med(fifty, r.label, (x) => x.p99).toFixed(0)} us`,
+        },
+      )
+      const fc = firstChunk.get(r.label)
+      if (fc !== undefined) {
+        measures.push({
+          name: `${r.label} stream first chunk p50`,
+          value: fc.p50,
+          unit: 'us',
+          note: `p99 ${fc.p99.toFixed(0)} us, whole stream p50 ${(fc.p50Total ?? NaN).toFixed(0)} us`,
+        })
+      }
+    }
+    measures.push({
+      name: 'mock agent / direct req/s @50',
+      value: med(fifty, 'mock agent', (x) => x.perSecond) / med(fifty, 'direct', (x) => x.perSecond),
+      unit: 'x',
+    })
+    return {
+      measures,
+      notes: [
+        "direct = the mock upstream answering the same request itself (the baseline); mock agent = agent/mock-agent on ark's in-process mock model; openai agent = agent/openai-agent on the openai provider, calling that same upstream.",
+        'Throughput and latency: 3 rounds of 3 s per route, routes interleaved, medians of the rounds. First chunk: 500 sequential streaming requests, the first 50 not counted.',
+      ],
+    }
+  } finally {
+    await stack.close()
+  }
+}
+
+async function gate(context: RunContext, env?: Record<string, string>): Promise<GateSession> {
+  context.log('agent gate: mock agent vs direct at 1 and 50 connections')
+  const stack = await start(env)
+  const routes = stack.routes.filter((r) => r.label !== 'openai agent')
+  return {
+    async sample() {
+      const one = await measure(routes, 1, 1, 1)
+      const fifty = await measure(routes, 50, 1, 1)
+      return {
+        'mock agent/direct p50 @1': med(one, 'mock agent', (x) => x.p50) / med(one, 'direct', (x) => x.p50),
+        'mock agent/direct req/s @50':
+          med(fifty, 'mock agent', (x) => x.perSecond) / med(fifty, 'direct', (x) => x.perSecond),
+      }
+    },
+    close: stack.close,
+  }
+}
+
+const scenario: Scenario = {
+  name: 'agent',
+  summary:
+    'agent/<name> completions end to end on ark dev (mock model; openai provider to a mock upstream), vs the upstream direct',
+  run,
+  gate: (context) => gate(context),
+}
+export default scenario
