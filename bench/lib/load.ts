@@ -32,3 +32,39 @@ export function runLoad(spec: LoadSpec): Promise<LoadReport> {
     )
   })
 }
+
+/** One endpoint a scenario loads, named for its table rows. */
+export interface LoadTarget {
+  readonly label: string
+  readonly url: string
+  readonly headers: Readonly<Record<string, string>>
+  readonly body: string
+}
+
+/**
+ * Loads each target in turn, `rounds` times, so that a burst of machine noise lands on all of them alike;
+ * the first round warms up for a second, later ones briefly.
+ */
+export async function loadRounds(
+  targets: readonly LoadTarget[],
+  connections: number,
+  seconds: number,
+  rounds: number,
+): Promise<Map<string, LoadReport[]>> {
+  const out = new Map<string, LoadReport[]>(targets.map((t) => [t.label, []]))
+  for (let round = 0; round < rounds; round++) {
+    for (const t of targets) {
+      const report = await runLoad({
+        mode: 'load',
+        url: t.url,
+        headers: t.headers,
+        body: t.body,
+        connections,
+        seconds,
+        warmupSeconds: round === 0 ? 1 : 0.3,
+      })
+      out.get(t.label)?.push(report)
+    }
+  }
+  return out
+}

@@ -4,8 +4,8 @@
  * is the mock upstream answering the same request directly: an HTTP server producing the same completion
  * from the same mock model, without the gateway, pool and loop. Each in a process of its own.
  */
-import type { LoadReport } from '../lib/load.ts'
-import { runLoad } from '../lib/load.ts'
+import type { LoadReport, LoadTarget } from '../lib/load.ts'
+import { loadRounds, runLoad } from '../lib/load.ts'
 import type { GateSession, Measure, RunContext, Scenario, ScenarioResult } from '../lib/scenario.ts'
 import { median } from '../lib/stats.ts'
 import type { ArkProcess } from '../lib/stack.ts'
@@ -52,30 +52,12 @@ async function start(env?: Record<string, string>) {
   }
 }
 
-async function measure(
-  routes: readonly Route[],
-  connections: number,
-  seconds: number,
-  rounds: number,
-): Promise<Map<string, LoadReport[]>> {
-  const out = new Map<string, LoadReport[]>(routes.map((r) => [r.label, []]))
-  for (let round = 0; round < rounds; round++) {
-    for (const r of routes) {
-      out.get(r.label)?.push(
-        await runLoad({
-          mode: 'load',
-          url: r.url,
-          headers: JSON_HEADERS,
-          body: bodyOf(r),
-          connections,
-          seconds,
-          warmupSeconds: round === 0 ? 1 : 0.3,
-        }),
-      )
-    }
-  }
-  return out
-}
+/** The routes as load targets: the same request to each. */
+const targetsOf = (routes: readonly Route[]): LoadTarget[] =>
+  routes.map((r) => ({ label: r.label, url: r.url, headers: JSON_HEADERS, body: bodyOf(r) }))
+
+const measure = (routes: readonly Route[], connections: number, seconds: number, rounds: number) =>
+  loadRounds(targetsOf(routes), connections, seconds, rounds)
 
 const med = (m: Map<string, LoadReport[]>, label: string, pick: (r: LoadReport) => number) =>
   median((m.get(label) ?? []).map(pick))

@@ -4,8 +4,8 @@
  * load generator run in processes of their own.
  */
 import { fileURLToPath } from 'node:url'
-import type { LoadReport } from '../lib/load.ts'
-import { runLoad } from '../lib/load.ts'
+import type { LoadReport, LoadTarget } from '../lib/load.ts'
+import { loadRounds } from '../lib/load.ts'
 import type { ServerProcess } from '../lib/processes.ts'
 import { freePort, startServer } from '../lib/processes.ts'
 import type { Measure, RunContext, Scenario } from '../lib/scenario.ts'
@@ -25,12 +25,7 @@ const PORTKEY = fileURLToPath(
   new URL('../../node_modules/@portkey-ai/gateway/build/start-server.js', import.meta.url),
 )
 
-interface Route {
-  readonly label: string
-  readonly url: string
-  readonly headers: Record<string, string>
-  readonly body: string
-}
+type Route = LoadTarget
 
 function routes(upstream: ServerProcess, ark: ArkProcess, portkey: ServerProcess | undefined): Route[] {
   const direct = JSON.stringify({ model: UPSTREAM_MODEL, messages: CHAT_MESSAGES })
@@ -94,31 +89,6 @@ async function startStack(withPortkey: boolean, env?: Record<string, string>): P
   }
 }
 
-/** Routes measured in turn, `rounds` times, so that a burst of noise lands on all of them alike. */
-async function measureRounds(
-  list: readonly Route[],
-  connections: number,
-  seconds: number,
-  rounds: number,
-): Promise<Map<string, LoadReport[]>> {
-  const out = new Map<string, LoadReport[]>(list.map((r) => [r.label, []]))
-  for (let round = 0; round < rounds; round++) {
-    for (const r of list) {
-      const report = await runLoad({
-        mode: 'load',
-        url: r.url,
-        headers: r.headers,
-        body: r.body,
-        connections,
-        seconds,
-        warmupSeconds: round === 0 ? 1 : 0.3,
-      })
-      out.get(r.label)?.push(report)
-    }
-  }
-  return out
-}
-
 const med = (reports: readonly LoadReport[] | undefined, pick: (r: LoadReport) => number) =>
   median((reports ?? []).map(pick))
 
@@ -128,9 +98,9 @@ async function run(context: RunContext): Promise<{ measures: Measure[]; notes: s
   const stack = await startStack(true)
   try {
     context.log('passthrough: 1 connection')
-    const one = await measureRounds(stack.routes, 1, 3, 3)
+    const one = await loadRounds(stack.routes, 1, 3, 3)
     context.log('passthrough: 50 connections')
-    const fifty = await measureRounds(stack.routes, 50, 3, 3)
+    const fifty = await loadRounds(stack.routes, 50, 3, 3)
     const p = (label: string, pick: (r: LoadReport) => number, m = one) => med(m.get(label), pick)
     const direct50 = p('direct', (r) => r.p50)
     const direct99 = p('direct', (r) => r.p99)
@@ -201,8 +171,8 @@ async function gate(context: RunContext) {
   context.log('passthrough gate: ark and direct at 1 and 50 connections')
   return {
     async sample() {
-      const one = await measureRounds(stack.routes, 1, 1, 1)
-      const fifty = await measureRounds(stack.routes, 50, 1, 1)
+      const one = await loadRounds(stack.routes, 1, 1, 1)
+      const fifty = await loadRounds(stack.routes, 50, 1, 1)
       return {
         'ark/direct p50 @1': med(one.get('ark'), (r) => r.p50) / med(one.get('direct'), (r) => r.p50),
         'ark/direct req/s @50':
