@@ -25,8 +25,8 @@ export const THRESHOLDS: readonly Threshold[] = [
   {
     scenario: 'agent',
     ratio: 'mock agent/direct p50 @1',
-    max: 2,
-    why: 'Measured 0.9 to 1.6 per sample, medians 1.1 to 1.2: an agent on the in-process mock answers about as fast as the mock upstream serves the same completion. 2 leaves room for noise at 1 connection; 200 us more per request reads 2.5 to 2.9.',
+    max: 2.2,
+    why: 'Measured 0.9 to 1.9 per sample, medians 1.1 to 1.5: an agent on the in-process mock answers about as fast as the mock upstream serves the same completion. 2.2 leaves room for noise at 1 connection; 200 us more per request reads 2.5 to 2.9.',
   },
   {
     scenario: 'agent',
