@@ -2,6 +2,7 @@
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { LoadReport, LoadSpec } from './loadgen.ts'
+import { cpuSeconds } from './processes.ts'
 
 export type { LoadReport, LoadSpec }
 
@@ -39,6 +40,13 @@ export interface LoadTarget {
   readonly url: string
   readonly headers: Readonly<Record<string, string>>
   readonly body: string
+  /** The server process whose CPU per request is measured (the gateway; the upstream for direct). */
+  readonly pid?: number
+}
+
+export interface RoundReport extends LoadReport {
+  /** CPU microseconds the target's process spent per request; NaN without a pid or /proc. */
+  readonly cpuPerRequest: number
 }
 
 /**
@@ -50,20 +58,17 @@ export async function loadRounds(
   connections: number,
   seconds: number,
   rounds: number,
-): Promise<Map<string, LoadReport[]>> {
-  const out = new Map<string, LoadReport[]>(targets.map((t) => [t.label, []]))
+): Promise<Map<string, RoundReport[]>> {
+  const out = new Map<string, RoundReport[]>(targets.map((t) => [t.label, []]))
   for (let round = 0; round < rounds; round++) {
     for (const t of targets) {
-      const report = await runLoad({
-        mode: 'load',
-        url: t.url,
-        headers: t.headers,
-        body: t.body,
-        connections,
-        seconds,
-        warmupSeconds: round === 0 ? 1 : 0.3,
-      })
-      out.get(t.label)?.push(report)
+      const spec = { mode: 'load', url: t.url, headers: t.headers, body: t.body, connections } as const
+      // Warm up in a run of its own, so that the CPU counted below is the measured requests' only.
+      await runLoad({ ...spec, seconds: round === 0 ? 1 : 0.3 })
+      const cpu0 = t.pid === undefined ? NaN : cpuSeconds(t.pid)
+      const report = await runLoad({ ...spec, seconds })
+      const cpu = t.pid === undefined ? NaN : cpuSeconds(t.pid) - cpu0
+      out.get(t.label)?.push({ ...report, cpuPerRequest: (cpu * 1e6) / report.requests })
     }
   }
   return out

@@ -3,6 +3,7 @@
  * the upstream do not share an event loop (as in production, where they do not share a machine either).
  */
 import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
 
@@ -89,3 +90,22 @@ export async function freePort(): Promise<number> {
 export async function stopAll(servers: readonly (ServerProcess | undefined)[]): Promise<void> {
   await Promise.allSettled(servers.map((s) => (s === undefined ? Promise.resolve() : s.stop())))
 }
+
+/**
+ * CPU seconds (user + system) a process has used so far, from /proc: Linux only, NaN elsewhere. What a
+ * server spends per request is steadier than its throughput on a shared machine, where the scheduler
+ * decides who gets the cores.
+ */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${String(pid)}/stat`, 'utf8')
+    // Fields after the command name (which may hold spaces): state is 3rd, utime 14th, stime 15th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+  } catch {
+    return NaN
+  }
+}
+
+/** USER_HZ, 100 on every Linux architecture Node runs on. */
+const CLOCK_TICKS = 100

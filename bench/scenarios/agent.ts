@@ -4,7 +4,7 @@
  * is the mock upstream answering the same request directly: an HTTP server producing the same completion
  * from the same mock model, without the gateway, pool and loop. Each in a process of its own.
  */
-import type { LoadReport, LoadTarget } from '../lib/load.ts'
+import type { LoadReport, LoadTarget, RoundReport } from '../lib/load.ts'
 import { loadRounds, runLoad } from '../lib/load.ts'
 import type { GateSession, Measure, RunContext, Scenario, ScenarioResult } from '../lib/scenario.ts'
 import { median } from '../lib/stats.ts'
@@ -24,13 +24,15 @@ interface Route {
   readonly label: string
   readonly url: string
   readonly model: string
+  /** Whose CPU a request costs: the upstream when called direct, else ark. */
+  readonly pid: number
 }
 
 function routesOf(upstream: ServerProcess, ark: ArkProcess): Route[] {
   return [
-    { label: 'direct', url: `${upstream.url}/chat/completions`, model: UPSTREAM_MODEL },
-    { label: 'mock agent', url: ark.completions, model: 'agent/mock-agent' },
-    { label: 'openai agent', url: ark.completions, model: 'agent/openai-agent' },
+    { label: 'direct', url: `${upstream.url}/chat/completions`, model: UPSTREAM_MODEL, pid: upstream.pid },
+    { label: 'mock agent', url: ark.completions, model: 'agent/mock-agent', pid: ark.pid },
+    { label: 'openai agent', url: ark.completions, model: 'agent/openai-agent', pid: ark.pid },
   ]
 }
 
@@ -54,12 +56,12 @@ async function start(env?: Record<string, string>) {
 
 /** The routes as load targets: the same request to each. */
 const targetsOf = (routes: readonly Route[]): LoadTarget[] =>
-  routes.map((r) => ({ label: r.label, url: r.url, headers: JSON_HEADERS, body: bodyOf(r) }))
+  routes.map((r) => ({ label: r.label, url: r.url, headers: JSON_HEADERS, body: bodyOf(r), pid: r.pid }))
 
 const measure = (routes: readonly Route[], connections: number, seconds: number, rounds: number) =>
   loadRounds(targetsOf(routes), connections, seconds, rounds)
 
-const med = (m: Map<string, LoadReport[]>, label: string, pick: (r: LoadReport) => number) =>
+const med = (m: Map<string, RoundReport[]>, label: string, pick: (r: RoundReport) => number) =>
   median((m.get(label) ?? []).map(pick))
 
 async function run(context: RunContext): Promise<ScenarioResult> {
@@ -99,6 +101,12 @@ async function run(context: RunContext): Promise<ScenarioResult> {
           unit: 'req/s',
           ...(r.label === 'mock agent' ? { target: { op: '>=' as const, value: 1500 } } : {}),
           note: `p50 ${med(fifty, r.label, (x) => x.p50).toFixed(0)} us, p99 ${med(fifty, r.label, (x) => x.p99).toFixed(0)} us`,
+        },
+        {
+          name: `${r.label} CPU per request @50`,
+          value: med(fifty, r.label, (x) => x.cpuPerRequest),
+          unit: 'us',
+          note: r.label === 'direct' ? 'the upstream process' : 'the ark process',
         },
       )
       const fc = firstChunk.get(r.label)

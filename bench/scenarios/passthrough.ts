@@ -4,7 +4,7 @@
  * load generator run in processes of their own.
  */
 import { fileURLToPath } from 'node:url'
-import type { LoadReport, LoadTarget } from '../lib/load.ts'
+import type { LoadTarget, RoundReport } from '../lib/load.ts'
 import { loadRounds } from '../lib/load.ts'
 import type { ServerProcess } from '../lib/processes.ts'
 import { freePort, startServer } from '../lib/processes.ts'
@@ -30,9 +30,16 @@ type Route = LoadTarget
 function routes(upstream: ServerProcess, ark: ArkProcess, portkey: ServerProcess | undefined): Route[] {
   const direct = JSON.stringify({ model: UPSTREAM_MODEL, messages: CHAT_MESSAGES })
   const list: Route[] = [
-    { label: 'direct', url: `${upstream.url}/chat/completions`, headers: JSON_HEADERS, body: direct },
+    {
+      label: 'direct',
+      url: `${upstream.url}/chat/completions`,
+      headers: JSON_HEADERS,
+      body: direct,
+      pid: upstream.pid,
+    },
     {
       label: 'ark',
+      pid: ark.pid,
       url: ark.completions,
       headers: JSON_HEADERS,
       body: JSON.stringify({ model: 'model/upstream', messages: CHAT_MESSAGES }),
@@ -41,6 +48,7 @@ function routes(upstream: ServerProcess, ark: ArkProcess, portkey: ServerProcess
   if (portkey !== undefined) {
     list.push({
       label: 'portkey',
+      pid: portkey.pid,
       url: `${portkey.url}/v1/chat/completions`,
       headers: {
         ...JSON_HEADERS,
@@ -89,7 +97,7 @@ async function startStack(withPortkey: boolean, env?: Record<string, string>): P
   }
 }
 
-const med = (reports: readonly LoadReport[] | undefined, pick: (r: LoadReport) => number) =>
+const med = (reports: readonly RoundReport[] | undefined, pick: (r: RoundReport) => number) =>
   median((reports ?? []).map(pick))
 
 const us = (x: number) => `${x.toFixed(0)} us`
@@ -101,7 +109,7 @@ async function run(context: RunContext): Promise<{ measures: Measure[]; notes: s
     const one = await loadRounds(stack.routes, 1, 3, 3)
     context.log('passthrough: 50 connections')
     const fifty = await loadRounds(stack.routes, 50, 3, 3)
-    const p = (label: string, pick: (r: LoadReport) => number, m = one) => med(m.get(label), pick)
+    const p = (label: string, pick: (r: RoundReport) => number, m = one) => med(m.get(label), pick)
     const direct50 = p('direct', (r) => r.p50)
     const direct99 = p('direct', (r) => r.p99)
     const measures: Measure[] = [
@@ -140,6 +148,12 @@ async function run(context: RunContext): Promise<{ measures: Measure[]; notes: s
       { name: 'ark req/s @50', value: rps('ark'), unit: 'req/s', note: `p99 ${us(p99('ark'))}` },
       { name: 'portkey req/s @50', value: rps('portkey'), unit: 'req/s', note: `p99 ${us(p99('portkey'))}` },
       {
+        name: 'ark CPU per request @50',
+        value: med(fifty.get('ark'), (r) => r.cpuPerRequest),
+        unit: 'us',
+        note: `upstream ${us(med(fifty.get('direct'), (r) => r.cpuPerRequest))} when called direct; portkey ${us(med(fifty.get('portkey'), (r) => r.cpuPerRequest))}`,
+      },
+      {
         name: 'ark / direct req/s @50',
         value: rps('ark') / rps('direct'),
         unit: 'x',
@@ -157,7 +171,7 @@ async function run(context: RunContext): Promise<{ measures: Measure[]; notes: s
       notes: [
         'Latency: 3 rounds of 3 s per route at 1 connection, routes interleaved; medians of the rounds. Added = route minus direct.',
         'Throughput: 3 rounds of 3 s at 50 connections; the load generator, the upstream and the gateway share the 2 cores.',
-        'Why the targets are missed: on this machine the floor of any Node proxy is above them. A bare Hono + node:http proxy with no logic at all, measured the same way (2026-11-21), cost 123 us of CPU per request, reached 0.41 of direct at 50 connections and added about 300 us at p50 and over 1 ms at p99 at 1 connection (two more process wake-ups per request on 2 shared cores). ark costs about 200 us per request (from 290 us with the OpenAI SDK over the global fetch).',
+        "Why the targets are missed: on this machine the floor of any Node proxy is above them. A bare Hono + node:http proxy with no logic at all, measured the same way (2026-11-21), cost 123 us of CPU per request, reached 0.41 of direct at 50 connections and added about 300 us at p50 and over 1 ms at p99 at 1 connection (two more process wake-ups per request on 2 shared cores). ark's own CPU per request is in the table (about 290 us with the OpenAI SDK over the global fetch, before).",
         'What would get there: a forwarding hop that is not a Node HTTP server and client (a native proxy in front for model/ routes, or a uWebSockets-class server), or more ark processes where cores are free. 10x Portkey cannot be met in this setup at all: Portkey does 1.4k to 1.8k requests/s here, so 10x is about what the upstream alone serves directly.',
       ],
     }
