@@ -50,24 +50,34 @@ export interface RoundReport extends LoadReport {
 }
 
 /**
- * Loads each target in turn, `rounds` times, so that a burst of machine noise lands on all of them alike;
- * the first round warms up for a second, later ones briefly.
+ * Loads each target in turn, `rounds` times, so that a burst of machine noise lands on all of them alike.
+ * Each load follows a short unmeasured one; the first round's lasts `firstWarmupSeconds`, to let the JITs
+ * settle (a gate sample, on servers warmed by earlier samples, needs no more than the short one).
  */
 export async function loadRounds(
   targets: readonly LoadTarget[],
   connections: number,
   seconds: number,
   rounds: number,
+  firstWarmupSeconds = 1,
 ): Promise<Map<string, RoundReport[]>> {
   const out = new Map<string, RoundReport[]>(targets.map((t) => [t.label, []]))
   for (let round = 0; round < rounds; round++) {
     for (const t of targets) {
       const spec = { mode: 'load', url: t.url, headers: t.headers, body: t.body, connections } as const
+      const warmupSeconds = round === 0 ? firstWarmupSeconds : 0.3
+      if (t.pid === undefined) {
+        // No CPU to count: warm up inside the same load generator, one process start fewer.
+        out
+          .get(t.label)
+          ?.push({ ...(await runLoad({ ...spec, seconds, warmupSeconds })), cpuPerRequest: NaN })
+        continue
+      }
       // Warm up in a run of its own, so that the CPU counted below is the measured requests' only.
-      await runLoad({ ...spec, seconds: round === 0 ? 1 : 0.3 })
-      const cpu0 = t.pid === undefined ? NaN : cpuSeconds(t.pid)
+      await runLoad({ ...spec, seconds: warmupSeconds })
+      const cpu0 = cpuSeconds(t.pid)
       const report = await runLoad({ ...spec, seconds })
-      const cpu = t.pid === undefined ? NaN : cpuSeconds(t.pid) - cpu0
+      const cpu = cpuSeconds(t.pid) - cpu0
       out.get(t.label)?.push({ ...report, cpuPerRequest: (cpu * 1e6) / report.requests })
     }
   }
