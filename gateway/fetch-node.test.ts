@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } fro
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
-import { nodeFetch } from './fetch-node.ts'
+import { MAX_BUFFERED_BYTES, nodeFetch } from './fetch-node.ts'
 
 interface Received {
   readonly method: string
@@ -487,6 +487,40 @@ describe('nodeFetch: network failures', () => {
     expect(err).toBeInstanceOf(TypeError)
     expect((err as TypeError).message).toBe('fetch failed')
     expect((err as TypeError).cause).toBeInstanceOf(Error)
+  })
+})
+
+describe('nodeFetch: a body read whole has a bound', () => {
+  it('refuses a body larger than MAX_BUFFERED_BYTES, and stops reading it', async () => {
+    let written = 0
+    let stopped = false
+    const server = await serve((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      const chunk = Buffer.alloc(1024 * 1024, 'x')
+      // Would go on for twice the bound if the client kept reading.
+      const more = () => {
+        while (written < 2 * MAX_BUFFERED_BYTES) {
+          written += chunk.length
+          if (!res.write(chunk)) {
+            res.once('drain', more)
+            return
+          }
+        }
+        res.end()
+      }
+      res.once('close', () => {
+        stopped = true
+      })
+      more()
+    })
+    const err: unknown = await nodeFetch(server.url).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(TypeError)
+    expect(((err as TypeError).cause as Error).message).toBe(
+      `the response is larger than ${String(MAX_BUFFERED_BYTES)} bytes`,
+    )
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(stopped).toBe(true)
+    expect(written).toBeLessThan(2 * MAX_BUFFERED_BYTES)
   })
 })
 

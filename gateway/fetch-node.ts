@@ -24,6 +24,12 @@ const agents = {
   https: new HttpsAgent({ keepAlive: true, scheduling: 'lifo' }),
 }
 
+/**
+ * The most a response that is not an event stream may hold, since it is read whole: far above any model's
+ * answer or model list, and a bound on what a broken or hostile upstream can make the gateway hold.
+ */
+export const MAX_BUFFERED_BYTES = 64 * 1024 * 1024
+
 /** Statuses whose responses never have a body; `new Response` refuses one. */
 const NULL_BODY = new Set([101, 103, 204, 205, 304])
 
@@ -83,7 +89,15 @@ export function nodeFetch(input: string | URL | Request, init: RequestInit = {})
         return
       }
       const chunks: Buffer[] = []
-      res.on('data', (chunk: Buffer) => chunks.push(chunk))
+      let size = 0
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length
+        if (size > MAX_BUFFERED_BYTES) {
+          res.destroy(new Error(`the response is larger than ${String(MAX_BUFFERED_BYTES)} bytes`))
+          return
+        }
+        chunks.push(chunk)
+      })
       res.once('end', () => {
         settle()
         resolve(bufferedResponse(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks), init))
