@@ -6,9 +6,10 @@
  * connection errors, exponential backoff, Retry-After honoured) and the per-attempt timeout are the SDK's own;
  * the task's signal reaches every request, so a cancelled or timed-out task aborts the upstream call.
  *
- * `forward` (model/<name> passthrough) is the exception: it sends the client's body itself, to the URL and
- * with the headers the SDK works out once, under the same retry policy (retry.ts). On that path the SDK's
- * per-call work was most of ark's cost (bench/ passthrough).
+ * Calls that need no streaming (`forward` for model/<name>, and non-streamed completions) are the exception:
+ * they send the body themselves, to the URL and with the headers the SDK works out once, under the same
+ * retry policy (retry.ts). On those paths the SDK's per-call work was most of ark's CPU (bench/ passthrough
+ * and agent). Streams still go through the SDK, whose stream reader ark uses.
  */
 import OpenAI, { AzureOpenAI } from 'openai'
 import type {
@@ -43,6 +44,45 @@ export function createOpenAIProvider(config: ProviderConfig): Provider {
   const send = config.fetch ?? fetch
   let wire: Promise<Wire> | undefined
 
+  /**
+   * POST /chat/completions without the SDK's per-call work: the body as given, to the URL and with the
+   * headers the SDK works out once, under the SDKs' retry policy. The response when it is 2xx; otherwise
+   * throws the SDK's own error for the status (a fetch TypeError becomes its connection error), so that
+   * `fail` maps both paths alike.
+   */
+  const post = async (params: Readonly<Record<string, unknown>>, signal: AbortSignal): Promise<Response> => {
+    const payload = JSON.stringify(params)
+    wire ??= wireOf(client, config.model).catch((err: unknown) => {
+      wire = undefined
+      throw err
+    })
+    const { url, headers } = await wire
+    let res: Response
+    try {
+      res = await fetchWithRetries(
+        send,
+        url,
+        { method: 'POST', headers, body: payload },
+        {
+          signal,
+          timeoutMs: config.timeoutMs ?? PROVIDER_DEFAULTS.timeoutMs,
+          maxRetries: config.maxRetries ?? PROVIDER_DEFAULTS.maxRetries,
+        },
+      )
+    } catch (err) {
+      throw err instanceof TypeError ? new OpenAI.APIConnectionError({ cause: err }) : err
+    }
+    if (res.ok) return res
+    const text = await res.text()
+    const json = parseJson(text)
+    throw OpenAI.APIError.generate(
+      res.status,
+      json as object | undefined,
+      json === undefined ? text : undefined,
+      res.headers,
+    )
+  }
+
   return {
     provider: config.provider,
     model: config.model,
@@ -72,8 +112,8 @@ export function createOpenAIProvider(config: ProviderConfig): Provider {
       const { signal, onDelta } = request
       try {
         if (onDelta === undefined) {
-          const body = params as unknown as ChatCompletionCreateParams & { stream?: false }
-          return completionOf(await client.chat.completions.create(body, { signal }), config.model)
+          const res = await post(params, signal)
+          return completionOf((await res.json()) as ChatCompletion, config.model)
         }
         const body = {
           ...params,
@@ -110,35 +150,10 @@ export function createOpenAIProvider(config: ProviderConfig): Provider {
     },
 
     async forward(body, signal) {
-      const payload = JSON.stringify({ ...defaults, ...body, model: config.model })
       try {
-        wire ??= wireOf(client, config.model).catch((err: unknown) => {
-          wire = undefined
-          throw err
-        })
-        const { url, headers } = await wire
-        const res = await fetchWithRetries(
-          send,
-          url,
-          { method: 'POST', headers, body: payload },
-          {
-            signal,
-            timeoutMs: config.timeoutMs ?? PROVIDER_DEFAULTS.timeoutMs,
-            maxRetries: config.maxRetries ?? PROVIDER_DEFAULTS.maxRetries,
-          },
-        )
-        if (res.ok) return res
-        // The SDK's own error for the status, so that failures read the same on both paths.
-        const text = await res.text()
-        const json = parseJson(text)
-        throw OpenAI.APIError.generate(
-          res.status,
-          json as object | undefined,
-          json === undefined ? text : undefined,
-          res.headers,
-        )
+        return await post({ ...defaults, ...body, model: config.model }, signal)
       } catch (err) {
-        throw fail(err instanceof TypeError ? new OpenAI.APIConnectionError({ cause: err }) : err, signal)
+        throw fail(err, signal)
       }
     },
   }
