@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } fro
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
+import { freePort } from '../test/fakes/http.ts'
 import { MAX_BUFFERED_BYTES, nodeFetch } from './fetch-node.ts'
 
 interface Received {
@@ -99,14 +100,6 @@ async function readUntil(reader: ReadableStreamDefaultReader<Uint8Array>, marker
     text += decoder.decode(value, { stream: true })
   }
   return text
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
 }
 
 describe('nodeFetch: requests', () => {

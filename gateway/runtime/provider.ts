@@ -141,6 +141,25 @@ export function abortReason(signal: AbortSignal): Error {
   return reason instanceof Error ? reason : new DOMException(String(reason), 'AbortError')
 }
 
+/** Waits `ms`, or rejects with the abort reason as soon as `signal` aborts (at once if it has). */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(abortReason(signal))
+      return
+    }
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort)
+      resolve()
+    }, ms)
+    const onAbort = () => {
+      clearTimeout(timer)
+      reject(abortReason(signal))
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
 /**
  * Model properties arrive as strings (they may come from ConfigMaps); numbers, booleans and JSON are turned
  * back into values so `temperature: "0.2"` reaches the API as 0.2.

@@ -1,8 +1,10 @@
 /**
  * What every fake upstream does the same way over node:http: read a request, flatten its headers, answer
- * JSON, wait in a way a client that leaves can cut short.
+ * JSON, wait in a way a client that leaves can cut short; and a free port, for tests that need one.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 
 /** Lower-case header names; repeated headers joined with `, `. */
 export function headersOf(req: IncomingMessage): Record<string, string> {
@@ -61,4 +63,13 @@ export function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
 
 export function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+/** A port nothing listens on right now: one the OS just handed out and took back. */
+export async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
 }

@@ -1,6 +1,5 @@
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { freePort } from '../../../test/fakes/http.ts'
 import type { JsonSchema } from '../../../controller/api/index.ts'
 import type { FakeUpstream } from '../../../test/fakes/anthropic-upstream.ts'
 import { startFakeAnthropic } from '../../../test/fakes/anthropic-upstream.ts'
@@ -827,13 +826,4 @@ describe('anthropic: probe', () => {
 /** An SSE body, as the Messages API streams one. */
 function sse(events: readonly (Readonly<Record<string, unknown>> & { readonly type: string })[]): string {
   return events.map((e) => `event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`).join('')
-}
-
-/** A port nothing listens on: one the OS just handed out and took back. */
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
 }

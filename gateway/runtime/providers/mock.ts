@@ -17,6 +17,7 @@ import type { JsonSchema } from '../../../controller/api/index.ts'
 import type { AssistantMessage, ChatMessage, ToolCall } from '../messages.ts'
 import { textOf } from '../messages.ts'
 import type { Completion, CompletionRequest, Provider, ProviderConfig } from '../provider.ts'
+import { sleep } from '../provider.ts'
 
 export function createMockProvider(config: ProviderConfig): Provider {
   const latencyMs = nonNegative(config.properties.latencyMs)
@@ -215,24 +216,6 @@ async function stream(text: string, onDelta: (t: string) => void, delayMs: numbe
 
 function words(text: string): string[] {
   return text.match(/\S+\s*|\s+/g) ?? [text]
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason as Error)
-      return
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    const onAbort = () => {
-      clearTimeout(timer)
-      reject(signal.reason as Error)
-    }
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
 }
 
 function nonNegative(v: string | undefined): number {

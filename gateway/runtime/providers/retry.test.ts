@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders, Server } from 'node:http
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { freePort } from '../../../test/fakes/http.ts'
 import { nodeFetch } from '../../fetch-node.ts'
 import { ProviderError } from '../provider.ts'
 import { fetchWithRetries, retryDelayMs } from './retry.ts'
@@ -74,14 +75,6 @@ const INIT: RequestInit = {
 
 function options(overrides: Partial<{ signal: AbortSignal; timeoutMs: number; maxRetries: number }> = {}) {
   return { signal: new AbortController().signal, timeoutMs: 5_000, maxRetries: 2, ...overrides }
-}
-
-async function freePort(): Promise<number> {
-  const probe = createServer()
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
-  const { port } = probe.address() as AddressInfo
-  await new Promise<void>((resolve) => probe.close(() => resolve()))
-  return port
 }
 
 const TRANSPORTS = [

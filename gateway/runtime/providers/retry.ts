@@ -10,7 +10,7 @@
  *   0.5 s doubling per retry up to 8 s, minus up to a quarter of jitter;
  * - each attempt has its own timeout, until the response headers (or a whole non-streamed body) arrive.
  */
-import { ProviderError, abortReason } from '../provider.ts'
+import { ProviderError, abortReason, sleep } from '../provider.ts'
 
 export interface RetryOptions {
   readonly signal: AbortSignal
@@ -98,19 +98,4 @@ export function retryDelayMs(headers: Headers | undefined, retry: number): numbe
   if (wanted !== undefined && Number.isFinite(wanted) && wanted >= 0 && wanted < 60_000) return wanted
   const backoff = Math.min(0.5 * 2 ** retry, 8)
   return backoff * (1 - Math.random() * 0.25) * 1000
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = () => {
-      signal.removeEventListener('abort', stop)
-      resolve()
-    }
-    const timer = setTimeout(done, ms)
-    const stop = () => {
-      clearTimeout(timer)
-      reject(abortReason(signal))
-    }
-    signal.addEventListener('abort', stop, { once: true })
-  })
 }
