@@ -10,9 +10,7 @@ import { machine } from './lib/machine.ts'
 import type { ScenarioRecord } from './lib/report.ts'
 import { save, table, writeSummary } from './lib/report.ts'
 import type { Scenario } from './lib/scenario.ts'
-
-/** The order of the table: the hot path first, then outward. Scenarios not listed come after, by name. */
-export const ORDER = ['toolloop', 'catalog', 'agent', 'passthrough', 'sandbox', 'redis', 'controller']
+import { byOrder } from './lib/scenario.ts'
 
 const SCENARIOS = fileURLToPath(new URL('./scenarios/', import.meta.url))
 const RESULTS = fileURLToPath(new URL('./results/', import.meta.url))
@@ -24,8 +22,7 @@ export async function loadScenarios(): Promise<Scenario[]> {
       async (f) => ((await import(new URL(f, `file://${SCENARIOS}`).href)) as { default: Scenario }).default,
     ),
   )
-  const rank = (s: Scenario) => (ORDER.includes(s.name) ? ORDER.indexOf(s.name) : ORDER.length)
-  return scenarios.sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name))
+  return scenarios.sort((a, b) => byOrder(a.name, b.name))
 }
 
 async function main(): Promise<number> {
@@ -67,7 +64,7 @@ async function main(): Promise<number> {
     await save(dir, record)
     records.push(record)
   }
-  await writeSummary(RESULTS, ORDER)
+  await writeSummary(RESULTS)
   console.log(table(records))
   return 0
 }

@@ -49,36 +49,43 @@ export interface RoundReport extends LoadReport {
   readonly cpuPerRequest: number
 }
 
+export interface RoundOptions {
+  readonly connections: number
+  /** Measured seconds per load. */
+  readonly seconds: number
+  readonly rounds: number
+  /**
+   * A gate sample: servers warmed by earlier samples, ratios only. Every warm-up is short and runs inside the
+   * measured load generator; no CPU is read.
+   */
+  readonly quick?: boolean
+}
+
 /**
  * Loads each target in turn, `rounds` times, so that a burst of machine noise lands on all of them alike.
- * Each load follows a short unmeasured one; the first round's lasts `firstWarmupSeconds`, to let the JITs
- * settle (a gate sample, on servers warmed by earlier samples, needs no more than the short one).
+ * Each load follows an unmeasured warm-up: a second in the first round, to let the JITs settle, then short.
+ * With a pid, the warm-up runs on its own, so that the CPU counted is the measured requests' only.
  */
 export async function loadRounds(
   targets: readonly LoadTarget[],
-  connections: number,
-  seconds: number,
-  rounds: number,
-  firstWarmupSeconds = 1,
+  options: RoundOptions,
 ): Promise<Map<string, RoundReport[]>> {
+  const { connections, seconds, rounds, quick = false } = options
   const out = new Map<string, RoundReport[]>(targets.map((t) => [t.label, []]))
   for (let round = 0; round < rounds; round++) {
     for (const t of targets) {
       const spec = { mode: 'load', url: t.url, headers: t.headers, body: t.body, connections } as const
-      const warmupSeconds = round === 0 ? firstWarmupSeconds : 0.3
-      if (t.pid === undefined) {
-        // No CPU to count: warm up inside the same load generator, one process start fewer.
-        out
-          .get(t.label)
-          ?.push({ ...(await runLoad({ ...spec, seconds, warmupSeconds })), cpuPerRequest: NaN })
+      const warmupSeconds = round === 0 && !quick ? 1 : 0.3
+      const list = out.get(t.label)
+      if (quick || t.pid === undefined) {
+        list?.push({ ...(await runLoad({ ...spec, seconds, warmupSeconds })), cpuPerRequest: NaN })
         continue
       }
-      // Warm up in a run of its own, so that the CPU counted below is the measured requests' only.
       await runLoad({ ...spec, seconds: warmupSeconds })
       const cpu0 = cpuSeconds(t.pid)
       const report = await runLoad({ ...spec, seconds })
       const cpu = cpuSeconds(t.pid) - cpu0
-      out.get(t.label)?.push({ ...report, cpuPerRequest: (cpu * 1e6) / report.requests })
+      list?.push({ ...report, cpuPerRequest: (cpu * 1e6) / report.requests })
     }
   }
   return out

@@ -4,8 +4,6 @@
  */
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { createServer } from 'node:net'
-import type { AddressInfo } from 'node:net'
 
 export interface ServerProcess {
   readonly name: string
@@ -75,15 +73,6 @@ export function startServer(name: string, options: ServerOptions): Promise<Serve
     }
     child.stdout.on('data', onData)
   })
-}
-
-/** A port nobody listens on right now, for servers that cannot be told to pick one themselves. */
-export async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
 }
 
 /** Stops every server, also when one of them fails to stop. */

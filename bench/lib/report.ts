@@ -6,7 +6,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Machine } from './machine.ts'
 import type { Measure } from './scenario.ts'
-import { met } from './scenario.ts'
+import { byOrder, met } from './scenario.ts'
 
 export interface ScenarioRecord {
   readonly scenario: string
@@ -68,11 +68,10 @@ async function load(dir: string): Promise<ScenarioRecord[]> {
 const cell = (text: string) => text.replaceAll('|', '\\|')
 
 /** Rebuilds bench/results/README.md from the saved records (latest, and `before` where one was saved). */
-export async function writeSummary(dir: string, order: readonly string[]): Promise<void> {
+export async function writeSummary(dir: string): Promise<void> {
   const latest = await load(dir)
   const before = new Map((await load(join(dir, 'before'))).map((r) => [r.scenario, r]))
-  const rank = (s: string) => (order.includes(s) ? order.indexOf(s) : order.length)
-  latest.sort((a, b) => rank(a.scenario) - rank(b.scenario) || a.scenario.localeCompare(b.scenario))
+  latest.sort((a, b) => byOrder(a.scenario, b.scenario))
   const lines = [
     '# Benchmark results',
     '',

@@ -48,6 +48,15 @@ export interface GateSession {
   close(): Promise<void>
 }
 
+/** The order of tables: the hot path first, then outward. Scenarios not listed come after, by name. */
+export const ORDER = ['toolloop', 'catalog', 'agent', 'passthrough', 'sandbox', 'redis', 'controller']
+
+/** Sorts scenario names by ORDER. */
+export function byOrder(a: string, b: string): number {
+  const rank = (s: string) => (ORDER.includes(s) ? ORDER.indexOf(s) : ORDER.length)
+  return rank(a) - rank(b) || a.localeCompare(b)
+}
+
 export function met(measure: Measure): boolean | undefined {
   const t = measure.target
   if (t === undefined || Number.isNaN(measure.value)) return undefined

@@ -85,13 +85,11 @@ export async function startArk(
     await rm(dir, { recursive: true, force: true })
     throw err
   }
-  const completions = `${ark.url}/v1/chat/completions`
-  const started = ark
   return {
     ...ark,
-    completions,
+    completions: `${ark.url}/v1/chat/completions`,
     stop: async () => {
-      await started.stop()
+      await ark.stop()
       await rm(dir, { recursive: true, force: true })
     },
   }

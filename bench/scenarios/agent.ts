@@ -54,22 +54,15 @@ async function start(env?: Record<string, string>) {
   }
 }
 
-/** The routes as load targets: the same request to each; with `cpu`, whose CPU a request costs. */
-const targetsOf = (routes: readonly Route[], cpu: boolean): LoadTarget[] =>
-  routes.map((r) => ({
-    label: r.label,
-    url: r.url,
-    headers: JSON_HEADERS,
-    body: bodyOf(r),
-    ...(cpu ? { pid: r.pid } : {}),
-  }))
+/** The routes as load targets: the same request to each, and whose CPU it costs. */
+const targetsOf = (routes: readonly Route[]): LoadTarget[] =>
+  routes.map((r) => ({ label: r.label, url: r.url, headers: JSON_HEADERS, body: bodyOf(r), pid: r.pid }))
 
 const measure = (routes: readonly Route[], connections: number, seconds: number, rounds: number) =>
-  loadRounds(targetsOf(routes, true), connections, seconds, rounds)
+  loadRounds(targetsOf(routes), { connections, seconds, rounds })
 
-/** The gate's form: ratios only, so no CPU reading and one process start per load. */
 const measureQuick = (routes: readonly Route[], connections: number) =>
-  loadRounds(targetsOf(routes, false), connections, 1, 1, 0.3)
+  loadRounds(targetsOf(routes), { connections, seconds: 1, rounds: 1, quick: true })
 
 const med = (m: Map<string, RoundReport[]>, label: string, pick: (r: RoundReport) => number) =>
   median((m.get(label) ?? []).map(pick))

@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url'
 import type { LoadTarget, RoundReport } from '../lib/load.ts'
 import { loadRounds } from '../lib/load.ts'
 import type { ServerProcess } from '../lib/processes.ts'
-import { freePort, startServer } from '../lib/processes.ts'
+import { freePort } from '../../test/fakes/http.ts'
+import { startServer } from '../lib/processes.ts'
 import type { Measure, RunContext, Scenario } from '../lib/scenario.ts'
 import { median } from '../lib/stats.ts'
 import type { ArkProcess } from '../lib/stack.ts'
@@ -106,9 +107,9 @@ async function run(context: RunContext): Promise<{ measures: Measure[]; notes: s
   const stack = await startStack(true)
   try {
     context.log('passthrough: 1 connection')
-    const one = await loadRounds(stack.routes, 1, 3, 3)
+    const one = await loadRounds(stack.routes, { connections: 1, seconds: 3, rounds: 3 })
     context.log('passthrough: 50 connections')
-    const fifty = await loadRounds(stack.routes, 50, 3, 3)
+    const fifty = await loadRounds(stack.routes, { connections: 50, seconds: 3, rounds: 3 })
     const p = (label: string, pick: (r: RoundReport) => number, m = one) => med(m.get(label), pick)
     const direct50 = p('direct', (r) => r.p50)
     const direct99 = p('direct', (r) => r.p99)
@@ -183,12 +184,10 @@ async function run(context: RunContext): Promise<{ measures: Measure[]; notes: s
 async function gate(context: RunContext) {
   const stack = await startStack(false)
   context.log('passthrough gate: ark and direct at 1 and 50 connections')
-  // The gate compares ratios only; without pids no CPU is read and each load is one process start.
-  const targets = stack.routes.map((r) => ({ label: r.label, url: r.url, headers: r.headers, body: r.body }))
   return {
     async sample() {
-      const one = await loadRounds(targets, 1, 1, 1, 0.3)
-      const fifty = await loadRounds(targets, 50, 1, 1, 0.3)
+      const one = await loadRounds(stack.routes, { connections: 1, seconds: 1, rounds: 1, quick: true })
+      const fifty = await loadRounds(stack.routes, { connections: 50, seconds: 1, rounds: 1, quick: true })
       return {
         'ark/direct p50 @1': med(one.get('ark'), (r) => r.p50) / med(one.get('direct'), (r) => r.p50),
         'ark/direct req/s @50':
