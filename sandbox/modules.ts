@@ -1,0 +1,197 @@
+/**
+ * Where plugin modules come from, and the compile cache. A module is read (built-in, file, ConfigMap bytes, or
+ * an https download checked against its sha256), capped in memory (wasm-binary.ts), compiled once per digest
+ * and checked against what ark's host provides, so that a module that cannot run is refused when it is
+ * loaded, with the reason, and never at the first call.
+ */
+import { readFile } from 'node:fs/promises'
+import { ModuleRejected, WASM_PAGE_BYTES, capMemory } from './wasm-binary.ts'
+
+export type ModuleSource =
+  /** A plugin shipped with ark: plugins/dist/<name>.wasm, built by `npm run build:plugins`. */
+  | { readonly builtin: string }
+  | { readonly path: string }
+  /** Bytes read elsewhere (a ConfigMap's binaryData); `name` says where, in messages. */
+  | { readonly bytes: Uint8Array; readonly name: string }
+  | { readonly url: string; readonly sha256: string }
+
+export interface CompiledModule {
+  /** sha256 of the module as it was given, hex. */
+  readonly digest: string
+  readonly module: WebAssembly.Module
+  /** It imports WASI, which it gets as a file-less shim. */
+  readonly wasi: boolean
+  readonly exports: ReadonlySet<string>
+}
+
+export type Fetch = (url: string, init?: { signal?: AbortSignal }) => Promise<Response>
+
+export interface ModuleCacheOptions {
+  /** Where built-in plugins live (default plugins/dist/ beside this folder). */
+  readonly builtinDir?: URL
+  /** Downloads `url` modules (default the global fetch). */
+  readonly fetch?: Fetch
+  /** Largest module accepted (default 64 MiB). */
+  readonly maxModuleBytes?: number
+  readonly onCompile?: (hit: boolean) => void
+}
+
+/** Host functions ark provides in Extism's kernel namespace: a module importing anything else cannot link. */
+const KERNEL = new Set([
+  'alloc',
+  'free',
+  'length',
+  'length_unsafe',
+  'load_u8',
+  'load_u64',
+  'store_u8',
+  'store_u64',
+  'input_offset',
+  'input_length',
+  'input_load_u8',
+  'input_load_u64',
+  'output_set',
+  'error_set',
+  'config_get',
+  'var_get',
+  'var_set',
+  'http_request',
+  'http_status_code',
+  'log_info',
+  'log_warn',
+  'log_debug',
+  'log_error',
+])
+
+const BUILTIN_DIR = new URL('../plugins/dist/', import.meta.url)
+const BUILTIN_NAME = /^[a-z0-9][a-z0-9-]*$/
+
+export class ModuleCache {
+  readonly #options: ModuleCacheOptions
+  /** By digest and memory cap: the same bytes under another cap are another module. */
+  readonly #compiled = new Map<string, Promise<CompiledModule>>()
+  /** Downloads by their promised sha256: fetched once. */
+  readonly #downloads = new Map<string, Promise<Uint8Array>>()
+
+  constructor(options: ModuleCacheOptions = {}) {
+    this.#options = options
+  }
+
+  /** The module, compiled under a memory cap of `maxPages`; throws ModuleRejected with the reason. */
+  async load(source: ModuleSource, maxPages: number, signal?: AbortSignal): Promise<CompiledModule> {
+    const bytes = await this.#read(source, signal)
+    const digest = await sha256(bytes)
+    const key = `${digest}/${String(maxPages)}`
+    let compiled = this.#compiled.get(key)
+    this.#options.onCompile?.(compiled !== undefined)
+    if (compiled === undefined) {
+      compiled = compile(bytes, digest, maxPages)
+      this.#compiled.set(key, compiled)
+      // A refusal is not cached: the reason may be fixed by the next version of the same source.
+      compiled.catch(() => this.#compiled.delete(key))
+    }
+    return compiled
+  }
+
+  async #read(source: ModuleSource, signal: AbortSignal | undefined): Promise<Uint8Array> {
+    const max = this.#options.maxModuleBytes ?? 64 * 1024 * 1024
+    let bytes: Uint8Array
+    if ('bytes' in source) bytes = source.bytes
+    else if ('builtin' in source) {
+      if (!BUILTIN_NAME.test(source.builtin)) {
+        throw new ModuleRejected(`"${source.builtin}" is not a built-in plugin name`)
+      }
+      const file = new URL(`${source.builtin}.wasm`, this.#options.builtinDir ?? BUILTIN_DIR)
+      bytes = await readModuleFile(file, `built-in plugin ${source.builtin}`, 'run `npm run build:plugins`')
+    } else if ('path' in source) {
+      bytes = await readModuleFile(source.path, source.path, 'check the path and the file')
+    } else {
+      bytes = await this.#download(source.url, source.sha256.toLowerCase(), signal)
+    }
+    if (bytes.byteLength > max) {
+      throw new ModuleRejected(
+        `the module is ${String(bytes.byteLength)} bytes, over the limit of ${String(max)}`,
+      )
+    }
+    return bytes
+  }
+
+  #download(url: string, sha: string, signal: AbortSignal | undefined): Promise<Uint8Array> {
+    if (!url.startsWith('https://')) {
+      return Promise.reject(new ModuleRejected(`${url}: modules are downloaded over https only`))
+    }
+    let pending = this.#downloads.get(sha)
+    if (pending === undefined) {
+      pending = (async () => {
+        const fetch = this.#options.fetch ?? globalThis.fetch
+        let response: Response
+        try {
+          response = await fetch(url, signal === undefined ? {} : { signal })
+        } catch (err) {
+          throw new ModuleRejected(
+            `${url} could not be downloaded: ${err instanceof Error ? err.message : String(err)}`,
+          )
+        }
+        if (!response.ok) throw new ModuleRejected(`${url} answered HTTP ${String(response.status)}`)
+        const bytes = new Uint8Array(await response.arrayBuffer())
+        const actual = await sha256(bytes)
+        if (actual !== sha) {
+          throw new ModuleRejected(`${url} has sha256 ${actual}, not the ${sha} the Tool requires`)
+        }
+        return bytes
+      })()
+      this.#downloads.set(sha, pending)
+      pending.catch(() => this.#downloads.delete(sha))
+    }
+    return pending
+  }
+}
+
+async function readModuleFile(file: string | URL, what: string, advice: string): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await readFile(file))
+  } catch (err) {
+    const code = (err as { code?: string }).code
+    const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable' : String(err)
+    throw new ModuleRejected(`${what}: ${typeof file === 'string' ? file : file.pathname} ${why}; ${advice}`)
+  }
+}
+
+async function compile(bytes: Uint8Array, digest: string, maxPages: number): Promise<CompiledModule> {
+  const capped = capMemory(bytes, maxPages)
+  let module: WebAssembly.Module
+  try {
+    module = await WebAssembly.compile(capped.bytes)
+  } catch (err) {
+    throw new ModuleRejected(
+      `not a valid WebAssembly module: ${err instanceof Error ? err.message : String(err)}`,
+    )
+  }
+  let wasi = false
+  for (const i of WebAssembly.Module.imports(module)) {
+    if (i.module === 'wasi_snapshot_preview1' && i.kind === 'function') wasi = true
+    else if (i.module === 'extism:host/env' && i.kind === 'function' && KERNEL.has(i.name)) continue
+    else {
+      throw new ModuleRejected(
+        `imports ${i.kind} ${i.module}.${i.name}, which ark does not provide (plugins may import Extism's kernel functions and WASI)`,
+      )
+    }
+  }
+  const exports = new Set(
+    WebAssembly.Module.exports(module)
+      .filter((e) => e.kind === 'function')
+      .map((e) => e.name),
+  )
+  return { digest, module, wasi, exports }
+}
+
+export async function sha256(bytes: Uint8Array): Promise<string> {
+  const hash = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))
+  let hex = ''
+  for (const b of hash) hex += b.toString(16).padStart(2, '0')
+  return hex
+}
+
+export function pagesFor(mebibytes: number): number {
+  return Math.max(1, Math.floor((mebibytes * 1024 * 1024) / WASM_PAGE_BYTES))
+}

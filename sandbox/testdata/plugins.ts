@@ -1,0 +1,105 @@
+/**
+ * Hostile (and a few plain) test plugins, written in WAT against Extism's kernel ABI and assembled with wabt.
+ * Each does one thing a tool must never get away with.
+ */
+import createWabt from 'wabt'
+
+const KERNEL = `
+  (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
+  (import "extism:host/env" "store_u8" (func $store_u8 (param i64 i32)))
+  (import "extism:host/env" "output_set" (func $output_set (param i64 i64)))
+`
+
+/** Writes `len` bytes of `byte` as the output; `$out` helper shared by the plugins below. */
+const OUTPUT_BYTES = `
+  (func $output_byte (param $byte i32)
+    (local $at i64)
+    (local.set $at (call $alloc (i64.const 1)))
+    (call $store_u8 (local.get $at) (local.get $byte))
+    (call $output_set (local.get $at) (i64.const 1)))
+`
+
+export const WAT = {
+  /** Never returns. */
+  loop: `(module
+    (memory (export "memory") 1)
+    (func (export "call") (result i32) (loop $forever (br $forever)) (i32.const 0)))`,
+
+  /** Grows its memory a page at a time until refused, then traps as a language runtime does when out of memory. */
+  grow: `(module
+    (memory (export "memory") 1)
+    (func (export "call") (result i32)
+      (loop $more (br_if $more (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))
+      unreachable))`,
+
+  /** Asks the host for 1 MiB blocks forever. */
+  allocBomb: `(module ${KERNEL}
+    (memory (export "memory") 1)
+    (func (export "call") (result i32)
+      (loop $more (drop (call $alloc (i64.const 1048576))) (br $more))
+      (i32.const 0)))`,
+
+  /** Declares an output of 100 MiB. */
+  hugeOutput: `(module ${KERNEL}
+    (memory (export "memory") 1)
+    (func (export "call") (result i32)
+      (local $at i64)
+      (local.set $at (call $alloc (i64.const 104857600)))
+      (call $output_set (local.get $at) (i64.const 104857600))
+      (i32.const 0)))`,
+
+  /** Tries to open /etc/passwd through WASI; answers the two error numbers it got (prestat, path_open). */
+  readFile: `(module ${KERNEL}
+    (import "wasi_snapshot_preview1" "fd_prestat_get" (func $prestat (param i32 i32) (result i32)))
+    (import "wasi_snapshot_preview1" "path_open"
+      (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+    (memory (export "memory") 1)
+    (data (i32.const 16) "/etc/passwd")
+    (func (export "call") (result i32)
+      (local $e1 i32) (local $e2 i32) (local $at i64)
+      (local.set $e1 (call $prestat (i32.const 3) (i32.const 64)))
+      (local.set $e2 (call $open (i32.const 3) (i32.const 0) (i32.const 16) (i32.const 11) (i32.const 0)
+        (i64.const -1) (i64.const -1) (i32.const 0) (i32.const 128)))
+      (local.set $at (call $alloc (i64.const 2)))
+      (call $store_u8 (local.get $at) (local.get $e1))
+      (call $store_u8 (i64.add (local.get $at) (i64.const 1)) (local.get $e2))
+      (call $output_set (local.get $at) (i64.const 2))
+      (i32.const 0)))`,
+
+  /** Wants a host function that does not exist: refused when loaded. */
+  foreignImport: `(module
+    (import "env" "read_file" (func (param i32) (result i32)))
+    (memory (export "memory") 1)
+    (func (export "call") (result i32) (i32.const 0)))`,
+
+  /** Declares 2 GiB of initial memory. */
+  hugeMemory: `(module
+    (memory (export "memory") 32768)
+    (func (export "call") (result i32) (i32.const 0)))`,
+
+  /** Traps at once. */
+  trap: `(module
+    (memory (export "memory") 1)
+    (func (export "call") (result i32) unreachable))`,
+
+  /** Answers one byte: 7. */
+  seven: `(module ${KERNEL}
+    (memory (export "memory") 1)
+    ${OUTPUT_BYTES}
+    (func (export "call") (result i32) (call $output_byte (i32.const 7)) (i32.const 0)))`,
+} as const
+
+export type PluginName = keyof typeof WAT
+
+let wabt: Awaited<ReturnType<typeof createWabt>> | undefined
+
+/** The plugin's Wasm bytes. */
+export async function wasm(name: PluginName): Promise<Uint8Array> {
+  wabt ??= await createWabt()
+  const module = wabt.parseWat(`${name}.wat`, WAT[name])
+  try {
+    return module.toBinary({}).buffer
+  } finally {
+    module.destroy()
+  }
+}

@@ -1,0 +1,232 @@
+/**
+ * The inside of a plugin thread: Extism plugins, instantiated once and called many times, with ark's own host
+ * functions where the SDK's would not hold a limit. The main thread (pool.ts) owns the timeout: this side
+ * never has to notice that a plugin runs forever, because the whole thread is then terminated.
+ *
+ * What runs here is untrusted code; what this file adds on top of the Extism SDK:
+ * - `alloc` counts the bytes a call asks the kernel for and stops the call past the memory cap (the SDK's
+ *   kernel blocks live outside Wasm memory, where the module's declared maximum does not reach);
+ * - `http_request` asks the main thread, which applies the tool's host policy, and waits for the answer on a
+ *   shared buffer (the Extism ABI is synchronous);
+ * - WASI, when a module imports it, is a shim without files, sockets, arguments or environment;
+ * - the kernel is reset after every call, so nothing a call allocated outlives it.
+ */
+import createPlugin from '@extism/extism'
+import type { CallContext, ExtismPluginOptions, Plugin } from '@extism/extism'
+import { parentPort, workerData } from 'node:worker_threads'
+import { wasiShim } from './wasi-shim.ts'
+import type { FailureKind, HttpSlot, PluginDefinition, ToMain, ToWorker } from './protocol.ts'
+import { HTTP_HEADER_BYTES, HTTP_STATE } from './protocol.ts'
+
+/** Thrown by ark's host functions: the call ends with this kind of failure. */
+class HostStop extends Error {
+  readonly kind: FailureKind
+  constructor(kind: FailureKind, message: string) {
+    super(message)
+    this.kind = kind
+  }
+}
+
+interface Loaded {
+  readonly definition: PluginDefinition
+  plugin: Plugin | undefined
+  /** Kernel bytes allocated by the current call. */
+  allocated: number
+  status: number
+}
+
+const plugins = new Map<number, Loaded>()
+let httpSlot: HttpSlot | undefined
+let send: (message: ToMain) => void = () => {}
+const decoder = new TextDecoder()
+
+type HostFunctions = NonNullable<ExtismPluginOptions['functions']>
+
+function hostFunctions(entry: Loaded): HostFunctions {
+  const { definition } = entry
+  const env = {
+    alloc: (ctx: CallContext, n: bigint): bigint => {
+      const size = Number(n)
+      entry.allocated += size
+      if (entry.allocated > definition.maxMemoryBytes) {
+        throw new HostStop(
+          'memory',
+          `the plugin asked for ${String(entry.allocated)} bytes of host memory in one call, over its cap of ${String(definition.maxMemoryBytes)}`,
+        )
+      }
+      return ctx.alloc(size)
+    },
+    http_request: (ctx: CallContext, requestAddr: bigint, bodyAddr: bigint): bigint => {
+      const request = ctx.read(requestAddr)
+      if (request === null) throw new HostStop('trap', 'http_request: the request address is not a block')
+      let spec: { url?: unknown; method?: unknown; headers?: unknown }
+      try {
+        spec = JSON.parse(request.string()) as typeof spec
+      } catch {
+        throw new HostStop('trap', 'http_request: the request is not JSON')
+      }
+      const body = bodyAddr === 0n ? undefined : ctx.read(bodyAddr)?.bytes().slice()
+      const response = httpThroughMain(spec, body)
+      entry.status = response.status
+      entry.allocated += response.body.byteLength
+      if (response.body.byteLength === 0) return 0n
+      return ctx.store(response.body)
+    },
+    http_status_code: (): number => entry.status,
+    // A plugin's logs are its own business; forwarding them would let it flood the gateway's log.
+    log_info: () => {},
+    log_warn: () => {},
+    log_debug: () => {},
+    log_error: () => {},
+  }
+  const functions: HostFunctions = { 'extism:host/env': env }
+  if (definition.wasi) {
+    const names = WebAssembly.Module.imports(definition.module)
+      .filter((i) => i.module === 'wasi_snapshot_preview1' && i.kind === 'function')
+      .map((i) => i.name)
+    functions.wasi_snapshot_preview1 = wasiShim(names, () => memoryOf(entry))
+  }
+  return functions
+}
+
+function memoryOf(entry: Loaded): WebAssembly.Memory | undefined {
+  return instances.get(entry)?.exports.memory as WebAssembly.Memory | undefined
+}
+
+const instances = new WeakMap<Loaded, WebAssembly.Instance>()
+
+function httpThroughMain(
+  spec: { url?: unknown; method?: unknown; headers?: unknown },
+  body: Uint8Array | undefined,
+): { status: number; body: Uint8Array } {
+  const slot = httpSlot
+  if (slot === undefined) throw new HostStop('denied', 'this sandbox has no network')
+  if (typeof spec.url !== 'string') throw new HostStop('trap', 'http_request: the request has no url')
+  const headers: Record<string, string> = {}
+  if (typeof spec.headers === 'object' && spec.headers !== null) {
+    for (const [k, v] of Object.entries(spec.headers)) if (typeof v === 'string') headers[k] = v
+  }
+  const state = new Int32Array(slot.buffer, 0, 4)
+  Atomics.store(state, HTTP_STATE.flag, 0)
+  send({
+    t: 'http',
+    request: {
+      url: spec.url,
+      method: typeof spec.method === 'string' ? spec.method.toUpperCase() : 'GET',
+      headers,
+      ...(body === undefined ? {} : { body }),
+    },
+  })
+  // The main thread's call timeout bounds this wait: it terminates the thread if the answer is late.
+  Atomics.wait(state, HTTP_STATE.flag, 0)
+  const kind = Atomics.load(state, HTTP_STATE.kind)
+  const length = Atomics.load(state, HTTP_STATE.length)
+  const bytes = new Uint8Array(slot.buffer, HTTP_HEADER_BYTES, length).slice()
+  if (kind === 0) return { status: Atomics.load(state, HTTP_STATE.status), body: bytes }
+  throw new HostStop(kind === 1 ? 'denied' : 'error', decoder.decode(bytes))
+}
+
+async function instantiate(entry: Loaded): Promise<Plugin> {
+  const plugin = await createPlugin(
+    { wasm: [{ module: entry.definition.module }] },
+    {
+      useWasi: false,
+      runInWorker: false,
+      config: entry.definition.config,
+      functions: hostFunctions(entry),
+      logger: silentConsole,
+    },
+  )
+  const instance = await plugin.getInstance()
+  instances.set(entry, instance)
+  // A WASI reactor expects its initializer before any export is called; the SDK runs it only with its own WASI.
+  const init = instance.exports._initialize
+  if (entry.definition.wasi && typeof init === 'function') (init as () => void)()
+  return plugin
+}
+
+const noop = (): void => {}
+const silentConsole = { ...console, log: noop, info: noop, warn: noop, error: noop, debug: noop }
+
+async function call(pluginId: number, fn: string, input: Uint8Array): Promise<ToMain> {
+  const entry = plugins.get(pluginId)
+  if (entry === undefined)
+    return { t: 'fail', kind: 'error', message: `plugin ${String(pluginId)} is not loaded` }
+  entry.allocated = 0
+  entry.status = 0
+  try {
+    entry.plugin ??= await instantiate(entry)
+    const output = await entry.plugin.call(fn, input)
+    const bytes = output === null ? new Uint8Array(0) : output.bytes()
+    if (bytes.byteLength > entry.definition.maxOutputBytes) {
+      return {
+        t: 'fail',
+        kind: 'too_large',
+        message: `the plugin's output is ${String(bytes.byteLength)} bytes, over its limit of ${String(entry.definition.maxOutputBytes)}`,
+      }
+    }
+    // Copied: the block belongs to the kernel, which is reset below.
+    return { t: 'done', output: bytes.slice() }
+  } catch (err) {
+    return failure(err, entry)
+  } finally {
+    await entry.plugin?.reset()
+  }
+}
+
+function failure(err: unknown, entry: Loaded): ToMain {
+  if (err instanceof HostStop) return { t: 'fail', kind: err.kind, message: err.message }
+  const cap = entry.definition.maxMemoryBytes
+  const size = memoryOf(entry)?.buffer.byteLength ?? 0
+  // Language runtimes trap (or abort) when memory.grow is refused: at the cap, that is what happened.
+  if (err instanceof WebAssembly.RuntimeError && size >= cap) {
+    return {
+      t: 'fail',
+      kind: 'memory',
+      message: `the plugin used all of its ${String(cap / 1048576)} MiB of memory and stopped (${err.message})`,
+    }
+  }
+  if (err instanceof RangeError && /memory|allocation/i.test(err.message)) {
+    return { t: 'fail', kind: 'memory', message: `the plugin ran out of memory: ${err.message}` }
+  }
+  if (err instanceof WebAssembly.RuntimeError) {
+    return { t: 'fail', kind: 'trap', message: `the plugin trapped: ${err.message}` }
+  }
+  const message = err instanceof Error ? err.message : String(err)
+  // The SDK turns an error the plugin set (Extism's error_set) into this prefix.
+  const own = /^Plugin-originated error: ([\s\S]*)$/.exec(message)
+  if (own !== null) return { t: 'fail', kind: 'error', message: own[1] ?? '' }
+  return { t: 'fail', kind: 'trap', message: `the plugin failed: ${message}` }
+}
+
+function onMessage(message: ToWorker): void {
+  switch (message.t) {
+    case 'init':
+      httpSlot = message.http
+      return
+    case 'plugin':
+      plugins.set(message.id, {
+        definition: message.definition,
+        plugin: undefined,
+        allocated: 0,
+        status: 0,
+      })
+      return
+    case 'drop':
+      plugins.delete(message.id)
+      return
+    case 'call':
+      void call(message.plugin, message.fn, message.input).then(send)
+      return
+  }
+}
+
+if (parentPort === null) throw new Error('sandbox/worker.ts runs as a worker thread')
+const port = parentPort
+send = (m) => {
+  port.postMessage(m)
+}
+onMessage({ t: 'init', ...(workerData as { http: HttpSlot | undefined }) })
+port.on('message', onMessage)
+// Everything above is imported and compiled: the pool may count this thread as warm.
+send({ t: 'ready' })
