@@ -3,9 +3,14 @@
  * run, the gateway over its catalog, and the model probes that keep each Model's ModelReachable condition
  * current. `ark dev`, the end-to-end tests and the benchmarks all start here, so they run the same thing.
  */
-import type { ProviderType } from '../controller/api/index.ts'
+import type { ProviderType, ToolType } from '../controller/api/index.ts'
 import type { ControlPlane } from '../controller/index.ts'
-import { CAPABILITIES, ModelProbeController, startControlPlane } from '../controller/index.ts'
+import {
+  CAPABILITIES,
+  ModelProbeController,
+  ToolModuleController,
+  startControlPlane,
+} from '../controller/index.ts'
 import type { Gateway, GatewayOptions } from '../gateway/index.ts'
 import { BUILTIN_TOOLS, PROVIDERS, createGateway, silentLogger, upstreamFetch } from '../gateway/index.ts'
 
@@ -26,6 +31,8 @@ export interface Embedded {
   readonly gateway: Gateway
   /** Absent when probes are off. */
   readonly probes: ModelProbeController | undefined
+  /** Loads the modules of sandboxed Tools as they appear: their ModuleLoaded condition. */
+  readonly toolModules: ToolModuleController
   close(): Promise<void>
 }
 
@@ -39,6 +46,11 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
       ...CAPABILITIES,
       builtinTools: new Set([...Object.keys(BUILTIN_TOOLS), ...Object.keys(options.builtins ?? {})]),
       providers: new Set(Object.keys(PROVIDERS) as ProviderType[]),
+      // Webhook and Wasm tools run in the gateway's sandbox, when it has one.
+      toolTypes:
+        options.sandbox === false
+          ? new Set<ToolType>([...CAPABILITIES.toolTypes].filter((t) => t !== 'http' && t !== 'wasm'))
+          : CAPABILITIES.toolTypes,
     },
   })
   const gateway = createGateway({
@@ -59,11 +71,20 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     })
     probes.start()
   }
+  const toolModules = new ToolModuleController(cp.catalog, {
+    checker: { check: (tool, signal) => gateway.runtime.checkTool(tool, signal) },
+    onError: (key, err) => {
+      log.warn('tool module check failed', { resource: key, error: String(err) })
+    },
+  })
+  toolModules.start()
   return {
     controlPlane: cp,
     gateway,
     probes,
+    toolModules,
     async close() {
+      toolModules.close()
       probes?.close()
       await gateway.close()
       await cp.close()

@@ -10,6 +10,8 @@ import { silentLogger } from './log.ts'
 import { Metrics } from './metrics.ts'
 import { MemoryQueue } from './pool/memory.ts'
 import type { PoolLimits, TaskQueue } from './pool/queue.ts'
+import { Registry } from 'prom-client'
+import { Sandbox } from '../sandbox/index.ts'
 import { AgentRuntime } from './runtime/agent-runtime.ts'
 import type { ProviderSettings } from './runtime/providers/registry.ts'
 import { providerFactory } from './runtime/providers/registry.ts'
@@ -37,11 +39,19 @@ export interface GatewayOptions {
   readonly processMetrics?: boolean
   /** Readiness beyond "constructed" (default: always ready). */
   readonly ready?: () => boolean
+  /**
+   * Runs webhook and `wasm` tools. Default: a sandbox of the gateway's own, with its metrics, closed with it;
+   * false: none, and agents with such tools cannot run.
+   */
+  readonly sandbox?: Sandbox | false
+  /** Plugin threads of the gateway's own sandbox (default 4). */
+  readonly sandboxThreads?: number
 }
 
 export interface Gateway {
   readonly fetch: (request: Request) => Response | Promise<Response>
   readonly runtime: AgentRuntime
+  readonly sandbox: Sandbox | undefined
   readonly queue: TaskQueue
   readonly metrics: Metrics
   /** Stops taking tasks and waits for running ones. */
@@ -65,7 +75,18 @@ export function createGateway(options: GatewayOptions): Gateway {
 
   // The runtime reports to metrics, and metrics read the queue, which runs the runtime: tie the knot late.
   const sink: { metrics?: Metrics } = {}
+  const registry = new Registry()
+  const ownSandbox = options.sandbox === undefined
+  const sandbox =
+    options.sandbox === false
+      ? undefined
+      : (options.sandbox ??
+        new Sandbox({
+          ...(options.sandboxThreads === undefined ? {} : { maxThreads: options.sandboxThreads }),
+          registry,
+        }))
   const runtime = new AgentRuntime({
+    ...(sandbox === undefined ? {} : { sandbox }),
     catalog,
     createProvider: providerFactory(options.providers),
     builtins,
@@ -85,6 +106,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const queue = new MemoryQueue((task, context) => runtime.run(task, context), limitsOf)
   runtime.submit = async (task, signal) => (await queue.submit(task, { signal })).result
   const metrics = new Metrics({
+    registry,
     catalog,
     pools: () => queue.stats(),
     ...(options.processMetrics === undefined ? {} : { processMetrics: options.processMetrics }),
@@ -104,9 +126,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     runtime,
     queue,
     metrics,
+    sandbox,
     async close() {
       await queue.close()
       runtime.close()
+      if (ownSandbox) await sandbox?.close()
     },
   }
 }

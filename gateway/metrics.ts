@@ -21,6 +21,8 @@ export interface MetricsOptions {
   readonly pools: () => readonly PoolStats[]
   /** Node's process metrics (CPU, memory, event loop lag); the CLI turns them on. */
   readonly processMetrics?: boolean
+  /** Where to register (default a new one): the sandbox records into the same registry. */
+  readonly registry?: Registry
 }
 
 interface HttpLabels {
@@ -31,7 +33,7 @@ interface HttpLabels {
 }
 
 export class Metrics {
-  readonly registry = new Registry()
+  readonly registry: Registry
   readonly #http: Histogram<'http_request_method' | 'http_route' | 'http_response_status_code' | 'ark_target'>
   readonly #requestDuration: Histogram<'gen_ai_operation_name' | 'gen_ai_agent_name' | 'error_type'>
   readonly #runs: Counter<'agent' | 'outcome'>
@@ -47,6 +49,7 @@ export class Metrics {
   readonly #agents = new WeakMap<PreparedAgent, AgentRecorder>()
 
   constructor(options: MetricsOptions) {
+    this.registry = options.registry ?? new Registry()
     const registers = [this.registry]
     const { catalog, pools } = options
     if (options.processMetrics === true) collectDefaultMetrics({ register: this.registry })
@@ -99,7 +102,7 @@ export class Metrics {
     })
     this.#toolCalls = new Counter({
       name: 'ark_tool_calls_total',
-      help: 'Tool calls by agent, tool and outcome (ok, error, invalid_arguments, unknown_tool, timeout, cancelled).',
+      help: 'Tool calls by agent, tool and outcome (ok, error, invalid_arguments, unknown_tool, timeout, cancelled; sandboxed tools also denied, memory, trap, too_large).',
       labelNames: ['agent', 'tool', 'outcome'],
       registers,
     })

@@ -5,7 +5,6 @@
  */
 import { mkdir, readdir, stat } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
-import asc from 'assemblyscript/asc'
 
 const root = fileURLToPath(new URL('.', import.meta.url))
 // asc names elements (the `abort` override) by path from the working directory.
@@ -28,6 +27,18 @@ async function mtime(file: string): Promise<number> {
   }
 }
 
+/** What this script uses of the AssemblyScript compiler's API. */
+interface Asc {
+  main(
+    args: string[],
+    options: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream },
+  ): Promise<{ error: Error | null }>
+}
+// Imported by a name TypeScript does not follow: the compiler's typings declare AssemblyScript's own globals,
+// which would change the meaning of ordinary TypeScript in the rest of the project.
+const compiler = 'assemblyscript/asc'
+const asc = (await import(compiler)) as { default: Asc }
+
 await mkdir(dist, { recursive: true })
 const lib = await newest(`${root}lib`)
 const names = (await readdir(root, { withFileTypes: true }))
@@ -38,7 +49,7 @@ let failed = false
 for (const name of names) {
   const out = `${dist}/${name}.wasm`
   if (!force && (await mtime(out)) > Math.max(lib, await newest(`${root}${name}`))) continue
-  const { error } = await asc.main(
+  const { error } = await asc.default.main(
     [
       `plugins/${name}/index.ts`,
       '--outFile',

@@ -13,6 +13,8 @@ export interface Reference {
   /** ConfigMap/Secret key, when the reference reads one value. */
   readonly key?: string
   readonly optional?: boolean
+  /** The key is in the ConfigMap's binaryData (a Wasm module), not its data. */
+  readonly binary?: boolean
 }
 
 function fromValue(ns: string, source: ValueSource | undefined, path: string, out: Reference[]): void {
@@ -86,7 +88,16 @@ export function referencesOf(r: AnyResource): Reference[] {
       if (s.type === 'team') out.push({ kind: 'Team', ref: s.team, path: 'team' })
       if (s.type === 'wasm') {
         const m = s.wasm.module
-        if ('configMapKeyRef' in m) fromValue(ns, m, 'wasm.module', out)
+        if ('configMapKeyRef' in m) {
+          const r = m.configMapKeyRef
+          out.push({
+            kind: 'ConfigMap',
+            ref: { namespace: ns, name: r.name },
+            path: 'wasm.module',
+            key: r.key,
+            binary: true,
+          })
+        }
         fromValues(ns, s.wasm.config, 'wasm.config', out)
       }
       break

@@ -7,6 +7,7 @@ import type { AnyResource, ProviderType, ResourceOf, ToolType } from '../api/ind
 import { referencesOf } from '../api/index.ts'
 import type { Catalog } from '../store/index.ts'
 import { REACHABLE } from './model-probe.ts'
+import { MODULE_LOADED } from './tool-modules.ts'
 
 /** What this build of the runtime can execute. Later capabilities (MCP, A2A, sandboxed tools) extend it. */
 export interface Capabilities {
@@ -21,13 +22,14 @@ export interface Capabilities {
 }
 
 /**
- * What the runtime of this build executes: built-in tools and tools that call another agent, on the openai,
- * azure, anthropic and mock providers. Webhook and Wasm tools wait for the sandbox, MCP and A2A for their
- * clients, external execution engines for a client, teams for their strategies, bedrock for the AWS SDK.
+ * What the runtime of this build executes: built-in tools, tools that call another agent, webhook (`http`)
+ * and `wasm` tools in the Wasm sandbox, on the openai, azure, anthropic and mock providers. MCP and A2A wait
+ * for their clients, external execution engines for a client, teams for their strategies, bedrock for the AWS
+ * SDK.
  */
 export const CAPABILITIES: Capabilities = {
   builtinTools: new Set(['noop', 'terminate', 'calculator']),
-  toolTypes: new Set<ToolType>(['builtin', 'agent']),
+  toolTypes: new Set<ToolType>(['builtin', 'agent', 'http', 'wasm']),
   providers: new Set<ProviderType>(['openai', 'azure', 'anthropic', 'mock']),
   mcp: false,
   a2a: false,
@@ -158,6 +160,19 @@ function valueFailures(r: AnyResource, catalog: Catalog): Failure[] {
       continue
     }
     if (ref.kind === 'ConfigMap' || ref.kind === 'Secret') {
+      if (ref.binary === true) {
+        const cm = catalog.get('ConfigMap', ref.ref)
+        if (cm?.spec.binaryData[ref.key ?? ''] === undefined) {
+          out.push({
+            reason: cm === undefined ? 'ConfigMapNotFound' : 'KeyNotFound',
+            message:
+              cm === undefined
+                ? `${ref.path}: ConfigMap ${ns}/${ref.ref.name} not found`
+                : `${ref.path}: ConfigMap ${ns}/${ref.ref.name} has no binaryData key "${ref.key ?? ''}"`,
+          })
+        }
+        continue
+      }
       if (ref.key === undefined) {
         if (catalog.get(ref.kind, ref.ref) === undefined) {
           out.push({
@@ -266,6 +281,8 @@ function agentFailures(a: ResourceOf<'Agent'>, catalog: Catalog, caps: Capabilit
 
 function toolFailures(t: ResourceOf<'Tool'>, catalog: Catalog, caps: Capabilities): Failure[] {
   const out = valueFailures(t, catalog)
+  const loaded = catalog.status(t.key)?.conditions.find((c) => c.type === MODULE_LOADED)
+  if (loaded?.status === 'False') out.push({ reason: loaded.reason, message: loaded.message })
   const s = t.spec
   if (s.type === 'builtin' && !caps.builtinTools.has(s.builtin.name)) {
     out.push({

@@ -7,9 +7,10 @@
  * The probe itself belongs to whoever holds the provider clients (the gateway's runtime); this controller
  * only schedules, de-duplicates and records, so it never imports the data plane.
  */
-import type { AnyResource, Condition, ResourceOf, Status } from '../api/index.ts'
+import type { AnyResource, ResourceOf } from '../api/index.ts'
 import type { Catalog } from '../store/index.ts'
 import type { Verdict } from './availability.ts'
+import { recordCondition } from './conditions.ts'
 
 export const REACHABLE = 'ModelReachable'
 
@@ -193,40 +194,15 @@ export class ModelProbeController {
     this.#record(resource, verdict)
   }
 
-  #write(key: string, status: Status): void {
-    this.#catalog.store.writeStatus(key, status).catch((err: unknown) => this.#options.onError?.(key, err))
-  }
-
   #record(resource: AnyResource, verdict: Verdict | undefined): void {
-    const store = this.#catalog.store
-    const current = store.status(resource.key)
-    const before = current?.conditions.find((c) => c.type === REACHABLE)
-    if (verdict === undefined) {
-      if (before === undefined) return
-      this.#write(resource.key, {
-        ...current,
-        conditions: current?.conditions.filter((c) => c.type !== REACHABLE) ?? [],
-      })
-      return
-    }
-    if (
-      before?.status === verdict.status &&
-      before.reason === verdict.reason &&
-      before.message === verdict.message
-    ) {
-      return
-    }
-    const now = this.#options.now ?? (() => new Date())
-    const condition: Condition = {
-      type: REACHABLE,
-      ...verdict,
-      lastTransitionTime: before?.status === verdict.status ? before.lastTransitionTime : now().toISOString(),
-      ...(resource.meta.generation === undefined ? {} : { observedGeneration: resource.meta.generation }),
-    }
-    this.#write(resource.key, {
-      ...current,
-      conditions: [...(current?.conditions.filter((c) => c.type !== REACHABLE) ?? []), condition],
-    })
+    recordCondition(
+      this.#catalog,
+      resource,
+      REACHABLE,
+      verdict,
+      this.#options.now ?? (() => new Date()),
+      this.#options.onError,
+    )
   }
 }
 

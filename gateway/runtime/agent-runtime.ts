@@ -15,6 +15,9 @@ import { ProviderError } from './provider.ts'
 import type { Task, TaskResult } from './task.ts'
 import { notRun } from './task.ts'
 import type { BuiltinTool } from './tools/tool.ts'
+import type { PluginSpec, Sandbox } from '../../sandbox/index.ts'
+import { ModuleRejected } from '../../sandbox/index.ts'
+import { ToolSpecError, wasmPluginSpec, webhookPluginSpec } from './tools/sandboxed.ts'
 
 export interface RuntimeOptions {
   readonly catalog: Catalog
@@ -29,6 +32,8 @@ export interface RuntimeOptions {
   readonly observe?: (agent: PreparedAgent, event: AgentEvent) => void
   /** Runs a task for another agent (agent-as-tool), through that agent's pool. */
   readonly submit?: (task: Task, signal: AbortSignal) => Promise<TaskResult>
+  /** Runs webhook and `wasm` tools. */
+  readonly sandbox?: Sandbox
 }
 
 export interface RunContext {
@@ -81,6 +86,7 @@ export class AgentRuntime {
         maxIterations: this.#maxIterations,
         timeoutMs: this.#timeoutMs,
         id: this.#catalog.targetId('Agent', agent.ref),
+        ...(this.#options.sandbox === undefined ? {} : { sandbox: this.#options.sandbox }),
       })
       this.#prepared.set(agent.key, p)
     }
@@ -153,6 +159,43 @@ export class AgentRuntime {
         reason: 'ProbeFailed',
         message: err instanceof Error ? err.message : String(err),
       }
+    }
+  }
+
+  /**
+   * Loads the module of a Tool that runs in the sandbox: the verdict for its ModuleLoaded condition, or
+   * undefined for Tools without one (and when the Tool's values do not resolve, which Available says).
+   */
+  async checkTool(tool: ResourceOf<'Tool'>, signal: AbortSignal): Promise<ProbeVerdict | undefined> {
+    const sandbox = this.#options.sandbox
+    const spec = tool.spec
+    if (sandbox === undefined || (spec.type !== 'wasm' && spec.type !== 'http')) return undefined
+    let plugin: PluginSpec
+    try {
+      plugin =
+        spec.type === 'wasm'
+          ? wasmPluginSpec(spec.wasm, tool.ref.namespace, this.#catalog)
+          : webhookPluginSpec(spec.http)
+    } catch (err) {
+      if (err instanceof ToolSpecError) {
+        // A value that does not resolve is Available's to report; a URL template that cannot work is ours.
+        return spec.type === 'http'
+          ? { status: 'False', reason: 'InvalidWebhook', message: err.message }
+          : undefined
+      }
+      throw err
+    }
+    try {
+      const loaded = await sandbox.load(plugin, signal)
+      return {
+        status: 'True',
+        reason: 'ModuleLoaded',
+        message: `module sha256:${loaded.digest.slice(0, 12)} compiled; it exports ${plugin.function}`,
+      }
+    } catch (err) {
+      if (err instanceof ModuleRejected)
+        return { status: 'False', reason: 'ModuleRejected', message: err.message }
+      throw err
     }
   }
 

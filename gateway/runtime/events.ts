@@ -21,7 +21,18 @@ export type Outcome =
   /** The provider failed, or the runtime did. */
   | 'error'
 
-export type ToolOutcome = 'ok' | 'error' | 'invalid_arguments' | 'unknown_tool' | 'timeout' | 'cancelled'
+export type ToolOutcome =
+  | 'ok'
+  | 'error'
+  | 'invalid_arguments'
+  | 'unknown_tool'
+  | 'timeout'
+  | 'cancelled'
+  /** Sandboxed tools (sandbox/): a host not granted, the memory cap, a trap, an input or output too large. */
+  | 'denied'
+  | 'memory'
+  | 'trap'
+  | 'too_large'
 
 export type AgentEvent =
   | { readonly type: 'agent.start'; readonly agent: string; readonly task: string }

@@ -271,7 +271,7 @@ async function callTool(
   }
   try {
     const result = await untilAborted(tool.execute(args as Record<string, unknown>, context), context.signal)
-    return done(result.isError === true ? 'error' : 'ok', result)
+    return done(result.outcome ?? (result.isError === true ? 'error' : 'ok'), result)
   } catch (err) {
     if (context.signal.aborted) {
       const timedOut = isTimeout(context.signal)

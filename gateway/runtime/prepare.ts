@@ -12,6 +12,8 @@ import type { JsonValidator } from './schema.ts'
 import { compileJsonSchema } from './schema.ts'
 import type { Template } from './template.ts'
 import { parseTemplate } from './template.ts'
+import type { Sandbox } from '../../sandbox/index.ts'
+import { ToolSpecError, wasmTool, webhookTool } from './tools/sandboxed.ts'
 import type { BuiltinTool, PreparedTool, ToolContext, ToolResult } from './tools/tool.ts'
 
 export interface PreparedAgent extends LoopAgent {
@@ -30,6 +32,8 @@ export interface PrepareOptions {
   readonly timeoutMs: number
   /** How clients address this agent: `agent/<name>` in the default namespace, else `agent/<ns>/<name>`. */
   readonly id: string
+  /** Runs webhook and `wasm` tools; without it, agents that have them cannot run. */
+  readonly sandbox?: Sandbox
 }
 
 /** The agent cannot run as declared (a dependency vanished between the availability check and the run). */
@@ -173,14 +177,55 @@ function prepareTool(entry: AgentTool, agent: ResourceOf<'Agent'>, options: Prep
       if (spec.type === 'agent') {
         return withFixed(agentTool(name, spec.agent, description, spec.inputSchema), fixed)
       }
+      if (spec.type === 'http' || spec.type === 'wasm') {
+        const described = {
+          name,
+          description: description ?? `Calls the ${spec.type === 'http' ? 'webhook' : 'Wasm tool'} ${name}.`,
+          inputSchema: spec.inputSchema,
+        }
+        return withFixed(
+          sandboxed(`tool ${name}`, options, (sandbox) =>
+            spec.type === 'http'
+              ? webhookTool(described, spec.http, ns, catalog, sandbox)
+              : wasmTool(described, spec.wasm, ns, catalog, sandbox),
+          ),
+          fixed,
+        )
+      }
       throw new PrepareError(
         `Tool ${ns}/${entry.ref.name} is of type ${spec.type}, which this runtime cannot run yet`,
       )
     }
-    case 'inline':
-      throw new PrepareError(`webhook tool ${entry.name} needs the Wasm sandbox, which this runtime lacks`)
+    case 'inline': {
+      const spec = entry.tool
+      if (spec.type !== 'http') throw new PrepareError(`inline tool ${entry.name} must be a webhook`)
+      const described = {
+        name: modelName(entry.name),
+        description: spec.description ?? `Calls the webhook ${entry.name}.`,
+        inputSchema: spec.inputSchema,
+      }
+      return sandboxed(`webhook tool ${entry.name}`, options, (sandbox) =>
+        webhookTool(described, spec.http, ns, catalog, sandbox),
+      )
+    }
     case 'mcpServer':
       throw new PrepareError(`MCP server ${entry.server.name} needs the MCP client, which this runtime lacks`)
+  }
+}
+
+/** A tool that runs in the sandbox, when this runtime has one. */
+function sandboxed(
+  what: string,
+  options: PrepareOptions,
+  build: (sandbox: Sandbox) => PreparedTool,
+): PreparedTool {
+  if (options.sandbox === undefined)
+    throw new PrepareError(`${what} needs the Wasm sandbox, which this runtime lacks`)
+  try {
+    return build(options.sandbox)
+  } catch (err) {
+    if (err instanceof ToolSpecError) throw new PrepareError(`${what}: ${err.message}`)
+    throw err
   }
 }
 

@@ -20,8 +20,9 @@ export function call(): i32 {
   const input = Host.input()
   let split = input.indexOf(NEWLINE)
   if (split < 0) split = input.length
-  const request = store(input.subarray(0, split))
-  const body: u64 = split + 1 < input.length ? store(input.subarray(split + 1)).offset : 0
+  // Copies (slice, not subarray): the PDK stores from the start of the underlying buffer.
+  const request = store(input.slice(0, split))
+  const body: u64 = split + 1 < input.length ? store(input.slice(split + 1)).offset : 0
   const response = http_request(request.offset, body)
   const status = http_status_code()
   const head = Uint8Array.wrap(String.UTF8.encode(status.toString() + '\n'))

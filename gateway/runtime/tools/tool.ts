@@ -1,5 +1,6 @@
 /** What the tool loop knows of a tool: its definition for the model, its argument validator, and how to run it. */
 import type { JsonSchema } from '../../../controller/api/index.ts'
+import type { ToolOutcome } from '../events.ts'
 import type { ToolDefinition } from '../messages.ts'
 import type { JsonValidator } from '../schema.ts'
 
@@ -15,6 +16,8 @@ export interface ToolResult {
   readonly isError?: boolean
   /** Ends the run after this turn; `content` becomes the answer (the `terminate` tool). */
   readonly terminate?: boolean
+  /** How it went, for metrics, when `ok`/`error` says too little (a sandboxed call that timed out). */
+  readonly outcome?: ToolOutcome
 }
 
 export interface PreparedTool {
