@@ -47,6 +47,8 @@ Usage:
                                    (env ARK_PROVIDER_RETRIES, default 2)
         --probe-interval <s>       Model probes for agents' own model ids; Models use their pollInterval;
                                    0 turns probes off (env ARK_PROBE_INTERVAL, default 60)
+        --sandbox-threads <n>      Threads for webhook and Wasm tool calls; more calls wait
+                                   (env ARK_SANDBOX_THREADS, default 4)
   ark --help | ark --version
 
 Kinds for get: agents, models, tools, teams, memories, queries, mcpservers, a2aservers,
@@ -87,6 +89,7 @@ async function main(argv: string[]): Promise<number> {
       'provider-timeout': { type: 'string' },
       'provider-retries': { type: 'string' },
       'probe-interval': { type: 'string' },
+      'sandbox-threads': { type: 'string' },
     },
   })
   const [command, ...rest] = positionals
@@ -207,6 +210,7 @@ async function main(argv: string[]): Promise<number> {
           number('provider-timeout', 'ARK_PROVIDER_TIMEOUT', PROVIDER_DEFAULTS.timeoutMs / 1000, 1) * 1000,
         providerRetries: number('provider-retries', 'ARK_PROVIDER_RETRIES', PROVIDER_DEFAULTS.maxRetries, 0),
         probeIntervalSeconds: number('probe-interval', 'ARK_PROBE_INTERVAL', 60, 0),
+        sandboxThreads: number('sandbox-threads', 'ARK_SANDBOX_THREADS', 4, 1),
       })
     }
     default:
@@ -228,6 +232,7 @@ interface DevOptions {
   readonly providerTimeoutMs: number
   readonly providerRetries: number
   readonly probeIntervalSeconds: number
+  readonly sandboxThreads: number
 }
 
 /**
@@ -252,6 +257,7 @@ async function dev(options: DevOptions): Promise<number> {
       maxRetries: options.providerRetries,
     },
     probeIntervalSeconds: options.probeIntervalSeconds,
+    sandboxThreads: options.sandboxThreads,
     log: createLogger('gateway'),
     processMetrics: !('Deno' in globalThis),
   })
