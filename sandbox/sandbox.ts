@@ -103,6 +103,11 @@ export class Sandbox {
    */
   async load(spec: PluginSpec, signal?: AbortSignal): Promise<SandboxedPlugin> {
     const limits: PluginLimits = { ...DEFAULT_PLUGIN_LIMITS, ...definedOnly(spec.limits ?? {}) }
+    if (limits.memoryMiB > MAX_MEMORY_MIB) {
+      throw new ModuleRejected(
+        `limits.memoryMiB ${String(limits.memoryMiB)} is over the ${String(MAX_MEMORY_MIB)} MiB a Wasm memory can address`,
+      )
+    }
     let compiled: CompiledModule
     try {
       compiled = await this.#modules.load(spec.source, pagesFor(limits.memoryMiB), signal)
@@ -184,6 +189,9 @@ export class Sandbox {
     return this.#pool.close()
   }
 }
+
+/** 65,536 pages of 64 KiB: all a 32-bit Wasm memory holds. */
+const MAX_MEMORY_MIB = 4096
 
 /** Distinct plugin configurations kept registered; a Secret rotated forever must not grow them forever. */
 const MAX_PLUGINS = 512

@@ -151,6 +151,24 @@ export const cases: Case[] = [
     },
   },
   {
+    name: 'host memory taken by reading config values in a loop stops at the cap',
+    async run(ctx) {
+      const bomb = await plugin(ctx, 'configBomb', {
+        config: { k: 'x'.repeat(65536) },
+        limits: { memoryMiB: 8, timeoutMs: 20_000 },
+      })
+      const err = await failure(bomb.call(new Uint8Array(0)))
+      assert.equal(err.kind, 'memory')
+    },
+  },
+  {
+    name: 'a memory limit beyond what Wasm can address is refused',
+    async run(ctx) {
+      const err = await rejection(plugin(ctx, 'seven', { limits: { memoryMiB: 8192 } }))
+      assert.match(err.message, /memoryMiB 8192 is over the 4096 MiB/)
+    },
+  },
+  {
     name: 'a 100 MB output is refused',
     async run(ctx) {
       const huge = await plugin(ctx, 'hugeOutput', { limits: { memoryMiB: 256 } })

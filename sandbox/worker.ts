@@ -39,22 +39,36 @@ const plugins = new Map<number, Loaded>()
 let httpSlot: HttpSlot | undefined
 let send: (message: ToMain) => void = () => {}
 const decoder = new TextDecoder()
+const encoder = new TextEncoder()
 
 type HostFunctions = NonNullable<ExtismPluginOptions['functions']>
 
 function hostFunctions(entry: Loaded): HostFunctions {
   const { definition } = entry
+  /** Counts host (kernel) bytes a call takes; past the cap the call stops. */
+  const charge = (bytes: number): void => {
+    entry.allocated += bytes
+    if (entry.allocated > definition.maxMemoryBytes) {
+      throw new HostStop(
+        'memory',
+        `the plugin asked for ${String(entry.allocated)} bytes of host memory in one call, over its cap of ${String(definition.maxMemoryBytes)}`,
+      )
+    }
+  }
   const env = {
     alloc: (ctx: CallContext, n: bigint): bigint => {
       const size = Number(n)
-      entry.allocated += size
-      if (entry.allocated > definition.maxMemoryBytes) {
-        throw new HostStop(
-          'memory',
-          `the plugin asked for ${String(entry.allocated)} bytes of host memory in one call, over its cap of ${String(definition.maxMemoryBytes)}`,
-        )
-      }
+      charge(size)
       return ctx.alloc(size)
+    },
+    // The SDK's own config_get copies the value into a new block on every call, uncounted: a plugin calling
+    // it in a loop would grow host memory without bound.
+    config_get: (ctx: CallContext, keyAddr: bigint): bigint => {
+      const key = ctx.read(keyAddr)?.string()
+      if (key === undefined || !Object.hasOwn(definition.config, key)) return 0n
+      const value = encoder.encode(definition.config[key])
+      charge(value.byteLength)
+      return value.byteLength === 0 ? 0n : ctx.store(value)
     },
     http_request: (ctx: CallContext, requestAddr: bigint, bodyAddr: bigint): bigint => {
       const request = ctx.read(requestAddr)
@@ -68,7 +82,7 @@ function hostFunctions(entry: Loaded): HostFunctions {
       const body = bodyAddr === 0n ? undefined : ctx.read(bodyAddr)?.bytes().slice()
       const response = httpThroughMain(spec, body)
       entry.status = response.status
-      entry.allocated += response.body.byteLength
+      charge(response.body.byteLength)
       if (response.body.byteLength === 0) return 0n
       return ctx.store(response.body)
     },

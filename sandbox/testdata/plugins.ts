@@ -39,6 +39,17 @@ export const WAT = {
       (loop $more (drop (call $alloc (i64.const 1048576))) (br $more))
       (i32.const 0)))`,
 
+  /** Reads configuration value "k" forever: each read is a new host block. */
+  configBomb: `(module ${KERNEL}
+    (import "extism:host/env" "config_get" (func $config_get (param i64) (result i64)))
+    (memory (export "memory") 1)
+    (func (export "call") (result i32)
+      (local $key i64)
+      (local.set $key (call $alloc (i64.const 1)))
+      (call $store_u8 (local.get $key) (i32.const 107))
+      (loop $more (drop (call $config_get (local.get $key))) (br $more))
+      (i32.const 0)))`,
+
   /** Declares an output of 100 MiB. */
   hugeOutput: `(module ${KERNEL}
     (memory (export "memory") 1)
