@@ -4,7 +4,7 @@
  * and checked against what ark's host provides, so that a module that cannot run is refused when it is
  * loaded, with the reason, and never at the first call.
  */
-import { readFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { ModuleRejected, WASM_PAGE_BYTES, capMemory } from './wasm-binary.ts'
 
 export type ModuleSource =
@@ -87,6 +87,7 @@ export class ModuleCache {
     if (compiled === undefined) {
       compiled = compile(bytes, digest, maxPages)
       this.#compiled.set(key, compiled)
+      bound(this.#compiled)
       // A refusal is not cached: the reason may be fixed by the next version of the same source.
       compiled.catch(() => this.#compiled.delete(key))
     }
@@ -102,11 +103,16 @@ export class ModuleCache {
         throw new ModuleRejected(`"${source.builtin}" is not a built-in plugin name`)
       }
       const file = new URL(`${source.builtin}.wasm`, this.#options.builtinDir ?? BUILTIN_DIR)
-      bytes = await readModuleFile(file, `built-in plugin ${source.builtin}`, 'run `npm run build:plugins`')
+      bytes = await readModuleFile(
+        file,
+        `built-in plugin ${source.builtin}`,
+        'run `npm run build:plugins`',
+        max,
+      )
     } else if ('path' in source) {
-      bytes = await readModuleFile(source.path, source.path, 'check the path and the file')
+      bytes = await readModuleFile(source.path, source.path, 'check the path and the file', max)
     } else {
-      bytes = await this.#download(source.url, source.sha256.toLowerCase(), signal)
+      bytes = await this.#download(source.url, source.sha256.toLowerCase(), signal, max)
     }
     if (bytes.byteLength > max) {
       throw new ModuleRejected(
@@ -116,44 +122,108 @@ export class ModuleCache {
     return bytes
   }
 
-  #download(url: string, sha: string, signal: AbortSignal | undefined): Promise<Uint8Array> {
+  #download(url: string, sha: string, signal: AbortSignal | undefined, max: number): Promise<Uint8Array> {
     if (!url.startsWith('https://')) {
       return Promise.reject(new ModuleRejected(`${url}: modules are downloaded over https only`))
     }
-    let pending = this.#downloads.get(sha)
+    const key = `${sha} ${url}`
+    let pending = this.#downloads.get(key)
     if (pending === undefined) {
       pending = (async () => {
         const fetch = this.#options.fetch ?? globalThis.fetch
+        // Not the caller's signal: the download is shared by every load of the same module.
+        const timeout = AbortSignal.timeout(DOWNLOAD_TIMEOUT_MS)
         let response: Response
         try {
-          response = await fetch(url, signal === undefined ? {} : { signal })
+          response = await fetch(url, { signal: timeout })
         } catch (err) {
           throw new ModuleRejected(
             `${url} could not be downloaded: ${err instanceof Error ? err.message : String(err)}`,
           )
         }
         if (!response.ok) throw new ModuleRejected(`${url} answered HTTP ${String(response.status)}`)
-        const bytes = new Uint8Array(await response.arrayBuffer())
+        const bytes = await readCapped(response, max, url)
         const actual = await sha256(bytes)
         if (actual !== sha) {
           throw new ModuleRejected(`${url} has sha256 ${actual}, not the ${sha} the Tool requires`)
         }
         return bytes
       })()
-      this.#downloads.set(sha, pending)
-      pending.catch(() => this.#downloads.delete(sha))
+      this.#downloads.set(key, pending)
+      pending.catch(() => this.#downloads.delete(key))
+      bound(this.#downloads)
     }
-    return pending
+    return signal === undefined ? pending : untilAborted(pending, signal)
   }
 }
 
-async function readModuleFile(file: string | URL, what: string, advice: string): Promise<Uint8Array> {
+/** The file, when it is a regular file no larger than `max`: a device or a huge file is never read. */
+/** Modules kept compiled, and downloads kept; the oldest go first (a ConfigMap updated forever). */
+const MAX_CACHED = 128
+const DOWNLOAD_TIMEOUT_MS = 60_000
+
+function bound(map: Map<string, unknown>): void {
+  for (const key of map.keys()) {
+    if (map.size <= MAX_CACHED) return
+    map.delete(key)
+  }
+}
+
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'))
+    }
+    if (signal.aborted) onAbort()
+    signal.addEventListener('abort', onAbort, { once: true })
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+  })
+}
+
+/** The body, refused as soon as it passes `max` bytes. */
+async function readCapped(response: Response, max: number, url: string): Promise<Uint8Array> {
+  const declared = Number(response.headers.get('content-length') ?? '0')
+  const tooBig = (n: number) =>
+    new ModuleRejected(`${url} is ${String(n)} bytes or more, over the limit of ${String(max)}`)
+  if (declared > max) throw tooBig(declared)
+  if (response.body === null) return new Uint8Array(0)
+  const chunks: Uint8Array[] = []
+  let size = 0
+  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+    size += chunk.byteLength
+    if (size > max) throw tooBig(size)
+    chunks.push(chunk)
+  }
+  const out = new Uint8Array(size)
+  let at = 0
+  for (const c of chunks) {
+    out.set(c, at)
+    at += c.byteLength
+  }
+  return out
+}
+
+async function readModuleFile(
+  file: string | URL,
+  what: string,
+  advice: string,
+  max: number,
+): Promise<Uint8Array> {
+  const name = typeof file === 'string' ? file : file.pathname
   try {
+    const info = await stat(file)
+    if (!info.isFile()) throw new ModuleRejected(`${what}: ${name} is not a regular file`)
+    if (info.size > max) {
+      throw new ModuleRejected(
+        `${what}: ${name} is ${String(info.size)} bytes, over the limit of ${String(max)}`,
+      )
+    }
     return new Uint8Array(await readFile(file))
   } catch (err) {
+    if (err instanceof ModuleRejected) throw err
     const code = (err as { code?: string }).code
     const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable' : String(err)
-    throw new ModuleRejected(`${what}: ${typeof file === 'string' ? file : file.pathname} ${why}; ${advice}`)
+    throw new ModuleRejected(`${what}: ${name} ${why}; ${advice}`)
   }
 }
 

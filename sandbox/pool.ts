@@ -101,7 +101,15 @@ export class ThreadPool {
     this.#changed()
   }
 
-  /** Starts `n` threads ahead of demand, so that the first calls do not wait for a thread to boot. */
+  /** Whether a plugin is registered (it is dropped by `drop`, and then needs `define` again). */
+  has(id: number): boolean {
+    return this.#definitions.has(id)
+  }
+
+  /**
+   * Starts `n` threads ahead of demand, so that the first calls do not wait for a thread to boot. Threads
+   * that fail to start are left to be started on demand, where the failure reaches a caller.
+   */
   async warm(n: number): Promise<void> {
     const want = Math.min(n, this.#maxThreads) - this.#threads.length - this.#starting
     const started: Promise<void>[] = []
@@ -112,7 +120,7 @@ export class ThreadPool {
         }),
       )
     }
-    await Promise.all(started)
+    await Promise.allSettled(started)
   }
 
   async call(pluginId: number, fn: string, input: Uint8Array, options: CallOptions): Promise<Uint8Array> {
@@ -121,8 +129,8 @@ export class ThreadPool {
     const signal = options.signal
     if (signal?.aborted === true) throw new SandboxError('error', 'the call was cancelled before it started')
     const deadline = performance.now() + options.timeoutMs
-    const thread = await this.#acquire(pluginId, signal)
     // Waiting for a thread counts against the timeout: a caller's budget is wall-clock time.
+    const thread = await this.#acquire(pluginId, signal, options.timeoutMs)
     const left = deadline - performance.now()
     if (left <= 0) {
       this.#release(thread)
@@ -152,6 +160,15 @@ export class ThreadPool {
     timeoutMs: number,
   ): Promise<Uint8Array> {
     return new Promise<Uint8Array>((resolve, reject) => {
+      if (t.dead || this.#closed) {
+        reject(new SandboxError('error', 'the sandbox is shut down'))
+        return
+      }
+      if (options.signal?.aborted === true) {
+        this.#release(t)
+        reject(new SandboxError('error', 'the call was cancelled before it started'))
+        return
+      }
       const ended = new AbortController()
       const onAbort = (): void => {
         this.#kill(t, new SandboxError('error', 'the call was cancelled; its plugin was stopped'))
@@ -203,6 +220,10 @@ export class ThreadPool {
   }
 
   #onMessage(t: PooledThread, message: ToMain): void {
+    if (message.t === 'evicted') {
+      if (t.instantiated.delete(message.id)) this.#changed()
+      return
+    }
     const running = t.running
     if (running === undefined || t.dead) return
     switch (message.t) {
@@ -218,6 +239,9 @@ export class ThreadPool {
         return
       case 'http':
         this.#serveHttp(t, running, message.request)
+        return
+      case 'stop':
+        this.#kill(t, new SandboxError(message.kind, message.message))
         return
     }
   }
@@ -257,6 +281,13 @@ export class ThreadPool {
     t.dead = true
     this.#remove(t)
     t.running?.reject(err)
+    // A thread waiting for an HTTP answer is woken with a failure, in case terminating it does not stop it
+    // (Deno's does not interrupt running code): it must not wait there forever.
+    const state = new Int32Array(t.http, 0, 4)
+    Atomics.store(state, HTTP_STATE.kind, 2)
+    Atomics.store(state, HTTP_STATE.length, 0)
+    Atomics.store(state, HTTP_STATE.flag, 1)
+    Atomics.notify(state, HTTP_STATE.flag)
     void t.thread.terminate()
     // Whoever waits for a thread gets a new one in its place.
     this.#serveWaiters()
@@ -268,25 +299,33 @@ export class ThreadPool {
     this.#changed()
   }
 
-  #acquire(pluginId: number, signal: AbortSignal | undefined): Promise<PooledThread> {
+  #acquire(pluginId: number, signal: AbortSignal | undefined, timeoutMs: number): Promise<PooledThread> {
     const idle = this.#idleFor(pluginId)
     if (idle !== undefined) {
       idle.running = RESERVED
       return Promise.resolve(idle)
     }
     return new Promise<PooledThread>((resolve, reject) => {
-      const onAbort = (): void => {
+      const leave = (err: SandboxError): void => {
         const i = this.#waiting.indexOf(waiter)
         if (i >= 0) this.#waiting.splice(i, 1)
-        reject(new SandboxError('error', 'the call was cancelled while it waited for a plugin thread'))
+        waiter.fail(err)
       }
+      const onAbort = (): void => {
+        leave(new SandboxError('error', 'the call was cancelled while it waited for a plugin thread'))
+      }
+      const timer = setTimeout(() => {
+        leave(new SandboxError('timeout', `no plugin thread was free within ${String(timeoutMs)} ms`))
+      }, timeoutMs)
       const waiter: Waiter = {
         pluginId,
         start: (t) => {
+          clearTimeout(timer)
           signal?.removeEventListener('abort', onAbort)
           resolve(t)
         },
         fail: (err) => {
+          clearTimeout(timer)
           signal?.removeEventListener('abort', onAbort)
           reject(err)
         },

@@ -44,3 +44,7 @@ export type ToMain =
   | { readonly t: 'done'; readonly output: Uint8Array }
   | { readonly t: 'fail'; readonly kind: FailureKind; readonly message: string }
   | { readonly t: 'http'; readonly request: HttpRequestMessage }
+  /** The running call broke a limit: terminate the thread now (the plugin may be catching host errors). */
+  | { readonly t: 'stop'; readonly kind: FailureKind; readonly message: string }
+  /** The thread dropped its instance of a plugin (after a failure, or to stay within its instance count). */
+  | { readonly t: 'evicted'; readonly id: number }

@@ -53,6 +53,8 @@ export interface SandboxOptions {
   readonly lookup?: NetPolicyOptions['lookup']
   /** Metrics go here when given. */
   readonly registry?: Registry
+  /** Distinct plugin configurations kept registered with the threads (default 512). */
+  readonly maxPlugins?: number
 }
 
 export interface CallResult {
@@ -108,6 +110,22 @@ export class Sandbox {
         `limits.memoryMiB ${String(limits.memoryMiB)} is over the ${String(MAX_MEMORY_MIB)} MiB a Wasm memory can address`,
       )
     }
+    if (limits.timeoutMs > MAX_TIMEOUT_MS) {
+      throw new ModuleRejected(`limits.timeoutMs ${String(limits.timeoutMs)} is over the limit of one hour`)
+    }
+    const hosts = spec.allowedHosts ?? []
+    let policy: NetPolicy | undefined
+    try {
+      policy =
+        hosts.length === 0
+          ? undefined
+          : new NetPolicy({
+              allowedHosts: hosts,
+              ...(this.#options.lookup === undefined ? {} : { lookup: this.#options.lookup }),
+            })
+    } catch (err) {
+      throw new ModuleRejected(`allowedHosts: ${err instanceof Error ? err.message : String(err)}`)
+    }
     let compiled: CompiledModule
     try {
       compiled = await this.#modules.load(spec.source, pagesFor(limits.memoryMiB), signal)
@@ -123,7 +141,6 @@ export class Sandbox {
       )
     }
     const config = spec.config ?? {}
-    const hosts = spec.allowedHosts ?? []
     const key = JSON.stringify([compiled.digest, spec.function, config, hosts, limits])
     const known = this.#plugins.get(key)
     if (known !== undefined) {
@@ -132,20 +149,14 @@ export class Sandbox {
       this.#plugins.set(key, known)
       return known.plugin
     }
-    const id = this.#pool.define({
+    const definition = {
       module: compiled.module,
       config,
       maxMemoryBytes: limits.memoryMiB * 1024 * 1024,
       maxOutputBytes: limits.maxOutputBytes,
       wasi: compiled.wasi,
-    })
-    const policy =
-      hosts.length === 0
-        ? undefined
-        : new NetPolicy({
-            allowedHosts: hosts,
-            ...(this.#options.lookup === undefined ? {} : { lookup: this.#options.lookup }),
-          })
+    }
+    let id = this.#pool.define(definition)
     const pool = this.#pool
     const metrics = this.#metrics
     const http = (request: HttpRequestMessage, signal: AbortSignal, maxBytes: number): Promise<HttpAnswer> =>
@@ -162,6 +173,8 @@ export class Sandbox {
             `the input is ${String(input.byteLength)} bytes, over the plugin's limit of ${String(limits.maxInputBytes)}`,
           )
         }
+        // Dropped from the threads to bound their number (MAX_PLUGINS): whoever still holds it re-registers.
+        if (!pool.has(id)) id = pool.define(definition)
         try {
           const output = await pool.call(id, fn, input, {
             timeoutMs: options.timeoutMs ?? limits.timeoutMs,
@@ -177,7 +190,7 @@ export class Sandbox {
       },
     }
     this.#plugins.set(key, { id, plugin })
-    if (this.#plugins.size > MAX_PLUGINS) {
+    if (this.#plugins.size > (this.#options.maxPlugins ?? MAX_PLUGINS)) {
       const [oldestKey, oldest] = this.#plugins.entries().next().value as [string, { id: number }]
       this.#plugins.delete(oldestKey)
       this.#pool.drop(oldest.id)
@@ -189,6 +202,9 @@ export class Sandbox {
     return this.#pool.close()
   }
 }
+
+/** setTimeout's range ends at about 24.8 days; a tool call has no business near it. */
+const MAX_TIMEOUT_MS = 3_600_000
 
 /** 65,536 pages of 64 KiB: all a 32-bit Wasm memory holds. */
 const MAX_MEMORY_MIB = 4096
@@ -226,11 +242,12 @@ async function fetchFor(
   }
 }
 
+/** The host only: the rest of a URL (paths, queries) may carry secrets. */
 function hostOf(url: string): string {
   try {
     return new URL(url).host
   } catch {
-    return JSON.stringify(url.slice(0, 200))
+    return 'a URL that does not parse'
   }
 }
 

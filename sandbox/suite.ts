@@ -169,6 +169,82 @@ export const cases: Case[] = [
     },
   },
   {
+    name: 'a plugin that catches the host refusing it is still stopped, and at once',
+    async run(ctx) {
+      const sneaky = await plugin(ctx, 'sneaky', { limits: { memoryMiB: 8, timeoutMs: 30_000 } })
+      const started = performance.now()
+      const err = await failure(sneaky.call(new Uint8Array(0)))
+      // The negative size is the first limit it broke; the thread is terminated, not left to its loop.
+      assert.equal(err.kind, 'trap')
+      assert.match(err.message, /host allocation of -\d+ bytes/)
+      assert.ok(performance.now() - started < 10_000)
+    },
+  },
+  {
+    name: "a plugin's own error message is cut to a bounded length",
+    async run(ctx) {
+      const err = await failure((await plugin(ctx, 'hugeError')).call(new Uint8Array(0)))
+      assert.equal(err.kind, 'error')
+      assert.ok(err.message.length < 17_000, `${String(err.message.length)} characters`)
+      assert.match(err.message, /^x{1000}.*… \(1048576 characters in all\)$/s)
+    },
+  },
+  {
+    name: 'after a trap the next call runs on a new instance',
+    async run(ctx) {
+      const counter = await plugin(ctx, 'counter')
+      const call = async (input: string) => [...(await counter.call(bytesOf(input)))]
+      assert.deepEqual(await call(''), [1])
+      assert.deepEqual(await call(''), [2])
+      assert.equal((await failure(counter.call(bytesOf('trap')))).kind, 'trap')
+      assert.deepEqual(await call(''), [1])
+    },
+  },
+  {
+    name: 'the timeout also bounds waiting for a free thread',
+    async run() {
+      const sandbox = new Sandbox({ maxThreads: 1 })
+      try {
+        const loop = await sandbox.load({
+          source: { bytes: await wasm('loop'), name: 'loop' },
+          function: 'call',
+          limits: { timeoutMs: 3000 },
+        })
+        const echo = await sandbox.load({
+          source: { builtin: 'echo' },
+          function: 'call',
+          limits: { timeoutMs: 200 },
+        })
+        const busy = failure(loop.call(new Uint8Array(0)))
+        await new Promise((r) => setTimeout(r, 50))
+        const started = performance.now()
+        const err = await failure(echo.call(new Uint8Array(1)))
+        assert.equal(err.kind, 'timeout')
+        assert.match(err.message, /no plugin thread was free within 200 ms/)
+        assert.ok(performance.now() - started < 2000)
+        assert.equal((await busy).kind, 'timeout')
+      } finally {
+        await sandbox.close()
+      }
+    },
+  },
+  {
+    name: 'plugins dropped to bound their number are registered again when called',
+    async run() {
+      const sandbox = new Sandbox({ maxThreads: 1, maxPlugins: 2 })
+      try {
+        const load = (greeting: string) =>
+          sandbox.load({ source: { builtin: 'echo' }, function: 'config', config: { greeting } })
+        const first = await load('one')
+        await load('two')
+        await load('three')
+        assert.equal(text(await first.call(bytesOf('greeting'))), 'one')
+      } finally {
+        await sandbox.close()
+      }
+    },
+  },
+  {
     name: 'a 100 MB output is refused',
     async run(ctx) {
       const huge = await plugin(ctx, 'hugeOutput', { limits: { memoryMiB: 256 } })
@@ -224,6 +300,10 @@ export const cases: Case[] = [
       assert.match(noExport.message, /exports no function "run" \(it exports: call\)/)
       const missing = await rejection(ctx.sandbox.load({ source: { builtin: 'nope' }, function: 'call' }))
       assert.match(missing.message, /built-in plugin nope: .*nope\.wasm does not exist/)
+      const device = await rejection(ctx.sandbox.load({ source: { path: '/dev/zero' }, function: 'call' }))
+      assert.match(device.message, /\/dev\/zero is not a regular file/)
+      const badHost = await rejection(plugin(ctx, 'seven', { allowedHosts: ['https://api.example.com/'] }))
+      assert.match(badHost.message, /^allowedHosts: /)
       const noFile = await rejection(
         ctx.sandbox.load({ source: { path: '/nonexistent/x.wasm' }, function: 'call' }),
       )

@@ -2,9 +2,10 @@
  * One OS thread for plugins. Plugins run there, not on the gateway's event loop: a plugin that never returns
  * is ended by terminating its thread, which no runtime can do to code running on the main thread.
  *
- * node:worker_threads on both runtimes: on Deno 2.9, terminating a Web Worker does not stop Wasm that is
- * spinning in a loop (the thread keeps burning CPU and keeps the process alive), while terminating Deno's
- * node:worker_threads Worker does.
+ * node:worker_threads on both runtimes. On Node, terminate() interrupts a plugin wherever it is, Wasm loops
+ * included. On Deno 2.9 it does not interrupt running code, with either kind of worker (denoland/deno#35657):
+ * the call still ends at its timeout and the thread is replaced, but the abandoned thread keeps its core busy
+ * until the plugin returns or the process exits (README, "What does not work yet").
  */
 import { Worker } from 'node:worker_threads'
 

@@ -32,6 +32,8 @@ describe('sandboxed tools through /v1/chat/completions', () => {
   let close: () => Promise<void>
   let client: OpenAI
   const seen: Seen[] = []
+  /** Every answer the suite got: none may hold the Secret the webhooks send. */
+  const answers: string[] = []
   let web: ReturnType<typeof createServer>
 
   beforeAll(async () => {
@@ -104,6 +106,18 @@ spec:
 ---
 apiVersion: ark.mckinsey.com/v1alpha1
 kind: Tool
+metadata: { name: profile }
+spec:
+  type: http
+  inputSchema: { type: object, properties: { id: { type: string } }, required: [id] }
+  http:
+    url: "${base}/users/{{id}}/profile"
+    headers:
+      - name: Authorization
+        value: { valueFrom: { secretKeyRef: { name: weather-api, key: token } } }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Tool
 metadata: { name: slow }
 spec:
   type: http
@@ -165,6 +179,7 @@ spec:
   tools:
     - { type: custom, name: weather }
     - { type: custom, name: order }
+    - { type: custom, name: profile }
     - { type: custom, name: slow }
     - { type: custom, name: broken-hook }
     - { type: custom, name: stats }
@@ -214,7 +229,9 @@ spec:
 
   const ask = async (model: string, content: string): Promise<string> => {
     const completion = await client.chat.completions.create({ model, messages: [{ role: 'user', content }] })
-    return completion.choices[0]?.message.content ?? ''
+    const answer = completion.choices[0]?.message.content ?? ''
+    answers.push(answer)
+    return answer
   }
 
   it('a webhook fills its URL template and sends the header from the Secret', async () => {
@@ -230,6 +247,21 @@ spec:
     expect(answer).toBe('order: ordered {"item": "tea \\"green\\"", "channel": "agents"}')
   })
 
+  it("the model cannot override the Tool's fixed body values", async () => {
+    const answer = await ask('agent/tooler', 'order {"item": "tea", "channel": "evil"}')
+    expect(answer).toBe('order: ordered {"item": "tea", "channel": "agents"}')
+  })
+
+  it('an argument cannot climb out of the path the Tool names', async () => {
+    const before = seen.length
+    const answer = await ask('agent/tooler', 'profile {"id": ".."}')
+    expect(answer).toBe('profile: error: argument id may not be "..": it would change the URL\'s path')
+    expect(seen.length).toBe(before)
+    // An id with a slash is one path segment, encoded.
+    await ask('agent/tooler', 'profile {"id": "../admin"}')
+    expect(seen.at(-1)?.url).toBe('/users/..%2Fadmin/profile')
+  })
+
   it('arguments that do not match inputSchema never reach the webhook', async () => {
     const before = seen.length
     const answer = await ask('agent/tooler', 'weather {"town": "Oslo"}')
@@ -239,9 +271,8 @@ spec:
 
   it('webhook errors and timeouts come back to the model as tool errors', async () => {
     expect(await ask('agent/tooler', 'broken-hook {}')).toBe('broken-hook: error: HTTP 500: boom')
-    expect(await ask('agent/tooler', 'slow {}')).toMatch(
-      /^slow: error: slow: the plugin did not finish within 1000 ms/,
-    )
+    const slow = await ask('agent/tooler', 'slow {}')
+    expect(slow).toMatch(/^slow: error: slow: the plugin did not finish within 1000 ms/)
   })
 
   it('an ArkAgent inline webhook tool posts its arguments as JSON', async () => {
@@ -288,6 +319,13 @@ spec:
     const loaded = store.status(good?.key ?? '')?.conditions.find((c) => c.type === 'ModuleLoaded')
     expect(loaded).toMatchObject({ status: 'True', reason: 'ModuleLoaded' })
     await expect(ask('agent/uses-broken', 'hello')).rejects.toMatchObject({ status: 503 })
+  })
+
+  it('no tool result, error or metric ever held the Secret', async () => {
+    expect(answers.length).toBeGreaterThan(10)
+    for (const a of answers) expect(a).not.toContain(TOKEN)
+    const metrics = await (await fetch(`${url}/metrics`)).text()
+    expect(metrics).not.toContain(TOKEN)
   })
 
   it('exposes the sandbox metrics', async () => {

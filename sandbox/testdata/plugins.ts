@@ -50,6 +50,45 @@ export const WAT = {
       (loop $more (drop (call $config_get (local.get $key))) (br $more))
       (i32.const 0)))`,
 
+  /**
+   * Catches what the host throws (Wasm exception handling) and keeps asking: first for a negative size,
+   * then for 1 MiB blocks forever.
+   */
+  sneaky: `(module ${KERNEL}
+    (memory (export "memory") 1)
+    (func (export "call") (result i32)
+      (try (do (drop (call $alloc (i64.const -4611686018427387904)))) (catch_all))
+      (loop $more
+        (try (do (drop (call $alloc (i64.const 1048576)))) (catch_all))
+        (br $more))
+      (i32.const 0)))`,
+
+  /** Sets a 1 MiB error message. */
+  hugeError: `(module ${KERNEL}
+    (import "extism:host/env" "error_set" (func $error_set (param i64)))
+    (memory (export "memory") 1)
+    (func (export "call") (result i32)
+      (local $at i64) (local $i i64)
+      (local.set $at (call $alloc (i64.const 1048576)))
+      (loop $fill
+        (call $store_u8 (i64.add (local.get $at) (local.get $i)) (i32.const 120))
+        (local.set $i (i64.add (local.get $i) (i64.const 1)))
+        (br_if $fill (i64.lt_u (local.get $i) (i64.const 1048576))))
+      (call $error_set (local.get $at))
+      (i32.const 1)))`,
+
+  /** Counts its calls in a global and answers the count; traps (after counting) when the input is not empty. */
+  counter: `(module ${KERNEL}
+    (import "extism:host/env" "input_length" (func $input_length (result i64)))
+    (memory (export "memory") 1)
+    (global $calls (mut i32) (i32.const 0))
+    ${OUTPUT_BYTES}
+    (func (export "call") (result i32)
+      (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+      (if (i64.ne (call $input_length) (i64.const 0)) (then unreachable))
+      (call $output_byte (global.get $calls))
+      (i32.const 0)))`,
+
   /** Declares an output of 100 MiB. */
   hugeOutput: `(module ${KERNEL}
     (memory (export "memory") 1)
@@ -107,7 +146,7 @@ let wabt: Awaited<ReturnType<typeof createWabt>> | undefined
 /** The plugin's Wasm bytes. */
 export async function wasm(name: PluginName): Promise<Uint8Array> {
   wabt ??= await createWabt()
-  const module = wabt.parseWat(`${name}.wat`, WAT[name])
+  const module = wabt.parseWat(`${name}.wat`, WAT[name], { exceptions: true })
   try {
     return module.toBinary({}).buffer
   } finally {

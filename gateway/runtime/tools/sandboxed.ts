@@ -97,16 +97,41 @@ export function webhookTool(
   const fixed: Record<string, string> = {}
   for (const p of spec.bodyParameters) fixed[p.name] = resolve(p, namespace, catalog, 'body parameter')
   const body = spec.body === undefined ? undefined : parseToolTemplate(spec.body)
-  const jsonBody = spec.body !== undefined && /^\s*[{[]/.test(spec.body)
+  // How a value is written into the body template: escaped inside a JSON template, URL-encoded in a form,
+  // as it is in anything else (text).
+  const bodyEncoding: (value: string) => string =
+    spec.body !== undefined && /^\s*[{[]/.test(spec.body)
+      ? jsonStringContent
+      : /x-www-form-urlencoded/i.test(headers['content-type'] ?? '')
+        ? encodeURIComponent
+        : (v) => v
   const hasBody = spec.method !== 'GET' && spec.method !== 'DELETE'
   if (hasBody && body === undefined) headers['content-type'] ??= 'application/json'
   const plugin = lazyPlugin(sandbox, webhookPluginSpec(spec))
   const encoder = new TextEncoder()
   const decoder = new TextDecoder()
   return sandboxedTool(tool, async (args, signal) => {
-    const values: Record<string, string> = { ...fixed }
+    const values: Record<string, string> = {}
     for (const [k, v] of Object.entries(args)) values[k] = typeof v === 'string' ? v : JSON.stringify(v)
+    // The Tool's fixed values win over anything the model sends.
+    Object.assign(values, fixed)
+    for (const name of url.parameters) {
+      // URL-encoding leaves dots alone, and `..` in a path climbs out of the endpoint the Tool names.
+      const v = values[name]
+      if (v === '.' || v === '..') {
+        return {
+          content: `error: argument ${name} may not be "${v}": it would change the URL's path`,
+          isError: true,
+        }
+      }
+    }
     const target = new URL(url.render(values, encodeURIComponent))
+    if (!target.pathname.startsWith(origin.fixedPath)) {
+      return {
+        content: `error: the arguments changed the webhook's path outside ${origin.fixedPath}`,
+        isError: true,
+      }
+    }
     if (target.origin !== origin.origin) {
       return { content: `error: the arguments changed the webhook's host to ${target.host}`, isError: true }
     }
@@ -118,8 +143,8 @@ export function webhookTool(
     const payload = !hasBody
       ? ''
       : body === undefined
-        ? JSON.stringify(args)
-        : body.render(values, jsonBody ? jsonStringContent : (v) => v)
+        ? JSON.stringify({ ...args, ...fixed })
+        : body.render(values, bodyEncoding)
     const request = JSON.stringify({ url: target.href, method: spec.method, headers })
     const output = await (await plugin()).call(encoder.encode(`${request}\n${payload}`), { signal })
     const text = decoder.decode(output)
@@ -136,7 +161,8 @@ export function webhookPluginSpec(spec: HttpToolSpec): PluginSpec {
   return {
     source: { builtin: 'http' },
     function: 'call',
-    allowedHosts: [staticOrigin(spec.url).host],
+    // Host and port, default port included: a redirect to another port of the same host is not granted.
+    allowedHosts: [staticOrigin(spec.url).grant],
     limits: {
       timeoutMs: spec.timeoutSeconds === undefined ? WEBHOOK_TIMEOUT_MS : spec.timeoutSeconds * 1000,
     },
@@ -211,8 +237,16 @@ export function parseToolTemplate(text: string): ToolTemplate {
   }
 }
 
+interface StaticOrigin {
+  readonly origin: string
+  /** The host policy pattern: `host:port`. */
+  readonly grant: string
+  /** The path before the first placeholder: the rendered URL must stay under it. */
+  readonly fixedPath: string
+}
+
 /** The origin of a URL template, which must not depend on the arguments. */
-function staticOrigin(template: string): URL {
+function staticOrigin(template: string): StaticOrigin {
   const probe = template.replace(PLACEHOLDER, 'x')
   const other = template.replace(PLACEHOLDER, 'y')
   let a: URL
@@ -228,7 +262,18 @@ function staticOrigin(template: string): URL {
       `url ${JSON.stringify(template)}: placeholders may fill the path and query, not the scheme, host or port`,
     )
   }
-  return a
+  const port = a.port === '' ? (a.protocol === 'https:' ? '443' : '80') : a.port
+  const literal = template.split(PLACEHOLDER)[0] ?? ''
+  let fixedPath = '/'
+  try {
+    const prefix = new URL(literal).pathname
+    // Placeholders only in the query cannot move the path; one inside a segment may change that segment.
+    fixedPath =
+      literal.includes('?') || prefix.endsWith('/') ? prefix : prefix.slice(0, prefix.lastIndexOf('/') + 1)
+  } catch {
+    // The template's first placeholder sits in the host part, which the origin check above already refused.
+  }
+  return { origin: a.origin, grant: `${a.hostname}:${port}`, fixedPath }
 }
 
 /** A value placed inside a JSON string literal of a body template. */
