@@ -1,10 +1,10 @@
 import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { formatProblem } from './api/index.ts'
 import type { ControlPlane } from './index.ts'
-import { CAPABILITIES, startControlPlane } from './index.ts'
+import { CAPABILITIES, MODULE_LOADED, ToolModuleController, startControlPlane } from './index.ts'
 import type { Capabilities } from './index.ts'
 
 let dir: string
@@ -297,5 +297,63 @@ describe('values only a cluster can resolve', () => {
     expect(cp.store.status('Agent/team-a/full-agent')!.conditions[0]!.message).toContain(
       'parameters.svc: serviceRef memory-svc resolves only inside a cluster',
     )
+  })
+})
+
+describe('tool modules', () => {
+  const WASM_TOOL = `apiVersion: ark.mckinsey.com/v1alpha1
+kind: Tool
+metadata: { name: stats }
+spec:
+  type: wasm
+  wasm: { module: { url: "https://plugins.example/stats.wasm", sha256: "${'a'.repeat(64)}" } }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: counter }
+spec: { prompt: hi, tools: [{ type: custom, name: stats }] }
+`
+
+  it('a Tool whose module failed to load is unavailable, with its agents, until a retry loads it', async () => {
+    await write('all.yaml', MOCK_MODEL + WASM_TOOL)
+    const plane = await start()
+    let attempts = 0
+    const modules = new ToolModuleController(plane.catalog, {
+      retryIntervalMs: 30,
+      checker: {
+        check: () =>
+          Promise.resolve(
+            ++attempts < 3
+              ? {
+                  status: 'False' as const,
+                  reason: 'ModuleRejected',
+                  message: 'the download failed: ECONNRESET',
+                }
+              : { status: 'True' as const, reason: 'ModuleLoaded', message: 'compiled' },
+          ),
+      },
+    })
+    try {
+      modules.start()
+      await modules.idle()
+      await plane.settled()
+      expect(available('Tool/default/stats')).toBe('False ModuleRejected')
+      expect(available('Agent/default/counter')).toBe('False ToolNotAvailable')
+      await vi.waitFor(
+        async () => {
+          await modules.idle()
+          await plane.settled()
+          expect(available('Agent/default/counter')).toBe('True AllDependenciesReady')
+        },
+        { timeout: 5000, interval: 20 },
+      )
+      expect(attempts).toBe(3)
+      const loaded = plane.store
+        .status('Tool/default/stats')
+        ?.conditions.find((c) => c.type === MODULE_LOADED)
+      expect(loaded?.status).toBe('True')
+    } finally {
+      modules.close()
+    }
   })
 })

@@ -22,6 +22,11 @@ export interface ToolModuleChecker {
 
 export interface ToolModuleOptions {
   readonly checker: ToolModuleChecker
+  /**
+   * How often Tools whose module failed to load are tried again (default 60 s): a download that failed
+   * for a moment, or a file that appeared, is picked up without touching the Tool. 0: never.
+   */
+  readonly retryIntervalMs?: number
   readonly now?: () => Date
   readonly onError?: (key: string, err: unknown) => void
 }
@@ -33,6 +38,7 @@ export class ToolModuleController {
   readonly #running = new Map<string, { promise: Promise<void>; again: boolean }>()
   readonly #stop = new AbortController()
   #unsubscribe: (() => void) | undefined
+  #retry: ReturnType<typeof setInterval> | undefined
 
   constructor(catalog: Catalog, options: ToolModuleOptions) {
     this.#catalog = catalog
@@ -53,6 +59,19 @@ export class ToolModuleController {
       }
     })
     for (const r of store.list()) this.#checkSoon(r)
+    const every = this.#options.retryIntervalMs ?? 60_000
+    if (every > 0) {
+      this.#retry = setInterval(() => {
+        for (const r of store.list()) {
+          const failed = store
+            .status(r.key)
+            ?.conditions.some((c) => c.type === MODULE_LOADED && c.status === 'False')
+          if (failed === true) this.#checkSoon(r)
+        }
+      }, every)
+      // Retries alone must not keep a process alive.
+      ;(this.#retry as { unref?: () => void }).unref?.()
+    }
   }
 
   /** Resolves when no check is running. */
@@ -62,6 +81,7 @@ export class ToolModuleController {
 
   close(): void {
     this.#unsubscribe?.()
+    clearInterval(this.#retry)
     this.#stop.abort()
   }
 
