@@ -1,0 +1,202 @@
+import { Redis } from 'ioredis'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import type { RedisServer } from '../../test/redis-server.ts'
+import { startRedis } from '../../test/redis-server.ts'
+import type { ObjectRef } from '../../controller/api/index.ts'
+import type { AgentEvent } from '../runtime/events.ts'
+import { NO_USAGE } from '../runtime/messages.ts'
+import type { Task, TaskResult } from '../runtime/task.ts'
+import { QueueFullError } from './queue.ts'
+import type { TaskRunner } from './queue.ts'
+import { RedisQueue, RedisWorker, poolKey } from './redis.ts'
+
+const AGENT: ObjectRef = { namespace: 'default', name: 'helper' }
+let server: RedisServer
+let prefix: string
+let n = 0
+const closers: (() => Promise<void>)[] = []
+
+beforeAll(async () => {
+  server = await startRedis()
+})
+afterAll(async () => {
+  await server.stop()
+})
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close()
+})
+
+function task(text: string, agent = AGENT): Task {
+  return {
+    id: `t-${String(++n)}`,
+    agent,
+    messages: [{ role: 'user', content: text }],
+    parameters: {},
+    stream: false,
+    depth: 0,
+  }
+}
+
+const answer = (t: Task, content: string): TaskResult => ({
+  task: t.id,
+  outcome: 'answer',
+  content,
+  usage: NO_USAGE,
+  iterations: 1,
+})
+
+function gateway(options: { concurrency?: number; maxQueued?: number; timeoutMs?: number } = {}): RedisQueue {
+  const q = new RedisQueue({
+    url: server.url,
+    prefix,
+    limitsOf: () => ({ concurrency: options.concurrency ?? 100, maxQueued: options.maxQueued ?? 1000 }),
+    timeoutMsOf: () => options.timeoutMs ?? 10_000,
+  })
+  closers.push(() => q.close())
+  return q
+}
+
+async function worker(run: TaskRunner, maxConcurrentTasks = 4, consumer?: string): Promise<RedisWorker> {
+  const w = new RedisWorker({
+    url: server.url,
+    prefix,
+    agent: AGENT,
+    maxConcurrentTasks,
+    run,
+    ...(consumer === undefined ? {} : { consumer }),
+  })
+  await w.start()
+  closers.push(() => w.stop())
+  return w
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const never = new AbortController().signal
+
+describe('the Redis Streams queue', () => {
+  afterEach(() => {
+    prefix = `ark-test-${String(++n)}`
+  })
+  beforeAll(() => {
+    prefix = `ark-test-${String(++n)}`
+  })
+
+  it('spreads many tasks from two gateways over three workers: each runs once and answers its caller', async () => {
+    const runs = new Map<string, string[]>()
+    const runner =
+      (name: string): TaskRunner =>
+      async (t, context) => {
+        runs.set(t.id, [...(runs.get(t.id) ?? []), name])
+        context.emit?.({ type: 'llm.delta', text: `working on ${t.id}` })
+        await sleep(5)
+        return answer(t, `done ${t.id}`)
+      }
+    await worker(runner('w1'), 2)
+    await worker(runner('w2'), 2)
+    await worker(runner('w3'), 2)
+    const gateways = [gateway(), gateway()]
+    const tasks = Array.from({ length: 60 }, (_, i) => task(`job ${String(i)}`))
+    const events = new Map<string, AgentEvent[]>()
+    const results = await Promise.all(
+      tasks.map(async (t, i) => {
+        const g = gateways[i % 2] as RedisQueue
+        const admission = await g.submit(t, {
+          signal: never,
+          onEvent: (e) => events.set(t.id, [...(events.get(t.id) ?? []), e]),
+        })
+        return admission.result
+      }),
+    )
+    expect(results.map((r) => r.content)).toEqual(tasks.map((t) => `done ${t.id}`))
+    for (const t of tasks) expect(runs.get(t.id)).toHaveLength(1)
+    const workersUsed = new Set([...runs.values()].flat())
+    expect(workersUsed.size).toBeGreaterThan(1)
+    for (const t of tasks)
+      expect(events.get(t.id)).toEqual([{ type: 'llm.delta', text: `working on ${t.id}` }])
+    // Answered entries are acknowledged and deleted: the stream holds only the backlog.
+    const redis = new Redis(server.url)
+    expect(await redis.xlen(poolKey(prefix, AGENT))).toBe(0)
+    redis.disconnect()
+  })
+
+  it('a worker runs at most maxConcurrentTasks at once', async () => {
+    let running = 0
+    let most = 0
+    await worker(async (t) => {
+      running++
+      most = Math.max(most, running)
+      await sleep(40)
+      running--
+      return answer(t, 'ok')
+    }, 2)
+    const g = gateway()
+    const results = await Promise.all(
+      Array.from({ length: 8 }, async () => (await g.submit(task('x'), { signal: never })).result),
+    )
+    expect(results.every((r) => r.outcome === 'answer')).toBe(true)
+    expect(most).toBe(2)
+  })
+
+  it('cancelling a running task aborts it on its worker', async () => {
+    let sawAbort = false
+    await worker(async (t, context) => {
+      await new Promise<void>((resolve) =>
+        context.signal.addEventListener('abort', () => resolve(), { once: true }),
+      )
+      sawAbort = true
+      return { ...answer(t, 'stopped'), outcome: 'cancelled' }
+    })
+    const g = gateway()
+    const controller = new AbortController()
+    const admission = await g.submit(task('long'), { signal: controller.signal })
+    await sleep(100)
+    controller.abort()
+    expect((await admission.result).outcome).toBe('cancelled')
+    await sleep(200)
+    expect(sawAbort).toBe(true)
+  })
+
+  it('a task cancelled while it waits is never run', async () => {
+    const g = gateway()
+    const controller = new AbortController()
+    const t = task('later')
+    const admission = await g.submit(t, { signal: controller.signal })
+    controller.abort()
+    expect((await admission.result).outcome).toBe('cancelled')
+    const ran: string[] = []
+    await worker((x) => {
+      ran.push(x.id)
+      return Promise.resolve(answer(x, 'ran'))
+    })
+    // The worker takes the entry and skips it.
+    await sleep(300)
+    expect(ran).toEqual([])
+  })
+
+  it('a running task is stopped at its deadline', async () => {
+    await worker(async (t, context) => {
+      await new Promise<void>((resolve) =>
+        context.signal.addEventListener('abort', () => resolve(), { once: true }),
+      )
+      const reason = context.signal.reason as Error
+      return { ...answer(t, reason.name), outcome: 'timeout' }
+    })
+    const g = gateway({ timeoutMs: 200 })
+    const result = await (await g.submit(task('slow'), { signal: never })).result
+    expect(result).toMatchObject({ outcome: 'timeout', content: 'TimeoutError' })
+  })
+
+  it('with no worker at all, the caller still gets one answer after the deadline', async () => {
+    const g = gateway({ timeoutMs: 100 })
+    const result = await (await g.submit(task('nobody'), { signal: never })).result
+    expect(result.outcome).toBe('timeout')
+    expect(result.error).toMatch(/no worker of default\/helper answered within 100 ms/)
+  })
+
+  it('refuses tasks beyond concurrency + maxQueued with QueueFullError', async () => {
+    const g = gateway({ concurrency: 1, maxQueued: 1, timeoutMs: 60_000 })
+    await g.submit(task('1'), { signal: never })
+    await g.submit(task('2'), { signal: never })
+    await expect(g.submit(task('3'), { signal: never })).rejects.toBeInstanceOf(QueueFullError)
+  })
+})
