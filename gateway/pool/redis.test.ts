@@ -56,15 +56,12 @@ function gateway(options: { concurrency?: number; maxQueued?: number; timeoutMs?
   return q
 }
 
-async function worker(run: TaskRunner, maxConcurrentTasks = 4, consumer?: string): Promise<RedisWorker> {
-  const w = new RedisWorker({
-    url: server.url,
-    prefix,
-    agent: AGENT,
-    maxConcurrentTasks,
-    run,
-    ...(consumer === undefined ? {} : { consumer }),
-  })
+async function worker(
+  run: TaskRunner,
+  maxConcurrentTasks = 4,
+  more: { claimIdleMs?: number; maxAttempts?: number } = {},
+): Promise<RedisWorker> {
+  const w = new RedisWorker({ url: server.url, prefix, agent: AGENT, maxConcurrentTasks, run, ...more })
   await w.start()
   closers.push(() => w.stop())
   return w
@@ -198,5 +195,83 @@ describe('the Redis Streams queue', () => {
     await g.submit(task('1'), { signal: never })
     await g.submit(task('2'), { signal: never })
     await expect(g.submit(task('3'), { signal: never })).rejects.toBeInstanceOf(QueueFullError)
+  })
+
+  /** What a worker that died mid-task leaves behind: the entry delivered to it, never acknowledged. */
+  async function takenByADeadWorker(): Promise<void> {
+    const redis = new Redis(server.url)
+    const entries = await redis.xreadgroup(
+      'GROUP',
+      'workers',
+      'dead',
+      'COUNT',
+      1,
+      'BLOCK',
+      2000,
+      'STREAMS',
+      poolKey(prefix, AGENT),
+      '>',
+    )
+    redis.disconnect()
+    expect(entries).not.toBeNull()
+  }
+
+  it("a dead worker's task is taken over by another and its caller gets one answer", async () => {
+    const g = gateway()
+    const t = task('orphan')
+    const admission = await g.submit(t, { signal: never })
+    await takenByADeadWorker()
+    const ran: string[] = []
+    await worker(
+      (x) => {
+        ran.push(x.id)
+        return Promise.resolve(answer(x, 'rescued'))
+      },
+      2,
+      { claimIdleMs: 150 },
+    )
+    expect(await admission.result).toMatchObject({ outcome: 'answer', content: 'rescued' })
+    expect(ran).toEqual([t.id])
+  })
+
+  it('a task no worker finishes goes to the dead-letter stream, and its caller is told why', async () => {
+    const g = gateway()
+    const t = task('cursed')
+    const admission = await g.submit(t, { signal: never })
+    await takenByADeadWorker()
+    const ran: string[] = []
+    await worker(
+      (x) => {
+        ran.push(x.id)
+        return Promise.resolve(answer(x, 'never'))
+      },
+      2,
+      { claimIdleMs: 100, maxAttempts: 1 },
+    )
+    const result = await admission.result
+    expect(result.outcome).toBe('error')
+    expect(result.error).toMatch(/taken by 1 workers and none finished it \(the last: dead\)/)
+    expect(ran).toEqual([])
+    const redis = new Redis(server.url)
+    const dead = await redis.xrange(`${prefix}:dead:default/helper`, '-', '+')
+    redis.disconnect()
+    expect(dead).toHaveLength(1)
+    expect(dead[0]?.[1]).toContain('reason')
+  })
+
+  it('a task a live worker is still running is not taken over', async () => {
+    const ran: string[] = []
+    const slow: TaskRunner = async (x) => {
+      ran.push(x.id)
+      await sleep(700)
+      return answer(x, 'slow but alive')
+    }
+    await worker(slow, 1, { claimIdleMs: 150 })
+    await worker(slow, 1, { claimIdleMs: 150 })
+    const g = gateway()
+    const t = task('long')
+    const result = await (await g.submit(t, { signal: never })).result
+    expect(result.content).toBe('slow but alive')
+    expect(ran).toEqual([t.id])
   })
 })

@@ -270,6 +270,14 @@ export interface RedisWorkerOptions {
   /** Tasks this worker runs at once (the agent's maxConcurrentTasks). */
   readonly maxConcurrentTasks: number
   readonly run: TaskRunner
+  /**
+   * A task held this long by a worker that shows no sign of life is taken over (default 30 s). Live workers
+   * renew their running tasks at a third of it, so only a dead or stuck worker's tasks go idle. Each further
+   * attempt waits twice as long as the one before (backoff).
+   */
+  readonly claimIdleMs?: number
+  /** Attempts before a task goes to the dead-letter stream `<prefix>:dead:<ns>/<name>` (default 3). */
+  readonly maxAttempts?: number
 }
 
 /** A pool worker: takes tasks from its agent's stream, runs them, answers to the submitting gateway. */
@@ -283,8 +291,11 @@ export class RedisWorker {
   readonly #subscriber: Redis
   readonly #running = new Map<string, AbortController>()
   readonly #tasks = new Set<Promise<void>>()
+  /** Stream entry ids of the running tasks, renewed so that no other worker takes them over. */
+  readonly #entries = new Set<string>()
   #stopping = false
   #loop: Promise<void> | undefined
+  #maintenance: ReturnType<typeof setInterval> | undefined
 
   constructor(options: RedisWorkerOptions) {
     this.#options = options
@@ -312,11 +323,20 @@ export class RedisWorker {
       this.#running.get(id)?.abort(new DOMException('the task was cancelled', 'AbortError'))
     })
     this.#loop = this.#take()
+    const every = Math.max(10, Math.floor(this.#claimIdleMs / 3))
+    this.#maintenance = setInterval(() => {
+      void this.#renew().then(() => this.#reclaim())
+    }, every)
+  }
+
+  get #claimIdleMs(): number {
+    return this.#options.claimIdleMs ?? 30_000
   }
 
   /** Stops taking tasks and waits for the running ones to finish. */
   async stop(): Promise<void> {
     this.#stopping = true
+    clearInterval(this.#maintenance)
     this.#reader.disconnect()
     await this.#loop
     await Promise.allSettled([...this.#tasks])
@@ -358,8 +378,85 @@ export class RedisWorker {
   }
 
   #start(entryId: string, fields: Record<string, string>): void {
-    const work = this.#handle(entryId, fields).finally(() => this.#tasks.delete(work))
+    this.#entries.add(entryId)
+    const work = this.#handle(entryId, fields).finally(() => {
+      this.#entries.delete(entryId)
+      this.#tasks.delete(work)
+    })
     this.#tasks.add(work)
+  }
+
+  /** Resets the idle time of this worker's running entries: it is alive, they are not to be taken over. */
+  async #renew(): Promise<void> {
+    if (this.#entries.size === 0 || this.#stopping) return
+    try {
+      await this.#redis.xclaim(this.#pool, GROUP, this.#consumer, 0, ...this.#entries, 'JUSTID')
+    } catch {
+      // Redis is away; the next round renews them.
+    }
+  }
+
+  /**
+   * Takes over tasks that another worker held too long without renewing them (it died, or hangs), with
+   * backoff per attempt; past maxAttempts a task is dead-lettered and its caller told why.
+   */
+  async #reclaim(): Promise<void> {
+    const room = Math.max(1, this.#options.maxConcurrentTasks) - this.#running.size
+    if (room <= 0 || this.#stopping) return
+    const base = this.#claimIdleMs
+    let pending: [string, string, number, number][]
+    try {
+      pending = (await this.#redis.xpending(this.#pool, GROUP, 'IDLE', base, '-', '+', 50)) as typeof pending
+    } catch {
+      return
+    }
+    let taken = 0
+    for (const [id, consumer, idle, deliveries] of pending) {
+      if (taken >= room) return
+      if (consumer === this.#consumer) continue
+      // The n-th attempt waits base * 2^(n-1) after the previous one.
+      const wait = base * 2 ** Math.max(0, deliveries - 1)
+      if (idle < wait) continue
+      let claimed: [string, string[]][]
+      try {
+        claimed = (await this.#redis.xclaim(this.#pool, GROUP, this.#consumer, wait, id)) as typeof claimed
+      } catch {
+        return
+      }
+      const entry = claimed[0]
+      // Another worker took it first, or it was answered and deleted meanwhile.
+      if (entry === undefined || entry[1].length === 0) continue
+      taken++
+      const fields = fieldsOf(entry[1])
+      const attempts = deliveries + 1
+      if (attempts > (this.#options.maxAttempts ?? 3))
+        await this.#deadLetter(id, fields, attempts - 1, consumer)
+      else this.#start(id, fields)
+    }
+  }
+
+  async #deadLetter(entryId: string, fields: Record<string, string>, attempts: number, lastConsumer: string) {
+    const reason = `the task was taken by ${String(attempts)} workers and none finished it (the last: ${lastConsumer})`
+    await this.#redis.xadd(
+      `${this.#prefix}:dead:${this.#options.agent.namespace}/${this.#options.agent.name}`,
+      'MAXLEN',
+      '~',
+      REPLY_MAXLEN,
+      '*',
+      ...Object.entries(fields).flat(),
+      'reason',
+      reason,
+    )
+    let task: Task | undefined
+    try {
+      task = JSON.parse(fields.task ?? '') as Task
+    } catch {
+      task = undefined
+    }
+    if (task !== undefined && fields.reply !== undefined) {
+      await this.#send(fields.reply, task.id, 'result', notRun(task, 'error', reason))
+    }
+    await this.#done(entryId)
   }
 
   async #handle(entryId: string, fields: Record<string, string>): Promise<void> {
