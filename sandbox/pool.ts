@@ -27,8 +27,8 @@ export interface HttpAnswer {
 export interface CallOptions {
   readonly timeoutMs: number
   readonly signal?: AbortSignal | undefined
-  /** Performs a plugin's HTTP request, or throws SandboxError('denied' | 'error'). */
-  readonly http?: (request: HttpRequestMessage, signal: AbortSignal, maxBytes: number) => Promise<HttpAnswer>
+  /** Performs a plugin's HTTP request (the Tool's host policy decides), or throws SandboxError('denied' | 'error'). */
+  readonly http: (request: HttpRequestMessage, signal: AbortSignal, maxBytes: number) => Promise<HttpAnswer>
 }
 
 export interface PoolOptions {
@@ -104,23 +104,6 @@ export class ThreadPool {
   /** Whether a plugin is registered (it is dropped by `drop`, and then needs `define` again). */
   has(id: number): boolean {
     return this.#definitions.has(id)
-  }
-
-  /**
-   * Starts `n` threads ahead of demand, so that the first calls do not wait for a thread to boot. Threads
-   * that fail to start are left to be started on demand, where the failure reaches a caller.
-   */
-  async warm(n: number): Promise<void> {
-    const want = Math.min(n, this.#maxThreads) - this.#threads.length - this.#starting
-    const started: Promise<void>[] = []
-    for (let i = 0; i < want; i++) {
-      started.push(
-        this.#spawn().then((t) => {
-          this.#release(t)
-        }),
-      )
-    }
-    await Promise.allSettled(started)
   }
 
   async call(pluginId: number, fn: string, input: Uint8Array, options: CallOptions): Promise<Uint8Array> {
@@ -259,12 +242,7 @@ export class ThreadPool {
       Atomics.store(state, HTTP_STATE.flag, 1)
       Atomics.notify(state, HTTP_STATE.flag)
     }
-    const http = running.options.http
-    if (http === undefined) {
-      answer(1, 0, new TextEncoder().encode(`${hostOf(request.url)}: this tool grants no network access`))
-      return
-    }
-    http(request, running.ended.signal, capacity).then(
+    running.options.http(request, running.ended.signal, capacity).then(
       (r) => {
         answer(0, r.status, r.body)
       },
@@ -444,14 +422,6 @@ export class ThreadPool {
 const RESERVED: Running = {
   resolve: () => {},
   reject: () => {},
-  options: { timeoutMs: 0 },
+  options: { timeoutMs: 0, http: () => Promise.reject(new SandboxError('error', 'no call is running')) },
   ended: new AbortController(),
-}
-
-function hostOf(url: string): string {
-  try {
-    return new URL(url).host
-  } catch {
-    return 'the request'
-  }
 }

@@ -11,7 +11,7 @@ import type { NetPolicyOptions } from './net-policy.ts'
 import type { HttpAnswer } from './pool.ts'
 import { SandboxError, ThreadPool } from './pool.ts'
 import type { HttpRequestMessage } from './protocol.ts'
-import { ModuleRejected } from './wasm-binary.ts'
+import { MAX_WASM32_PAGES, ModuleRejected, WASM_PAGE_BYTES } from './wasm-binary.ts'
 
 export interface PluginLimits {
   /** Wall-clock budget of one call, waiting for a thread included. */
@@ -43,8 +43,6 @@ export interface PluginSpec {
 export interface SandboxOptions {
   /** Plugin threads at most (default 4). */
   readonly maxThreads?: number
-  /** Threads started at once, so that the first calls find one ready (default 0). */
-  readonly warmThreads?: number
   /** Where `builtin` modules are read (default plugins/dist/). */
   readonly builtinDir?: URL
   /** Downloads `url` modules. */
@@ -57,18 +55,10 @@ export interface SandboxOptions {
   readonly maxPlugins?: number
 }
 
-export interface CallResult {
-  readonly output: Uint8Array
-}
-
 export interface SandboxedPlugin {
   readonly digest: string
-  readonly limits: PluginLimits
   /** Runs the plugin's function on `input`; throws SandboxError saying what went wrong. */
-  call(
-    input: Uint8Array,
-    options?: { readonly signal?: AbortSignal; readonly timeoutMs?: number },
-  ): Promise<Uint8Array>
+  call(input: Uint8Array, options?: { readonly signal?: AbortSignal }): Promise<Uint8Array>
 }
 
 export class Sandbox {
@@ -94,8 +84,6 @@ export class Sandbox {
       ...(options.fetch === undefined ? {} : { fetch: options.fetch }),
       ...(metrics === undefined ? {} : { onCompile: (hit) => metrics.load(hit ? 'hit' : 'miss') }),
     })
-    if (options.warmThreads !== undefined && options.warmThreads > 0)
-      void this.#pool.warm(options.warmThreads)
   }
 
   /**
@@ -164,7 +152,6 @@ export class Sandbox {
     const fn = spec.function
     const plugin: SandboxedPlugin = {
       digest: compiled.digest,
-      limits,
       async call(input, options = {}) {
         if (input.byteLength > limits.maxInputBytes) {
           metrics?.call('too_large')
@@ -177,7 +164,7 @@ export class Sandbox {
         if (!pool.has(id)) id = pool.define(definition)
         try {
           const output = await pool.call(id, fn, input, {
-            timeoutMs: options.timeoutMs ?? limits.timeoutMs,
+            timeoutMs: limits.timeoutMs,
             signal: options.signal,
             http,
           })
@@ -206,8 +193,8 @@ export class Sandbox {
 /** setTimeout's range ends at about 24.8 days; a tool call has no business near it. */
 const MAX_TIMEOUT_MS = 3_600_000
 
-/** 65,536 pages of 64 KiB: all a 32-bit Wasm memory holds. */
-const MAX_MEMORY_MIB = 4096
+/** All a 32-bit Wasm memory holds: 4096 MiB. */
+const MAX_MEMORY_MIB = (MAX_WASM32_PAGES * WASM_PAGE_BYTES) / (1024 * 1024)
 
 /** Distinct plugin configurations kept registered; a Secret rotated forever must not grow them forever. */
 const MAX_PLUGINS = 512

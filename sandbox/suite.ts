@@ -31,25 +31,23 @@ async function plugin(ctx: SuiteContext, name: PluginName, spec: Partial<PluginS
   return ctx.sandbox.load({ source: { bytes: await wasm(name), name }, function: 'call', ...spec })
 }
 
-async function failure(call: Promise<unknown>): Promise<SandboxError> {
+/** The error `work` fails with, which must be a `type`; `success` says what it means when it does not fail. */
+async function thrown<E extends Error>(
+  work: Promise<unknown>,
+  type: new (...args: never[]) => E,
+  success: string,
+): Promise<E> {
   try {
-    await call
+    await work
   } catch (err) {
-    if (err instanceof SandboxError) return err
+    if (err instanceof type) return err
     throw err
   }
-  assert.fail('the call succeeded')
+  assert.fail(success)
 }
 
-async function rejection(load: Promise<unknown>): Promise<ModuleRejected> {
-  try {
-    await load
-  } catch (err) {
-    if (err instanceof ModuleRejected) return err
-    throw err
-  }
-  assert.fail('the module was accepted')
-}
+const failure = (call: Promise<unknown>) => thrown(call, SandboxError, 'the call succeeded')
+const rejection = (load: Promise<unknown>) => thrown(load, ModuleRejected, 'the module was accepted')
 
 /** The built-in webhook plugin's wire format: request JSON, a newline, the body. */
 function webhook(url: string, method = 'GET', body = '', headers: Record<string, string> = {}): Uint8Array {

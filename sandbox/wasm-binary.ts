@@ -16,7 +16,7 @@ export class ModuleRejected extends Error {
 export const WASM_PAGE_BYTES = 65536
 
 /** The most pages a 32-bit memory can have (4 GiB). */
-const MAX_WASM32_PAGES = 65536
+export const MAX_WASM32_PAGES = 65536
 
 export interface CappedModule {
   /** The bytes to compile: the input itself when nothing had to change. */

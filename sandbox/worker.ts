@@ -31,6 +31,8 @@ interface Loaded {
   readonly id: number
   readonly definition: PluginDefinition
   plugin: Plugin | undefined
+  /** The plugin's Wasm instance, for its memory (WASI, and telling an out-of-memory trap from others). */
+  instance: WebAssembly.Instance | undefined
   /** Kernel bytes allocated by the current call. */
   allocated: number
   status: number
@@ -143,10 +145,8 @@ function hostFunctions(entry: Loaded): HostFunctions {
 }
 
 function memoryOf(entry: Loaded): WebAssembly.Memory | undefined {
-  return instances.get(entry)?.exports.memory as WebAssembly.Memory | undefined
+  return entry.instance?.exports.memory as WebAssembly.Memory | undefined
 }
-
-const instances = new WeakMap<Loaded, WebAssembly.Instance>()
 
 /**
  * Ends the call for breaking a limit. The main thread is told at once and terminates this thread: Wasm with
@@ -204,7 +204,7 @@ async function instantiate(entry: Loaded): Promise<Plugin> {
     },
   )
   const instance = await plugin.getInstance()
-  instances.set(entry, instance)
+  entry.instance = instance
   // A WASI reactor expects its initializer before any export is called; the SDK runs it only with its own WASI.
   const init = instance.exports._initialize
   if (entry.definition.wasi && typeof init === 'function') (init as () => void)()
@@ -257,7 +257,7 @@ async function forget(entry: Loaded): Promise<void> {
   const plugin = entry.plugin
   if (plugin === undefined) return
   entry.plugin = undefined
-  instances.delete(entry)
+  entry.instance = undefined
   send({ t: 'evicted', id: entry.id })
   await plugin.close()
 }
@@ -316,6 +316,7 @@ function onMessage(message: ToWorker): void {
         id: message.id,
         definition: message.definition,
         plugin: undefined,
+        instance: undefined,
         allocated: 0,
         status: 0,
         vars: new Map(),
