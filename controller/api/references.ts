@@ -17,7 +17,14 @@ export interface Reference {
   readonly binary?: boolean
 }
 
-function fromValue(ns: string, source: ValueSource | undefined, path: string, out: Reference[]): void {
+/** `binary`: the key is read from a ConfigMap's binaryData (a Wasm module). */
+function fromValue(
+  ns: string,
+  source: ValueSource | undefined,
+  path: string,
+  out: Reference[],
+  binary = false,
+): void {
   if (source === undefined) return
   if ('configMapKeyRef' in source || 'secretKeyRef' in source) {
     const isSecret = 'secretKeyRef' in source
@@ -28,6 +35,7 @@ function fromValue(ns: string, source: ValueSource | undefined, path: string, ou
       path,
       key: r.key,
       optional: r.optional === true,
+      ...(binary ? { binary } : {}),
     })
   } else if ('serviceRef' in source) {
     const r = source.serviceRef
@@ -88,16 +96,7 @@ export function referencesOf(r: AnyResource): Reference[] {
       if (s.type === 'team') out.push({ kind: 'Team', ref: s.team, path: 'team' })
       if (s.type === 'wasm') {
         const m = s.wasm.module
-        if ('configMapKeyRef' in m) {
-          const r = m.configMapKeyRef
-          out.push({
-            kind: 'ConfigMap',
-            ref: { namespace: ns, name: r.name },
-            path: 'wasm.module',
-            key: r.key,
-            binary: true,
-          })
-        }
+        if ('configMapKeyRef' in m) fromValue(ns, m, 'wasm.module', out, true)
         fromValues(ns, s.wasm.config, 'wasm.config', out)
       }
       break

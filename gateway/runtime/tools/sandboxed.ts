@@ -5,11 +5,13 @@
  * arguments (resolved Secrets, parsed templates, the granted host) is prepared once per agent.
  */
 import type { HttpToolSpec, JsonSchema, NamedValue, WasmToolSpec } from '../../../controller/api/index.ts'
+import { base64Bytes } from '../../../controller/api/index.ts'
 import type { Catalog } from '../../../controller/store/index.ts'
 import type { PluginSpec, Sandbox, SandboxedPlugin } from '../../../sandbox/index.ts'
 import { ModuleRejected, SandboxError } from '../../../sandbox/index.ts'
 import type { ToolDefinition } from '../messages.ts'
 import { compileJsonSchema } from '../schema.ts'
+import { parseTemplate } from '../template.ts'
 import type { PreparedTool, ToolResult } from './tool.ts'
 
 /** The agent cannot use the tool as declared; prepare.ts turns it into a PrepareError. */
@@ -90,13 +92,13 @@ export function webhookTool(
   catalog: Catalog,
   sandbox: Sandbox,
 ): PreparedTool {
-  const url = parseToolTemplate(spec.url)
-  const origin = staticOrigin(spec.url)
+  const url = parseTemplate(spec.url, WEBHOOK_TEMPLATE)
+  const origin = staticOrigin(spec.url, url)
   const headers: Record<string, string> = {}
   for (const h of spec.headers) headers[h.name.toLowerCase()] = resolve(h, namespace, catalog, 'header')
   const fixed: Record<string, string> = {}
   for (const p of spec.bodyParameters) fixed[p.name] = resolve(p, namespace, catalog, 'body parameter')
-  const body = spec.body === undefined ? undefined : parseToolTemplate(spec.body)
+  const body = spec.body === undefined ? undefined : parseTemplate(spec.body, WEBHOOK_TEMPLATE)
   // How a value is written into the body template: escaped inside a JSON template, URL-encoded in a form,
   // as it is in anything else (text).
   const bodyEncoding: (value: string) => string =
@@ -107,7 +109,7 @@ export function webhookTool(
         : (v) => v
   const hasBody = spec.method !== 'GET' && spec.method !== 'DELETE'
   if (hasBody && body === undefined) headers['content-type'] ??= 'application/json'
-  const plugin = lazyPlugin(sandbox, webhookPluginSpec(spec))
+  const plugin = lazyPlugin(sandbox, webhookPluginSpec(spec, origin))
   const encoder = new TextEncoder()
   const decoder = new TextDecoder()
   return sandboxedTool(tool, async (args, signal) => {
@@ -157,12 +159,12 @@ export function webhookTool(
 }
 
 /** The built-in webhook plugin, granted only the URL's own host; throws ToolSpecError for a bad template. */
-export function webhookPluginSpec(spec: HttpToolSpec): PluginSpec {
+export function webhookPluginSpec(spec: HttpToolSpec, origin = staticOrigin(spec.url)): PluginSpec {
   return {
     source: { builtin: 'http' },
     function: 'call',
     // Host and port, default port included: a redirect to another port of the same host is not granted.
-    allowedHosts: [staticOrigin(spec.url).grant],
+    allowedHosts: [origin.grant],
     limits: {
       timeoutMs: spec.timeoutSeconds === undefined ? WEBHOOK_TIMEOUT_MS : spec.timeoutSeconds * 1000,
     },
@@ -212,30 +214,8 @@ function lazyPlugin(sandbox: Sandbox, spec: PluginSpec): () => Promise<Sandboxed
   }
 }
 
-interface ToolTemplate {
-  readonly parameters: readonly string[]
-  render(values: Readonly<Record<string, string>>, encode: (value: string) => string): string
-}
-
-/** `{{name}}`, or Go-template `{{.name}}` as ARK writes them; unknown names render as empty. */
-const PLACEHOLDER = /\{\{\s*\.?([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g
-
-export function parseToolTemplate(text: string): ToolTemplate {
-  const parts = text.split(PLACEHOLDER)
-  // split() with one capture group alternates literal, name, literal, ...
-  const parameters = parts.filter((_, i) => i % 2 === 1)
-  return {
-    parameters,
-    render(values, encode) {
-      let out = ''
-      for (let i = 0; i < parts.length; i++) {
-        const part = parts[i] ?? ''
-        out += i % 2 === 0 ? part : encode(values[part] ?? '')
-      }
-      return out
-    },
-  }
-}
+/** Webhook templates: `{{name}}` or `{{.name}}`, a value the call lacks renders as empty. */
+const WEBHOOK_TEMPLATE = { bareNames: true, missingAsEmpty: true } as const
 
 interface StaticOrigin {
   readonly origin: string
@@ -246,14 +226,14 @@ interface StaticOrigin {
 }
 
 /** The origin of a URL template, which must not depend on the arguments. */
-function staticOrigin(template: string): StaticOrigin {
-  const probe = template.replace(PLACEHOLDER, 'x')
-  const other = template.replace(PLACEHOLDER, 'y')
+function staticOrigin(template: string, url = parseTemplate(template, WEBHOOK_TEMPLATE)): StaticOrigin {
+  // Every placeholder filled with the same text, whatever the call's values.
+  const filled = (text: string): string => url.render({}, () => text)
   let a: URL
   let b: URL
   try {
-    a = new URL(probe)
-    b = new URL(other)
+    a = new URL(filled('x'))
+    b = new URL(filled('y'))
   } catch {
     throw new ToolSpecError(`url ${JSON.stringify(template)} is not a URL`)
   }
@@ -263,7 +243,9 @@ function staticOrigin(template: string): StaticOrigin {
     )
   }
   const port = a.port === '' ? (a.protocol === 'https:' ? '443' : '80') : a.port
-  const literal = template.split(PLACEHOLDER)[0] ?? ''
+  // The template up to its first placeholder (NUL cannot appear in a URL).
+  const marked = filled('\u0000')
+  const literal = marked.includes('\u0000') ? marked.slice(0, marked.indexOf('\u0000')) : template
   let fixedPath = '/'
   try {
     const prefix = new URL(literal).pathname
@@ -285,11 +267,4 @@ function resolve(v: NamedValue, namespace: string, catalog: Catalog, what: strin
   const r = catalog.resolveValue(namespace, v.source)
   if (!r.ok) throw new ToolSpecError(`${what} ${v.name}: ${r.message}`)
   return r.value ?? ''
-}
-
-function base64Bytes(b64: string): Uint8Array {
-  const binary = atob(b64.replace(/\s+/g, ''))
-  const bytes = new Uint8Array(binary.length)
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i)
-  return bytes
 }

@@ -1,3 +1,4 @@
+import { base64Bytes } from '../../base64.ts'
 import { defineKind } from '../../define.ts'
 import { Bool, Obj, Opt, Str, StringMap } from '../../schema.ts'
 
@@ -22,7 +23,7 @@ export const Secret = defineKind({
       const compact = encoded.replace(/\s+/g, '')
       // Never echo the value: the message names only the key.
       if (compact.length % 4 !== 0 || !BASE64.test(compact)) ctx.error(`data.${key}`, 'is not valid base64')
-      else data[key] = decodeBase64(compact)
+      else data[key] = utf8.decode(base64Bytes(compact))
     }
     // As the apiserver does, stringData wins over data for the same key.
     Object.assign(data, doc.stringData)
@@ -31,11 +32,3 @@ export const Secret = defineKind({
 })
 
 const utf8 = new TextDecoder()
-
-/** Web-standard decoding, so that the same code runs on Node and Deno. */
-function decodeBase64(b64: string): string {
-  const bin = atob(b64)
-  const bytes = new Uint8Array(bin.length)
-  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i)
-  return utf8.decode(bytes)
-}
