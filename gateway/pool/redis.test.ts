@@ -67,6 +67,18 @@ async function worker(
   return w
 }
 
+/** A runner that answers `content` and records the tasks it ran. */
+function recording(content: string): { ran: string[]; run: TaskRunner } {
+  const ran: string[] = []
+  return {
+    ran,
+    run: (t) => {
+      ran.push(t.id)
+      return Promise.resolve(answer(t, content))
+    },
+  }
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const never = new AbortController().signal
 
@@ -160,11 +172,8 @@ describe('the Redis Streams queue', () => {
     const admission = await g.submit(t, { signal: controller.signal })
     controller.abort()
     expect((await admission.result).outcome).toBe('cancelled')
-    const ran: string[] = []
-    await worker((x) => {
-      ran.push(x.id)
-      return Promise.resolve(answer(x, 'ran'))
-    })
+    const { ran, run } = recording('ran')
+    await worker(run)
     // The worker takes the entry and skips it.
     await sleep(300)
     expect(ran).toEqual([])
@@ -221,15 +230,8 @@ describe('the Redis Streams queue', () => {
     const t = task('orphan')
     const admission = await g.submit(t, { signal: never })
     await takenByADeadWorker()
-    const ran: string[] = []
-    await worker(
-      (x) => {
-        ran.push(x.id)
-        return Promise.resolve(answer(x, 'rescued'))
-      },
-      2,
-      { claimIdleMs: 150 },
-    )
+    const { ran, run } = recording('rescued')
+    await worker(run, 2, { claimIdleMs: 150 })
     expect(await admission.result).toMatchObject({ outcome: 'answer', content: 'rescued' })
     expect(ran).toEqual([t.id])
   })
@@ -239,15 +241,8 @@ describe('the Redis Streams queue', () => {
     const t = task('cursed')
     const admission = await g.submit(t, { signal: never })
     await takenByADeadWorker()
-    const ran: string[] = []
-    await worker(
-      (x) => {
-        ran.push(x.id)
-        return Promise.resolve(answer(x, 'never'))
-      },
-      2,
-      { claimIdleMs: 100, maxAttempts: 1 },
-    )
+    const { ran, run } = recording('never')
+    await worker(run, 2, { claimIdleMs: 100, maxAttempts: 1 })
     const result = await admission.result
     expect(result.outcome).toBe('error')
     expect(result.error).toMatch(/taken by 1 workers and none finished it \(the last: dead\)/)

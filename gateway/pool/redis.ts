@@ -312,10 +312,6 @@ export class RedisWorker {
     return this.#stopping
   }
 
-  get inFlight(): number {
-    return this.#running.size
-  }
-
   async start(): Promise<void> {
     await createGroup(this.#redis, this.#pool)
     await this.#subscriber.subscribe(`${this.#prefix}:cancel`)
