@@ -6,14 +6,18 @@
  *   ark get <kind> [name]   kubectl-like table of resources and their Available condition
  *   ark crds [--out dir]    the CustomResourceDefinitions, generated from the schemas
  *   ark dev                 serve the manifests folder's agents on 127.0.0.1:8080, following it live
+ *   ark gateway             the same edge, submitting every task to Redis Streams for pool workers
+ *   ark worker --agent n    a pool worker: runs one agent's tasks from its Redis stream
  */
 import { parseArgs } from 'node:util'
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateCrds } from '../controller/api/index.ts'
 import { REACHABLE, startControlPlane } from '../controller/index.ts'
-import { DEFAULTS, PROVIDER_DEFAULTS, createLogger, serve } from '../gateway/index.ts'
+import { DEFAULTS, PROVIDER_DEFAULTS, createLogger, redactedUrl, serve } from '../gateway/index.ts'
+import type { RedisSettings } from '../gateway/index.ts'
 import { startEmbedded } from './embedded.ts'
+import { worker } from './worker.ts'
 import { renderGet, resolveKind } from './get.ts'
 import { renderValidation } from './validate.ts'
 
@@ -30,6 +34,8 @@ Usage:
   ark crds [--out <dir>]           Print the CRDs, or write one file per CRD into <dir>.
   ark dev                          Serve the agents of a manifests folder: OpenAI-compatible API,
                                    in-process pools, metrics; follows the folder live, logs JSON lines.
+                                   With REDIS_URL, tasks go through Redis Streams and this process
+                                   also runs a worker for every agent.
         -f, --manifests <path>     (env ARK_MANIFESTS, default ./examples)
         --host <addr>              (env HOST, default 127.0.0.1)
         --port <n>                 (env PORT, default 8080; 0 picks a free port)
@@ -49,6 +55,25 @@ Usage:
                                    0 turns probes off (env ARK_PROBE_INTERVAL, default 60)
         --sandbox-threads <n>      Threads for webhook and Wasm tool calls; more calls wait
                                    (env ARK_SANDBOX_THREADS, default 4)
+        --redis-url <url>          Pools on Redis Streams (env REDIS_URL; default: in-process pools)
+        --redis-prefix <p>         Key prefix in Redis (env ARK_REDIS_PREFIX, default ark)
+        --claim-idle <s>           A task a silent worker held this long is taken over by another
+                                   (env ARK_CLAIM_IDLE, default 30); each retry waits twice as long
+        --max-attempts <n>         Attempts before a task is dead-lettered (env ARK_MAX_ATTEMPTS, default 3)
+  ark gateway                      The edge only: the same API and flags as ark dev, every task submitted
+                                   to its pool's Redis stream for ark worker processes; needs --redis-url.
+                                   Several replicas may share one Redis.
+  ark worker --agent <ns>/<name>   A pool worker: runs the agent's tasks from its Redis stream (the
+                                   agent's tools, models and limits come from the manifests); serves
+                                   /healthz, /readyz (semantic probe verdict) and /metrics. Flags as
+                                   ark dev (manifests, provider and sandbox settings, Redis), and:
+        --agent <ns>/<name>        The pool (env ARK_AGENT; a bare name means namespace default)
+        --port <n>                 Health and metrics port (env PORT, default 8081)
+        --concurrency <n>          Tasks at once (env ARK_WORKER_CONCURRENCY; default the agent's
+                                   limits.maxConcurrentTasks, else 16)
+        --shutdown-grace <s>       On SIGTERM, running tasks get this long to finish before they are
+                                   handed back to the pool (env ARK_SHUTDOWN_GRACE, default 25)
+        --id <name>                Consumer name in Redis (env ARK_ID, default <hostname>-<random>)
   ark --help | ark --version
 
 Kinds for get: agents, models, tools, teams, memories, queries, mcpservers, a2aservers,
@@ -62,7 +87,7 @@ Environment:
   ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL
                    defaults for Models that do not set them, and for ArkAgent model ids
 
-Routes served by ark dev: POST /v1/chat/completions, GET /v1/models, GET /metrics, GET /healthz, GET /readyz.
+Routes served by ark dev and ark gateway: POST /v1/chat/completions, GET /v1/models, GET /metrics, GET /healthz, GET /readyz.
 `
 
 async function main(argv: string[]): Promise<number> {
@@ -90,6 +115,14 @@ async function main(argv: string[]): Promise<number> {
       'provider-retries': { type: 'string' },
       'probe-interval': { type: 'string' },
       'sandbox-threads': { type: 'string' },
+      'redis-url': { type: 'string' },
+      'redis-prefix': { type: 'string' },
+      'claim-idle': { type: 'string' },
+      'max-attempts': { type: 'string' },
+      agent: { type: 'string' },
+      concurrency: { type: 'string' },
+      'shutdown-grace': { type: 'string' },
+      id: { type: 'string' },
     },
   })
   const [command, ...rest] = positionals
@@ -174,7 +207,9 @@ async function main(argv: string[]): Promise<number> {
       console.log(`wrote ${String(files.length)} files to ${values.out}`)
       return 0
     }
-    case 'dev': {
+    case 'dev':
+    case 'gateway':
+    case 'worker': {
       const number = (flag: string, env: string, fallback: number, min: number) => {
         const raw = (values as Record<string, string | undefined>)[flag] ?? process.env[env]
         if (raw === undefined || raw === '') return fallback
@@ -196,21 +231,59 @@ async function main(argv: string[]): Promise<number> {
         }
         return raw as T
       }
-      return dev({
+      const redisUrl = values['redis-url'] ?? process.env.REDIS_URL
+      const redis: RedisSettings | undefined =
+        redisUrl === undefined || redisUrl === ''
+          ? undefined
+          : { url: redisUrl, prefix: values['redis-prefix'] ?? process.env.ARK_REDIS_PREFIX ?? 'ark' }
+      if (redis !== undefined && !/^rediss?:\/\//.test(redis.url))
+        throw new Error('--redis-url (REDIS_URL) must start with redis:// or rediss://')
+      if (command !== 'dev' && redis === undefined)
+        throw new Error(
+          `ark ${command} needs Redis: set --redis-url or REDIS_URL (e.g. redis://127.0.0.1:6379)`,
+        )
+      const common = {
         manifests,
         host: values.host ?? process.env.HOST ?? '127.0.0.1',
-        port: number('port', 'PORT', 8080, 0),
-        maxBodyBytes: number('max-body-bytes', 'ARK_MAX_BODY_BYTES', DEFAULTS.maxBodyBytes, 1024),
         maxIterations: number('max-iterations', 'ARK_MAX_ITERATIONS', DEFAULTS.maxIterations, 1),
         taskTimeoutMs: number('task-timeout', 'ARK_TASK_TIMEOUT', DEFAULTS.taskTimeoutMs / 1000, 1) * 1000,
+        providers: {
+          env: process.env,
+          withoutKey: choice('models-without-key', 'ARK_MODELS_WITHOUT_KEY', ['mock', 'unavailable'], 'mock'),
+          timeoutMs:
+            number('provider-timeout', 'ARK_PROVIDER_TIMEOUT', PROVIDER_DEFAULTS.timeoutMs / 1000, 1) * 1000,
+          maxRetries: number('provider-retries', 'ARK_PROVIDER_RETRIES', PROVIDER_DEFAULTS.maxRetries, 0),
+        },
+        sandboxThreads: number('sandbox-threads', 'ARK_SANDBOX_THREADS', 4, 1),
+        claimIdleMs: number('claim-idle', 'ARK_CLAIM_IDLE', 30, 1) * 1000,
+        maxAttempts: number('max-attempts', 'ARK_MAX_ATTEMPTS', 3, 1),
+      }
+      if (command === 'worker') {
+        const agent = values.agent ?? process.env.ARK_AGENT
+        if (agent === undefined || agent === '')
+          throw new Error('ark worker needs --agent <namespace>/<name> (or ARK_AGENT)')
+        const concurrency = number('concurrency', 'ARK_WORKER_CONCURRENCY', 0, 1)
+        return worker({
+          ...common,
+          redis: redis as RedisSettings,
+          agent,
+          port: number('port', 'PORT', 8081, 0),
+          ...(concurrency === 0 ? {} : { concurrency }),
+          shutdownGraceMs: number('shutdown-grace', 'ARK_SHUTDOWN_GRACE', 25, 0) * 1000,
+          ...(values.id === undefined && process.env.ARK_ID === undefined
+            ? {}
+            : { id: values.id ?? process.env.ARK_ID ?? '' }),
+        })
+      }
+      return dev({
+        ...common,
+        mode: command,
+        redis,
+        port: number('port', 'PORT', 8080, 0),
+        maxBodyBytes: number('max-body-bytes', 'ARK_MAX_BODY_BYTES', DEFAULTS.maxBodyBytes, 1024),
         poolConcurrency: number('pool-concurrency', 'ARK_POOL_CONCURRENCY', DEFAULTS.poolConcurrency, 1),
         maxQueued: number('queue-size', 'ARK_QUEUE_SIZE', DEFAULTS.maxQueued, 0),
-        withoutKey: choice('models-without-key', 'ARK_MODELS_WITHOUT_KEY', ['mock', 'unavailable'], 'mock'),
-        providerTimeoutMs:
-          number('provider-timeout', 'ARK_PROVIDER_TIMEOUT', PROVIDER_DEFAULTS.timeoutMs / 1000, 1) * 1000,
-        providerRetries: number('provider-retries', 'ARK_PROVIDER_RETRIES', PROVIDER_DEFAULTS.maxRetries, 0),
         probeIntervalSeconds: number('probe-interval', 'ARK_PROBE_INTERVAL', 60, 0),
-        sandboxThreads: number('sandbox-threads', 'ARK_SANDBOX_THREADS', 4, 1),
       })
     }
     default:
@@ -220,6 +293,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 interface DevOptions {
+  readonly mode: 'dev' | 'gateway'
   readonly manifests: string
   readonly host: string
   readonly port: number
@@ -228,11 +302,17 @@ interface DevOptions {
   readonly taskTimeoutMs: number
   readonly poolConcurrency: number
   readonly maxQueued: number
-  readonly withoutKey: 'mock' | 'unavailable'
-  readonly providerTimeoutMs: number
-  readonly providerRetries: number
+  readonly providers: {
+    env: NodeJS.ProcessEnv
+    withoutKey: 'mock' | 'unavailable'
+    timeoutMs: number
+    maxRetries: number
+  }
   readonly probeIntervalSeconds: number
   readonly sandboxThreads: number
+  readonly redis: RedisSettings | undefined
+  readonly claimIdleMs: number
+  readonly maxAttempts: number
 }
 
 /**
@@ -241,7 +321,12 @@ interface DevOptions {
  */
 async function dev(options: DevOptions): Promise<number> {
   const { manifests } = options
-  const log = createLogger('dev')
+  const log = createLogger(options.mode)
+  if (options.redis !== undefined)
+    log.info('pools on Redis Streams', {
+      redis: redactedUrl(options.redis.url),
+      workers: options.mode === 'dev' ? 'every agent, in this process' : 'none (ark worker processes)',
+    })
   const system = await startEmbedded({
     manifests,
     onWatchError: (err) => log.warn('watch error', { error: String(err) }),
@@ -250,16 +335,19 @@ async function dev(options: DevOptions): Promise<number> {
     taskTimeoutMs: options.taskTimeoutMs,
     poolConcurrency: options.poolConcurrency,
     maxQueued: options.maxQueued,
-    providers: {
-      env: process.env,
-      withoutKey: options.withoutKey,
-      timeoutMs: options.providerTimeoutMs,
-      maxRetries: options.providerRetries,
-    },
+    providers: options.providers,
     probeIntervalSeconds: options.probeIntervalSeconds,
     sandboxThreads: options.sandboxThreads,
     log: createLogger('gateway'),
     processMetrics: !('Deno' in globalThis),
+    ...(options.redis === undefined
+      ? {}
+      : {
+          redis: options.redis,
+          workers: options.mode === 'dev',
+          claimIdleMs: options.claimIdleMs,
+          maxAttempts: options.maxAttempts,
+        }),
   })
   const cp = system.controlPlane
   const reported = new Set<string>()

@@ -1,18 +1,29 @@
 /**
  * The embedded system, assembled once: a control plane over a manifests folder that knows what this build can
  * run, the gateway over its catalog, and the model probes that keep each Model's ModelReachable condition
- * current. `ark dev`, the end-to-end tests and the benchmarks all start here, so they run the same thing.
+ * current. With `redis`, tasks go through Redis Streams, and unless `workers` is false this process also
+ * runs a worker for every agent (`ark dev` with REDIS_URL; `ark gateway` runs none). `ark dev`, `ark
+ * gateway`, the end-to-end tests and the benchmarks all start here, so they run the same thing.
  */
 import type { ProviderType, ToolType } from '../controller/api/index.ts'
-import type { ControlPlane } from '../controller/index.ts'
+import type { Capabilities, ControlPlane } from '../controller/index.ts'
 import {
   CAPABILITIES,
   ModelProbeController,
   ToolModuleController,
   startControlPlane,
 } from '../controller/index.ts'
-import type { Gateway, GatewayOptions } from '../gateway/index.ts'
-import { BUILTIN_TOOLS, PROVIDERS, createGateway, silentLogger, upstreamFetch } from '../gateway/index.ts'
+import type { BuiltinTool, Gateway, GatewayOptions } from '../gateway/index.ts'
+import {
+  BUILTIN_TOOLS,
+  DEFAULT_WORKER_CONCURRENCY,
+  PROVIDERS,
+  PoolWorkers,
+  WorkerMetrics,
+  createGateway,
+  silentLogger,
+  upstreamFetch,
+} from '../gateway/index.ts'
 
 export interface EmbeddedOptions extends Omit<GatewayOptions, 'catalog'> {
   readonly manifests: string
@@ -24,6 +35,28 @@ export interface EmbeddedOptions extends Omit<GatewayOptions, 'catalog'> {
    * off (default 60).
    */
   readonly probeIntervalSeconds?: number
+  /** With `redis`: run a worker for every agent in this process (default true). */
+  readonly workers?: boolean
+  /** Worker settings, with `redis` and `workers`. */
+  readonly claimIdleMs?: number
+  readonly maxAttempts?: number
+}
+
+/** What this build can execute, which decides what is Available. */
+export function capabilities(options: {
+  readonly builtins?: Readonly<Record<string, BuiltinTool>> | undefined
+  readonly sandbox?: unknown
+}): Capabilities {
+  return {
+    ...CAPABILITIES,
+    builtinTools: new Set([...Object.keys(BUILTIN_TOOLS), ...Object.keys(options.builtins ?? {})]),
+    providers: new Set(Object.keys(PROVIDERS) as ProviderType[]),
+    // Webhook and Wasm tools run in the sandbox, when there is one.
+    toolTypes:
+      options.sandbox === false
+        ? new Set<ToolType>([...CAPABILITIES.toolTypes].filter((t) => t !== 'http' && t !== 'wasm'))
+        : CAPABILITIES.toolTypes,
+  }
 }
 
 export interface Embedded {
@@ -33,25 +66,26 @@ export interface Embedded {
   readonly probes: ModelProbeController | undefined
   /** Loads the modules of sandboxed Tools as they appear: their ModuleLoaded condition. */
   readonly toolModules: ToolModuleController
+  /** This process's pool workers, with `redis` (and `workers` not false). */
+  readonly pools: PoolWorkers | undefined
   close(): Promise<void>
 }
 
 export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded> {
-  const { manifests, watch, onWatchError, probeIntervalSeconds, ...gatewayOptions } = options
+  const {
+    manifests,
+    watch,
+    onWatchError,
+    probeIntervalSeconds,
+    workers,
+    claimIdleMs,
+    maxAttempts,
+    ...gatewayOptions
+  } = options
   const cp = await startControlPlane(manifests, {
     ...(watch === undefined ? {} : { watch }),
     ...(onWatchError === undefined ? {} : { onError: onWatchError }),
-    // What this runtime can execute decides what is Available.
-    capabilities: {
-      ...CAPABILITIES,
-      builtinTools: new Set([...Object.keys(BUILTIN_TOOLS), ...Object.keys(options.builtins ?? {})]),
-      providers: new Set(Object.keys(PROVIDERS) as ProviderType[]),
-      // Webhook and Wasm tools run in the gateway's sandbox, when it has one.
-      toolTypes:
-        options.sandbox === false
-          ? new Set<ToolType>([...CAPABILITIES.toolTypes].filter((t) => t !== 'http' && t !== 'wasm'))
-          : CAPABILITIES.toolTypes,
-    },
+    capabilities: capabilities(options),
   })
   const gateway = createGateway({
     ...gatewayOptions,
@@ -78,12 +112,29 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     },
   })
   toolModules.start()
+  let pools: PoolWorkers | undefined
+  if (options.redis !== undefined && workers !== false) {
+    pools = new PoolWorkers({
+      catalog: cp.catalog,
+      runtime: gateway.runtime,
+      redis: options.redis,
+      agents: 'all',
+      defaultConcurrency: options.poolConcurrency ?? DEFAULT_WORKER_CONCURRENCY,
+      ...(claimIdleMs === undefined ? {} : { claimIdleMs }),
+      ...(maxAttempts === undefined ? {} : { maxAttempts }),
+      metrics: new WorkerMetrics(gateway.metrics.registry),
+      log,
+    })
+    await pools.start()
+  }
   return {
     controlPlane: cp,
     gateway,
     probes,
     toolModules,
+    pools,
     async close() {
+      await pools?.stop()
       toolModules.close()
       probes?.close()
       await gateway.close()

@@ -1,7 +1,8 @@
 /**
  * gateway: the data plane. A Hono app (OpenAI-compatible routes, metrics, health), the agent runtime (tool
- * loop, providers, built-in tools), and the task queue with its pools. `serve` picks the runtime's adapter
- * (serve-node.ts or serve-deno.ts) and loads only that one.
+ * loop, providers, built-in tools), the task queue with its pools (in-process, or on Redis Streams with
+ * pool workers: createWorker). `serve` picks the runtime's adapter (serve-node.ts or serve-deno.ts) and
+ * loads only that one.
  */
 export type { Gateway, GatewayOptions } from './gateway.ts'
 export { DEFAULTS, createGateway } from './gateway.ts'
@@ -24,7 +25,14 @@ export type { Task, TaskResult } from './runtime/task.ts'
 export type { BuiltinTool, ToolResult } from './runtime/tools/tool.ts'
 export { BUILTIN_TOOLS } from './runtime/tools/builtin.ts'
 export type { PoolLimits, PoolStats, TaskQueue } from './pool/queue.ts'
-export { QueueFullError } from './pool/queue.ts'
+export { QueueFullError, QueueUnavailableError } from './pool/queue.ts'
+export type { RedisSettings, RuntimeSettings } from './assemble.ts'
+export type { Worker, WorkerOptions } from './worker.ts'
+export { DEFAULT_WORKER_CONCURRENCY, createWorker } from './worker.ts'
+export type { PoolStatus } from './pool/workers.ts'
+export { PoolWorkers } from './pool/workers.ts'
+export { WorkerMetrics } from './pool/worker-metrics.ts'
+export { redactedUrl } from './pool/redis-streams.ts'
 export type { AgentRuntime, ProbeVerdict } from './runtime/agent-runtime.ts'
 export type { PreparedAgent } from './runtime/prepare.ts'
 export { runLoop } from './runtime/loop.ts'

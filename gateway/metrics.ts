@@ -18,7 +18,8 @@ const ITERATIONS = [1, 2, 3, 5, 10, 20, 50, 100]
 
 export interface MetricsOptions {
   readonly catalog: Catalog
-  readonly pools: () => readonly PoolStats[]
+  /** A shared queue reads its pools' stats from Redis, hence the promise. */
+  readonly pools: () => readonly PoolStats[] | Promise<readonly PoolStats[]>
   /** Node's process metrics (CPU, memory, event loop lag); the CLI turns them on. */
   readonly processMetrics?: boolean
   /** Where to register (default a new one): the sandbox records into the same registry. */
@@ -125,13 +126,22 @@ export class Metrics {
         help,
         labelNames: ['pool'],
         registers,
-        collect() {
+        async collect() {
+          const stats = await pools()
           this.reset()
-          for (const p of pools()) this.labels(p.pool).set(value(p))
+          for (const p of stats) this.labels(p.pool).set(value(p))
         },
       })
-    poolGauge('ark_pool_in_flight', 'Tasks running in each agent pool.', (p) => p.inFlight)
-    poolGauge('ark_pool_queue_depth', 'Tasks waiting in each agent pool.', (p) => p.queued)
+    poolGauge(
+      'ark_pool_in_flight',
+      'Tasks running in each agent pool (on Redis: taken by a worker, not yet answered).',
+      (p) => p.inFlight,
+    )
+    poolGauge(
+      'ark_pool_queue_depth',
+      'Tasks waiting in each agent pool (on Redis: the consumer group lag, not yet taken by a worker).',
+      (p) => p.queued,
+    )
     poolGauge(
       'ark_pool_concurrency',
       'Tasks each agent pool runs at once (replicas x maxConcurrentTasks).',

@@ -8,7 +8,7 @@ import type { ResourceOf } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
 import type { Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
-import { QueueFullError } from '../pool/queue.ts'
+import { QueueFullError, QueueUnavailableError } from '../pool/queue.ts'
 import type { TaskQueue } from '../pool/queue.ts'
 import type { AgentRuntime } from '../runtime/agent-runtime.ts'
 import type { AgentEvent } from '../runtime/events.ts'
@@ -275,6 +275,12 @@ function refused(deps: ChatDeps, err: unknown): Response {
     deps.metrics.rejected(`${err.pool.namespace}/${err.pool.name}`)
     return errorResponse(429, err.message, {
       code: 'queue_full',
+      headers: { 'retry-after': String(err.retryAfterSeconds) },
+    })
+  }
+  if (err instanceof QueueUnavailableError) {
+    return errorResponse(503, err.message, {
+      code: 'queue_unavailable',
       headers: { 'retry-after': String(err.retryAfterSeconds) },
     })
   }

@@ -28,7 +28,9 @@ export interface PoolLimits {
 export interface PoolStats {
   /** `<namespace>/<name>` of the agent. */
   readonly pool: string
+  /** Tasks a worker has taken and not answered yet. */
   readonly inFlight: number
+  /** Tasks no worker has taken yet. */
   readonly queued: number
   readonly concurrency: number
 }
@@ -39,7 +41,8 @@ export interface TaskQueue {
    * or rejects with QueueFullError when the pool cannot take it.
    */
   submit(task: Task, options: SubmitOptions): Promise<Admission>
-  stats(): readonly PoolStats[]
+  /** Per pool; a shared queue reads it from where the pools live (hence the promise). */
+  stats(): readonly PoolStats[] | Promise<readonly PoolStats[]>
   close(): Promise<void>
 }
 
@@ -54,6 +57,12 @@ export class QueueFullError extends Error {
     this.pool = pool
     this.retryAfterSeconds = retryAfterSeconds
   }
+}
+
+/** The queue cannot be reached (Redis is down): the gateway answers 503 and the client may retry. */
+export class QueueUnavailableError extends Error {
+  override readonly name = 'QueueUnavailableError'
+  readonly retryAfterSeconds = 1
 }
 
 /** The worker side: runs one task to its result. */

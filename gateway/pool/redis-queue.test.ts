@@ -8,7 +8,9 @@ import { NO_USAGE } from '../runtime/messages.ts'
 import type { Task, TaskResult } from '../runtime/task.ts'
 import { QueueFullError } from './queue.ts'
 import type { TaskRunner } from './queue.ts'
-import { RedisQueue, RedisWorker, poolKey } from './redis.ts'
+import { RedisQueue } from './redis-queue.ts'
+import { RedisWorker } from './redis-worker.ts'
+import { keys } from './redis-streams.ts'
 
 const AGENT: ObjectRef = { namespace: 'default', name: 'helper' }
 let server: RedisServer
@@ -124,7 +126,7 @@ describe('the Redis Streams queue', () => {
       expect(events.get(t.id)).toEqual([{ type: 'llm.delta', text: `working on ${t.id}` }])
     // Answered entries are acknowledged and deleted: the stream holds only the backlog.
     const redis = new Redis(server.url)
-    expect(await redis.xlen(poolKey(prefix, AGENT))).toBe(0)
+    expect(await redis.xlen(keys.pool(prefix, AGENT))).toBe(0)
     redis.disconnect()
   })
 
@@ -218,7 +220,7 @@ describe('the Redis Streams queue', () => {
       'BLOCK',
       2000,
       'STREAMS',
-      poolKey(prefix, AGENT),
+      keys.pool(prefix, AGENT),
       '>',
     )
     redis.disconnect()

@@ -1,0 +1,142 @@
+/**
+ * What the gateway (gateway.ts) and a pool worker (worker.ts) build alike: the agent runtime with its
+ * sandbox and metrics registry, the pool limits read from the catalog, and the task queue, in-process or on
+ * Redis Streams. One place, so that a task runs the same in `ark dev`, `ark gateway` + `ark worker`, tests
+ * and benchmarks.
+ */
+import { Registry } from 'prom-client'
+import type { ObjectRef } from '../controller/api/index.ts'
+import type { Catalog } from '../controller/store/index.ts'
+import { Sandbox } from '../sandbox/index.ts'
+import type { Metrics } from './metrics.ts'
+import { MemoryQueue } from './pool/memory.ts'
+import type { PoolLimits, TaskQueue } from './pool/queue.ts'
+import { RedisQueue } from './pool/redis-queue.ts'
+import { AgentRuntime } from './runtime/agent-runtime.ts'
+import type { ProviderSettings } from './runtime/providers/registry.ts'
+import { providerFactory } from './runtime/providers/registry.ts'
+import { BUILTIN_TOOLS } from './runtime/tools/builtin.ts'
+import type { BuiltinTool } from './runtime/tools/tool.ts'
+
+export const DEFAULTS = {
+  maxBodyBytes: 4 * 1024 * 1024,
+  maxIterations: 20,
+  taskTimeoutMs: 120_000,
+  poolConcurrency: 64,
+  maxQueued: 256,
+} as const
+
+/** Where pools live when they are not in this process. */
+export interface RedisSettings {
+  readonly url: string
+  /** Key prefix, so that several ark installations can share one Redis (default `ark`). */
+  readonly prefix?: string
+}
+
+export interface RuntimeSettings {
+  /** Tool-loop bound per task (default 20). */
+  readonly maxIterations?: number
+  /** Task timeout for agents without limits.timeoutSeconds (default 120 s). */
+  readonly taskTimeoutMs?: number
+  /** Pool size for agents that do not set replicas or maxConcurrentTasks (default 64). */
+  readonly poolConcurrency?: number
+  /** Tasks that may wait in each pool beyond its concurrency (default 256); more get 429. */
+  readonly maxQueued?: number
+  /** Built-in tools beyond noop, terminate and calculator (an embedder's own tools). */
+  readonly builtins?: Readonly<Record<string, BuiltinTool>>
+  /** Environment defaults (API keys, base URLs), the mock stand-in for keyless models, timeouts, retries. */
+  readonly providers?: ProviderSettings
+  /**
+   * Runs webhook and `wasm` tools. Default: a sandbox of this process's own, with its metrics, closed with
+   * it; false: none, and agents with such tools cannot run.
+   */
+  readonly sandbox?: Sandbox | false
+  /** Plugin threads of the own sandbox (default 4). */
+  readonly sandboxThreads?: number
+}
+
+export interface Assembly {
+  readonly runtime: AgentRuntime
+  readonly sandbox: Sandbox | undefined
+  readonly registry: Registry
+  readonly limitsOf: (agent: ObjectRef) => PoolLimits
+  readonly timeoutMsOf: (agent: ObjectRef) => number
+  /** The runtime reports to metrics, and metrics read the queue, which runs the runtime: tie the knot late. */
+  reportTo(metrics: Metrics): void
+  close(): Promise<void>
+}
+
+export function assembleRuntime(catalog: Catalog, settings: RuntimeSettings): Assembly {
+  const registry = new Registry()
+  const sink: { metrics?: Metrics } = {}
+  const ownSandbox = settings.sandbox === undefined
+  const sandbox =
+    settings.sandbox === false
+      ? undefined
+      : (settings.sandbox ??
+        new Sandbox({
+          ...(settings.sandboxThreads === undefined ? {} : { maxThreads: settings.sandboxThreads }),
+          registry,
+        }))
+  const taskTimeoutMs = settings.taskTimeoutMs ?? DEFAULTS.taskTimeoutMs
+  const runtime = new AgentRuntime({
+    ...(sandbox === undefined ? {} : { sandbox }),
+    catalog,
+    createProvider: providerFactory(settings.providers),
+    builtins: { ...BUILTIN_TOOLS, ...settings.builtins },
+    maxIterations: settings.maxIterations ?? DEFAULTS.maxIterations,
+    timeoutMs: taskTimeoutMs,
+    observe: (agent, event) => sink.metrics?.observe(agent, event),
+  })
+  const poolConcurrency = settings.poolConcurrency ?? DEFAULTS.poolConcurrency
+  const maxQueued = settings.maxQueued ?? DEFAULTS.maxQueued
+  return {
+    runtime,
+    sandbox,
+    registry,
+    limitsOf(ref) {
+      const s = catalog.get('Agent', ref)?.spec
+      const concurrency =
+        s === undefined || (s.replicas === undefined && s.limits.maxConcurrentTasks === undefined)
+          ? poolConcurrency
+          : (s.replicas ?? 1) * (s.limits.maxConcurrentTasks ?? 1)
+      return { concurrency, maxQueued }
+    },
+    timeoutMsOf(ref) {
+      const seconds = catalog.get('Agent', ref)?.spec.limits.timeoutSeconds
+      return seconds === undefined ? taskTimeoutMs : seconds * 1000
+    },
+    reportTo(metrics) {
+      sink.metrics = metrics
+    },
+    async close() {
+      runtime.close()
+      if (ownSandbox) await sandbox?.close()
+    },
+  }
+}
+
+/**
+ * The queue tasks are submitted to: pools in this process, or the pools' Redis streams, where `ark worker`
+ * processes (or this process's own workers, `ark dev` with REDIS_URL) take them. Agent-as-tool calls and
+ * subtasks go through it too, so they reach the other agent's pool wherever it runs.
+ */
+export function createQueue(
+  assembly: Assembly,
+  redis: RedisSettings | undefined,
+  id?: string,
+): TaskQueue & { readonly connected?: boolean } {
+  const { runtime, limitsOf, timeoutMsOf } = assembly
+  const queue =
+    redis === undefined
+      ? new MemoryQueue((task, context) => runtime.run(task, context), limitsOf)
+      : new RedisQueue({
+          url: redis.url,
+          ...(redis.prefix === undefined ? {} : { prefix: redis.prefix }),
+          ...(id === undefined ? {} : { id }),
+          limitsOf,
+          timeoutMsOf,
+        })
+  runtime.submit = async (task, signal) => (await queue.submit(task, { signal })).result
+  return queue
+}

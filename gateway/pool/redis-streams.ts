@@ -1,0 +1,100 @@
+/**
+ * What the gateway's and the workers' sides of the Redis Streams queue share: the key layout, the consumer
+ * group, and the shape of stream entries. redis-queue.ts is the gateway's side, redis-worker.ts a worker's.
+ *
+ * Keys (all under `prefix`, default `ark`):
+ * - `<p>:pool:<ns>/<name>`: one stream per agent pool, read by the consumer group `workers`; each worker
+ *   process is a consumer. An entry is acknowledged and deleted once its answer is sent, so the stream's
+ *   length is the pool's backlog (waiting + running), which is what admission and autoscalers read.
+ * - `<p>:reply:<gateway id>`: one stream per gateway replica, carrying the events and the result of every
+ *   task that replica submitted. A stream rather than pub/sub: a gateway that loses its connection for a
+ *   moment reads on from its last id and loses nothing, and one blocking XREAD per replica serves all of
+ *   its tasks. Per-task reply streams would cost a key, and a blocking read, per request. Trimmed to about
+ *   STREAM_MAXLEN entries; it expires an hour after the last answer once its gateway is gone.
+ * - `<p>:dead:<ns>/<name>`: tasks no worker could finish, with the reason (trimmed like reply streams).
+ * - `<p>:cancel`: a pub/sub channel of cancelled task ids (best effort: a worker that misses one still stops
+ *   at the task's deadline), and `<p>:cancelled:<task id>` keys (an hour) so a task cancelled while it waits
+ *   is skipped when a worker picks it up.
+ * - `<p>:handoff`: a pub/sub channel of pool keys whose tasks a stopping worker handed back, so the pool's
+ *   other workers take them over at once instead of at their next takeover round.
+ */
+import type { Redis } from 'ioredis'
+import type { ObjectRef } from '../../controller/api/index.ts'
+
+export const GROUP = 'workers'
+export const STREAM_MAXLEN = 10_000
+/** A blocking read returns this often, so that close() and readiness changes are noticed. */
+export const BLOCK_MS = 1000
+/** How long an answer, a cancellation mark or an idle reply stream is kept. */
+export const KEEP_SECONDS = 3600
+
+export const keys = {
+  pool: (prefix: string, agent: ObjectRef) => `${prefix}:pool:${agent.namespace}/${agent.name}`,
+  reply: (prefix: string, gateway: string) => `${prefix}:reply:${gateway}`,
+  dead: (prefix: string, agent: ObjectRef) => `${prefix}:dead:${agent.namespace}/${agent.name}`,
+  cancelled: (prefix: string, task: string) => `${prefix}:cancelled:${task}`,
+  cancelChannel: (prefix: string) => `${prefix}:cancel`,
+  handoffChannel: (prefix: string) => `${prefix}:handoff`,
+}
+
+/** The `<ns>/<name>` of a pool key. */
+export function poolName(prefix: string, poolKey: string): string {
+  return poolKey.slice(`${prefix}:pool:`.length)
+}
+
+/** Fields of a task entry in a pool stream. */
+export interface TaskEntry {
+  /** The Task, as JSON. */
+  readonly task?: string
+  /** Epoch ms after which the task is not worth running. */
+  readonly deadline?: string
+  /** The submitting gateway's reply stream. */
+  readonly reply?: string
+}
+
+/** Fields of an entry in a reply stream. */
+export interface ReplyEntry {
+  readonly task?: string
+  readonly type?: 'event' | 'result'
+  /** The AgentEvent or TaskResult, as JSON. */
+  readonly data?: string
+}
+
+export async function createGroup(redis: Redis, pool: string): Promise<void> {
+  try {
+    await redis.xgroup('CREATE', pool, GROUP, '0', 'MKSTREAM')
+  } catch (err) {
+    if (!(err instanceof Error) || !err.message.startsWith('BUSYGROUP')) throw err
+  }
+}
+
+/** True when Redis lost the group (it restarted without persistence): create it again. */
+export function isNoGroup(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith('NOGROUP')
+}
+
+export function fieldsOf(list: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (let i = 0; i + 1 < list.length; i += 2) out[list[i] as string] = list[i + 1] as string
+  return out
+}
+
+/** The epoch ms an entry was added at: the first half of its stream id (Redis's clock). */
+export function entryTime(id: string): number {
+  return Number(id.slice(0, id.indexOf('-')))
+}
+
+/** The URL without its password, for messages and logs. */
+export function redactedUrl(url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.password !== '') u.password = '***'
+    return u.href
+  } catch {
+    return 'the configured URL'
+  }
+}
+
+export type StreamBatch = [key: string, entries: [id: string, fields: string[]][]][] | null
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))

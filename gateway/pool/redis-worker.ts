@@ -1,0 +1,449 @@
+/**
+ * A pool worker's side of the Redis Streams queue (key layout in redis-streams.ts): takes tasks from its
+ * agent's stream as a consumer of the group `workers`, runs them, and answers to the gateway replica that
+ * submitted each one. It also takes over tasks that a dead or stuck worker left behind, retries them with
+ * backoff, dead-letters those that no worker finishes, and on stop() finishes or hands back what it holds.
+ */
+import { Redis } from 'ioredis'
+import type { ObjectRef } from '../../controller/api/index.ts'
+import type { AgentEvent, Outcome } from '../runtime/events.ts'
+import type { Task, TaskResult } from '../runtime/task.ts'
+import { notRun } from '../runtime/task.ts'
+import type { TaskRunner } from './queue.ts'
+import type { StreamBatch, TaskEntry } from './redis-streams.ts'
+import {
+  BLOCK_MS,
+  GROUP,
+  KEEP_SECONDS,
+  STREAM_MAXLEN,
+  createGroup,
+  entryTime,
+  fieldsOf,
+  isNoGroup,
+  keys,
+  sleep,
+} from './redis-streams.ts'
+
+/** How long past a task's deadline a worker keeps trying to deliver its answer while Redis is away. */
+const DELIVERY_GRACE_MS = 5000
+/** Idle time given to handed-back entries: far past any takeover wait, so the next worker takes them. */
+const HANDED_BACK_IDLE_MS = 365 * 24 * 3600 * 1000
+
+/** What a worker reports as it goes (metrics). */
+export interface WorkerObserver {
+  /** A task starts; `waitSeconds` since it was queued; `retry` when it was taken over from another worker. */
+  started(info: { readonly waitSeconds: number; readonly retry: boolean }): void
+  finished(info: { readonly runSeconds: number; readonly outcome: Outcome }): void
+  /** An entry was taken over from a worker that stopped renewing it. */
+  reclaimed(): void
+  deadLettered(): void
+  /** Tasks a stopping worker could not finish in time and gave back to the pool. */
+  handedBack(count: number): void
+}
+
+export interface RedisWorkerOptions {
+  readonly url: string
+  readonly prefix?: string
+  /** The pool this worker serves. */
+  readonly agent: ObjectRef
+  /** Consumer name within the pool's group (default random). */
+  readonly consumer?: string
+  /** Tasks this worker runs at once (the agent's maxConcurrentTasks); read before every take. */
+  readonly maxConcurrentTasks: number | (() => number)
+  readonly run: TaskRunner
+  /**
+   * A task held this long by a worker that shows no sign of life is taken over (default 30 s). Live workers
+   * renew their running tasks at a third of it, so only a dead or stuck worker's tasks go idle. Each further
+   * attempt waits twice as long as the one before (backoff).
+   */
+  readonly claimIdleMs?: number
+  /** Attempts before a task goes to the dead-letter stream (default 3). */
+  readonly maxAttempts?: number
+  /** While false the worker takes no task, new or taken over (semantic readiness). Default: always. */
+  readonly ready?: () => boolean
+  readonly observer?: WorkerObserver
+}
+
+interface Running {
+  readonly controller: AbortController
+  /** Set when stop() gives the task back: its run's result is not an answer. */
+  handedBack: boolean
+}
+
+export class RedisWorker {
+  readonly #options: RedisWorkerOptions
+  readonly #prefix: string
+  readonly #pool: string
+  readonly #consumer: string
+  readonly #redis: Redis
+  readonly #reader: Redis
+  readonly #subscriber: Redis
+  /** By stream entry id: the running tasks, whose entries are renewed so that no other worker takes them. */
+  readonly #running = new Map<string, Running>()
+  /** Task id to entry id, for cancellation. */
+  readonly #taskEntries = new Map<string, string>()
+  readonly #tasks = new Set<Promise<void>>()
+  #stopping = false
+  #loop: Promise<void> | undefined
+  #maintenance: ReturnType<typeof setInterval> | undefined
+
+  constructor(options: RedisWorkerOptions) {
+    this.#options = options
+    this.#prefix = options.prefix ?? 'ark'
+    this.#pool = keys.pool(this.#prefix, options.agent)
+    this.#consumer = options.consumer ?? crypto.randomUUID()
+    this.#redis = new Redis(options.url, { maxRetriesPerRequest: 1 })
+    this.#reader = this.#redis.duplicate()
+    this.#subscriber = this.#redis.duplicate()
+    for (const r of [this.#redis, this.#reader, this.#subscriber]) r.on('error', () => {})
+  }
+
+  get inFlight(): number {
+    return this.#running.size
+  }
+
+  get connected(): boolean {
+    return this.#redis.status === 'ready'
+  }
+
+  /** Resolves once the worker reads its stream; while Redis cannot be reached, it keeps trying. */
+  async start(): Promise<void> {
+    for (;;) {
+      try {
+        await createGroup(this.#redis, this.#pool)
+        break
+      } catch (err) {
+        if (this.#stopping) return
+        // A wrong-type key or a refused command will not get better by waiting.
+        if (err instanceof Error && /WRONGTYPE|NOPERM|NOAUTH|WRONGPASS/.test(err.message)) throw err
+        await sleep(500)
+      }
+    }
+    const cancel = keys.cancelChannel(this.#prefix)
+    const handoff = keys.handoffChannel(this.#prefix)
+    this.#subscriber.on('message', (channel: string, message: string) => {
+      if (channel === cancel) {
+        const entry = this.#taskEntries.get(message)
+        const running = entry === undefined ? undefined : this.#running.get(entry)
+        running?.controller.abort(new DOMException('the task was cancelled', 'AbortError'))
+      } else if (channel === handoff && message === this.#pool) void this.#reclaim()
+    })
+    await this.#subscriber.subscribe(cancel, handoff)
+    this.#loop = this.#take()
+    const every = Math.max(10, Math.floor(this.#claimIdleMs / 3))
+    this.#maintenance = setInterval(() => {
+      void this.#renew().then(() => this.#reclaim())
+    }, every)
+  }
+
+  get #claimIdleMs(): number {
+    return this.#options.claimIdleMs ?? 30_000
+  }
+
+  #max(): number {
+    const m = this.#options.maxConcurrentTasks
+    return Math.max(1, typeof m === 'number' ? m : m())
+  }
+
+  #ready(): boolean {
+    return this.#options.ready?.() ?? true
+  }
+
+  #isStopping(): boolean {
+    return this.#stopping
+  }
+
+  /**
+   * Stops taking tasks and lets the running ones finish for up to `graceMs` (default: wait for all). Those
+   * still running then are stopped and handed back: their entries are made idle at once and the pool's
+   * other workers are told, so one of them runs the task instead; the hand-back does not count as an attempt.
+   */
+  async stop(options: { readonly graceMs?: number } = {}): Promise<void> {
+    this.#stopping = true
+    clearInterval(this.#maintenance)
+    this.#reader.disconnect()
+    await this.#loop
+    const all = Promise.allSettled([...this.#tasks])
+    if (options.graceMs !== undefined && this.#running.size > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const grace = new Promise<'late'>(
+        (resolve) => (timer = setTimeout(() => resolve('late'), options.graceMs)),
+      )
+      const late = (await Promise.race([all, grace])) === 'late'
+      clearTimeout(timer)
+      if (late) await this.#handBack()
+    }
+    await all
+    this.#subscriber.disconnect()
+    this.#redis.disconnect()
+  }
+
+  async #handBack(): Promise<void> {
+    const entries = [...this.#running.entries()]
+    for (const [, r] of entries) {
+      r.handedBack = true
+      r.controller.abort(new DOMException('the worker is shutting down', 'AbortError'))
+    }
+    await Promise.allSettled([...this.#tasks])
+    try {
+      for (const [id] of entries) {
+        // XCLAIM counts a delivery only without JUSTID; RETRYCOUNT keeps the count as it was, so a worker
+        // shutting down does not use up one of the task's attempts.
+        const info = (await this.#redis.xpending(this.#pool, GROUP, id, id, 1)) as [
+          string,
+          string,
+          number,
+          number,
+        ][]
+        const deliveries = info[0]?.[3] ?? 1
+        await this.#redis.xclaim(
+          this.#pool,
+          GROUP,
+          this.#consumer,
+          0,
+          id,
+          'IDLE',
+          HANDED_BACK_IDLE_MS,
+          'RETRYCOUNT',
+          Math.max(0, deliveries - 1),
+          'JUSTID',
+        )
+      }
+      await this.#redis.publish(keys.handoffChannel(this.#prefix), this.#pool)
+    } catch {
+      // Redis is away: the entries go idle and are taken over after claimIdleMs all the same.
+    }
+    this.#options.observer?.handedBack(entries.length)
+  }
+
+  async #take(): Promise<void> {
+    while (!this.#stopping) {
+      if (!this.#ready()) {
+        // Not ready (the semantic probe failed): leave the pool's tasks to workers that are.
+        await sleep(200)
+        continue
+      }
+      const room = this.#max() - this.#running.size
+      if (room <= 0) {
+        await Promise.race(this.#tasks)
+        continue
+      }
+      let batch: StreamBatch
+      try {
+        batch = (await this.#reader.xreadgroup(
+          'GROUP',
+          GROUP,
+          this.#consumer,
+          'COUNT',
+          room,
+          'BLOCK',
+          BLOCK_MS,
+          'STREAMS',
+          this.#pool,
+          '>',
+        )) as StreamBatch
+      } catch (err) {
+        // stop() may have run while the read blocked.
+        if (this.#isStopping()) return
+        if (isNoGroup(err)) await createGroup(this.#redis, this.#pool).catch(() => {})
+        else await sleep(200)
+        continue
+      }
+      for (const [, entries] of batch ?? [])
+        for (const [id, fields] of entries) this.#start(id, fieldsOf(fields), false)
+    }
+  }
+
+  #start(entryId: string, fields: TaskEntry, retry: boolean): void {
+    const running: Running = { controller: new AbortController(), handedBack: false }
+    this.#running.set(entryId, running)
+    const work = this.#handle(entryId, fields, running, retry)
+      // Redis went away mid-task: the entry, no longer renewed, is taken over later (by this worker too).
+      .catch(() => {})
+      .finally(() => {
+        this.#running.delete(entryId)
+        this.#tasks.delete(work)
+      })
+    this.#tasks.add(work)
+  }
+
+  /** Resets the idle time of this worker's running entries: it is alive, they are not to be taken over. */
+  async #renew(): Promise<void> {
+    if (this.#running.size === 0 || this.#stopping) return
+    try {
+      await this.#redis.xclaim(this.#pool, GROUP, this.#consumer, 0, ...this.#running.keys(), 'JUSTID')
+    } catch {
+      // Redis is away; the next round renews them.
+    }
+  }
+
+  /**
+   * Takes over tasks held too long without renewal (their worker died or hangs, or this worker could not
+   * deliver an answer while Redis was away), with backoff per attempt; past maxAttempts a task is
+   * dead-lettered and its caller told why.
+   */
+  async #reclaim(): Promise<void> {
+    const room = this.#max() - this.#running.size
+    if (room <= 0 || this.#stopping || !this.#ready()) return
+    const base = this.#claimIdleMs
+    let pending: [string, string, number, number][]
+    try {
+      pending = (await this.#redis.xpending(this.#pool, GROUP, 'IDLE', base, '-', '+', 50)) as typeof pending
+    } catch {
+      return
+    }
+    let taken = 0
+    for (const [id, consumer, idle, deliveries] of pending) {
+      if (taken >= room) return
+      if (this.#running.has(id)) continue
+      // The n-th attempt waits base * 2^(n-1) after the previous one.
+      const wait = base * 2 ** Math.max(0, deliveries - 1)
+      if (idle < wait) continue
+      let claimed: [string, string[]][]
+      try {
+        claimed = (await this.#redis.xclaim(this.#pool, GROUP, this.#consumer, wait, id)) as typeof claimed
+      } catch {
+        return
+      }
+      const entry = claimed[0]
+      // Another worker took it first, or it was answered and deleted meanwhile.
+      if (entry === undefined || entry[1].length === 0) continue
+      taken++
+      this.#options.observer?.reclaimed()
+      const fields = fieldsOf(entry[1]) as TaskEntry
+      const attempts = deliveries + 1
+      if (attempts > (this.#options.maxAttempts ?? 3))
+        await this.#deadLetter(id, fields, attempts - 1, consumer).catch(() => {})
+      else this.#start(id, fields, true)
+    }
+  }
+
+  async #deadLetter(entryId: string, fields: TaskEntry, attempts: number, lastConsumer: string) {
+    const reason = `the task was taken by ${String(attempts)} workers and none finished it (the last: ${lastConsumer})`
+    const task = parseTask(fields.task)
+    const tx = this.#redis
+      .multi()
+      .xadd(
+        keys.dead(this.#prefix, this.#options.agent),
+        'MAXLEN',
+        '~',
+        STREAM_MAXLEN,
+        '*',
+        ...(Object.entries(fields).flat() as string[]),
+        'reason',
+        reason,
+      )
+    if (task !== undefined && fields.reply !== undefined)
+      reply(tx, fields.reply, task.id, 'result', notRun(task, 'error', reason))
+    await tx.xack(this.#pool, GROUP, entryId).xdel(this.#pool, entryId).exec()
+    this.#options.observer?.deadLettered()
+  }
+
+  async #handle(entryId: string, fields: TaskEntry, running: Running, retry: boolean): Promise<void> {
+    const task = parseTask(fields.task)
+    if (task === undefined) {
+      // Not a task ark wrote: nobody to answer; drop it so it does not come back.
+      await this.#redis.multi().xack(this.#pool, GROUP, entryId).xdel(this.#pool, entryId).exec()
+      return
+    }
+    const to = fields.reply
+    const deadline = Number(fields.deadline ?? '0')
+    const { controller } = running
+    this.#taskEntries.set(task.id, entryId)
+    const observer = this.#options.observer
+    try {
+      let result: TaskResult
+      if ((await this.#redis.exists(keys.cancelled(this.#prefix, task.id))) === 1) {
+        result = notRun(task, 'cancelled', 'the task was cancelled while it waited')
+      } else if (deadline > 0 && Date.now() >= deadline) {
+        result = notRun(task, 'timeout', 'the task waited past its deadline')
+      } else {
+        observer?.started({ waitSeconds: Math.max(0, Date.now() - entryTime(entryId)) / 1000, retry })
+        const started = performance.now()
+        const timer =
+          deadline > 0
+            ? setTimeout(() => {
+                controller.abort(new DOMException('the task reached its deadline', 'TimeoutError'))
+              }, deadline - Date.now())
+            : undefined
+        try {
+          result = await this.#options.run(task, {
+            signal: controller.signal,
+            ...(to === undefined ? {} : { emit: (e: AgentEvent) => void this.#event(to, task.id, e) }),
+          })
+        } catch (err) {
+          result = notRun(
+            task,
+            'error',
+            `the runtime failed: ${err instanceof Error ? err.message : String(err)}`,
+          )
+        } finally {
+          clearTimeout(timer)
+        }
+        observer?.finished({ runSeconds: (performance.now() - started) / 1000, outcome: result.outcome })
+      }
+      if (running.handedBack) return
+      await this.#answer(entryId, to, result, deadline)
+    } finally {
+      this.#taskEntries.delete(task.id)
+    }
+  }
+
+  /**
+   * Sends the result and acknowledges the entry in one transaction. While Redis is away it keeps trying
+   * (the entry stays renewed, so nobody takes it over) until shortly after the task's deadline; then it
+   * gives up and the entry, no longer renewed, is taken over and answered by whoever takes it.
+   */
+  async #answer(
+    entryId: string,
+    to: string | undefined,
+    result: TaskResult,
+    deadline: number,
+  ): Promise<void> {
+    const giveUp = (deadline > 0 ? deadline : Date.now() + 60_000) + DELIVERY_GRACE_MS
+    for (;;) {
+      const tx = this.#redis.multi()
+      if (to !== undefined) reply(tx, to, result.task, 'result', result)
+      try {
+        await tx.xack(this.#pool, GROUP, entryId).xdel(this.#pool, entryId).exec()
+        return
+      } catch {
+        if (Date.now() > giveUp) return
+        await sleep(250)
+      }
+    }
+  }
+
+  async #event(to: string, task: string, event: AgentEvent): Promise<void> {
+    try {
+      await reply(this.#redis.multi(), to, task, 'event', event).exec()
+    } catch {
+      // An event that cannot be sent is lost; the result is what the caller must get, and #answer retries it.
+    }
+  }
+}
+
+type Transaction = ReturnType<Redis['multi']>
+
+/** Queues an entry for a gateway's reply stream; a gateway that is gone leaves it to expire. */
+function reply(
+  tx: Transaction,
+  to: string,
+  task: string,
+  type: 'event' | 'result',
+  data: unknown,
+): Transaction {
+  return tx
+    .xadd(to, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'task', task, 'type', type, 'data', JSON.stringify(data))
+    .expire(to, KEEP_SECONDS)
+}
+
+function parseTask(text: string | undefined): Task | undefined {
+  if (text === undefined) return undefined
+  try {
+    const task = JSON.parse(text) as Task
+    return typeof task.id === 'string' && typeof task.agent === 'object' ? task : undefined
+  } catch {
+    return undefined
+  }
+}
