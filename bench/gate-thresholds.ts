@@ -52,4 +52,10 @@ export const THRESHOLDS: readonly Threshold[] = [
     max: 60,
     why: 'Measured 8.5 on a busy machine to 25 on an idle one (waking a sleeping plugin thread is the cost: 26 to 80 us against 3 us for the SDK on the calling thread). 60 fails a sandbox that instantiates, compiles or starts a thread per call (hundreds of us to ms), not the machine’s mood.',
   },
+  {
+    scenario: 'redis',
+    ratio: 'round trip/ping p50',
+    max: 40,
+    why: 'Measured medians 8 to 12 (180 us against a 15 us PING): a task crosses Redis four times (XADD, the blocking XREADGROUP, the cancelled-key check, the answer MULTI and the gateway’s blocking XREAD). 40 fails when a task gains several round trips or a polling delay, not when the machine is busy, since PING shares its mood.',
+  },
 ]

@@ -1,6 +1,7 @@
 /**
  * The processes most scenarios need: a mock OpenAI upstream (test/fakes/openai-upstream.ts, the same fake the
- * provider tests use) and `ark dev` serving manifests that point at it. Each in a process of its own.
+ * provider tests use) and `ark dev` (or `ark gateway` and `ark worker`) serving manifests that point at it.
+ * Each in a process of its own.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -67,16 +68,21 @@ export interface ArkProcess extends ServerProcess {
   readonly completions: string
 }
 
+/**
+ * `ark dev` (or `ark gateway`, with REDIS_URL in `env`) over the bench manifests. The upstream URL may be
+ * any when no route calls agent/openai-agent.
+ */
 export async function startArk(
   upstreamUrl: string,
   env: Readonly<Record<string, string>> = {},
+  command: 'dev' | 'gateway' = 'dev',
 ): Promise<ArkProcess> {
   const dir = await mkdtemp(join(tmpdir(), 'ark-bench-'))
   await writeFile(join(dir, 'bench.yaml'), manifests(upstreamUrl))
   let ark: ServerProcess
   try {
-    ark = await startServer('ark', {
-      args: [root('bin/ark.ts'), 'dev', '-f', dir, '--port', '0', '--probe-interval', '0'],
+    ark = await startServer(`ark ${command}`, {
+      args: [root('bin/ark.ts'), command, '-f', dir, '--port', '0', '--probe-interval', '0'],
       // The ready line is logged at info; ark logs nothing per request, so info costs nothing under load.
       env: { ARK_LOG_LEVEL: 'info', ...env },
       ready: (line) => (line.includes('"msg":"serving"') ? /"url":"([^"]+)"/.exec(line)?.[1] : undefined),
@@ -92,6 +98,33 @@ export async function startArk(
       await ark.stop()
       await rm(dir, { recursive: true, force: true })
     },
+  }
+}
+
+/** `ark worker` for one agent of the bench manifests, taking tasks from Redis at `env.REDIS_URL`. */
+export async function startWorker(
+  agent: string,
+  env: Readonly<Record<string, string>>,
+  extraArgs: readonly string[] = [],
+): Promise<ServerProcess> {
+  const dir = await mkdtemp(join(tmpdir(), 'ark-bench-'))
+  await writeFile(join(dir, 'bench.yaml'), manifests('http://127.0.0.1:9'))
+  try {
+    const worker = await startServer(`ark worker ${agent}`, {
+      args: [root('bin/ark.ts'), 'worker', '--agent', agent, '-f', dir, '--port', '0', ...extraArgs],
+      env: { ARK_LOG_LEVEL: 'info', ...env },
+      ready: (line) => (line.includes('"msg":"taking tasks"') ? 'ready' : undefined),
+    })
+    return {
+      ...worker,
+      stop: async () => {
+        await worker.stop()
+        await rm(dir, { recursive: true, force: true })
+      },
+    }
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true })
+    throw err
   }
 }
 
