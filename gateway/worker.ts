@@ -12,6 +12,7 @@ import { assembleRuntime, createQueue } from './assemble.ts'
 import type { Logger } from './log.ts'
 import { silentLogger } from './log.ts'
 import { Metrics } from './metrics.ts'
+import { RedisQueue } from './pool/redis-queue.ts'
 import { WorkerMetrics } from './pool/worker-metrics.ts'
 import type { PoolStatus } from './pool/workers.ts'
 import { PoolWorkers } from './pool/workers.ts'
@@ -56,6 +57,8 @@ export function createWorker(options: WorkerOptions): Worker {
   const { runtime, registry } = assembly
   // Agent-as-tool calls and subtasks go to the other agents' pools, wherever their workers run.
   const queue = createQueue(assembly, redis, options.id)
+  // Its pool's depth on its own /metrics: what an HPA on the workers scales on.
+  if (queue instanceof RedisQueue) queue.watch(agent)
   const metrics = new Metrics({
     registry,
     catalog,

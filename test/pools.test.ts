@@ -113,6 +113,20 @@ describe('pools on Redis Streams, with real processes', () => {
     expect(await admin.xlen(`${prefix}:pool:default/echo`)).toBe(0)
   })
 
+  it('ark dev with REDIS_URL runs the agents through Redis, with workers of its own', async () => {
+    freshPrefix()
+    const dev = await startArk(['dev', '-f', MANIFESTS, '--port', '0', '--probe-interval', '0'], {
+      env: { REDIS_URL: redis.url, ARK_REDIS_PREFIX: prefix },
+    })
+    started.push(dev)
+    const answer = await ask(client(dev), 'agent/echo', 'through redis')
+    expect(answer.choices[0]?.message.content).toBe('You said: through redis')
+    expect(await metric(dev, 'ark_queue_run_seconds_count', { pool: 'default/echo' })).toBe(1)
+    // The task went through the pool's stream (created by the submit, emptied by the answer).
+    expect(await admin.exists(`${prefix}:pool:default/echo`)).toBe(1)
+    expect(await admin.xlen(`${prefix}:pool:default/echo`)).toBe(0)
+  })
+
   it('kill -9 of a worker mid-task: another worker finishes it and the caller gets exactly one answer', async () => {
     freshPrefix()
     const gw = await gateway()
@@ -192,7 +206,8 @@ describe('pools on Redis Streams, with real processes', () => {
       expect(refused).toBeInstanceOf(OpenAI.APIError)
       expect((refused as InstanceType<typeof OpenAI.APIError>).status).toBe(503)
       expect((refused as InstanceType<typeof OpenAI.APIError>).code).toBe('queue_unavailable')
-      expect((refused as Error).message).toContain('not reachable')
+      // "not reachable", or the command's own failure when the connection dropped under it.
+      expect((refused as Error).message).toContain(`the task queue (Redis at ${redis.url})`)
       const ready = await fetch(`${w.url}/readyz`)
       expect(ready.status).toBe(503)
       expect(JSON.stringify(await ready.json())).toContain('Redis is not reachable')
@@ -260,6 +275,11 @@ spec:
     await new Promise((r) => setTimeout(r, 3000))
     expect(await admin.xlen(stream)).toBe(1)
     expect((await admin.xpending(stream, 'workers'))[0]).toBe(0)
+    // Both sides report the waiting task from Redis: what an autoscaler reads.
+    for (const p of [gw, w]) {
+      expect(await metric(p, 'ark_pool_queue_depth', { pool: 'default/picky' })).toBe(1)
+      expect(await metric(p, 'ark_pool_in_flight', { pool: 'default/picky' })).toBe(0)
+    }
 
     // The model gets better (here: the check is fixed); the worker is ready again and takes the task.
     await writeFile(join(dir, 'picky.yaml'), manifest('Reply with exactly one word: HEALTHY'))

@@ -54,7 +54,9 @@ export class RedisQueue implements TaskQueue {
   readonly #redis: Redis
   readonly #reader: Redis
   readonly #pending = new Map<string, Pending>()
-  /** Pool keys this replica has submitted to (their groups exist): the pools its stats report. */
+  /** Pool keys whose consumer group this replica made sure of. */
+  readonly #groups = new Set<string>()
+  /** Pool keys its stats report: those it submitted to, and those it watches. */
   readonly #pools = new Set<string>()
   #closed = false
   /** Connected now; and whether it ever was (before that, a submit waits briefly for the first connection). */
@@ -83,6 +85,11 @@ export class RedisQueue implements TaskQueue {
     this.#reading = this.#readReplies()
   }
 
+  /** Reports this pool in stats() too, though this replica has not submitted to it (a worker's own pool). */
+  watch(agent: ObjectRef): void {
+    this.#pools.add(keys.pool(this.#prefix, agent))
+  }
+
   /** Whether Redis answers now (for readiness and logs). */
   get connected(): boolean {
     return this.#up
@@ -95,8 +102,9 @@ export class RedisQueue implements TaskQueue {
     await this.#connected()
     const limits = this.#options.limitsOf(task.agent)
     try {
-      if (!this.#pools.has(pool)) {
+      if (!this.#groups.has(pool)) {
         await createGroup(this.#redis, pool)
+        this.#groups.add(pool)
         this.#pools.add(pool)
       }
       const backlog = await this.#redis.xlen(pool)
