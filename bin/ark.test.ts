@@ -78,7 +78,7 @@ describe('ark get', () => {
     const lines = r.stdout.trimEnd().split('\n')
     expect(lines[0]).toMatch(/^NAME\s+KIND\s+MODEL\s+TOOLS\s+AVAILABLE\s+REASON$/)
     expect(lines.find((l) => l.startsWith('research-agent'))).toMatch(
-      /^research-agent\s+ArkAgent\s+llama3\.2\s+1\s+False\s+UnsupportedFeature$/,
+      /^research-agent\s+ArkAgent\s+llama3\.2\s+3\s+False\s+UnsupportedFeature$/,
     )
     expect(lines.find((l) => l.startsWith('simple-agent'))).toMatch(
       /^simple-agent\s+Agent\s+default\s+0\s+True\s+AllDependenciesReady$/,

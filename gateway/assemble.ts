@@ -10,7 +10,7 @@ import type { Catalog } from '../controller/store/index.ts'
 import { Sandbox } from '../sandbox/index.ts'
 import type { Metrics } from './metrics.ts'
 import { MemoryQueue } from './pool/memory.ts'
-import type { PoolLimits, TaskQueue } from './pool/queue.ts'
+import type { PoolLimits } from './pool/queue.ts'
 import { RedisQueue } from './pool/redis-queue.ts'
 import { AgentRuntime } from './runtime/agent-runtime.ts'
 import type { ProviderSettings } from './runtime/providers/registry.ts'
@@ -42,7 +42,7 @@ export interface RuntimeSettings {
   readonly poolConcurrency?: number
   /** Tasks that may wait in each pool beyond its concurrency (default 256); more get 429. */
   readonly maxQueued?: number
-  /** Built-in tools beyond noop, terminate and calculator (an embedder's own tools). */
+  /** Built-in tools beyond ark's own (BUILTIN_TOOLS): an embedder's. */
   readonly builtins?: Readonly<Record<string, BuiltinTool>>
   /** Environment defaults (API keys, base URLs), the mock stand-in for keyless models, timeouts, retries. */
   readonly providers?: ProviderSettings
@@ -125,7 +125,7 @@ export function createQueue(
   assembly: Assembly,
   redis: RedisSettings | undefined,
   id?: string,
-): TaskQueue & { readonly connected?: boolean } {
+): MemoryQueue | RedisQueue {
   const { runtime, limitsOf, timeoutMsOf } = assembly
   const queue =
     redis === undefined
@@ -138,5 +138,7 @@ export function createQueue(
           timeoutMsOf,
         })
   runtime.submit = async (task, signal) => (await queue.submit(task, { signal })).result
+  // submit_subtask: admitted (or refused, with the reason) now, the result collected later.
+  runtime.enqueue = (task, signal) => queue.submit(task, { signal })
   return queue
 }

@@ -84,6 +84,9 @@ describe('seed manifests, verbatim', () => {
             headers: [],
           },
         },
+        // Seed 003, "Built-in tools": every agent pod has them whatever else it lists.
+        { kind: 'builtin', name: 'submit_subtask' },
+        { kind: 'builtin', name: 'get_subtask_result' },
       ],
       parameters: [],
       limits: { maxTokensPerCall: 8000, maxConcurrentTasks: 5, timeoutSeconds: 120 },
@@ -112,6 +115,8 @@ describe('seed manifests, verbatim', () => {
           inputSchema: { type: 'object', properties: { topic: { type: 'string' } }, required: ['topic'] },
         },
       },
+      { kind: 'builtin', name: 'submit_subtask' },
+      { kind: 'builtin', name: 'get_subtask_result' },
     ])
     expect(agent.spec.settings).toEqual({ namespace: 'default', name: 'analyst-base' })
     expect(agent.spec.memory).toEqual({ namespace: 'default', name: 'research-memory' })
@@ -123,6 +128,22 @@ describe('seed manifests, verbatim', () => {
     // Defaults from seed 003's table apply when limits are omitted.
     expect(agent.spec.limits).toEqual({ maxTokensPerCall: 8000, maxConcurrentTasks: 5, timeoutSeconds: 120 })
     expect(agent.spec.replicas).toBe(1)
+  })
+
+  it('seed 003 built-in tools: an ArkAgent’s own tool by the same name replaces the built-in', () => {
+    const { resources, problems } = decodeYaml(`
+apiVersion: arkonis.dev/v1alpha1
+kind: ArkAgent
+metadata: { name: own }
+spec:
+  model: gpt-4o
+  systemPrompt: I queue work my own way.
+  tools: [{ name: submit_subtask, url: 'http://queue.internal/submit' }]
+`)
+    expect(problems).toEqual([])
+    expect(
+      find(resources, 'Agent', 'own').spec.tools.map((t) => `${t.kind} ${'name' in t ? t.name : ''}`),
+    ).toEqual(['inline submit_subtask', 'builtin get_subtask_result'])
   })
 
   it('seed 000 query: targets, durations, and its status written back in the same shape', () => {

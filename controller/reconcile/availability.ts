@@ -28,7 +28,15 @@ export interface Capabilities {
  * SDK.
  */
 export const CAPABILITIES: Capabilities = {
-  builtinTools: new Set(['noop', 'terminate', 'calculator']),
+  // The task tools (seed 003) run in the runtime like the others; ArkAgents have the first two by default.
+  builtinTools: new Set([
+    'noop',
+    'terminate',
+    'calculator',
+    'submit_subtask',
+    'get_subtask_result',
+    'delegate',
+  ]),
   toolTypes: new Set<ToolType>(['builtin', 'agent', 'http', 'wasm']),
   providers: new Set<ProviderType>(['openai', 'azure', 'anthropic', 'mock']),
   mcp: false,

@@ -3,7 +3,8 @@
  * provider per Model, and drops them when the resource or anything it depends on changes (a Tool, a Secret),
  * so the next task prepares afresh. A pool worker owns one; in `ark dev` the gateway's in-process pools do.
  */
-import type { ResourceOf } from '../../controller/api/index.ts'
+import type { AnyResource, ResourceOf } from '../../controller/api/index.ts'
+import { resourceKey } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
 import type { AgentEvent, EventSink } from './events.ts'
 import type { ChatMessage } from './messages.ts'
@@ -12,6 +13,8 @@ import type { PreparedAgent } from './prepare.ts'
 import { PrepareError, prepareAgent } from './prepare.ts'
 import type { Provider, ProviderConfig } from './provider.ts'
 import { ProviderError } from './provider.ts'
+import type { Enqueue, Submit } from './subtasks.ts'
+import { RunTasks, checkDepth, childTask } from './subtasks.ts'
 import type { Task, TaskResult } from './task.ts'
 import { notRun } from './task.ts'
 import type { BuiltinTool } from './tools/tool.ts'
@@ -30,8 +33,13 @@ export interface RuntimeOptions {
   readonly timeoutMs?: number
   /** Sees every event of every task (metrics). */
   readonly observe?: (agent: PreparedAgent, event: AgentEvent) => void
-  /** Runs a task for another agent (agent-as-tool), through that agent's pool. */
-  readonly submit?: (task: Task, signal: AbortSignal) => Promise<TaskResult>
+  /** Runs a task for another agent (agent-as-tool, delegate), through that agent's pool. */
+  readonly submit?: Submit
+  /**
+   * Queues a task for another agent without waiting for its result (submit_subtask), so that a full pool is
+   * refused at once. Without it, subtasks go through `submit`.
+   */
+  readonly enqueue?: Enqueue
   /** Runs webhook and `wasm` tools. */
   readonly sandbox?: Sandbox
 }
@@ -40,9 +48,6 @@ export interface RunContext {
   readonly signal: AbortSignal
   readonly emit?: EventSink
 }
-
-/** Agents calling agents calling agents: deeper than this is a loop, not a plan. */
-const MAX_DEPTH = 8
 
 export class AgentRuntime {
   readonly #options: RuntimeOptions
@@ -53,6 +58,7 @@ export class AgentRuntime {
   readonly #maxIterations: number
   readonly #timeoutMs: number
   #submit: RuntimeOptions['submit']
+  #enqueue: RuntimeOptions['enqueue']
 
   constructor(options: RuntimeOptions) {
     this.#options = options
@@ -60,14 +66,26 @@ export class AgentRuntime {
     this.#maxIterations = options.maxIterations ?? 20
     this.#timeoutMs = options.timeoutMs ?? 120_000
     this.#submit = options.submit
+    this.#enqueue = options.enqueue
     this.#unsubscribe = options.catalog.store.subscribe((events) => {
-      for (const e of events) if (e.type !== 'status') this.#invalidate(e.resource.key)
+      for (const e of events) {
+        if (e.type === 'status') continue
+        this.#invalidate(e.resource.key)
+        // Whether an agent has `delegate`, and to which roles, is written in the Team that points at it.
+        this.#invalidateMembers(e.resource)
+        if (e.type === 'modified') this.#invalidateMembers(e.previous)
+      }
     })
   }
 
   /** Wires agent-as-tool calls to the queue, which is built after the runtime. */
   set submit(submit: RuntimeOptions['submit']) {
     this.#submit = submit
+  }
+
+  /** Wires submit_subtask to the queue, which is built after the runtime. */
+  set enqueue(enqueue: RuntimeOptions['enqueue']) {
+    this.#enqueue = enqueue
   }
 
   close(): void {
@@ -242,6 +260,12 @@ export class AgentRuntime {
       },
       Math.min(prepared.timeoutMs, 2 ** 31 - 1),
     )
+    const tasks = new RunTasks({
+      catalog: this.#catalog,
+      parent: task,
+      submit: this.#submit,
+      enqueue: this.#enqueue,
+    })
     let result
     try {
       result = await runLoop(prepared, {
@@ -252,9 +276,12 @@ export class AgentRuntime {
         emit,
         stream: task.stream,
         runAgent: (key, input, s) => this.#runSubtask(task, key, input, s),
+        tasks,
       })
     } finally {
       clearTimeout(timer)
+      // Subtasks the model did not wait for end with the run that queued them.
+      tasks.close()
     }
     const error =
       result.outcome === 'timeout'
@@ -266,20 +293,9 @@ export class AgentRuntime {
   async #runSubtask(parent: Task, key: string, input: string, signal: AbortSignal): Promise<string> {
     const submit = this.#submit
     if (submit === undefined) throw new Error('agent tools need a queue to run on')
-    if (parent.depth + 1 >= MAX_DEPTH)
-      throw new Error(`agents call agents more than ${String(MAX_DEPTH)} deep`)
+    checkDepth(parent.depth)
     const [namespace = '', name = ''] = key.split('/')
-    const result = await submit(
-      {
-        id: `${parent.id}.${String(Math.random()).slice(2, 8)}`,
-        agent: { namespace, name },
-        messages: [{ role: 'user', content: input }],
-        parameters: parent.parameters,
-        stream: false,
-        depth: parent.depth + 1,
-      },
-      signal,
-    )
+    const result = await submit(childTask(parent, { namespace, name }, input), signal)
     if (result.outcome !== 'answer' && result.outcome !== 'terminated') {
       throw new Error(result.error ?? `agent ${name} ended with ${result.outcome}`)
     }
@@ -324,6 +340,13 @@ export class AgentRuntime {
       ...(apiVersion === undefined ? {} : { apiVersion }),
       headers: map(s.headers, 'header'),
       properties: map(s.properties, 'property'),
+    }
+  }
+
+  #invalidateMembers(r: AnyResource): void {
+    if (r.kind !== 'Team') return
+    for (const m of r.spec.members) {
+      if (m.type === 'agent') this.#invalidate(resourceKey('Agent', m.ref.namespace, m.ref.name))
     }
   }
 

@@ -38,6 +38,8 @@ export interface LoopInput {
   /** Stream answer text as `llm.delta` events. */
   readonly stream: boolean
   readonly runAgent: ToolContext['runAgent']
+  /** What submit_subtask, get_subtask_result and delegate do in this run (the runtime's RunTasks). */
+  readonly tasks?: ToolContext['tasks']
 }
 
 export interface LoopResult {
@@ -57,7 +59,10 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
   let usage = NO_USAGE
   let iteration = 0
   let lastText: string | null = null
-  const context: ToolContext = { signal, runAgent: input.runAgent }
+  const context: ToolContext =
+    input.tasks === undefined
+      ? { signal, runAgent: input.runAgent }
+      : { signal, runAgent: input.runAgent, tasks: input.tasks }
   const budget = agent.maxTokensPerCall
   // Characters of the conversation so far, for the input estimate a token budget needs before each call.
   let inputChars = budget === undefined ? 0 : charsOf(messages, agent.toolDefinitions)

@@ -13,6 +13,7 @@ import { compileJsonSchema } from './schema.ts'
 import type { Template } from './template.ts'
 import { parseTemplate } from './template.ts'
 import type { Sandbox } from '../../sandbox/index.ts'
+import { delegationRoles } from './subtasks.ts'
 import { ToolSpecError, wasmTool, webhookTool } from './tools/sandboxed.ts'
 import type { BuiltinTool, PreparedTool, ToolContext, ToolResult } from './tools/tool.ts'
 
@@ -51,6 +52,16 @@ export function prepareAgent(agent: ResourceOf<'Agent'>, options: PrepareOptions
     const tool = prepareTool(entry, agent, options)
     if (tools.has(tool.name)) throw new PrepareError(`two tools are named ${tool.name}`)
     tools.set(tool.name, tool)
+  }
+  // Seed 003: an agent whose team lets it hand work on (canDelegate) has `delegate`, listed or not. The
+  // runtime drops this preparation when a Team that names the agent changes.
+  const delegate = options.builtins.delegate
+  if (delegate !== undefined && !tools.has('delegate')) {
+    const roles = [...delegationRoles(catalog, agent.ref).keys()].sort()
+    if (roles.length > 0) {
+      const description = `${delegate.description} You may delegate to: ${roles.join(', ')}.`
+      tools.set('delegate', fromBuiltin('delegate', delegate, description))
+    }
   }
   const toolDefinitions = [...tools.values()].map((t) => t.definition)
   const outputSchema = agent.spec.outputSchema

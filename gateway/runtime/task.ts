@@ -18,6 +18,11 @@ export interface Task {
   readonly stream: boolean
   /** How many agents deep this task runs (agent-as-tool); bounds recursion. */
   readonly depth: number
+  /**
+   * The agents (`<namespace>/<name>`) that handed work down to this task, outermost first, absent for a task a
+   * client sent: `delegate` refuses to hand work back to one of them (a cycle would only bounce until a limit).
+   */
+  readonly chain?: readonly string[]
 }
 
 export interface TaskResult {

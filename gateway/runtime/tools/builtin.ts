@@ -1,6 +1,10 @@
-/** The built-in tools every agent can list by name: noop, terminate and calculator. */
+/**
+ * The built-in tools every agent can list by name: noop, terminate, calculator, and the task tools
+ * (submit_subtask, get_subtask_result, delegate; tasks.ts).
+ */
 import type { BuiltinTool } from './tool.ts'
 import { CalculatorError, evaluate } from './calculator.ts'
+import { TASK_TOOLS } from './tasks.ts'
 
 export const noop: BuiltinTool = {
   description: 'Does nothing and succeeds. Returns its message argument, if any.',
@@ -37,4 +41,9 @@ export const calculator: BuiltinTool = {
   },
 }
 
-export const BUILTIN_TOOLS: Readonly<Record<string, BuiltinTool>> = { noop, terminate, calculator }
+export const BUILTIN_TOOLS: Readonly<Record<string, BuiltinTool>> = {
+  noop,
+  terminate,
+  calculator,
+  ...TASK_TOOLS,
+}

@@ -8,6 +8,41 @@ export interface ToolContext {
   readonly signal: AbortSignal
   /** Runs another agent with one user message and returns its answer (agent-as-tool). */
   readonly runAgent: (agentKey: string, input: string, signal: AbortSignal) => Promise<string>
+  /**
+   * Tasks this run starts for other agents (submit_subtask, get_subtask_result, delegate). Absent where no
+   * queue runs them (a bare tool loop), and those tools say so.
+   */
+  readonly tasks?: TaskHost
+}
+
+/** A subtask as the model sees it: its id (meaningful within the run that submitted it) and its agent. */
+export interface SubmittedTask {
+  readonly id: string
+  /** `<namespace>/<name>` of the agent that runs it. */
+  readonly agent: string
+}
+
+export type SubtaskState =
+  | { readonly id: string; readonly agent: string; readonly status: 'running' }
+  | { readonly id: string; readonly agent: string; readonly status: 'succeeded'; readonly content: string }
+  | { readonly id: string; readonly agent: string; readonly status: 'failed'; readonly error: string }
+
+/**
+ * What the runtime does for the task tools of one run. Every method throws `TaskToolError` for a request the
+ * model got wrong (an unknown agent, id or role, a limit, a cycle), with a message it can act on.
+ */
+export interface TaskHost {
+  /** Queues a task for `agent` (`name` in the caller's namespace, or `namespace/name`) without waiting. */
+  submit(agent: string, input: string): Promise<SubmittedTask>
+  /** Where a subtask of this run stands; with `wait`, once it has ended (or `signal` fired). */
+  result(id: string, wait: boolean, signal: AbortSignal): Promise<SubtaskState>
+  /** Runs `input` on the agent of a team role this agent may delegate to, and returns its answer. */
+  delegate(role: string, input: string, signal: AbortSignal): Promise<string>
+}
+
+/** The model asked for something the task tools refuse; the message says what and what to do instead. */
+export class TaskToolError extends Error {
+  override readonly name = 'TaskToolError'
 }
 
 export interface ToolResult {

@@ -65,6 +65,9 @@ type AgentDoc = {
   limits?: Static<typeof Limits> | undefined
 }
 
+/** The built-in tools ark-operator gives every agent pod. */
+const POD_BUILTINS = ['submit_subtask', 'get_subtask_result'] as const
+
 /** ArkAgent-shaped fields to the internal agent; `path` is where they sit in the document. */
 export function adaptAgentFields(doc: AgentDoc, path: string, ctx: AdaptContext): AgentSpec {
   let prompt: PromptSource | undefined
@@ -114,6 +117,11 @@ export function adaptAgentFields(doc: AgentDoc, path: string, ctx: AdaptContext)
       },
     })
   })
+
+  // Seed 003: every agent pod has submit_subtask whatever tools it lists, and get_subtask_result to collect
+  // what it submitted. `delegate` comes with team membership, which only the runtime sees. A tool of the
+  // agent's own by the same name wins.
+  for (const name of POD_BUILTINS) if (!toolNames.has(name)) tools.push({ kind: 'builtin', name })
 
   const l = doc.limits ?? {}
   return {
