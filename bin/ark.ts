@@ -236,8 +236,7 @@ async function main(argv: string[]): Promise<number> {
         redisUrl === undefined || redisUrl === ''
           ? undefined
           : { url: redisUrl, prefix: values['redis-prefix'] ?? process.env.ARK_REDIS_PREFIX ?? 'ark' }
-      if (redis !== undefined && !/^rediss?:\/\//.test(redis.url))
-        throw new Error('--redis-url (REDIS_URL) must start with redis:// or rediss://')
+      if (redis !== undefined) checkRedisUrl(redis.url)
       if (command !== 'dev' && redis === undefined)
         throw new Error(
           `ark ${command} needs Redis: set --redis-url or REDIS_URL (e.g. redis://127.0.0.1:6379)`,
@@ -290,6 +289,22 @@ async function main(argv: string[]): Promise<number> {
       console.error(`ark: unknown command "${command}" (see ark --help)`)
       return 2
   }
+}
+
+/** A Redis URL ioredis can use: redis:// or rediss://, a host, and a database number if any. */
+function checkRedisUrl(url: string): void {
+  const fail = (why: string) => new Error(`--redis-url (REDIS_URL) ${why}, e.g. redis://127.0.0.1:6379/0`)
+  let u: URL
+  try {
+    u = new URL(url)
+  } catch {
+    throw fail('is not a URL')
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw fail('must start with redis:// or rediss://')
+  if (u.hostname === '') throw fail('has no host')
+  const db = u.pathname.replace(/^\//, '')
+  if (db !== '' && !/^(0|[1-9]\d{0,4})$/.test(db))
+    throw fail(`names database ${JSON.stringify(db)}, not a number`)
 }
 
 interface DevOptions {

@@ -81,8 +81,21 @@ export async function worker(options: WorkerCommand): Promise<number> {
     process.once('SIGINT', () => resolve())
     process.once('SIGTERM', () => resolve())
   })
-  // While Redis cannot be reached the worker keeps trying (readyz says so); a signal still stops it.
-  await Promise.race([w.start().then(() => log.info('taking tasks', { pool })), stopped])
+  // While Redis cannot be reached the worker keeps trying (readyz says so); a signal still stops it. Redis
+  // refusing it (a wrong password, a key of the wrong type) will not get better: say so and exit.
+  try {
+    await Promise.race([w.start().then(() => log.info('taking tasks', { pool })), stopped])
+  } catch (err) {
+    log.error('the worker cannot use Redis', {
+      pool,
+      redis: redactedUrl(options.redis.url),
+      error: err instanceof Error ? err.message : String(err),
+    })
+    await w.stop({ graceMs: 0 })
+    await server.close()
+    await cp.close()
+    return 1
+  }
   await stopped
   log.info('stopping', { pool, pools: w.status(), graceSeconds: options.shutdownGraceMs / 1000 })
   await w.stop({ graceMs: options.shutdownGraceMs })

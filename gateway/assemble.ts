@@ -8,6 +8,7 @@ import { Registry } from 'prom-client'
 import type { ObjectRef } from '../controller/api/index.ts'
 import type { Catalog } from '../controller/store/index.ts'
 import { Sandbox } from '../sandbox/index.ts'
+import type { Logger } from './log.ts'
 import type { Metrics } from './metrics.ts'
 import { MemoryQueue } from './pool/memory.ts'
 import type { PoolLimits } from './pool/queue.ts'
@@ -124,7 +125,8 @@ export function assembleRuntime(catalog: Catalog, settings: RuntimeSettings): As
 export function createQueue(
   assembly: Assembly,
   redis: RedisSettings | undefined,
-  id?: string,
+  id: string | undefined,
+  log: Logger,
 ): MemoryQueue | RedisQueue {
   const { runtime, limitsOf, timeoutMsOf } = assembly
   const queue =
@@ -136,6 +138,7 @@ export function createQueue(
           ...(id === undefined ? {} : { id }),
           limitsOf,
           timeoutMsOf,
+          log,
         })
   runtime.submit = async (task, signal) => (await queue.submit(task, { signal })).result
   // submit_subtask: admitted (or refused, with the reason) now, the result collected later.

@@ -49,7 +49,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const log = options.log ?? silentLogger
   const assembly = assembleRuntime(catalog, options)
   const { runtime, sandbox, registry } = assembly
-  const queue = createQueue(assembly, options.redis, options.replicaId)
+  const queue = createQueue(assembly, options.redis, options.replicaId, log)
   const metrics = new Metrics({
     registry,
     catalog,

@@ -32,7 +32,7 @@ export interface WorkerOptions extends RuntimeSettings {
   readonly claimIdleMs?: number
   /** Attempts before a task is dead-lettered (default 3). */
   readonly maxAttempts?: number
-  /** This worker's consumer name in the pool's group (default random; a pod name is a good one). */
+  /** This worker's consumer name in the pool's group and its reply stream's (default random; a pod name is a good one). */
   readonly id?: string
   readonly log?: Logger
   readonly processMetrics?: boolean
@@ -56,7 +56,7 @@ export function createWorker(options: WorkerOptions): Worker {
   const assembly = assembleRuntime(catalog, options)
   const { runtime, registry } = assembly
   // Agent-as-tool calls and subtasks go to the other agents' pools, wherever their workers run.
-  const queue = createQueue(assembly, redis, options.id)
+  const queue = createQueue(assembly, redis, options.id, log)
   // Its pool's depth on its own /metrics: what an HPA on the workers scales on.
   if (queue instanceof RedisQueue) queue.watch(agent)
   const metrics = new Metrics({
@@ -77,6 +77,7 @@ export function createWorker(options: WorkerOptions): Worker {
     ...(options.maxAttempts === undefined ? {} : { maxAttempts: options.maxAttempts }),
     metrics: new WorkerMetrics(registry),
     log,
+    ...(options.id === undefined ? {} : { consumer: options.id }),
   })
   const pool = `${agent.namespace}/${agent.name}`
   let started = false

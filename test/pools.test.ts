@@ -206,8 +206,10 @@ describe('pools on Redis Streams, with real processes', () => {
       expect(refused).toBeInstanceOf(OpenAI.APIError)
       expect((refused as InstanceType<typeof OpenAI.APIError>).status).toBe(503)
       expect((refused as InstanceType<typeof OpenAI.APIError>).code).toBe('queue_unavailable')
-      // "not reachable", or the command's own failure when the connection dropped under it.
-      expect((refused as Error).message).toContain(`the task queue (Redis at ${redis.url})`)
+      // "not reachable", or "did not answer" when the connection dropped under the command; never where
+      // Redis lives (that goes to the gateway's log).
+      expect((refused as Error).message).toMatch(/the task queue \(Redis\) (is not reachable|did not answer)/)
+      expect((refused as Error).message).not.toContain(String(redis.port))
       const ready = await fetch(`${w.url}/readyz`)
       expect(ready.status).toBe(503)
       expect(JSON.stringify(await ready.json())).toContain('Redis is not reachable')

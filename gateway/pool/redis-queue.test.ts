@@ -271,4 +271,109 @@ describe('the Redis Streams queue', () => {
     expect(result.content).toBe('slow but alive')
     expect(ran).toEqual([t.id])
   })
+  it('a streaming caller is not given a second run of its task spliced onto the first', async () => {
+    const g = new RedisQueue({
+      url: server.url,
+      prefix,
+      id: 'splice',
+      limitsOf: () => ({ concurrency: 10, maxQueued: 10 }),
+      timeoutMsOf: () => 10_000,
+    })
+    closers.push(() => g.close())
+    const t = task('streamed')
+    const seen: AgentEvent[] = []
+    const admission = await g.submit(t, { signal: never, onEvent: (e) => seen.push(e) })
+    // What two runs of one task write to the gateway's reply stream: the first died after one event.
+    const redis = new Redis(server.url)
+    const reply = (attempt: string, type: string, data: unknown) =>
+      redis.xadd(
+        `${prefix}:reply:splice`,
+        '*',
+        'task',
+        t.id,
+        'type',
+        type,
+        'data',
+        JSON.stringify(data),
+        'attempt',
+        attempt,
+      )
+    await reply('first', 'event', { type: 'llm.delta', text: 'half of the first' })
+    await reply('second', 'event', { type: 'llm.delta', text: 'the second' })
+    await reply('second', 'result', answer(t, 'the second'))
+    const result = await admission.result
+    redis.disconnect()
+    expect(seen).toEqual([{ type: 'llm.delta', text: 'half of the first' }])
+    expect(result.outcome).toBe('error')
+    expect(result.error).toMatch(/part of the answer was streamed; another worker ran the task again/)
+  })
+
+  it('a worker whose task was taken over meanwhile stops its run and does not answer', async () => {
+    let aborted = false
+    let release: () => void = () => {}
+    const stalled = new Promise<void>((r) => (release = r))
+    await worker(
+      async (x, context) => {
+        context.signal.addEventListener('abort', () => (aborted = true))
+        await stalled
+        return answer(x, 'from the stalled worker')
+      },
+      1,
+      { claimIdleMs: 300 },
+    )
+    const g = gateway({ timeoutMs: 1500 })
+    const t = task('contested')
+    const admission = await g.submit(t, { signal: never })
+    const redis = new Redis(server.url)
+    const stream = keys.pool(prefix, AGENT)
+    for (let i = 0; i < 50 && (await redis.xpending(stream, 'workers'))[0] !== 1; i++) await sleep(20)
+    // Another worker takes the entry over, as it would from one that stalled past claimIdleMs.
+    const [id] = (await redis.xpending(stream, 'workers', '-', '+', 1))[0] as [string]
+    // The other worker is alive: it renews the entry, as a live worker does.
+    const renew = () => void redis.xclaim(stream, 'workers', 'other', 0, id, 'JUSTID')
+    renew()
+    const alive = setInterval(renew, 50)
+    try {
+      const wasAborted = () => aborted
+      for (let i = 0; i < 50 && !wasAborted(); i++) await sleep(20)
+      expect(aborted).toBe(true)
+      release()
+      // No answer comes from the stalled worker (the other one would give it): the caller's deadline passes.
+      expect((await admission.result).outcome).toBe('timeout')
+      const held = (await redis.xpending(stream, 'workers', '-', '+', 1)) as [string, string][]
+      expect(held[0]?.[1]).toBe('other')
+    } finally {
+      clearInterval(alive)
+      redis.disconnect()
+    }
+  })
+
+  it('stop() with every slot busy hands the task back at the end of the grace period', async () => {
+    const first = new RedisWorker({
+      url: server.url,
+      prefix,
+      agent: AGENT,
+      maxConcurrentTasks: 1,
+      run: async (x, context) => {
+        await new Promise((r) => context.signal.addEventListener('abort', r))
+        return answer(x, 'from the first')
+      },
+    })
+    await first.start()
+    const g = gateway({ timeoutMs: 20_000 })
+    const admission = await g.submit(task('handed over'), { signal: never })
+    const redis = new Redis(server.url)
+    for (let i = 0; i < 50 && (await redis.xpending(keys.pool(prefix, AGENT), 'workers'))[0] !== 1; i++)
+      await sleep(20)
+    redis.disconnect()
+    let stopped = false
+    const stopping = first.stop({ graceMs: 100 }).then(() => (stopped = true))
+    // The default takeover wait (30 s) is far off: only the hand-back gets the task to the second worker.
+    const { ran, run } = recording('from the second')
+    await worker(run, 1)
+    expect(await admission.result).toMatchObject({ outcome: 'answer', content: 'from the second' })
+    await stopping
+    expect(stopped).toBe(true)
+    expect(ran).toHaveLength(1)
+  })
 })

@@ -8,6 +8,7 @@ import type { ObjectRef } from '../../controller/api/index.ts'
 import type { AgentEvent } from '../runtime/events.ts'
 import type { Task, TaskResult } from '../runtime/task.ts'
 import { notRun } from '../runtime/task.ts'
+import type { Logger } from '../log.ts'
 import type { Admission, PoolLimits, PoolStats, SubmitOptions, TaskQueue } from './queue.ts'
 import { QueueFullError, QueueUnavailableError } from './queue.ts'
 import type { ReplyEntry, StreamBatch } from './redis-streams.ts'
@@ -27,6 +28,10 @@ import {
 const DEADLINE_GRACE_MS = 2000
 /** How long a submit waits for the first connection before it answers that Redis is down. */
 const FIRST_CONNECT_WAIT_MS = 1000
+/** A command Redis does not answer in this time fails, and the caller gets a 503. */
+const COMMAND_TIMEOUT_MS = 2000
+/** How often the reply stream is trimmed up to what this replica has read. */
+const TRIM_EVERY_MS = 5000
 
 export interface RedisQueueOptions {
   readonly url: string
@@ -37,6 +42,8 @@ export interface RedisQueueOptions {
   readonly limitsOf: (agent: ObjectRef) => PoolLimits
   /** Deadline of a task, from its agent (limits.timeoutSeconds) or the default. */
   readonly timeoutMsOf: (agent: ObjectRef) => number
+  /** Connection problems, once per change (the URL's password never reaches it). */
+  readonly log?: Logger
 }
 
 interface Pending {
@@ -44,7 +51,15 @@ interface Pending {
   readonly onEvent: ((e: AgentEvent) => void) | undefined
   readonly resolve: (r: TaskResult) => void
   readonly timer: ReturnType<typeof setTimeout>
+  /** Removed when the task settles: a long-lived signal (a parent run's) must not collect listeners. */
+  detach?: () => void
+  /** The run whose events the caller has been given: a retry's cannot be appended to them. */
+  attempt?: string
 }
+
+/** What a caller that already streamed part of one run's answer gets when another run answers instead. */
+const RETRIED_MID_STREAM =
+  'the worker running this task stopped after part of the answer was streamed; another worker ran the task again, and a stream cannot be taken back: retry the request'
 
 export class RedisQueue implements TaskQueue {
   readonly #options: RedisQueueOptions
@@ -72,15 +87,31 @@ export class RedisQueue implements TaskQueue {
     this.#reply = keys.reply(this.#prefix, options.id ?? crypto.randomUUID())
     // No offline queue: while Redis is away a command fails at once and the caller gets a 503 now, rather
     // than a request held until Redis returns. The client reconnects by itself.
-    this.#redis = new Redis(options.url, { maxRetriesPerRequest: 1, enableOfflineQueue: false })
-    this.#reader = this.#redis.duplicate()
+    // A Redis that hangs (rather than refuses) must not hold requests either: commands time out.
+    this.#redis = new Redis(options.url, {
+      maxRetriesPerRequest: 1,
+      enableOfflineQueue: false,
+      commandTimeout: COMMAND_TIMEOUT_MS,
+    })
+    this.#reader = this.#redis.duplicate({ commandTimeout: BLOCK_MS + COMMAND_TIMEOUT_MS })
     this.#firstConnection = new Promise((resolve) => this.#redis.once('ready', () => resolve()))
     this.#redis.on('ready', () => {
       this.#up = true
       this.#everUp = true
     })
     for (const event of ['close', 'reconnecting', 'end']) this.#redis.on(event, () => (this.#up = false))
-    this.#redis.on('error', () => {})
+    let reported = ''
+    this.#redis.on('ready', () => {
+      if (reported !== '')
+        options.log?.info('task queue reachable again', { redis: redactedUrl(options.url) })
+      reported = ''
+    })
+    // ioredis's messages name the host and the failure (ECONNREFUSED, WRONGPASS), never the password.
+    this.#redis.on('error', (err: Error) => {
+      if (err.message === reported) return
+      reported = err.message
+      options.log?.warn('task queue unreachable', { redis: redactedUrl(options.url), error: err.message })
+    })
     this.#reader.on('error', () => {})
     this.#reading = this.#readReplies()
   }
@@ -144,6 +175,9 @@ export class RedisQueue implements TaskQueue {
         String(deadline),
         'reply',
         this.#reply,
+        // Events cross Redis only for callers that read them (streaming).
+        'events',
+        options.onEvent === undefined ? '0' : '1',
       )
     } catch (err) {
       const p = this.#pending.get(task.id)
@@ -152,13 +186,19 @@ export class RedisQueue implements TaskQueue {
       throw this.#unavailable(err)
     }
     const onAbort = () => {
+      if (!this.#pending.has(task.id)) return
       void this.#cancel(task.id)
       this.#settle(task.id, notRun(task, 'cancelled', 'the task was cancelled'))
     }
     // The caller may have gone while the entry was being added (TypeScript cannot know it may have changed).
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
     if (options.signal.aborted) onAbort()
-    else options.signal.addEventListener('abort', onAbort, { once: true })
+    else {
+      const { signal } = options
+      signal.addEventListener('abort', onAbort, { once: true })
+      const p = this.#pending.get(task.id)
+      if (p !== undefined) p.detach = () => signal.removeEventListener('abort', onAbort)
+    }
     return { result }
   }
 
@@ -212,9 +252,7 @@ export class RedisQueue implements TaskQueue {
   async #connected(): Promise<void> {
     if (this.#up) return
     const unavailable = () =>
-      new QueueUnavailableError(
-        `the task queue (Redis at ${redactedUrl(this.#options.url)}) is not reachable; retry shortly`,
-      )
+      new QueueUnavailableError('the task queue (Redis) is not reachable; retry shortly')
     // It was up and went away: answer now. Only the very first connection is worth a short wait.
     if (this.#everUp) throw unavailable()
     let timer: ReturnType<typeof setTimeout> | undefined
@@ -226,12 +264,17 @@ export class RedisQueue implements TaskQueue {
     if (outcome === 'late') throw unavailable()
   }
 
-  /** A Redis failure as the error the gateway answers 503 for; anything else unchanged. */
+  /**
+   * A Redis failure as the error the gateway answers 503 for; anything else unchanged. Clients learn that the
+   * queue failed, not where it lives or how: that goes to the log.
+   */
   #unavailable(err: unknown): unknown {
     if (err instanceof QueueFullError || err instanceof QueueUnavailableError) return err
-    return new QueueUnavailableError(
-      `the task queue (Redis at ${redactedUrl(this.#options.url)}) failed: ${err instanceof Error ? err.message : String(err)}; retry shortly`,
-    )
+    this.#options.log?.warn('task queue command failed', {
+      redis: redactedUrl(this.#options.url),
+      error: err instanceof Error ? err.message : String(err),
+    })
+    return new QueueUnavailableError('the task queue (Redis) did not answer; retry shortly')
   }
 
   #isClosed(): boolean {
@@ -243,6 +286,7 @@ export class RedisQueue implements TaskQueue {
     if (p === undefined) return
     this.#pending.delete(id)
     clearTimeout(p.timer)
+    p.detach?.()
     p.resolve(result)
   }
 
@@ -259,6 +303,7 @@ export class RedisQueue implements TaskQueue {
     // From the start of the stream: an answer written before the first read must not be missed. Entries
     // for tasks this replica does not wait for (an earlier process with the same id) are skipped.
     let last = '0-0'
+    let trimmed = Date.now()
     while (!this.#closed) {
       let batch: StreamBatch
       try {
@@ -272,17 +317,41 @@ export class RedisQueue implements TaskQueue {
       for (const [, entries] of batch ?? []) {
         for (const [id, list] of entries) {
           last = id
-          const f = fieldsOf(list) as ReplyEntry
-          const p = this.#pending.get(f.task ?? '')
-          if (p === undefined) continue
-          try {
-            if (f.type === 'event') p.onEvent?.(JSON.parse(f.data ?? 'null') as AgentEvent)
-            else if (f.type === 'result') this.#settle(p.task.id, JSON.parse(f.data ?? 'null') as TaskResult)
-          } catch {
-            // Not an entry ark wrote; the task is still answered by its deadline.
-          }
+          this.#deliver(fieldsOf(list))
         }
       }
+      // What this replica has read is of no further use: keep its reply stream short.
+      if (Date.now() - trimmed > TRIM_EVERY_MS) {
+        trimmed = Date.now()
+        void this.#redis.xtrim(this.#reply, 'MINID', last).catch(() => {})
+      }
+    }
+  }
+
+  /**
+   * An event or a result, to the caller waiting for it. A task taken over from a worker that died runs again:
+   * the first run's events are all a caller may have seen, so a retry's answer replaces nothing it was shown.
+   */
+  #deliver(f: ReplyEntry): void {
+    const p = this.#pending.get(f.task ?? '')
+    if (p === undefined) return
+    const shown = p.attempt !== undefined && f.attempt !== p.attempt
+    try {
+      if (f.type === 'event') {
+        if (shown) {
+          this.#settle(p.task.id, notRun(p.task, 'error', RETRIED_MID_STREAM))
+          return
+        }
+        p.attempt = f.attempt
+        p.onEvent?.(JSON.parse(f.data ?? 'null') as AgentEvent)
+      } else if (f.type === 'result') {
+        this.#settle(
+          p.task.id,
+          shown ? notRun(p.task, 'error', RETRIED_MID_STREAM) : (JSON.parse(f.data ?? 'null') as TaskResult),
+        )
+      }
+    } catch {
+      // Not an entry ark wrote; the task is still answered by its deadline.
     }
   }
 }

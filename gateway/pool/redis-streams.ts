@@ -50,6 +50,8 @@ export interface TaskEntry {
   readonly deadline?: string
   /** The submitting gateway's reply stream. */
   readonly reply?: string
+  /** `1` when the caller reads the run's events (streaming); otherwise only the result is sent. */
+  readonly events?: string
 }
 
 /** Fields of an entry in a reply stream. */
@@ -58,6 +60,8 @@ export interface ReplyEntry {
   readonly type?: 'event' | 'result'
   /** The AgentEvent or TaskResult, as JSON. */
   readonly data?: string
+  /** Which run of the task wrote it: a task taken over from a dead worker runs again. */
+  readonly attempt?: string
 }
 
 export async function createGroup(redis: Redis, pool: string): Promise<void> {
@@ -84,11 +88,13 @@ export function entryTime(id: string): number {
   return Number(id.slice(0, id.indexOf('-')))
 }
 
-/** The URL without its password, for messages and logs. */
+/** The URL for logs: without its password, and without a query (ioredis reads `?password=` too). */
 export function redactedUrl(url: string): string {
   try {
     const u = new URL(url)
     if (u.password !== '') u.password = '***'
+    u.search = ''
+    u.hash = ''
     return u.href
   } catch {
     return 'the configured URL'

@@ -66,9 +66,14 @@ export interface RedisWorkerOptions {
 
 interface Running {
   readonly controller: AbortController
-  /** Set when stop() gives the task back: its run's result is not an answer. */
-  handedBack: boolean
+  /** stop() gave the task back, or another worker took it over: its result is not this worker's to send. */
+  released: boolean
 }
+
+/** Dead letters kept per pool: each holds its whole task (a conversation of up to the body limit). */
+const DEAD_MAXLEN = 1000
+/** How long stop() waits for aborted runs to wind down before it lets go of them. */
+const RELEASE_WAIT_MS = 5000
 
 export class RedisWorker {
   readonly #options: RedisWorkerOptions
@@ -84,6 +89,9 @@ export class RedisWorker {
   readonly #taskEntries = new Map<string, string>()
   readonly #tasks = new Set<Promise<void>>()
   #stopping = false
+  /** Resolves when stop() begins: wakes a take loop that waits for a free slot. */
+  readonly #stopRequested: Promise<void>
+  #requestStop: () => void = () => {}
   #loop: Promise<void> | undefined
   #maintenance: ReturnType<typeof setInterval> | undefined
 
@@ -92,6 +100,7 @@ export class RedisWorker {
     this.#prefix = options.prefix ?? 'ark'
     this.#pool = keys.pool(this.#prefix, options.agent)
     this.#consumer = options.consumer ?? crypto.randomUUID()
+    this.#stopRequested = new Promise((resolve) => (this.#requestStop = resolve))
     this.#redis = new Redis(options.url, { maxRetriesPerRequest: 1 })
     this.#reader = this.#redis.duplicate()
     this.#subscriber = this.#redis.duplicate()
@@ -154,41 +163,43 @@ export class RedisWorker {
   }
 
   /**
-   * Stops taking tasks and lets the running ones finish for up to `graceMs` (default: wait for all). Those
-   * still running then are stopped and handed back: their entries are made idle at once and the pool's
-   * other workers are told, so one of them runs the task instead; the hand-back does not count as an attempt.
+   * Stops taking tasks and lets the running ones finish for up to `graceMs` (default: wait for all), still
+   * renewing them so that nobody takes them over meanwhile. Those still running then are stopped and handed
+   * back: their entries are made idle at once and the pool's other workers are told, so one of them runs the
+   * task instead; the hand-back does not count as an attempt.
    */
   async stop(options: { readonly graceMs?: number } = {}): Promise<void> {
     this.#stopping = true
-    clearInterval(this.#maintenance)
+    this.#requestStop()
+    // A blocked read may lose entries it was being handed: they stay pending, unrenewed, and are taken over.
     this.#reader.disconnect()
     await this.#loop
     const all = Promise.allSettled([...this.#tasks])
-    if (options.graceMs !== undefined && this.#running.size > 0) {
-      let timer: ReturnType<typeof setTimeout> | undefined
-      const grace = new Promise<'late'>(
-        (resolve) => (timer = setTimeout(() => resolve('late'), options.graceMs)),
-      )
-      const late = (await Promise.race([all, grace])) === 'late'
-      clearTimeout(timer)
-      if (late) await this.#handBack()
-    }
-    await all
+    if (options.graceMs === undefined) await all
+    else if ((await within(all, options.graceMs)) === 'late') await this.#handBack()
+    clearInterval(this.#maintenance)
+    await this.#forgetConsumer()
     this.#subscriber.disconnect()
     this.#redis.disconnect()
   }
 
   async #handBack(): Promise<void> {
-    const entries = [...this.#running.entries()]
+    const entries = [...this.#running.entries()].filter(([, r]) => !r.released)
     for (const [, r] of entries) {
-      r.handedBack = true
+      r.released = true
       r.controller.abort(new DOMException('the worker is shutting down', 'AbortError'))
     }
-    await Promise.allSettled([...this.#tasks])
+    // A run that ignores its signal is left behind: its result will not be sent.
+    await within(Promise.allSettled([...this.#tasks]), RELEASE_WAIT_MS)
+    await this.#release(entries.map(([id]) => id))
+    this.#options.observer?.handedBack(entries.length)
+  }
+
+  /** Makes entries this worker holds idle at once, without using up an attempt, and tells the pool. */
+  async #release(ids: readonly string[]): Promise<void> {
     try {
-      for (const [id] of entries) {
-        // XCLAIM counts a delivery only without JUSTID; RETRYCOUNT keeps the count as it was, so a worker
-        // shutting down does not use up one of the task's attempts.
+      for (const id of ids) {
+        // RETRYCOUNT keeps the delivery count as it was before this worker took the entry.
         const info = (await this.#redis.xpending(this.#pool, GROUP, id, id, 1)) as [
           string,
           string,
@@ -213,7 +224,16 @@ export class RedisWorker {
     } catch {
       // Redis is away: the entries go idle and are taken over after claimIdleMs all the same.
     }
-    this.#options.observer?.handedBack(entries.length)
+  }
+
+  /** A consumer that holds nothing is removed, so that the group's list does not grow with every restart. */
+  async #forgetConsumer(): Promise<void> {
+    try {
+      const held = await this.#redis.xpending(this.#pool, GROUP, '-', '+', 1, this.#consumer)
+      if (held.length === 0) await this.#redis.xgroup('DELCONSUMER', this.#pool, GROUP, this.#consumer)
+    } catch {
+      // Redis is away: an idle consumer in the list harms nothing.
+    }
   }
 
   async #take(): Promise<void> {
@@ -225,7 +245,7 @@ export class RedisWorker {
       }
       const room = this.#max() - this.#running.size
       if (room <= 0) {
-        await Promise.race(this.#tasks)
+        await Promise.race([...this.#tasks, this.#stopRequested])
         continue
       }
       let batch: StreamBatch
@@ -255,7 +275,7 @@ export class RedisWorker {
   }
 
   #start(entryId: string, fields: TaskEntry, retry: boolean): void {
-    const running: Running = { controller: new AbortController(), handedBack: false }
+    const running: Running = { controller: new AbortController(), released: false }
     this.#running.set(entryId, running)
     const work = this.#handle(entryId, fields, running, retry)
       // Redis went away mid-task: the entry, no longer renewed, is taken over later (by this worker too).
@@ -267,11 +287,33 @@ export class RedisWorker {
     this.#tasks.add(work)
   }
 
-  /** Resets the idle time of this worker's running entries: it is alive, they are not to be taken over. */
+  /**
+   * Resets the idle time of the entries this worker runs and still owns: it is alive, they are not to be
+   * taken over. An entry another worker has taken over meanwhile (this one stalled past claimIdleMs) is not
+   * taken back: its run here is stopped and its result dropped, the other worker answers.
+   */
   async #renew(): Promise<void> {
-    if (this.#running.size === 0 || this.#stopping) return
+    if (this.#running.size === 0) return
     try {
-      await this.#redis.xclaim(this.#pool, GROUP, this.#consumer, 0, ...this.#running.keys(), 'JUSTID')
+      const held = await this.#redis.xpending(
+        this.#pool,
+        GROUP,
+        '-',
+        '+',
+        this.#running.size + 100,
+        this.#consumer,
+      )
+      const owned = new Set((held as [string, ...unknown[]][]).map(([id]) => id))
+      const renew: string[] = []
+      for (const [id, r] of this.#running) {
+        if (r.released) continue
+        if (owned.has(id)) renew.push(id)
+        else {
+          r.released = true
+          r.controller.abort(new DOMException('another worker took the task over', 'AbortError'))
+        }
+      }
+      if (renew.length > 0) await this.#redis.xclaim(this.#pool, GROUP, this.#consumer, 0, ...renew, 'JUSTID')
     } catch {
       // Redis is away; the next round renews them.
     }
@@ -308,6 +350,11 @@ export class RedisWorker {
       const entry = claimed[0]
       // Another worker took it first, or it was answered and deleted meanwhile.
       if (entry === undefined || entry[1].length === 0) continue
+      if (this.#isStopping()) {
+        // stop() began while this was being claimed: give it straight back.
+        await this.#release([id])
+        return
+      }
       taken++
       this.#options.observer?.reclaimed()
       const fields = fieldsOf(entry[1]) as TaskEntry
@@ -327,14 +374,19 @@ export class RedisWorker {
         keys.dead(this.#prefix, this.#options.agent),
         'MAXLEN',
         '~',
-        STREAM_MAXLEN,
+        DEAD_MAXLEN,
         '*',
         ...(Object.entries(fields).flat() as string[]),
         'reason',
         reason,
       )
     if (task !== undefined && fields.reply !== undefined)
-      reply(tx, fields.reply, task.id, 'result', notRun(task, 'error', reason))
+      reply(
+        tx,
+        { to: fields.reply, task: task.id, attempt: 'dead-letter' },
+        'result',
+        notRun(task, 'error', reason),
+      )
     await tx.xack(this.#pool, GROUP, entryId).xdel(this.#pool, entryId).exec()
     this.#options.observer?.deadLettered()
   }
@@ -346,7 +398,12 @@ export class RedisWorker {
       await this.#redis.multi().xack(this.#pool, GROUP, entryId).xdel(this.#pool, entryId).exec()
       return
     }
-    const to = fields.reply
+    // Each run of a task is told apart: the gateway does not splice a retry's events onto a dead run's.
+    const to: ReplyTo | undefined =
+      fields.reply === undefined
+        ? undefined
+        : { to: fields.reply, task: task.id, attempt: crypto.randomUUID().slice(0, 8) }
+    const events = to !== undefined && fields.events !== '0'
     const deadline = Number(fields.deadline ?? '0')
     const { controller } = running
     this.#taskEntries.set(task.id, entryId)
@@ -369,7 +426,7 @@ export class RedisWorker {
         try {
           result = await this.#options.run(task, {
             signal: controller.signal,
-            ...(to === undefined ? {} : { emit: (e: AgentEvent) => void this.#event(to, task.id, e) }),
+            ...(events ? { emit: (e: AgentEvent) => void this.#event(to, e) } : {}),
           })
         } catch (err) {
           result = notRun(
@@ -382,7 +439,7 @@ export class RedisWorker {
         }
         observer?.finished({ runSeconds: (performance.now() - started) / 1000, outcome: result.outcome })
       }
-      if (running.handedBack) return
+      if (running.released) return
       await this.#answer(entryId, to, result, deadline)
     } finally {
       this.#taskEntries.delete(task.id)
@@ -390,20 +447,20 @@ export class RedisWorker {
   }
 
   /**
-   * Sends the result and acknowledges the entry in one transaction. While Redis is away it keeps trying
-   * (the entry stays renewed, so nobody takes it over) until shortly after the task's deadline; then it
-   * gives up and the entry, no longer renewed, is taken over and answered by whoever takes it.
+   * Sends the result and acknowledges the entry in one transaction. While Redis is away it keeps trying until
+   * shortly after the task's deadline; then it gives up, and the entry is taken over and answered by whoever
+   * takes it (a caller already answered at the deadline ignores that second answer).
    */
   async #answer(
     entryId: string,
-    to: string | undefined,
+    to: ReplyTo | undefined,
     result: TaskResult,
     deadline: number,
   ): Promise<void> {
     const giveUp = (deadline > 0 ? deadline : Date.now() + 60_000) + DELIVERY_GRACE_MS
     for (;;) {
       const tx = this.#redis.multi()
-      if (to !== undefined) reply(tx, to, result.task, 'result', result)
+      if (to !== undefined) reply(tx, to, 'result', result)
       try {
         await tx.xack(this.#pool, GROUP, entryId).xdel(this.#pool, entryId).exec()
         return
@@ -414,9 +471,9 @@ export class RedisWorker {
     }
   }
 
-  async #event(to: string, task: string, event: AgentEvent): Promise<void> {
+  async #event(to: ReplyTo, event: AgentEvent): Promise<void> {
     try {
-      await reply(this.#redis.multi(), to, task, 'event', event).exec()
+      await reply(this.#redis.multi(), to, 'event', event).exec()
     } catch {
       // An event that cannot be sent is lost; the result is what the caller must get, and #answer retries it.
     }
@@ -425,17 +482,33 @@ export class RedisWorker {
 
 type Transaction = ReturnType<Redis['multi']>
 
+/** Where one run of a task answers: the submitting gateway's reply stream. */
+interface ReplyTo {
+  readonly to: string
+  readonly task: string
+  /** This run of the task. */
+  readonly attempt: string
+}
+
 /** Queues an entry for a gateway's reply stream; a gateway that is gone leaves it to expire. */
-function reply(
-  tx: Transaction,
-  to: string,
-  task: string,
-  type: 'event' | 'result',
-  data: unknown,
-): Transaction {
+function reply(tx: Transaction, r: ReplyTo, type: 'event' | 'result', data: unknown): Transaction {
   return tx
-    .xadd(to, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'task', task, 'type', type, 'data', JSON.stringify(data))
-    .expire(to, KEEP_SECONDS)
+    .xadd(
+      r.to,
+      'MAXLEN',
+      '~',
+      STREAM_MAXLEN,
+      '*',
+      'task',
+      r.task,
+      'type',
+      type,
+      'data',
+      JSON.stringify(data),
+      'attempt',
+      r.attempt,
+    )
+    .expire(r.to, KEEP_SECONDS)
 }
 
 function parseTask(text: string | undefined): Task | undefined {
@@ -446,4 +519,13 @@ function parseTask(text: string | undefined): Task | undefined {
   } catch {
     return undefined
   }
+}
+
+/** Waits for `work` at most `ms`. */
+async function within(work: Promise<unknown>, ms: number): Promise<'done' | 'late'> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ms)))
+  const outcome = await Promise.race([work.then(() => 'done' as const), late])
+  clearTimeout(timer)
+  return outcome
 }

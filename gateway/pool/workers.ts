@@ -26,6 +26,8 @@ export interface PoolWorkersOptions {
   readonly maxAttempts?: number
   readonly metrics: WorkerMetrics
   readonly log: Logger
+  /** This process's consumer name in each pool's group (default random). */
+  readonly consumer?: string
 }
 
 export interface PoolStatus {
@@ -110,7 +112,9 @@ export class PoolWorkers {
     const probe = new SemanticProbe(runtime, catalog, agent, (v: SemanticVerdict) => {
       log[v.ready ? 'info' : 'warn']('semantic probe', { pool, ready: v.ready, reason: v.reason })
     })
-    const ready = () => probe.verdict.ready
+    // A worker takes no task of an agent its own manifests lack yet (a ConfigMap update that reached the
+    // gateway first): it could only answer "not found".
+    const ready = () => catalog.get('Agent', agent) !== undefined && probe.verdict.ready
     const concurrency = () =>
       this.#options.concurrency ??
       catalog.get('Agent', agent)?.spec.limits.maxConcurrentTasks ??
@@ -125,6 +129,7 @@ export class PoolWorkers {
       url: redis.url,
       ...(redis.prefix === undefined ? {} : { prefix: redis.prefix }),
       agent,
+      ...(this.#options.consumer === undefined ? {} : { consumer: this.#options.consumer }),
       maxConcurrentTasks: concurrency,
       run: (task, context) => runtime.run(task, context),
       ready,

@@ -33,7 +33,7 @@ export function childTask(parent: Task, agent: ObjectRef, input: string): Task {
   return {
     // Random, not counted: a task taken over after its worker died runs again, and its children must not
     // collide with those of the first attempt.
-    id: `${parent.id}.${String(Math.random()).slice(2, 8)}`,
+    id: `${parent.id}.${crypto.randomUUID().slice(0, 12)}`,
     agent,
     messages: [{ role: 'user', content: input }],
     parameters: parent.parameters,
