@@ -1,7 +1,7 @@
 /**
  * What the gateway (gateway.ts) and a pool worker (worker.ts) build alike: the agent runtime with its
- * sandbox and metrics registry, the pool limits read from the catalog, and the task queue, in-process or on
- * Redis Streams. One place, so that a task runs the same in `ark dev`, `ark gateway` + `ark worker`, tests
+ * sandbox, the task queue (in-process, or on Redis Streams) with pool limits read from the catalog, and the
+ * metrics of both. One place, so that a task runs the same in `ark dev`, `ark gateway` + `ark worker`, tests
  * and benchmarks.
  */
 import { Registry } from 'prom-client'
@@ -9,7 +9,7 @@ import type { ObjectRef } from '../controller/api/index.ts'
 import type { Catalog } from '../controller/store/index.ts'
 import { Sandbox } from '../sandbox/index.ts'
 import type { Logger } from './log.ts'
-import type { Metrics } from './metrics.ts'
+import { Metrics } from './metrics.ts'
 import { MemoryQueue } from './pool/memory.ts'
 import type { PoolLimits } from './pool/queue.ts'
 import { RedisQueue } from './pool/redis-queue.ts'
@@ -56,92 +56,94 @@ export interface RuntimeSettings {
   readonly sandboxThreads?: number
 }
 
+export interface AssemblyOptions extends RuntimeSettings {
+  /** Pools on Redis Streams; absent: in this process. */
+  readonly redis?: RedisSettings
+  /** This process's name in Redis (its reply stream); default random. */
+  readonly queueId?: string
+  readonly log: Logger
+  readonly processMetrics?: boolean
+}
+
 export interface Assembly {
   readonly runtime: AgentRuntime
   readonly sandbox: Sandbox | undefined
-  readonly registry: Registry
-  readonly limitsOf: (agent: ObjectRef) => PoolLimits
-  readonly timeoutMsOf: (agent: ObjectRef) => number
-  /** The runtime reports to metrics, and metrics read the queue, which runs the runtime: tie the knot late. */
-  reportTo(metrics: Metrics): void
+  /**
+   * Where tasks are submitted: pools in this process, or the pools' Redis streams, where `ark worker`
+   * processes (or this process's own workers, `ark dev` with REDIS_URL) take them. Agent-as-tool calls and
+   * subtasks go through it too, so they reach the other agent's pool wherever it runs.
+   */
+  readonly queue: MemoryQueue | RedisQueue
+  readonly metrics: Metrics
+  /** Closes the queue, then the runtime and the sandbox this assembly made. */
   close(): Promise<void>
 }
 
-export function assembleRuntime(catalog: Catalog, settings: RuntimeSettings): Assembly {
+export function assemble(catalog: Catalog, options: AssemblyOptions): Assembly {
   const registry = new Registry()
-  const sink: { metrics?: Metrics } = {}
-  const ownSandbox = settings.sandbox === undefined
+  // Metrics read the queue's stats only when scraped, so they may be made before it.
+  const metrics = new Metrics({
+    registry,
+    catalog,
+    pools: () => queue.stats(),
+    ...(options.processMetrics === undefined ? {} : { processMetrics: options.processMetrics }),
+  })
+  const ownSandbox = options.sandbox === undefined
   const sandbox =
-    settings.sandbox === false
+    options.sandbox === false
       ? undefined
-      : (settings.sandbox ??
+      : (options.sandbox ??
         new Sandbox({
-          ...(settings.sandboxThreads === undefined ? {} : { maxThreads: settings.sandboxThreads }),
+          ...(options.sandboxThreads === undefined ? {} : { maxThreads: options.sandboxThreads }),
           registry,
         }))
-  const taskTimeoutMs = settings.taskTimeoutMs ?? DEFAULTS.taskTimeoutMs
+  const taskTimeoutMs = options.taskTimeoutMs ?? DEFAULTS.taskTimeoutMs
   const runtime = new AgentRuntime({
     ...(sandbox === undefined ? {} : { sandbox }),
     catalog,
-    createProvider: providerFactory(settings.providers),
-    builtins: { ...BUILTIN_TOOLS, ...settings.builtins },
-    maxIterations: settings.maxIterations ?? DEFAULTS.maxIterations,
+    createProvider: providerFactory(options.providers),
+    builtins: { ...BUILTIN_TOOLS, ...options.builtins },
+    maxIterations: options.maxIterations ?? DEFAULTS.maxIterations,
     timeoutMs: taskTimeoutMs,
-    observe: (agent, event) => sink.metrics?.observe(agent, event),
+    observe: (agent, event) => metrics.observe(agent, event),
   })
-  const poolConcurrency = settings.poolConcurrency ?? DEFAULTS.poolConcurrency
-  const maxQueued = settings.maxQueued ?? DEFAULTS.maxQueued
-  return {
-    runtime,
-    sandbox,
-    registry,
-    limitsOf(ref) {
-      const s = catalog.get('Agent', ref)?.spec
-      const concurrency =
-        s === undefined || (s.replicas === undefined && s.limits.maxConcurrentTasks === undefined)
-          ? poolConcurrency
-          : (s.replicas ?? 1) * (s.limits.maxConcurrentTasks ?? 1)
-      return { concurrency, maxQueued }
-    },
-    timeoutMsOf(ref) {
-      const seconds = catalog.get('Agent', ref)?.spec.limits.timeoutSeconds
-      return seconds === undefined ? taskTimeoutMs : seconds * 1000
-    },
-    reportTo(metrics) {
-      sink.metrics = metrics
-    },
-    async close() {
-      runtime.close()
-      if (ownSandbox) await sandbox?.close()
-    },
+  const poolConcurrency = options.poolConcurrency ?? DEFAULTS.poolConcurrency
+  const maxQueued = options.maxQueued ?? DEFAULTS.maxQueued
+  const limitsOf = (ref: ObjectRef): PoolLimits => {
+    const s = catalog.get('Agent', ref)?.spec
+    const concurrency =
+      s === undefined || (s.replicas === undefined && s.limits.maxConcurrentTasks === undefined)
+        ? poolConcurrency
+        : (s.replicas ?? 1) * (s.limits.maxConcurrentTasks ?? 1)
+    return { concurrency, maxQueued }
   }
-}
-
-/**
- * The queue tasks are submitted to: pools in this process, or the pools' Redis streams, where `ark worker`
- * processes (or this process's own workers, `ark dev` with REDIS_URL) take them. Agent-as-tool calls and
- * subtasks go through it too, so they reach the other agent's pool wherever it runs.
- */
-export function createQueue(
-  assembly: Assembly,
-  redis: RedisSettings | undefined,
-  id: string | undefined,
-  log: Logger,
-): MemoryQueue | RedisQueue {
-  const { runtime, limitsOf, timeoutMsOf } = assembly
+  const { redis } = options
   const queue =
     redis === undefined
       ? new MemoryQueue((task, context) => runtime.run(task, context), limitsOf)
       : new RedisQueue({
           url: redis.url,
           ...(redis.prefix === undefined ? {} : { prefix: redis.prefix }),
-          ...(id === undefined ? {} : { id }),
+          ...(options.queueId === undefined ? {} : { id: options.queueId }),
           limitsOf,
-          timeoutMsOf,
-          log,
+          timeoutMsOf(ref) {
+            const seconds = catalog.get('Agent', ref)?.spec.limits.timeoutSeconds
+            return seconds === undefined ? taskTimeoutMs : seconds * 1000
+          },
+          log: options.log,
         })
   runtime.submit = async (task, signal) => (await queue.submit(task, { signal })).result
   // submit_subtask: admitted (or refused, with the reason) now, the result collected later.
   runtime.enqueue = (task, signal) => queue.submit(task, { signal })
-  return queue
+  return {
+    runtime,
+    sandbox,
+    queue,
+    metrics,
+    async close() {
+      await queue.close()
+      runtime.close()
+      if (ownSandbox) await sandbox?.close()
+    },
+  }
 }

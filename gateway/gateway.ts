@@ -7,10 +7,10 @@ import type { Catalog } from '../controller/store/index.ts'
 import type { Sandbox } from '../sandbox/index.ts'
 import { createApp } from './app.ts'
 import type { RedisSettings, RuntimeSettings } from './assemble.ts'
-import { DEFAULTS, assembleRuntime, createQueue } from './assemble.ts'
+import { DEFAULTS, assemble } from './assemble.ts'
 import type { Logger } from './log.ts'
 import { silentLogger } from './log.ts'
-import { Metrics } from './metrics.ts'
+import type { Metrics } from './metrics.ts'
 import type { TaskQueue } from './pool/queue.ts'
 import type { AgentRuntime } from './runtime/agent-runtime.ts'
 
@@ -47,16 +47,12 @@ export interface Gateway {
 export function createGateway(options: GatewayOptions): Gateway {
   const { catalog } = options
   const log = options.log ?? silentLogger
-  const assembly = assembleRuntime(catalog, options)
-  const { runtime, sandbox, registry } = assembly
-  const queue = createQueue(assembly, options.redis, options.replicaId, log)
-  const metrics = new Metrics({
-    registry,
-    catalog,
-    pools: () => queue.stats(),
-    ...(options.processMetrics === undefined ? {} : { processMetrics: options.processMetrics }),
+  const assembly = assemble(catalog, {
+    ...options,
+    log,
+    ...(options.replicaId === undefined ? {} : { queueId: options.replicaId }),
   })
-  assembly.reportTo(metrics)
+  const { runtime, sandbox, queue, metrics } = assembly
   const app = createApp({
     catalog,
     runtime,
@@ -72,9 +68,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     queue,
     metrics,
     sandbox,
-    async close() {
-      await queue.close()
-      await assembly.close()
-    },
+    close: () => assembly.close(),
   }
 }

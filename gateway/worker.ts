@@ -8,14 +8,15 @@ import { Hono } from 'hono'
 import type { ObjectRef } from '../controller/api/index.ts'
 import type { Catalog } from '../controller/store/index.ts'
 import type { RedisSettings, RuntimeSettings } from './assemble.ts'
-import { assembleRuntime, createQueue } from './assemble.ts'
+import { assemble } from './assemble.ts'
 import type { Logger } from './log.ts'
 import { silentLogger } from './log.ts'
-import { Metrics } from './metrics.ts'
+import type { Metrics } from './metrics.ts'
 import { RedisQueue } from './pool/redis-queue.ts'
 import { WorkerMetrics } from './pool/worker-metrics.ts'
 import type { PoolStatus } from './pool/workers.ts'
 import { PoolWorkers } from './pool/workers.ts'
+import { agentKey } from './runtime/subtasks.ts'
 import type { AgentRuntime } from './runtime/agent-runtime.ts'
 
 /** Tasks a worker runs at once when neither --concurrency nor the agent's maxConcurrentTasks says. */
@@ -53,19 +54,16 @@ export interface Worker {
 export function createWorker(options: WorkerOptions): Worker {
   const { catalog, agent, redis } = options
   const log = options.log ?? silentLogger
-  const assembly = assembleRuntime(catalog, options)
-  const { runtime, registry } = assembly
   // Agent-as-tool calls and subtasks go to the other agents' pools, wherever their workers run.
-  const queue = createQueue(assembly, redis, options.id, log)
+  const assembly = assemble(catalog, {
+    ...options,
+    redis,
+    log,
+    ...(options.id === undefined ? {} : { queueId: options.id }),
+  })
+  const { runtime, queue, metrics } = assembly
   // Its pool's depth on its own /metrics: what an HPA on the workers scales on.
   if (queue instanceof RedisQueue) queue.watch(agent)
-  const metrics = new Metrics({
-    registry,
-    catalog,
-    pools: () => queue.stats(),
-    ...(options.processMetrics === undefined ? {} : { processMetrics: options.processMetrics }),
-  })
-  assembly.reportTo(metrics)
   const workers = new PoolWorkers({
     catalog,
     runtime,
@@ -75,11 +73,11 @@ export function createWorker(options: WorkerOptions): Worker {
     defaultConcurrency: DEFAULT_WORKER_CONCURRENCY,
     ...(options.claimIdleMs === undefined ? {} : { claimIdleMs: options.claimIdleMs }),
     ...(options.maxAttempts === undefined ? {} : { maxAttempts: options.maxAttempts }),
-    metrics: new WorkerMetrics(registry),
+    metrics: new WorkerMetrics(metrics.registry),
     log,
     ...(options.id === undefined ? {} : { consumer: options.id }),
   })
-  const pool = `${agent.namespace}/${agent.name}`
+  const pool = agentKey(agent)
   let started = false
   const status = (): PoolStatus[] =>
     started ? workers.status() : [{ pool, ready: false, reason: 'the worker is starting' }]
@@ -105,7 +103,6 @@ export function createWorker(options: WorkerOptions): Worker {
     },
     async stop(stopOptions = {}) {
       await workers.stop(stopOptions)
-      await queue.close()
       await assembly.close()
     },
   }

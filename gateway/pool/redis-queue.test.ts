@@ -208,6 +208,16 @@ describe('the Redis Streams queue', () => {
     await expect(g.submit(task('3'), { signal: never })).rejects.toBeInstanceOf(QueueFullError)
   })
 
+  /** Waits until a worker has taken the pool's one task: the id of its entry. */
+  async function untilTaken(redis: Redis): Promise<string> {
+    for (let i = 0; i < 50; i++) {
+      const [entry] = (await redis.xpending(keys.pool(prefix, AGENT), 'workers', '-', '+', 1)) as [string][]
+      if (entry !== undefined) return entry[0]
+      await sleep(20)
+    }
+    throw new Error('no worker took the task')
+  }
+
   /** What a worker that died mid-task leaves behind: the entry delivered to it, never acknowledged. */
   async function takenByADeadWorker(): Promise<void> {
     const redis = new Redis(server.url)
@@ -326,9 +336,8 @@ describe('the Redis Streams queue', () => {
     const admission = await g.submit(t, { signal: never })
     const redis = new Redis(server.url)
     const stream = keys.pool(prefix, AGENT)
-    for (let i = 0; i < 50 && (await redis.xpending(stream, 'workers'))[0] !== 1; i++) await sleep(20)
     // Another worker takes the entry over, as it would from one that stalled past claimIdleMs.
-    const [id] = (await redis.xpending(stream, 'workers', '-', '+', 1))[0] as [string]
+    const id = await untilTaken(redis)
     // The other worker is alive: it renews the entry, as a live worker does.
     const renew = () => void redis.xclaim(stream, 'workers', 'other', 0, id, 'JUSTID')
     renew()
@@ -363,8 +372,7 @@ describe('the Redis Streams queue', () => {
     const g = gateway({ timeoutMs: 20_000 })
     const admission = await g.submit(task('handed over'), { signal: never })
     const redis = new Redis(server.url)
-    for (let i = 0; i < 50 && (await redis.xpending(keys.pool(prefix, AGENT), 'workers'))[0] !== 1; i++)
-      await sleep(20)
+    await untilTaken(redis)
     redis.disconnect()
     let stopped = false
     const stopping = first.stop({ graceMs: 100 }).then(() => (stopped = true))

@@ -7,6 +7,7 @@ import { Redis } from 'ioredis'
 import type { ObjectRef } from '../../controller/api/index.ts'
 import type { AgentEvent } from '../runtime/events.ts'
 import type { Task, TaskResult } from '../runtime/task.ts'
+import { agentKey } from '../runtime/subtasks.ts'
 import { notRun } from '../runtime/task.ts'
 import type { Logger } from '../log.ts'
 import type { Admission, PoolLimits, PoolStats, SubmitOptions, TaskQueue } from './queue.ts'
@@ -19,7 +20,6 @@ import {
   createGroup,
   fieldsOf,
   keys,
-  poolName,
   redactedUrl,
   sleep,
 } from './redis-streams.ts'
@@ -71,8 +71,8 @@ export class RedisQueue implements TaskQueue {
   readonly #pending = new Map<string, Pending>()
   /** Pool keys whose consumer group this replica made sure of. */
   readonly #groups = new Set<string>()
-  /** Pool keys its stats report: those it submitted to, and those it watches. */
-  readonly #pools = new Set<string>()
+  /** The pools its stats report, by key: those it submitted to, and those it watches. */
+  readonly #pools = new Map<string, ObjectRef>()
   #closed = false
   /** Connected now; and whether it ever was (before that, a submit waits briefly for the first connection). */
   #up = false
@@ -118,7 +118,7 @@ export class RedisQueue implements TaskQueue {
 
   /** Reports this pool in stats() too, though this replica has not submitted to it (a worker's own pool). */
   watch(agent: ObjectRef): void {
-    this.#pools.add(keys.pool(this.#prefix, agent))
+    this.#pools.set(keys.pool(this.#prefix, agent), agent)
   }
 
   /** Whether Redis answers now (for readiness and logs). */
@@ -136,7 +136,7 @@ export class RedisQueue implements TaskQueue {
       if (!this.#groups.has(pool)) {
         await createGroup(this.#redis, pool)
         this.#groups.add(pool)
-        this.#pools.add(pool)
+        this.#pools.set(pool, task.agent)
       }
       const backlog = await this.#redis.xlen(pool)
       if (backlog >= limits.concurrency + limits.maxQueued) {
@@ -210,7 +210,7 @@ export class RedisQueue implements TaskQueue {
     if (!this.#up || this.#pools.size === 0) return []
     const pools = [...this.#pools]
     const pipeline = this.#redis.pipeline()
-    for (const pool of pools) pipeline.xlen(pool).xpending(pool, GROUP)
+    for (const [pool] of pools) pipeline.xlen(pool).xpending(pool, GROUP)
     let replies: [Error | null, unknown][] | null
     try {
       replies = await pipeline.exec()
@@ -218,18 +218,16 @@ export class RedisQueue implements TaskQueue {
       return []
     }
     const out: PoolStats[] = []
-    pools.forEach((pool, i) => {
+    pools.forEach(([, agent], i) => {
       const length = replies?.[2 * i]?.[1]
       const pending = replies?.[2 * i + 1]?.[1]
       if (typeof length !== 'number' || !Array.isArray(pending)) return
       const held = Number(pending[0] ?? 0)
-      const name = poolName(this.#prefix, pool)
-      const [namespace = '', agent = ''] = name.split('/')
       out.push({
-        pool: name,
+        pool: agentKey(agent),
         inFlight: held,
         queued: Math.max(0, length - held),
-        concurrency: this.#options.limitsOf({ namespace, name: agent }).concurrency,
+        concurrency: this.#options.limitsOf(agent).concurrency,
       })
     })
     return out

@@ -20,6 +20,7 @@
  */
 import type { Redis } from 'ioredis'
 import type { ObjectRef } from '../../controller/api/index.ts'
+import { agentKey } from '../runtime/subtasks.ts'
 
 export const GROUP = 'workers'
 export const STREAM_MAXLEN = 10_000
@@ -29,17 +30,12 @@ export const BLOCK_MS = 1000
 export const KEEP_SECONDS = 3600
 
 export const keys = {
-  pool: (prefix: string, agent: ObjectRef) => `${prefix}:pool:${agent.namespace}/${agent.name}`,
+  pool: (prefix: string, agent: ObjectRef) => `${prefix}:pool:${agentKey(agent)}`,
   reply: (prefix: string, gateway: string) => `${prefix}:reply:${gateway}`,
-  dead: (prefix: string, agent: ObjectRef) => `${prefix}:dead:${agent.namespace}/${agent.name}`,
+  dead: (prefix: string, agent: ObjectRef) => `${prefix}:dead:${agentKey(agent)}`,
   cancelled: (prefix: string, task: string) => `${prefix}:cancelled:${task}`,
   cancelChannel: (prefix: string) => `${prefix}:cancel`,
   handoffChannel: (prefix: string) => `${prefix}:handoff`,
-}
-
-/** The `<ns>/<name>` of a pool key. */
-export function poolName(prefix: string, poolKey: string): string {
-  return poolKey.slice(`${prefix}:pool:`.length)
 }
 
 /** Fields of a task entry in a pool stream. */

@@ -10,6 +10,7 @@ import type { Logger } from '../log.ts'
 import type { AgentRuntime } from '../runtime/agent-runtime.ts'
 import type { SemanticVerdict } from '../runtime/semantic-probe.ts'
 import { SemanticProbe } from '../runtime/semantic-probe.ts'
+import { agentKey } from '../runtime/subtasks.ts'
 import { RedisWorker } from './redis-worker.ts'
 import type { WorkerMetrics } from './worker-metrics.ts'
 
@@ -40,6 +41,8 @@ interface Served {
   readonly worker: RedisWorker
   readonly probe: SemanticProbe
   readonly started: Promise<void>
+  /** Whether the worker takes the pool's tasks now, and why not: its gate, its gauge and /readyz. */
+  readonly verdict: () => { readonly ready: boolean; readonly reason: string }
 }
 
 export class PoolWorkers {
@@ -66,15 +69,7 @@ export class PoolWorkers {
 
   /** Per pool: whether this process takes its tasks now, and why not. */
   status(): PoolStatus[] {
-    const { catalog } = this.#options
-    return [...this.#served.entries()].map(([pool, s]) => {
-      const [namespace = '', name = ''] = pool.split('/')
-      if (catalog.get('Agent', { namespace, name }) === undefined)
-        return { pool, ready: false, reason: `Agent ${pool} is not in the manifests` }
-      if (!s.worker.connected) return { pool, ready: false, reason: 'Redis is not reachable' }
-      const v = s.probe.verdict
-      return { pool, ready: v.ready, reason: v.reason }
-    })
+    return [...this.#served.entries()].map(([pool, s]) => ({ pool, ...s.verdict() }))
   }
 
   /**
@@ -90,40 +85,44 @@ export class PoolWorkers {
 
   async #follow(): Promise<void> {
     if (this.#closed) return
-    const wanted = new Set(this.#options.catalog.list('Agent').map((a) => `${a.ref.namespace}/${a.ref.name}`))
+    const wanted = new Map(this.#options.catalog.list('Agent').map((a) => [agentKey(a.ref), a.ref]))
     for (const pool of this.#served.keys()) if (!wanted.has(pool)) void this.#drop(pool, 0)
     await Promise.all(
       [...wanted]
-        .filter((pool) => !this.#served.has(pool))
-        .map((pool) => {
-          const [namespace = '', name = ''] = pool.split('/')
-          return this.#serve({ namespace, name }).catch((err: unknown) => {
+        .filter(([pool]) => !this.#served.has(pool))
+        .map(([pool, agent]) =>
+          this.#serve(agent).catch((err: unknown) => {
             this.#options.log.error('worker did not start', { pool, error: String(err) })
-          })
-        }),
+          }),
+        ),
     )
   }
 
   #serve(agent: ObjectRef): Promise<void> {
     const { catalog, runtime, redis, log, metrics } = this.#options
-    const pool = `${agent.namespace}/${agent.name}`
+    const pool = agentKey(agent)
     const existing = this.#served.get(pool)
     if (existing !== undefined) return existing.started
     const probe = new SemanticProbe(runtime, catalog, agent, (v: SemanticVerdict) => {
       log[v.ready ? 'info' : 'warn']('semantic probe', { pool, ready: v.ready, reason: v.reason })
     })
-    // A worker takes no task of an agent its own manifests lack yet (a ConfigMap update that reached the
-    // gateway first): it could only answer "not found".
-    const ready = () => catalog.get('Agent', agent) !== undefined && probe.verdict.ready
+    // The worker is built with its gate and its gauges, which read it: tie the knot through a holder.
+    const self: { worker?: RedisWorker } = {}
+    const verdict = () => {
+      // An agent its own manifests lack yet (a ConfigMap update that reached the gateway first): a task of
+      // it could only be answered "not found".
+      if (catalog.get('Agent', agent) === undefined)
+        return { ready: false, reason: `Agent ${pool} is not in the manifests` }
+      if (self.worker?.connected !== true) return { ready: false, reason: 'Redis is not reachable' }
+      return probe.verdict
+    }
     const concurrency = () =>
       this.#options.concurrency ??
       catalog.get('Agent', agent)?.spec.limits.maxConcurrentTasks ??
       this.#options.defaultConcurrency
-    // The gauges read the worker, which is built with the observer: tie the knot through a holder.
-    const self: { worker?: RedisWorker } = {}
     const observer = metrics.track(pool, {
       inFlight: () => self.worker?.inFlight ?? 0,
-      ready: () => ready() && self.worker?.connected === true,
+      ready: () => verdict().ready,
     })
     const worker = new RedisWorker({
       url: redis.url,
@@ -132,7 +131,7 @@ export class PoolWorkers {
       ...(this.#options.consumer === undefined ? {} : { consumer: this.#options.consumer }),
       maxConcurrentTasks: concurrency,
       run: (task, context) => runtime.run(task, context),
-      ready,
+      ready: () => verdict().ready,
       observer,
       ...(this.#options.claimIdleMs === undefined ? {} : { claimIdleMs: this.#options.claimIdleMs }),
       ...(this.#options.maxAttempts === undefined ? {} : { maxAttempts: this.#options.maxAttempts }),
@@ -140,7 +139,7 @@ export class PoolWorkers {
     self.worker = worker
     probe.start()
     const started = worker.start()
-    this.#served.set(pool, { worker, probe, started })
+    this.#served.set(pool, { worker, probe, started, verdict })
     return started.then(() => log.info('worker started', { pool }))
   }
 
