@@ -21,8 +21,16 @@ describe('gateway on Node', () => {
     const text = await (await fetch(`${gw.url}/metrics`)).text()
     const child = execFile('promtool', ['check', 'metrics'])
     child.stdin?.end(text)
-    const [code, output] = await new Promise<[number | null, string]>((resolve) => {
+    const [code, output] = await new Promise<[number | null, string]>((resolve, reject) => {
       let out = ''
+      // Without promtool the exit code alone (-2) would say nothing: name what is missing.
+      child.on('error', (err: NodeJS.ErrnoException) =>
+        reject(
+          err.code === 'ENOENT'
+            ? new Error('promtool is not installed: apt-get install prometheus (.ci/run does)')
+            : err,
+        ),
+      )
       child.stdout?.on('data', (d: Buffer) => (out += d.toString()))
       child.stderr?.on('data', (d: Buffer) => (out += d.toString()))
       child.on('close', (c) => resolve([c, out]))
