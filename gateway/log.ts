@@ -1,4 +1,11 @@
-/** Structured logs: one JSON object per line. Secrets are never passed in; fields are the caller's to choose. */
+/**
+ * Structured logs: one JSON object per line. Secrets are never passed in; fields are the caller's to choose.
+ * Each line is still searched for every secret a live provider holds (knownSecrets), in every form an
+ * upstream may echo it in: a message that no exit redacted (an unexpected exception's) must not carry a key.
+ */
+import type { Redactor } from './runtime/redactor.ts'
+import { knownSecrets } from './runtime/redactor.ts'
+
 type Level = 'debug' | 'info' | 'warn' | 'error'
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 }
 
@@ -8,6 +15,7 @@ export function createLogger(
   component: string,
   write: (line: string) => void = (l) => process.stdout.write(`${l}\n`),
   level: string | undefined = process.env.ARK_LOG_LEVEL,
+  secrets: { readonly redactor: Redactor } = knownSecrets,
 ): Logger {
   const min = ORDER[level !== undefined && level in ORDER ? (level as Level) : 'info']
   const at =
@@ -15,7 +23,8 @@ export function createLogger(
     (msg: string, fields: Record<string, unknown> = {}) => {
       if (ORDER[lv] < min) return
       // Fields first: a field named like one of ours must not overwrite it.
-      write(JSON.stringify({ ...fields, time: new Date().toISOString(), level: lv, component, msg }))
+      const line = JSON.stringify({ ...fields, time: new Date().toISOString(), level: lv, component, msg })
+      write(secrets.redactor.text(line))
     }
   return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }
 }

@@ -6,12 +6,17 @@
  * a stream is passed on event by event, each checked to be JSON, so that a broken upstream ends the
  * client's stream with an error it can parse instead of bytes it cannot. Other providers (anthropic, the
  * mock) are mapped through the runtime's provider interface, client tools and response_format included.
+ *
+ * Whatever the upstream sends, the Model's secrets do not leave: the forwarded body (JSON or not, whole or
+ * streamed, error events included), the headers passed on, and ark's own error messages all go through the
+ * provider's redactor; mapped answers and errors come out of the provider redacted already.
  */
 import type { Context } from 'hono'
 import type { ResourceOf } from '../../controller/api/index.ts'
 import type { Provider } from '../runtime/provider.ts'
 import { ProviderError } from '../runtime/provider.ts'
 import { PrepareError } from '../runtime/prepare.ts'
+import { Redactor } from '../runtime/redactor.ts'
 import type { ChatDeps, GatewayVariables } from './chat.ts'
 import { ChunkEncoder, completionBody, newIdentity, streamHeaders } from './completion.ts'
 import type { CompletionIdentity } from './completion.ts'
@@ -55,20 +60,23 @@ export async function directCompletion(
       return upstreamFailure(id, provider, err)
     }
     done(false)
+    const redactor = provider.redactor ?? Redactor.none
     const headers: Record<string, string> = {
-      'content-type': upstream.headers.get('content-type') ?? 'application/json',
+      'content-type': redactor.text(upstream.headers.get('content-type') ?? 'application/json'),
     }
     const requestId = upstream.headers.get('x-request-id')
-    if (requestId !== null) headers['x-request-id'] = requestId
+    if (requestId !== null) headers['x-request-id'] = redactor.text(requestId)
     if (!checked.value.stream || upstream.body === null) {
       // Whole, not piped: a non-streamed answer is small, and bytes are written in one go with their length
       // (the Node adapter writes a Uint8Array body directly; an ArrayBuffer would go through a stream).
-      return new Response(new Uint8Array(await upstream.arrayBuffer()), { status: upstream.status, headers })
+      // Searched as bytes, whether JSON or not: no parse, and no copy when there is nothing to hide.
+      const body = redactor.bytes(new Uint8Array(await upstream.arrayBuffer()))
+      return new Response(body, { status: upstream.status, headers })
     }
     headers['cache-control'] = 'no-cache'
     headers['x-accel-buffering'] = 'no'
     return new Response(
-      guardEvents(upstream.body, (why) => streamError(id, why)),
+      guardEvents(upstream.body, (why) => streamError(id, why), redactor),
       { status: upstream.status, headers },
     )
   }
@@ -166,16 +174,21 @@ function failureOf(
   provider: Provider,
   err: unknown,
 ): { status: number; message: string; code: string } {
+  // The provider redacts what it throws; this is the exit, so it is checked here once more.
+  const redactor = provider.redactor ?? Redactor.none
+  const redact = (text: string) => redactor.text(text)
   if (err instanceof ProviderError) {
     const status = err.status ?? (err.code === 'timeout' ? 504 : 502)
-    return { status, message: `${id} (${provider.provider}): ${err.message}`, code: err.code }
+    return { status, message: redact(`${id} (${provider.provider}): ${err.message}`), code: redact(err.code) }
   }
   if (err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError')) {
     return { status: 499, message: `${id}: the request was cancelled`, code: 'cancelled' }
   }
   return {
     status: 502,
-    message: `${id} (${provider.provider}) failed: ${err instanceof Error ? err.message : String(err)}`,
+    message: redact(
+      `${id} (${provider.provider}) failed: ${err instanceof Error ? err.message : String(err)}`,
+    ),
     code: 'upstream_error',
   }
 }

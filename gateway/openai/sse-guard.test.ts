@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { Redactor } from '../runtime/redactor.ts'
 import { guardEvents } from './sse-guard.ts'
 
 const FAIL = (why: string) => `data: {"error":${JSON.stringify(why)}}\n\n`
@@ -84,5 +85,28 @@ describe('guardEvents', () => {
     await reader.read()
     await reader.cancel('gone')
     expect(cancelled).toBe('gone')
+  })
+
+  describe('with a redactor', () => {
+    const KEY = 'sk-guard-canary-0123456789'
+    const secrets = Redactor.of([KEY])
+    const guarded = (pieces: readonly string[], error?: Error) =>
+      new Response(guardEvents(upstream(pieces, error), FAIL, secrets)).text()
+
+    it('takes the key out of events, error events included, wherever the network split them', async () => {
+      const text = `data: {"a":"${KEY}"}\n\ndata: {"error":{"message":"bad key ${KEY}"}}\n\ndata: [DONE]\n\n`
+      const want = text.replaceAll(KEY, '[REDACTED]')
+      expect(await guarded([text])).toBe(want)
+      for (let cut = 1; cut < text.length; cut++) {
+        expect(await guarded([text.slice(0, cut), text.slice(cut)])).toBe(want)
+      }
+    })
+
+    it('does not quote the key when an event is not JSON, nor when the upstream breaks', async () => {
+      const bad = await guarded([`data: {"a":1}\n\ndata: Bearer ${KEY}\n\n`])
+      expect(bad).toBe(`data: {"a":1}\n\n${FAIL('an event is not JSON ("Bearer [REDACTED]")')}`)
+      const broke = await guarded(['data: {"a":1}\n\n'], new Error(`reset by ${KEY}`))
+      expect(broke).toBe(`data: {"a":1}\n\n${FAIL('reset by [REDACTED]')}`)
+    })
   })
 })

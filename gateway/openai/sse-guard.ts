@@ -3,7 +3,11 @@
  * a stream that ends or breaks before `data: [DONE]`, ends the client's stream with one last event (an
  * OpenAI error the SDKs raise) instead of bytes they cannot parse. A client that goes away cancels the
  * upstream read, which closes the upstream request.
+ *
+ * With a redactor, the Model's secrets are taken out of the bytes as they arrive, before anything else reads
+ * them: events passed on, error events included, and what ark's own error quotes of a bad event.
  */
+import { Redactor } from '../runtime/redactor.ts'
 
 const encoder = new TextEncoder()
 
@@ -11,9 +15,12 @@ const encoder = new TextEncoder()
 export function guardEvents(
   upstream: ReadableStream<Uint8Array>,
   failure: (why: string) => string,
+  redactor: Redactor = Redactor.none,
 ): ReadableStream<Uint8Array> {
   const reader = upstream.getReader()
   const decoder = new TextDecoder()
+  // Holds back, at the end of a chunk, only bytes that could begin a secret: whole events still flow at once.
+  const secrets = redactor.byteStream()
   let buffer = ''
   let done = false
   let sawDone = false
@@ -21,7 +28,7 @@ export function guardEvents(
 
   const fail = (out: ReadableStreamDefaultController<Uint8Array>, why: string) => {
     done = true
-    out.enqueue(encoder.encode(failure(why)))
+    out.enqueue(encoder.encode(failure(redactor.text(why))))
     out.close()
     reader.cancel().catch(() => {
       // The upstream is already gone.
@@ -87,7 +94,7 @@ export function guardEvents(
           return
         }
         if (read.done) {
-          append(decoder.decode())
+          append(decoder.decode(secrets.end()))
           if (buffer.endsWith('\r')) buffer = `${buffer.slice(0, -1)}\n`
           if (buffer.trim() !== '' && !buffer.endsWith('\n\n'))
             buffer += buffer.endsWith('\n') ? '\n' : '\n\n'
@@ -100,7 +107,7 @@ export function guardEvents(
           }
           return
         }
-        append(decoder.decode(read.value, { stream: true }))
+        append(decoder.decode(secrets.push(read.value), { stream: true }))
         if (!pass(out)) return
         if (sent !== before) return
       }

@@ -91,6 +91,7 @@ export class AgentRuntime {
   close(): void {
     this.#unsubscribe()
     this.#prepared.clear()
+    for (const p of this.#providers.values()) p.dispose?.()
     this.#providers.clear()
   }
 
@@ -314,10 +315,13 @@ export class AgentRuntime {
 
   #configOf(model: ResourceOf<'Model'>): ProviderConfig {
     const ns = model.ref.namespace
+    // What came from Secrets is kept out of everything ark writes (the provider's redactor).
+    const secrets: string[] = []
     const read = (what: string, source: Parameters<Catalog['resolveValue']>[1] | undefined) => {
       if (source === undefined) return undefined
       const v = this.#catalog.resolveValue(ns, source)
       if (!v.ok) throw new PrepareError(`Model ${ns}/${model.ref.name} ${what}: ${v.message}`)
+      if (v.value !== undefined && 'secretKeyRef' in source) secrets.push(v.value)
       return v.value
     }
     const map = (values: ResourceOf<'Model'>['spec']['headers'], what: string) => {
@@ -340,6 +344,7 @@ export class AgentRuntime {
       ...(apiVersion === undefined ? {} : { apiVersion }),
       headers: map(s.headers, 'header'),
       properties: map(s.properties, 'property'),
+      secrets,
     }
   }
 
@@ -357,6 +362,7 @@ export class AgentRuntime {
       if (seen.has(k)) return
       seen.add(k)
       this.#prepared.delete(k)
+      this.#providers.get(k)?.dispose?.()
       this.#providers.delete(k)
       for (const d of this.#catalog.dependentsOf(k)) visit(d)
     }

@@ -5,6 +5,7 @@
  */
 import type { JsonSchema, ProviderType } from '../../controller/api/index.ts'
 import type { AssistantMessage, ChatMessage, ToolDefinition, Usage } from './messages.ts'
+import { Redactor } from './redactor.ts'
 
 export interface CompletionRequest {
   readonly messages: readonly ChatMessage[]
@@ -59,6 +60,14 @@ export interface Provider {
    * `ark dev`): why, in words for the Model's status.
    */
   readonly standIn?: string
+  /**
+   * Finds this Model's secrets (key, Secret-backed values, URL credentials) in any form an upstream may echo
+   * them; set by providerFactory, which already applies it to what `complete` and `probe` return or throw.
+   * What `forward` returns is the caller's to redact (gateway/openai/direct.ts), since it is never parsed.
+   */
+  readonly redactor?: Redactor
+  /** Called when the provider is dropped (its Model or a Secret changed): its secrets are forgotten. */
+  dispose?(): void
 }
 
 /**
@@ -86,6 +95,11 @@ export interface ProviderConfig {
   readonly apiKey?: string
   readonly apiVersion?: string
   readonly headers: Readonly<Record<string, string>>
+  /**
+   * Every value the Model read from a Secret (its key, headers, baseUrl, ...): kept out of everything ark
+   * writes, like the key itself.
+   */
+  readonly secrets?: readonly string[]
   /** The Model's request properties (temperature, max_tokens, ...), as written. */
   readonly properties: Readonly<Record<string, string>>
   /** Per-call timeout, milliseconds (each attempt). */
@@ -105,34 +119,47 @@ export const PROVIDER_DEFAULTS = { timeoutMs: 60_000, maxRetries: 2 } as const
 export type ProviderFactory = (config: ProviderConfig) => Provider
 
 /**
- * Replaces every credential in `text` with `[REDACTED]`: upstream error messages may echo a key, whole or
- * masked (`sk-proj-****abcd`), and connection errors may name a URL with a password in it.
+ * An error message with every credential replaced by `[REDACTED]`: the provider's own secrets in every form
+ * (its redactor), and, for keys ark was not given, what looks like one: upstream error messages may echo a
+ * key, whole or masked (`sk-proj-****abcd`), and connection errors may name a URL with a password in it.
  */
-export function redact(text: string, secrets: readonly (string | undefined)[]): string {
-  let out = text
-  for (const s of secrets) {
-    // Short values would redact ordinary words; a key is never this short.
-    if (s !== undefined && s.length >= 6) out = out.replaceAll(s, '[REDACTED]')
-  }
-  return out.replace(KEY_LIKE, '[REDACTED]').replace(URL_USERINFO, '$1[REDACTED]@')
+export function redact(text: string, redactor: Redactor): string {
+  return redactor.text(text).replace(KEY_LIKE, '[REDACTED]').replace(URL_USERINFO, '$1[REDACTED]@')
 }
 
 const KEY_LIKE = /\b(sk|sk-ant|sk-proj)-[\w*-]{8,}/g
 const URL_USERINFO = /(\w+:\/\/)[^\s/@]+@/g
+/** Header and query parameter names that carry a credential whatever their value's source. */
+const CREDENTIAL_NAME = /auth|key|token|secret|passw|signature|sig$|cookie|credential/i
 
-/** The credentials a provider config holds, for `redact`: key, header values, and any in the base URL. */
+/**
+ * The secret values of a provider config: the API key (from a Secret, inline or the environment), every
+ * value read from a Secret, header values whose name says they are credentials (a token written inline is
+ * still a token), and the credentials of the base URL. Other inline header values (`X-Team: platform`) are
+ * not secrets: redacting them would mangle ordinary words in answers.
+ */
 export function secretsOf(config: ProviderConfig): string[] {
-  const out = [config.apiKey ?? '', ...Object.values(config.headers)]
+  const out = [config.apiKey ?? '', ...(config.secrets ?? [])]
+  for (const [name, value] of Object.entries(config.headers)) if (CREDENTIAL_NAME.test(name)) out.push(value)
   if (config.baseUrl !== undefined) {
     try {
       const url = new URL(config.baseUrl)
       out.push(decodeURIComponent(url.password), decodeURIComponent(url.username))
-      for (const v of url.searchParams.values()) out.push(v)
+      for (const [name, value] of url.searchParams) if (CREDENTIAL_NAME.test(name)) out.push(value)
     } catch {
       // Not a URL: nothing more to hide.
     }
   }
   return out.filter((s) => s !== '')
+}
+
+const redactors = new WeakMap<ProviderConfig, Redactor>()
+
+/** The redactor of a provider config, built once per config object (the registry's and the provider's). */
+export function redactorOf(config: ProviderConfig): Redactor {
+  let r = redactors.get(config)
+  if (r === undefined) redactors.set(config, (r = Redactor.of(secretsOf(config))))
+  return r
 }
 
 /** Why a signal aborted, as an Error: servers abort with strings too, and a string is not a reason to throw. */

@@ -40,7 +40,8 @@ import type {
 } from '../messages.ts'
 import { textOf } from '../messages.ts'
 import type { Completion, CompletionRequest, FinishReason, Provider, ProviderConfig } from '../provider.ts'
-import { ProviderError, abortReason, propertyValues, redact, secretsOf } from '../provider.ts'
+import { ProviderError, abortReason, propertyValues, redact, redactorOf } from '../provider.ts'
+import type { Redactor } from '../redactor.ts'
 
 const ANTHROPIC_BASE_URL = 'https://api.anthropic.com'
 /** Anthropic refuses a request without max_tokens; this is what a Model that names none gets. */
@@ -73,7 +74,7 @@ type Part =
     }
 
 export function createAnthropicProvider(config: ProviderConfig): Provider {
-  const secrets = secretsOf(config)
+  const secrets = redactorOf(config)
   const headerAuth = hasHeader(config.headers, 'authorization') || hasHeader(config.headers, 'x-api-key')
   // A server at a baseUrl (a proxy, a gateway) may need no key; Anthropic itself always does.
   const missingKey = config.apiKey === undefined && config.baseUrl === undefined && !headerAuth
@@ -546,7 +547,7 @@ function parsed(text: string): unknown {
 /** The SDK's errors as ProviderErrors, credentials redacted. The caller has already handled an abort. */
 function providerError(
   err: unknown,
-  secrets: readonly (string | undefined)[],
+  secrets: Redactor,
   config: ProviderConfig,
 ): ProviderError {
   if (err instanceof ProviderError) return err

@@ -25,15 +25,16 @@ import {
   abortReason,
   propertyValues,
   redact,
-  secretsOf,
+  redactorOf,
 } from '../provider.ts'
+import type { Redactor } from '../redactor.ts'
 import { fetchWithRetries } from './retry.ts'
 
 const OPENAI_BASE_URL = 'https://api.openai.com/v1'
 const AZURE_API_VERSION = '2024-10-21'
 
 export function createOpenAIProvider(config: ProviderConfig): Provider {
-  const secrets = secretsOf(config)
+  const secrets = redactorOf(config)
   const client = clientFor(config)
   const defaults = propertyValues(config.properties)
   // OpenAI and Azure take max_completion_tokens (the o-series refuse max_tokens); compatible servers know
@@ -357,7 +358,7 @@ function finishOf(reason: string | null, toolCalls: number): FinishReason {
 export function providerError(
   err: unknown,
   signal: AbortSignal,
-  secrets: readonly (string | undefined)[],
+  secrets: Redactor,
   timeoutMs: number | undefined,
 ): ProviderError {
   if (signal.aborted) throw abortReason(signal)

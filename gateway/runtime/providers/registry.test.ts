@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import type { Provider, ProviderConfig } from '../provider.ts'
 import { ProviderError, redact, secretsOf } from '../provider.ts'
+import { Redactor } from '../redactor.ts'
 import { providerFactory } from './registry.ts'
 
 /** A factory that records the config it was given instead of building a client. */
@@ -67,24 +68,30 @@ describe('providerFactory', () => {
 
 describe('redact', () => {
   it('hides the given secrets, masked OpenAI-style keys and passwords in URLs', () => {
-    expect(redact('bad key abcdef123456 here', ['abcdef123456'])).toBe('bad key [REDACTED] here')
-    expect(redact('Incorrect API key provided: sk-proj-****************abcd.', [])).toBe(
+    expect(redact('bad key abcdef123456 here', Redactor.of(['abcdef123456']))).toBe('bad key [REDACTED] here')
+    expect(redact('Incorrect API key provided: sk-proj-****************abcd.', Redactor.none)).toBe(
       'Incorrect API key provided: [REDACTED].',
     )
-    expect(redact('could not reach http://user:hunter2pass@host/v1', [])).toBe(
+    expect(redact('could not reach http://user:hunter2pass@host/v1', Redactor.none)).toBe(
       'could not reach http://[REDACTED]@host/v1',
     )
   })
 
-  it('secretsOf names the key, the header values and what a base URL carries', () => {
+  it('secretsOf names the key, values from Secrets, credential headers and what a base URL carries', () => {
     const s = secretsOf({
       ...base,
       provider: 'openai',
       model: 'm',
       apiKey: 'k-123456',
-      headers: { 'x-token': 'tok-abcdef' },
-      baseUrl: 'http://u:p%40ss-word@h/v1?key=query-secret',
+      headers: { 'x-token': 'tok-abcdef', 'X-Team': 'platform', 'X-Tenant': 'from-a-secret' },
+      secrets: ['from-a-secret'],
+      baseUrl: 'http://u:p%40ss-word@h/v1?key=query-secret&api-version=2024-10-21',
     })
-    expect(s).toEqual(expect.arrayContaining(['k-123456', 'tok-abcdef', 'p@ss-word', 'query-secret']))
+    expect(s).toEqual(
+      expect.arrayContaining(['k-123456', 'tok-abcdef', 'p@ss-word', 'query-secret', 'from-a-secret']),
+    )
+    // Written inline under a name that is no credential's: a word that answers may well contain.
+    expect(s).not.toContain('platform')
+    expect(s).not.toContain('2024-10-21')
   })
 })

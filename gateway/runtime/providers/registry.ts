@@ -5,10 +5,11 @@
  */
 import type { ProviderType } from '../../../controller/api/index.ts'
 import type { Fetch, Provider, ProviderConfig, ProviderFactory } from '../provider.ts'
-import { PROVIDER_DEFAULTS, ProviderError } from '../provider.ts'
+import { PROVIDER_DEFAULTS, ProviderError, redactorOf } from '../provider.ts'
 import { createAnthropicProvider } from './anthropic.ts'
 import { createMockProvider } from './mock.ts'
 import { createOpenAIProvider } from './openai.ts'
+import { redactedError, withRedaction } from './redacting.ts'
 
 /** The providers this build can create. Bedrock needs the AWS SDK and is not one of them. */
 export const PROVIDERS: Readonly<Partial<Record<ProviderType, ProviderFactory>>> = {
@@ -45,15 +46,24 @@ export function providerFactory(
   }
   return (given) => {
     const config = withDefaults(given, read, settings)
+    // From the config with the environment's key in it: that key is as secret as one from a Secret.
+    const redactor = redactorOf(config)
     if (needsKey(config) && config.apiKey === undefined) {
       const missing = `no API key for ${config.provider} model ${config.model}: set the Model's apiKey (e.g. from a Secret) or ${keyVariable(config.provider)}`
       if (settings.withoutKey !== 'mock') throw new ProviderError(missing, { code: 'missing_api_key' })
       const mock = createMockProvider({ ...config, provider: 'mock', properties: {} })
-      return { ...mock, standIn: `${missing}; the mock model answers instead` }
+      return withRedaction({ ...mock, standIn: `${missing}; the mock model answers instead` }, redactor)
     }
     const factory = factories[config.provider]
     if (factory === undefined) throw new Error(`provider ${config.provider} is not available in this build`)
-    return factory(config)
+    let provider: Provider
+    try {
+      provider = factory(config)
+    } catch (err) {
+      // An SDK refusing the config (a malformed baseUrl) may quote it, credentials and all.
+      throw redactedError(err, redactor)
+    }
+    return withRedaction(provider, redactor)
   }
 }
 
