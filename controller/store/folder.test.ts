@@ -170,7 +170,8 @@ describe('broken manifests', () => {
           file: 'dup.yaml',
           index: 1,
           line: 4,
-          message: 'YAML syntax error: Map keys must be unique at line 4, column 1',
+          message:
+            'YAML error: duplicate key "name" at line 4, column 1 (first at line 3); keys of a mapping must be unique',
         },
       ],
     })
@@ -188,7 +189,8 @@ describe('broken manifests', () => {
             file: 'typo.yaml',
             index: 0,
             line: 3,
-            message: 'YAML syntax error: Map keys must be unique at line 3, column 3',
+            message:
+              'YAML error: duplicate key "name" at line 3, column 3 (first at line 2); keys of a mapping must be unique',
           },
         ],
       },

@@ -1,16 +1,18 @@
 /**
- * A folder of manifests on disk as a `ManifestSource`: walked recursively, parsed as multi-document YAML,
- * and watched. Every scan is level-based, as in controller-runtime: it lists the whole folder and diffs it
- * against what was delivered before, so fs events only say "look again" and their content is never trusted.
- * Only `node:fs`, `node:fs/promises`, `node:path` and Web globals (TextDecoder, crypto.subtle) are used, so
- * that the module runs on Deno as well (checked with Deno 2.9, including the recursive fs watch).
+ * A folder of manifests on disk as a `ManifestSource`: walked recursively, parsed as multi-document YAML
+ * (parse.ts, within its limits; large files in a worker thread, parse-thread.ts), and watched. Every scan is
+ * level-based, as in controller-runtime: it lists the whole folder and diffs it against what was delivered
+ * before, so fs events only say "look again" and their content is never trusted.
+ * Only `node:fs`, `node:fs/promises`, `node:path`, `node:worker_threads` and Web globals (TextDecoder,
+ * crypto.subtle) are used, so that the module runs on Deno as well (checked with Deno 2.9, including the
+ * recursive fs watch and the parse worker).
  */
-import { watch, type Dirent, type FSWatcher, type Stats } from 'node:fs'
-import { readdir, readFile, readlink, realpath, stat } from 'node:fs/promises'
+import { constants, watch, type Dirent, type FSWatcher, type Stats } from 'node:fs'
+import { open, readdir, readlink, realpath, stat, type FileHandle } from 'node:fs/promises'
 import path from 'node:path'
-import { LineCounter, parseAllDocuments, type YAMLError } from 'yaml'
 import type { Problem } from '../api/problems.ts'
-import type { FileState, ManifestSource, RawDocument, SourceBatch } from './source.ts'
+import { ManifestParser } from './parse-thread.ts'
+import type { FileState, ManifestSource, SourceBatch } from './source.ts'
 
 export interface FolderSourceOptions {
   /** Max bytes per manifest file; default 3 MiB (kube-apiserver's own request limit). */
@@ -30,8 +32,6 @@ export interface FolderSourceOptions {
 
 const MiB = 1024 * 1024
 const MANIFEST_EXTENSIONS = ['.yaml', '.yml', '.json']
-/** Alias expansions allowed per document: enough for real manifests, a "billion laughs" file fails fast. */
-const MAX_ALIAS_COUNT = 100
 /** A burst of fs events that never pauses still gets a scan after this many debounce periods. */
 const MAX_DEBOUNCE_PERIODS = 20
 /**
@@ -56,60 +56,6 @@ export async function readManifests(
   await source.close()
   // start() always delivers a first batch; the fallback only keeps the types honest.
   return batches[0] ?? { changes: [], folderProblems: [] }
-}
-
-/**
- * Parses the text of one manifest file (multi-document YAML; JSON is YAML). Documents with errors are left
- * out and reported as problems; empty documents are left out silently. Indices count every document.
- */
-export function parseManifestText(text: string, file: string): FileState {
-  const lineCounter = new LineCounter()
-  const docs = parseAllDocuments(text, { lineCounter, uniqueKeys: true, prettyErrors: true })
-  const documents: RawDocument[] = []
-  const problems: Problem[] = []
-  docs.forEach((doc, index) => {
-    // The line of the content itself, past any `---`, directives and leading comments.
-    const line = lineCounter.linePos(doc.contents?.range[0] ?? doc.range[0]).line
-    const [firstError, ...moreErrors] = doc.errors
-    if (firstError !== undefined) {
-      problems.push(yamlErrorProblem(firstError, moreErrors.length, file, index, line))
-      return
-    }
-    let value: unknown
-    try {
-      value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT })
-    } catch (err) {
-      problems.push({ severity: 'error', file, index, line, message: toJsErrorMessage(err) })
-      return
-    }
-    if (value !== null && value !== undefined) documents.push({ index, line, value })
-  })
-  // Nothing usable and something broken (typically a single-document file with a typo): the file as a whole
-  // could not be read, so its consumer keeps what it last held instead of deleting its resources.
-  if (documents.length === 0 && problems.length > 0) return { file, status: 'unreadable', problems }
-  return { file, status: 'loaded', documents, problems }
-}
-
-function yamlErrorProblem(err: YAMLError, more: number, file: string, index: number, line: number): Problem {
-  // With prettyErrors the message is "<what> at line L, column C:\n\n<source excerpt>"; the excerpt does not
-  // fit a one-line problem, the column is still worth keeping.
-  const what = (err.message.split('\n')[0] ?? '').replace(/:$/, '')
-  const also = more === 0 ? '' : ` (and ${more} more error${more === 1 ? '' : 's'} in this document)`
-  return {
-    severity: 'error',
-    file,
-    index,
-    line: err.linePos?.[0].line ?? line,
-    message: `YAML syntax error: ${what}${also}`,
-  }
-}
-
-function toJsErrorMessage(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err)
-  if (message.includes('alias count')) {
-    return `YAML error: the document expands aliases (*name) more than ${MAX_ALIAS_COUNT} times, which looks like a resource exhaustion ("billion laughs") attack; it was skipped`
-  }
-  return `YAML error: ${message}`
 }
 
 /** What decides whether a file must be read again. */
@@ -160,6 +106,7 @@ class FolderSource implements ManifestSource {
   readonly #debounceMs: number
   readonly #watch: boolean
   readonly #onError: (err: unknown) => void
+  readonly #parser = new ManifestParser()
 
   #listener: ((batch: SourceBatch) => void) | undefined
   #closed = false
@@ -209,6 +156,8 @@ class FolderSource implements ManifestSource {
     clearTimeout(this.#debounceTimer)
     clearInterval(this.#pollTimer)
     this.#stopWatcher()
+    // Also ends a parse in flight, so that the scan under way finishes without waiting for it.
+    await this.#parser.close()
     // A scan already under way finishes (it delivers nothing now), so nothing runs after close resolves.
     await (this.#queued ?? this.#running)
   }
@@ -263,7 +212,7 @@ class FolderSource implements ManifestSource {
     const known = this.#known.get(file)
     if (found === undefined) return this.#forget(file)
     if (known !== undefined && !known.racy && sameStamp(known.stamp, found.stamp)) return undefined
-    const loaded = await loadFile(file, found, this.#maxFileBytes)
+    const loaded = await loadFile(file, found, this.#maxFileBytes, this.#parser)
     // Deleted between the listing and the read: the file is simply not there any more.
     if (loaded.kind === 'gone') return this.#forget(file)
     const racy = found.stamp.mtimeMs >= startedAt - RACY_WINDOW_MS
@@ -393,7 +342,8 @@ async function listRoot(root: string): Promise<Listing> {
   } else if (rootStats.isDirectory()) {
     await walkRoot(root, listing)
   } else {
-    listing.problems.push({ severity: 'error', file: root, message: 'not a regular file or folder' })
+    const what = specialFileKind(rootStats) ?? 'something else'
+    listing.problems.push({ severity: 'error', file: root, message: `${what}, not a regular file or folder` })
   }
   return listing
 }
@@ -442,6 +392,12 @@ async function walkDir(
       await walkDir(child.abs, child.rel, [...ancestors, real], listing)
     } else if (entry.isFile() && isManifestName(entry.name)) {
       await addFile(child, listing)
+    } else if (isManifestName(entry.name)) {
+      // Named like a manifest but not a file: say so rather than leave the user wondering. Never opened: a
+      // FIFO would block the read until something writes to it.
+      const what = specialFileKind(entry)
+      if (what !== undefined)
+        listing.problems.push(warning(child.rel, `${what}, not a regular file; skipped`))
     }
   }
 }
@@ -474,8 +430,14 @@ async function visitSymlink(
       return
     }
     await walkDir(link.abs, link.rel, [...ancestors, real], listing)
-  } else if (target.isFile() && isManifestName(path.basename(link.rel))) {
-    listing.files.set(link.rel, { abs: link.abs, stamp: stampOf(target) })
+  } else if (isManifestName(path.basename(link.rel))) {
+    if (target.isFile()) {
+      listing.files.set(link.rel, { abs: link.abs, stamp: stampOf(target) })
+    } else {
+      const what = specialFileKind(target)
+      if (what !== undefined)
+        listing.problems.push(warning(link.rel, `symbolic link to ${what}, not to a regular file; skipped`))
+    }
   }
 }
 
@@ -497,12 +459,17 @@ async function addFile(file: { abs: string; rel: string }, listing: Listing): Pr
   }
 }
 
-/** Reads and parses one file; too large or unreadable files are reported, not read. */
-async function loadFile(file: string, found: FoundFile, maxFileBytes: number): Promise<Loaded> {
+/** Reads and parses one file; too large, unreadable or special files are reported, not read. */
+async function loadFile(
+  file: string,
+  found: FoundFile,
+  maxFileBytes: number,
+  parser: ManifestParser,
+): Promise<Loaded> {
   if (found.stamp.size > maxFileBytes) return tooLarge(file, found.stamp.size, maxFileBytes)
-  let bytes: Uint8Array<ArrayBuffer>
+  let read: Uint8Array<ArrayBuffer> | Loaded
   try {
-    bytes = new Uint8Array(await readFile(found.abs))
+    read = await readBounded(file, found.abs, maxFileBytes)
   } catch (err) {
     if (isGone(err)) return { kind: 'gone' }
     const problem: Problem = { severity: 'error', file, message: `cannot read file: ${errorText(err)}` }
@@ -512,11 +479,65 @@ async function loadFile(file: string, found: FoundFile, maxFileBytes: number): P
       state: { file, status: 'unreadable', problems: [problem] },
     }
   }
-  // It may have grown since it was listed.
-  if (bytes.length > maxFileBytes) return tooLarge(file, bytes.length, maxFileBytes)
-  // Invalid UTF-8 becomes U+FFFD and a BOM is dropped; the YAML parser reports whatever that leaves.
-  const text = new TextDecoder().decode(bytes)
-  return { kind: 'read', hash: await sha256(bytes), state: parseManifestText(text, file) }
+  if (!(read instanceof Uint8Array)) return read
+  // The hash first: the parse may take a while, and the hash is computed off the main thread as well.
+  const hash = await sha256(read)
+  return { kind: 'read', hash, state: await parser.parse(read, file) }
+}
+
+/**
+ * The file's bytes, or why it was not read. Opened without blocking and checked once open: a file replaced
+ * by a FIFO since it was listed would otherwise block the read until a writer comes, that is forever. Never
+ * reads more than the limit, should the file have grown since it was listed.
+ */
+async function readBounded(
+  file: string,
+  abs: string,
+  maxFileBytes: number,
+): Promise<Uint8Array<ArrayBuffer> | Loaded> {
+  // O_NONBLOCK is undefined on Windows, where `| undefined` leaves the flags as they are (and FIFOs do not
+  // exist in the file system).
+  const handle = await open(abs, constants.O_RDONLY | constants.O_NONBLOCK)
+  try {
+    const stats = await handle.stat()
+    if (!stats.isFile()) {
+      const what = specialFileKind(stats) ?? 'something else'
+      const problem: Problem = { severity: 'warning', file, message: `${what}, not a regular file; not read` }
+      return {
+        kind: 'read',
+        hash: `special:${what}`,
+        state: { file, status: 'unreadable', problems: [problem] },
+      }
+    }
+    const bytes = await readUpTo(handle, Math.max(stats.size, 0), maxFileBytes + 1)
+    return bytes.length > maxFileBytes
+      ? tooLarge(file, Math.max(bytes.length, stats.size), maxFileBytes)
+      : bytes
+  } finally {
+    await handle.close()
+  }
+}
+
+/** Reads until the end of the file or `limit` bytes, whichever comes first. */
+async function readUpTo(
+  handle: FileHandle,
+  sizeHint: number,
+  limit: number,
+): Promise<Uint8Array<ArrayBuffer>> {
+  let buffer = new Uint8Array(Math.min(Math.max(sizeHint, 1024), limit))
+  let length = 0
+  for (;;) {
+    if (length === buffer.length) {
+      if (length >= limit) break
+      const grown = new Uint8Array(Math.min(buffer.length * 2, limit))
+      grown.set(buffer)
+      buffer = grown
+    }
+    const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length)
+    if (bytesRead === 0) break
+    length += bytesRead
+  }
+  return buffer.slice(0, length)
 }
 
 function tooLarge(file: string, size: number, maxFileBytes: number): Loaded {
@@ -546,6 +567,15 @@ function stampOf(stats: Stats): Stamp {
 
 function sameStamp(a: Stamp, b: Stamp): boolean {
   return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino
+}
+
+/** What a file that is neither a regular file, a folder nor a link is, for messages. */
+function specialFileKind(entry: Dirent | Stats): string | undefined {
+  if (entry.isFIFO()) return 'a FIFO (named pipe)'
+  if (entry.isSocket()) return 'a socket'
+  if (entry.isCharacterDevice()) return 'a character device'
+  if (entry.isBlockDevice()) return 'a block device'
+  return undefined
 }
 
 function isSkippedName(name: string): boolean {
