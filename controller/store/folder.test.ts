@@ -1,8 +1,10 @@
-import { spawn } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { mkdir, mkdtemp, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
+import { promisify } from 'node:util'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { folderSource, readManifests, type FolderSourceOptions } from './folder.ts'
 import type { FileState, ManifestSource, SourceBatch } from './source.ts'
@@ -296,6 +298,52 @@ describe('symbolic links', () => {
   })
 })
 
+describe('special files', () => {
+  const mkfifo = (name: string) => promisify(execFile)('mkfifo', [path.join(dir, name)])
+
+  it('never opens a FIFO, a socket or a device named like a manifest, and says what it is', async () => {
+    await write({ 'ok.yaml': 'n: 1' })
+    // Opened, a FIFO without a writer would block the read, and the scan, for good.
+    await mkfifo('pipe.yaml')
+    // Not named like a manifest: ignored, as a readme.txt is.
+    await mkfifo('pipe.txt')
+    const server = net.createServer()
+    await new Promise<void>((resolve) => server.listen(path.join(dir, 'socket.yml'), resolve))
+    await symlink('/dev/null', path.join(dir, 'null.yaml'))
+    try {
+      expect(await readManifests(dir)).toEqual({
+        changes: [loaded('ok.yaml', { n: 1 })],
+        folderProblems: [
+          {
+            severity: 'warning',
+            file: 'null.yaml',
+            message: 'symbolic link to a character device, not to a regular file; skipped',
+          },
+          {
+            severity: 'warning',
+            file: 'pipe.yaml',
+            message: 'a FIFO (named pipe), not a regular file; skipped',
+          },
+          { severity: 'warning', file: 'socket.yml', message: 'a socket, not a regular file; skipped' },
+        ],
+      })
+    } finally {
+      await new Promise((resolve) => server.close(resolve))
+    }
+  })
+
+  it('reports a FIFO given as the root', async () => {
+    await mkfifo('pipe.yaml')
+    const root = path.join(dir, 'pipe.yaml')
+    expect(await readManifests(root)).toEqual({
+      changes: [],
+      folderProblems: [
+        { severity: 'error', file: root, message: 'a FIFO (named pipe), not a regular file or folder' },
+      ],
+    })
+  })
+})
+
 describe('changes', () => {
   it('delivers a first batch even for an empty folder, then only what changed', async () => {
     const { source, batches } = await startSource()
@@ -468,8 +516,9 @@ describe('close', () => {
     expect(batches).toEqual([{ changes: [], folderProblems: [] }])
   })
 
-  it('lets the process exit once closed', async () => {
-    await write({ 'a.yaml': 'n: 1' })
+  it('lets the process exit once closed, the parse worker included', async () => {
+    // b.yaml is large enough to be parsed in the worker.
+    await write({ 'a.yaml': 'n: 1', 'b.yaml': `n: "${'x'.repeat(64 * 1024)}"` })
     const moduleUrl = pathToFileURL(path.join(import.meta.dirname, 'folder.ts')).href
     const script = `
       import { folderSource } from ${JSON.stringify(moduleUrl)}
@@ -486,6 +535,6 @@ describe('close', () => {
     const timer = setTimeout(() => child.kill(), 10_000)
     const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
     clearTimeout(timer)
-    expect({ code, output }).toEqual({ code: 0, output: 'a.yaml\n' })
+    expect({ code, output }).toEqual({ code: 0, output: 'a.yaml,b.yaml\n' })
   })
 })

@@ -38,11 +38,11 @@ export const LIMITS = {
    */
   maxNodes: 100_000,
   /**
-   * Lexical tokens, comments, line breaks and indentation included: about 5 per node in real files. This
-   * bounds files that are large without having nodes (3 million empty lines, `{:,:,:}`), whose CST costs as
-   * much; at the limit the CST takes up to about 300 MB, in the parse worker.
+   * Lexical tokens, comments, line breaks and indentation included: 4 to 5 per node in real files, so about
+   * as far as maxNodes. This bounds files that are large without having nodes (3 million empty lines,
+   * `{:,:,:}`), whose CST costs as much: at this limit up to about 150 MB, in the parse worker.
    */
-  maxTokens: 1_000_000,
+  maxTokens: 500_000,
   /**
    * Nesting depth of collections. Composing and converting recurse once (or a few times) per level, and
    * so does everything downstream that walks a document; 100 is four times the deepest CRD and far below
