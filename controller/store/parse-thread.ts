@@ -6,8 +6,8 @@
  *
  * The worker holds no state but the code, so whatever goes wrong with it (a parse over the time bound, a
  * crash, running out of its heap) is reported as a problem of the file being parsed, and the worker is
- * replaced by a fresh one for the next file. Idle for a while, it is stopped: its heap keeps the size of
- * the largest file it parsed (250 MB after a file at the token limit) and large files change rarely. It
+ * replaced by a fresh one for the next file. It is not stopped when idle: Node does not give a terminated
+ * worker's memory back to the system (it reuses it for the next one), so that would only cost restarts. It
  * never keeps the process alive: it is unref'ed, and the timer of a parse in flight is what keeps the event
  * loop up until the answer comes.
  * `node:worker_threads` works on Deno 2 as well (resourceLimits excepted, which Deno ignores).
@@ -23,8 +23,6 @@ export interface ManifestParserOptions {
   readonly timeoutMs?: number
   /** Heap limit of the worker in MB (Node only); default 512. */
   readonly workerHeapMb?: number
-  /** The worker is stopped after this long without work; default 10 s. */
-  readonly idleMs?: number
 }
 
 /** A message to the worker. */
@@ -47,10 +45,11 @@ export interface ParseResponse {
 const DEFAULT_INLINE_MAX_BYTES = 8 * 1024
 /** Parsing at the limits of parse.ts takes up to 2 s here; five times that is still only a broken file. */
 const DEFAULT_TIMEOUT_MS = 10_000
-/** Twice the worst measured within parse.ts's limits (250 MB). */
+/**
+ * Within parse.ts's limits the worst file measured (500,000 line breaks) took the process 180 MB more; the
+ * heap limit is a backstop whatever the yaml package does, not the expected bound.
+ */
 const DEFAULT_WORKER_HEAP_MB = 512
-/** Long enough for a burst of changes (a git checkout) to reuse one worker. */
-const DEFAULT_IDLE_MS = 10_000
 
 interface Job {
   readonly id: number
@@ -63,9 +62,7 @@ export class ManifestParser {
   readonly #inlineMaxBytes: number
   readonly #timeoutMs: number
   readonly #workerHeapMb: number
-  readonly #idleMs: number
   #worker: Worker | undefined
-  #idleTimer: ReturnType<typeof setTimeout> | undefined
   #job: Job | undefined
   /** The worker parses one file at a time, so that a job's time bound measures its own parse only. */
   #tail: Promise<unknown> = Promise.resolve()
@@ -76,7 +73,6 @@ export class ManifestParser {
     this.#inlineMaxBytes = options.inlineMaxBytes ?? DEFAULT_INLINE_MAX_BYTES
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
     this.#workerHeapMb = options.workerHeapMb ?? DEFAULT_WORKER_HEAP_MB
-    this.#idleMs = options.idleMs ?? DEFAULT_IDLE_MS
   }
 
   /** Parses one file's bytes. Never rejects: every failure is a problem of the file. */
@@ -90,7 +86,6 @@ export class ManifestParser {
   /** Stops the worker; a parse in flight resolves with a problem, later ones too. */
   async close(): Promise<void> {
     this.#closed = true
-    clearTimeout(this.#idleTimer)
     this.#finish(this.#job?.id, (file) => failed(file, 'not parsed: the manifest source was closed'))
     const worker = this.#worker
     this.#worker = undefined
@@ -99,7 +94,6 @@ export class ManifestParser {
 
   #parseInWorker(bytes: Uint8Array, file: string): Promise<FileState> {
     if (this.#closed) return Promise.resolve(failed(file, 'not parsed: the manifest source was closed'))
-    clearTimeout(this.#idleTimer)
     let worker: Worker
     try {
       worker = this.#worker ?? this.#startWorker()
@@ -164,15 +158,9 @@ export class ManifestParser {
     this.#job = undefined
     clearTimeout(job.timer)
     job.resolve(state(job.file))
-    // A job queued behind this one clears it before it fires.
-    const worker = this.#worker
-    if (worker !== undefined && !this.#closed) {
-      this.#idleTimer = setTimeout(() => this.#discard(worker), this.#idleMs)
-      this.#idleTimer.unref()
-    }
   }
 
-  /** Drops a worker that timed out, crashed or idled; the next job starts a fresh one. */
+  /** Drops a worker that timed out or crashed; the next job starts a fresh one. */
   #discard(worker: Worker): void {
     if (this.#worker === worker) this.#worker = undefined
     void worker.terminate()
