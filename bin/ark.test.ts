@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { HOSTILE_CASES, writeHostileManifests } from '../test/fixtures/hostile-manifests/hostile.ts'
 
 const run = promisify(execFile)
 
@@ -61,6 +62,27 @@ describe('ark validate', () => {
       '',
     ])
   })
+
+  it(
+    'refuses each hostile manifest with the limit it hit, and exits 1 without crashing',
+    { timeout: 60_000 },
+    async () => {
+      const hostile = await mkdtemp(join(tmpdir(), 'ark-hostile-'))
+      try {
+        await writeHostileManifests(hostile, { withGood: true })
+        const r = await ark('validate', hostile)
+        expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 1, stderr: '' })
+        const lines = r.stdout.trimEnd().split('\n')
+        expect(lines.pop()).toBe('3 resources, 8 errors, 1 warning')
+        const expected = HOSTILE_CASES.flatMap((c) =>
+          c.problem ? [`${c.problem.severity}: ${c.problem.text}`] : [],
+        )
+        expect(lines.sort()).toEqual(expected.sort())
+      } finally {
+        await rm(hostile, { recursive: true, force: true })
+      }
+    },
+  )
 
   it('usage errors exit 2', async () => {
     expect((await ark('validate')).code).toBe(2)
