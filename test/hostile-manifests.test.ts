@@ -3,9 +3,11 @@
  * the folder that a running gateway (`ark dev`'s assembly) follows live, while requests keep coming: each
  * file is refused with a problem naming it and the limit, and every request meanwhile gets its right answer.
  */
+import { execFile } from 'node:child_process'
 import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
+import { promisify } from 'node:util'
 import { afterEach, describe, expect, it } from 'vitest'
 import { startEmbedded, type Embedded } from '../bin/embedded.ts'
 import { formatProblem } from '../controller/api/index.ts'
@@ -95,6 +97,29 @@ describe('hostile manifests in the folder a running gateway follows', () => {
       // The good resources of the folder, the kept one included, still work.
       expect(await ask('steady')).toBe('200 You said: hi')
       expect(await ask('kept')).toBe('200 You said: hi')
+    },
+  )
+
+  it(
+    'are refused the same way on Deno, parse worker and FIFO check included',
+    { timeout: 60_000 },
+    async () => {
+      dir = await mkdtemp(path.join(os.tmpdir(), 'ark-hostile-'))
+      await writeHostileManifests(dir, { withGood: true })
+      const validate = async (command: string, args: string[]): Promise<string> => {
+        try {
+          await promisify(execFile)(command, [...args, 'bin/ark.ts', 'validate', dir!], {
+            env: { ...process.env, ARK_MANIFESTS: '', DENO_NO_UPDATE_CHECK: '1', NO_COLOR: '1' },
+          })
+          return 'exit 0'
+        } catch (err) {
+          const { code, stdout, stderr } = err as { code: number; stdout: string; stderr: string }
+          return `exit ${String(code)}\n${stdout}${stderr}`
+        }
+      }
+      const deno = await validate('node_modules/.bin/deno', ['run', '--allow-read', '--allow-env'])
+      expect(deno).toContain('warning: fifo.yaml: a FIFO (named pipe), not a regular file; skipped')
+      expect(deno).toBe(await validate(process.execPath, []))
     },
   )
 })

@@ -8,7 +8,7 @@
  * recursive fs watch and the parse worker).
  */
 import { constants, watch, type Dirent, type FSWatcher, type Stats } from 'node:fs'
-import { open, readdir, readlink, realpath, stat, type FileHandle } from 'node:fs/promises'
+import { lstat, open, readdir, readlink, realpath, stat, type FileHandle } from 'node:fs/promises'
 import path from 'node:path'
 import type { Problem } from '../api/problems.ts'
 import { ManifestParser } from './parse-thread.ts'
@@ -394,8 +394,9 @@ async function walkDir(
       await addFile(child, listing)
     } else if (isManifestName(entry.name)) {
       // Named like a manifest but not a file: say so rather than leave the user wondering. Never opened: a
-      // FIFO would block the read until something writes to it.
-      const what = specialFileKind(entry)
+      // FIFO would block the read until something writes to it. Deno's Dirent does not tell a FIFO or a
+      // socket from other files; lstat does.
+      const what = specialFileKind(entry) ?? (await lstatKind(child.abs))
       if (what !== undefined)
         listing.problems.push(warning(child.rel, `${what}, not a regular file; skipped`))
     }
@@ -576,6 +577,15 @@ function specialFileKind(entry: Dirent | Stats): string | undefined {
   if (entry.isCharacterDevice()) return 'a character device'
   if (entry.isBlockDevice()) return 'a block device'
   return undefined
+}
+
+async function lstatKind(abs: string): Promise<string | undefined> {
+  try {
+    return specialFileKind(await lstat(abs))
+  } catch {
+    // Gone since the listing: nothing to report.
+    return undefined
+  }
 }
 
 function isSkippedName(name: string): boolean {
