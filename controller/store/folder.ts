@@ -481,9 +481,7 @@ async function loadFile(
     }
   }
   if (!(read instanceof Uint8Array)) return read
-  // The hash first: the parse may take a while, and the hash is computed off the main thread as well.
-  const hash = await sha256(read)
-  return { kind: 'read', hash, state: await parser.parse(read, file) }
+  return { kind: 'read', hash: await sha256(read), state: await parser.parse(read, file) }
 }
 
 /**
@@ -510,7 +508,7 @@ async function readBounded(
         state: { file, status: 'unreadable', problems: [problem] },
       }
     }
-    const bytes = await readUpTo(handle, Math.max(stats.size, 0), maxFileBytes + 1)
+    const bytes = await readUpTo(handle, stats.size, maxFileBytes + 1)
     return bytes.length > maxFileBytes
       ? tooLarge(file, Math.max(bytes.length, stats.size), maxFileBytes)
       : bytes
@@ -519,13 +517,14 @@ async function readBounded(
   }
 }
 
-/** Reads until the end of the file or `limit` bytes, whichever comes first. */
+/** Reads until the end of the file or `limit` bytes, whichever comes first; `sizeHint` is the expected size. */
 async function readUpTo(
   handle: FileHandle,
   sizeHint: number,
   limit: number,
 ): Promise<Uint8Array<ArrayBuffer>> {
-  let buffer = new Uint8Array(Math.min(Math.max(sizeHint, 1024), limit))
+  // One byte more than expected, so that the read that finds the end needs no larger buffer.
+  let buffer = new Uint8Array(Math.min(sizeHint + 1, limit))
   let length = 0
   for (;;) {
     if (length === buffer.length) {
