@@ -23,6 +23,8 @@ import type { AddressInfo } from 'node:net'
 import type { JsonSchema } from '../../controller/api/index.ts'
 import type { ChatMessage, ToolCall, ToolDefinition } from '../../gateway/runtime/messages.ts'
 import { createMockProvider, exampleOf } from '../../gateway/runtime/providers/mock.ts'
+import type { EchoForm, EchoReply } from './echo.ts'
+import { encodeEcho, writeSplit } from './echo.ts'
 import { headersOf, isRecord, readBody, sendJson, sleep } from './http.ts'
 
 export interface RecordedCall {
@@ -45,6 +47,8 @@ export type FakeReply =
   | { brokenStream: 'malformed' | 'cut'; afterEvents?: number }
   /** No answer at all until the client goes away. */
   | { hang: true }
+  /** The credential the request carried, echoed back (echo.ts); by default the x-api-key value. */
+  | EchoReply
 
 export interface FakeUpstream {
   /** Base URL to give the SDK, e.g. `http://127.0.0.1:PORT`. */
@@ -55,6 +59,8 @@ export interface FakeUpstream {
   readonly keys: Set<string>
   /** Answers for the next POST /v1/messages calls, in order; then the default behaviour again. */
   next(...replies: FakeReply[]): void
+  /** Set: GET /v1/models answers 401 with the credential echoed in this form (a probe meets an echoing upstream). */
+  modelsEcho: { readonly form: EchoForm; readonly header?: string } | undefined
   close(): Promise<void>
 }
 
@@ -137,6 +143,7 @@ export async function startFakeAnthropic(options: FakeOptions = {}): Promise<Fak
   const calls: RecordedCall[] = []
   const keys = new Set<string>(options.keys)
   const pending: FakeReply[] = []
+  let modelsEcho: FakeUpstream['modelsEcho']
   const mock = createMockProvider({ provider: 'mock', model: 'fake-anthropic', headers: {}, properties: {} })
   let serial = 0
 
@@ -177,6 +184,11 @@ export async function startFakeAnthropic(options: FakeOptions = {}): Promise<Fak
       return
     }
 
+    if (modelsEcho !== undefined && call.method === 'GET' && call.path.startsWith('/v1/models')) {
+      const v = encodeEcho(call.headers[modelsEcho.header ?? 'x-api-key'] ?? '', modelsEcho.form)
+      sendError(res, 401, v, `invalid x-api-key: ${v}`)
+      return
+    }
     if (call.method === 'GET' && call.path === '/v1/models') {
       sendJson(res, 200, {
         data: [modelInfo('claude-fake-1')],
@@ -214,6 +226,15 @@ export async function startFakeAnthropic(options: FakeOptions = {}): Promise<Fak
     } catch (err) {
       if (!(err instanceof Refused)) throw err
       sendError(res, 400, 'invalid_request_error', err.message)
+      return
+    }
+    if (reply !== undefined && 'echo' in reply) {
+      await answerEcho(
+        res,
+        reply,
+        encodeEcho(call.headers[reply.header ?? 'x-api-key'] ?? '', reply.form),
+        request,
+      )
       return
     }
     if (reply !== undefined && 'delayMs' in reply) {
@@ -349,6 +370,12 @@ export async function startFakeAnthropic(options: FakeOptions = {}): Promise<Fak
     keys,
     next(...replies) {
       pending.push(...replies)
+    },
+    get modelsEcho() {
+      return modelsEcho
+    },
+    set modelsEcho(echo) {
+      modelsEcho = echo
     },
     close() {
       // Hanging requests and idle keep-alive connections would hold close() open.
@@ -658,6 +685,71 @@ function modelInfo(id: string): Json {
     max_input_tokens: 200_000,
     max_tokens: 64_000,
     retires_at: null,
+  }
+}
+
+/** An answer that echoes `value` in the place the reply names (echo.ts). */
+async function answerEcho(
+  res: ServerResponse,
+  echo: EchoReply,
+  value: string,
+  request: WireRequest,
+): Promise<void> {
+  const message = (text: string): Json => ({
+    id: 'msg_echo',
+    type: 'message',
+    role: 'assistant',
+    model: request.model,
+    content: [{ type: 'text', text }],
+    stop_reason: 'end_turn',
+    stop_sequence: null,
+    usage: { input_tokens: 1, output_tokens: 1, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 },
+  })
+  switch (echo.echo) {
+    case 'json':
+      sendJson(res, 200, { ...message(`echo: ${value}`), echo: value })
+      return
+    case 'text':
+      res.writeHead(200, { 'content-type': 'text/plain' })
+      res.end(`your key: ${value}\n`)
+      return
+    case 'error':
+      sendError(res, 400, value, `invalid x-api-key: ${value}`)
+      return
+    case 'header':
+      if (!request.stream) {
+        sendJson(res, 200, message('ok'), { 'request-id': value, 'x-echo': value })
+        return
+      }
+      break
+  }
+  res.writeHead(200, {
+    'content-type': 'text/event-stream',
+    'cache-control': 'no-cache',
+    ...(echo.echo === 'header' ? { 'request-id': value, 'x-echo': value } : {}),
+  })
+  const send = (e: Json) => `event: ${String(e.type)}\ndata: ${JSON.stringify(e)}\n\n`
+  const events = eventsOf(message(`echo: ${value}`))
+  const delta = events.findIndex((e) => e.type === 'content_block_delta')
+  res.write(events.slice(0, delta).map(send).join(''))
+  switch (echo.echo) {
+    case 'sse-raw':
+      res.end(`event: content_block_delta\ndata: ${value}\n\n`)
+      return
+    case 'sse-error':
+      res.end(send(errorBody(value, `invalid x-api-key: ${value}`)))
+      return
+    case 'sse-split': {
+      const rest = events.slice(delta).map(send).join('')
+      await writeSplit(res, rest, rest.indexOf(value) + Math.floor(value.length / 2))
+      res.end()
+      return
+    }
+    case 'sse-data':
+      res.end(events.slice(delta).map(send).join(''))
+      return
+    default:
+      res.end(eventsOf(message('ok')).slice(delta).map(send).join(''))
   }
 }
 

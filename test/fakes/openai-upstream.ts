@@ -22,6 +22,8 @@ import type { ChatMessage, ContentPart, ToolCall, ToolDefinition } from '../../g
 import { textOf } from '../../gateway/runtime/messages.ts'
 import type { Completion } from '../../gateway/runtime/provider.ts'
 import { createMockProvider } from '../../gateway/runtime/providers/mock.ts'
+import type { EchoForm, EchoReply } from './echo.ts'
+import { encodeEcho, writeSplit } from './echo.ts'
 import { headersOf, isRecord, readBody, sendJson, sleep } from './http.ts'
 
 export interface RecordedCall {
@@ -48,6 +50,8 @@ export type FakeReply =
   | { brokenStream: 'malformed' | 'cut'; afterChunks?: number }
   /** No answer until the client goes away. */
   | { hang: true }
+  /** The credential the request carried, echoed back (echo.ts); by default the Authorization or api-key value. */
+  | EchoReply
 
 export interface FakeUpstream {
   /** Base URL for the OpenAI SDK: http://127.0.0.1:PORT/v1 */
@@ -60,6 +64,8 @@ export interface FakeUpstream {
   readonly keys: Set<string>
   /** Answers for the next chat-completion calls, in order; then the default behaviour again. */
   next(...replies: FakeReply[]): void
+  /** Set: GET /models answers 401 with the credential echoed in this form (a probe meets an echoing upstream). */
+  modelsEcho: { readonly form: EchoForm; readonly header?: string } | undefined
   close(): Promise<void>
 }
 
@@ -102,6 +108,7 @@ interface State {
   readonly record: boolean
   readonly idPrefix: string
   count: number
+  modelsEcho: FakeUpstream['modelsEcho']
 }
 
 export async function startFakeOpenAI(options: FakeOptions = {}): Promise<FakeUpstream> {
@@ -112,6 +119,7 @@ export async function startFakeOpenAI(options: FakeOptions = {}): Promise<FakeUp
     record: options.record ?? true,
     idPrefix: randomBytes(4).toString('hex'),
     count: 0,
+    modelsEcho: undefined,
   }
   const server = createServer((req, res) => {
     handle(req, res, state).catch(() => {
@@ -139,6 +147,12 @@ export async function startFakeOpenAI(options: FakeOptions = {}): Promise<FakeUp
     keys: state.keys,
     next(...replies) {
       state.queue.push(...replies)
+    },
+    get modelsEcho() {
+      return state.modelsEcho
+    },
+    set modelsEcho(echo) {
+      state.modelsEcho = echo
     },
     close() {
       return new Promise<void>((resolve) => {
@@ -240,6 +254,12 @@ async function handle(req: IncomingMessage, res: ServerResponse, state: State): 
   }
 
   if (route.kind === 'models') {
+    const echo = state.modelsEcho
+    if (echo !== undefined) {
+      const v = encodeEcho(credential(call.headers, azure, echo.header), echo.form)
+      sendJson(res, 401, refusal(401, `Incorrect API key provided: ${v}`, v, v, v).body)
+      return
+    }
     answerModels(res, route.id, route.azure)
     return
   }
@@ -257,6 +277,11 @@ async function handle(req: IncomingMessage, res: ServerResponse, state: State): 
   const parsed = parseChatRequest(body, route.deployment)
   if ('status' in parsed) {
     reply(res, parsed)
+    return
+  }
+  if (scripted !== undefined && 'echo' in scripted) {
+    const value = encodeEcho(credential(headersOf(req), azure, scripted.header), scripted.form)
+    await answerEcho(res, scripted, value, parsed)
     return
   }
   const broken = scripted !== undefined && 'brokenStream' in scripted ? scripted : undefined
@@ -702,6 +727,89 @@ function fragments(args: string): string[] {
   const out: string[] = []
   for (let i = 0; i < args.length; i += size) out.push(args.slice(i, i + size))
   return out
+}
+
+/** The value of the header an echo quotes: the one that carries the key unless another is named. */
+function credential(headers: Record<string, string>, azure: boolean, header: string | undefined): string {
+  return headers[header ?? (azure ? 'api-key' : 'authorization')] ?? ''
+}
+
+/** An answer that echoes `value` in the place the reply names (echo.ts). */
+async function answerEcho(
+  res: ServerResponse,
+  echo: EchoReply,
+  value: string,
+  request: ChatRequest,
+): Promise<void> {
+  const created = Math.floor(Date.now() / 1000)
+  const chunk = (delta: unknown, finish: string | null = null) =>
+    JSON.stringify({
+      id: 'chatcmpl-echo',
+      object: 'chat.completion.chunk',
+      created,
+      model: request.model,
+      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    })
+  const whole = (content: string) => ({
+    id: 'chatcmpl-echo',
+    object: 'chat.completion',
+    created,
+    model: request.model,
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content, refusal: null },
+        logprobs: null,
+        finish_reason: 'stop',
+      },
+    ],
+    usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+  })
+  const error = { message: `Incorrect API key provided: ${value}`, type: value, param: value, code: value }
+  switch (echo.echo) {
+    case 'json':
+      sendJson(res, 200, { ...whole(`echo: ${value}`), echo: value })
+      return
+    case 'text':
+      res.writeHead(200, { 'content-type': 'text/plain' })
+      res.end(`your key: ${value}\n`)
+      return
+    case 'error':
+      sendJson(res, 400, { error })
+      return
+    case 'header':
+      if (!request.stream) {
+        sendJson(res, 200, whole('ok'), { 'x-request-id': value, 'x-echo': value })
+        return
+      }
+      break
+  }
+  res.writeHead(200, {
+    'content-type': 'text/event-stream',
+    'cache-control': 'no-cache',
+    ...(echo.echo === 'header' ? { 'x-request-id': value, 'x-echo': value } : {}),
+  })
+  res.write(`data: ${chunk({ role: 'assistant', content: '' })}\n\n`)
+  switch (echo.echo) {
+    case 'sse-raw':
+      res.end(`data: ${value}\n\n`)
+      return
+    case 'sse-error':
+      res.end(`data: ${JSON.stringify({ error })}\n\n`)
+      return
+    case 'sse-split': {
+      const event = `data: ${chunk({ content: `echo: ${value}` })}\n\n`
+      await writeSplit(res, event, event.indexOf(value) + Math.floor(value.length / 2))
+      break
+    }
+    case 'sse-data':
+      res.write(`data: ${chunk({ content: `echo: ${value}` })}\n\n`)
+      break
+    default:
+      res.write(`data: ${chunk({ content: 'ok' })}\n\n`)
+  }
+  res.write(`data: ${chunk({}, 'stop')}\n\n`)
+  res.end('data: [DONE]\n\n')
 }
 
 function reply(res: ServerResponse, r: Refusal): void {

@@ -227,6 +227,9 @@ function clientFor(config: ProviderConfig): OpenAI {
     }
     return new AzureOpenAI({
       endpoint: config.baseUrl,
+      // Else the SDK takes OPENAI_BASE_URL from the environment (set for OpenAI-compatible servers) and
+      // refuses to start: "baseURL and endpoint are mutually exclusive".
+      baseURL: null,
       apiKey: config.apiKey ?? missingKey('azure'),
       apiVersion: config.apiVersion ?? AZURE_API_VERSION,
       defaultHeaders: config.headers,
