@@ -58,4 +58,22 @@ export const THRESHOLDS: readonly Threshold[] = [
     max: 40,
     why: 'Measured medians 8 to 12 (180 us against a 15 us PING): a task crosses Redis four times (XADD, the blocking XREADGROUP, the cancelled-key check, the answer MULTI and the gateway’s blocking XREAD). 40 fails when a task gains several round trips or a polling delay, not when the machine is busy, since PING shares its mood.',
   },
+  {
+    scenario: 'redact',
+    ratio: 'body scan/indexOf',
+    max: 3.5,
+    why: "Measured 1.3 to 1.7 per sample, medians about 1.45: every form of a Model's key and header (8 patterns for keys of URL-safe characters: raw, and base64 and base64url cores at three alignments) searched in a 16 KB answer in one Wu-Manber pass, against one native Buffer.indexOf of the key alone (5 GB/s against 7 on this machine). The same search with a fixed 8-character window (jumps of 7 at most) read 4.2, an indexOf per pattern 4, a regex of all the patterns 18, a two-character filter at every position about 9. 3.5 fails a search that stops jumping over text, not the machine's mood.",
+  },
+  {
+    scenario: 'redact',
+    ratio: 'stream redacted/plain',
+    max: 3,
+    why: 'Measured 0.5 to 2.1 per sample, medians 1.05 to 1.2: a 200-event SSE stream through the guard with the redactor and without; the stream machinery costs far more than the search. The samples swing with GC pauses (each side takes about 16 ms), so this only catches a collapse: a guard that copies or rescans what it already passed (quadratic) reads well above 3.',
+  },
+  {
+    scenario: 'redact',
+    ratio: 'log line redacted/plain',
+    max: 2.5,
+    why: "Measured 1.05 to 1.75 per sample, medians 1.1 to 1.3: a log line searched for three Models' secrets (36 patterns) costs 0.1 to 0.3 us on top of the 0.8 us that formatting it takes. A logger that rebuilt its redactor per line read about 100; one that searched once per secret would read 3 or more.",
+  },
 ]

@@ -61,12 +61,15 @@ function base64(bytes: Uint8Array): string {
 }
 
 /**
- * Patterns indexed for a Wu-Manber search: every pattern is at least MIN_SECRET_LENGTH (m) units long, so a
- * window of m units slides over the input and the pair of units at its end says how far it may jump
- * without skipping a pattern's first m units. On ordinary text most pairs occur in no pattern and the
- * window jumps m-1 units; only where a pair could end a pattern's first m units are patterns compared.
+ * Patterns indexed for a Wu-Manber search: every pattern is at least m units long (the shortest one's
+ * length, MIN_SECRET_LENGTH at least, 20 and more for real keys), so a window of m units slides over the
+ * input and the pair of units at its end says how far it may jump without skipping a pattern's first m
+ * units. On ordinary text most pairs occur in no pattern and the window jumps m-1 units; only where a pair
+ * could end a pattern's first m units are patterns compared.
  */
 interface Index<P> {
+  /** The window: the length of the shortest pattern (at most 256, so that jumps fit a byte). */
+  readonly m: number
   /** Safe jump by the hashed pair of units that ends the window (0: compare patterns here). */
   readonly shift: Uint8Array
   /** Patterns by (first unit & 0xff), longest first, so the first that matches is the longest. */
@@ -75,7 +78,6 @@ interface Index<P> {
   readonly maxLength: number
 }
 
-const M = MIN_SECRET_LENGTH
 /** The hash of a pair of units, for the shift table (collisions only make jumps shorter). */
 const pair = (a: number, b: number) => (((a & 0xff) << 4) ^ (b & 0xff)) & 0xfff
 
@@ -83,18 +85,20 @@ function indexOf<P extends string | Uint8Array>(
   patterns: readonly P[],
   unit: (p: P, i: number) => number,
 ): Index<P> {
-  const shift = new Uint8Array(4096).fill(M - 1)
+  let m = 256
+  for (const p of patterns) m = Math.min(m, p.length)
+  const shift = new Uint8Array(4096).fill(m - 1)
   const byFirst: P[][] = []
   let maxLength = 0
   for (const p of [...patterns].sort((a, b) => b.length - a.length)) {
-    for (let q = 1; q < M; q++) {
+    for (let q = 1; q < m; q++) {
       const h = pair(unit(p, q - 1), unit(p, q))
-      shift[h] = Math.min(shift[h] as number, M - 1 - q)
+      shift[h] = Math.min(shift[h] as number, m - 1 - q)
     }
     ;(byFirst[unit(p, 0) & 0xff] ??= []).push(p)
     maxLength = Math.max(maxLength, p.length)
   }
-  return { shift, byFirst, maxLength }
+  return { m, shift, byFirst, maxLength }
 }
 
 const charAt = (p: string, i: number) => p.charCodeAt(i)
@@ -243,18 +247,18 @@ export class ByteRedactStream {
 
 /** The leftmost, then longest, match starting in [from, limit) (a match may extend past limit). */
 function findText(index: Index<string>, s: string, from: number, limit: number, m: Match): void {
-  const { shift, byFirst } = index
+  const { m: w, shift, byFirst } = index
   const n = s.length
-  // i is the last unit of the window [i - M + 1, i].
-  const last = Math.min(limit + M - 1, n)
+  // i is the last unit of the window [i - w + 1, i].
+  const last = Math.min(limit + w - 1, n)
   m.start = -1
-  for (let i = from + M - 1; i < last;) {
+  for (let i = from + w - 1; i < last;) {
     const jump = shift[pair(s.charCodeAt(i - 1), s.charCodeAt(i))] as number
     if (jump > 0) {
       i += jump
       continue
     }
-    const start = i - M + 1
+    const start = i - w + 1
     const list = byFirst[s.charCodeAt(start) & 0xff]
     if (list !== undefined) {
       for (const p of list) {
@@ -300,26 +304,27 @@ function holdText(index: Index<string>, s: string): number {
     const list = byFirst[s.charCodeAt(i) & 0xff]
     if (list === undefined) continue
     const rest = n - i
-    for (const p of list) {
+    next: for (const p of list) {
       if (p.length <= rest) break // longest first: the rest are shorter still
-      if (p.startsWith(s.slice(i))) return i
+      for (let j = 0; j < rest; j++) if (s.charCodeAt(i + j) !== p.charCodeAt(j)) continue next
+      return i
     }
   }
   return n
 }
 
 function findBytes(index: Index<Uint8Array>, s: Uint8Array, from: number, limit: number, m: Match): void {
-  const { shift, byFirst } = index
+  const { m: w, shift, byFirst } = index
   const n = s.length
-  const last = Math.min(limit + M - 1, n)
+  const last = Math.min(limit + w - 1, n)
   m.start = -1
-  for (let i = from + M - 1; i < last;) {
+  for (let i = from + w - 1; i < last;) {
     const jump = shift[pair(s[i - 1] as number, s[i] as number)] as number
     if (jump > 0) {
       i += jump
       continue
     }
-    const start = i - M + 1
+    const start = i - w + 1
     const list = byFirst[s[start] as number]
     if (list !== undefined) {
       next: for (const p of list) {

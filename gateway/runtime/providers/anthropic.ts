@@ -545,11 +545,7 @@ function parsed(text: string): unknown {
 // Errors
 
 /** The SDK's errors as ProviderErrors, credentials redacted. The caller has already handled an abort. */
-function providerError(
-  err: unknown,
-  secrets: Redactor,
-  config: ProviderConfig,
-): ProviderError {
+function providerError(err: unknown, secrets: Redactor, config: ProviderConfig): ProviderError {
   if (err instanceof ProviderError) return err
   if (err instanceof APIConnectionTimeoutError) {
     const within = config.timeoutMs === undefined ? '' : ` within ${String(config.timeoutMs)} ms`
