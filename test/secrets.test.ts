@@ -407,6 +407,16 @@ describe.each([
         const status = await ark.status()
         expect(status).toContain('Unauthorized')
         expect(leaked(status)).toBeUndefined()
+        // A refused Model's callers are told why, from its status.
+        for (const model of [...MODELS, 'agent/on-oa']) {
+          const res = await fetch(`${ark.url}/v1/chat/completions`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] }),
+          })
+          expect(res.status).toBe(503)
+          expect(leaked(await res.text())).toBeUndefined()
+        }
         // Back to healthy, so that the next round's verdict is a new one.
         openai.modelsEcho = undefined
         anthropic.modelsEcho = undefined
