@@ -47,7 +47,6 @@ describe('hostile manifests in the folder a running gateway follows', () => {
         manifests: dir,
         log: silentLogger,
         probeIntervalSeconds: 0,
-        debounceMs: 20,
       })
       server = await serve(system.gateway.fetch, { host: '127.0.0.1', port: 0 })
       const url = `http://127.0.0.1:${String(server.port)}/v1/chat/completions`
