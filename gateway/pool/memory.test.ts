@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { ObjectRef } from '../../controller/api/index.ts'
-import type { AgentEvent } from '../runtime/events.ts'
+import type { AgentEvent, EventSink } from '../runtime/events.ts'
 import type { Task, TaskResult } from '../runtime/task.ts'
 import { MemoryQueue } from './memory.ts'
 import type { Admission, PoolLimits, TaskRunner } from './queue.ts'
@@ -12,7 +12,7 @@ import { QueueFullError } from './queue.ts'
 interface Started {
   readonly task: Task
   readonly signal: AbortSignal
-  readonly emit: ((event: AgentEvent) => void) | undefined
+  readonly emit: EventSink | undefined
   finish(content?: string): void
   fail(error: Error): void
 }
@@ -181,11 +181,11 @@ describe('MemoryQueue: concurrency', () => {
     const queue = new MemoryQueue(runner.run, () => ({ concurrency: 1, maxQueued: 5 }))
     const events: AgentEvent[] = []
     const controller = new AbortController()
-    await queue.submit(task('with-sink'), { signal: controller.signal, onEvent: (e) => events.push(e) })
+    await queue.submit(task('with-sink'), { signal: controller.signal, onEvent: (e) => void events.push(e) })
     await queue.submit(task('without-sink'), open())
     const s = runner.get('with-sink')
     expect(s.signal).toBe(controller.signal)
-    s.emit?.({ type: 'llm.delta', text: 'hi' })
+    void s.emit?.({ type: 'llm.delta', text: 'hi' })
     expect(events).toEqual([{ type: 'llm.delta', text: 'hi' }])
     s.finish()
     await settle()

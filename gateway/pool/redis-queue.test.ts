@@ -98,7 +98,7 @@ describe('the Redis Streams queue', () => {
       (name: string): TaskRunner =>
       async (t, context) => {
         runs.set(t.id, [...(runs.get(t.id) ?? []), name])
-        context.emit?.({ type: 'llm.delta', text: `working on ${t.id}` })
+        void context.emit?.({ type: 'llm.delta', text: `working on ${t.id}` })
         await sleep(5)
         return answer(t, `done ${t.id}`)
       }
@@ -113,7 +113,7 @@ describe('the Redis Streams queue', () => {
         const g = gateways[i % 2] as RedisQueue
         const admission = await g.submit(t, {
           signal: never,
-          onEvent: (e) => events.set(t.id, [...(events.get(t.id) ?? []), e]),
+          onEvent: (e) => void events.set(t.id, [...(events.get(t.id) ?? []), e]),
         })
         return admission.result
       }),
@@ -292,7 +292,7 @@ describe('the Redis Streams queue', () => {
     closers.push(() => g.close())
     const t = task('streamed')
     const seen: AgentEvent[] = []
-    const admission = await g.submit(t, { signal: never, onEvent: (e) => seen.push(e) })
+    const admission = await g.submit(t, { signal: never, onEvent: (e) => void seen.push(e) })
     // What two runs of one task write to the gateway's reply stream: the first died after one event.
     const redis = new Redis(server.url)
     const reply = (attempt: string, type: string, data: unknown) =>

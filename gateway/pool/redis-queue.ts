@@ -5,7 +5,7 @@
  */
 import { Redis } from 'ioredis'
 import type { ObjectRef } from '../../controller/api/index.ts'
-import type { AgentEvent } from '../runtime/events.ts'
+import type { AgentEvent, EventSink } from '../runtime/events.ts'
 import type { Task, TaskResult } from '../runtime/task.ts'
 import { agentKey } from '../runtime/subtasks.ts'
 import { notRun } from '../runtime/task.ts'
@@ -48,7 +48,8 @@ export interface RedisQueueOptions {
 
 interface Pending {
   readonly task: Task
-  readonly onEvent: ((e: AgentEvent) => void) | undefined
+  /** The run is in another process: a slow reader's promise is not waited for (the stream's bound is). */
+  readonly onEvent: EventSink | undefined
   readonly resolve: (r: TaskResult) => void
   readonly timer: ReturnType<typeof setTimeout>
   /** Removed when the task settles: a long-lived signal (a parent run's) must not collect listeners. */
@@ -341,7 +342,7 @@ export class RedisQueue implements TaskQueue {
           return
         }
         p.attempt = f.attempt
-        p.onEvent?.(JSON.parse(f.data ?? 'null') as AgentEvent)
+        void p.onEvent?.(JSON.parse(f.data ?? 'null') as AgentEvent)
       } else if (f.type === 'result') {
         this.#settle(
           p.task.id,

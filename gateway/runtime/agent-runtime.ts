@@ -247,7 +247,8 @@ export class AgentRuntime {
           ? (e) => observe(prepared, e)
           : (e) => {
               observe(prepared, e)
-              sink(e)
+              // The sink's promise (a slow client) is the run's to wait for.
+              return sink(e)
             }
     // A timer cleared when the run ends, rather than AbortSignal.timeout: that one lives on for the whole
     // timeout after a fast run, and on Deno it holds the process open at shutdown.

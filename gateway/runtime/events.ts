@@ -77,4 +77,8 @@ export type AgentEvent =
       readonly seconds: number
     }
 
-export type EventSink = (event: AgentEvent) => void
+/**
+ * Receives a run's events. It may return a promise for `llm.delta`: the run then waits for it before it
+ * reads on from the model (a slow client's backpressure); other events are never waited for.
+ */
+export type EventSink = (event: AgentEvent) => void | Promise<void>

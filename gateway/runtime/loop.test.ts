@@ -128,7 +128,7 @@ async function run(
     messages: CONVERSATION,
     provider,
     signal: options.signal ?? new AbortController().signal,
-    emit: (e) => events.push(e),
+    emit: (e) => void events.push(e),
     stream: options.stream ?? false,
     runAgent: () => Promise.reject(new Error('runAgent is not used here')),
   })
@@ -634,7 +634,7 @@ describe('runLoop: outputSchema', () => {
     const { provider, requests } = scripted([
       (request) => {
         // A streaming provider would send pieces if it were given somewhere to send them.
-        request.onDelta?.('{"city": ')
+        void request.onDelta?.('{"city": ')
         return Promise.resolve({ message: say(answer), usage: usageOf(1), finishReason: 'stop' })
       },
     ])
@@ -657,8 +657,8 @@ describe('runLoop: outputSchema', () => {
   it('streams the provider pieces as they come when there is no schema', async () => {
     const { provider, requests } = scripted([
       (request) => {
-        request.onDelta?.('Hel')
-        request.onDelta?.('lo.')
+        void request.onDelta?.('Hel')
+        void request.onDelta?.('lo.')
         return Promise.resolve({ message: say('Hello.'), usage: usageOf(1), finishReason: 'stop' })
       },
     ])

@@ -54,6 +54,10 @@ export interface LoopResult {
 
 export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopResult> {
   const { provider, signal, emit } = input
+  // Only answer text waits for a slow reader (onDelta); every other event is told and the run goes on.
+  const tell = (event: AgentEvent): void => {
+    void emit(event)
+  }
   const started = performance.now()
   const messages: ChatMessage[] = [...input.messages]
   let usage = NO_USAGE
@@ -71,11 +75,11 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
   // Answers that must match a schema are validated before anyone sees them, so they are not streamed.
   const onDelta =
     input.stream && agent.outputValidator === undefined
-      ? (text: string) => emit({ type: 'llm.delta', text })
+      ? (text: string): void | Promise<void> => emit({ type: 'llm.delta', text })
       : undefined
 
   const finish = (outcome: Outcome, content: string | null, error?: string): LoopResult => {
-    emit({
+    tell({
       type: 'agent.complete',
       agent: agent.id,
       task: input.task,
@@ -89,7 +93,7 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
       : { outcome, content, usage, iterations: iteration, error }
   }
 
-  emit({ type: 'agent.start', agent: agent.id, task: input.task })
+  tell({ type: 'agent.start', agent: agent.id, task: input.task })
   while (iteration < agent.maxIterations) {
     if (signal.aborted) return finish(...stopped(signal, lastText))
     iteration++
@@ -108,7 +112,7 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
       }
       maxTokens = budget - estimate
     }
-    emit({ type: 'llm.start', iteration, model: provider.model })
+    tell({ type: 'llm.start', iteration, model: provider.model })
     const t0 = performance.now()
     let reply: AssistantMessage
     let finishReason: string
@@ -129,7 +133,7 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
       reply = completion.message
       finishReason = completion.finishReason
       usage = addUsage(usage, completion.usage)
-      emit({
+      tell({
         type: 'llm.complete',
         iteration,
         provider: provider.provider,
@@ -140,7 +144,7 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
       })
     } catch (err) {
       const error = messageOf(err)
-      emit({
+      tell({
         type: 'llm.complete',
         iteration,
         provider: provider.provider,
@@ -191,13 +195,13 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
           if (budget !== undefined) inputChars += content.length + textLength(correction)
           continue
         }
-        if (input.stream) emit({ type: 'llm.delta', text: content })
+        if (input.stream) tell({ type: 'llm.delta', text: content })
       }
       return finish('answer', content)
     }
 
     messages.push(reply)
-    const results = await Promise.all(calls.map((call) => callTool(agent, call, iteration, context, emit)))
+    const results = await Promise.all(calls.map((call) => callTool(agent, call, iteration, context, tell)))
     let terminated: string | undefined
     for (let i = 0; i < calls.length; i++) {
       const call = calls[i] as ToolCall
@@ -209,7 +213,7 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
     }
     if (aborted(signal)) return finish(...stopped(signal, lastText))
     if (terminated !== undefined) {
-      if (input.stream && terminated !== '') emit({ type: 'llm.delta', text: terminated })
+      if (input.stream && terminated !== '') tell({ type: 'llm.delta', text: terminated })
       return finish('terminated', terminated)
     }
   }
@@ -225,10 +229,10 @@ async function callTool(
   call: ToolCall,
   iteration: number,
   context: ToolContext,
-  emit: EventSink,
+  tell: (event: AgentEvent) => void,
 ): Promise<ToolResult> {
   const name = call.function.name
-  emit({ type: 'tool.start', iteration, id: call.id, tool: name, arguments: call.function.arguments })
+  tell({ type: 'tool.start', iteration, id: call.id, tool: name, arguments: call.function.arguments })
   const t0 = performance.now()
   const done = (outcome: ToolOutcome, result: ToolResult): ToolResult => {
     const event: AgentEvent = {
@@ -240,7 +244,7 @@ async function callTool(
       seconds: (performance.now() - t0) / 1000,
       result: result.content,
     }
-    emit(event)
+    tell(event)
     return result
   }
 

@@ -26,8 +26,12 @@ export interface CompletionRequest {
    */
   readonly parameters?: Readonly<Record<string, unknown>>
   readonly signal: AbortSignal
-  /** Called with each piece of answer text as it arrives; providers that cannot stream call it once. */
-  readonly onDelta?: (text: string) => void
+  /**
+   * Called with each piece of answer text as it arrives; providers that cannot stream call it once. When it
+   * returns a promise, the provider awaits it before it reads on: the reader is slow, so the model's stream
+   * waits (and with it, by TCP, the upstream) instead of piling text up in memory.
+   */
+  readonly onDelta?: (text: string) => void | Promise<void>
 }
 
 export type FinishReason = 'stop' | 'tool_calls' | 'length' | 'content_filter'

@@ -138,7 +138,7 @@ async function run(
     messages: [{ role: 'system', content: 'You add numbers.' }, user(said)],
     provider,
     signal: new AbortController().signal,
-    emit: (e) => events.push(e),
+    emit: (e) => void events.push(e),
     stream,
     runAgent: () => Promise.reject(new Error('runAgent is not used here')),
   })
@@ -357,7 +357,7 @@ describe('anthropic: streaming', () => {
   it('calls onDelta with each piece of text in order, and the pieces join to the answer', async () => {
     const deltas: string[] = []
     const said = 'answer: one two three four'
-    const streamed = await ask(anthropic(), [user(said)], { onDelta: (t) => deltas.push(t) })
+    const streamed = await ask(anthropic(), [user(said)], { onDelta: (t) => void deltas.push(t) })
     expect(sent(0).stream).toBe(true)
     expect(deltas).toEqual(['one ', 'two ', 'three ', 'four'])
     expect(streamed.message).toEqual({ role: 'assistant', content: 'one two three four' })
@@ -387,7 +387,7 @@ describe('anthropic: streaming', () => {
       ]),
     })
     const deltas: string[] = []
-    const completion = await ask(anthropic(), [user('hi')], { onDelta: (t) => deltas.push(t) })
+    const completion = await ask(anthropic(), [user('hi')], { onDelta: (t) => void deltas.push(t) })
     expect(deltas).toEqual(['Hi', ' there'])
     expect(completion).toEqual({
       message: { role: 'assistant', content: 'Hi there' },
@@ -400,7 +400,7 @@ describe('anthropic: streaming', () => {
     const deltas: string[] = []
     const completion = await ask(anthropic(), [user('add {"a": 20, "b": 22}')], {
       tools: [add.definition],
-      onDelta: (t) => deltas.push(t),
+      onDelta: (t) => void deltas.push(t),
     })
     expect(deltas).toEqual([])
     expect(completion.finishReason).toBe('tool_calls')
@@ -636,7 +636,7 @@ describe('anthropic: outputSchema', () => {
     const deltas: string[] = []
     const completion = await ask(anthropic(), [user('answer: {"city": "Paris"}')], {
       outputSchema: CITY,
-      onDelta: (t) => deltas.push(t),
+      onDelta: (t) => void deltas.push(t),
     })
     expect(sent(0).stream).toBe(true)
     expect(completion.message.content).toBe('{"city":"Paris"}')
@@ -698,7 +698,7 @@ describe('anthropic: upstream failures', () => {
       fake.next({ brokenStream: how, afterEvents: 4 })
       const deltas: string[] = []
       const { outcome, unhandled } = await watchingRejections(() =>
-        ask(anthropic(), [user('answer: one two three four five')], { onDelta: (t) => deltas.push(t) }),
+        ask(anthropic(), [user('answer: one two three four five')], { onDelta: (t) => void deltas.push(t) }),
       )
       expect(outcome).toBeInstanceOf(ProviderError)
       const err = outcome as ProviderError

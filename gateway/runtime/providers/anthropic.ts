@@ -133,7 +133,7 @@ export function createAnthropicProvider(config: ProviderConfig): Provider {
         // must not reach a reader in pieces: it is given once, whole.
         if (answer !== undefined && completion.message.tool_calls === undefined) {
           const content = completion.message.content ?? ''
-          if (content !== '') onDelta(content)
+          if (content !== '') await onDelta(content)
         }
         return completion
       } catch (err) {
@@ -390,7 +390,7 @@ function completionOf(message: Message, answer: AnswerTool | undefined, model: s
 /** Reads a stream: text goes to `onDelta` as it arrives, tool inputs are put together from their JSON pieces. */
 async function collect(
   stream: AsyncIterable<RawMessageStreamEvent>,
-  onDelta: ((text: string) => void) | undefined,
+  onDelta: ((text: string) => void | Promise<void>) | undefined,
   model: string,
   answer: AnswerTool | undefined,
 ): Promise<Completion> {
@@ -419,7 +419,8 @@ async function collect(
         const b = event.content_block
         if (b.type === 'text') {
           blocks[event.index] = { type: 'text', text: b.text }
-          if (b.text !== '') onDelta?.(b.text)
+          // A slow reader: the SDK's stream is not read on until it caught up (backpressure to the upstream).
+          if (b.text !== '') await onDelta?.(b.text)
         } else if (b.type === 'tool_use') {
           blocks[event.index] = { type: 'tool', id: b.id, name: b.name, json: '', input: b.input }
         }
@@ -430,7 +431,7 @@ async function collect(
         const d = event.delta
         if (d.type === 'text_delta' && b?.type === 'text') {
           b.text += d.text
-          if (d.text !== '') onDelta?.(d.text)
+          if (d.text !== '') await onDelta?.(d.text)
         } else if (d.type === 'input_json_delta' && b?.type === 'tool') b.json += d.partial_json
         break
       }

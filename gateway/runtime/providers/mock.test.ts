@@ -330,14 +330,16 @@ describe('mock provider: usage', () => {
 describe('mock provider: streaming', () => {
   it('sends the answer in pieces that join to the whole', async () => {
     const pieces: string[] = []
-    const c = await ask(mock(), [user('one two  three\tfour\n five')], { onDelta: (t) => pieces.push(t) })
+    const c = await ask(mock(), [user('one two  three\tfour\n five')], {
+      onDelta: (t) => void pieces.push(t),
+    })
     expect(pieces.length).toBeGreaterThan(1)
     expect(pieces.join('')).toBe(answerOf(c))
   })
 
   it('sends no pieces for tool calls', async () => {
     const pieces: string[] = []
-    const c = await ask(mock(), [user('noop {}')], { tools: TOOLS, onDelta: (t) => pieces.push(t) })
+    const c = await ask(mock(), [user('noop {}')], { tools: TOOLS, onDelta: (t) => void pieces.push(t) })
     expect(callsOf(c)).toHaveLength(1)
     expect(pieces).toEqual([])
   })
@@ -367,7 +369,7 @@ describe('mock provider: latency', () => {
     vi.useFakeTimers()
     const p = createMockProvider(config({ chunkDelayMs: '100' }))
     const pieces: string[] = []
-    const reply = ask(p, [user('a b')], { onDelta: (t) => pieces.push(t) })
+    const reply = ask(p, [user('a b')], { onDelta: (t) => void pieces.push(t) })
     // 'You said: a b' is four words: the first at once, then one every 100 ms.
     await vi.advanceTimersByTimeAsync(0)
     expect(pieces).toEqual(['You '])

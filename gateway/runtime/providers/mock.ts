@@ -205,17 +205,33 @@ function usageOf(messages: readonly ChatMessage[], reply: AssistantMessage) {
   return { promptTokens, completionTokens, totalTokens: promptTokens + completionTokens }
 }
 
-async function stream(text: string, onDelta: (t: string) => void, delayMs: number, signal: AbortSignal) {
-  // One delta per word, like a real model streams, so that clients see several chunks.
-  const pieces = words(text)
-  for (let i = 0; i < pieces.length; i++) {
-    if (i > 0 && delayMs > 0) await sleep(delayMs, signal)
-    onDelta(pieces[i] ?? '')
+async function stream(
+  text: string,
+  onDelta: (t: string) => void | Promise<void>,
+  delayMs: number,
+  signal: AbortSignal,
+) {
+  // One delta per word, like a real model streams, so that clients see several chunks. Words are found one
+  // at a time: a long answer is not turned into an array of all its words up front.
+  const word = new RegExp(WORD.source, 'g')
+  let first = true
+  for (let m = word.exec(text); m !== null; m = word.exec(text)) {
+    if (!first && delayMs > 0) await sleep(delayMs, signal)
+    first = false
+    // A slow reader pauses the stream, as a real upstream's would (by TCP).
+    const paused = onDelta(m[0])
+    if (paused !== undefined) {
+      await paused
+      signal.throwIfAborted()
+    }
   }
+  if (first) await onDelta(text)
 }
 
+const WORD = /\S+\s*|\s+/g
+
 function words(text: string): string[] {
-  return text.match(/\S+\s*|\s+/g) ?? [text]
+  return text.match(WORD) ?? [text]
 }
 
 function nonNegative(v: string | undefined): number {

@@ -294,7 +294,7 @@ function completionOf(res: ChatCompletion, model: string): Completion {
 /** Assembles a stream: text goes to `onDelta` as it arrives, tool calls are put together from their fragments. */
 async function collect(
   stream: AsyncIterable<ChatCompletionChunk>,
-  onDelta: (text: string) => void,
+  onDelta: (text: string) => void | Promise<void>,
   model: string,
 ): Promise<Completion> {
   let content = ''
@@ -311,7 +311,9 @@ async function collect(
     if (typeof text === 'string' && text !== '') {
       sawContent = true
       content += text
-      onDelta(text)
+      // A slow reader: the SDK's stream is not read on until it caught up, and TCP holds the upstream back.
+      const paused = onDelta(text)
+      if (paused !== undefined) await paused
     }
     for (const t of delta.tool_calls ?? []) {
       let call = calls[t.index]
