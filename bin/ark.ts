@@ -14,8 +14,18 @@ import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateCrds } from '../controller/api/index.ts'
 import { REACHABLE, startControlPlane } from '../controller/index.ts'
-import { DEFAULTS, PROVIDER_DEFAULTS, createLogger, redactedUrl, serve } from '../gateway/index.ts'
-import type { RedisSettings } from '../gateway/index.ts'
+import {
+  DEFAULTS,
+  PROVIDER_DEFAULTS,
+  SERVE_DEFAULTS,
+  STREAM_DEFAULTS,
+  createLogger,
+  defaultAllowedHosts,
+  isLoopbackHost,
+  redactedUrl,
+  serve,
+} from '../gateway/index.ts'
+import type { AllowedHosts, RedisSettings, ServeTimeouts, StreamLimits } from '../gateway/index.ts'
 import { startEmbedded } from './embedded.ts'
 import { worker } from './worker.ts'
 import { renderGet, resolveKind } from './get.ts'
@@ -40,6 +50,20 @@ Usage:
         --host <addr>              (env HOST, default 127.0.0.1)
         --port <n>                 (env PORT, default 8080; 0 picks a free port)
         --max-body-bytes <n>       Largest request body (env ARK_MAX_BODY_BYTES, default 4194304)
+        --allowed-hosts <names>    Host headers served, comma-separated (.example.com: any name under it);
+                                   loopback names always. Default: a loopback --host serves only loopback
+                                   names (DNS rebinding), any other --host every name (env ARK_ALLOWED_HOSTS)
+        --cors-origins <origins>   Origins browsers may call from, comma-separated; default none
+                                   (env ARK_CORS_ORIGINS)
+        --headers-timeout <s>      A connection's request headers must arrive within (env
+                                   ARK_HEADERS_TIMEOUT, default 10; Node only, Deno has its own)
+        --body-timeout <s>         A request's body must arrive within (env ARK_BODY_TIMEOUT, default 30)
+        --idle-timeout <s>         Idle keep-alive connections close after (env ARK_IDLE_TIMEOUT, default 5;
+                                   Node only)
+        --stream-write-timeout <s> A streaming client that reads nothing this long while the answer waits
+                                   is cut and its run cancelled (env ARK_STREAM_WRITE_TIMEOUT, default 30)
+        --stream-max-buffer <n>    Bytes one streamed answer may hold for a slow client; past it the stream
+                                   is cut and its run cancelled (env ARK_STREAM_MAX_BUFFER, default 8388608)
         --max-iterations <n>       Tool-loop bound per task (env ARK_MAX_ITERATIONS, default 20)
         --task-timeout <seconds>   For agents without limits.timeoutSeconds (env ARK_TASK_TIMEOUT, default 120)
         --pool-concurrency <n>     Tasks at once per agent without replicas/maxConcurrentTasks
@@ -106,6 +130,13 @@ async function main(argv: string[]): Promise<number> {
       host: { type: 'string' },
       port: { type: 'string' },
       'max-body-bytes': { type: 'string' },
+      'allowed-hosts': { type: 'string' },
+      'cors-origins': { type: 'string' },
+      'headers-timeout': { type: 'string' },
+      'body-timeout': { type: 'string' },
+      'idle-timeout': { type: 'string' },
+      'stream-write-timeout': { type: 'string' },
+      'stream-max-buffer': { type: 'string' },
       'max-iterations': { type: 'string' },
       'task-timeout': { type: 'string' },
       'pool-concurrency': { type: 'string' },
@@ -274,11 +305,48 @@ async function main(argv: string[]): Promise<number> {
             : { id: values.id ?? process.env.ARK_ID ?? '' }),
         })
       }
+      const list = (flag: string, env: string): string[] | undefined => {
+        const raw = (values as Record<string, string | undefined>)[flag] ?? process.env[env]
+        if (raw === undefined || raw.trim() === '') return undefined
+        return raw
+          .split(',')
+          .map((x) => x.trim())
+          .filter((x) => x !== '')
+      }
+      const hosts = list('allowed-hosts', 'ARK_ALLOWED_HOSTS')
       return dev({
         ...common,
         mode: command,
         redis,
         port: number('port', 'PORT', 8080, 0),
+        allowedHosts:
+          hosts === undefined
+            ? defaultAllowedHosts(common.host)
+            : hosts.includes('*')
+              ? 'any'
+              : hosts.map((h) => h.toLowerCase()),
+        corsOrigins: list('cors-origins', 'ARK_CORS_ORIGINS') ?? [],
+        timeouts: {
+          headersMs:
+            number('headers-timeout', 'ARK_HEADERS_TIMEOUT', SERVE_DEFAULTS.headersMs / 1000, 1) * 1000,
+          requestMs: number('body-timeout', 'ARK_BODY_TIMEOUT', DEFAULTS.bodyTimeoutMs / 1000, 1) * 1000,
+          idleMs: number('idle-timeout', 'ARK_IDLE_TIMEOUT', SERVE_DEFAULTS.idleMs / 1000, 1) * 1000,
+        },
+        stream: {
+          writeTimeoutMs:
+            number(
+              'stream-write-timeout',
+              'ARK_STREAM_WRITE_TIMEOUT',
+              STREAM_DEFAULTS.writeTimeoutMs / 1000,
+              1,
+            ) * 1000,
+          maxBufferedBytes: number(
+            'stream-max-buffer',
+            'ARK_STREAM_MAX_BUFFER',
+            STREAM_DEFAULTS.maxBufferedBytes,
+            STREAM_DEFAULTS.highWaterBytes,
+          ),
+        },
         maxBodyBytes: number('max-body-bytes', 'ARK_MAX_BODY_BYTES', DEFAULTS.maxBodyBytes, 1024),
         poolConcurrency: number('pool-concurrency', 'ARK_POOL_CONCURRENCY', DEFAULTS.poolConcurrency, 1),
         maxQueued: number('queue-size', 'ARK_QUEUE_SIZE', DEFAULTS.maxQueued, 0),
@@ -313,6 +381,10 @@ interface DevOptions {
   readonly host: string
   readonly port: number
   readonly maxBodyBytes: number
+  readonly allowedHosts: AllowedHosts
+  readonly corsOrigins: readonly string[]
+  readonly timeouts: ServeTimeouts
+  readonly stream: Pick<StreamLimits, 'writeTimeoutMs' | 'maxBufferedBytes'>
   readonly maxIterations: number
   readonly taskTimeoutMs: number
   readonly poolConcurrency: number
@@ -346,6 +418,10 @@ async function dev(options: DevOptions): Promise<number> {
     manifests,
     onWatchError: (err) => log.warn('watch error', { error: String(err) }),
     maxBodyBytes: options.maxBodyBytes,
+    bodyTimeoutMs: options.timeouts.requestMs,
+    allowedHosts: options.allowedHosts,
+    corsOrigins: options.corsOrigins,
+    stream: options.stream,
     maxIterations: options.maxIterations,
     taskTimeoutMs: options.taskTimeoutMs,
     poolConcurrency: options.poolConcurrency,
@@ -414,9 +490,20 @@ async function dev(options: DevOptions): Promise<number> {
     }
     reportProblems()
   })
-  const server = await serve(system.gateway.fetch, { host: options.host, port: options.port })
+  const server = await serve(system.gateway.fetch, {
+    host: options.host,
+    port: options.port,
+    timeouts: options.timeouts,
+  })
   const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${String(server.port)}`
   log.info('serving', { url, openai: `${url}/v1`, metrics: `${url}/metrics` })
+  if (options.allowedHosts === 'any' && !isLoopbackHost(options.host) && options.mode === 'dev')
+    log.warn(
+      'serving beyond loopback without authentication: anyone who can reach this address can run its agents',
+      {
+        host: options.host,
+      },
+    )
   await new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve())
     process.once('SIGTERM', () => resolve())

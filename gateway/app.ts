@@ -3,13 +3,19 @@
  * (serve-node.ts) and Deno (serve-deno.ts). Routes are thin; the work is in openai/, runtime/ and pool/.
  */
 import { Hono } from 'hono'
+import { cors } from 'hono/cors'
 import { routePath } from 'hono/route'
 import type { Catalog } from '../controller/store/index.ts'
+import { Admission } from './admission.ts'
+import { jsonBody } from './http/body.ts'
+import type { AllowedHosts } from './http/guards.ts'
+import { DOT_SEGMENT_MESSAGE, hasDotSegment, hostAllowed } from './http/guards.ts'
+import type { StreamLimits } from './http/response-stream.ts'
 import type { Logger } from './log.ts'
 import type { Metrics } from './metrics.ts'
-import type { ChatDeps, GatewayVariables } from './openai/chat.ts'
+import type { ChatDeps, GatewayEnv } from './openai/chat.ts'
 import { chatCompletions } from './openai/chat.ts'
-import { errorResponse } from './openai/errors.ts'
+import { errorResponse, renderRefusal } from './openai/errors.ts'
 import { listModels, modelEntry } from './openai/models.ts'
 import type { TaskQueue } from './pool/queue.ts'
 import type { AgentRuntime } from './runtime/agent-runtime.ts'
@@ -34,13 +40,22 @@ export interface AppDeps {
   readonly log: Logger
   /** Largest request body accepted, in bytes. */
   readonly maxBodyBytes: number
+  /** Longest a client may take to send its body, in ms. */
+  readonly bodyTimeoutMs: number
+  /** Backpressure, bound and write timeout of streamed answers. */
+  readonly stream: StreamLimits
+  /** `Host` headers served (DNS rebinding); `any` when the gateway is not on loopback. */
+  readonly allowedHosts: AllowedHosts
+  /** Origins allowed to call from a browser (CORS); none by default. */
+  readonly corsOrigins: readonly string[]
   /** True once the manifests are loaded and reconciled. */
   readonly ready: () => boolean
 }
 
-export function createApp(deps: AppDeps): Hono<{ Variables: GatewayVariables }> {
-  const app = new Hono<{ Variables: GatewayVariables }>()
-  const chat: ChatDeps = deps
+export function createApp(deps: AppDeps): Hono<GatewayEnv> {
+  const app = new Hono<GatewayEnv>()
+  const admission = new Admission(deps)
+  const chat: ChatDeps = { ...deps, admission }
 
   app.use(async (c, next) => {
     const started = performance.now()
@@ -52,13 +67,38 @@ export function createApp(deps: AppDeps): Hono<{ Variables: GatewayVariables }> 
         method: KNOWN_METHODS.has(c.req.method) ? c.req.method : '_OTHER',
         // Unmatched paths share one label value: paths are client input, label values must stay bounded.
         route: route === '/*' || route === '*' ? 'unmatched' : route,
-        status: c.res.status,
+        // A client that went away got nothing: 499, as proxies log it, not the status nobody received.
+        status: c.req.raw.signal.aborted ? 499 : c.res.status,
         // Set by handlers that resolved a target; unset (undefined at run time) elsewhere.
         target: c.get('target') ?? '',
       },
       (performance.now() - started) / 1000,
     )
   })
+
+  // Before any route: where a request may come from and what its path may hold.
+  app.use(async (c, next) => {
+    if (!hostAllowed(c.req.header('host'), deps.allowedHosts)) {
+      return errorResponse(
+        403,
+        `this gateway listens on loopback and serves only loopback names (localhost, 127.0.0.1, [::1]), not ${JSON.stringify((c.req.header('host') ?? '').slice(0, 100))}: a page in a browser could otherwise reach it by DNS rebinding. Use --allowed-hosts (ARK_ALLOWED_HOSTS) to name others.`,
+        { code: 'host_not_allowed' },
+      )
+    }
+    if (hasDotSegment(c.req.path)) return errorResponse(400, DOT_SEGMENT_MESSAGE, { code: 'invalid_path' })
+    await next()
+    return undefined
+  })
+  if (deps.corsOrigins.length > 0) {
+    app.use(
+      cors({
+        origin: [...deps.corsOrigins],
+        allowMethods: ['GET', 'POST', 'OPTIONS'],
+        exposeHeaders: ['x-request-id', 'retry-after', 'x-should-retry'],
+        maxAge: 600,
+      }),
+    )
+  }
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/readyz', (c) =>
@@ -72,7 +112,16 @@ export function createApp(deps: AppDeps): Hono<{ Variables: GatewayVariables }> 
   app.get('/v1/models', (c) => c.json(listModels(deps.catalog)))
   // Ids hold slashes (agent/ns/name), so the id is the rest of the path.
   app.get('/v1/models/*', (c) => {
-    const id = decodeURIComponent(c.req.path.slice('/v1/models/'.length))
+    let id: string
+    try {
+      id = decodeURIComponent(c.req.path.slice('/v1/models/'.length))
+    } catch {
+      return errorResponse(
+        400,
+        `the model id in ${c.req.path.slice(0, 200)} is not valid percent-encoding (a % must be followed by two hex digits)`,
+        { param: 'model', code: 'invalid_model_id' },
+      )
+    }
     const target = deps.catalog.resolveTarget(id)
     // Only the id /v1/models lists, not every spelling a chat request may use.
     const model =
@@ -86,7 +135,11 @@ export function createApp(deps: AppDeps): Hono<{ Variables: GatewayVariables }> 
         })
       : c.json(model)
   })
-  app.post('/v1/chat/completions', (c) => chatCompletions(c, chat))
+  app.post(
+    '/v1/chat/completions',
+    jsonBody({ maxBytes: deps.maxBodyBytes, timeoutMs: deps.bodyTimeoutMs }, renderRefusal),
+    (c) => chatCompletions(c, chat),
+  )
 
   for (const [path, allow] of [
     ['/v1/chat/completions', 'POST'],
@@ -110,7 +163,16 @@ export function createApp(deps: AppDeps): Hono<{ Variables: GatewayVariables }> 
     }),
   )
   app.onError((err, c) => {
-    deps.log.error('request failed', { method: c.req.method, path: c.req.path, error: err.message })
+    if (c.req.raw.signal.aborted) {
+      // The client left; whatever failed after that failed for nobody. Not a server error.
+      deps.log.info('client went away', { method: c.req.method, path: c.req.path.slice(0, 200) })
+      return errorResponse(499, 'the client closed the request', { code: 'client_closed_request' })
+    }
+    deps.log.error('request failed', {
+      method: c.req.method,
+      path: c.req.path.slice(0, 200),
+      error: err.message,
+    })
     return errorResponse(500, 'the gateway failed to handle the request; see its log', {
       code: 'internal_error',
     })

@@ -21,6 +21,7 @@ import type { BuiltinTool } from './runtime/tools/tool.ts'
 
 export const DEFAULTS = {
   maxBodyBytes: 4 * 1024 * 1024,
+  bodyTimeoutMs: 30_000,
   maxIterations: 20,
   taskTimeoutMs: 120_000,
   poolConcurrency: 64,

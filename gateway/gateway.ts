@@ -8,7 +8,11 @@ import type { Sandbox } from '../sandbox/index.ts'
 import { createApp } from './app.ts'
 import type { RedisSettings, RuntimeSettings } from './assemble.ts'
 import { DEFAULTS, assemble } from './assemble.ts'
+import type { AllowedHosts } from './http/guards.ts'
+import type { StreamLimits } from './http/response-stream.ts'
+import { STREAM_DEFAULTS } from './http/response-stream.ts'
 import type { Logger } from './log.ts'
+import type { ServeFetch } from './serve.ts'
 import { silentLogger } from './log.ts'
 import type { Metrics } from './metrics.ts'
 import type { TaskQueue } from './pool/queue.ts'
@@ -21,6 +25,17 @@ export interface GatewayOptions extends RuntimeSettings {
   readonly catalog: Catalog
   /** Largest request body, in bytes (default 4 MiB). */
   readonly maxBodyBytes?: number
+  /** Longest a client may take to send its body, in ms (default 30 s). */
+  readonly bodyTimeoutMs?: number
+  /** Streamed answers: backpressure, the most one response may buffer, the write timeout. */
+  readonly stream?: Partial<StreamLimits>
+  /**
+   * `Host` headers served (default `any`; the CLI restricts a loopback bind to loopback names, against DNS
+   * rebinding).
+   */
+  readonly allowedHosts?: AllowedHosts
+  /** Origins a browser may call from (CORS); default none. */
+  readonly corsOrigins?: readonly string[]
   /**
    * Submit tasks to the pools' Redis streams, for `ark worker` processes to run, instead of running them in
    * this process. Default: in-process pools.
@@ -35,7 +50,8 @@ export interface GatewayOptions extends RuntimeSettings {
 }
 
 export interface Gateway {
-  readonly fetch: (request: Request) => Response | Promise<Response>
+  /** The app; `env` carries what the runtime adapter lets it do to the connection (serve.ts). */
+  readonly fetch: ServeFetch
   readonly runtime: AgentRuntime
   readonly sandbox: Sandbox | undefined
   readonly queue: TaskQueue
@@ -60,10 +76,14 @@ export function createGateway(options: GatewayOptions): Gateway {
     metrics,
     log,
     maxBodyBytes: options.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
+    bodyTimeoutMs: options.bodyTimeoutMs ?? DEFAULTS.bodyTimeoutMs,
+    stream: { ...STREAM_DEFAULTS, ...options.stream },
+    allowedHosts: options.allowedHosts ?? 'any',
+    corsOrigins: options.corsOrigins ?? [],
     ready: options.ready ?? (() => true),
   })
   return {
-    fetch: (request) => app.fetch(request),
+    fetch: (request, env) => app.fetch(request, env),
     runtime,
     queue,
     metrics,

@@ -17,7 +17,7 @@ import type { Provider } from '../runtime/provider.ts'
 import { ProviderError } from '../runtime/provider.ts'
 import { PrepareError } from '../runtime/prepare.ts'
 import { Redactor } from '../runtime/redactor.ts'
-import type { ChatDeps, GatewayVariables } from './chat.ts'
+import type { ChatDeps, GatewayEnv } from './chat.ts'
 import { ChunkEncoder, completionBody, newIdentity, streamHeaders } from './completion.ts'
 import type { CompletionIdentity } from './completion.ts'
 import { errorBody, errorResponse, unavailable } from './errors.ts'
@@ -26,7 +26,7 @@ import { guardEvents } from './sse-guard.ts'
 import type { DirectRequest } from './request.ts'
 
 export async function directCompletion(
-  c: Context<{ Variables: GatewayVariables }>,
+  c: Context<GatewayEnv>,
   deps: ChatDeps,
   body: Record<string, unknown>,
   model: ResourceOf<'Model'>,

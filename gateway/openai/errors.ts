@@ -1,4 +1,6 @@
 import type { Catalog } from '../../controller/store/index.ts'
+import type { Refusal } from '../admission.ts'
+import { unavailable as notAvailable } from '../admission.ts'
 
 /**
  * Errors in OpenAI's body shape, `{"error":{"message","type","param","code"}}`, so that every OpenAI client
@@ -27,6 +29,7 @@ const DEFAULT_TYPE: Record<number, string> = {
   400: 'invalid_request_error',
   404: 'invalid_request_error',
   405: 'invalid_request_error',
+  408: 'invalid_request_error',
   413: 'invalid_request_error',
   415: 'invalid_request_error',
   429: 'rate_limit_error',
@@ -48,6 +51,23 @@ export function errorResponse(status: number, message: string, options: ErrorOpt
   return new Response(JSON.stringify({ error: errorBody(status, message, options) }), { status, headers })
 }
 
+/** OpenAI's names for admission's codes, where OpenAI has its own. */
+const OPENAI_CODES: Readonly<Record<string, string>> = { not_found: 'model_not_found' }
+
+/** A refusal (gateway/admission.ts, gateway/http/body.ts) as OpenAI's error response. */
+export function renderRefusal(refusal: Refusal): Response {
+  const headers: Record<string, string> = {}
+  if (refusal.retryAfterSeconds !== undefined) headers['retry-after'] = String(refusal.retryAfterSeconds)
+  const code = OPENAI_CODES[refusal.code] ?? refusal.code
+  const message = refusal.code === 'not_found' ? `The model ${refusal.message}` : refusal.message
+  return errorResponse(refusal.status, message, {
+    code,
+    ...(refusal.param === undefined ? {} : { param: refusal.param }),
+    ...(refusal.retry === undefined ? {} : { retry: refusal.retry }),
+    headers,
+  })
+}
+
 /**
  * The 503 for a target whose Available condition is not True, with the condition's reason as its code;
  * undefined when the target is available.
@@ -58,12 +78,7 @@ export function unavailable(
   id: string,
   options: Pick<ErrorOptions, 'retry'> = {},
 ): Response | undefined {
-  const available = catalog.status(key)?.conditions.find((x) => x.type === 'Available')
-  if (available?.status === 'True') return undefined
-  const reason = available?.reason ?? 'Pending'
-  return errorResponse(
-    503,
-    `${id} is not available: ${reason}: ${available?.message ?? 'its availability has not been computed yet'}`,
-    { code: reason, ...options },
-  )
+  const refusal = notAvailable(catalog, key, id)
+  if (refusal === undefined) return undefined
+  return renderRefusal(options.retry === undefined ? { ...refusal, retry: true } : { ...refusal, ...options })
 }

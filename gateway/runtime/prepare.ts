@@ -42,6 +42,17 @@ export class PrepareError extends Error {
   override readonly name = 'PrepareError'
 }
 
+/**
+ * Parameters a request must supply (queryParameterRef), by the name the request uses. Read off the spec, so
+ * that admission can check a request without preparing the agent.
+ */
+export function queryParametersOf(agent: ResourceOf<'Agent'>): string[] {
+  const names: string[] = []
+  for (const p of agent.spec.parameters)
+    if ('queryParameterRef' in p.source) names.push(p.source.queryParameterRef.name)
+  return names
+}
+
 const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/
 
 export function prepareAgent(agent: ResourceOf<'Agent'>, options: PrepareOptions): PreparedAgent {
@@ -68,15 +79,12 @@ export function prepareAgent(agent: ResourceOf<'Agent'>, options: PrepareOptions
   const outputValidator: JsonValidator | undefined =
     outputSchema === undefined ? undefined : compileJsonSchema(outputSchema)
 
-  const queryParameters: string[] = []
+  const queryParameters = queryParametersOf(agent)
   const staticValues: Record<string, string> = {}
   let allStatic = true
   for (const p of agent.spec.parameters) {
     if ('value' in p.source) staticValues[p.name] = p.source.value
-    else {
-      allStatic = false
-      if ('queryParameterRef' in p.source) queryParameters.push(p.source.queryParameterRef.name)
-    }
+    else allStatic = false
   }
 
   // The prompt may live in a ConfigMap that changes under us: it is read per request (two Map lookups),
