@@ -1,5 +1,5 @@
 /**
- * The real `ark` CLI in a child process (`node bin/ark.ts <command>`), for tests that kill, signal and
+ * The real `ark` CLI in a child process (`node bin/ark.ts <command>`, or on Deno), for tests that kill, signal and
  * restart processes: it waits for a log line, keeps every line the process wrote, and reports how it exited.
  */
 import type { ChildProcess } from 'node:child_process'
@@ -26,13 +26,28 @@ export interface ArkProcess {
 
 export async function startArk(
   args: readonly string[],
-  options: { env?: Record<string, string | undefined>; ready?: string } = {},
+  options: {
+    env?: Record<string, string | undefined>
+    ready?: string
+    /** The runtime to run the CLI on (default node, this process's own binary). */
+    runtime?: 'node' | 'deno'
+  } = {},
 ): Promise<ArkProcess> {
   // Keyless models answer with the mock, whatever the machine running the tests has set.
   const keys = new Set(['OPENAI_API_KEY', 'ANTHROPIC_API_KEY', 'AZURE_OPENAI_API_KEY', 'OPENAI_BASE_URL'])
   const inherited = Object.entries(process.env).filter(([k]) => !keys.has(k))
-  const env = { ...Object.fromEntries(inherited), ARK_LOG_LEVEL: 'info', ...options.env }
-  const child: ChildProcess = spawn(process.execPath, ['bin/ark.ts', ...args], {
+  const env = {
+    ...Object.fromEntries(inherited),
+    ARK_LOG_LEVEL: 'info',
+    DENO_NO_UPDATE_CHECK: '1',
+    NO_COLOR: '1',
+    ...options.env,
+  }
+  const [command, ...prefix] =
+    options.runtime === 'deno'
+      ? ['node_modules/.bin/deno', 'run', '-A', '--unstable-no-legacy-abort', 'bin/ark.ts']
+      : [process.execPath, 'bin/ark.ts']
+  const child: ChildProcess = spawn(command, [...prefix, ...args], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   })

@@ -41,6 +41,8 @@ export async function startGateway(
     watch: false,
     builtins: { lookup },
     log: silentLogger,
+    // As `ark dev` on 127.0.0.1: loopback names only.
+    allowedHosts: 'loopback',
     ...SUITE_LIMITS,
     ...options,
   })

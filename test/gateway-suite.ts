@@ -41,6 +41,37 @@ async function post(url: string, body: string | Uint8Array, headers: Record<stri
   return { status: res.status, headers: res.headers, error: json.error, text }
 }
 
+interface RawAnswer {
+  readonly status: number
+  readonly head: string
+  /** The body, when it is JSON in the error shape (whatever else it is, undefined). */
+  readonly json:
+    { error: { message: string; type: string; param: string | null; code: string | null } } | undefined
+}
+
+/** One request over a raw socket, for what fetch would not send (a Host of our choosing, dot segments). */
+export async function raw(url: string, request: string): Promise<RawAnswer> {
+  const { port, hostname } = new URL(url)
+  const text = await new Promise<string>((resolve, reject) => {
+    let data = ''
+    const socket = connect(Number(port), hostname, () => socket.write(request))
+    socket.setEncoding('utf8')
+    socket.on('data', (d: string) => (data += d))
+    socket.on('end', () => resolve(data))
+    socket.on('close', () => resolve(data))
+    socket.on('error', reject)
+  })
+  const [head = '', rest = ''] = text.split('\r\n\r\n', 2)
+  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0)
+  let json: RawAnswer['json']
+  try {
+    json = JSON.parse(rest) as RawAnswer['json']
+  } catch {
+    json = undefined
+  }
+  return { status, head: head.slice(0, 200), json }
+}
+
 /** One metric sample's value, summed over samples whose labels include `labels`. */
 export async function metric(
   url: string,
@@ -508,7 +539,7 @@ export const cases: readonly Case[] = [
       await new Promise<void>((resolve) => {
         const socket = connect(Number(port), hostname, () => {
           socket.end(
-            'POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"model": "agent/sup',
+            'POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"model": "agent/sup',
           )
         })
         socket.on('error', () => resolve())
@@ -521,6 +552,66 @@ export const cases: readonly Case[] = [
       assert.equal(health.status, 200)
       assert.equal(((await health.json()) as { status: string }).status, 'ok')
       assert.equal((await fetch(`${url}/readyz`)).status, 200)
+    },
+  },
+  {
+    name: 'hostile requests: foreign Host names, dot segments, bad percent-encoding, bodies not declared JSON',
+    async run({ url }) {
+      // DNS rebinding: a name that resolves to 127.0.0.1 but is not a loopback name is refused on loopback.
+      for (const host of ['evil.example', 'evil.example:80', '127.0.0.1.evil.example']) {
+        const res = await raw(url, `GET /v1/models HTTP/1.1\r\nhost: ${host}\r\nconnection: close\r\n\r\n`)
+        assert.equal(res.status, 403, `${host}: ${res.head}`)
+        assert.equal(res.json?.error.code, 'host_not_allowed')
+        assert.match(res.json.error.message, /--allowed-hosts/)
+      }
+      // An empty Host: Node's adapter cannot build a URL from it (400), Deno's reaches the check (403).
+      const empty = await raw(url, 'GET /v1/models HTTP/1.1\r\nhost: \r\nconnection: close\r\n\r\n')
+      assert.ok([400, 403].includes(empty.status), empty.head)
+      assert.equal(typeof empty.json?.error.message, 'string', empty.head)
+      for (const host of ['localhost', 'LOCALHOST:8080', '127.0.0.1:1', '[::1]:9', 'app.localhost']) {
+        const res = await raw(url, `GET /healthz HTTP/1.1\r\nhost: ${host}\r\nconnection: close\r\n\r\n`)
+        assert.equal(res.status, 200, `${host}: ${res.head}`)
+      }
+      // Dot segments would let a proxy rule for /v1/ reach /metrics: refused, not resolved.
+      for (const path of [
+        '/v1/%2e%2e/metrics',
+        '/v1/%2E%2e/metrics',
+        '/v1/../metrics',
+        '/v1/./models',
+        '/v1/.%2e/metrics',
+      ]) {
+        const res = await raw(url, `GET ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n`)
+        assert.equal(res.status, 400, `${path}: ${res.head}`)
+        assert.equal(res.json?.error.code, 'invalid_path', path)
+      }
+      const bad = await fetch(`${url}/v1/models/%zz`)
+      assert.equal(bad.status, 400)
+      const badBody = (await bad.json()) as { error: { code: string; param: string } }
+      assert.equal(badBody.error.code, 'invalid_model_id')
+      assert.equal(badBody.error.param, 'model')
+      // A page can POST cross-site without a preflight only with a body that does not say it is JSON.
+      const body = JSON.stringify({ model: 'agent/support-agent', messages: user('hi') })
+      for (const type of [
+        undefined,
+        'text/plain',
+        'text/plain;charset=UTF-8',
+        'multipart/form-data; boundary=x',
+      ]) {
+        const res = await fetch(`${url}/v1/chat/completions`, {
+          method: 'POST',
+          ...(type === undefined ? {} : { headers: { 'content-type': type } }),
+          body: type === undefined ? new Blob([body]) : body,
+        })
+        assert.equal(res.status, 415, String(type))
+        assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'unsupported_media_type')
+      }
+      // No CORS unless configured: a browser gets no permission to read answers from another origin.
+      const preflight = await fetch(`${url}/v1/chat/completions`, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+      })
+      assert.equal(preflight.headers.get('access-control-allow-origin'), null)
+      await preflight.body?.cancel()
     },
   },
   {
@@ -612,6 +703,62 @@ export const cases: readonly Case[] = [
  */
 export const nodeOnlyCases: readonly Case[] = [
   {
+    name: "what Node's parser refuses gets a JSON error body too (431, CL+TE, bad chunks, 417)",
+    async run({ url }) {
+      const cases: [string, number, string][] = [
+        [
+          `GET /v1/models HTTP/1.1\r\nhost: 127.0.0.1\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`,
+          431,
+          'headers_too_large',
+        ],
+        [
+          'POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n',
+          400,
+          'invalid_framing',
+        ],
+        [
+          'POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n',
+          400,
+          'invalid_framing',
+        ],
+        [
+          'POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 2\r\nexpect: teapot\r\n\r\n{}',
+          417,
+          'expectation_failed',
+        ],
+        ['GARBAGE\r\n\r\n', 400, 'bad_request'],
+      ]
+      for (const [request, status, code] of cases) {
+        const res = await raw(url, request)
+        assert.equal(res.status, status, `${request.slice(0, 60)}: ${res.head}`)
+        assert.equal(res.json?.error.code, code, res.head)
+        assert.equal(typeof res.json.error.message, 'string')
+      }
+    },
+  },
+  {
+    name: 'a client that hangs up mid-body is counted as 499, never as a server error',
+    async run({ url }) {
+      const count = (status: string) =>
+        metric(url, 'http_server_request_duration_seconds_count', {
+          http_route: '/v1/chat/completions',
+          http_response_status_code: status,
+        })
+      const before = await count('499')
+      const { port, hostname } = new URL(url)
+      const socket = connect(Number(port), hostname, () => {
+        socket.write(
+          'POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"model": "agent/sup',
+        )
+      })
+      socket.on('error', () => {})
+      await new Promise((r) => setTimeout(r, 50))
+      socket.destroy()
+      await eventually(async () => (await count('499')) === before + 1, 'the hang-up to be counted as 499')
+      assert.equal(await count('500'), 0)
+    },
+  },
+  {
     name: 'a client that hangs up on a non-streaming request cancels its run too',
     async run({ url }) {
       const before = await cancelledSlowRuns(url)
@@ -621,7 +768,7 @@ export const nodeOnlyCases: readonly Case[] = [
       const { port, hostname } = new URL(url)
       const socket = connect(Number(port), hostname, () => {
         socket.write(
-          `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${String(Buffer.byteLength(body))}\r\n\r\n${body}`,
+          `POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${String(Buffer.byteLength(body))}\r\n\r\n${body}`,
         )
       })
       socket.on('error', () => {})
