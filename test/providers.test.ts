@@ -588,6 +588,16 @@ describe('direct model calls: model/<name>', () => {
     expect(after.choices[0]?.message.content).toBe('You said: still up?')
   })
 
+  it('an upstream answer too large to hold is a 502 that says so; the process goes on', async () => {
+    openai.next({ status: 200, body: { choices: [], padding: 'x'.repeat(17 * 1024 * 1024) } })
+    const err = await apiError(client.chat.completions.create({ model: 'model/gpt', messages: user('big') }))
+    expect(err.status).toBe(502)
+    expect(err.code).toBe('bad_upstream_response')
+    expect(err.message).toMatch(/larger than 16777216 bytes/)
+    const after = await client.chat.completions.create({ model: 'model/gpt', messages: user('still up?') })
+    expect(after.choices[0]?.message.content).toBe('You said: still up?')
+  })
+
   it('bad input is refused before anything goes upstream, in OpenAI’s shape', async () => {
     const before = openai.calls.length
     const err = await apiError(client.chat.completions.create({ model: 'model/gpt', messages: [] }))

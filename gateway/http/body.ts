@@ -136,16 +136,20 @@ async function readBody(req: Request, limits: BodyLimits): Promise<Uint8Array | 
     onLate = () => {
       reader.cancel().catch(() => {})
     }
-    return await Promise.race([readStream(reader, maxBytes, drainLimit), late])
+    return await Promise.race([readAtMost(reader, maxBytes, drainLimit), late])
   } finally {
     clearTimeout(timer)
   }
 }
 
-async function readStream(
+/**
+ * A stream's bytes, whole, if there are at most `maxBytes` of them; `too_large` otherwise. Past `drainLimit`
+ * (default `maxBytes`) the stream is cancelled; up to it, what is too much is read and dropped.
+ */
+export async function readAtMost(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   maxBytes: number,
-  drainLimit: number,
+  drainLimit = maxBytes,
 ): Promise<Uint8Array | 'too_large'> {
   const parts: Uint8Array[] = []
   let size = 0

@@ -82,6 +82,8 @@ export class ResponseStream {
   #paused: Promise<void> | undefined
   /** Bytes written since the producer last let the event loop turn. */
   #sinceTurn = 0
+  /** The stream `pipeFrom` reads, cancelled as soon as this one ends early. */
+  #source: ReadableStreamDefaultReader<Uint8Array> | undefined
 
   /**
    * `onAbort` may return the last bytes to send after a cut (an error event in the protocol's shape); `drop`
@@ -172,6 +174,31 @@ export class ResponseStream {
     return new Promise<void>((resolve) => nextTurn(resolve))
   }
 
+  /**
+   * Passes another stream's bytes on, at the client's pace: the source is read only as fast as the client
+   * reads (and its bytes count against the same bounds and write timeout), and cancelled when this stream
+   * ends early. Closes this stream when the source ends; never rejects.
+   */
+  async pipeFrom(source: ReadableStream<Uint8Array>): Promise<void> {
+    const reader = source.getReader()
+    this.#source = reader
+    try {
+      while (this.#open) {
+        const { done, value } = await reader.read()
+        if (done) break
+        const paused = this.write(value)
+        if (paused !== undefined) await paused
+      }
+    } catch {
+      // A source that breaks ends the answer where it broke; a source that needs a last word writes it
+      // itself (gateway/openai/sse-guard.ts does).
+    } finally {
+      this.#source = undefined
+      if (this.#open) this.close()
+      else await reader.cancel().catch(noop)
+    }
+  }
+
   /** Ends the stream normally once the client has read what was written. */
   close(): void {
     if (!this.#open) return
@@ -215,6 +242,8 @@ export class ResponseStream {
     this.#release()
     if (!this.#open) return undefined
     this.#open = false
+    // A source waiting on its upstream is let go now, not when its next bytes arrive.
+    this.#source?.cancel(reason).catch(noop)
     return this.#onAbort(reason)
   }
 

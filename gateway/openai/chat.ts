@@ -20,7 +20,7 @@ import type { AgentEvent } from '../runtime/events.ts'
 import { succeeded } from '../runtime/task.ts'
 import { ChunkEncoder, completionBody, newIdentity, streamHeaders } from './completion.ts'
 import type { CompletionIdentity } from './completion.ts'
-import { errorBody, errorResponse, renderRefusal } from './errors.ts'
+import { cutStreamEvent, errorBody, errorResponse, renderRefusal } from './errors.ts'
 import { checkChatRequest } from './request.ts'
 import { directCompletion } from './direct.ts'
 
@@ -88,10 +88,7 @@ export async function chatCompletions(c: Context<GatewayEnv>, deps: ChatDeps): P
         deps.stream,
         (why) => {
           cancel.abort(why)
-          // What a client that reads again finds where its answer stopped (when the connection stays up).
-          return why.reason === 'client_gone'
-            ? undefined
-            : chunks.error(errorBody(408, `the stream was cut: ${why.message}`, { code: 'stream_stalled' }))
+          return cutStreamEvent(why)
         },
         c.env?.drop,
       )

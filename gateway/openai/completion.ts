@@ -4,6 +4,8 @@
  */
 import type { ToolCall, Usage } from '../runtime/messages.ts'
 import type { FinishReason } from '../runtime/provider.ts'
+import type { OpenAIErrorBody } from './errors.ts'
+import { errorEvent } from './errors.ts'
 
 export interface CompletionIdentity {
   readonly id: string
@@ -111,8 +113,8 @@ export class ChunkEncoder {
   }
 
   /** An error after the stream began: OpenAI's error object as a data event, which the SDKs raise. */
-  error(body: unknown): string {
-    return `data: ${JSON.stringify({ error: body })}\n\n`
+  error(body: OpenAIErrorBody): string {
+    return errorEvent(body)
   }
 
   done(): string {

@@ -20,10 +20,19 @@ import { Redactor } from '../runtime/redactor.ts'
 import type { ChatDeps, GatewayEnv } from './chat.ts'
 import { ChunkEncoder, completionBody, newIdentity, streamHeaders } from './completion.ts'
 import type { CompletionIdentity } from './completion.ts'
-import { errorBody, errorResponse, unavailable } from './errors.ts'
+import { cutStreamEvent, errorBody, errorEvent, errorResponse, unavailable } from './errors.ts'
 import { checkForwardedRequest, checkMappedRequest } from './request.ts'
 import { guardEvents } from './sse-guard.ts'
+import { readAtMost } from '../http/body.ts'
+import type { StreamLimits } from '../http/response-stream.ts'
+import { ResponseStream } from '../http/response-stream.ts'
 import type { DirectRequest } from './request.ts'
+
+/**
+ * The largest non-streamed answer passed on. A completion of 100k tokens is about 400 KB; an upstream that
+ * sends more is broken or hostile, and the gateway would hold all of it.
+ */
+const MAX_ANSWER_BYTES = 16 * 1024 * 1024
 
 export async function directCompletion(
   c: Context<GatewayEnv>,
@@ -66,26 +75,40 @@ export async function directCompletion(
     }
     const requestId = upstream.headers.get('x-request-id')
     if (requestId !== null) headers['x-request-id'] = redactor.text(requestId)
-    if (!checked.value.stream || upstream.body === null) {
+    if (upstream.body === null) return new Response(null, { status: upstream.status, headers })
+    if (!checked.value.stream) {
       // Whole, not piped: a non-streamed answer is small, and bytes are written in one go with their length
       // (the Node adapter writes a Uint8Array body directly; an ArrayBuffer would go through a stream).
       // Searched as bytes, whether JSON or not: no parse, and no copy when there is nothing to hide.
-      const body = redactor.bytes(new Uint8Array(await upstream.arrayBuffer()))
-      return new Response(body, { status: upstream.status, headers })
+      let whole: Uint8Array | 'too_large'
+      try {
+        whole = await readAtMost(upstream.body.getReader(), MAX_ANSWER_BYTES)
+      } catch (err) {
+        return upstreamFailure(id, provider, err)
+      }
+      if (whole === 'too_large') {
+        return errorResponse(
+          502,
+          `${id} (${provider.provider}): the upstream's answer is larger than ${String(MAX_ANSWER_BYTES)} bytes; ask for fewer tokens or stream it`,
+          { code: 'bad_upstream_response', retry: false },
+        )
+      }
+      return new Response(redactor.bytes(whole), { status: upstream.status, headers })
     }
     headers['cache-control'] = 'no-cache'
     headers['x-accel-buffering'] = 'no'
-    return new Response(
-      guardEvents(upstream.body, (why) => streamError(id, why), redactor),
-      { status: upstream.status, headers },
-    )
+    // Pulled at the client's pace, bounded and timed like every stream ark writes (a stalled client is cut
+    // and the upstream request closed).
+    const out = new ResponseStream(deps.stream, cutStreamEvent, c.env?.drop)
+    void out.pipeFrom(guardEvents(upstream.body, (why) => streamError(id, why), redactor))
+    return new Response(out.body, { status: upstream.status, headers })
   }
 
   const checked = checkMappedRequest(body)
   if (!checked.ok) return errorResponse(400, checked.message, { param: checked.param })
   const who = newIdentity(provider.model)
   return checked.value.stream
-    ? mappedStream(id, provider, checked.value, who, signal, done)
+    ? mappedStream(id, provider, checked.value, who, signal, done, deps.stream, c.env?.drop)
     : mappedOnce(id, provider, checked.value, who, signal, done)
 }
 
@@ -120,52 +143,44 @@ function mappedStream(
   who: CompletionIdentity,
   signal: AbortSignal,
   done: (error: boolean) => void,
+  limits: StreamLimits,
+  drop: (() => void) | undefined,
 ): Response {
-  const encoder = new TextEncoder()
   const chunks = new ChunkEncoder(who, request.includeUsage)
   const cancel = new AbortController()
-  const body = new ReadableStream<Uint8Array>({
-    async start(out) {
-      let open = true
-      const send = (text: string) => {
-        if (!open) return
-        try {
-          out.enqueue(encoder.encode(text))
-        } catch {
-          open = false
-        }
-      }
-      send(chunks.role())
-      try {
-        const completion = await provider.complete({
-          ...request,
-          signal: AbortSignal.any([signal, cancel.signal]),
-          onDelta: (text) => send(chunks.content(text)),
-        })
-        done(false)
-        const calls = completion.message.tool_calls
-        if (calls !== undefined && calls.length > 0) send(chunks.toolCalls(calls))
-        send(chunks.finish(completion.finishReason))
-        if (request.includeUsage) send(chunks.usage(completion.usage))
-        send(chunks.done())
-      } catch (err) {
-        done(true)
-        const { status, message, code } = failureOf(id, provider, err)
-        send(chunks.error(errorBody(status, message, { code })))
-      }
-      try {
-        out.close()
-      } catch {
-        // The client already went away.
-      }
+  const out = new ResponseStream(
+    limits,
+    (why) => {
+      cancel.abort(why)
+      return cutStreamEvent(why)
     },
-    cancel() {
-      cancel.abort(new DOMException('the client disconnected', 'AbortError'))
-    },
-  })
-  return new Response(body, {
-    headers: streamHeaders(who.id),
-  })
+    drop,
+  )
+  void out.write(chunks.role())
+  const run = async () => {
+    try {
+      const completion = await provider.complete({
+        ...request,
+        signal: AbortSignal.any([signal, cancel.signal]),
+        // The provider waits for a slow reader before it reads on from its upstream.
+        onDelta: (text) => out.write(chunks.content(text)),
+      })
+      done(false)
+      const calls = completion.message.tool_calls
+      if (calls !== undefined && calls.length > 0) void out.write(chunks.toolCalls(calls))
+      void out.write(chunks.finish(completion.finishReason))
+      if (request.includeUsage) void out.write(chunks.usage(completion.usage))
+      void out.write(chunks.done())
+    } catch (err) {
+      done(true)
+      const { status, message, code } = failureOf(id, provider, err)
+      void out.write(chunks.error(errorBody(status, message, { code })))
+    } finally {
+      out.close()
+    }
+  }
+  void run()
+  return new Response(out.body, { headers: streamHeaders(who.id) })
 }
 
 /** The upstream's failure in OpenAI's shape, with the upstream's status; ark's own (timeout, unreachable) as 504/502. */
@@ -205,6 +220,7 @@ function upstreamFailure(id: string, provider: Provider, err: unknown): Response
 }
 
 function streamError(id: string, why: string): string {
-  const body = errorBody(502, `${id}: the upstream stream broke: ${why}`, { code: 'bad_upstream_stream' })
-  return `data: ${JSON.stringify({ error: body })}\n\n`
+  return errorEvent(
+    errorBody(502, `${id}: the upstream stream broke: ${why}`, { code: 'bad_upstream_stream' }),
+  )
 }

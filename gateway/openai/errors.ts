@@ -1,5 +1,6 @@
 import type { Catalog } from '../../controller/store/index.ts'
 import type { Refusal } from '../admission.ts'
+import type { StreamAbort } from '../http/response-stream.ts'
 import { unavailable as notAvailable } from '../admission.ts'
 
 /**
@@ -81,4 +82,18 @@ export function unavailable(
   const refusal = notAvailable(catalog, key, id)
   if (refusal === undefined) return undefined
   return renderRefusal(options.retry === undefined ? { ...refusal, retry: true } : { ...refusal, ...options })
+}
+
+/** An error after a stream began: OpenAI's error object as a data event, which the SDKs raise. */
+export function errorEvent(body: OpenAIErrorBody): string {
+  return `data: ${JSON.stringify({ error: body })}\n\n`
+}
+
+/**
+ * The last event of a stream ark cut (the client stalled, or fell too far behind), for a client that reads
+ * again; nothing when the client itself went away.
+ */
+export function cutStreamEvent(why: StreamAbort): string | undefined {
+  if (why.reason === 'client_gone') return undefined
+  return errorEvent(errorBody(408, `the stream was cut: ${why.message}`, { code: 'stream_stalled' }))
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { Redactor } from '../runtime/redactor.ts'
-import { guardEvents } from './sse-guard.ts'
+import { MAX_EVENT_CHARS, guardEvents } from './sse-guard.ts'
 
 const FAIL = (why: string) => `data: {"error":${JSON.stringify(why)}}\n\n`
 
@@ -23,6 +23,23 @@ async function read(pieces: readonly string[], error?: Error): Promise<string> {
 }
 
 describe('guardEvents', () => {
+  it('ends a stream whose event never ends, instead of holding all of it', async () => {
+    // In 64 KiB pieces, no blank line: the buffer would grow for as long as the upstream sends.
+    const piece = `data: {"x":"${'a'.repeat(64 * 1024)}`
+    const pieces = Array.from({ length: Math.ceil(MAX_EVENT_CHARS / piece.length) + 2 }, () => piece)
+    const out = await read(pieces)
+    expect(out).toBe(FAIL(`an event is longer than ${String(MAX_EVENT_CHARS)} characters`))
+  })
+
+  it('finds an event end split across pieces, CRLF ends and a held-back CR included', async () => {
+    expect(await read(['data: {"a":1}\r', '\n\r', '\ndata: [DONE]\n', '\n'])).toBe(
+      'data: {"a":1}\n\ndata: [DONE]\n\n',
+    )
+    expect(await read(['data: {"a":1}\n', '\n', 'data: [DONE]\n\n'])).toBe(
+      'data: {"a":1}\n\ndata: [DONE]\n\n',
+    )
+  })
+
   it('passes whole events on, however the network split them', async () => {
     const text = 'data: {"a":1}\n\ndata: {"b":2}\n\n: keep-alive\n\ndata: [DONE]\n\n'
     const whole = await read([text])

@@ -11,6 +11,12 @@ import { Redactor } from '../runtime/redactor.ts'
 
 const encoder = new TextEncoder()
 
+/**
+ * The longest event passed on, in characters. A chat completion chunk is a few hundred bytes; an upstream
+ * that never ends an event would otherwise grow the buffer without bound.
+ */
+export const MAX_EVENT_CHARS = 4 * 1024 * 1024
+
 /** `failure(why)` returns the whole last event to send (`data: {...}\n\n`). */
 export function guardEvents(
   upstream: ReadableStream<Uint8Array>,
@@ -22,6 +28,8 @@ export function guardEvents(
   // Holds back, at the end of a chunk, only bytes that could begin a secret: whole events still flow at once.
   const secrets = redactor.byteStream()
   let buffer = ''
+  /** Where the search for the next event's end resumes: what was searched before holds no `\n\n`. */
+  let searchFrom = 0
   let done = false
   let sawDone = false
   let sent = 0
@@ -38,7 +46,7 @@ export function guardEvents(
   /** Sends every whole event in the buffer; false when one was not JSON (the stream has then failed). */
   const pass = (out: ReadableStreamDefaultController<Uint8Array>): boolean => {
     let start = 0
-    let end = buffer.indexOf('\n\n')
+    let end = buffer.indexOf('\n\n', searchFrom)
     while (end >= 0) {
       const event = buffer.slice(start, end)
       // Lines starting with `:` are comments (keep-alives); multi-line data is joined with newlines.
@@ -68,6 +76,12 @@ export function guardEvents(
       end = buffer.indexOf('\n\n', start)
     }
     buffer = buffer.slice(start)
+    // Two back: an event's end may straddle chunks, and a CR held back at the end may yet become part of it.
+    searchFrom = Math.max(0, buffer.length - 2)
+    if (buffer.length > MAX_EVENT_CHARS) {
+      fail(out, `an event is longer than ${String(MAX_EVENT_CHARS)} characters`)
+      return false
+    }
     return true
   }
 
