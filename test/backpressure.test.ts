@@ -10,7 +10,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { connect } from 'node:net'
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import type { ArkProcess } from './ark-process.ts'
 import { startArk } from './ark-process.ts'
 import { metric } from './gateway-suite.ts'
@@ -50,18 +50,22 @@ async function eventually(check: () => Promise<boolean>, what: string, ms = 30_0
   throw new Error(`timed out waiting for ${what}`)
 }
 
+/** Processes of the running test: stopped after it even when it timed out (a finally would never run). */
+const running = new Set<ArkProcess>()
+afterEach(async () => {
+  await Promise.all([...running].map((ark) => ark.stop()))
+  running.clear()
+})
+
 async function withArk(runtime: 'node' | 'deno', test: (ark: ArkProcess) => Promise<void>): Promise<void> {
   const ark = await startArk(
     ['dev', '-f', 'examples', '--port', '0', '--probe-interval', '0', '--stream-write-timeout', '2'],
     { runtime },
   )
-  try {
-    // Warm up, so that what the first requests load (modules, JIT) is not counted against the stream.
-    for (let i = 0; i < 10; i++) expect((await ask(ark.url, `warm up ${String(i)}`)).status).toBe(200)
-    await test(ark)
-  } finally {
-    await ark.stop()
-  }
+  running.add(ark)
+  // Warm up, so that what the first requests load (modules, JIT) is not counted against the stream.
+  for (let i = 0; i < 10; i++) expect((await ask(ark.url, `warm up ${String(i)}`)).status).toBe(200)
+  await test(ark)
 }
 
 describe.each(['node', 'deno'] as const)('streamed answers on %s', (runtime) => {
