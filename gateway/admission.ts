@@ -39,9 +39,8 @@ export interface Refusal {
   readonly retry?: boolean
 }
 
-export interface AdmitRequest {
-  /** What the caller named: `agent/<name>`, `agent/<ns>/<name>`, a bare agent name, ... */
-  readonly target: string
+/** What a caller asks of the target that `check` found. */
+export interface SubmitRequest {
   readonly messages: readonly ChatMessage[]
   /** Values for the agent's queryParameterRef parameters. */
   readonly parameters: Readonly<Record<string, string>>
@@ -96,16 +95,11 @@ export class Admission {
     this.#deps = deps
   }
 
-  /** `check`, then `submit`: for callers that need nothing in between. */
-  async admit(request: AdmitRequest): Promise<Admitted> {
-    const checked = this.check(request.target, request.parameters)
-    return 'refusal' in checked ? checked : this.submit(checked, request)
-  }
-
   /**
-   * Resolves the target and checks that it can run now with these parameters: one Map lookup and a look at
-   * its status, no preparation. Separate from `submit` so that a protocol can shape its answer (a stream's
-   * identity) around the resolved target before anything runs.
+   * Resolves what the caller named (`agent/<name>`, `agent/<ns>/<name>`, a bare agent name) and checks that
+   * it can run now with these parameters: one Map lookup and a look at its status, no preparation. Separate
+   * from `submit` so that a protocol can shape its answer (a stream's identity) around the resolved target
+   * before anything runs.
    */
   check(name: string, parameters: Readonly<Record<string, string>>): Checked | { readonly refusal: Refusal } {
     const { catalog } = this.#deps
@@ -159,7 +153,7 @@ export class Admission {
   }
 
   /** Submits the task to the agent's pool: the run, or the refusal of a full or unreachable queue. */
-  async submit(checked: Checked, request: AdmitRequest): Promise<Admitted> {
+  async submit(checked: Checked, request: SubmitRequest): Promise<Admitted> {
     const { agent, target } = checked
     const task: Task = {
       id: request.id ?? crypto.randomUUID(),

@@ -72,7 +72,6 @@ export async function chatCompletions(c: Context<GatewayEnv>, deps: ChatDeps): P
   c.set('target', admissible.target)
   // The model the client sees is the target as clients name it (agent/x), whatever spelling it sent.
   const who = newIdentity(admissible.target)
-  const chunks = new ChunkEncoder(who, request.includeUsage)
 
   // The run is cancelled when the client goes away, whether the response is streaming or not, and when a
   // streaming client stops reading.
@@ -82,41 +81,42 @@ export async function chatCompletions(c: Context<GatewayEnv>, deps: ChatDeps): P
   if (clientGone.aborted) onClientGone()
   else clientGone.addEventListener('abort', onClientGone, { once: true })
   const cleanup = () => clientGone.removeEventListener('abort', onClientGone)
-
-  const out = request.stream
-    ? new ResponseStream(
-        deps.stream,
-        (why) => {
-          cancel.abort(why)
-          return cutStreamEvent(why)
-        },
-        c.env?.drop,
-      )
-    : undefined
-  // First, before the run can emit anything; dropped with the stream if the queue refuses the task.
-  void out?.write(chunks.role())
-  const admitted = await deps.admission.submit(admissible, {
+  const task = {
     id: who.id,
-    target: request.model,
     messages: request.messages,
     parameters: request.metadata,
     stream: request.stream,
     signal: cancel.signal,
-    ...(out === undefined
-      ? {}
-      : {
-          // Answer text goes out as it comes; the promise a slow client leaves pauses the run.
-          onEvent: (e: AgentEvent) =>
-            e.type === 'llm.delta' ? out.write(chunks.content(e.text)) : undefined,
-        }),
+  }
+
+  if (!request.stream) {
+    const admitted = await deps.admission.submit(admissible, task)
+    if ('run' in admitted) return once(admitted.run, who, cleanup)
+    cleanup()
+    return renderRefusal(admitted.refusal)
+  }
+
+  const chunks = new ChunkEncoder(who, request.includeUsage)
+  const out = new ResponseStream(
+    deps.stream,
+    (why) => {
+      cancel.abort(why)
+      return cutStreamEvent(why)
+    },
+    c.env?.drop,
+  )
+  // First, before the run can emit anything; dropped with the stream if the queue refuses the task.
+  void out.write(chunks.role())
+  const admitted = await deps.admission.submit(admissible, {
+    ...task,
+    // Answer text goes out as it comes; the promise a slow client leaves pauses the run.
+    onEvent: (e: AgentEvent) => (e.type === 'llm.delta' ? out.write(chunks.content(e.text)) : undefined),
   })
   if ('refusal' in admitted) {
     cleanup()
     return renderRefusal(admitted.refusal)
   }
-  const { run } = admitted
-  if (out === undefined) return once(run, who, cleanup)
-  void stream(deps, run, out, chunks, request.includeUsage).finally(cleanup)
+  void stream(deps, admitted.run, out, chunks, request.includeUsage).finally(cleanup)
   return new Response(out.body, { headers: streamHeaders(who.id) })
 }
 
