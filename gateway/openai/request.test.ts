@@ -517,8 +517,25 @@ describe('model/ targets', () => {
         ),
       )
       expect(named.param).toBe('tool_choice.function.name')
-      expect(named.message).toMatch(/names no tool of the request \(lookup\)/)
+      expect(named.message).toMatch(/names no function tool of the request \(lookup\)/)
     }
+  })
+
+  it('tool_choice chooses among tools of every type, unknown ones included', () => {
+    const mcp = { type: 'mcp', server_label: 'x' }
+    accepted('forwarded', base({ tools: [mcp], tool_choice: 'required' }, 'forwarded'))
+    const custom = { type: 'custom', custom: { name: 'grep' } }
+    accepted(
+      'forwarded',
+      base({ tools: [custom], tool_choice: { type: 'custom', custom: { name: 'grep' } } }, 'forwarded'),
+    )
+    // A custom tool is not a function of that name.
+    expect(
+      refused(
+        'forwarded',
+        base({ tools: [custom], tool_choice: { type: 'function', function: { name: 'grep' } } }, 'forwarded'),
+      ).param,
+    ).toBe('tool_choice.function.name')
   })
 
   it('mapped calls refuse what the mapping cannot carry; forwarded calls pass it on', () => {

@@ -340,7 +340,7 @@ function checkBody(body: Record<string, unknown>, dialect: Dialect): Problem | u
   if (messages !== undefined) return messages
 
   const tools = checkTools(body, dialect)
-  if (!(tools instanceof Set)) return tools as Problem
+  if ('ok' in tools) return tools
   const choice = checkToolChoice(body.tool_choice, tools, dialect)
   if (choice !== undefined) return choice
 
@@ -582,13 +582,22 @@ function checkPart(
 
 // Tools ---------------------------------------------------------------------------------------------------
 
-/** The names of the request's tools (what tool_choice may name), or the problem with them. */
-function checkTools(body: Record<string, unknown>, dialect: Dialect): ReadonlySet<string> | Problem {
+/** What tool_choice may choose from. */
+interface Offered {
+  /** Tools of every type, those ark does not know included. */
+  readonly count: number
+  /** `function:<name>`, `custom:<name>`. */
+  readonly names: ReadonlySet<string>
+}
+
+/** The request's tools, or the problem with them. */
+function checkTools(body: Record<string, unknown>, dialect: Dialect): Offered | Problem {
   const tools = body.tools
   const names = new Set<string>()
-  if (!given(tools)) return names
+  const none = { count: 0, names }
+  if (!given(tools)) return none
   if (dialect === 'agent') {
-    if (Array.isArray(tools) && tools.length === 0) return names
+    if (Array.isArray(tools) && tools.length === 0) return none
     return fail(
       'tools',
       'agents run their own tools; client tools are for model/ targets (drop tools, or call model/<name>)',
@@ -626,12 +635,12 @@ function checkTools(body: Record<string, unknown>, dialect: Dialect): ReadonlySe
     const name = (tool[type] as { name: string }).name
     if (!NAME.test(name))
       return fail(at(at(path, type), 'name'), `must be 1 to 64 letters, digits, _ or -, got ${shown(name)}`)
-    names.add(name)
+    names.add(`${type}:${name}`)
   }
-  return names
+  return { count: tools.length, names }
 }
 
-function checkToolChoice(choice: unknown, tools: ReadonlySet<string>, dialect: Dialect): Problem | undefined {
+function checkToolChoice(choice: unknown, tools: Offered, dialect: Dialect): Problem | undefined {
   if (!given(choice) || choice === 'none' || choice === 'auto') return undefined
   const noTools = () =>
     fail(
@@ -640,7 +649,7 @@ function checkToolChoice(choice: unknown, tools: ReadonlySet<string>, dialect: D
         ? 'agents choose among their own tools; tool_choice other than "none" or "auto" is for model/ targets'
         : 'the request has no tools to choose from; send tools, or drop tool_choice',
     )
-  if (choice === 'required') return tools.size === 0 ? noTools() : undefined
+  if (choice === 'required') return tools.count === 0 ? noTools() : undefined
   const expected = '"none", "auto", "required" or {"type": "function", "function": {"name": ...}}'
   if (!isRecord(choice)) return fail('tool_choice', `must be ${expected}, got ${shown(choice)}`)
   const type = choice.type
@@ -653,12 +662,15 @@ function checkToolChoice(choice: unknown, tools: ReadonlySet<string>, dialect: D
   const shape = schema(check, choice, 'tool_choice')
   if (shape !== undefined) return shape
   if (type === 'allowed_tools') return undefined
-  if (tools.size === 0) return noTools()
+  if (tools.count === 0) return noTools()
   const name = (choice[type] as { name: string }).name
-  if (type === 'function' && !tools.has(name)) {
+  if (!tools.names.has(`${type}:${name}`)) {
+    const offered = [...tools.names]
+      .filter((n) => n.startsWith(`${type}:`))
+      .map((n) => n.slice(type.length + 1))
     return fail(
-      'tool_choice.function.name',
-      `names no tool of the request (${[...tools].slice(0, 10).join(', ')}), got ${shown(name)}`,
+      at(at('tool_choice', type), 'name'),
+      `names no ${type} tool of the request (${offered.slice(0, 10).join(', ') || 'none'}), got ${shown(name)}`,
     )
   }
   return undefined
