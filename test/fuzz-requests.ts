@@ -277,8 +277,6 @@ function userContent(r: Rng, dialect: Dialect): unknown {
   return parts
 }
 
-let callCounter = 0
-
 /** A conversation that ends with a user message; tool exchanges are answered, as OpenAI requires. */
 function conversation(r: Rng, dialect: Dialect): Message[] {
   const out: Message[] = []
@@ -293,7 +291,8 @@ function conversation(r: Rng, dialect: Dialect): Message[] {
   for (let t = 0; t < turns; t++) {
     out.push({ role: 'user', content: userContent(r, dialect) })
     if (r.chance(0.4)) {
-      const ids = Array.from({ length: r.int(1, 2) }, () => `call_${String(++callCounter)}`)
+      // From the request's own numbers, so that a replayed request is the same request.
+      const ids = Array.from({ length: r.int(1, 2) }, (_, k) => `call_${String(t)}_${String(k)}`)
       out.push({
         role: 'assistant',
         content: r.chance(0.5) ? null : text(r),
