@@ -113,7 +113,6 @@ async function readBody(req: Request, limits: BodyLimits): Promise<Uint8Array | 
   const length = req.headers.get('content-length')
   const declared = Number(length ?? 0)
   if (declared > drainLimit) return 'too_large'
-  if (req.body === null) return new Uint8Array(0)
   let timer: ReturnType<typeof setTimeout> | undefined
   let onLate = () => {}
   const late = new Promise<'too_slow'>((resolve) => {
@@ -132,6 +131,8 @@ async function readBody(req: Request, limits: BodyLimits): Promise<Uint8Array | 
       whole.catch(() => {})
       return await Promise.race([whole, late])
     }
+    // Only now the body stream: touching `req.body` makes the Node adapter build a whole Request.
+    if (req.body === null) return new Uint8Array(0)
     const reader = req.body.getReader()
     onLate = () => {
       reader.cancel().catch(() => {})

@@ -75,14 +75,13 @@ export async function directCompletion(
     }
     const requestId = upstream.headers.get('x-request-id')
     if (requestId !== null) headers['x-request-id'] = redactor.text(requestId)
-    if (upstream.body === null) return new Response(null, { status: upstream.status, headers })
     if (!checked.value.stream) {
       // Whole, not piped: a non-streamed answer is small, and bytes are written in one go with their length
       // (the Node adapter writes a Uint8Array body directly; an ArrayBuffer would go through a stream).
       // Searched as bytes, whether JSON or not: no parse, and no copy when there is nothing to hide.
       let whole: Uint8Array | 'too_large'
       try {
-        whole = await readAtMost(upstream.body.getReader(), MAX_ANSWER_BYTES)
+        whole = await readAnswer(upstream)
       } catch (err) {
         return upstreamFailure(id, provider, err)
       }
@@ -93,8 +92,11 @@ export async function directCompletion(
           { code: 'bad_upstream_response', retry: false },
         )
       }
-      return new Response(redactor.bytes(whole), { status: upstream.status, headers })
+      // Empty as no body: a 204 or 304 may not have one, not even an empty one.
+      const bytes = redactor.bytes(whole)
+      return new Response(bytes.byteLength === 0 ? null : bytes, { status: upstream.status, headers })
     }
+    if (upstream.body === null) return new Response(null, { status: upstream.status, headers })
     headers['cache-control'] = 'no-cache'
     headers['x-accel-buffering'] = 'no'
     // Pulled at the client's pace, bounded and timed like every stream ark writes (a stalled client is cut
@@ -110,6 +112,20 @@ export async function directCompletion(
   return checked.value.stream
     ? mappedStream(id, provider, checked.value, who, signal, done, deps.stream, c.env?.drop)
     : mappedOnce(id, provider, checked.value, who, signal, done)
+}
+
+/**
+ * A non-streamed answer, whole, within MAX_ANSWER_BYTES. With a Content-Length in bounds the HTTP client holds
+ * the body to it, so it is read in one go (on Node, without ever building a stream: the upstream fetch
+ * buffers it); without one (chunked), it is read through the stream and cut at the bound.
+ */
+async function readAnswer(upstream: Response): Promise<Uint8Array | 'too_large'> {
+  const length = upstream.headers.get('content-length')
+  if (length !== null && /^\d+$/.test(length) && Number(length) <= MAX_ANSWER_BYTES)
+    return new Uint8Array(await upstream.arrayBuffer())
+  const body = upstream.body
+  if (body === null) return new Uint8Array(0)
+  return readAtMost(body.getReader(), MAX_ANSWER_BYTES)
 }
 
 async function mappedOnce(
