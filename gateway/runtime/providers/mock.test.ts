@@ -130,6 +130,11 @@ describe('mock provider: answers', () => {
 })
 
 describe('mock provider: tool directives', () => {
+  it('a tool with an empty name is never called (and the search for it ends)', async () => {
+    const c = await ask(mock(), [user('noop {} and {}')], { tools: [...TOOLS, definition('')] })
+    expect(named(callsOf(c))).toEqual([['noop', '{}']])
+  })
+
   it('calls the tool a line names, with its JSON arguments', async () => {
     const c = await ask(mock(), [user('calculator {"expression": "2+3"}')], { tools: TOOLS })
     const calls = callsOf(c)

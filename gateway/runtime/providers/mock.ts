@@ -98,6 +98,8 @@ function answer(content: string): AssistantMessage {
 function callsIn(line: string, names: readonly string[], turn: number): ToolCall[] {
   const found: { at: number; end: number; name: string; args: string }[] = []
   for (const name of names) {
+    // An empty name is found everywhere, at the same place, forever.
+    if (name === '') continue
     let from = 0
     for (;;) {
       const at = line.indexOf(name, from)
