@@ -78,10 +78,15 @@ export function createApp(deps: AppDeps): Hono<GatewayEnv> {
 
   // Before any route: where a request may come from and what its path may hold.
   app.use(async (c, next) => {
-    if (!hostAllowed(c.req.header('host'), deps.allowedHosts)) {
+    const host = c.req.header('host')
+    if (!hostAllowed(host, deps.allowedHosts)) {
+      const served =
+        deps.allowedHosts === 'loopback'
+          ? 'this gateway listens on loopback and serves only loopback names (localhost, 127.0.0.1, [::1])'
+          : 'this gateway serves only loopback names and the names --allowed-hosts lists'
       return errorResponse(
         403,
-        `this gateway listens on loopback and serves only loopback names (localhost, 127.0.0.1, [::1]), not ${JSON.stringify((c.req.header('host') ?? '').slice(0, 100))}: a page in a browser could otherwise reach it by DNS rebinding. Use --allowed-hosts (ARK_ALLOWED_HOSTS) to name others.`,
+        `${served}, not ${JSON.stringify((host ?? '').slice(0, 100))}: a page in a browser could otherwise reach it by DNS rebinding. Use --allowed-hosts (ARK_ALLOWED_HOSTS) to name others.`,
         { code: 'host_not_allowed' },
       )
     }
