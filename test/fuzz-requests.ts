@@ -433,6 +433,14 @@ interface Bad {
   readonly only?: Dialect
 }
 
+/** Puts messages just before the body's last one (the user's turn); the index of the first. */
+function beforeLast(b: Body, ...inserted: Message[]): number {
+  const ms = b.messages as Message[]
+  const at = ms.length - 1
+  ms.splice(at, 0, ...inserted)
+  return at
+}
+
 const set = (
   field: string,
   value: (r: Rng, c: Ctx) => unknown,
@@ -560,10 +568,8 @@ const BAD: readonly Bad[] = [
   {
     what: 'assistant message with neither content nor tool_calls',
     apply(b, r) {
-      const ms = b.messages as Message[]
-      ms.splice(
-        ms.length - 1,
-        0,
+      const at = beforeLast(
+        b,
         r.pick([
           { role: 'assistant' },
           { role: 'assistant', content: null },
@@ -572,26 +578,23 @@ const BAD: readonly Bad[] = [
           { role: 'assistant', content: [] },
         ]),
       )
-      return `messages[${String(ms.length - 2)}].content`
+      return `messages[${String(at)}].content`
     },
   },
   {
     what: 'assistant part type image_url',
     apply(b) {
-      const ms = b.messages as Message[]
-      ms.splice(ms.length - 1, 0, {
+      const at = beforeLast(b, {
         role: 'assistant',
         content: [{ type: 'image_url', image_url: { url: 'https://x/y.png' } }],
       })
-      return `messages[${String(ms.length - 2)}].content[0].type`
+      return `messages[${String(at)}].content[0].type`
     },
   },
   {
     what: 'tool call without id',
     apply(b) {
-      const ms = b.messages as Message[]
-      const at = ms.length - 1
-      ms.splice(at, 0, {
+      const at = beforeLast(b, {
         role: 'assistant',
         content: null,
         tool_calls: [{ type: 'function', function: { name: 'lookup', arguments: '{}' } }],
@@ -602,11 +605,8 @@ const BAD: readonly Bad[] = [
   {
     what: 'tool call arguments not a string',
     apply(b, r) {
-      const ms = b.messages as Message[]
-      const at = ms.length - 1
-      ms.splice(
-        at,
-        0,
+      const at = beforeLast(
+        b,
         {
           role: 'assistant',
           content: null,
@@ -622,11 +622,8 @@ const BAD: readonly Bad[] = [
   {
     what: 'tool message without tool_call_id',
     apply(b) {
-      const ms = b.messages as Message[]
-      const at = ms.length - 1
-      ms.splice(
-        at,
-        0,
+      const at = beforeLast(
+        b,
         {
           role: 'assistant',
           content: null,
@@ -640,18 +637,14 @@ const BAD: readonly Bad[] = [
   {
     what: 'tool message answering no call',
     apply(b) {
-      const ms = b.messages as Message[]
-      const at = ms.length - 1
-      ms.splice(at, 0, { role: 'tool', tool_call_id: 'nobody-asked', content: 'x' })
+      const at = beforeLast(b, { role: 'tool', tool_call_id: 'nobody-asked', content: 'x' })
       return `messages[${String(at)}].tool_call_id`
     },
   },
   {
     what: 'tool call left unanswered',
     apply(b) {
-      const ms = b.messages as Message[]
-      const at = ms.length - 1
-      ms.splice(at, 0, {
+      const at = beforeLast(b, {
         role: 'assistant',
         content: null,
         tool_calls: [{ id: 'c9', type: 'function', function: { name: 'lookup', arguments: '{}' } }],
