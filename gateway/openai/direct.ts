@@ -20,7 +20,8 @@ import { Redactor } from '../runtime/redactor.ts'
 import type { ChatDeps, GatewayEnv } from './chat.ts'
 import { ChunkEncoder, completionBody, newIdentity, streamHeaders } from './completion.ts'
 import type { CompletionIdentity } from './completion.ts'
-import { cutStreamEvent, errorBody, errorEvent, errorResponse, unavailable } from './errors.ts'
+import { cutStreamEvent, errorBody, errorEvent, errorResponse, renderRefusal } from './errors.ts'
+import { unavailable } from '../admission.ts'
 import { checkForwardedRequest, checkMappedRequest } from './request.ts'
 import { guardEvents } from './sse-guard.ts'
 import { readAtMost } from '../http/body.ts'
@@ -44,7 +45,9 @@ export async function directCompletion(
   c.set('target', id)
 
   const notAvailable = unavailable(deps.catalog, model.key, id)
-  if (notAvailable !== undefined) return notAvailable
+  // A Model that is not reachable now may be soon (a probe, a rate limit): the SDKs may retry, unlike an
+  // agent that is misconfigured.
+  if (notAvailable !== undefined) return renderRefusal({ ...notAvailable, retry: true })
   let provider: Provider
   try {
     provider = deps.runtime.modelProvider(model)

@@ -1,7 +1,5 @@
-import type { Catalog } from '../../controller/store/index.ts'
 import type { Refusal } from '../admission.ts'
 import type { StreamAbort } from '../http/response-stream.ts'
-import { unavailable as notAvailable } from '../admission.ts'
 
 /**
  * Errors in OpenAI's body shape, `{"error":{"message","type","param","code"}}`, so that every OpenAI client
@@ -67,21 +65,6 @@ export function renderRefusal(refusal: Refusal): Response {
     ...(refusal.retry === undefined ? {} : { retry: refusal.retry }),
     headers,
   })
-}
-
-/**
- * The 503 for a target whose Available condition is not True, with the condition's reason as its code;
- * undefined when the target is available.
- */
-export function unavailable(
-  catalog: Catalog,
-  key: string,
-  id: string,
-  options: Pick<ErrorOptions, 'retry'> = {},
-): Response | undefined {
-  const refusal = notAvailable(catalog, key, id)
-  if (refusal === undefined) return undefined
-  return renderRefusal(options.retry === undefined ? { ...refusal, retry: true } : { ...refusal, ...options })
 }
 
 /** An error after a stream began: OpenAI's error object as a data event, which the SDKs raise. */
