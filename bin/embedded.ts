@@ -96,7 +96,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
   const interval = probeIntervalSeconds ?? 60
   let probes: ModelProbeController | undefined
   if (interval > 0) {
-    probes = new ModelProbeController(cp.catalog, {
+    probes = new ModelProbeController(cp.catalog, cp.store, {
       prober: { probe: (resource, signal) => gateway.runtime.probe(resource, signal) },
       intervalSeconds: interval,
       onError: (key, err) => {
@@ -105,7 +105,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     })
     probes.start()
   }
-  const toolModules = new ToolModuleController(cp.catalog, {
+  const toolModules = new ToolModuleController(cp.catalog, cp.store, {
     checker: { check: (tool, signal) => gateway.runtime.checkTool(tool, signal) },
     onError: (key, err) => {
       log.warn('tool module check failed', { resource: key, error: String(err) })

@@ -318,7 +318,7 @@ spec: { prompt: hi, tools: [{ type: custom, name: stats }] }
     await write('all.yaml', MOCK_MODEL + WASM_TOOL)
     const plane = await start()
     let attempts = 0
-    const modules = new ToolModuleController(plane.catalog, {
+    const modules = new ToolModuleController(plane.catalog, plane.store, {
       retryIntervalMs: 30,
       checker: {
         check: () =>

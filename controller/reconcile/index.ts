@@ -6,3 +6,6 @@ export type { ModelProber, ModelProbeOptions, ProbeTarget } from './model-probe.
 export { ModelProbeController, REACHABLE } from './model-probe.ts'
 export type { ToolModuleChecker, ToolModuleOptions } from './tool-modules.ts'
 export { MODULE_LOADED, ToolModuleController } from './tool-modules.ts'
+export type { ReconcileResult, Reconciler, Watches, ControllerOptions } from './kit.ts'
+export { Controller, ReconcileMetrics } from './kit.ts'
+export { setCondition, withCondition } from './conditions.ts'

@@ -8,9 +8,11 @@
  * only schedules, de-duplicates and records, so it never imports the data plane.
  */
 import type { AnyResource, ResourceOf } from '../api/index.ts'
-import type { Catalog } from '../store/index.ts'
+import type { Catalog, StatusWriter } from '../store/index.ts'
 import type { Verdict } from './availability.ts'
-import { recordCondition } from './conditions.ts'
+import { setCondition } from './conditions.ts'
+import type { ReconcileMetrics } from './kit.ts'
+import { Controller } from './kit.ts'
 
 export const REACHABLE = 'ModelReachable'
 
@@ -27,128 +29,104 @@ export interface ModelProbeOptions {
   readonly intervalSeconds?: number
   /** A probe that takes longer than this counts as unreachable (default 10 s). */
   readonly timeoutMs?: number
+  /** Probes running at the same time (default 16). */
+  readonly concurrency?: number
   readonly now?: () => Date
   readonly onError?: (key: string, err: unknown) => void
-}
-
-interface Schedule {
-  timer: ReturnType<typeof setTimeout> | undefined
-  running: Promise<void> | undefined
-  /** A change arrived while a probe ran: its verdict is stale; probe again when it ends. */
-  again: boolean
-  /** Transient failures (unreachable, upstream 5xx) in a row: one blip does not take a model down. */
-  transient: number
+  readonly metrics?: ReconcileMetrics
 }
 
 /** Verdicts that may be a blip: recorded only when the next probe, soon after, agrees. */
 const TRANSIENT = new Set(['Unreachable', 'UpstreamError'])
 /** How soon a model that just failed is probed again, at most. */
 const RETRY_MS = 10_000
+const DEFAULT_INTERVAL = 60
 
 export class ModelProbeController {
   readonly #catalog: Catalog
+  readonly #writer: StatusWriter
   readonly #options: ModelProbeOptions
-  readonly #schedules = new Map<string, Schedule>()
-  readonly #stop = new AbortController()
-  #unsubscribe: (() => void) | undefined
+  readonly #controller: Controller
+  /** Transient failures (unreachable, upstream 5xx) in a row, by key: one blip does not take a model down. */
+  readonly #transient = new Map<string, number>()
 
-  constructor(catalog: Catalog, options: ModelProbeOptions) {
+  constructor(catalog: Catalog, writer: StatusWriter, options: ModelProbeOptions) {
     this.#catalog = catalog
+    this.#writer = writer
     this.#options = options
+    this.#controller = new Controller(
+      'model-probe',
+      catalog,
+      (key, signal) => this.#reconcile(key, signal),
+      // A Secret or ConfigMap that changed may hold the key a Model uses: its dependents are probed at once.
+      { kinds: new Set(['Model', 'Agent']) },
+      {
+        concurrency: options.concurrency ?? 16,
+        ...(options.onError === undefined ? {} : { onError: options.onError }),
+        ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
+      },
+    )
   }
 
   /** Probes everything once (without waiting) and then at each resource's interval, following changes. */
   start(): void {
-    const store = this.#catalog.store
-    this.#unsubscribe = store.subscribe((events) => {
-      for (const e of events) {
-        if (e.type === 'status') continue
-        if (e.type === 'deleted') this.#forget(e.resource.key)
-        else this.#probeSoon(e.resource)
-        // A Secret or ConfigMap that changed may hold the key a Model uses: probe with the new one now.
-        for (const d of this.#catalog.dependentsOf(e.resource.key)) {
-          const r = store.get(d)
-          if (r !== undefined) this.#probeSoon(r)
-        }
-      }
-    })
-    for (const r of store.list()) this.#probeSoon(r)
+    void this.#controller.start()
   }
 
-  /** Resolves when no probe is running. */
-  async idle(): Promise<void> {
-    for (;;) {
-      const running = [...this.#schedules.values()].flatMap((s) =>
-        s.running === undefined ? [] : [s.running],
-      )
-      if (running.length === 0) return
-      await Promise.all(running)
-    }
+  /** Resolves when no probe is queued or running. */
+  idle(): Promise<void> {
+    return this.#controller.idle()
   }
 
   close(): void {
-    this.#unsubscribe?.()
-    this.#stop.abort()
-    for (const s of this.#schedules.values()) clearTimeout(s.timer)
-    this.#schedules.clear()
+    this.#controller.close()
   }
 
-  #probeSoon(r: AnyResource): void {
-    if (this.#stop.signal.aborted) return
-    if (!isTarget(r)) {
+  async #reconcile(key: string, stop: AbortSignal): Promise<{ requeueAfterMs?: number } | undefined> {
+    const store = this.#catalog.store
+    const resource = store.get(key)
+    if (resource === undefined) {
+      this.#transient.delete(key)
+      return undefined
+    }
+    if (!isTarget(resource)) {
       // It stopped naming a model of its own: its old verdict must not keep it unavailable.
-      if (this.#schedules.has(r.key)) this.#forget(r.key)
-      this.#record(r, undefined)
-      return
+      this.#transient.delete(key)
+      await this.#record(resource, undefined)
+      return undefined
     }
-    let s = this.#schedules.get(r.key)
-    if (s === undefined) {
-      s = { timer: undefined, running: undefined, again: false, transient: 0 }
-      this.#schedules.set(r.key, s)
+    const timeoutMs = this.#options.timeoutMs ?? 10_000
+    const timeout = new AbortController()
+    const timer = setTimeout(() => {
+      timeout.abort(new DOMException(`the probe took longer than ${String(timeoutMs)} ms`, 'TimeoutError'))
+    }, timeoutMs)
+    let verdict: Verdict | undefined
+    try {
+      verdict = await this.#options.prober.probe(resource, AbortSignal.any([stop, timeout.signal]))
+    } finally {
+      clearTimeout(timer)
     }
-    clearTimeout(s.timer)
-    s.timer = undefined
-    if (s.running !== undefined) {
-      s.again = true
-      return
+    if (stop.aborted) return undefined
+    if (verdict === undefined && timeout.signal.aborted) {
+      verdict = {
+        status: 'False',
+        reason: 'Unreachable',
+        message: `the model did not answer the probe within ${String(timeoutMs)} ms`,
+      }
     }
-    this.#run(r.key, s)
-  }
-
-  #run(key: string, s: Schedule): void {
-    s.again = false
-    s.running = this.#probe(key, s)
-      .catch((err: unknown) => this.#options.onError?.(key, err))
-      .finally(() => {
-        s.running = undefined
-        if (this.#schedules.get(key) !== s) return
-        const r = this.#catalog.store.get(key)
-        if (r === undefined || !isTarget(r)) {
-          this.#forget(key)
-          return
-        }
-        if (s.again) {
-          this.#run(key, s)
-          return
-        }
-        const failing = this.#catalog.store
-          .status(key)
-          ?.conditions.some((c) => c.type === REACHABLE && c.status === 'False')
-        const interval = this.#intervalMs(r)
-        // A model that is failing, or had a blip, is looked at again soon, so it recovers (or is marked
-        // down) without waiting a whole pollInterval.
-        const delay = failing === true || s.transient > 0 ? Math.min(interval, RETRY_MS) : interval
-        s.timer = setTimeout(() => {
-          s.timer = undefined
-          this.#run(key, s)
-        }, delay)
-      })
-  }
-
-  #forget(key: string): void {
-    const s = this.#schedules.get(key)
-    if (s !== undefined) clearTimeout(s.timer)
-    this.#schedules.delete(key)
+    // The resource (or a Secret it reads) changed while it was probed: that verdict is about the old version.
+    // The change queued this key again, so a new probe runs as soon as this one returns.
+    if (store.get(key) !== resource) return undefined
+    let transient = this.#transient.get(key) ?? 0
+    if (verdict?.status === 'False' && TRANSIENT.has(verdict.reason)) transient++
+    else transient = 0
+    this.#transient.set(key, transient)
+    if (transient !== 1) await this.#record(resource, verdict)
+    const failing = store.status(key)?.conditions.some((c) => c.type === REACHABLE && c.status === 'False')
+    const interval = this.#intervalMs(resource)
+    // A model that is failing, or had a blip, is looked at again soon, so it recovers (or is marked down)
+    // without waiting a whole pollInterval.
+    return { requeueAfterMs: failing === true || transient > 0 ? Math.min(interval, RETRY_MS) : interval }
   }
 
   #intervalMs(r: ProbeTarget): number {
@@ -158,55 +136,10 @@ export class ModelProbeController {
     return Math.min(Math.max(seconds, 1) * 1000, 2 ** 31 - 1)
   }
 
-  async #probe(key: string, s: Schedule): Promise<void> {
-    const store = this.#catalog.store
-    const resource = store.get(key)
-    if (resource === undefined || !isTarget(resource)) return
-    const timeoutMs = this.#options.timeoutMs ?? 10_000
-    const timeout = new AbortController()
-    const timer = setTimeout(() => {
-      timeout.abort(new DOMException(`the probe took longer than ${String(timeoutMs)} ms`, 'TimeoutError'))
-    }, timeoutMs)
-    let verdict: Verdict | undefined
-    try {
-      verdict = await this.#options.prober.probe(
-        resource,
-        AbortSignal.any([this.#stop.signal, timeout.signal]),
-      )
-    } finally {
-      clearTimeout(timer)
-    }
-    if (this.#stop.signal.aborted) return
-    if (verdict === undefined && timeout.signal.aborted) {
-      verdict = {
-        status: 'False',
-        reason: 'Unreachable',
-        message: `the model did not answer the probe within ${String(timeoutMs)} ms`,
-      }
-    }
-    // The resource (or a Secret it reads) changed while it was probed: that verdict is about the old
-    // version, and a new probe runs.
-    if (store.get(key) !== resource || s.again) return
-    if (verdict?.status === 'False' && TRANSIENT.has(verdict.reason)) {
-      s.transient++
-      if (s.transient < 2) return
-    } else s.transient = 0
-    this.#record(resource, verdict)
-  }
-
-  #record(resource: AnyResource, verdict: Verdict | undefined): void {
-    recordCondition(
-      this.#catalog,
-      resource,
-      REACHABLE,
-      verdict,
-      this.#options.now ?? (() => new Date()),
-      this.#options.onError,
-    )
+  #record(resource: AnyResource, verdict: Verdict | undefined): Promise<void> {
+    return setCondition(this.#writer, resource, REACHABLE, verdict, this.#options.now)
   }
 }
-
-const DEFAULT_INTERVAL = 60
 
 function isTarget(r: AnyResource): r is ProbeTarget {
   return r.kind === 'Model' || (r.kind === 'Agent' && r.spec.model !== undefined && 'id' in r.spec.model)

@@ -8,10 +8,12 @@
  * Loading belongs to whoever holds the sandbox (the gateway's runtime); this controller only schedules and
  * records, so it never imports the data plane.
  */
-import type { AnyResource, ResourceOf } from '../api/index.ts'
-import type { Catalog } from '../store/index.ts'
+import type { ResourceOf } from '../api/index.ts'
+import type { Catalog, StatusWriter } from '../store/index.ts'
+import { setCondition } from './conditions.ts'
 import type { Verdict } from './availability.ts'
-import { recordCondition } from './conditions.ts'
+import type { ReconcileMetrics } from './kit.ts'
+import { Controller } from './kit.ts'
 
 export const MODULE_LOADED = 'ModuleLoaded'
 
@@ -29,93 +31,47 @@ export interface ToolModuleOptions {
   readonly retryIntervalMs?: number
   readonly now?: () => Date
   readonly onError?: (key: string, err: unknown) => void
+  readonly metrics?: ReconcileMetrics
 }
 
 export class ToolModuleController {
-  readonly #catalog: Catalog
-  readonly #options: ToolModuleOptions
-  /** Checks running, by Tool key; a change during a check runs it again after. */
-  readonly #running = new Map<string, { promise: Promise<void>; again: boolean }>()
-  readonly #stop = new AbortController()
-  #unsubscribe: (() => void) | undefined
-  #retry: ReturnType<typeof setInterval> | undefined
+  readonly #controller: Controller
 
-  constructor(catalog: Catalog, options: ToolModuleOptions) {
-    this.#catalog = catalog
-    this.#options = options
+  constructor(catalog: Catalog, writer: StatusWriter, options: ToolModuleOptions) {
+    const retryMs = options.retryIntervalMs ?? 60_000
+    this.#controller = new Controller(
+      'tool-modules',
+      catalog,
+      async (key, stop) => {
+        const tool = catalog.store.get(key)
+        if (tool?.kind !== 'Tool') return undefined
+        const verdict = await options.checker.check(tool, stop)
+        // The Tool changed while its module loaded: that verdict is about the old version, and the change
+        // queued it again.
+        if (stop.aborted || catalog.store.get(key) !== tool) return undefined
+        await setCondition(writer, tool, MODULE_LOADED, verdict, options.now)
+        return verdict?.status === 'False' && retryMs > 0 ? { requeueAfterMs: retryMs } : undefined
+      },
+      // A ConfigMap that holds a module, or a Secret a config value reads, changed under its Tool.
+      { kinds: new Set(['Tool']) },
+      {
+        concurrency: 4,
+        ...(options.onError === undefined ? {} : { onError: options.onError }),
+        ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
+      },
+    )
   }
 
   start(): void {
-    const store = this.#catalog.store
-    this.#unsubscribe = store.subscribe((events) => {
-      for (const e of events) {
-        if (e.type === 'status' || e.type === 'deleted') continue
-        this.#checkSoon(e.resource)
-        // A ConfigMap that holds a module, or a Secret a config value reads, changed under its Tool.
-        for (const d of this.#catalog.dependentsOf(e.resource.key)) {
-          const r = store.get(d)
-          if (r !== undefined) this.#checkSoon(r)
-        }
-      }
-    })
-    for (const r of store.list()) this.#checkSoon(r)
-    const every = this.#options.retryIntervalMs ?? 60_000
-    if (every > 0) {
-      this.#retry = setInterval(() => {
-        for (const r of store.list()) {
-          const failed = store
-            .status(r.key)
-            ?.conditions.some((c) => c.type === MODULE_LOADED && c.status === 'False')
-          if (failed === true) this.#checkSoon(r)
-        }
-      }, every)
-      // Retries alone must not keep a process alive.
-      ;(this.#retry as { unref?: () => void }).unref?.()
-    }
+    void this.#controller.start()
   }
 
-  /** Resolves when no check is running. */
-  async idle(): Promise<void> {
-    while (this.#running.size > 0) await Promise.all([...this.#running.values()].map((r) => r.promise))
+  /** Resolves when no check is queued or running. */
+  idle(): Promise<void> {
+    return this.#controller.idle()
   }
 
   close(): void {
-    this.#unsubscribe?.()
-    clearInterval(this.#retry)
-    this.#stop.abort()
-  }
-
-  #checkSoon(r: AnyResource): void {
-    if (r.kind !== 'Tool' || this.#stop.signal.aborted) return
-    const running = this.#running.get(r.key)
-    if (running !== undefined) {
-      running.again = true
-      return
-    }
-    const entry = { promise: Promise.resolve(), again: false }
-    entry.promise = this.#check(r.key)
-      .catch((err: unknown) => this.#options.onError?.(r.key, err))
-      .finally(() => {
-        this.#running.delete(r.key)
-        const now = this.#catalog.store.get(r.key)
-        if (entry.again && now !== undefined) this.#checkSoon(now)
-      })
-    this.#running.set(r.key, entry)
-  }
-
-  async #check(key: string): Promise<void> {
-    const tool = this.#catalog.store.get(key)
-    if (tool?.kind !== 'Tool') return
-    const verdict = await this.#options.checker.check(tool, this.#stop.signal)
-    // The Tool changed while its module loaded: that verdict is about the old version.
-    if (this.#stop.signal.aborted || this.#catalog.store.get(key) !== tool) return
-    recordCondition(
-      this.#catalog,
-      tool,
-      MODULE_LOADED,
-      verdict,
-      this.#options.now ?? (() => new Date()),
-      this.#options.onError,
-    )
+    this.#controller.close()
   }
 }

@@ -5,7 +5,7 @@
  */
 import { referencesOf, resourceKey } from '../api/index.ts'
 import type { AnyResource, Kind, ObjectRef, ResourceOf, Status, ValueSource } from '../api/index.ts'
-import type { ResourceStore, StoreEvent } from './store.ts'
+import type { ResourceView, StoreEvent } from './store.ts'
 
 /** The kinds a client can address: `agent/x`, `team/x`, `model/x`. */
 export type TargetKind = 'Agent' | 'Team' | 'Model'
@@ -22,7 +22,7 @@ export type Resolved =
   | { readonly ok: false; readonly reason: string; readonly message: string }
 
 export class Catalog {
-  readonly #store: ResourceStore
+  readonly #store: ResourceView
   readonly #byKind = new Map<Kind, Map<string, AnyResource>>()
   readonly #targets = new Map<string, Target>()
   /** Reverse references: key of X to the keys of resources that point at X. */
@@ -31,7 +31,7 @@ export class Catalog {
   readonly #defaultNamespace: string
   readonly #unsubscribe: () => void
 
-  constructor(store: ResourceStore, options: { defaultNamespace?: string } = {}) {
+  constructor(store: ResourceView, options: { defaultNamespace?: string } = {}) {
     this.#store = store
     this.#defaultNamespace = options.defaultNamespace ?? 'default'
     for (const r of store.list()) this.#add(r)
@@ -44,7 +44,8 @@ export class Catalog {
     this.#unsubscribe()
   }
 
-  get store(): ResourceStore {
+  /** The read side of the store: the catalog gives no way to write status. */
+  get store(): ResourceView {
     return this.#store
   }
 

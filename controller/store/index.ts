@@ -2,8 +2,15 @@
  * controller/store: where resources come from (a manifests folder today, a cluster informer later) and the
  * catalog the gateway reads.
  */
-export type { ResourceStore, StoreEvent, StoreListener } from './store.ts'
-export { ManifestStore } from './store.ts'
+export type {
+  ResourceStore,
+  ResourceView,
+  StatusUpdate,
+  StatusWriter,
+  StoreEvent,
+  StoreListener,
+} from './store.ts'
+export { ManifestStore, sameResource } from './store.ts'
 export type { Resolved, Target, TargetKind } from './catalog.ts'
 export { Catalog } from './catalog.ts'
 export type { FileState, ManifestSource, RawDocument, SourceBatch } from './source.ts'

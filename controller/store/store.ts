@@ -1,6 +1,7 @@
 /**
- * The resource store: where resources come from. This interface is what a Kubernetes informer backend will
- * implement unchanged; its first backend is a manifests folder (ManifestStore below).
+ * The resource store: where resources come from. Two backends implement it: a manifests folder (ManifestStore
+ * below) and a cluster (kube-store.ts). The data plane holds only the read side (ResourceView); the control
+ * plane also writes status (StatusWriter).
  */
 import { decodeDocument, encodeStatus } from '../api/index.ts'
 import type { AnyResource, Identity, Problem, Status } from '../api/index.ts'
@@ -15,10 +16,11 @@ export type StoreEvent =
 
 export type StoreListener = (events: readonly StoreEvent[]) => void
 
-export interface ResourceStore {
-  /** Loads everything; resolves once the first full view is in (an informer's HasSynced). */
-  start(): Promise<void>
-  close(): Promise<void>
+/**
+ * What the data plane reads: resources, their status and what is wrong with the source. Nothing here writes;
+ * gateways and workers hold only this.
+ */
+export interface ResourceView {
   get(key: string): AnyResource | undefined
   list(): IterableIterator<AnyResource>
   /** Everything wrong with the source right now: invalid documents, duplicates, unreadable files. */
@@ -26,10 +28,28 @@ export interface ResourceStore {
   /** Called with every batch of changes after `start()`; the initial load arrives as one batch of `added`. */
   subscribe(listener: StoreListener): () => void
   status(key: string): Status | undefined
-  /** The status subresource: kept in memory here, PATCHed by a cluster backend. */
-  writeStatus(key: string, status: Status): Promise<void>
   /** Status as the resource's own dialect writes it (what `kubectl get -o yaml` would show). */
   dialectStatus(key: string): Record<string, unknown> | undefined
+}
+
+/**
+ * A change to one resource's status, computed from its status as it is now. Returning `undefined` writes
+ * nothing. A backend that loses a race (a 409 from the API server) reads the status again and calls the
+ * update again, so an update must be a pure function of `current`.
+ */
+export type StatusUpdate = (current: Status | undefined, resource: AnyResource) => Status | undefined
+
+/** The control plane's only way to change status. */
+export interface StatusWriter {
+  /** Resolves once the write landed (or was found unnecessary, or the resource is gone). */
+  updateStatus(key: string, update: StatusUpdate): Promise<void>
+}
+
+/** A source of resources with its status: a manifests folder here, a cluster in kube-store.ts. */
+export interface ResourceStore extends ResourceView, StatusWriter {
+  /** Loads everything; resolves once the first full view is in (an informer's HasSynced). */
+  start(): Promise<void>
+  close(): Promise<void>
 }
 
 interface DocEntry {
@@ -103,10 +123,12 @@ export class ManifestStore implements ResourceStore {
     return this.#statuses.get(key)
   }
 
-  writeStatus(key: string, status: Status): Promise<void> {
+  updateStatus(key: string, update: StatusUpdate): Promise<void> {
     const resource = this.#resources.get(key)
     // Like a 404 from the status subresource: the resource went away while its reconcile ran.
     if (resource === undefined) return Promise.resolve()
+    const status = update(this.#statuses.get(key), resource)
+    if (status === undefined) return Promise.resolve()
     this.#statuses.set(key, status)
     this.#emit([{ type: 'status', resource, status }])
     return Promise.resolve()
@@ -239,6 +261,15 @@ function describeOrigin(r: AnyResource): string {
   return `${r.origin.kind}${where}`
 }
 
-function sameResource(a: AnyResource, b: AnyResource): boolean {
-  return JSON.stringify([a.spec, a.meta, a.origin]) === JSON.stringify([b.spec, b.meta, b.origin])
+/**
+ * Whether a new version of a resource changes anything its consumers use: spec, labels, annotations,
+ * generation, identity and origin. Not resourceVersion, which every status write bumps: a status write must
+ * not look like a change, or it would flush prepared agents and their provider clients.
+ */
+export function sameResource(a: AnyResource, b: AnyResource): boolean {
+  if (a.meta.generation !== b.meta.generation || a.meta.uid !== b.meta.uid) return false
+  return (
+    JSON.stringify([a.spec, a.meta.labels, a.meta.annotations, a.origin]) ===
+    JSON.stringify([b.spec, b.meta.labels, b.meta.annotations, b.origin])
+  )
 }
