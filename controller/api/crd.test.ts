@@ -1,7 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
-import { generateCrds } from './index.ts'
+import { KIND_DEFS, generateCrds } from './index.ts'
 
 const DIR = 'deploy/crds'
 
@@ -37,6 +37,16 @@ describe('CRDs are generated from the schemas', () => {
       for (const v of crd.spec.versions) walk(v.schema.openAPIV3Schema, f.file)
     }
     expect(problems).toEqual([])
+  })
+
+  it('short names are unique and shadow none of kubectl’s built-in ones (test/kube-crds.test.ts checks a server)', () => {
+    // kubectl's own: core, apps, batch, networking, policy, scheduling, storage, apiextensions.
+    const BUILT_IN =
+      'cm cs csr cj crd crds ds deploy ep eps ev hpa ing limits netpol no ns pc pdb po psp pv pvc quota rc rs sa sc sts svc'
+    const builtIn = new Set(BUILT_IN.split(' '))
+    const names = KIND_DEFS.filter((d) => d.crd).flatMap((d) => d.shortNames ?? [])
+    expect(names.filter((n) => builtIn.has(n))).toEqual([])
+    expect(names.filter((n, i) => names.indexOf(n) !== i)).toEqual([])
   })
 
   it('ArkAgent keeps seed 003’s bounds and defaults, and the scale subresource', () => {

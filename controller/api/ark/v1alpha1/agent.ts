@@ -54,6 +54,7 @@ export const Agent = defineKind({
   printerColumns: [
     { name: 'Model', type: 'string', jsonPath: '.spec.modelRef.name' },
     { name: 'Available', type: 'string', jsonPath: '.status.conditions[?(@.type=="Available")].status' },
+    { name: 'Reason', type: 'string', jsonPath: '.status.conditions[?(@.type=="Available")].reason' },
     { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
   ],
   body: Obj({

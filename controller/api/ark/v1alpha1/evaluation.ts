@@ -21,11 +21,12 @@ export const Evaluation = defineKind({
   kind: 'Evaluation',
   plural: 'evaluations',
   internal: 'Evaluation',
+  shortNames: ['eval'],
   crd: true,
+  // No SCORE column: nothing in ark writes status.score yet, so it would always be blank.
   printerColumns: [
     { name: 'Type', type: 'string', jsonPath: '.spec.type' },
     { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
-    { name: 'Score', type: 'string', jsonPath: '.status.score' },
     { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
   ],
   body: Obj({

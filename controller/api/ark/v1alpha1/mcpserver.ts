@@ -21,10 +21,18 @@ export const MCPServer = defineKind({
   kind: 'MCPServer',
   plural: 'mcpservers',
   internal: 'MCPServer',
+  shortNames: ['mcp'],
   crd: true,
   printerColumns: [
     { name: 'Available', type: 'string', jsonPath: '.status.conditions[?(@.type=="Available")].status' },
+    { name: 'Address', type: 'string', jsonPath: '.status.resolvedAddress' },
     { name: 'Tools', type: 'integer', jsonPath: '.status.toolCount' },
+    {
+      name: 'Reason',
+      type: 'string',
+      jsonPath: '.status.conditions[?(@.type=="Available")].reason',
+      priority: 1,
+    },
     { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
   ],
   body: Obj({

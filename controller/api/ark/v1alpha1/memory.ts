@@ -10,8 +10,10 @@ export const Memory = defineKind({
   kind: 'Memory',
   plural: 'memories',
   internal: 'Memory',
+  shortNames: ['mem'],
   crd: true,
   printerColumns: [
+    { name: 'Available', type: 'string', jsonPath: '.status.conditions[?(@.type=="Available")].status' },
     { name: 'Address', type: 'string', jsonPath: '.status.lastResolvedAddress' },
     { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
   ],

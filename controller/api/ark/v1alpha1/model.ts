@@ -76,6 +76,12 @@ export const Model = defineKind({
     { name: 'Provider', type: 'string', jsonPath: '.spec.provider' },
     { name: 'Model', type: 'string', jsonPath: '.spec.model.value' },
     { name: 'Available', type: 'string', jsonPath: '.status.conditions[?(@.type=="ModelAvailable")].status' },
+    {
+      name: 'Reason',
+      type: 'string',
+      jsonPath: '.status.conditions[?(@.type=="ModelAvailable")].reason',
+      priority: 1,
+    },
     { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
   ],
   body: Obj({

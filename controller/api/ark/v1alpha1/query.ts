@@ -30,11 +30,16 @@ export const Query = defineKind({
   kind: 'Query',
   plural: 'queries',
   internal: 'Query',
+  shortNames: ['qry'],
   crd: true,
+  // A column shows one path: `.spec.targets[0].name`, so a query written with the singular `target` shows no
+  // TARGET (kubectl get -o yaml does).
   printerColumns: [
-    { name: 'Type', type: 'string', jsonPath: '.spec.type' },
+    { name: 'Target', type: 'string', jsonPath: '.spec.targets[0].name' },
     { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
     { name: 'Duration', type: 'string', jsonPath: '.status.duration' },
+    { name: 'Tokens', type: 'integer', jsonPath: '.status.tokenUsage.totalTokens' },
+    { name: 'Type', type: 'string', jsonPath: '.spec.type', priority: 1 },
     { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
   ],
   body: Obj({

@@ -14,6 +14,12 @@ export const Team = defineKind({
   printerColumns: [
     { name: 'Strategy', type: 'string', jsonPath: '.spec.strategy' },
     { name: 'Available', type: 'string', jsonPath: '.status.conditions[?(@.type=="Available")].status' },
+    {
+      name: 'Reason',
+      type: 'string',
+      jsonPath: '.status.conditions[?(@.type=="Available")].reason',
+      priority: 1,
+    },
     { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
   ],
   body: Obj({

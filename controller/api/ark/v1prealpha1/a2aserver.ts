@@ -9,10 +9,17 @@ export const A2AServer = defineKind({
   kind: 'A2AServer',
   plural: 'a2aservers',
   internal: 'A2AServer',
+  shortNames: ['a2a'],
   crd: true,
   printerColumns: [
     { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
     { name: 'Address', type: 'string', jsonPath: '.status.lastResolvedAddress' },
+    {
+      name: 'Reason',
+      type: 'string',
+      jsonPath: '.status.conditions[?(@.type=="Ready")].reason',
+      priority: 1,
+    },
     { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
   ],
   body: Obj({

@@ -9,10 +9,12 @@ export const ExecutionEngine = defineKind({
   kind: 'ExecutionEngine',
   plural: 'executionengines',
   internal: 'ExecutionEngine',
+  shortNames: ['engine'],
   crd: true,
   printerColumns: [
     { name: 'Type', type: 'string', jsonPath: '.spec.type' },
     { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
+    { name: 'Address', type: 'string', jsonPath: '.status.lastResolvedAddress' },
     { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
   ],
   body: Obj({

@@ -14,11 +14,19 @@ export const ArkAgent = defineKind({
   internal: 'Agent',
   crd: true,
   scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas' },
+  // REPLICAS and READY are what the pool has (status), like a ReplicaSet's CURRENT and READY; what was
+  // asked for (`kubectl scale`) is DESIRED, in -o wide.
   printerColumns: [
     { name: 'Model', type: 'string', jsonPath: '.spec.model' },
-    { name: 'Replicas', type: 'integer', jsonPath: '.spec.replicas' },
+    { name: 'Replicas', type: 'integer', jsonPath: '.status.replicas' },
     { name: 'Ready', type: 'integer', jsonPath: '.status.readyReplicas' },
-    { name: 'Available', type: 'string', jsonPath: '.status.conditions[?(@.type=="Available")].status' },
+    { name: 'Desired', type: 'integer', jsonPath: '.spec.replicas', priority: 1 },
+    {
+      name: 'Available',
+      type: 'string',
+      jsonPath: '.status.conditions[?(@.type=="Available")].status',
+      priority: 1,
+    },
     { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
   ],
   body: Obj({

@@ -10,8 +10,13 @@ export const ArkMemory = defineKind({
   kind: 'ArkMemory',
   plural: 'arkmemories',
   internal: 'Memory',
+  shortNames: ['aomem'],
   crd: true,
-  printerColumns: [{ name: 'Backend', type: 'string', jsonPath: '.spec.backend' }],
+  printerColumns: [
+    { name: 'Backend', type: 'string', jsonPath: '.spec.backend' },
+    { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+    { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+  ],
   body: Obj({
     spec: Obj(
       {

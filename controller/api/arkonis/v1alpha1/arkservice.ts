@@ -15,6 +15,7 @@ export const ArkService = defineKind({
     { name: 'Agent', type: 'string', jsonPath: '.spec.selector.arkAgent' },
     { name: 'Strategy', type: 'string', jsonPath: '.spec.routing.strategy' },
     { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+    { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
   ],
   body: Obj({
     spec: Obj(

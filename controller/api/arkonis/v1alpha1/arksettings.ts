@@ -9,10 +9,13 @@ export const ArkSettings = defineKind({
   kind: 'ArkSettings',
   plural: 'arksettings',
   internal: 'Settings',
+  shortNames: ['aoset'],
   crd: true,
   printerColumns: [
     { name: 'Memory', type: 'string', jsonPath: '.spec.memoryBackend' },
-    { name: 'OutputFormat', type: 'string', jsonPath: '.spec.outputFormat' },
+    { name: 'Output', type: 'string', jsonPath: '.spec.outputFormat' },
+    { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+    { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
   ],
   body: Obj({
     spec: Obj({

@@ -40,10 +40,12 @@ export const ArkTeam = defineKind({
   kind: 'ArkTeam',
   plural: 'arkteams',
   internal: 'Team',
+  shortNames: ['aoteam'],
   crd: true,
   printerColumns: [
     { name: 'Entry', type: 'string', jsonPath: '.spec.entry' },
     { name: 'Available', type: 'string', jsonPath: '.status.conditions[?(@.type=="Available")].status' },
+    { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
   ],
   body: Obj({
     spec: Obj(
