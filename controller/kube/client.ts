@@ -1,0 +1,260 @@
+/**
+ * The controller's HTTP client to the Kubernetes API. @kubernetes/client-node loads the kubeconfig (files,
+ * in-cluster service account, exec and OIDC plugins) and supplies TLS material and credentials; requests go
+ * over node:https with one keep-alive agent, because client-node's generated APIs build a new connection
+ * pool (a new TLS handshake) for every call, which a controller writing hundreds of statuses and Events a
+ * second cannot afford. Watches get their own agent: a long-lived watch must not hold a socket that writes
+ * wait for.
+ *
+ * Credentials are re-read every minute (a projected service-account token rotates) and never reach logs or
+ * errors: a KubeError carries the server's Status message, the method and the path, nothing else.
+ */
+import type { AgentOptions } from 'node:https'
+import { Agent, request } from 'node:https'
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http'
+import { Agent as HttpAgent, request as httpRequest } from 'node:http'
+import { createInterface } from 'node:readline'
+import type { KubeConfig } from '@kubernetes/client-node'
+
+/** An error the API server answered with (its metav1.Status), or a transport failure (status 0). */
+export class KubeError extends Error {
+  readonly status: number
+  readonly reason: string
+  constructor(status: number, reason: string, message: string) {
+    super(message)
+    this.name = 'KubeError'
+    this.status = status
+    this.reason = reason
+  }
+}
+
+export interface RequestOptions {
+  readonly query?: Readonly<Record<string, string | number | boolean | undefined>>
+  readonly body?: unknown
+  /** Default application/json; PATCH takes application/merge-patch+json or application/json-patch+json. */
+  readonly contentType?: string
+  readonly signal?: AbortSignal
+  /** Per-request timeout (default 30 s). */
+  readonly timeoutMs?: number
+}
+
+export interface WatchEvent {
+  readonly type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR'
+  readonly object: KubeObject
+}
+
+/** The fields of any Kubernetes object this client and its callers read. */
+export interface KubeObject {
+  readonly apiVersion?: string
+  readonly kind?: string
+  readonly metadata?: {
+    readonly name?: string
+    readonly namespace?: string
+    readonly uid?: string
+    readonly resourceVersion?: string
+    readonly generation?: number
+    readonly creationTimestamp?: string
+    readonly deletionTimestamp?: string
+    readonly finalizers?: readonly string[]
+    readonly labels?: Readonly<Record<string, string>>
+    readonly annotations?: Readonly<Record<string, string>>
+    readonly [field: string]: unknown
+  }
+  readonly [field: string]: unknown
+}
+
+export interface KubeList {
+  readonly metadata?: { readonly resourceVersion?: string; readonly continue?: string }
+  readonly items?: readonly KubeObject[]
+}
+
+const CREDENTIALS_TTL_MS = 60_000
+
+export class KubeClient {
+  readonly server: URL
+  /** The namespace of the kubeconfig's current context (in a cluster: the pod's own). */
+  readonly namespace: string
+  readonly #kc: KubeConfig
+  readonly #agent: Agent | HttpAgent
+  readonly #watchAgent: Agent | HttpAgent
+  readonly #tls: boolean
+  #headers: OutgoingHttpHeaders = {}
+  #headersAt = 0
+
+  private constructor(kc: KubeConfig, server: URL, tls: TlsMaterial) {
+    this.#kc = kc
+    this.server = server
+    this.namespace = kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default'
+    this.#tls = server.protocol === 'https:'
+    const common = { keepAlive: true, keepAliveMsecs: 30_000, ...tls }
+    this.#agent = this.#tls ? new Agent({ ...common, maxSockets: 32 }) : new HttpAgent(common)
+    this.#watchAgent = this.#tls ? new Agent(common) : new HttpAgent(common)
+  }
+
+  static async fromKubeConfig(kc: KubeConfig): Promise<KubeClient> {
+    const cluster = kc.getCurrentCluster()
+    if (cluster === null) throw new Error('the kubeconfig has no current cluster')
+    const opts: Record<string, unknown> = {}
+    await kc.applyToHTTPSOptions(opts)
+    const tls: TlsMaterial = {}
+    for (const k of ['ca', 'cert', 'key', 'pfx', 'passphrase', 'servername'] as const) {
+      if (opts[k] !== undefined) (tls as Record<string, unknown>)[k] = opts[k]
+    }
+    if (opts.rejectUnauthorized === false) tls.rejectUnauthorized = false
+    const client = new KubeClient(kc, new URL(cluster.server), tls)
+    client.#setHeaders(opts)
+    return client
+  }
+
+  /** One API call; resolves with the parsed body, rejects with a KubeError. */
+  async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    const res = await this.#send(method, path, options, this.#agent)
+    const text = await readAll(res)
+    if (res.statusCode === undefined || res.statusCode >= 300)
+      throw statusError(res.statusCode ?? 0, text, method, path)
+    return (text === '' ? undefined : JSON.parse(text)) as T
+  }
+
+  /**
+   * A watch: calls `onEvent` for every line until the server ends the stream (resolves) or the connection
+   * fails (rejects). An ERROR event (410 Gone, ...) is delivered like any other: the caller decides.
+   */
+  async watch(
+    path: string,
+    query: Readonly<Record<string, string | number | boolean | undefined>>,
+    onEvent: (event: WatchEvent) => void,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const res = await this.#send(
+      'GET',
+      path,
+      { query: { ...query, watch: true }, signal, timeoutMs: 0 },
+      this.#watchAgent,
+    )
+    if (res.statusCode !== 200) throw statusError(res.statusCode ?? 0, await readAll(res), 'WATCH', path)
+    const lines = createInterface({ input: res, crlfDelay: Infinity })
+    const ended = new Promise<void>((resolve, reject) => {
+      res.on('error', reject)
+      res.on('aborted', () => reject(new KubeError(0, 'Aborted', `the watch of ${path} was cut`)))
+      // readline re-emits its input's errors: without a listener a cut connection would crash the process.
+      lines.on('error', reject)
+      lines.on('close', resolve)
+    })
+    lines.on('line', (line) => {
+      if (line === '') return
+      let event: WatchEvent
+      try {
+        event = JSON.parse(line) as WatchEvent
+      } catch {
+        return
+      }
+      onEvent(event)
+    })
+    await ended
+  }
+
+  close(): void {
+    this.#agent.destroy()
+    this.#watchAgent.destroy()
+  }
+
+  async #send(
+    method: string,
+    path: string,
+    options: RequestOptions,
+    agent: Agent | HttpAgent,
+  ): Promise<IncomingMessage> {
+    const headers = await this.#credentials()
+    const url = new URL(path, this.server)
+    for (const [k, v] of Object.entries(options.query ?? {}))
+      if (v !== undefined) url.searchParams.set(k, String(v))
+    const body = options.body === undefined ? undefined : JSON.stringify(options.body)
+    const send = this.#tls ? request : httpRequest
+    return new Promise<IncomingMessage>((resolve, reject) => {
+      const req = send(
+        url,
+        {
+          method,
+          agent,
+          headers: {
+            ...headers,
+            accept: 'application/json',
+            ...(body === undefined
+              ? {}
+              : {
+                  'content-type': options.contentType ?? 'application/json',
+                  'content-length': Buffer.byteLength(body),
+                }),
+          },
+          ...(options.signal === undefined ? {} : { signal: options.signal }),
+        },
+        resolve,
+      )
+      const timeoutMs = options.timeoutMs ?? 30_000
+      if (timeoutMs > 0) {
+        req.setTimeout(timeoutMs, () =>
+          req.destroy(
+            new KubeError(0, 'Timeout', `${method} ${url.pathname} took longer than ${String(timeoutMs)} ms`),
+          ),
+        )
+      }
+      req.on('error', (err: Error) =>
+        reject(
+          err instanceof KubeError
+            ? err
+            : new KubeError(0, 'Unreachable', `${method} ${url.pathname}: ${transportMessage(err)}`),
+        ),
+      )
+      req.end(body)
+    })
+  }
+
+  async #credentials(): Promise<OutgoingHttpHeaders> {
+    if (Date.now() - this.#headersAt < CREDENTIALS_TTL_MS) return this.#headers
+    const opts: Record<string, unknown> = {}
+    await this.#kc.applyToHTTPSOptions(opts)
+    this.#setHeaders(opts)
+    return this.#headers
+  }
+
+  #setHeaders(opts: Record<string, unknown>): void {
+    const headers = { ...((opts.headers as OutgoingHttpHeaders | undefined) ?? {}) }
+    if (typeof opts.auth === 'string')
+      headers.authorization = `Basic ${Buffer.from(opts.auth).toString('base64')}`
+    this.#headers = headers
+    this.#headersAt = Date.now()
+  }
+}
+
+type TlsMaterial = Pick<
+  AgentOptions,
+  'ca' | 'cert' | 'key' | 'pfx' | 'passphrase' | 'servername' | 'rejectUnauthorized'
+>
+
+function readAll(res: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    res.on('data', (c: Buffer) => chunks.push(c))
+    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')))
+    res.on('error', reject)
+  })
+}
+
+function statusError(status: number, text: string, method: string, path: string): KubeError {
+  let reason = 'Unknown'
+  let message = text.slice(0, 500)
+  try {
+    const s = JSON.parse(text) as { reason?: unknown; message?: unknown }
+    if (typeof s.reason === 'string') reason = s.reason
+    if (typeof s.message === 'string') message = s.message
+  } catch {
+    // Not a metav1.Status: the text itself (bounded) says what went wrong.
+  }
+  return new KubeError(status, reason, `${method} ${path}: ${String(status)} ${reason}: ${message}`)
+}
+
+/** A transport error's message without anything a request carried (headers are never in it; URLs may be). */
+function transportMessage(err: Error): string {
+  const code = (err as { code?: unknown }).code
+  return typeof code === 'string' ? code : err.message
+}

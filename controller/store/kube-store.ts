@@ -1,0 +1,361 @@
+/**
+ * The cluster backend of the store: every kind of both dialects, plus ConfigMaps and Secrets, listed and
+ * watched (one Reflector per kind and namespace), decoded by the same adapters as a manifests folder, and
+ * kept in memory. Status is read from each object's status subresource and written back to it, in the
+ * resource's own dialect.
+ *
+ * - Change detection compares spec, labels, annotations and generation (sameResource), never
+ *   resourceVersion: a status write shows up as a `status` event, not as a modified resource, so prepared
+ *   agents and their provider clients survive it.
+ * - An object the adapters reject keeps its last valid version, as a folder does, and is reported in
+ *   problems() (the controller turns those into a condition and a Warning Event on the object).
+ * - Names are unique per internal kind across both dialects (`Agent foo` and `ArkAgent foo` both answer to
+ *   `agent/foo`): the first one seen wins and the other is reported.
+ * - Status writes are JSON merge patches of the status subresource carrying the resourceVersion they were
+ *   computed from; a 409 re-reads the object and applies the update again. Only the status the update
+ *   returns is written, so another writer's fields and conditions survive.
+ * - Secret values live only in memory; service-account tokens and Helm release Secrets are not kept at all.
+ */
+import type { AnyResource, KindDef, Problem, Status } from '../api/index.ts'
+import { KIND_DEFS, apiVersionOf, decodeDocument, decodeStatus, encodeStatus } from '../api/index.ts'
+import type { KubeClient, KubeObject } from '../kube/client.ts'
+import { KubeError } from '../kube/client.ts'
+import { Reflector } from './reflector.ts'
+import type { ResourceStore, StatusUpdate, StoreEvent, StoreListener } from './store.ts'
+import { sameResource } from './store.ts'
+
+export interface KubeStoreOptions {
+  /** Namespaces to watch; absent: all of them. */
+  readonly namespaces?: readonly string[]
+  /** Which kinds to watch (default all). A gateway has no use for Queries and Evaluations. */
+  readonly kinds?: (def: KindDef) => boolean
+  readonly defaultNamespace?: string
+  /** A list or watch failed (the reflector retries by itself). */
+  readonly onError?: (path: string, err: unknown) => void
+}
+
+/** One object of the cluster and what it decoded into. */
+interface Source {
+  readonly id: string
+  readonly def: KindDef
+  readonly object: KubeObject
+  /** The last valid decoding: kept when a later version is rejected. */
+  readonly resources: readonly AnyResource[]
+  readonly problems: readonly Problem[]
+}
+
+/** Secret types nothing in ark reads, which can be large and many. */
+const IGNORED_SECRET_TYPES = new Set(['kubernetes.io/service-account-token', 'helm.sh/release.v1'])
+const MAX_CONFLICT_RETRIES = 8
+
+export class KubeStore implements ResourceStore {
+  readonly #client: KubeClient
+  readonly #options: KubeStoreOptions
+  readonly #defaultNamespace: string
+  readonly #reflectors: Reflector[] = []
+  readonly #sources = new Map<string, Source>()
+  /** Which sources define each key, in arrival order: the first one wins. */
+  readonly #claims = new Map<string, string[]>()
+  readonly #resources = new Map<string, AnyResource>()
+  readonly #statuses = new Map<string, Status>()
+  readonly #listeners = new Set<StoreListener>()
+  #pending: StoreEvent[] = []
+  #flushScheduled = false
+  #problems: readonly Problem[] | undefined
+  #started = false
+
+  constructor(client: KubeClient, options: KubeStoreOptions = {}) {
+    this.#client = client
+    this.#options = options
+    this.#defaultNamespace = options.defaultNamespace ?? 'default'
+  }
+
+  async start(): Promise<void> {
+    const defs = KIND_DEFS.filter((d) => this.#options.kinds?.(d) ?? true)
+    const namespaces = this.#options.namespaces ?? [undefined]
+    for (const def of defs) {
+      for (const ns of namespaces) {
+        const path = collectionPath(def, ns)
+        const reflector = new Reflector(this.#client, path, {
+          replace: (items) => this.#replace(def, ns, items),
+          event: (type, object) => {
+            if (type === 'DELETED') this.#remove(def, object)
+            else this.#upsert(def, object)
+          },
+          error: (err) => this.#options.onError?.(path, err),
+        })
+        this.#reflectors.push(reflector)
+      }
+    }
+    await Promise.all(this.#reflectors.map((r) => r.start()))
+    // Everything seen so far is the initial view; subscribers list() it after start().
+    this.#pending = []
+    this.#started = true
+  }
+
+  async close(): Promise<void> {
+    this.#listeners.clear()
+    await Promise.all(this.#reflectors.map((r) => r.stop()))
+  }
+
+  get(key: string): AnyResource | undefined {
+    return this.#resources.get(key)
+  }
+
+  list(): IterableIterator<AnyResource> {
+    return this.#resources.values()
+  }
+
+  problems(): readonly Problem[] {
+    this.#problems ??= this.#collectProblems()
+    return this.#problems
+  }
+
+  subscribe(listener: StoreListener): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  status(key: string): Status | undefined {
+    return this.#statuses.get(key)
+  }
+
+  dialectStatus(key: string): Record<string, unknown> | undefined {
+    const resource = this.#resources.get(key)
+    const status = this.#statuses.get(key)
+    return resource === undefined || status === undefined ? undefined : encodeStatus(resource, status)
+  }
+
+  /** The object a resource was decoded from (its metadata: uid, finalizers, deletionTimestamp). */
+  objectOf(key: string): KubeObject | undefined {
+    const id = this.#claims.get(key)?.[0]
+    return id === undefined ? undefined : this.#sources.get(id)?.object
+  }
+
+  async updateStatus(key: string, update: StatusUpdate): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const resource = this.#resources.get(key)
+      const id = this.#claims.get(key)?.[0]
+      const source = id === undefined ? undefined : this.#sources.get(id)
+      // Gone while its reconcile ran, as a 404 from the status subresource would say.
+      if (resource === undefined || source === undefined) return
+      const next = update(this.#statuses.get(key), resource)
+      if (next === undefined) return
+      if (!isPrimary(source, resource)) {
+        // Generated from another resource (an ArkTeam's inline role): no object of its own to write to.
+        this.#statuses.set(key, next)
+        this.#emit({ type: 'status', resource, status: next })
+        return
+      }
+      const encoded = encodeStatus(resource, next)
+      if (encoded === undefined) return
+      const written = withoutEmptyStrings(encoded) as Record<string, unknown>
+      try {
+        const object = await this.#client.request<KubeObject>('PATCH', objectPath(source) + '/status', {
+          body: { metadata: { resourceVersion: source.object.metadata?.resourceVersion }, status: written },
+          contentType: 'application/merge-patch+json',
+        })
+        this.#upsert(source.def, object)
+        return
+      } catch (err) {
+        if (!(err instanceof KubeError)) throw err
+        if (err.status === 404) return
+        if (err.status !== 409 || attempt >= MAX_CONFLICT_RETRIES) throw err
+        // Someone else wrote first: read what they wrote and apply the update to that.
+        let fresh: KubeObject
+        try {
+          fresh = await this.#client.request<KubeObject>('GET', objectPath(source))
+        } catch (e) {
+          if (e instanceof KubeError && e.status === 404) return
+          throw e
+        }
+        this.#upsert(source.def, fresh)
+      }
+    }
+  }
+
+  /** A relist: objects of this kind (and namespace) that are not in it were deleted meanwhile. */
+  #replace(def: KindDef, namespace: string | undefined, items: readonly KubeObject[]): void {
+    const seen = new Set<string>()
+    for (const object of items) {
+      seen.add(sourceId(def, object))
+      this.#upsert(def, object)
+    }
+    for (const source of [...this.#sources.values()]) {
+      if (source.def !== def || seen.has(source.id)) continue
+      if (namespace !== undefined && source.object.metadata?.namespace !== namespace) continue
+      this.#remove(def, source.object)
+    }
+  }
+
+  #upsert(def: KindDef, object: KubeObject): void {
+    if (def.kind === 'Secret' && def.group === '' && IGNORED_SECRET_TYPES.has(String(object.type))) return
+    const id = sourceId(def, object)
+    const previous = this.#sources.get(id)
+    if (previous !== undefined && isOlder(object, previous.object)) return
+    const { status: rawStatus, ...spec } = object
+    // Status is not the adapters' business: a status another writer shaped oddly must not reject the spec.
+    const decoded = decodeDocument(
+      { value: { ...spec, apiVersion: apiVersionOf(def), kind: def.kind } },
+      this.#defaultNamespace,
+    )
+    const valid = decoded.resources.length > 0 || decoded.identities.length === 0
+    const resources = valid ? decoded.resources : (previous?.resources ?? [])
+    const problems =
+      valid || previous === undefined ? decoded.problems : [...decoded.problems, keptNote(def, object)]
+    const source: Source = { id, def, object, resources, problems }
+    this.#sources.set(id, source)
+    this.#problems = undefined
+    const before = previous?.resources ?? []
+    for (const r of before) if (!resources.some((n) => n.key === r.key)) this.#unclaim(r.key, id)
+    for (const r of resources) this.#claim(r, source, rawStatus)
+  }
+
+  #remove(def: KindDef, object: KubeObject): void {
+    const id = sourceId(def, object)
+    const source = this.#sources.get(id)
+    if (source === undefined) return
+    this.#sources.delete(id)
+    this.#problems = undefined
+    for (const r of source.resources) this.#unclaim(r.key, id)
+  }
+
+  #claim(r: AnyResource, source: Source, rawStatus: unknown): void {
+    let claims = this.#claims.get(r.key)
+    if (claims === undefined) this.#claims.set(r.key, (claims = []))
+    if (!claims.includes(source.id)) claims.push(source.id)
+    if (claims[0] !== source.id) return
+    const current = this.#resources.get(r.key)
+    const status = isPrimary(source, r) ? decodeStatus(r, rawStatus) : this.#statuses.get(r.key)
+    if (current === undefined) {
+      this.#resources.set(r.key, r)
+      this.#setStatus(r.key, status)
+      this.#emit({ type: 'added', resource: r })
+      return
+    }
+    if (current !== r && !sameResource(current, r)) {
+      this.#resources.set(r.key, r)
+      this.#setStatus(r.key, status)
+      this.#emit({ type: 'modified', resource: r, previous: current })
+      return
+    }
+    // The same resource (identity kept: consumers compare by reference); only its status may have moved.
+    if (status !== undefined && JSON.stringify(status) !== JSON.stringify(this.#statuses.get(r.key))) {
+      this.#statuses.set(r.key, status)
+      this.#emit({ type: 'status', resource: current, status })
+    }
+  }
+
+  #unclaim(key: string, id: string): void {
+    const claims = this.#claims.get(key)
+    if (claims === undefined) return
+    const wasWinner = claims[0] === id
+    const rest = claims.filter((c) => c !== id)
+    if (rest.length === 0) this.#claims.delete(key)
+    else this.#claims.set(key, rest)
+    if (!wasWinner) return
+    const resource = this.#resources.get(key)
+    this.#resources.delete(key)
+    this.#statuses.delete(key)
+    if (resource !== undefined) this.#emit({ type: 'deleted', resource })
+    // The next claimant (the other dialect's object of the same name) takes over.
+    const next = rest[0] === undefined ? undefined : this.#sources.get(rest[0])
+    const r = next?.resources.find((x) => x.key === key)
+    if (next !== undefined && r !== undefined) this.#claim(r, next, next.object.status)
+  }
+
+  #setStatus(key: string, status: Status | undefined): void {
+    if (status === undefined) this.#statuses.delete(key)
+    else this.#statuses.set(key, status)
+  }
+
+  #emit(event: StoreEvent): void {
+    if (!this.#started) return
+    this.#pending.push(event)
+    if (this.#flushScheduled) return
+    this.#flushScheduled = true
+    // Events of one burst (a relist, a page of watch events) reach listeners as one batch.
+    queueMicrotask(() => {
+      this.#flushScheduled = false
+      const events = this.#pending
+      this.#pending = []
+      for (const listener of this.#listeners) listener(events)
+    })
+  }
+
+  #collectProblems(): Problem[] {
+    const problems: Problem[] = []
+    for (const source of this.#sources.values()) {
+      problems.push(...source.problems)
+      for (const r of source.resources) {
+        const winner = this.#claims.get(r.key)?.[0]
+        if (winner === undefined || winner === source.id) continue
+        const first = this.#sources.get(winner)
+        problems.push({
+          severity: 'error',
+          kind: source.def.kind,
+          namespace: r.ref.namespace,
+          name: r.ref.name,
+          message: `duplicate: ${first?.def.kind ?? 'another object'} ${r.ref.namespace}/${r.ref.name} already defines ${r.kind.toLowerCase()} ${r.ref.name}; this one is ignored (names are shared by both dialects)`,
+        })
+      }
+    }
+    return problems
+  }
+}
+
+function sourceId(def: KindDef, object: KubeObject): string {
+  return `${apiVersionOf(def)}/${def.kind}/${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`
+}
+
+function isPrimary(source: Source, r: AnyResource): boolean {
+  return r.origin.ownerKey === undefined && r.ref.name === source.object.metadata?.name
+}
+
+/**
+ * etcd's resourceVersions are integers: a watch event older than what a status write already returned must
+ * not roll the cache back. Anything that is not an integer is compared as never older.
+ */
+function isOlder(a: KubeObject, b: KubeObject): boolean {
+  const x = Number(a.metadata?.resourceVersion)
+  const y = Number(b.metadata?.resourceVersion)
+  return Number.isSafeInteger(x) && Number.isSafeInteger(y) && x < y
+}
+
+function keptNote(def: KindDef, object: KubeObject): Problem {
+  return {
+    severity: 'warning',
+    kind: def.kind,
+    ...(object.metadata?.namespace === undefined ? {} : { namespace: object.metadata.namespace }),
+    ...(object.metadata?.name === undefined ? {} : { name: object.metadata.name }),
+    message: 'keeping the last valid version until this object is fixed',
+  }
+}
+
+export function collectionPath(def: KindDef, namespace?: string): string {
+  const base = def.group === '' ? `/api/${def.version}` : `/apis/${def.group}/${def.version}`
+  return namespace === undefined ? `${base}/${def.plural}` : `${base}/namespaces/${namespace}/${def.plural}`
+}
+
+function objectPath(source: Source): string {
+  return `${collectionPath(source.def, source.object.metadata?.namespace)}/${source.object.metadata?.name ?? ''}`
+}
+
+/**
+ * The API server in ../shared/kube (1.20.2 built with reflect2 1.0.2) reads an empty string in a custom
+ * resource's body as null and rejects it ("must be of type string"). Empty optional fields are left out
+ * instead, and an empty condition message (a required field) says its reason. Harmless on any cluster.
+ */
+function withoutEmptyStrings(value: unknown, key = ''): unknown {
+  if (Array.isArray(value)) return value.map((v) => withoutEmptyStrings(v, key))
+  if (typeof value !== 'object' || value === null) return value
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(value)) {
+    if (v === '') {
+      if (key === 'conditions' && k === 'message') out[k] = (value as { reason?: unknown }).reason ?? '-'
+      continue
+    }
+    out[k] = withoutEmptyStrings(v, k)
+  }
+  return out
+}
