@@ -8,7 +8,9 @@
  *   ark dev                 serve the manifests folder's agents on 127.0.0.1:8080, following it live
  *   ark gateway             the same edge, submitting every task to Redis Streams for pool workers
  *   ark worker --agent n    a pool worker: runs one agent's tasks from its Redis stream
+ *   ark controller          the control plane on a Kubernetes API: status, Events, Queries, leader election
  */
+import { hostname } from 'node:os'
 import { parseArgs } from 'node:util'
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -28,6 +30,7 @@ import {
 import type { AllowedHosts, RedisSettings, ServeTimeouts, StreamLimits } from '../gateway/index.ts'
 import { startEmbedded } from './embedded.ts'
 import { worker } from './worker.ts'
+import { controller } from './controller.ts'
 import { renderGet, resolveKind } from './get.ts'
 import { renderValidation } from './validate.ts'
 
@@ -98,6 +101,22 @@ Usage:
         --shutdown-grace <s>       On SIGTERM, running tasks get this long to finish before they are
                                    handed back to the pool (env ARK_SHUTDOWN_GRACE, default 25)
         --id <name>                Consumer name in Redis (env ARK_ID, default <hostname>-<random>)
+  ark controller                   The control plane on a Kubernetes API: watches every ark resource (both
+                                   dialects, their ConfigMaps and Secrets), and while it holds the
+                                   ark-controller Lease writes status and Events, probes models and runs
+                                   Queries (in this process, or on Redis pools with --redis-url). Serves
+                                   /healthz, /readyz and /metrics. Provider, sandbox and pool flags as ark dev.
+        --kubeconfig <file>        (env KUBECONFIG; default ~/.kube/config, else the pod's service account)
+        --namespaces <a,b>         Namespaces to watch (env ARK_NAMESPACES; default all)
+        --port <n>                 Health and metrics port (env PORT, default 8082)
+        --max-concurrent-queries <n>  Queries running at once, shared fairly across namespaces
+                                   (env ARK_MAX_CONCURRENT_QUERIES, default 64)
+        --leader-elect <bool>      true | false (env ARK_LEADER_ELECT, default true)
+        --lease-namespace <ns>     Where the ark-controller Lease lives (env POD_NAMESPACE; default the
+                                   kubeconfig's namespace)
+        --lease-duration <s>       (env ARK_LEASE_DURATION, default 15), --renew-deadline <s> (default 10),
+        --retry-period <s>         (default 2): Kubernetes' usual leader-election durations
+        --id <name>                This replica in the Lease and in Query status (env ARK_ID, POD_NAME)
   ark --help | ark --version
 
 Kinds for get: agents, models, tools, teams, memories, queries, mcpservers, a2aservers,
@@ -154,6 +173,14 @@ async function main(argv: string[]): Promise<number> {
       concurrency: { type: 'string' },
       'shutdown-grace': { type: 'string' },
       id: { type: 'string' },
+      kubeconfig: { type: 'string' },
+      namespaces: { type: 'string' },
+      'leader-elect': { type: 'string' },
+      'lease-namespace': { type: 'string' },
+      'lease-duration': { type: 'string' },
+      'renew-deadline': { type: 'string' },
+      'retry-period': { type: 'string' },
+      'max-concurrent-queries': { type: 'string' },
     },
   })
   const [command, ...rest] = positionals
@@ -240,7 +267,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'dev':
     case 'gateway':
-    case 'worker': {
+    case 'worker':
+    case 'controller': {
       const number = (flag: string, env: string, fallback: number, min: number) => {
         const raw = (values as Record<string, string | undefined>)[flag] ?? process.env[env]
         if (raw === undefined || raw === '') return fallback
@@ -268,7 +296,7 @@ async function main(argv: string[]): Promise<number> {
           ? undefined
           : { url: redisUrl, prefix: values['redis-prefix'] ?? process.env.ARK_REDIS_PREFIX ?? 'ark' }
       if (redis !== undefined) checkRedisUrl(redis.url)
-      if (command !== 'dev' && redis === undefined)
+      if (command !== 'dev' && command !== 'controller' && redis === undefined)
         throw new Error(
           `ark ${command} needs Redis: set --redis-url or REDIS_URL (e.g. redis://127.0.0.1:6379)`,
         )
@@ -288,6 +316,40 @@ async function main(argv: string[]): Promise<number> {
         claimIdleMs: number('claim-idle', 'ARK_CLAIM_IDLE', 30, 1) * 1000,
         maxAttempts: number('max-attempts', 'ARK_MAX_ATTEMPTS', 3, 1),
       }
+      const list = (flag: string, env: string): string[] | undefined => {
+        const raw = (values as Record<string, string | undefined>)[flag] ?? process.env[env]
+        if (raw === undefined || raw.trim() === '') return undefined
+        return raw
+          .split(',')
+          .map((x) => x.trim())
+          .filter((x) => x !== '')
+      }
+      if (command === 'controller') {
+        const namespaces = list('namespaces', 'ARK_NAMESPACES')
+        const leaseNamespace = values['lease-namespace'] ?? process.env.POD_NAMESPACE
+        const kubeconfig = values.kubeconfig ?? process.env.KUBECONFIG
+        return controller({
+          ...common,
+          redis,
+          ...(kubeconfig === undefined ? {} : { kubeconfig }),
+          ...(namespaces === undefined ? {} : { namespaces }),
+          port: number('port', 'PORT', 8082, 0),
+          id:
+            values.id ??
+            process.env.ARK_ID ??
+            process.env.POD_NAME ??
+            `${hostname()}-${crypto.randomUUID().slice(0, 8)}`,
+          leaderElect: choice('leader-elect', 'ARK_LEADER_ELECT', ['true', 'false'], 'true') === 'true',
+          ...(leaseNamespace === undefined || leaseNamespace === '' ? {} : { leaseNamespace }),
+          leaseDurationSeconds: number('lease-duration', 'ARK_LEASE_DURATION', 15, 2),
+          renewDeadlineSeconds: number('renew-deadline', 'ARK_RENEW_DEADLINE', 10, 1),
+          retryPeriodSeconds: number('retry-period', 'ARK_RETRY_PERIOD', 2, 1),
+          maxConcurrentQueries: number('max-concurrent-queries', 'ARK_MAX_CONCURRENT_QUERIES', 64, 1),
+          probeIntervalSeconds: number('probe-interval', 'ARK_PROBE_INTERVAL', 60, 0),
+          poolConcurrency: number('pool-concurrency', 'ARK_POOL_CONCURRENCY', DEFAULTS.poolConcurrency, 1),
+          maxQueued: number('queue-size', 'ARK_QUEUE_SIZE', DEFAULTS.maxQueued, 0),
+        })
+      }
       if (command === 'worker') {
         const agent = values.agent ?? process.env.ARK_AGENT
         if (agent === undefined || agent === '')
@@ -304,14 +366,6 @@ async function main(argv: string[]): Promise<number> {
             ? {}
             : { id: values.id ?? process.env.ARK_ID ?? '' }),
         })
-      }
-      const list = (flag: string, env: string): string[] | undefined => {
-        const raw = (values as Record<string, string | undefined>)[flag] ?? process.env[env]
-        if (raw === undefined || raw.trim() === '') return undefined
-        return raw
-          .split(',')
-          .map((x) => x.trim())
-          .filter((x) => x !== '')
       }
       const hosts = list('allowed-hosts', 'ARK_ALLOWED_HOSTS')
       return dev({

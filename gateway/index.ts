@@ -43,5 +43,10 @@ export type { AllowedHosts } from './http/guards.ts'
 export { defaultAllowedHosts, isLoopbackHost } from './http/guards.ts'
 export type { StreamLimits } from './http/response-stream.ts'
 export { STREAM_DEFAULTS } from './http/response-stream.ts'
-export type { Refusal } from './admission.ts'
+
 export { upstreamFetch } from './upstream-fetch.ts'
+export type { Admitted, Checked as AdmissionChecked, Refusal, Run, SubmitRequest } from './admission.ts'
+export { Admission, failureOf } from './admission.ts'
+export { succeeded } from './runtime/task.ts'
+// Query inputs are OpenAI chat messages: the controller's runner checks them as the chat route does.
+export { checkChatRequest } from './openai/request.ts'

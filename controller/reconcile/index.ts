@@ -9,3 +9,15 @@ export { MODULE_LOADED, ToolModuleController } from './tool-modules.ts'
 export type { ReconcileResult, Reconciler, Watches, ControllerOptions } from './kit.ts'
 export { Controller, ReconcileMetrics } from './kit.ts'
 export { setCondition, withCondition } from './conditions.ts'
+export type {
+  EventSink,
+  InvolvedObject,
+  ObjectWriter,
+  QueryControllerOptions,
+  QueryRunner,
+  TargetOutcome,
+  TargetRequest,
+} from './query.ts'
+export { QUERY_FINALIZER, QueryController } from './query.ts'
+export { FairSlots } from './fair.ts'
+export { recordAvailabilityEvents } from './condition-events.ts'

@@ -128,15 +128,13 @@ export class KubeStore implements ResourceStore {
 
   /** The object a resource was decoded from (its metadata: uid, finalizers, deletionTimestamp). */
   objectOf(key: string): KubeObject | undefined {
-    const id = this.#claims.get(key)?.[0]
-    return id === undefined ? undefined : this.#sources.get(id)?.object
+    return this.#sourceOf(key)?.object
   }
 
   async updateStatus(key: string, update: StatusUpdate): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       const resource = this.#resources.get(key)
-      const id = this.#claims.get(key)?.[0]
-      const source = id === undefined ? undefined : this.#sources.get(id)
+      const source = this.#sourceOf(key)
       // Gone while its reconcile ran, as a 404 from the status subresource would say.
       if (resource === undefined || source === undefined) return
       const next = update(this.#statuses.get(key), resource)
@@ -158,20 +156,78 @@ export class KubeStore implements ResourceStore {
         this.#upsert(source.def, object)
         return
       } catch (err) {
-        if (!(err instanceof KubeError)) throw err
-        if (err.status === 404) return
-        if (err.status !== 409 || attempt >= MAX_CONFLICT_RETRIES) throw err
-        // Someone else wrote first: read what they wrote and apply the update to that.
-        let fresh: KubeObject
-        try {
-          fresh = await this.#client.request<KubeObject>('GET', objectPath(source))
-        } catch (e) {
-          if (e instanceof KubeError && e.status === 404) return
-          throw e
-        }
-        this.#upsert(source.def, fresh)
+        // Someone else wrote first: the update is applied again to what they wrote.
+        if (!(await this.#recover(err, source, attempt))) return
       }
     }
+  }
+
+  /** Metadata of the object behind a resource (uid, finalizers, deletionTimestamp). */
+  metadataOf(key: string): KubeObject['metadata'] {
+    return this.objectOf(key)?.metadata
+  }
+
+  /** Adds or removes a finalizer, on top of the latest version (a 409 re-reads and tries again). */
+  async setFinalizer(key: string, finalizer: string, present: boolean): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const source = this.#sourceOf(key)
+      if (source === undefined) return
+      const current = source.object.metadata?.finalizers ?? []
+      if (current.includes(finalizer) === present) return
+      const finalizers = present ? [...current, finalizer] : current.filter((f) => f !== finalizer)
+      try {
+        const object = await this.#client.request<KubeObject>('PATCH', objectPath(source), {
+          body: { metadata: { resourceVersion: source.object.metadata?.resourceVersion, finalizers } },
+          contentType: 'application/merge-patch+json',
+        })
+        this.#upsert(source.def, object)
+        return
+      } catch (err) {
+        if (!(await this.#recover(err, source, attempt))) return
+      }
+    }
+  }
+
+  /** Deletes the object behind a resource (only the one this store saw: a recreated namespace/name is spared). */
+  async delete(key: string): Promise<void> {
+    const source = this.#sourceOf(key)
+    if (source === undefined) return
+    try {
+      await this.#client.request('DELETE', objectPath(source), {
+        body: {
+          kind: 'DeleteOptions',
+          apiVersion: 'v1',
+          preconditions: { uid: source.object.metadata?.uid },
+        },
+      })
+    } catch (err) {
+      if (err instanceof KubeError && (err.status === 404 || err.status === 409)) return
+      throw err
+    }
+  }
+
+  #sourceOf(key: string): Source | undefined {
+    const id = this.#claims.get(key)?.[0]
+    return id === undefined ? undefined : this.#sources.get(id)
+  }
+
+  /**
+   * After a failed write: true when it is worth another attempt (a 409: the latest version was read into the
+   * cache), false when the object is gone; anything else is thrown.
+   */
+  async #recover(err: unknown, source: Source, attempt: number): Promise<boolean> {
+    if (!(err instanceof KubeError)) throw err
+    if (err.status === 404) return false
+    if (err.status !== 409 || attempt >= MAX_CONFLICT_RETRIES) throw err
+    let fresh: KubeObject
+    try {
+      fresh = await this.#client.request<KubeObject>('GET', objectPath(source))
+    } catch (e) {
+      if (e instanceof KubeError && e.status === 404) return false
+      throw e
+    }
+    this.#upsert(source.def, fresh)
+    return true
   }
 
   /** A relist: objects of this kind (and namespace) that are not in it were deleted meanwhile. */

@@ -1,0 +1,231 @@
+/**
+ * `ark controller`: the control plane on a Kubernetes API. It lists and watches every ark resource (both
+ * dialects) with their ConfigMaps and Secrets, and while it holds the `ark-controller` Lease it reconciles:
+ * availability, model probes, tool modules and Query execution, writing status back and recording Events.
+ * Replicas that do not lead keep their cache warm and take over within the lease duration. Queries run on
+ * the same pools as the gateway: in this process, or on Redis Streams for `ark worker` processes.
+ *
+ * /healthz, /readyz and /metrics are served on --port (default 8082).
+ */
+import { KubeConfig } from '@kubernetes/client-node'
+import type { Registry } from 'prom-client'
+import {
+  Catalog,
+  KubeStore,
+  ModelProbeController,
+  QueryController,
+  ReconcileMetrics,
+  ToolModuleController,
+  recordAvailabilityEvents,
+  startReconcilers,
+} from '../controller/index.ts'
+import { KubeClient } from '../controller/kube/client.ts'
+import { EventRecorder } from '../controller/kube/events.ts'
+import { LeaderElector } from '../controller/kube/leader.ts'
+import type { ProviderSettings, RedisSettings } from '../gateway/index.ts'
+import { createGateway, createLogger, redactedUrl, serve, upstreamFetch } from '../gateway/index.ts'
+import { capabilities } from './embedded.ts'
+import { queryRunner } from './query-runner.ts'
+
+export interface ControllerCommand {
+  readonly kubeconfig?: string
+  /** Namespaces to watch; absent: all. */
+  readonly namespaces?: readonly string[]
+  readonly host: string
+  readonly port: number
+  readonly id: string
+  readonly leaderElect: boolean
+  readonly leaseNamespace?: string
+  readonly leaseDurationSeconds: number
+  readonly renewDeadlineSeconds: number
+  readonly retryPeriodSeconds: number
+  readonly maxConcurrentQueries: number
+  readonly probeIntervalSeconds: number
+  readonly redis: RedisSettings | undefined
+  readonly maxIterations: number
+  readonly taskTimeoutMs: number
+  readonly poolConcurrency: number
+  readonly maxQueued: number
+  readonly providers: ProviderSettings
+  readonly sandboxThreads: number
+}
+
+/** Loads the kubeconfig: --kubeconfig, else KUBECONFIG / ~/.kube/config, else the pod's service account. */
+export function loadKubeConfig(path: string | undefined): KubeConfig {
+  const kc = new KubeConfig()
+  if (path !== undefined && path !== '') kc.loadFromFile(path)
+  else kc.loadFromDefault()
+  if (kc.getCurrentCluster() === null) {
+    throw new Error(
+      'no Kubernetes cluster to talk to: pass --kubeconfig <file>, set KUBECONFIG, or run in a pod',
+    )
+  }
+  return kc
+}
+
+export async function controller(options: ControllerCommand): Promise<number> {
+  const log = createLogger('controller')
+  const kc = loadKubeConfig(options.kubeconfig)
+  const client = await KubeClient.fromKubeConfig(kc)
+  log.info('connecting', {
+    server: client.server.origin,
+    namespaces: options.namespaces ?? 'all',
+    identity: options.id,
+  })
+  const store = new KubeStore(client, {
+    ...(options.namespaces === undefined ? {} : { namespaces: options.namespaces }),
+    onError: (path, err) => log.warn('list/watch failed; retrying', { path, error: String(err) }),
+  })
+  let synced = false
+  let elector: LeaderElector | undefined
+  const stopped = new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve())
+    process.once('SIGTERM', () => resolve())
+  })
+  // Everything this process measures goes into the runtime's registry, once the cache is synced.
+  const measured: { registry?: Registry } = {}
+  const server = await serve(
+    (request) => {
+      const path = new URL(request.url).pathname
+      if (path === '/healthz') return new Response('ok\n')
+      if (path === '/readyz') {
+        return synced
+          ? new Response(`ok (${elector?.isLeader === false ? 'standby' : 'leading'})\n`)
+          : new Response('not synced with the API server yet\n', { status: 503 })
+      }
+      if (path === '/metrics') {
+        const r = measured.registry
+        if (r === undefined)
+          return new Response('', { headers: { 'content-type': 'text/plain; version=0.0.4' } })
+        return r.metrics().then((text) => new Response(text, { headers: { 'content-type': r.contentType } }))
+      }
+      return new Response('not found\n', { status: 404 })
+    },
+    { host: options.host, port: options.port },
+  )
+  const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${String(server.port)}`
+  log.info('serving', { health: `${url}/readyz`, metrics: `${url}/metrics` })
+  if (options.redis !== undefined)
+    log.info('queries run on Redis Streams pools', { redis: redactedUrl(options.redis.url) })
+
+  // The cache fills (and stays warm) whether or not this replica leads.
+  const started = performance.now()
+  const interrupted = await Promise.race([store.start().then(() => false), stopped.then(() => true)])
+  if (interrupted) {
+    await server.close()
+    await store.close()
+    client.close()
+    return 0
+  }
+  const catalog = new Catalog(store)
+  const gateway = createGateway({
+    catalog,
+    maxIterations: options.maxIterations,
+    taskTimeoutMs: options.taskTimeoutMs,
+    poolConcurrency: options.poolConcurrency,
+    maxQueued: options.maxQueued,
+    providers: { fetch: await upstreamFetch(), ...options.providers },
+    sandboxThreads: options.sandboxThreads,
+    log: createLogger('runtime'),
+    processMetrics: !('Deno' in globalThis),
+    ...(options.redis === undefined ? {} : { redis: options.redis, replicaId: options.id }),
+  })
+  measured.registry = gateway.metrics.registry
+  const reconcileMetrics = new ReconcileMetrics(gateway.metrics.registry)
+  synced = true
+  log.info('synced', {
+    resources: [...store.list()].length,
+    seconds: Number(((performance.now() - started) / 1000).toFixed(3)),
+  })
+
+  const events = new EventRecorder({
+    kubeConfig: kc,
+    component: 'ark-controller',
+    host: options.id,
+    concurrency: 32,
+    onError: (err) => log.debug('event not recorded', { error: String(err) }),
+  })
+  const lead = (signal: AbortSignal) => {
+    log.info('leading', { identity: options.id })
+    void runWhileLeading(signal).catch((err: unknown) =>
+      log.error('reconcilers failed', { error: String(err) }),
+    )
+  }
+  const runWhileLeading = async (signal: AbortSignal) => {
+    const onError = (key: string, err: unknown) =>
+      log.warn('reconcile failed; retrying', { resource: key, error: String(err) })
+    const caps = capabilities({})
+    const reconcilers = await startReconcilers(catalog, store, {
+      capabilities: caps,
+      metrics: reconcileMetrics,
+      onError,
+    })
+    const stopEvents = recordAvailabilityEvents(store, events)
+    const probes =
+      options.probeIntervalSeconds > 0
+        ? new ModelProbeController(catalog, store, {
+            prober: { probe: (resource, s) => gateway.runtime.probe(resource, s) },
+            intervalSeconds: options.probeIntervalSeconds,
+            metrics: reconcileMetrics,
+            onError,
+          })
+        : undefined
+    probes?.start()
+    const toolModules = new ToolModuleController(catalog, store, {
+      checker: { check: (tool, s) => gateway.runtime.checkTool(tool, s) },
+      metrics: reconcileMetrics,
+      onError,
+    })
+    toolModules.start()
+    const queries = new QueryController(catalog, store, {
+      runner: queryRunner(catalog, gateway, log),
+      objects: store,
+      events,
+      identity: options.id,
+      maxConcurrent: options.maxConcurrentQueries,
+      metrics: reconcileMetrics,
+      onError,
+    })
+    await queries.start()
+    await new Promise<void>((resolve) => {
+      if (signal.aborted) resolve()
+      else signal.addEventListener('abort', () => resolve(), { once: true })
+    })
+    log.info('no longer leading: reconcilers stop', { identity: options.id })
+    stopEvents()
+    await queries.close()
+    toolModules.close()
+    probes?.close()
+    reconcilers.close()
+  }
+
+  const leadership = new AbortController()
+  if (options.leaderElect) {
+    elector = new LeaderElector({
+      kubeConfig: kc,
+      namespace: options.leaseNamespace ?? client.namespace,
+      name: 'ark-controller',
+      identity: options.id,
+      leaseDurationSeconds: options.leaseDurationSeconds,
+      renewDeadlineSeconds: options.renewDeadlineSeconds,
+      retryPeriodSeconds: options.retryPeriodSeconds,
+      onStartedLeading: lead,
+      onNewLeader: (identity) => log.info('leader', { identity }),
+      log,
+    })
+    elector.start()
+  } else lead(leadership.signal)
+
+  await stopped
+  log.info('stopping')
+  leadership.abort()
+  // Releasing the Lease aborts the reconcilers; a successor takes over at once.
+  await elector?.stop()
+  await events.close()
+  await server.close()
+  await gateway.close()
+  await store.close()
+  client.close()
+  log.info('stopped')
+  return 0
+}

@@ -1,0 +1,133 @@
+/**
+ * How a Query's target runs: through the gateway's admission, exactly as a /v1/chat/completions request
+ * would (the same pools, in-process or on Redis), with the run's events turned into the Events seed 000
+ * shows (AgentExecutionStart, LLMCallStart, LLMCallComplete, ToolCallStart, ToolCallComplete,
+ * AgentExecutionComplete). A model target is one call to the Model, without an agent. The controller sees
+ * only the QueryRunner interface; this file is where the control plane meets the data plane.
+ */
+import type { QueryRunner, TargetOutcome, TargetRequest } from '../controller/index.ts'
+import type { Catalog } from '../controller/index.ts'
+import type { AgentEvent, ChatMessage, Gateway, Logger } from '../gateway/index.ts'
+import { Admission, checkChatRequest, failureOf, succeeded } from '../gateway/index.ts'
+
+export function queryRunner(catalog: Catalog, gateway: Gateway, log: Logger): QueryRunner {
+  const admission = new Admission({ catalog, queue: gateway.queue, metrics: gateway.metrics, log })
+  return {
+    async run(request: TargetRequest): Promise<TargetOutcome> {
+      const { target, namespace } = request
+      const checked = checkChatRequest({ model: 'query', messages: request.messages })
+      if (!checked.ok) {
+        return { ok: false, reason: 'InvalidInput', message: `spec.input: ${checked.message}` }
+      }
+      const messages = checked.value.messages
+      if (target.type === 'model') return runModel(catalog, gateway, request, messages)
+      if (target.type !== 'agent') {
+        return {
+          ok: false,
+          reason: 'UnsupportedTarget',
+          message: `${target.type} targets are not served by this version of ark yet; target an agent or a model`,
+        }
+      }
+      const name = `agent/${namespace}/${target.name}`
+      const found = admission.check(name, request.parameters)
+      if ('refusal' in found) {
+        const { refusal } = found
+        const reason =
+          refusal.code === 'not_found'
+            ? 'TargetNotFound'
+            : refusal.status === 503
+              ? 'TargetNotAvailable'
+              : 'TargetRefused'
+        const message =
+          refusal.code === 'not_found' ? `agent ${namespace}/${target.name} not found` : refusal.message
+        return { ok: false, reason, message }
+      }
+      request.onEvent('AgentExecutionStart', `Executing agent ${namespace}/${target.name}`)
+      const admitted = await admission.submit(found, {
+        messages,
+        parameters: request.parameters,
+        stream: false,
+        signal: request.signal,
+        onEvent: (e: AgentEvent) => {
+          tell(request, e)
+        },
+      })
+      if ('refusal' in admitted) {
+        return { ok: false, reason: 'TargetRefused', message: admitted.refusal.message }
+      }
+      const result = await admitted.run.result
+      const usage = result.usage
+      if (succeeded(result)) {
+        request.onEvent('AgentExecutionComplete', 'Agent execution completed successfully')
+        return { ok: true, content: result.content ?? '', usage }
+      }
+      const failure = failureOf(result)
+      request.onEvent('AgentExecutionFailed', `Agent execution failed: ${failure.message}`, 'Warning')
+      return {
+        ok: false,
+        reason:
+          result.outcome === 'cancelled'
+            ? 'Canceled'
+            : result.outcome === 'timeout'
+              ? 'Timeout'
+              : 'TargetFailed',
+        message: failure.message,
+        usage,
+      }
+    },
+  }
+}
+
+function tell(request: TargetRequest, e: AgentEvent): void {
+  switch (e.type) {
+    case 'llm.start':
+      request.onEvent('LLMCallStart', `Calling model ${e.model}`)
+      return
+    case 'llm.complete':
+      if (e.error === undefined) request.onEvent('LLMCallComplete', 'Model call completed successfully')
+      else request.onEvent('LLMCallFailed', `Model call failed: ${e.error}`, 'Warning')
+      return
+    case 'tool.start':
+      request.onEvent('ToolCallStart', `Calling tool ${e.tool}`)
+      return
+    case 'tool.complete':
+      if (e.outcome === 'ok') request.onEvent('ToolCallComplete', `Tool ${e.tool} completed successfully`)
+      else request.onEvent('ToolCallFailed', `Tool ${e.tool} failed: ${e.outcome}`, 'Warning')
+      return
+    default:
+      return
+  }
+}
+
+async function runModel(
+  catalog: Catalog,
+  gateway: Gateway,
+  request: TargetRequest,
+  messages: readonly ChatMessage[],
+): Promise<TargetOutcome> {
+  const ref = { namespace: request.namespace, name: request.target.name }
+  const model = catalog.get('Model', ref)
+  if (model === undefined) {
+    return { ok: false, reason: 'TargetNotFound', message: `model ${ref.namespace}/${ref.name} not found` }
+  }
+  const available = catalog.status(model.key)?.conditions.find((c) => c.type === 'Available')
+  if (available?.status !== 'True') {
+    return {
+      ok: false,
+      reason: 'TargetNotAvailable',
+      message: `model ${ref.namespace}/${ref.name} is not available: ${available?.reason ?? 'Pending'}: ${available?.message ?? 'its availability has not been computed yet'}`,
+    }
+  }
+  const provider = gateway.runtime.modelProvider(model)
+  request.onEvent('LLMCallStart', `Calling model ${provider.model}`)
+  try {
+    const completion = await provider.complete({ messages, tools: [], signal: request.signal })
+    request.onEvent('LLMCallComplete', 'Model call completed successfully')
+    const content = completion.message.content
+    return { ok: true, content: typeof content === 'string' ? content : '', usage: completion.usage }
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err)
+    request.onEvent('LLMCallFailed', `Model call failed: ${message}`, 'Warning')
+    return { ok: false, reason: request.signal.aborted ? 'Canceled' : 'TargetFailed', message }
+  }
+}
