@@ -1,0 +1,446 @@
+/**
+ * `ark controller` as a platform engineer runs it: the real CLI in a child process against a real
+ * kube-apiserver (../shared/kube), manifests applied with kubectl, results read with kubectl. Each test has its
+ * own namespace and its own controller (watching that namespace, its Lease in it), so tests cannot see each
+ * other's Queries.
+ */
+import { readFile, readdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { parseAllDocuments, stringify } from 'yaml'
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
+import type { ArkProcess } from './ark-process.ts'
+import { startArk } from './ark-process.ts'
+import type { FakeUpstream } from './fakes/openai-upstream.ts'
+import { startFakeOpenAI } from './fakes/openai-upstream.ts'
+import type { KubeServer } from './kube.ts'
+import { restartApiServer, startKube } from './kube.ts'
+
+let kube: KubeServer
+let upstream: FakeUpstream
+const processes: ArkProcess[] = []
+
+beforeAll(async () => {
+  ;[kube, upstream] = await Promise.all([startKube(), startFakeOpenAI()])
+  await kube.installCrds()
+}, 120_000)
+
+afterEach(async () => {
+  await Promise.all(processes.splice(0).map((p) => p.stop()))
+})
+
+afterAll(async () => {
+  await upstream.close()
+  await kube.stop()
+})
+
+/** A controller for one namespace; short leader-election durations so that takeovers are quick. */
+async function controller(ns: string, extra: readonly string[] = []): Promise<ArkProcess> {
+  const p = await startArk(
+    [
+      'controller',
+      '--kubeconfig',
+      kube.kubeconfig,
+      '--namespaces',
+      ns,
+      '--lease-namespace',
+      ns,
+      '--port',
+      '0',
+      '--probe-interval',
+      '0',
+      '--lease-duration',
+      '3',
+      '--renew-deadline',
+      '2',
+      '--retry-period',
+      '1',
+      ...extra,
+    ],
+    { ready: 'synced' },
+  )
+  processes.push(p)
+  return p
+}
+
+const apply = (ns: string, yaml: string) => kube.kubectl(['apply', '-n', ns, '-f', '-'], { input: yaml })
+
+const MOCK = `apiVersion: ark.mckinsey.com/v1alpha1
+kind: Model
+metadata: { name: default }
+spec: { provider: mock, model: { value: mock } }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: support-agent }
+spec:
+  prompt: You are a helpful support agent.
+  modelRef: { name: default }
+`
+
+/** An agent whose model is the fake upstream: its replies can be made to hang. */
+const SLOW = (url: string) => `apiVersion: ark.mckinsey.com/v1alpha1
+kind: Model
+metadata: { name: upstream }
+spec:
+  provider: openai
+  model: { value: gpt-4o }
+  config:
+    openai:
+      baseUrl: { value: "${url}" }
+      apiKey: { value: sk-test }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: slow }
+spec: { prompt: hi, modelRef: { name: upstream } }
+`
+
+const query = (name: string, target: string, extra = '') => `apiVersion: ark.mckinsey.com/v1alpha1
+kind: Query
+metadata: { name: ${name} }
+spec:
+  input: How do I reset my password?
+  targets: [{ type: agent, name: ${target} }]
+${extra}`
+
+interface QueryObject {
+  metadata: { finalizers?: string[] }
+  status?: {
+    phase?: string
+    duration?: string
+    conditions?: { type: string; status: string; reason: string; message: string }[]
+    responses?: { content: string; raw?: string; phase: string; target: { type: string; name: string } }[]
+    tokenUsage?: { promptTokens: number; completionTokens: number; totalTokens: number }
+  }
+}
+
+async function getQuery(ns: string, name: string): Promise<QueryObject | undefined> {
+  const text = await kube.kubectl(['get', 'query', name, '-n', ns, '-o', 'json', '--ignore-not-found'])
+  return text.trim() === '' ? undefined : (JSON.parse(text) as QueryObject)
+}
+
+async function phaseOf(ns: string, name: string, phase: string, timeout = 20_000): Promise<QueryObject> {
+  let found: QueryObject | undefined
+  await vi.waitFor(
+    async () => {
+      found = await getQuery(ns, name)
+      expect(found?.status?.phase).toBe(phase)
+    },
+    { timeout, interval: 200 },
+  )
+  return found as QueryObject
+}
+
+const completed = (q: QueryObject) => q.status?.conditions?.find((c) => c.type === 'Completed')
+
+/** The chat calls the fake upstream received for a question. */
+const chatCalls = (marker: string) =>
+  upstream.calls.filter(
+    (c) => c.path.endsWith('/chat/completions') && JSON.stringify(c.body).includes(marker),
+  )
+
+describe('ark controller on a real API server', () => {
+  it("runs seed 000's Query: phase done, responses, tokenUsage, Completed QuerySucceeded, and its Events in order", async () => {
+    const ns = await kube.namespace('seed')
+    await apply(ns, MOCK)
+    await controller(ns)
+    await apply(ns, query('test-password-reset', 'support-agent', '  timeout: 5m\n  ttl: 720h\n'))
+    const q = await phaseOf(ns, 'test-password-reset', 'done')
+    expect(completed(q)).toMatchObject({
+      status: 'True',
+      reason: 'QuerySucceeded',
+      message: 'Query completed successfully',
+    })
+    expect(q.status?.responses).toHaveLength(1)
+    const [response] = q.status?.responses ?? []
+    expect(response?.phase).toBe('done')
+    expect(response?.target).toEqual({ type: 'agent', name: 'support-agent' })
+    expect(response?.content).toContain('How do I reset my password?')
+    expect(JSON.parse(response?.raw ?? '[]')).toEqual([
+      { name: 'support-agent', content: response?.content, role: 'assistant' },
+    ])
+    const usage = q.status?.tokenUsage
+    expect(usage?.totalTokens).toBe((usage?.promptTokens ?? 0) + (usage?.completionTokens ?? 0))
+    expect(usage?.totalTokens).toBeGreaterThan(0)
+    expect(q.status?.duration).toMatch(/^\d+(\.\d+)?s$/)
+    expect(q.metadata.finalizers).toContain('ark.mckinsey.com/finalizer')
+
+    const reasons = [
+      'QueryExecutionStart',
+      'TargetExecutionStart',
+      'AgentExecutionStart',
+      'LLMCallStart',
+      'LLMCallComplete',
+      'AgentExecutionComplete',
+      'TargetExecutionComplete',
+      'QueryExecutionComplete',
+    ]
+    let describe = ''
+    await vi.waitFor(
+      async () => {
+        describe = await kube.kubectl(['describe', 'query', 'test-password-reset', '-n', ns])
+        for (const r of reasons) expect(describe).toContain(r)
+      },
+      { timeout: 10_000, interval: 200 },
+    )
+    const events = describe.slice(describe.indexOf('Events:'))
+    const order = reasons.map((r) => events.indexOf(`Normal  ${r}`))
+    expect(order.every((at) => at >= 0)).toBe(true)
+    expect([...order].sort((a, b) => a - b)).toEqual(order)
+    expect(events).toMatch(
+      /Normal\s+QueryExecutionStart\s+\S+\s+ark-controller\s+Executing query test-password-reset \(timestamp: /,
+    )
+    expect(events).toContain(`Executing agent ${ns}/support-agent`)
+    expect(describe).toMatch(/Phase:\s+done/)
+    expect(describe).toMatch(/Reason:\s+QuerySucceeded/)
+
+    // kubectl get shows the printer columns the CRD declares, filled from the status written back.
+    const table = await kube.kubectl(['get', 'queries', '-n', ns])
+    expect(table).toMatch(/test-password-reset\s+support-agent\s+done\s+\S+s\s+\d+/)
+    const agents = await kube.kubectl(['get', 'agents', '-n', ns])
+    expect(agents).toMatch(/support-agent\s+default\s+True\s+AllDependenciesReady/)
+  })
+
+  it('a Query naming a missing target ends in error with reason TargetNotFound', async () => {
+    const ns = await kube.namespace('missing')
+    await apply(ns, MOCK)
+    await controller(ns)
+    await apply(ns, query('lost', 'nobody'))
+    const q = await phaseOf(ns, 'lost', 'error')
+    expect(completed(q)).toMatchObject({ status: 'True', reason: 'TargetNotFound' })
+    expect(completed(q)?.message).toContain(`agent ${ns}/nobody not found`)
+    expect(q.status?.responses?.[0]?.phase).toBe('error')
+    await vi.waitFor(
+      async () =>
+        expect(await kube.kubectl(['describe', 'query', 'lost', '-n', ns])).toMatch(
+          /Warning\s+TargetNotFound/,
+        ),
+      { timeout: 10_000, interval: 200 },
+    )
+  })
+
+  it('an invalid Query input ends in error and never stops the controller', async () => {
+    const ns = await kube.namespace('invalid')
+    await apply(ns, MOCK)
+    const ctl = await controller(ns)
+    await apply(
+      ns,
+      `apiVersion: ark.mckinsey.com/v1alpha1
+kind: Query
+metadata: { name: bad-messages }
+spec:
+  type: messages
+  input: [{ role: wizard, content: 1 }]
+  targets: [{ type: agent, name: support-agent }]
+`,
+    )
+    const q = await phaseOf(ns, 'bad-messages', 'error')
+    expect(completed(q)?.reason).toBe('InvalidInput')
+    // The controller still serves the next Query.
+    await apply(ns, query('after', 'support-agent'))
+    await phaseOf(ns, 'after', 'done')
+    expect(ctl.lines.some((l) => l.level === 'error')).toBe(false)
+  })
+
+  it('cancel: true stops a running Query: phase canceled', async () => {
+    const ns = await kube.namespace('cancel')
+    await apply(ns, SLOW(upstream.url))
+    await controller(ns)
+    upstream.next({ hang: true })
+    await apply(ns, query('stop-me', 'slow').replace('How do I', 'cancel-marker how do I'))
+    await phaseOf(ns, 'stop-me', 'running')
+    await vi.waitFor(() => expect(chatCalls('cancel-marker')).toHaveLength(1), { timeout: 10_000 })
+    await kube.kubectl([
+      'patch',
+      'query',
+      'stop-me',
+      '-n',
+      ns,
+      '--type=merge',
+      '-p',
+      '{"spec":{"cancel":true}}',
+    ])
+    const q = await phaseOf(ns, 'stop-me', 'canceled')
+    expect(completed(q)?.reason).toBe('QueryCanceled')
+    // The run was aborted: the upstream saw the client go away.
+    await vi.waitFor(() => expect(chatCalls('cancel-marker')[0]?.closedEarly).toBe(true), { timeout: 10_000 })
+  })
+
+  it('a Query that outlives its timeout ends in error with reason QueryTimeout', async () => {
+    const ns = await kube.namespace('timeout')
+    await apply(ns, SLOW(upstream.url))
+    await controller(ns)
+    upstream.next({ hang: true })
+    await apply(
+      ns,
+      query('too-slow', 'slow', '  timeout: 2s\n').replace('How do I', 'timeout-marker how do I'),
+    )
+    const q = await phaseOf(ns, 'too-slow', 'error', 20_000)
+    expect(completed(q)?.reason).toBe('QueryTimeout')
+    expect(completed(q)?.message).toContain('2s')
+  })
+
+  it('a finished Query is deleted when its ttl has passed, finalizer and all', async () => {
+    const ns = await kube.namespace('ttl')
+    await apply(ns, MOCK)
+    await controller(ns)
+    await apply(ns, query('short-lived', 'support-agent', '  ttl: 3s\n'))
+    await phaseOf(ns, 'short-lived', 'done')
+    await vi.waitFor(async () => expect(await getQuery(ns, 'short-lived')).toBeUndefined(), {
+      timeout: 20_000,
+      interval: 250,
+    })
+  })
+
+  it('deleting a running Query aborts its run and lets it go (the finalizer is removed)', async () => {
+    const ns = await kube.namespace('delete')
+    await apply(ns, SLOW(upstream.url))
+    await controller(ns)
+    upstream.next({ hang: true })
+    await apply(ns, query('doomed', 'slow').replace('How do I', 'delete-marker how do I'))
+    await phaseOf(ns, 'doomed', 'running')
+    await vi.waitFor(() => expect(chatCalls('delete-marker')).toHaveLength(1), { timeout: 10_000 })
+    await kube.kubectl(['delete', 'query', 'doomed', '-n', ns, '--wait=false'])
+    await vi.waitFor(async () => expect(await getQuery(ns, 'doomed')).toBeUndefined(), {
+      timeout: 20_000,
+      interval: 250,
+    })
+    await vi.waitFor(() => expect(chatCalls('delete-marker')[0]?.closedEarly).toBe(true), { timeout: 10_000 })
+  })
+
+  it('two controllers: one leads; the leader SIGKILLed mid-Query, the other takes over and ends that Query exactly once', async () => {
+    const ns = await kube.namespace('failover')
+    await apply(ns, SLOW(upstream.url))
+    const a = await controller(ns, ['--id', 'ctl-a'])
+    await a.waitFor((l) => l.msg === 'leading', 20_000)
+    const b = await controller(ns, ['--id', 'ctl-b'])
+    // The second replica syncs its cache but does not lead while the first holds the Lease.
+    await new Promise((r) => setTimeout(r, 1500))
+    expect(b.lines.some((l) => l.msg === 'leading')).toBe(false)
+    expect(
+      (
+        await kube.kubectl([
+          'get',
+          'lease',
+          'ark-controller',
+          '-n',
+          ns,
+          '-o',
+          'jsonpath={.spec.holderIdentity}',
+        ])
+      ).trim(),
+    ).toBe('ctl-a')
+    upstream.next({ hang: true })
+    await apply(ns, query('orphan', 'slow').replace('How do I', 'failover-marker how do I'))
+    await phaseOf(ns, 'orphan', 'running')
+    await vi.waitFor(() => expect(chatCalls('failover-marker')).toHaveLength(1), { timeout: 10_000 })
+    a.signal('SIGKILL')
+    await a.exited
+    await b.waitFor((l) => l.msg === 'leading', 20_000)
+    const q = await phaseOf(ns, 'orphan', 'error', 20_000)
+    expect(completed(q)?.reason).toBe('ControllerRestarted')
+    expect(completed(q)?.message).toContain('attempt by ctl-a')
+    // Never run a second time: one call ever reached the model.
+    await new Promise((r) => setTimeout(r, 500))
+    expect(chatCalls('failover-marker')).toHaveLength(1)
+    // The new leader runs new Queries.
+    await apply(ns, query('next', 'slow').replace('How do I', 'after-failover how do I'))
+    await phaseOf(ns, 'next', 'done')
+  }, 60_000)
+
+  it('a Secret rotated under a Model is used by the next Query', async () => {
+    const ns = await kube.namespace('rotate')
+    upstream.keys.clear()
+    upstream.keys.add('sk-old')
+    try {
+      await apply(
+        ns,
+        `apiVersion: v1
+kind: Secret
+metadata: { name: llm }
+stringData: { key: sk-old }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Model
+metadata: { name: keyed }
+spec:
+  provider: openai
+  model: { value: gpt-4o }
+  config:
+    openai:
+      baseUrl: { value: "${upstream.url}" }
+      apiKey: { valueFrom: { secretKeyRef: { name: llm, key: key } } }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: keyed }
+spec: { prompt: hi, modelRef: { name: keyed } }
+`,
+      )
+      const ctl = await controller(ns)
+      await apply(ns, query('before', 'keyed'))
+      await phaseOf(ns, 'before', 'done')
+      upstream.keys.clear()
+      upstream.keys.add('sk-new')
+      await apply(ns, `apiVersion: v1\nkind: Secret\nmetadata: { name: llm }\nstringData: { key: sk-new }\n`)
+      await new Promise((r) => setTimeout(r, 500))
+      await apply(ns, query('after', 'keyed'))
+      await phaseOf(ns, 'after', 'done')
+      // The key never reached a log line.
+      expect(JSON.stringify(ctl.lines)).not.toContain('sk-new')
+      expect(JSON.stringify(ctl.lines)).not.toContain('sk-old')
+    } finally {
+      upstream.keys.clear()
+    }
+  }, 60_000)
+
+  it('every seed manifest applied with kubectl reaches its status', async () => {
+    const ns = await kube.namespace('seeds')
+    const dir = join(import.meta.dirname, 'fixtures/seeds')
+    for (const file of (await readdir(dir)).filter((f) => f.endsWith('.yaml')).sort()) {
+      // The seed Query is written back with its status and server-owned metadata: apply only what a user writes.
+      if (file.startsWith('000')) continue
+      const docs = parseAllDocuments(await readFile(join(dir, file), 'utf8')).map((d) => d.toJS() as unknown)
+      const written = docs.flatMap((d) => {
+        if (typeof d !== 'object' || d === null) return []
+        const doc = { ...(d as Record<string, unknown>) }
+        const metadata = { ...(doc.metadata as Record<string, unknown>) }
+        delete doc.status
+        delete metadata.namespace
+        return [stringify({ ...doc, metadata })]
+      })
+      await apply(ns, written.join('---\n'))
+    }
+    await apply(ns, MOCK)
+    await controller(ns)
+    const kinds = ['agents', 'models', 'tools', 'teams', 'arkagents', 'arkteams', 'mcpservers', 'memories']
+    await vi.waitFor(
+      async () => {
+        for (const kind of kinds) {
+          const list = JSON.parse(await kube.kubectl(['get', kind, '-n', ns, '-o', 'json'])) as {
+            items: { metadata: { name: string }; status?: { conditions?: unknown[] } }[]
+          }
+          for (const item of list.items) {
+            expect(item.status?.conditions?.length ?? 0, `${kind}/${item.metadata.name}`).toBeGreaterThan(0)
+          }
+        }
+      },
+      { timeout: 20_000, interval: 500 },
+    )
+    // Seed 002's agents say why they are not available, in their own condition.
+    const agents = await kube.kubectl(['get', 'agents', '-n', ns])
+    expect(agents).toMatch(/AVAILABLE\s+REASON/)
+  }, 60_000)
+
+  it('survives its API server being away for 60 s, and carries on', async () => {
+    const ns = await kube.namespace('away')
+    await apply(ns, MOCK)
+    const ctl = await controller(ns, ['--leader-elect', 'false'])
+    await ctl.waitFor((l) => l.msg === 'leading')
+    await restartApiServer(kube, 60_000)
+    expect(ctl.lines.some((l) => l.msg === 'list/watch failed; retrying')).toBe(true)
+    await apply(ns, query('after-outage', 'support-agent'))
+    await phaseOf(ns, 'after-outage', 'done', 60_000)
+    expect(ctl.lines.some((l) => l.level === 'error')).toBe(false)
+  }, 180_000)
+})
