@@ -16,6 +16,7 @@ import {
   QueryController,
   ReconcileMetrics,
   ToolModuleController,
+  ValidityController,
   recordAvailabilityEvents,
   startReconcilers,
 } from '../controller/index.ts'
@@ -187,12 +188,15 @@ export async function controller(options: ControllerCommand): Promise<number> {
       onError,
     })
     await queries.start()
+    const validity = new ValidityController(store, events, onError)
+    await validity.start()
     await new Promise<void>((resolve) => {
       if (signal.aborted) resolve()
       else signal.addEventListener('abort', () => resolve(), { once: true })
     })
     log.info('no longer leading: reconcilers stop', { identity: options.id })
     stopEvents()
+    validity.close()
     await queries.close()
     toolModules.close()
     probes?.close()

@@ -29,7 +29,17 @@ export function queryRunner(catalog: Catalog, gateway: Gateway, log: Logger): Qu
         }
       }
       const name = `agent/${namespace}/${target.name}`
-      const found = admission.check(name, request.parameters)
+      let found = admission.check(name, request.parameters)
+      // An agent created together with its Query may not have had its availability computed yet: wait for
+      // the verdict (briefly) rather than failing a Query that would run a moment later.
+      for (
+        let waited = 0;
+        'refusal' in found && found.refusal.code === 'Pending' && waited < PENDING_WAIT_MS;
+        waited += 100
+      ) {
+        if (!(await sleep(100, request.signal))) break
+        found = admission.check(name, request.parameters)
+      }
       if ('refusal' in found) {
         const { refusal } = found
         const reason =
@@ -76,6 +86,28 @@ export function queryRunner(catalog: Catalog, gateway: Gateway, log: Logger): Qu
       }
     },
   }
+}
+
+/** How long a Query waits for its agent's first availability verdict. */
+const PENDING_WAIT_MS = 10_000
+
+/** Resolves true after `ms`, false at once if the signal aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve(false)
+      return
+    }
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', stop)
+      resolve(true)
+    }, ms)
+    const stop = () => {
+      clearTimeout(timer)
+      resolve(false)
+    }
+    signal.addEventListener('abort', stop, { once: true })
+  })
 }
 
 function tell(request: TargetRequest, e: AgentEvent): void {

@@ -242,6 +242,60 @@ spec:
     expect(ctl.lines.some((l) => l.level === 'error')).toBe(false)
   })
 
+  it('an object the adapters reject gets Valid False InvalidSpec and a Warning Event; fixing it clears both', async () => {
+    const ns = await kube.namespace('reject')
+    await apply(ns, MOCK)
+    const ctl = await controller(ns)
+    // The CRD accepts it (targets are optional there); ark cannot run a Query without a target.
+    await apply(
+      ns,
+      `apiVersion: ark.mckinsey.com/v1alpha1
+kind: Query
+metadata: { name: aimless }
+spec: { input: hello }
+`,
+    )
+    const valid = async () =>
+      (
+        await kube.kubectl([
+          'get',
+          'query',
+          'aimless',
+          '-n',
+          ns,
+          '-o',
+          'jsonpath={.status.conditions[?(@.type=="Valid")].status} {.status.conditions[?(@.type=="Valid")].reason} {.status.conditions[?(@.type=="Valid")].message}',
+        ])
+      ).trim()
+    await vi.waitFor(
+      async () => expect(await valid()).toMatch(/^False InvalidSpec spec.targets: the query has no target/),
+      {
+        timeout: 15_000,
+        interval: 200,
+      },
+    )
+    await vi.waitFor(
+      async () =>
+        expect(await kube.kubectl(['describe', 'query', 'aimless', '-n', ns])).toMatch(
+          /Warning\s+InvalidSpec/,
+        ),
+      { timeout: 10_000, interval: 200 },
+    )
+    await kube.kubectl([
+      'patch',
+      'query',
+      'aimless',
+      '-n',
+      ns,
+      '--type=merge',
+      '-p',
+      '{"spec":{"targets":[{"type":"agent","name":"support-agent"}]}}',
+    ])
+    await phaseOf(ns, 'aimless', 'done')
+    await vi.waitFor(async () => expect(await valid()).toBe(''), { timeout: 10_000, interval: 200 })
+    expect(ctl.lines.some((l) => l.level === 'error')).toBe(false)
+  })
+
   it('cancel: true stops a running Query: phase canceled', async () => {
     const ns = await kube.namespace('cancel')
     await apply(ns, SLOW(upstream.url))

@@ -21,3 +21,5 @@ export type {
 export { QUERY_FINALIZER, QueryController } from './query.ts'
 export { FairSlots } from './fair.ts'
 export { recordAvailabilityEvents } from './condition-events.ts'
+export type { RejectionSource } from './validity.ts'
+export { VALID, ValidityController } from './validity.ts'

@@ -110,6 +110,7 @@ export class QueryController {
   readonly #controller: Controller
   readonly #slots: FairSlots
   readonly #runs = new Map<string, Running>()
+  readonly #failures = new Map<string, number>()
   readonly #now: () => Date
 
   constructor(catalog: Catalog, writer: StatusWriter, options: QueryControllerOptions) {
@@ -216,13 +217,24 @@ export class QueryController {
       abort,
       done: Promise.resolve(),
     }
-    ;(entry as { done: Promise<void> }).done = this.#execute(query, entry)
-      .catch((err: unknown) => this.#options.onError?.(query.key, err))
-      .finally(() => {
+    ;(entry as { done: Promise<void> }).done = this.#execute(query, entry).then(
+      () => {
         this.#runs.delete(query.key)
+        this.#failures.delete(query.key)
         // Terminal now (or released unclaimed): the next pass schedules its TTL or picks it up again.
         if (entry.why !== 'stopping') this.#controller.enqueue(query.key)
-      })
+      },
+      (err: unknown) => {
+        this.#runs.delete(query.key)
+        this.#options.onError?.(query.key, err)
+        // A write that failed (a 403, an API server away) is tried again after a backoff that grows with every
+        // failure in a row (the run itself is outside the work queue, whose own backoff never sees it).
+        const failures = (this.#failures.get(query.key) ?? 0) + 1
+        this.#failures.set(query.key, failures)
+        if (entry.why !== 'stopping')
+          this.#controller.enqueue(query.key, Math.min(100 * 2 ** failures, 60_000))
+      },
+    )
     this.#runs.set(query.key, entry)
   }
 

@@ -42,6 +42,23 @@ interface Source {
   /** The last valid decoding: kept when a later version is rejected. */
   readonly resources: readonly AnyResource[]
   readonly problems: readonly Problem[]
+  /** The errors that rejected the object's current version; empty when it decoded. */
+  readonly rejected: readonly Problem[]
+}
+
+/** An object whose current version the adapters rejected: the controller marks it (condition, Event). */
+export interface Rejection {
+  /** Stable id of the object: `<apiVersion>/<kind>/<namespace>/<name>`. */
+  readonly id: string
+  readonly apiVersion: string
+  readonly kind: string
+  readonly namespace: string
+  readonly name: string
+  readonly uid?: string
+  readonly generation?: number
+  /** The errors; empty when the object is fine again (or gone: see `gone`). */
+  readonly problems: readonly Problem[]
+  readonly gone: boolean
 }
 
 /** Secret types nothing in ark reads, which can be large and many. */
@@ -59,6 +76,7 @@ export class KubeStore implements ResourceStore {
   readonly #resources = new Map<string, AnyResource>()
   readonly #statuses = new Map<string, Status>()
   readonly #listeners = new Set<StoreListener>()
+  readonly #rejectionListeners = new Set<(r: Rejection) => void>()
   #pending: StoreEvent[] = []
   #flushScheduled = false
   #problems: readonly Problem[] | undefined
@@ -76,14 +94,22 @@ export class KubeStore implements ResourceStore {
     for (const def of defs) {
       for (const ns of namespaces) {
         const path = collectionPath(def, ns)
-        const reflector = new Reflector(this.#client, path, {
-          replace: (items) => this.#replace(def, ns, items),
-          event: (type, object) => {
-            if (type === 'DELETED') this.#remove(def, object)
-            else this.#upsert(def, object)
+        const reflector = new Reflector(
+          this.#client,
+          path,
+          {
+            replace: (items) => this.#replace(def, ns, items),
+            event: (type, object) => {
+              if (type === 'DELETED') this.#remove(def, object)
+              else this.#upsert(def, object)
+            },
+            error: (err) => this.#options.onError?.(path, err),
           },
-          error: (err) => this.#options.onError?.(path, err),
-        })
+          // Service-account tokens never even reach this process (RBAC cannot filter by type; the server can).
+          def.group === '' && def.kind === 'Secret'
+            ? { fieldSelector: 'type!=kubernetes.io/service-account-token' }
+            : {},
+        )
         this.#reflectors.push(reflector)
       }
     }
@@ -157,6 +183,71 @@ export class KubeStore implements ResourceStore {
         return
       } catch (err) {
         // Someone else wrote first: the update is applied again to what they wrote.
+        if (!(await this.#recover(err, source, attempt))) return
+      }
+    }
+  }
+
+  /** Objects whose current version is rejected now. */
+  rejections(): Rejection[] {
+    return [...this.#sources.values()].filter((s) => s.rejected.length > 0).map((s) => rejectionOf(s, false))
+  }
+
+  /** Told when an object becomes rejected, changes its errors, is fixed, or goes away while rejected. */
+  onRejection(listener: (r: Rejection) => void): () => void {
+    this.#rejectionListeners.add(listener)
+    return () => this.#rejectionListeners.delete(listener)
+  }
+
+  /**
+   * Sets (or with `condition` undefined removes) one condition on an object's status, whether or not it
+   * decoded: how a rejected object is told what is wrong with it.
+   */
+  async setObjectCondition(
+    id: string,
+    condition: { type: string; status: 'True' | 'False'; reason: string; message: string } | undefined,
+    type: string,
+  ): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const source = this.#sources.get(id)
+      if (source === undefined) return
+      const status = source.object.status as { conditions?: unknown } | undefined
+      const conditions = Array.isArray(status?.conditions) ? (status.conditions as { type?: unknown }[]) : []
+      const others = conditions.filter((c) => c.type !== type)
+      const before = conditions.find((c) => c.type === type) as Record<string, unknown> | undefined
+      if (condition === undefined && before === undefined) return
+      if (
+        condition !== undefined &&
+        before?.status === condition.status &&
+        before.reason === condition.reason &&
+        before.message === condition.message
+      ) {
+        return
+      }
+      const next =
+        condition === undefined
+          ? others
+          : [
+              ...others,
+              {
+                ...condition,
+                lastTransitionTime: new Date().toISOString(),
+                ...(source.object.metadata?.generation === undefined
+                  ? {}
+                  : { observedGeneration: source.object.metadata.generation }),
+              },
+            ]
+      try {
+        const object = await this.#client.request<KubeObject>('PATCH', objectPath(source) + '/status', {
+          body: {
+            metadata: { resourceVersion: source.object.metadata?.resourceVersion },
+            status: withoutEmptyStrings({ conditions: next }),
+          },
+          contentType: 'application/merge-patch+json',
+        })
+        this.#upsert(source.def, object)
+        return
+      } catch (err) {
         if (!(await this.#recover(err, source, attempt))) return
       }
     }
@@ -259,8 +350,13 @@ export class KubeStore implements ResourceStore {
     const resources = valid ? decoded.resources : (previous?.resources ?? [])
     const problems =
       valid || previous === undefined ? decoded.problems : [...decoded.problems, keptNote(def, object)]
-    const source: Source = { id, def, object, resources, problems }
+    // Core kinds (ConfigMap, Secret) have no status to say it in: their problems are only logged.
+    const rejected = valid || def.group === '' ? [] : decoded.problems.filter((p) => p.severity === 'error')
+    const source: Source = { id, def, object, resources, problems, rejected }
     this.#sources.set(id, source)
+    if (rejected.length > 0 || (previous?.rejected.length ?? 0) > 0) {
+      if (JSON.stringify(rejected) !== JSON.stringify(previous?.rejected)) this.#tellRejection(source, false)
+    }
     this.#problems = undefined
     const before = previous?.resources ?? []
     for (const r of before) if (!resources.some((n) => n.key === r.key)) this.#unclaim(r.key, id)
@@ -273,6 +369,7 @@ export class KubeStore implements ResourceStore {
     if (source === undefined) return
     this.#sources.delete(id)
     this.#problems = undefined
+    if (source.rejected.length > 0) this.#tellRejection(source, true)
     for (const r of source.resources) this.#unclaim(r.key, id)
   }
 
@@ -320,6 +417,12 @@ export class KubeStore implements ResourceStore {
     if (next !== undefined && r !== undefined) this.#claim(r, next, next.object.status)
   }
 
+  #tellRejection(source: Source, gone: boolean): void {
+    if (!this.#started) return
+    const r = rejectionOf(source, gone)
+    for (const listener of this.#rejectionListeners) listener(r)
+  }
+
   #setStatus(key: string, status: Status | undefined): void {
     if (status === undefined) this.#statuses.delete(key)
     else this.#statuses.set(key, status)
@@ -357,6 +460,21 @@ export class KubeStore implements ResourceStore {
       }
     }
     return problems
+  }
+}
+
+function rejectionOf(source: Source, gone: boolean): Rejection {
+  const m = source.object.metadata
+  return {
+    id: source.id,
+    apiVersion: apiVersionOf(source.def),
+    kind: source.def.kind,
+    namespace: m?.namespace ?? '',
+    name: m?.name ?? '',
+    ...(m?.uid === undefined ? {} : { uid: m.uid }),
+    ...(m?.generation === undefined ? {} : { generation: m.generation }),
+    problems: gone ? [] : source.rejected,
+    gone,
   }
 }
 

@@ -26,6 +26,8 @@ export interface ReflectorOptions {
   readonly minWatchSeconds?: number
   readonly maxWatchSeconds?: number
   readonly maxBackoffMs?: number
+  /** A field selector for both list and watch (`type!=kubernetes.io/service-account-token`). */
+  readonly fieldSelector?: string
 }
 
 export class Reflector {
@@ -101,7 +103,11 @@ export class Reflector {
     let resourceVersion: string
     do {
       const page = await this.#client.request<KubeList>('GET', this.path, {
-        query: { limit: this.#options.pageSize ?? 500, continue: token },
+        query: {
+          limit: this.#options.pageSize ?? 500,
+          continue: token,
+          fieldSelector: this.#options.fieldSelector,
+        },
         signal,
       })
       items.push(...(page.items ?? []))
@@ -123,6 +129,7 @@ export class Reflector {
         {
           resourceVersion: this.#resourceVersion,
           allowWatchBookmarks: true,
+          fieldSelector: this.#options.fieldSelector,
           timeoutSeconds: Math.round(min + Math.random() * (max - min)),
         },
         (e: WatchEvent) => {
