@@ -30,7 +30,6 @@ import {
 import type { AllowedHosts, RedisSettings, ServeTimeouts, StreamLimits } from '../gateway/index.ts'
 import { startEmbedded } from './embedded.ts'
 import { worker } from './worker.ts'
-import { controller } from './controller.ts'
 import { renderGet, resolveKind } from './get.ts'
 import { renderValidation } from './validate.ts'
 
@@ -44,6 +43,7 @@ Usage:
         -n, --namespace <ns>       Namespace (default: default)
         -A, --all-namespaces       Every namespace
         -o, --output <format>      wide | name | yaml | json (yaml/json print ark's resolved view)
+        --kubeconfig <file>        Read from a cluster instead of a folder (the status ark controller wrote)
   ark crds [--out <dir>]           Print the CRDs, or write one file per CRD into <dir>.
   ark dev                          Serve the agents of a manifests folder: OpenAI-compatible API,
                                    in-process pools, metrics; follows the folder live, logs JSON lines.
@@ -89,7 +89,9 @@ Usage:
         --max-attempts <n>         Attempts before a task is dead-lettered (env ARK_MAX_ATTEMPTS, default 3)
   ark gateway                      The edge only: the same API and flags as ark dev, every task submitted
                                    to its pool's Redis stream for ark worker processes; needs --redis-url.
-                                   Several replicas may share one Redis.
+                                   Several replicas may share one Redis. With --kubeconfig <file> it reads
+                                   resources and their status from a cluster (read-only; --namespaces a,b
+                                   limits it), as ark controller writes them.
   ark worker --agent <ns>/<name>   A pool worker: runs the agent's tasks from its Redis stream (the
                                    agent's tools, models and limits come from the manifests); serves
                                    /healthz, /readyz (semantic probe verdict) and /metrics. Flags as
@@ -101,6 +103,7 @@ Usage:
         --shutdown-grace <s>       On SIGTERM, running tasks get this long to finish before they are
                                    handed back to the pool (env ARK_SHUTDOWN_GRACE, default 25)
         --id <name>                Consumer name in Redis (env ARK_ID, default <hostname>-<random>)
+        --kubeconfig <file>        Read the agent and what it uses from a cluster instead of a folder
   ark controller                   The control plane on a Kubernetes API: watches every ark resource (both
                                    dialects, their ConfigMaps and Secrets), and while it holds the
                                    ark-controller Lease writes status and Events, probes models and runs
@@ -226,7 +229,18 @@ async function main(argv: string[]): Promise<number> {
         console.error(`ark get: unknown output format "${output}": use wide, name, yaml or json`)
         return 2
       }
-      const cp = await startControlPlane(manifests, { watch: false })
+      const kubeconfig = values.kubeconfig
+      const namespace = values['all-namespaces'] === true ? undefined : (values.namespace ?? 'default')
+      const cp =
+        kubeconfig === undefined
+          ? await startControlPlane(manifests, { watch: false })
+          : await (
+              await import('./cluster.ts')
+            ).openClusterCatalog({
+              kubeconfig,
+              ...(namespace === undefined ? {} : { namespaces: [namespace] }),
+              dataPlane: false,
+            })
       try {
         const { text, found } = renderGet(cp, kinds, {
           ...(rest[1] === undefined ? {} : { name: rest[1] }),
@@ -328,6 +342,8 @@ async function main(argv: string[]): Promise<number> {
         const namespaces = list('namespaces', 'ARK_NAMESPACES')
         const leaseNamespace = values['lease-namespace'] ?? process.env.POD_NAMESPACE
         const kubeconfig = values.kubeconfig ?? process.env.KUBECONFIG
+        // The Kubernetes client loads only for the commands that talk to a cluster.
+        const { controller } = await import('./controller.ts')
         return controller({
           ...common,
           redis,
@@ -357,6 +373,7 @@ async function main(argv: string[]): Promise<number> {
         const concurrency = number('concurrency', 'ARK_WORKER_CONCURRENCY', 0, 1)
         return worker({
           ...common,
+          ...(values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig }),
           redis: redis as RedisSettings,
           agent,
           port: number('port', 'PORT', 8081, 0),
@@ -368,9 +385,17 @@ async function main(argv: string[]): Promise<number> {
         })
       }
       const hosts = list('allowed-hosts', 'ARK_ALLOWED_HOSTS')
+      const kubeconfig = values.kubeconfig
+      if (kubeconfig !== undefined && command !== 'gateway')
+        throw new Error(
+          '--kubeconfig is for ark gateway, ark worker, ark get and ark controller; ark dev reads a folder',
+        )
+      const namespaces = list('namespaces', 'ARK_NAMESPACES')
       return dev({
         ...common,
         mode: command,
+        ...(kubeconfig === undefined ? {} : { kubeconfig }),
+        ...(namespaces === undefined ? {} : { namespaces }),
         redis,
         port: number('port', 'PORT', 8080, 0),
         allowedHosts:
@@ -432,6 +457,9 @@ function checkRedisUrl(url: string): void {
 interface DevOptions {
   readonly mode: 'dev' | 'gateway'
   readonly manifests: string
+  /** ark gateway: read resources from this cluster instead of `manifests`. */
+  readonly kubeconfig?: string
+  readonly namespaces?: readonly string[]
   readonly host: string
   readonly port: number
   readonly maxBodyBytes: number
@@ -468,8 +496,20 @@ async function dev(options: DevOptions): Promise<number> {
       redis: redactedUrl(options.redis.url),
       workers: options.mode === 'dev' ? 'every agent, in this process' : 'none (ark worker processes)',
     })
+  const cluster =
+    options.kubeconfig === undefined
+      ? undefined
+      : await (
+          await import('./cluster.ts')
+        ).openClusterCatalog({
+          kubeconfig: options.kubeconfig,
+          ...(options.namespaces === undefined ? {} : { namespaces: options.namespaces }),
+          onError: (path, err) => log.warn('list/watch failed; retrying', { path, error: String(err) }),
+        })
+  if (cluster !== undefined) log.info('reading resources from the cluster', { server: cluster.server })
   const system = await startEmbedded({
     manifests,
+    ...(cluster === undefined ? {} : { cluster }),
     onWatchError: (err) => log.warn('watch error', { error: String(err) }),
     maxBodyBytes: options.maxBodyBytes,
     bodyTimeoutMs: options.timeouts.requestMs,
@@ -522,7 +562,7 @@ async function dev(options: DevOptions): Promise<number> {
   }
   const agents = cp.catalog.list('Agent')
   log.info('loaded', {
-    manifests,
+    ...(cluster === undefined ? { manifests } : { cluster: cluster.server }),
     resources: [...cp.store.list()].length,
     agents: agents.length,
     available: agents.filter((a) =>

@@ -6,7 +6,8 @@
  * gateway`, the end-to-end tests and the benchmarks all start here, so they run the same thing.
  */
 import type { ProviderType, ToolType } from '../controller/api/index.ts'
-import type { Capabilities, ControlPlane } from '../controller/index.ts'
+import type { Capabilities, Catalog, ResourceView } from '../controller/index.ts'
+import type { ClusterCatalog } from './cluster.ts'
 import {
   CAPABILITIES,
   ModelProbeController,
@@ -27,6 +28,11 @@ import {
 
 export interface EmbeddedOptions extends Omit<GatewayOptions, 'catalog'> {
   readonly manifests: string
+  /**
+   * Read resources from a cluster instead of `manifests` (`ark gateway --kubeconfig`): read-only, with the
+   * status `ark controller` writes; no reconcilers, probes or module checks run here.
+   */
+  readonly cluster?: ClusterCatalog
   /** Follow the folder for changes (default true). */
   readonly watch?: boolean
   readonly onWatchError?: (err: unknown) => void
@@ -59,13 +65,24 @@ export function capabilities(options: {
   }
 }
 
+/** The resources the system serves, from a folder (with its reconcilers) or from a cluster (read-only). */
+export interface EmbeddedCatalog {
+  readonly store: ResourceView
+  readonly catalog: Catalog
+  /** Rescans (a folder) and waits for the reconciles it caused. */
+  refresh(): Promise<void>
+  /** Resolves when no reconcile is pending. */
+  settled(): Promise<void>
+  close(): Promise<void>
+}
+
 export interface Embedded {
-  readonly controlPlane: ControlPlane
+  readonly controlPlane: EmbeddedCatalog
   readonly gateway: Gateway
   /** Absent when probes are off. */
   readonly probes: ModelProbeController | undefined
-  /** Loads the modules of sandboxed Tools as they appear: their ModuleLoaded condition. */
-  readonly toolModules: ToolModuleController
+  /** Loads the modules of sandboxed Tools as they appear: their ModuleLoaded condition (absent on a cluster). */
+  readonly toolModules: ToolModuleController | undefined
   /** This process's pool workers, with `redis` (and `workers` not false). */
   readonly pools: PoolWorkers | undefined
   close(): Promise<void>
@@ -74,6 +91,7 @@ export interface Embedded {
 export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded> {
   const {
     manifests,
+    cluster,
     watch,
     onWatchError,
     probeIntervalSeconds,
@@ -82,11 +100,15 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     maxAttempts,
     ...gatewayOptions
   } = options
-  const cp = await startControlPlane(manifests, {
-    ...(watch === undefined ? {} : { watch }),
-    ...(onWatchError === undefined ? {} : { onError: onWatchError }),
-    capabilities: capabilities(options),
-  })
+  const folder =
+    cluster === undefined
+      ? await startControlPlane(manifests, {
+          ...(watch === undefined ? {} : { watch }),
+          ...(onWatchError === undefined ? {} : { onError: onWatchError }),
+          capabilities: capabilities(options),
+        })
+      : undefined
+  const cp: EmbeddedCatalog = folder ?? (cluster as ClusterCatalog)
   const gateway = createGateway({
     ...gatewayOptions,
     catalog: cp.catalog,
@@ -95,8 +117,9 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
   const log = options.log ?? silentLogger
   const interval = probeIntervalSeconds ?? 60
   let probes: ModelProbeController | undefined
-  if (interval > 0) {
-    probes = new ModelProbeController(cp.catalog, cp.store, {
+  // Status is the writer's: the folder's own reconcilers here, `ark controller` on a cluster.
+  if (interval > 0 && folder !== undefined) {
+    probes = new ModelProbeController(folder.catalog, folder.store, {
       prober: { probe: (resource, signal) => gateway.runtime.probe(resource, signal) },
       intervalSeconds: interval,
       onError: (key, err) => {
@@ -105,13 +128,16 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     })
     probes.start()
   }
-  const toolModules = new ToolModuleController(cp.catalog, cp.store, {
-    checker: { check: (tool, signal) => gateway.runtime.checkTool(tool, signal) },
-    onError: (key, err) => {
-      log.warn('tool module check failed', { resource: key, error: String(err) })
-    },
-  })
-  toolModules.start()
+  const toolModules =
+    folder === undefined
+      ? undefined
+      : new ToolModuleController(folder.catalog, folder.store, {
+          checker: { check: (tool, signal) => gateway.runtime.checkTool(tool, signal) },
+          onError: (key, err) => {
+            log.warn('tool module check failed', { resource: key, error: String(err) })
+          },
+        })
+  toolModules?.start()
   let pools: PoolWorkers | undefined
   if (options.redis !== undefined && workers !== false) {
     pools = new PoolWorkers({
@@ -135,7 +161,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     pools,
     async close() {
       await pools?.stop()
-      toolModules.close()
+      toolModules?.close()
       probes?.close()
       await gateway.close()
       await cp.close()

@@ -2,7 +2,13 @@
 import { stringify } from 'yaml'
 import { KINDS } from '../controller/api/index.ts'
 import type { AnyResource, Kind } from '../controller/api/index.ts'
-import type { ControlPlane } from '../controller/index.ts'
+import type { Catalog, ResourceView } from '../controller/index.ts'
+
+/** What `ark get` reads: a folder's control plane or a cluster's catalog. */
+export interface CatalogView {
+  readonly catalog: Catalog
+  readonly store: ResourceView
+}
 
 interface KindFilter {
   readonly kind: Kind
@@ -106,7 +112,7 @@ function detailColumns(kind: Kind): Column[] {
 }
 
 export function renderGet(
-  cp: ControlPlane,
+  cp: CatalogView,
   filters: KindFilter[],
   options: GetOptions,
 ): { text: string; found: boolean } {
@@ -153,12 +159,12 @@ export function renderGet(
   return { text: blocks.join('\n\n'), found }
 }
 
-function available(cp: ControlPlane, r: AnyResource) {
+function available(cp: CatalogView, r: AnyResource) {
   return cp.store.status(r.key)?.conditions.find((c) => c.type === 'Available')
 }
 
 /** ark's resolved view: how it understood the manifest, and the status in the resource's own dialect. */
-function view(cp: ControlPlane, r: AnyResource): Record<string, unknown> {
+function view(cp: CatalogView, r: AnyResource): Record<string, unknown> {
   const status = cp.store.dialectStatus(r.key)
   return {
     key: r.key,

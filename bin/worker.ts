@@ -13,6 +13,8 @@ import { capabilities } from './embedded.ts'
 
 export interface WorkerCommand {
   readonly manifests: string
+  /** Read the agent and what it uses from this cluster instead of `manifests` (read-only). */
+  readonly kubeconfig?: string
   readonly agent: string
   readonly redis: RedisSettings
   readonly host: string
@@ -48,12 +50,24 @@ export async function worker(options: WorkerCommand): Promise<number> {
   const agent = parseAgent(options.agent)
   const pool = `${agent.namespace}/${agent.name}`
   const log = createLogger('worker')
-  const cp = await startControlPlane(options.manifests, {
-    onError: (err) => log.warn('watch error', { error: String(err) }),
-    capabilities: capabilities({}),
-  })
+  const cp =
+    options.kubeconfig === undefined
+      ? await startControlPlane(options.manifests, {
+          onError: (err) => log.warn('watch error', { error: String(err) }),
+          capabilities: capabilities({}),
+        })
+      : await (
+          await import('./cluster.ts')
+        ).openClusterCatalog({
+          kubeconfig: options.kubeconfig,
+          namespaces: [agent.namespace],
+          onError: (path, err) => log.warn('list/watch failed; retrying', { path, error: String(err) }),
+        })
   if (cp.catalog.get('Agent', agent) === undefined)
-    log.warn('agent not in the manifests; the worker waits for it', { pool, manifests: options.manifests })
+    log.warn('agent not found; the worker waits for it', {
+      pool,
+      ...(options.kubeconfig === undefined ? { manifests: options.manifests } : { source: 'cluster' }),
+    })
   const w = createWorker({
     catalog: cp.catalog,
     agent,

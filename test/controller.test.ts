@@ -8,12 +8,18 @@ import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseAllDocuments, stringify } from 'yaml'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import OpenAI from 'openai'
 import type { ArkProcess } from './ark-process.ts'
 import { startArk } from './ark-process.ts'
 import type { FakeUpstream } from './fakes/openai-upstream.ts'
 import { startFakeOpenAI } from './fakes/openai-upstream.ts'
 import type { KubeServer } from './kube.ts'
 import { restartApiServer, startKube } from './kube.ts'
+import { startRedis } from './redis-server.ts'
+
+const run = promisify(execFile)
 
 let kube: KubeServer
 let upstream: FakeUpstream
@@ -485,6 +491,66 @@ spec: { prompt: hi, modelRef: { name: keyed } }
     const agents = await kube.kubectl(['get', 'agents', '-n', ns])
     expect(agents).toMatch(/AVAILABLE\s+REASON/)
   }, 60_000)
+
+  it('ark gateway, ark worker and ark get read the cluster (read-only); Queries run on the Redis pool too', async () => {
+    const ns = await kube.namespace('cluster')
+    await apply(ns, MOCK)
+    const redis = await startRedis()
+    try {
+      const common = ['--kubeconfig', kube.kubeconfig, '--redis-url', redis.url]
+      const gateway = await startArk(['gateway', ...common, '--namespaces', ns, '--port', '0'], {})
+      processes.push(gateway)
+      const worker = await startArk(
+        ['worker', ...common, '--agent', `${ns}/support-agent`, '--port', '0'],
+        {},
+      )
+      processes.push(worker)
+      const client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'unused', maxRetries: 0 })
+      const ask = () =>
+        client.chat.completions.create({
+          model: `agent/${ns}/support-agent`,
+          messages: [{ role: 'user', content: 'read from the cluster' }],
+        })
+      // No controller yet: nobody has written the agent's availability, and the gateway does not guess.
+      await expect(ask()).rejects.toMatchObject({ status: 503 })
+      expect(await kube.kubectl(['get', 'agents', '-n', ns, '-o', 'jsonpath={.items[0].status}'])).toBe('')
+      await controller(ns, ['--redis-url', redis.url])
+      await vi.waitFor(
+        async () => expect((await ask()).choices[0]?.message.content).toContain('read from the cluster'),
+        {
+          timeout: 15_000,
+          interval: 250,
+        },
+      )
+      // The controller's Queries go through the same Redis pool, to the worker.
+      await apply(ns, query('via-redis', 'support-agent'))
+      await phaseOf(ns, 'via-redis', 'done')
+      await vi.waitFor(() => expect(worker.lines.some((l) => l.msg === 'taking tasks')).toBe(true))
+      const get = await run(process.execPath, [
+        'bin/ark.ts',
+        'get',
+        'agents',
+        '-n',
+        ns,
+        '--kubeconfig',
+        kube.kubeconfig,
+      ])
+      expect(get.stdout).toMatch(/support-agent\s.*True/)
+      const queries = await run(process.execPath, [
+        'bin/ark.ts',
+        'get',
+        'queries',
+        '-n',
+        ns,
+        '--kubeconfig',
+        kube.kubeconfig,
+      ])
+      expect(queries.stdout).toMatch(/via-redis\s.*done/)
+    } finally {
+      await Promise.all(processes.splice(0).map((p) => p.stop()))
+      await redis.stop()
+    }
+  }, 90_000)
 
   it('survives its API server being away for 60 s, and carries on', async () => {
     const ns = await kube.namespace('away')

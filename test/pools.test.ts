@@ -169,16 +169,17 @@ describe('pools on Redis Streams, with real processes', () => {
   it('SIGTERM past the grace period: the task is handed back and another worker runs it at once', async () => {
     freshPrefix()
     const gw = await gateway()
-    // Takeover by idle time would take 30 s here: only the hand-back can make the 10 s client timeout.
+    // Takeover by idle time would take 30 s here: only the hand-back can make the 20 s client timeout. The model
+    // takes 5 s, so that the second worker is up (seconds, on a loaded machine) before the first one is done.
     const first = await startArk(
-      ['worker', '--agent', 'default/slow', '-f', MANIFESTS, '--port', '0', '--shutdown-grace', '0'],
+      ['worker', '--agent', 'default/slower', '-f', MANIFESTS, '--port', '0', '--shutdown-grace', '0'],
       { env: { REDIS_URL: redis.url, ARK_REDIS_PREFIX: prefix }, ready: 'taking tasks' },
     )
     started.push(first)
-    const answer = ask(client(gw, 10_000), 'agent/slow', 'hand me over')
+    const answer = ask(client(gw, 20_000), 'agent/slower', 'hand me over')
     await until(async () => (await metric(first, 'ark_worker_tasks_in_flight')) === 1, 'the task to start')
     const second = await startArk(
-      ['worker', '--agent', 'default/slow', '-f', MANIFESTS, '--port', '0', '--claim-idle', '30'],
+      ['worker', '--agent', 'default/slower', '-f', MANIFESTS, '--port', '0', '--claim-idle', '30'],
       { env: { REDIS_URL: redis.url, ARK_REDIS_PREFIX: prefix }, ready: 'taking tasks' },
     )
     started.push(second)
@@ -187,7 +188,7 @@ describe('pools on Redis Streams, with real processes', () => {
     expect((await answer).choices[0]?.message.content).toBe('You said: hand me over')
     expect(await metric(second, 'ark_queue_retried_total')).toBe(1)
     // A hand-back is not a failed attempt: the task has all its attempts left.
-    expect(await admin.exists(`${prefix}:dead:default/slow`)).toBe(0)
+    expect(await admin.exists(`${prefix}:dead:default/slower`)).toBe(0)
   })
 
   it('Redis restarted: the gateway answers 503 at once while it is down, and recovers without a restart', async () => {

@@ -209,7 +209,7 @@ spec:
 `,
     )
     system = await startEmbedded({ manifests: dir, watch: false, log: silentLogger, probeIntervalSeconds: 0 })
-    await system.toolModules.idle()
+    await system.toolModules?.idle()
     await system.controlPlane.settled()
     const server = await serve(system.gateway.fetch, { host: '127.0.0.1', port: 0 })
     url = `http://127.0.0.1:${String(server.port)}`

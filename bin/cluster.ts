@@ -1,0 +1,55 @@
+/**
+ * Resources read from a cluster instead of a folder, for `ark gateway`, `ark worker` and `ark get` with
+ * --kubeconfig: a KubeStore and its catalog, read-only. Status comes from the cluster, as `ark controller`
+ * (the only writer) left it; nothing here reconciles or writes. The data plane has no use for Queries and
+ * Evaluations, so it does not watch them.
+ */
+import type { KindDef } from '../controller/api/index.ts'
+import type { ResourceView } from '../controller/index.ts'
+import { Catalog, KubeStore } from '../controller/index.ts'
+import { KubeClient } from '../controller/kube/client.ts'
+import { loadKubeConfig } from './controller.ts'
+
+export interface ClusterCatalog {
+  readonly store: ResourceView
+  readonly catalog: Catalog
+  /** Where it reads from, for logs. */
+  readonly server: string
+  /** Nothing to wait for: status is the controller's to write. Here so that callers treat both sources alike. */
+  settled(): Promise<void>
+  /** Likewise: the watch is the refresh. */
+  refresh(): Promise<void>
+  close(): Promise<void>
+}
+
+const CONTROL_PLANE_ONLY = new Set(['Query', 'Evaluation'])
+
+export async function openClusterCatalog(options: {
+  readonly kubeconfig: string
+  readonly namespaces?: readonly string[]
+  /** The data plane skips Queries and Evaluations (default true). */
+  readonly dataPlane?: boolean
+  readonly onError?: (path: string, err: unknown) => void
+}): Promise<ClusterCatalog> {
+  const kc = loadKubeConfig(options.kubeconfig)
+  const client = await KubeClient.fromKubeConfig(kc)
+  const store = new KubeStore(client, {
+    ...(options.namespaces === undefined ? {} : { namespaces: options.namespaces }),
+    ...(options.dataPlane === false ? {} : { kinds: (d: KindDef) => !CONTROL_PLANE_ONLY.has(d.internal) }),
+    ...(options.onError === undefined ? {} : { onError: options.onError }),
+  })
+  await store.start()
+  const catalog = new Catalog(store)
+  return {
+    store,
+    catalog,
+    server: client.server.origin,
+    settled: () => Promise.resolve(),
+    refresh: () => Promise.resolve(),
+    async close() {
+      catalog.close()
+      await store.close()
+      client.close()
+    },
+  }
+}
