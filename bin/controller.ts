@@ -9,6 +9,7 @@
  */
 import { KubeConfig } from '@kubernetes/client-node'
 import type { Registry } from 'prom-client'
+import { Counter } from 'prom-client'
 import {
   Catalog,
   KubeStore,
@@ -140,11 +141,37 @@ export async function controller(options: ControllerCommand): Promise<number> {
   })
 
   const events = new EventRecorder({
-    kubeConfig: kc,
+    client,
     component: 'ark-controller',
     host: options.id,
     concurrency: 32,
     onError: (err) => log.debug('event not recorded', { error: String(err) }),
+    // Events are best effort (status is the record): past the bounded queue they are dropped, and said so at
+    // most once a minute.
+    onDropped: (count) => {
+      dropped += count
+      const now = Date.now()
+      if (now - droppedSaid < 60_000) return
+      droppedSaid = now
+      log.warn('events dropped: the API server takes them slower than they come', { dropped })
+    },
+  })
+  let dropped = 0
+  let droppedSaid = 0
+  new Counter({
+    name: 'ark_controller_events_total',
+    help: 'Kubernetes Events by what became of them since start: written, aggregated (folded into a repeat), dropped (queue full), failed.',
+    labelNames: ['result'],
+    registers: [gateway.metrics.registry],
+    collect() {
+      // The recorder keeps the counts; a scrape copies them.
+      const s = events.stats
+      this.reset()
+      this.inc({ result: 'written' }, s.written)
+      this.inc({ result: 'aggregated' }, s.aggregated)
+      this.inc({ result: 'dropped' }, s.dropped)
+      this.inc({ result: 'failed' }, s.failed)
+    },
   })
   const lead = (signal: AbortSignal) => {
     log.info('leading', { identity: options.id })

@@ -149,7 +149,7 @@ describe('ark controller on a real API server', () => {
   it("runs seed 000's Query: phase done, responses, tokenUsage, Completed QuerySucceeded, and its Events in order", async () => {
     const ns = await kube.namespace('seed')
     await apply(ns, MOCK)
-    await controller(ns)
+    const ctl = await controller(ns)
     await apply(ns, query('test-password-reset', 'support-agent', '  timeout: 5m\n  ttl: 720h\n'))
     const q = await phaseOf(ns, 'test-password-reset', 'done')
     expect(completed(q)).toMatchObject({
@@ -203,6 +203,11 @@ describe('ark controller on a real API server', () => {
     // kubectl get shows the printer columns the CRD declares, filled from the status written back.
     const table = await kube.kubectl(['get', 'queries', '-n', ns])
     expect(table).toMatch(/test-password-reset\s+support-agent\s+done\s+\S+s\s+\d+/)
+    // /metrics: reconciles by controller and result, and what became of the Events.
+    const metrics = await (await fetch(`${ctl.url}/metrics`)).text()
+    expect(metrics).toMatch(/ark_controller_reconcile_total\{controller="query",result="success"\} [1-9]/)
+    expect(metrics).toMatch(/ark_controller_events_total\{result="written"\} [1-9]/)
+    expect(metrics).toMatch(/ark_workqueue_depth\{name="availability"\} 0/)
     const agents = await kube.kubectl(['get', 'agents', '-n', ns])
     expect(agents).toMatch(/support-agent\s+default\s+True\s+AllDependenciesReady/)
   })
@@ -488,6 +493,11 @@ spec: { prompt: hi, modelRef: { name: keyed } }
       { timeout: 20_000, interval: 500 },
     )
     // Seed 002's agents say why they are not available, in their own condition.
+    // /metrics: reconciles by controller and result, and what became of the Events.
+    const metrics = await (await fetch(`${ctl.url}/metrics`)).text()
+    expect(metrics).toMatch(/ark_controller_reconcile_total\{controller="query",result="success"\} [1-9]/)
+    expect(metrics).toMatch(/ark_controller_events_total\{result="written"\} [1-9]/)
+    expect(metrics).toMatch(/ark_workqueue_depth\{name="availability"\} 0/)
     const agents = await kube.kubectl(['get', 'agents', '-n', ns])
     expect(agents).toMatch(/AVAILABLE\s+REASON/)
   }, 60_000)

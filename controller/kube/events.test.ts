@@ -9,6 +9,7 @@ import * as k8s from '@kubernetes/client-node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startKube } from '../../test/kube.ts'
 import type { KubeServer } from '../../test/kube.ts'
+import { KubeClient } from './client.ts'
 import { EventRecorder, MAX_MESSAGE_BYTES, MAX_REASON_LENGTH } from './events.ts'
 import type { InvolvedObject } from './events.ts'
 
@@ -96,7 +97,10 @@ describe('EventRecorder', () => {
   it('writes Events that kubectl describe shows with their type, reason, source and message, in the order recorded', async () => {
     const ns = await kube.namespace('events')
     const cm = await configMap(ns, 'x')
-    const recorder = new EventRecorder({ kubeConfig: kube.config(), host: 'controller-0' })
+    const recorder = new EventRecorder({
+      client: await KubeClient.fromKubeConfig(kube.config()),
+      host: 'controller-0',
+    })
     const recorded: [type: 'Normal' | 'Warning', reason: string, message: string][] = [
       ['Normal', 'QueryExecutionStart', 'Executing query x'],
       ['Normal', 'TargetExecutionStart', 'Executing target agent/support-agent'],
@@ -164,7 +168,7 @@ describe('EventRecorder', () => {
       name: 'test-password-reset',
       uid,
     }
-    const recorder = new EventRecorder({ kubeConfig: kube.config() })
+    const recorder = new EventRecorder({ client: await KubeClient.fromKubeConfig(kube.config()) })
     recorder.record(query, 'Normal', 'QueryExecutionStart', 'Executing query test-password-reset')
     recorder.record(query, 'Normal', 'QueryExecutionComplete', 'Query execution completed')
     await recorder.close()
@@ -179,7 +183,7 @@ describe('EventRecorder', () => {
   it('folds repeats of an event into one Event object (x5), a burst into one write', async () => {
     const ns = await kube.namespace('repeat')
     const cm = await configMap(ns, 'x')
-    const recorder = new EventRecorder({ kubeConfig: kube.config() })
+    const recorder = new EventRecorder({ client: await KubeClient.fromKubeConfig(kube.config()) })
     // A burst folds into the write before it goes: one CREATE with count 3.
     for (let i = 0; i < 3; i += 1) recorder.record(cm, 'Warning', 'ProbeFailed', 'model probe failed: 503')
     await recorder.flush()
@@ -234,7 +238,10 @@ describe('EventRecorder', () => {
     const ns = await kube.namespace('gone')
     const cm = await configMap(ns, 'x')
     const errors: unknown[] = []
-    const recorder = new EventRecorder({ kubeConfig: kube.config(), onError: (err) => errors.push(err) })
+    const recorder = new EventRecorder({
+      client: await KubeClient.fromKubeConfig(kube.config()),
+      onError: (err) => errors.push(err),
+    })
     recorder.record(cm, 'Normal', 'Synced', 'pool synced')
     recorder.record(cm, 'Normal', 'Synced', 'pool synced')
     await recorder.flush()
@@ -256,7 +263,10 @@ describe('EventRecorder', () => {
     const ns = await kube.namespace('window')
     const cm = await configMap(ns, 'x')
     let now = Date.parse('2025-12-11T11:16:46Z')
-    const recorder = new EventRecorder({ kubeConfig: kube.config(), now: () => new Date(now) })
+    const recorder = new EventRecorder({
+      client: await KubeClient.fromKubeConfig(kube.config()),
+      now: () => new Date(now),
+    })
     recorder.record(cm, 'Normal', 'Scaled', 'scaled to 2')
     now += 9 * 60_000
     recorder.record(cm, 'Normal', 'Scaled', 'scaled to 2')
@@ -281,7 +291,10 @@ describe('EventRecorder', () => {
     const ns = await kube.namespace('long')
     const cm = await configMap(ns, 'x')
     const errors: unknown[] = []
-    const recorder = new EventRecorder({ kubeConfig: kube.config(), onError: (err) => errors.push(err) })
+    const recorder = new EventRecorder({
+      client: await KubeClient.fromKubeConfig(kube.config()),
+      onError: (err) => errors.push(err),
+    })
     // Two-, three- and four-byte characters, so that 1024 falls inside one of them.
     const message = 'tool output: ' + 'é€😀'.repeat(400)
     const reason = 'R'.repeat(300)
@@ -310,7 +323,7 @@ describe('EventRecorder', () => {
     const canary = 'sk-canary-5f0e1d2c3b4a'
     const errors: unknown[] = []
     const recorder = new EventRecorder({
-      kubeConfig: kube.config(),
+      client: await KubeClient.fromKubeConfig(kube.config()),
       redact: (text) => {
         if (text.includes('explode')) throw new Error('redaction failed')
         return text.replaceAll(canary, '[REDACTED]')
@@ -335,7 +348,7 @@ describe('EventRecorder', () => {
     const port = await closedPort()
     const errors: unknown[] = []
     const recorder = new EventRecorder({
-      kubeConfig: configFor(`https://127.0.0.1:${String(port)}`),
+      client: await KubeClient.fromKubeConfig(configFor(`https://127.0.0.1:${String(port)}`)),
       retries: 2,
       retryDelayMs: 5,
       onError: (err) => errors.push(err),
@@ -360,7 +373,7 @@ describe('EventRecorder', () => {
     const { server, port } = await listen((socket) => sockets.push(socket))
     try {
       const recorder = new EventRecorder({
-        kubeConfig: configFor(`https://127.0.0.1:${String(port)}`),
+        client: await KubeClient.fromKubeConfig(configFor(`https://127.0.0.1:${String(port)}`)),
         retries: 1,
         retryDelayMs: 5,
         requestTimeoutMs: 200,
@@ -386,7 +399,7 @@ describe('EventRecorder', () => {
     try {
       const drops: number[] = []
       const recorder = new EventRecorder({
-        kubeConfig: configFor(`https://127.0.0.1:${String(port)}`),
+        client: await KubeClient.fromKubeConfig(configFor(`https://127.0.0.1:${String(port)}`)),
         maxQueued: 10,
         concurrency: 8,
         retries: 0,
@@ -441,7 +454,7 @@ describe('EventRecorder', () => {
       )
       const errors: unknown[] = []
       const recorder = new EventRecorder({
-        kubeConfig: kc,
+        client: await KubeClient.fromKubeConfig(kc),
         retryDelayMs: 5,
         onError: (err) => errors.push(err),
       })

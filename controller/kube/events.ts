@@ -20,14 +20,8 @@
  *   client-go's), so the API server lists one object's Events in the order they were recorded even when
  *   they share a `lastTimestamp` second (kubectl describe sorts by that second, keeping the listed order).
  */
-import { ApiException, CoreV1Api, Observable, PatchStrategy } from '@kubernetes/client-node'
-import type {
-  CoreV1Event,
-  KubeConfig,
-  ObservableMiddleware,
-  RequestContext,
-  ResponseContext,
-} from '@kubernetes/client-node'
+import type { KubeClient } from './client.ts'
+import { KubeError } from './client.ts'
 
 export interface InvolvedObject {
   readonly apiVersion: string
@@ -39,7 +33,8 @@ export interface InvolvedObject {
 }
 
 export interface EventRecorderOptions {
-  readonly kubeConfig: KubeConfig
+  /** The controller's client: one keep-alive connection pool for every write (client.ts says why). */
+  readonly client: KubeClient
   /** `source.component` and `reportingComponent`; default 'ark-controller'. */
   readonly component?: string
   /** `source.host` and `reportingInstance`. */
@@ -112,10 +107,8 @@ interface Flush {
   readonly done: () => void
 }
 
-type Dispatcher = ReturnType<RequestContext['getDispatcher']>
-
 export class EventRecorder {
-  readonly #api: CoreV1Api
+  readonly #client: KubeClient
   readonly #component: string
   readonly #host: string | undefined
   readonly #maxQueued: number
@@ -145,14 +138,6 @@ export class EventRecorder {
   #closed = false
   #pumpScheduled = false
   #pendingDrops = 0
-  /**
-   * client-node 2.x builds a new undici Agent for every request when the cluster has a CA, so no TLS
-   * connection is ever reused. The first one built is kept and given to every later request.
-   */
-  #dispatcher: Dispatcher
-  #dispatcherKept = false
-  readonly #middleware: ObservableMiddleware
-  readonly #patchMiddleware: ObservableMiddleware
 
   #written = 0
   #aggregated = 0
@@ -160,7 +145,7 @@ export class EventRecorder {
   #failed = 0
 
   constructor(options: EventRecorderOptions) {
-    this.#api = options.kubeConfig.makeApiClient(CoreV1Api)
+    this.#client = options.client
     this.#component = options.component ?? 'ark-controller'
     this.#host = options.host === undefined ? undefined : options.host.slice(0, 128)
     this.#maxQueued = Math.max(1, options.maxQueued ?? 1000)
@@ -172,8 +157,6 @@ export class EventRecorder {
     this.#retries = Math.max(0, options.retries ?? 2)
     this.#retryDelayMs = Math.max(0, options.retryDelayMs ?? 200)
     this.#timeoutMs = Math.max(1, options.requestTimeoutMs ?? 10_000)
-    this.#middleware = this.#keepDispatcher()
-    this.#patchMiddleware = contentType(PatchStrategy.MergePatch)
   }
 
   get stats(): EventRecorderStats {
@@ -252,11 +235,6 @@ export class EventRecorder {
   async close(): Promise<void> {
     this.#closed = true
     await this.flush()
-    if (this.#dispatcherKept) {
-      const dispatcher = this.#dispatcher
-      this.#dispatcher = undefined
-      await dispatcher?.destroy().catch(() => undefined)
-    }
   }
 
   #enqueue(entry: Entry): void {
@@ -326,7 +304,7 @@ export class EventRecorder {
           try {
             await this.#patch(entry)
           } catch (err) {
-            if (!(err instanceof ApiException) || err.code !== 404) throw err
+            if (!(err instanceof KubeError) || err.status !== 404) throw err
             await this.#create(entry)
           }
         }
@@ -345,7 +323,7 @@ export class EventRecorder {
   }
 
   async #create(entry: Entry): Promise<void> {
-    const body: CoreV1Event = {
+    const body = {
       metadata: { name: entry.name, namespace: entry.namespace },
       involvedObject: {
         apiVersion: entry.object.apiVersion,
@@ -371,12 +349,13 @@ export class EventRecorder {
       count: entry.count,
     }
     try {
-      await this.#request((options) =>
-        this.#api.createNamespacedEvent({ namespace: entry.namespace, body }, options),
-      )
+      await this.#client.request('POST', `/api/v1/namespaces/${entry.namespace}/events`, {
+        body,
+        timeoutMs: this.#timeoutMs,
+      })
     } catch (err) {
       // An earlier attempt got through although its answer was lost: the object is there, bring it up to date.
-      if (err instanceof ApiException && err.code === 409) {
+      if (err instanceof KubeError && err.status === 409) {
         await this.#patch(entry)
         return
       }
@@ -386,47 +365,11 @@ export class EventRecorder {
 
   async #patch(entry: Entry): Promise<void> {
     const body = { count: entry.count, lastTimestamp: entry.lastTimestamp.toISOString() }
-    await this.#request(
-      (options) =>
-        this.#api.patchNamespacedEvent({ name: entry.name, namespace: entry.namespace, body }, options),
-      this.#patchMiddleware,
-    )
-  }
-
-  /** One API call with a time limit, the kept connection pool and, for patches, their content type. */
-  async #request(
-    call: (options: {
-      middleware: ObservableMiddleware[]
-      middlewareMergeStrategy: 'append'
-    }) => Promise<unknown>,
-    extra?: ObservableMiddleware,
-  ): Promise<void> {
-    const abort = new AbortController()
-    const timer = setTimeout(() => {
-      abort.abort(new Error(`the API server did not answer within ${String(this.#timeoutMs)} ms`))
-    }, this.#timeoutMs)
-    const middleware: ObservableMiddleware[] = [this.#middleware, signal(abort.signal)]
-    if (extra !== undefined) middleware.push(extra)
-    try {
-      await call({ middleware, middlewareMergeStrategy: 'append' })
-    } finally {
-      clearTimeout(timer)
-    }
-  }
-
-  #keepDispatcher(): ObservableMiddleware {
-    return {
-      pre: (context) => {
-        if (!this.#dispatcherKept) {
-          this.#dispatcherKept = true
-          this.#dispatcher = context.getDispatcher()
-        } else if (this.#dispatcher !== undefined) {
-          context.setDispatcher(this.#dispatcher)
-        }
-        return new Observable(Promise.resolve(context))
-      },
-      post: passResponse,
-    }
+    await this.#client.request('PATCH', `/api/v1/namespaces/${entry.namespace}/events/${entry.name}`, {
+      body,
+      contentType: 'application/merge-patch+json',
+      timeoutMs: this.#timeoutMs,
+    })
   }
 
   /** `<object name>.<16 hex digits of a nanosecond clock that never repeats>`, a valid DNS subdomain. */
@@ -475,30 +418,6 @@ export class EventRecorder {
   }
 }
 
-function contentType(value: string): ObservableMiddleware {
-  return {
-    pre: (context) => {
-      context.setHeaderParam('Content-Type', value)
-      return new Observable(Promise.resolve(context))
-    },
-    post: passResponse,
-  }
-}
-
-function signal(abortSignal: AbortSignal): ObservableMiddleware {
-  return {
-    pre: (context) => {
-      context.setSignal(abortSignal)
-      return new Observable(Promise.resolve(context))
-    },
-    post: passResponse,
-  }
-}
-
-function passResponse(response: ResponseContext): Observable<ResponseContext> {
-  return new Observable(Promise.resolve(response))
-}
-
 function aggregationKey(object: InvolvedObject, type: string, reason: string, message: string): string {
   const who =
     object.uid !== undefined && object.uid !== ''
@@ -509,7 +428,7 @@ function aggregationKey(object: InvolvedObject, type: string, reason: string, me
 
 /** Network errors, timeouts, 429 and 5xx are worth another try; any other answer will not change. */
 function retryable(err: unknown): boolean {
-  if (err instanceof ApiException) return err.code === 429 || err.code >= 500
+  if (err instanceof KubeError) return err.status === 0 || err.status === 429 || err.status >= 500
   return true
 }
 

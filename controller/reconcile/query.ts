@@ -125,7 +125,8 @@ export class QueryController {
       (key) => this.#reconcile(key),
       { kinds: new Set(['Query']) },
       {
-        concurrency: 8,
+        // Reconciles await API writes (finalizers, claims); enough of them run at once to keep a fast drain.
+        concurrency: 32,
         ...(options.onError === undefined ? {} : { onError: options.onError }),
         ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
       },

@@ -335,12 +335,22 @@ export class KubeStore implements ResourceStore {
     }
   }
 
-  #upsert(def: KindDef, object: KubeObject): void {
+  #upsert(def: KindDef, incoming: KubeObject): void {
+    let object = incoming
     if (def.kind === 'Secret' && def.group === '' && IGNORED_SECRET_TYPES.has(String(object.type))) return
     const id = sourceId(def, object)
     const previous = this.#sources.get(id)
     if (previous !== undefined && isOlder(object, previous.object)) return
+    object = slim(object)
     const { status: rawStatus, ...spec } = object
+    if (previous !== undefined && previous.rejected.length === 0 && sameGeneration(previous.object, object)) {
+      // Only status (or resourceVersion) moved, as after each of the controller's own writes: the decoding
+      // of the spec still holds, and only the status is read again.
+      const source: Source = { ...previous, object }
+      this.#sources.set(id, source)
+      for (const r of source.resources) this.#claim(r, source, rawStatus)
+      return
+    }
     // Status is not the adapters' business: a status another writer shaped oddly must not reject the spec.
     const decoded = decodeDocument(
       { value: { ...spec, apiVersion: apiVersionOf(def), kind: def.kind } },
@@ -476,6 +486,40 @@ function rejectionOf(source: Source, gone: boolean): Rejection {
     problems: gone ? [] : source.rejected,
     gone,
   }
+}
+
+/** What the cache does not need of an object: managedFields, and kubectl's copy of the whole last apply. */
+function slim(object: KubeObject): KubeObject {
+  const m = object.metadata
+  if (m === undefined || (m.managedFields === undefined && m.annotations?.[LAST_APPLIED] === undefined)) {
+    return object
+  }
+  const metadata: Record<string, unknown> = { ...m }
+  delete metadata.managedFields
+  if (m.annotations?.[LAST_APPLIED] !== undefined) {
+    metadata.annotations = Object.fromEntries(
+      Object.entries(m.annotations).filter(([k]) => k !== LAST_APPLIED),
+    )
+  }
+  return { ...object, metadata }
+}
+
+const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration'
+
+/**
+ * The spec cannot have changed: the same generation (custom resources bump it on every spec change, and
+ * only then), uid, labels and annotations. Objects without a generation (ConfigMaps, Secrets) always decode.
+ */
+function sameGeneration(a: KubeObject, b: KubeObject): boolean {
+  const x = a.metadata
+  const y = b.metadata
+  if (x?.generation === undefined || x.generation !== y?.generation || x.uid !== y.uid) return false
+  return (
+    x.deletionTimestamp === y.deletionTimestamp &&
+    JSON.stringify(x.labels) === JSON.stringify(y.labels) &&
+    JSON.stringify(x.annotations) === JSON.stringify(y.annotations) &&
+    JSON.stringify(x.finalizers) === JSON.stringify(y.finalizers)
+  )
 }
 
 function sourceId(def: KindDef, object: KubeObject): string {
