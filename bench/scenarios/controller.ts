@@ -5,14 +5,14 @@
  * moment the last Query shows status.phase done (seen on a watch of queries across namespaces): Queries/s
  * drained, create-to-done latency, the controller's peak RSS, the CPU seconds of the controller, the API
  * server and etcd, the API requests each Query cost (the API server's apiserver_request_total), the Events
- * written against those recorded, and that every Query ran exactly once (pending -> running -> done, one
+ * written against those recorded, and that every Query ran exactly once (pending -> (running, for runs past a second) -> done, one
  * response, never error).
  *
  * ARK (McKinsey) drained about 12 Queries/s in that test and its controller was OOM-killed at 128 MiB. The
  * targets: at least 300 Queries/s, at most 128 MiB, nothing lost.
  *
  * The baseline of the same run: before the controller starts, what each kind of write (create, finalizer,
- * status claim, status done, Event) costs the API server and etcd in CPU, alone. create + claim + done is the
+ * claim (annotation and finalizer), status done, Event) costs the API server and etcd in CPU, alone. create + claim + done is the
  * floor of a Query that runs exactly once; the ratio of what a Query really cost them to that floor says
  * how much ark adds, and the floor says what any controller could drain on this machine.
  *
@@ -398,20 +398,12 @@ async function calibrate(kube: KubeServer, client: KubeClient): Promise<Map<Cali
         body: { metadata: { finalizers: ['ark.mckinsey.com/finalizer'] } },
       }),
     claim: (i) =>
-      client.request('PATCH', `${queries}/q-${String(i)}/status`, {
+      client.request('PATCH', `${queries}/q-${String(i)}`, {
         ...merge,
         body: {
-          status: {
-            phase: 'running',
-            conditions: [
-              {
-                type: 'Completed',
-                status: 'False',
-                reason: 'QueryRunning',
-                message: 'attempt by bench',
-                lastTransitionTime: at(),
-              },
-            ],
+          metadata: {
+            annotations: { 'ark.mckinsey.com/claimed-by': `bench since ${at()}` },
+            finalizers: ['ark.mckinsey.com/finalizer'],
           },
         },
       }),
@@ -597,7 +589,8 @@ async function once(s: Settings, context: RunContext, run: number): Promise<RunF
       const history = q.phases.join('>')
       // pending may be skipped on the watch when the first write lands before the ADDED event is read.
       const started = starts.get(`${q.namespace}/${q.name}`) ?? 0
-      const once = /^(pending>)?running>done$/.test(history) && started <= 1
+      // running shows only for runs past a second (controller/reconcile/query.ts); the mock answers sooner.
+      const once = /^(pending>)?(running>)?done$/.test(history) && started <= 1
       if (!ok || !once) {
         notOnce += 1
         if (oddities.length < 5)
@@ -771,7 +764,7 @@ async function run(context: RunContext): Promise<ScenarioResult> {
       value: med((f) => f.notOnce),
       unit: 'Queries',
       target: { op: '<=', value: 0 },
-      note: 'history on the watch other than pending > running > done, a status other than one done response, or more than one QueryExecutionStart Event',
+      note: 'history on the watch other than pending > (running >) done, a status other than one done response, or more than one QueryExecutionStart Event',
     },
     {
       name: 'CPU per Query, all processes',

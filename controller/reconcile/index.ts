@@ -12,13 +12,14 @@ export { setCondition, withCondition } from './conditions.ts'
 export type {
   EventSink,
   InvolvedObject,
+  ObjectMetadata,
   ObjectWriter,
   QueryControllerOptions,
   QueryRunner,
   TargetOutcome,
   TargetRequest,
 } from './query.ts'
-export { QUERY_FINALIZER, QueryController } from './query.ts'
+export { CLAIMED_BY, QUERY_FINALIZER, QueryController } from './query.ts'
 export { FairSlots } from './fair.ts'
 export { recordAvailabilityEvents } from './condition-events.ts'
 export type { RejectionSource } from './validity.ts'

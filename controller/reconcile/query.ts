@@ -5,11 +5,13 @@
  *
  * - Work goes through a QueryRunner that the process supplies (the gateway's admission, so the same task
  *   queue as /v1/chat/completions: in-process or Redis pools); this controller never imports the runtime.
- * - Exactly once: the attempt is recorded in status (phase running, Completed False QueryRunning, naming this
- *   controller) before anything is submitted, and that write carries the resourceVersion it was computed
- *   from, so of two controllers only one can claim a Query. A Query found running that this process is not
- *   running was claimed by a controller that died or lost leadership: it is failed with reason
+ * - Exactly once: before anything is submitted, one write records the attempt on the Query (the annotation
+ *   ark.mckinsey.com/claimed-by, naming this controller) together with the finalizer, conditional on the
+ *   resourceVersion it read, so of two controllers only one can claim a Query. A claimed Query that this
+ *   process is not running was claimed by a controller that died or lost leadership: it is failed with reason
  *   ControllerRestarted, never run a second time (its tools may have acted already).
+ * - Writes per Query: the claim, and the final status. Phase running (Completed False QueryRunning) is
+ *   written only for a run that lasts past a second: the API server's writes are what bounds a drain.
  * - Bounded concurrency, shared fairly across namespaces (FairSlots); waiting Queries stay pending.
  * - timeout (default 5m) aborts the run; cancel: true aborts it (phase canceled); ttl (default 720h after
  *   completion) deletes the Query; the finalizer ark.mckinsey.com/finalizer lets a deleted Query's run be
@@ -31,6 +33,10 @@ import type { ReconcileMetrics, ReconcileResult } from './kit.ts'
 import { Controller } from './kit.ts'
 
 export const QUERY_FINALIZER = 'ark.mckinsey.com/finalizer'
+/** Who claimed a Query, and since when: `<controller identity> since <RFC 3339 time>`. */
+export const CLAIMED_BY = 'ark.mckinsey.com/claimed-by'
+/** A run that lasts longer than this shows phase running; a shorter one goes straight to its end. */
+const RUNNING_AFTER_MS = 1000
 
 /** What one target of a Query produced. */
 export type TargetOutcome =
@@ -70,13 +76,21 @@ export interface EventSink {
 }
 
 /** What the Query controller does to a Query besides its status (finalizers, deletion). */
+export interface ObjectMetadata {
+  readonly uid?: string
+  readonly deletionTimestamp?: string
+  readonly finalizers?: readonly string[]
+  readonly annotations?: Readonly<Record<string, string>>
+}
+
 export interface ObjectWriter {
   /** Metadata of the object behind a resource; undefined where there is none (a manifests folder). */
-  metadataOf(
-    key: string,
-  ):
-    | { readonly uid?: string; readonly deletionTimestamp?: string; readonly finalizers?: readonly string[] }
-    | undefined
+  metadataOf(key: string): ObjectMetadata | undefined
+  /**
+   * Sets `annotation` to `value` and adds `finalizer`, in one write conditional on the version it read;
+   * false when the annotation was already set (by another controller) or the object is gone or going.
+   */
+  claim(key: string, annotation: string, value: string, finalizer: string): Promise<boolean>
   setFinalizer(key: string, finalizer: string, present: boolean): Promise<void>
   delete(key: string): Promise<void>
 }
@@ -98,6 +112,8 @@ interface Running {
   readonly abort: AbortController
   /** Why it was aborted: a canceled Query, a deleted one, or this controller stopping. */
   why?: 'canceled' | 'deleted' | 'stopping'
+  /** The phase running write, once a run lasted long enough for one; the final write waits for it. */
+  runningWrite?: Promise<void>
   readonly done: Promise<void>
 }
 
@@ -180,9 +196,6 @@ export class QueryController {
     const status = this.#catalog.store.status(key)
     const phase = status?.phase ?? 'pending'
     if (TERMINAL.has(phase)) return this.#expire(query, status)
-    if (meta !== undefined && meta.finalizers?.includes(QUERY_FINALIZER) !== true) {
-      await objects.setFinalizer(key, QUERY_FINALIZER, true)
-    }
     const running = this.#runs.get(key)
     if (query.spec.cancel) {
       if (running !== undefined) this.#abort(key, 'canceled')
@@ -190,13 +203,14 @@ export class QueryController {
       return undefined
     }
     if (running !== undefined) return undefined
-    if (phase === 'running') {
+    const claimedBy = meta?.annotations?.[CLAIMED_BY]
+    if (phase === 'running' || claimedBy !== undefined) {
       await this.#finish(
         query,
         'error',
         [],
         'ControllerRestarted',
-        `the controller running this query stopped before it finished (${runningNote(status)}); it is not run again, because its tools may have acted already: create the Query again to rerun it`,
+        `the controller running this query stopped before it finished (attempt by ${claimedBy ?? 'an earlier controller'}); it is not run again, because its tools may have acted already: create the Query again to rerun it`,
         undefined,
       )
       return undefined
@@ -257,27 +271,34 @@ export class QueryController {
   }
 
   /** Records the attempt before anything runs; false when another controller got there first. */
-  async #claim(query: ResourceOf<'Query'>): Promise<boolean> {
-    let claimed = false
-    const started = this.#now().toISOString()
-    await this.#writer.updateStatus(query.key, (current, latest) => {
-      claimed = false
-      if (current?.phase !== undefined && current.phase !== 'pending') return undefined
-      if (latest.meta.uid !== query.meta.uid) return undefined
-      claimed = true
-      return {
-        ...current,
-        phase: 'running',
-        conditions: withCompleted(current, {
-          status: 'False',
-          reason: 'QueryRunning',
-          message: `attempt by ${this.#options.identity} since ${started}`,
-          generation: query.meta.generation,
-          now: started,
-        }),
-      }
-    })
-    return claimed
+  #claim(query: ResourceOf<'Query'>): Promise<boolean> {
+    const value = `${this.#options.identity} since ${this.#now().toISOString()}`
+    return this.#options.objects.claim(query.key, CLAIMED_BY, value, QUERY_FINALIZER)
+  }
+
+  /** Phase running, for a run still going after RUNNING_AFTER_MS; nothing if it has ended meanwhile. */
+  #showRunning(query: ResourceOf<'Query'>, run: Running): ReturnType<typeof setTimeout> {
+    const timer = setTimeout(() => {
+      const since = this.#now().toISOString()
+      run.runningWrite = this.#writer
+        .updateStatus(query.key, (current, latest) => {
+          if (latest.meta.uid !== query.meta.uid) return undefined
+          if (current?.phase !== undefined && current.phase !== 'pending') return undefined
+          return {
+            ...current,
+            phase: 'running',
+            conditions: withCompleted(current, {
+              status: 'False',
+              reason: 'QueryRunning',
+              message: `attempt by ${this.#options.identity}`,
+              generation: query.meta.generation,
+              now: since,
+            }),
+          }
+        })
+        .catch((err: unknown) => this.#options.onError?.(query.key, err))
+    }, RUNNING_AFTER_MS)
+    return timer
   }
 
   async #run(query: ResourceOf<'Query'>, run: Running): Promise<void> {
@@ -291,6 +312,7 @@ export class QueryController {
       )
     }
     event('QueryExecutionStart', `Executing query ${query.ref.name}`)
+    const showRunning = this.#showRunning(query, run)
     const timeoutMs = query.spec.timeoutSeconds * 1000
     const timeout = new AbortController()
     const timer = setTimeout(
@@ -344,7 +366,10 @@ export class QueryController {
       )
     } finally {
       clearTimeout(timer)
+      clearTimeout(showRunning)
     }
+    // The final write goes after the running one, never before it.
+    await run.runningWrite
     if (run.why === 'stopping' || run.why === 'deleted') return
     const seconds = (performance.now() - began) / 1000
     const responses = query.spec.targets.map((target, i): QueryResponse => {
@@ -476,11 +501,6 @@ function withCompleted(
     ...(c.generation === undefined ? {} : { observedGeneration: c.generation }),
   }
   return [...(current?.conditions.filter((x) => x.type !== 'Completed') ?? []), condition]
-}
-
-function runningNote(status: Status | undefined): string {
-  const c = status?.conditions.find((x) => x.type === 'Completed' && x.reason === 'QueryRunning')
-  return c === undefined ? 'its attempt was recorded without details' : c.message
 }
 
 function sumUsage(outcomes: readonly TargetOutcome[]): TokenUsage {

@@ -258,6 +258,37 @@ export class KubeStore implements ResourceStore {
     return this.objectOf(key)?.metadata
   }
 
+  /**
+   * Sets an annotation and adds a finalizer in one merge patch conditional on the resourceVersion read: the
+   * Query controller's claim. False when the annotation is already set (someone claimed it first) or the
+   * object is gone or being deleted.
+   */
+  async claim(key: string, annotation: string, value: string, finalizer: string): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      const source = this.#sourceOf(key)
+      const m = source?.object.metadata
+      if (source === undefined || m === undefined) return false
+      if (m.annotations?.[annotation] !== undefined || m.deletionTimestamp !== undefined) return false
+      const current = m.finalizers ?? []
+      try {
+        const object = await this.#client.request<KubeObject>('PATCH', objectPath(source), {
+          body: {
+            metadata: {
+              resourceVersion: m.resourceVersion,
+              annotations: { [annotation]: value },
+              ...(current.includes(finalizer) ? {} : { finalizers: [...current, finalizer] }),
+            },
+          },
+          contentType: 'application/merge-patch+json',
+        })
+        this.#upsert(source.def, object)
+        return true
+      } catch (err) {
+        if (!(await this.#recover(err, source, attempt))) return false
+      }
+    }
+  }
+
   /** Adds or removes a finalizer, on top of the latest version (a 409 re-reads and tries again). */
   async setFinalizer(key: string, finalizer: string, present: boolean): Promise<void> {
     for (let attempt = 0; ; attempt++) {
