@@ -134,6 +134,7 @@ Environment:
                    defaults for Models that do not set them, and for ArkAgent model ids
 
 Routes served by ark dev and ark gateway: POST /v1/chat/completions, GET /v1/models, GET /metrics, GET /healthz, GET /readyz.
+ark controller serves GET /healthz, /readyz and /metrics.
 `
 
 async function main(argv: string[]): Promise<number> {
