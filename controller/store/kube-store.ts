@@ -158,34 +158,24 @@ export class KubeStore implements ResourceStore {
   }
 
   async updateStatus(key: string, update: StatusUpdate): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      const resource = this.#resources.get(key)
-      const source = this.#sourceOf(key)
-      // Gone while its reconcile ran, as a 404 from the status subresource would say.
-      if (resource === undefined || source === undefined) return
-      const next = update(this.#statuses.get(key), resource)
-      if (next === undefined) return
-      if (!isPrimary(source, resource)) {
-        // Generated from another resource (an ArkTeam's inline role): no object of its own to write to.
-        this.#statuses.set(key, next)
-        this.#emit({ type: 'status', resource, status: next })
-        return
-      }
-      const encoded = encodeStatus(resource, next)
-      if (encoded === undefined) return
-      const written = withoutEmptyStrings(encoded) as Record<string, unknown>
-      try {
-        const object = await this.#client.request<KubeObject>('PATCH', objectPath(source) + '/status', {
-          body: { metadata: { resourceVersion: source.object.metadata?.resourceVersion }, status: written },
-          contentType: 'application/merge-patch+json',
-        })
-        this.#upsert(source.def, object)
-        return
-      } catch (err) {
-        // Someone else wrote first: the update is applied again to what they wrote.
-        if (!(await this.#recover(err, source, attempt))) return
-      }
-    }
+    await this.#patchLatest(
+      () => this.#sourceOf(key),
+      (source) => {
+        // Gone while its reconcile ran, as a 404 from the status subresource would say.
+        const resource = this.#resources.get(key)
+        if (resource === undefined) return undefined
+        const next = update(this.#statuses.get(key), resource)
+        if (next === undefined) return undefined
+        if (!isPrimary(source, resource)) {
+          // Generated from another resource (an ArkTeam's inline role): no object of its own to write to.
+          this.#statuses.set(key, next)
+          this.#emit({ type: 'status', resource, status: next })
+          return undefined
+        }
+        const encoded = encodeStatus(resource, next)
+        return encoded === undefined ? undefined : { status: withoutEmptyStrings(encoded) }
+      },
+    )
   }
 
   /** Objects whose current version is rejected now. */
@@ -208,49 +198,40 @@ export class KubeStore implements ResourceStore {
     condition: { type: string; status: 'True' | 'False'; reason: string; message: string } | undefined,
     type: string,
   ): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      const source = this.#sources.get(id)
-      if (source === undefined) return
-      const status = source.object.status as { conditions?: unknown } | undefined
-      const conditions = Array.isArray(status?.conditions) ? (status.conditions as { type?: unknown }[]) : []
-      const others = conditions.filter((c) => c.type !== type)
-      const before = conditions.find((c) => c.type === type) as Record<string, unknown> | undefined
-      if (condition === undefined && before === undefined) return
-      if (
-        condition !== undefined &&
-        before?.status === condition.status &&
-        before.reason === condition.reason &&
-        before.message === condition.message
-      ) {
-        return
-      }
-      const next =
-        condition === undefined
-          ? others
-          : [
-              ...others,
-              {
-                ...condition,
-                lastTransitionTime: new Date().toISOString(),
-                ...(source.object.metadata?.generation === undefined
-                  ? {}
-                  : { observedGeneration: source.object.metadata.generation }),
-              },
-            ]
-      try {
-        const object = await this.#client.request<KubeObject>('PATCH', objectPath(source) + '/status', {
-          body: {
-            metadata: { resourceVersion: source.object.metadata?.resourceVersion },
-            status: withoutEmptyStrings({ conditions: next }),
-          },
-          contentType: 'application/merge-patch+json',
-        })
-        this.#upsert(source.def, object)
-        return
-      } catch (err) {
-        if (!(await this.#recover(err, source, attempt))) return
-      }
-    }
+    await this.#patchLatest(
+      () => this.#sources.get(id),
+      (source) => {
+        const status = source.object.status as { conditions?: unknown } | undefined
+        const conditions = Array.isArray(status?.conditions)
+          ? (status.conditions as { type?: unknown }[])
+          : []
+        const others = conditions.filter((c) => c.type !== type)
+        const before = conditions.find((c) => c.type === type) as Record<string, unknown> | undefined
+        if (condition === undefined && before === undefined) return undefined
+        if (
+          condition !== undefined &&
+          before?.status === condition.status &&
+          before.reason === condition.reason &&
+          before.message === condition.message
+        ) {
+          return undefined
+        }
+        const next =
+          condition === undefined
+            ? others
+            : [
+                ...others,
+                {
+                  ...condition,
+                  lastTransitionTime: new Date().toISOString(),
+                  ...(source.object.metadata?.generation === undefined
+                    ? {}
+                    : { observedGeneration: source.object.metadata.generation }),
+                },
+              ]
+        return { status: withoutEmptyStrings({ conditions: next }) }
+      },
+    )
   }
 
   /** Metadata of the object behind a resource (uid, finalizers, deletionTimestamp). */
@@ -263,51 +244,43 @@ export class KubeStore implements ResourceStore {
    * Query controller's claim. False when the annotation is already set (someone claimed it first) or the
    * object is gone or being deleted.
    */
-  async claim(key: string, annotation: string, value: string, finalizer: string): Promise<boolean> {
-    for (let attempt = 0; ; attempt++) {
-      const source = this.#sourceOf(key)
-      const m = source?.object.metadata
-      if (source === undefined || m === undefined) return false
-      if (m.annotations?.[annotation] !== undefined || m.deletionTimestamp !== undefined) return false
-      const current = m.finalizers ?? []
-      try {
-        const object = await this.#client.request<KubeObject>('PATCH', objectPath(source), {
-          body: {
-            metadata: {
-              resourceVersion: m.resourceVersion,
-              annotations: { [annotation]: value },
-              ...(current.includes(finalizer) ? {} : { finalizers: [...current, finalizer] }),
-            },
+  claim(key: string, annotation: string, value: string, finalizer: string): Promise<boolean> {
+    return this.#patchLatest(
+      () => this.#sourceOf(key),
+      (source) => {
+        const m = source.object.metadata
+        if (
+          m === undefined ||
+          m.annotations?.[annotation] !== undefined ||
+          m.deletionTimestamp !== undefined
+        ) {
+          return undefined
+        }
+        const current = m.finalizers ?? []
+        return {
+          metadata: {
+            annotations: { [annotation]: value },
+            ...(current.includes(finalizer) ? {} : { finalizers: [...current, finalizer] }),
           },
-          contentType: 'application/merge-patch+json',
-        })
-        this.#upsert(source.def, object)
-        return true
-      } catch (err) {
-        if (!(await this.#recover(err, source, attempt))) return false
-      }
-    }
+        }
+      },
+    )
   }
 
   /** Adds or removes a finalizer, on top of the latest version (a 409 re-reads and tries again). */
   async setFinalizer(key: string, finalizer: string, present: boolean): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      const source = this.#sourceOf(key)
-      if (source === undefined) return
-      const current = source.object.metadata?.finalizers ?? []
-      if (current.includes(finalizer) === present) return
-      const finalizers = present ? [...current, finalizer] : current.filter((f) => f !== finalizer)
-      try {
-        const object = await this.#client.request<KubeObject>('PATCH', objectPath(source), {
-          body: { metadata: { resourceVersion: source.object.metadata?.resourceVersion, finalizers } },
-          contentType: 'application/merge-patch+json',
-        })
-        this.#upsert(source.def, object)
-        return
-      } catch (err) {
-        if (!(await this.#recover(err, source, attempt))) return
-      }
-    }
+    await this.#patchLatest(
+      () => this.#sourceOf(key),
+      (source) => {
+        const current = source.object.metadata?.finalizers ?? []
+        if (current.includes(finalizer) === present) return undefined
+        return {
+          metadata: {
+            finalizers: present ? [...current, finalizer] : current.filter((f) => f !== finalizer),
+          },
+        }
+      },
+    )
   }
 
   /** Deletes the object behind a resource (only the one this store saw: a recreated namespace/name is spared). */
@@ -334,22 +307,48 @@ export class KubeStore implements ResourceStore {
   }
 
   /**
-   * After a failed write: true when it is worth another attempt (a 409: the latest version was read into the
-   * cache), false when the object is gone; anything else is thrown.
+   * One write that must not undo another writer's: a JSON merge patch built from the latest version of the
+   * object this store has, sent with that version's resourceVersion. A `status` patch goes to the status
+   * subresource. A 409 (someone wrote first) reads the object again and builds the patch again from it.
+   * `build` returns undefined when nothing needs writing. Resolves true when a patch landed; false when
+   * nothing was written or the object is gone.
    */
-  async #recover(err: unknown, source: Source, attempt: number): Promise<boolean> {
-    if (!(err instanceof KubeError)) throw err
-    if (err.status === 404) return false
-    if (err.status !== 409 || attempt >= MAX_CONFLICT_RETRIES) throw err
-    let fresh: KubeObject
-    try {
-      fresh = await this.#client.request<KubeObject>('GET', objectPath(source))
-    } catch (e) {
-      if (e instanceof KubeError && e.status === 404) return false
-      throw e
+  async #patchLatest(
+    find: () => Source | undefined,
+    build: (source: Source) => { metadata?: Record<string, unknown>; status?: unknown } | undefined,
+  ): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      const source = find()
+      if (source === undefined) return false
+      const patch = build(source)
+      if (patch === undefined) return false
+      const resourceVersion = source.object.metadata?.resourceVersion
+      const body =
+        patch.status === undefined
+          ? { metadata: { ...patch.metadata, resourceVersion } }
+          : { metadata: { resourceVersion }, status: patch.status }
+      try {
+        const object = await this.#client.request<KubeObject>(
+          'PATCH',
+          objectPath(source) + (patch.status === undefined ? '' : '/status'),
+          { body, contentType: 'application/merge-patch+json' },
+        )
+        this.#upsert(source.def, object)
+        return true
+      } catch (err) {
+        if (!(err instanceof KubeError)) throw err
+        if (err.status === 404) return false
+        if (err.status !== 409 || attempt >= MAX_CONFLICT_RETRIES) throw err
+        let fresh: KubeObject
+        try {
+          fresh = await this.#client.request<KubeObject>('GET', objectPath(source))
+        } catch (e) {
+          if (e instanceof KubeError && e.status === 404) return false
+          throw e
+        }
+        this.#upsert(source.def, fresh)
+      }
     }
-    this.#upsert(source.def, fresh)
-    return true
   }
 
   /** A relist: objects of this kind (and namespace) that are not in it were deleted meanwhile. */
