@@ -32,6 +32,7 @@ import { startEmbedded } from './embedded.ts'
 import { worker } from './worker.ts'
 import { renderGet, resolveKind } from './get.ts'
 import { renderValidation } from './validate.ts'
+import { untilStopped } from './signals.ts'
 
 const HELP = `ark — Agentic Runtime for Kubernetes
 
@@ -599,10 +600,7 @@ async function dev(options: DevOptions): Promise<number> {
         host: options.host,
       },
     )
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', () => resolve())
-    process.once('SIGTERM', () => resolve())
-  })
+  await untilStopped()
   log.info('stopping')
   await server.close()
   await system.close()

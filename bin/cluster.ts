@@ -4,22 +4,29 @@
  * (the only writer) left it; nothing here reconciles or writes. The data plane has no use for Queries and
  * Evaluations, so it does not watch them.
  */
+import { KubeConfig } from '@kubernetes/client-node'
 import type { KindDef } from '../controller/api/index.ts'
-import type { ResourceView } from '../controller/index.ts'
 import { Catalog, KubeStore } from '../controller/index.ts'
 import { KubeClient } from '../controller/kube/client.ts'
-import { loadKubeConfig } from './controller.ts'
+import type { EmbeddedCatalog } from './embedded.ts'
 
-export interface ClusterCatalog {
-  readonly store: ResourceView
-  readonly catalog: Catalog
+/** A cluster's catalog, read-only; `refresh` and `settled` resolve at once (the watch is the refresh). */
+export interface ClusterCatalog extends EmbeddedCatalog {
   /** Where it reads from, for logs. */
   readonly server: string
-  /** Nothing to wait for: status is the controller's to write. Here so that callers treat both sources alike. */
-  settled(): Promise<void>
-  /** Likewise: the watch is the refresh. */
-  refresh(): Promise<void>
-  close(): Promise<void>
+}
+
+/** Loads the kubeconfig: --kubeconfig, else KUBECONFIG / ~/.kube/config, else the pod's service account. */
+export function loadKubeConfig(path: string | undefined): KubeConfig {
+  const kc = new KubeConfig()
+  if (path !== undefined && path !== '') kc.loadFromFile(path)
+  else kc.loadFromDefault()
+  if (kc.getCurrentCluster() === null) {
+    throw new Error(
+      'no Kubernetes cluster to talk to: pass --kubeconfig <file>, set KUBECONFIG, or run in a pod',
+    )
+  }
+  return kc
 }
 
 const CONTROL_PLANE_ONLY = new Set(['Query', 'Evaluation'])

@@ -7,7 +7,6 @@
  *
  * /healthz, /readyz and /metrics are served on --port (default 8082).
  */
-import { KubeConfig } from '@kubernetes/client-node'
 import type { Registry } from 'prom-client'
 import { Counter } from 'prom-client'
 import {
@@ -27,7 +26,9 @@ import { LeaderElector } from '../controller/kube/leader.ts'
 import type { ProviderSettings, RedisSettings } from '../gateway/index.ts'
 import { createGateway, createLogger, redactedUrl, serve, upstreamFetch } from '../gateway/index.ts'
 import { capabilities } from './embedded.ts'
+import { loadKubeConfig } from './cluster.ts'
 import { queryRunner } from './query-runner.ts'
+import { untilStopped } from './signals.ts'
 
 export interface ControllerCommand {
   readonly kubeconfig?: string
@@ -52,19 +53,6 @@ export interface ControllerCommand {
   readonly sandboxThreads: number
 }
 
-/** Loads the kubeconfig: --kubeconfig, else KUBECONFIG / ~/.kube/config, else the pod's service account. */
-export function loadKubeConfig(path: string | undefined): KubeConfig {
-  const kc = new KubeConfig()
-  if (path !== undefined && path !== '') kc.loadFromFile(path)
-  else kc.loadFromDefault()
-  if (kc.getCurrentCluster() === null) {
-    throw new Error(
-      'no Kubernetes cluster to talk to: pass --kubeconfig <file>, set KUBECONFIG, or run in a pod',
-    )
-  }
-  return kc
-}
-
 export async function controller(options: ControllerCommand): Promise<number> {
   const log = createLogger('controller')
   const kc = loadKubeConfig(options.kubeconfig)
@@ -80,10 +68,7 @@ export async function controller(options: ControllerCommand): Promise<number> {
   })
   let synced = false
   let elector: LeaderElector | undefined
-  const stopped = new Promise<void>((resolve) => {
-    process.once('SIGINT', () => resolve())
-    process.once('SIGTERM', () => resolve())
-  })
+  const stopped = untilStopped()
   // Everything this process measures goes into the runtime's registry, once the cache is synced.
   const measured: { registry?: Registry } = {}
   const server = await serve(

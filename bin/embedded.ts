@@ -7,7 +7,6 @@
  */
 import type { ProviderType, ToolType } from '../controller/api/index.ts'
 import type { Capabilities, Catalog, ResourceView } from '../controller/index.ts'
-import type { ClusterCatalog } from './cluster.ts'
 import {
   CAPABILITIES,
   ModelProbeController,
@@ -32,7 +31,7 @@ export interface EmbeddedOptions extends Omit<GatewayOptions, 'catalog'> {
    * Read resources from a cluster instead of `manifests` (`ark gateway --kubeconfig`): read-only, with the
    * status `ark controller` writes; no reconcilers, probes or module checks run here.
    */
-  readonly cluster?: ClusterCatalog
+  readonly cluster?: EmbeddedCatalog
   /** Follow the folder for changes (default true). */
   readonly watch?: boolean
   readonly onWatchError?: (err: unknown) => void
@@ -108,7 +107,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
           capabilities: capabilities(options),
         })
       : undefined
-  const cp: EmbeddedCatalog = folder ?? (cluster as ClusterCatalog)
+  const cp: EmbeddedCatalog = folder ?? (cluster as EmbeddedCatalog)
   const gateway = createGateway({
     ...gatewayOptions,
     catalog: cp.catalog,

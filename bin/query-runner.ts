@@ -8,7 +8,7 @@
 import type { QueryRunner, TargetOutcome, TargetRequest } from '../controller/index.ts'
 import type { Catalog } from '../controller/index.ts'
 import type { AgentEvent, ChatMessage, Gateway, Logger } from '../gateway/index.ts'
-import { Admission, checkChatRequest, failureOf, succeeded } from '../gateway/index.ts'
+import { Admission, checkChatRequest, failureOf, sleep, succeeded } from '../gateway/index.ts'
 
 export function queryRunner(catalog: Catalog, gateway: Gateway, log: Logger): QueryRunner {
   const admission = new Admission({ catalog, queue: gateway.queue, metrics: gateway.metrics, log })
@@ -37,7 +37,11 @@ export function queryRunner(catalog: Catalog, gateway: Gateway, log: Logger): Qu
         'refusal' in found && found.refusal.code === 'Pending' && waited < PENDING_WAIT_MS;
         waited += 100
       ) {
-        if (!(await sleep(100, request.signal))) break
+        const slept = await sleep(100, request.signal).then(
+          () => true,
+          () => false,
+        )
+        if (!slept) break // the Query was canceled or timed out
         found = admission.check(name, request.parameters)
       }
       if ('refusal' in found) {
@@ -90,25 +94,6 @@ export function queryRunner(catalog: Catalog, gateway: Gateway, log: Logger): Qu
 
 /** How long a Query waits for its agent's first availability verdict. */
 const PENDING_WAIT_MS = 10_000
-
-/** Resolves true after `ms`, false at once if the signal aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve(false)
-      return
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', stop)
-      resolve(true)
-    }, ms)
-    const stop = () => {
-      clearTimeout(timer)
-      resolve(false)
-    }
-    signal.addEventListener('abort', stop, { once: true })
-  })
-}
 
 function tell(request: TargetRequest, e: AgentEvent): void {
   switch (e.type) {

@@ -10,6 +10,7 @@ import { startControlPlane } from '../controller/index.ts'
 import type { ProviderSettings, RedisSettings } from '../gateway/index.ts'
 import { createLogger, createWorker, redactedUrl, serve, upstreamFetch } from '../gateway/index.ts'
 import { capabilities } from './embedded.ts'
+import { untilStopped } from './signals.ts'
 
 export interface WorkerCommand {
   readonly manifests: string
@@ -91,10 +92,7 @@ export async function worker(options: WorkerCommand): Promise<number> {
     metrics: `${url}/metrics`,
     redis: redactedUrl(options.redis.url),
   })
-  const stopped = new Promise<void>((resolve) => {
-    process.once('SIGINT', () => resolve())
-    process.once('SIGTERM', () => resolve())
-  })
+  const stopped = untilStopped()
   // While Redis cannot be reached the worker keeps trying (readyz says so); a signal still stops it. Redis
   // refusing it (a wrong password, a key of the wrong type) will not get better: say so and exit.
   try {

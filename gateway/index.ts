@@ -20,7 +20,7 @@ export type {
   ProviderFactory,
   Fetch,
 } from './runtime/provider.ts'
-export { ProviderError } from './runtime/provider.ts'
+export { ProviderError, sleep } from './runtime/provider.ts'
 export type { Task, TaskResult } from './runtime/task.ts'
 export type { BuiltinTool, ToolResult } from './runtime/tools/tool.ts'
 export { BUILTIN_TOOLS } from './runtime/tools/builtin.ts'

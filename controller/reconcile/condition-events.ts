@@ -6,15 +6,16 @@
 import type { Status } from '../api/index.ts'
 import type { ResourceView } from '../store/index.ts'
 import type { EventSink } from './query.ts'
+import { involvedObject } from './query.ts'
 
 export function recordAvailabilityEvents(view: ResourceView, events: EventSink): () => void {
   const last = new Map<string, string>()
-  const seen = (key: string, status: Status | undefined) => {
+  const seen = (status: Status | undefined) => {
     const c = status?.conditions.find((x) => x.type === 'Available')
     return c === undefined ? undefined : { id: `${c.status} ${c.reason}`, c }
   }
   for (const r of view.list()) {
-    const s = seen(r.key, view.status(r.key))
+    const s = seen(view.status(r.key))
     if (s !== undefined) last.set(r.key, s.id)
   }
   return view.subscribe((batch) => {
@@ -24,21 +25,14 @@ export function recordAvailabilityEvents(view: ResourceView, events: EventSink):
         continue
       }
       if (e.type !== 'status') continue
-      const s = seen(e.resource.key, e.status)
+      const s = seen(e.status)
       if (s === undefined || last.get(e.resource.key) === s.id) continue
       const before = last.get(e.resource.key)
       last.set(e.resource.key, s.id)
       // The first verdict of a resource that is fine says nothing new.
       if (before === undefined && s.c.status === 'True') continue
-      const { origin, ref, meta } = e.resource
       events.record(
-        {
-          apiVersion: origin.apiVersion,
-          kind: origin.kind,
-          namespace: ref.namespace,
-          name: ref.name,
-          ...(meta.uid === undefined ? {} : { uid: meta.uid }),
-        },
+        involvedObject(e.resource),
         s.c.status === 'True' ? 'Normal' : 'Warning',
         s.c.status === 'True' ? 'Available' : s.c.reason,
         s.c.message,

@@ -28,6 +28,8 @@ import type {
 } from '../api/index.ts'
 import { formatDuration } from '../api/index.ts'
 import type { Catalog, StatusWriter } from '../store/index.ts'
+import type { Verdict } from './availability.ts'
+import { withCondition } from './conditions.ts'
 import { FairSlots } from './fair.ts'
 import type { ReconcileMetrics, ReconcileResult } from './kit.ts'
 import { Controller } from './kit.ts'
@@ -279,7 +281,6 @@ export class QueryController {
   /** Phase running, for a run still going after RUNNING_AFTER_MS; nothing if it has ended meanwhile. */
   #showRunning(query: ResourceOf<'Query'>, run: Running): ReturnType<typeof setTimeout> {
     const timer = setTimeout(() => {
-      const since = this.#now().toISOString()
       run.runningWrite = this.#writer
         .updateStatus(query.key, (current, latest) => {
           if (latest.meta.uid !== query.meta.uid) return undefined
@@ -287,13 +288,12 @@ export class QueryController {
           return {
             ...current,
             phase: 'running',
-            conditions: withCompleted(current, {
-              status: 'False',
-              reason: 'QueryRunning',
-              message: `attempt by ${this.#options.identity}`,
-              generation: query.meta.generation,
-              now: since,
-            }),
+            conditions: completed(
+              current,
+              query,
+              { status: 'False', reason: 'QueryRunning', message: `attempt by ${this.#options.identity}` },
+              this.#now,
+            ),
           }
         })
         .catch((err: unknown) => this.#options.onError?.(query.key, err))
@@ -431,19 +431,12 @@ export class QueryController {
     usage: TokenUsage | undefined,
     seconds?: number,
   ): Promise<void> {
-    const now = this.#now().toISOString()
     await this.#writer.updateStatus(query.key, (current, latest) => {
       if (latest.meta.uid !== query.meta.uid) return undefined
       const next: Status = {
         ...current,
         phase,
-        conditions: withCompleted(current, {
-          status: 'True',
-          reason,
-          message,
-          generation: latest.meta.generation,
-          now,
-        }),
+        conditions: completed(current, latest, { status: 'True', reason, message }, this.#now),
         responses,
         ...(usage === undefined ? {} : { tokenUsage: usage }),
         ...(seconds === undefined ? {} : { duration: formatDuration(seconds) }),
@@ -481,26 +474,14 @@ export class QueryController {
   }
 }
 
-function withCompleted(
+/** The conditions with Completed set to `verdict` (conditions.ts keeps its transition time and generation). */
+function completed(
   current: Status | undefined,
-  c: {
-    status: 'True' | 'False'
-    reason: string
-    message: string
-    generation: number | undefined
-    now: string
-  },
-): Condition[] {
-  const before = current?.conditions.find((x) => x.type === 'Completed')
-  const condition: Condition = {
-    type: 'Completed',
-    status: c.status,
-    reason: c.reason,
-    message: c.message,
-    lastTransitionTime: before?.status === c.status ? before.lastTransitionTime : c.now,
-    ...(c.generation === undefined ? {} : { observedGeneration: c.generation }),
-  }
-  return [...(current?.conditions.filter((x) => x.type !== 'Completed') ?? []), condition]
+  resource: AnyResource,
+  verdict: Verdict,
+  now: () => Date,
+): readonly Condition[] {
+  return (withCondition(current, resource, 'Completed', verdict, now) ?? current)?.conditions ?? []
 }
 
 function sumUsage(outcomes: readonly TargetOutcome[]): TokenUsage {
@@ -513,15 +494,19 @@ function sumUsage(outcomes: readonly TargetOutcome[]): TokenUsage {
   return { promptTokens, completionTokens, totalTokens: promptTokens + completionTokens }
 }
 
-function involved(query: AnyResource, objects: ObjectWriter): InvolvedObject {
-  const uid = objects.metadataOf(query.key)?.uid ?? query.meta.uid
+/** The object an Event about `resource` names; `uid` where the store knows a newer one than the resource. */
+export function involvedObject(resource: AnyResource, uid = resource.meta.uid): InvolvedObject {
   return {
-    apiVersion: query.origin.apiVersion,
-    kind: query.origin.kind,
-    namespace: query.ref.namespace,
-    name: query.ref.name,
+    apiVersion: resource.origin.apiVersion,
+    kind: resource.origin.kind,
+    namespace: resource.ref.namespace,
+    name: resource.ref.name,
     ...(uid === undefined ? {} : { uid }),
   }
+}
+
+function involved(query: AnyResource, objects: ObjectWriter): InvolvedObject {
+  return involvedObject(query, objects.metadataOf(query.key)?.uid ?? query.meta.uid)
 }
 
 function errorText(err: unknown): string {
