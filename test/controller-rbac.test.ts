@@ -17,6 +17,7 @@ import type { ArkProcess, LogLine } from './ark-process.ts'
 import { startArk } from './ark-process.ts'
 import type { KubeServer } from './kube.ts'
 import { startKube } from './kube.ts'
+import { SUPPORT_AGENT_ON_MOCK } from './seed-000.ts'
 
 const SYSTEM = 'ark-system'
 const SA = 'ark-controller'
@@ -135,18 +136,7 @@ function expectedRules(namespace: string): string[] {
   return rules.sort()
 }
 
-const MANIFESTS = `apiVersion: ark.mckinsey.com/v1alpha1
-kind: Model
-metadata: { name: default }
-spec: { provider: mock, model: { value: mock } }
----
-apiVersion: ark.mckinsey.com/v1alpha1
-kind: Agent
-metadata: { name: support-agent }
-spec:
-  description: Customer support agent
-  prompt: You are a helpful customer support agent. Answer the user's question clearly and briefly.
-`
+const MANIFESTS = SUPPORT_AGENT_ON_MOCK
 
 const query = (name: string, ttl = '720h0m0s') => `apiVersion: ark.mckinsey.com/v1alpha1
 kind: Query

@@ -18,6 +18,7 @@ import { startFakeOpenAI } from './fakes/openai-upstream.ts'
 import type { KubeServer } from './kube.ts'
 import { restartApiServer, startKube } from './kube.ts'
 import { startRedis } from './redis-server.ts'
+import { SEED_000_EVENTS, SUPPORT_AGENT_ON_MOCK } from './seed-000.ts'
 
 const run = promisify(execFile)
 
@@ -70,18 +71,7 @@ async function controller(ns: string, extra: readonly string[] = []): Promise<Ar
 
 const apply = (ns: string, yaml: string) => kube.kubectl(['apply', '-n', ns, '-f', '-'], { input: yaml })
 
-const MOCK = `apiVersion: ark.mckinsey.com/v1alpha1
-kind: Model
-metadata: { name: default }
-spec: { provider: mock, model: { value: mock } }
----
-apiVersion: ark.mckinsey.com/v1alpha1
-kind: Agent
-metadata: { name: support-agent }
-spec:
-  prompt: You are a helpful support agent.
-  modelRef: { name: default }
-`
+const MOCK = SUPPORT_AGENT_ON_MOCK
 
 /** An agent whose model is the fake upstream: its replies can be made to hang. */
 const SLOW = (url: string) => `apiVersion: ark.mckinsey.com/v1alpha1
@@ -171,16 +161,7 @@ describe('ark controller on a real API server', () => {
     expect(q.status?.duration).toMatch(/^\d+(\.\d+)?s$/)
     expect(q.metadata.finalizers).toContain('ark.mckinsey.com/finalizer')
 
-    const reasons = [
-      'QueryExecutionStart',
-      'TargetExecutionStart',
-      'AgentExecutionStart',
-      'LLMCallStart',
-      'LLMCallComplete',
-      'AgentExecutionComplete',
-      'TargetExecutionComplete',
-      'QueryExecutionComplete',
-    ]
+    const reasons = SEED_000_EVENTS
     let describe = ''
     await vi.waitFor(
       async () => {

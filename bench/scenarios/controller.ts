@@ -43,20 +43,12 @@ import { cpuSeconds } from '../lib/processes.ts'
 import { sampleRss, statusBytes } from '../lib/procstat.ts'
 import type { Measure, RunContext, Scenario, ScenarioResult } from '../lib/scenario.ts'
 import { median, percentile } from '../lib/stats.ts'
+import { SEED_000_EVENTS } from '../../test/seed-000.ts'
 
 const GROUP = '/apis/ark.mckinsey.com/v1alpha1'
 const AGENT = 'support-agent'
 /** The Events seed 000 shows for one Query that ran an agent on a model once. */
-const EVENTS_PER_QUERY = [
-  'QueryExecutionStart',
-  'TargetExecutionStart',
-  'AgentExecutionStart',
-  'LLMCallStart',
-  'LLMCallComplete',
-  'AgentExecutionComplete',
-  'TargetExecutionComplete',
-  'QueryExecutionComplete',
-]
+const EVENTS_PER_QUERY = SEED_000_EVENTS
 /** No Query finishing for this long ends the run: whatever is not done by then is lost. */
 const STALL_MS = 60_000
 
