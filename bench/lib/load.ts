@@ -8,29 +8,27 @@ export type { LoadReport, LoadSpec }
 
 const LOADGEN = fileURLToPath(new URL('./loadgen.ts', import.meta.url))
 
-export function runLoad(spec: LoadSpec): Promise<LoadReport> {
+/** Runs one load; with `cpus` (taskset syntax), the load generator runs only there (see Placement). */
+export function runLoad(spec: LoadSpec, cpus?: string): Promise<LoadReport> {
+  const node = [process.execPath, LOADGEN, JSON.stringify(spec)]
+  const [command = '', ...args] = cpus === undefined ? node : ['taskset', '--cpu-list', cpus, ...node]
   return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      [LOADGEN, JSON.stringify(spec)],
-      { maxBuffer: 1 << 20 },
-      (err, stdout, stderr) => {
-        if (err !== null) {
-          reject(new Error(`load generator failed: ${err.message}\n${stderr}`))
-          return
-        }
-        const report = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as LoadReport
-        if (report.requests === 0 || report.errors > 0 || report.non2xx > 0) {
-          reject(
-            new Error(
-              `load on ${spec.url}: ${String(report.requests)} answered, ${String(report.errors)} errors, ${String(report.non2xx)} not 2xx`,
-            ),
-          )
-          return
-        }
-        resolve(report)
-      },
-    )
+    execFile(command, args, { maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
+      if (err !== null) {
+        reject(new Error(`load generator failed: ${err.message}\n${stderr}`))
+        return
+      }
+      const report = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as LoadReport
+      if (report.requests === 0 || report.errors > 0 || report.non2xx > 0) {
+        reject(
+          new Error(
+            `load on ${spec.url}: ${String(report.requests)} answered, ${String(report.errors)} errors, ${String(report.non2xx)} not 2xx`,
+          ),
+        )
+        return
+      }
+      resolve(report)
+    })
   })
 }
 
@@ -59,6 +57,8 @@ export interface RoundOptions {
    * measured load generator; no CPU is read.
    */
   readonly quick?: boolean
+  /** Where the load generator runs (bench/lib/processes.ts, placeServers); anywhere when absent. */
+  readonly loadCpus?: string
 }
 
 /**
@@ -70,7 +70,7 @@ export async function loadRounds(
   targets: readonly LoadTarget[],
   options: RoundOptions,
 ): Promise<Map<string, RoundReport[]>> {
-  const { connections, seconds, rounds, quick = false } = options
+  const { connections, seconds, rounds, quick = false, loadCpus } = options
   const out = new Map<string, RoundReport[]>(targets.map((t) => [t.label, []]))
   for (let round = 0; round < rounds; round++) {
     for (const t of targets) {
@@ -78,12 +78,12 @@ export async function loadRounds(
       const warmupSeconds = round === 0 && !quick ? 1 : 0.3
       const list = out.get(t.label)
       if (quick || t.pid === undefined) {
-        list?.push({ ...(await runLoad({ ...spec, seconds, warmupSeconds })), cpuPerRequest: NaN })
+        list?.push({ ...(await runLoad({ ...spec, seconds, warmupSeconds }, loadCpus)), cpuPerRequest: NaN })
         continue
       }
-      await runLoad({ ...spec, seconds: warmupSeconds })
+      await runLoad({ ...spec, seconds: warmupSeconds }, loadCpus)
       const cpu0 = cpuSeconds(t.pid)
-      const report = await runLoad({ ...spec, seconds })
+      const report = await runLoad({ ...spec, seconds }, loadCpus)
       const cpu = cpuSeconds(t.pid) - cpu0
       list?.push({ ...report, cpuPerRequest: (cpu * 1e6) / report.requests })
     }

@@ -19,6 +19,7 @@ import {
   stopAll,
 } from '../lib/stack.ts'
 import type { ServerProcess } from '../lib/processes.ts'
+import { pinServers } from '../lib/processes.ts'
 
 interface Route {
   readonly label: string
@@ -47,7 +48,7 @@ async function start(env?: Record<string, string>) {
     const routes = routesOf(upstream, ark)
     for (const r of routes) await expectCompletion(r.url, JSON_HEADERS, bodyOf(r))
     const servers = [upstream, ark]
-    return { routes, close: () => stopAll(servers) }
+    return { routes, pids: [upstream.pid, ark.pid], close: () => stopAll(servers) }
   } catch (err) {
     await stopAll([upstream, ark])
     throw err
@@ -61,8 +62,8 @@ const targetsOf = (routes: readonly Route[]): LoadTarget[] =>
 const measure = (routes: readonly Route[], connections: number, seconds: number, rounds: number) =>
   loadRounds(targetsOf(routes), { connections, seconds, rounds })
 
-const measureQuick = (routes: readonly Route[], connections: number) =>
-  loadRounds(targetsOf(routes), { connections, seconds: 1, rounds: 1, quick: true })
+const measureQuick = (routes: readonly Route[], connections: number, loadCpus?: string) =>
+  loadRounds(targetsOf(routes), { connections, seconds: 1, rounds: 1, quick: true, loadCpus })
 
 const med = (m: Map<string, RoundReport[]>, label: string, pick: (r: RoundReport) => number) =>
   median((m.get(label) ?? []).map(pick))
@@ -145,7 +146,9 @@ async function gate(context: RunContext, env?: Record<string, string>): Promise<
   const routes = stack.routes.filter((r) => r.label !== 'openai agent')
   return {
     async sample() {
-      const one = await measureQuick(routes, 1)
+      const pinned = pinServers(stack.pids)
+      const one = await measureQuick(routes, 1, pinned?.load)
+      pinned?.release()
       const fifty = await measureQuick(routes, 50)
       return {
         'mock agent/direct p50 @1': med(one, 'mock agent', (x) => x.p50) / med(one, 'direct', (x) => x.p50),

@@ -8,7 +8,7 @@ import type { LoadTarget, RoundReport } from '../lib/load.ts'
 import { loadRounds } from '../lib/load.ts'
 import type { ServerProcess } from '../lib/processes.ts'
 import { freePort } from '../../test/fakes/http.ts'
-import { startServer } from '../lib/processes.ts'
+import { pinServers, startServer } from '../lib/processes.ts'
 import type { Measure, RunContext, Scenario } from '../lib/scenario.ts'
 import { median } from '../lib/stats.ts'
 import type { ArkProcess } from '../lib/stack.ts'
@@ -184,10 +184,13 @@ async function run(context: RunContext): Promise<{ measures: Measure[]; notes: s
 async function gate(context: RunContext) {
   const stack = await startStack(false)
   context.log('passthrough gate: ark and direct at 1 and 50 connections')
+  const quick = { seconds: 1, rounds: 1, quick: true }
   return {
     async sample() {
-      const one = await loadRounds(stack.routes, { connections: 1, seconds: 1, rounds: 1, quick: true })
-      const fifty = await loadRounds(stack.routes, { connections: 50, seconds: 1, rounds: 1, quick: true })
+      const pinned = pinServers([stack.upstream.pid, stack.ark.pid])
+      const one = await loadRounds(stack.routes, { connections: 1, ...quick, loadCpus: pinned?.load })
+      pinned?.release()
+      const fifty = await loadRounds(stack.routes, { connections: 50, ...quick })
       return {
         'ark/direct p50 @1': med(one.get('ark'), (r) => r.p50) / med(one.get('direct'), (r) => r.p50),
         'ark/direct req/s @50':
