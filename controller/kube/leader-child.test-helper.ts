@@ -4,6 +4,7 @@
  * Configuration comes as JSON in LEADER_CHILD; events go to stdout as JSON lines.
  */
 import { KubeConfig } from '@kubernetes/client-node'
+import { KubeClient } from './client.ts'
 import { LeaderElector } from './leader.ts'
 
 interface ChildConfig {
@@ -23,8 +24,9 @@ const emit = (event: string): void => {
 
 const kubeConfig = new KubeConfig()
 kubeConfig.loadFromFile(config.kubeconfig)
+const client = await KubeClient.fromKubeConfig(kubeConfig)
 const elector = new LeaderElector({
-  kubeConfig,
+  client,
   namespace: config.namespace,
   name: config.name,
   identity: config.identity,

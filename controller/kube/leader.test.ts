@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { startKube } from '../../test/kube.ts'
 import type { KubeServer } from '../../test/kube.ts'
+import { KubeClient } from './client.ts'
 import { LeaderElector } from './leader.ts'
 import type { LeaderElectionOptions } from './leader.ts'
 
@@ -17,10 +18,13 @@ const FAST = { leaseDurationSeconds: 3, renewDeadlineSeconds: 2, retryPeriodSeco
 const helper = fileURLToPath(new URL('./leader-child.test-helper.ts', import.meta.url))
 
 let kube: KubeServer
+let client: KubeClient
 beforeAll(async () => {
   kube = await startKube()
+  client = await KubeClient.fromKubeConfig(kube.config())
 }, 120_000)
 afterAll(async () => {
+  client.close()
   await kube.stop()
 })
 
@@ -56,7 +60,7 @@ function candidate(
     warnings: [],
   }
   const elector = new LeaderElector({
-    kubeConfig: kube.config(),
+    client,
     namespace,
     name: LEASE,
     identity: id,
@@ -173,7 +177,7 @@ function child(
 describe('LeaderElector on a coordination.k8s.io/v1 Lease', () => {
   it('rejects timings with which a stale leader could overlap its successor', () => {
     const base = {
-      kubeConfig: kube.config(),
+      client,
       namespace: 'x',
       name: LEASE,
       identity: 'a',
@@ -218,6 +222,50 @@ describe('LeaderElector on a coordination.k8s.io/v1 Lease', () => {
     expect(leader.elector.leader).toBe(leader.id)
     expect(leader.newLeaders).toEqual([leader.id])
     expect(follower.newLeaders).toEqual([leader.id])
+  }, 30_000)
+
+  it('writes MicroTimes the API server keeps as written, and sends back the ones it read unchanged', async () => {
+    const ns = await kube.namespace('leader')
+    // A clock with known milliseconds: 2026-12-06T04:05:06.123Z, then one second later at every reading.
+    let readings = 0
+    const start = Date.UTC(2026, 11, 6, 4, 5, 6, 123)
+    const a = candidate(ns, 'a', { now: () => new Date(start + 1_000 * readings++) })
+    await waitFor('a to lead', () => a.elector.isLeader)
+    const created = await leaseSpec(ns)
+    // The first reading created the Lease; the server returns the string as written, six fractional digits.
+    expect(created.acquireTime).toBe('2026-12-06T04:05:06.123000Z')
+    await waitFor('a to renew', async () => (await leaseSpec(ns)).renewTime !== created.renewTime)
+    const renewed = await leaseSpec(ns)
+    expect(renewed.renewTime).toMatch(/^2026-12-06T04:0\d:\d\d\.123000Z$/)
+    expect(renewed.acquireTime).toBe(created.acquireTime)
+
+    // A Lease written by someone else with microseconds a Date cannot hold, still naming a as holder (an
+    // unconditional replace: a's next renewal on its old resourceVersion gets 409, it reads and renews).
+    const precise = '2026-12-06T03:00:00.654321Z'
+    await kube.kubectl(['replace', '-f', '-'], {
+      input: JSON.stringify({
+        apiVersion: 'coordination.k8s.io/v1',
+        kind: 'Lease',
+        metadata: { name: LEASE, namespace: ns },
+        spec: {
+          holderIdentity: 'a',
+          leaseDurationSeconds: 3,
+          acquireTime: precise,
+          renewTime: precise,
+          leaseTransitions: 4,
+        },
+      }),
+    })
+    await waitFor('a to renew the replaced Lease', async () => (await leaseSpec(ns)).renewTime !== precise)
+    const after = await leaseSpec(ns)
+    expect(after.holderIdentity).toBe('a')
+    expect(after.acquireTime).toBe(precise)
+    expect(after.leaseTransitions).toBe(4)
+    expect(after.renewTime).toMatch(/^2026-12-06T04:\d\d:\d\d\.123000Z$/)
+    expect(a.warnings.some((w) => w.includes('renew lost a race') && w.includes('"status":409'))).toBe(true)
+    expect(a.elector.isLeader).toBe(true)
+    expect(a.signals).toHaveLength(1)
+    expect(a.stoppedLeading).toBe(0)
   }, 30_000)
 
   it('stop() releases the Lease and the follower takes over without waiting for it to expire', async () => {

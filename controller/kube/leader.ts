@@ -17,16 +17,8 @@
  * (client-go keeps retrying until its renew deadline), and after losing leadership the elector goes back
  * to campaigning instead of returning.
  */
-import { ApiException, CoordinationV1Api, Observable, V1MicroTime } from '@kubernetes/client-node'
-import type {
-  ConfigurationOptions,
-  KubeConfig,
-  ObservableMiddleware,
-  RequestContext,
-  ResponseContext,
-  V1Lease,
-  V1LeaseSpec,
-} from '@kubernetes/client-node'
+import type { KubeClient } from './client.ts'
+import { KubeError } from './client.ts'
 
 export interface LeaderElectionLog {
   info(msg: string, fields?: Record<string, unknown>): void
@@ -34,7 +26,8 @@ export interface LeaderElectionLog {
 }
 
 export interface LeaderElectionOptions {
-  readonly kubeConfig: KubeConfig
+  /** The client every Lease call goes through (its credentials, TLS and keep-alive connections). */
+  readonly client: KubeClient
   readonly namespace: string
   /** Lease name, e.g. 'ark-controller'. */
   readonly name: string
@@ -56,6 +49,28 @@ export interface LeaderElectionOptions {
   readonly now?: () => Date
 }
 
+/** A coordination.k8s.io/v1 Lease as JSON on the wire: the fields the elector reads or writes. */
+interface Lease {
+  readonly apiVersion?: string
+  readonly kind?: string
+  readonly metadata?: {
+    readonly name?: string
+    readonly namespace?: string
+    readonly resourceVersion?: string
+    readonly [field: string]: unknown
+  }
+  readonly spec?: LeaseSpec
+}
+
+/** MicroTime fields are strings: RFC3339 with exactly six fractional digits (see microTime). */
+interface LeaseSpec {
+  readonly holderIdentity?: string
+  readonly leaseDurationSeconds?: number
+  readonly acquireTime?: string
+  readonly renewTime?: string
+  readonly leaseTransitions?: number
+}
+
 /** client-go's JitterFactor for the acquire loop: wait retryPeriod * (1 + rand * 1.2). */
 const JITTER = 1.2
 
@@ -74,7 +89,10 @@ type Attempt = 'held' | 'held-by-other' | 'failed'
 const silent: LeaderElectionLog = { info: () => undefined, warn: () => undefined }
 
 export class LeaderElector {
-  private readonly api: CoordinationV1Api
+  private readonly client: KubeClient
+  /** The Leases collection of the namespace, and the Lease itself. */
+  private readonly leasesPath: string
+  private readonly leasePath: string
   private readonly namespace: string
   private readonly name: string
   private readonly identity: string
@@ -87,7 +105,7 @@ export class LeaderElector {
   private readonly fields: Record<string, unknown>
 
   /** The Lease as last read or written (its resourceVersion guards the next replace). */
-  private lease: V1Lease | undefined
+  private lease: Lease | undefined
   private observed: LeaderRecord | undefined
   private observedKey = ''
   /** Monotonic ms at which `observed` was seen to change (or was written by us). */
@@ -123,7 +141,9 @@ export class LeaderElector {
         `${where}: retryPeriodSeconds (${retry}) must be > 0 and 1.2 x it < renewDeadlineSeconds (${renew})`,
       )
     this.options = options
-    this.api = options.kubeConfig.makeApiClient(CoordinationV1Api)
+    this.client = options.client
+    this.leasesPath = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(options.namespace)}/leases`
+    this.leasePath = `${this.leasesPath}/${encodeURIComponent(options.name)}`
     this.namespace = options.namespace
     this.name = options.name
     this.identity = options.identity
@@ -202,12 +222,12 @@ export class LeaderElector {
 
   /** client-go's tryAcquireOrRenew: one attempt to create, take over or renew the Lease. */
   private async tryAcquireOrRenew(): Promise<Attempt> {
-    const now = new V1MicroTime(this.now().getTime())
+    const now = microTime(this.now())
     const desired: LeaderRecord = {
       holderIdentity: this.identity,
       leaseDurationSeconds: this.leaseSeconds,
-      acquireTime: now.toISOString(),
-      renewTime: now.toISOString(),
+      acquireTime: now,
+      renewTime: now,
       leaseTransitions: 0,
     }
 
@@ -223,11 +243,9 @@ export class LeaderElector {
     }
 
     // 2. Read the Lease; create it when absent.
-    let current: V1Lease
+    let current: Lease
     try {
-      current = await this.request((options) =>
-        this.api.readNamespacedLease({ name: this.name, namespace: this.namespace }, options),
-      )
+      current = await this.request('GET', this.leasePath)
     } catch (err) {
       if (statusCode(err) !== 404) {
         this.log.warn('leader election: reading the Lease failed', { ...this.fields, ...describe(err) })
@@ -265,21 +283,13 @@ export class LeaderElector {
     const base = this.lease
     if (!base) return false
     try {
-      const written = await this.request((options) =>
-        this.api.replaceNamespacedLease(
-          {
-            name: this.name,
-            namespace: this.namespace,
-            body: {
-              apiVersion: base.apiVersion,
-              kind: base.kind,
-              metadata: base.metadata,
-              spec: toSpec(record),
-            },
-          },
-          options,
-        ),
-      )
+      const body: Lease = {
+        apiVersion: base.apiVersion,
+        kind: base.kind,
+        metadata: base.metadata,
+        spec: toSpec(record),
+      }
+      const written = await this.request('PUT', this.leasePath, body)
       this.recordWritten(written)
       return true
     } catch (err) {
@@ -295,20 +305,13 @@ export class LeaderElector {
 
   private async create(record: LeaderRecord): Promise<boolean> {
     try {
-      const created = await this.request((options) =>
-        this.api.createNamespacedLease(
-          {
-            namespace: this.namespace,
-            body: {
-              apiVersion: 'coordination.k8s.io/v1',
-              kind: 'Lease',
-              metadata: { name: this.name, namespace: this.namespace },
-              spec: toSpec(record),
-            },
-          },
-          options,
-        ),
-      )
+      const body: Lease = {
+        apiVersion: 'coordination.k8s.io/v1',
+        kind: 'Lease',
+        metadata: { name: this.name, namespace: this.namespace },
+        spec: toSpec(record),
+      }
+      const created = await this.request('POST', this.leasesPath, body)
       this.log.info('leader election: created the Lease', this.fields)
       this.recordWritten(created)
       return true
@@ -321,7 +324,7 @@ export class LeaderElector {
   /** client-go's release(): hand the Lease back so a successor need not wait for it to expire. */
   private async release(): Promise<void> {
     if (this.observed?.holderIdentity !== this.identity || !this.lease) return
-    const now = new V1MicroTime(this.now().getTime()).toISOString()
+    const now = microTime(this.now())
     const released = await this.write('release', {
       holderIdentity: '',
       leaseDurationSeconds: 1,
@@ -333,7 +336,7 @@ export class LeaderElector {
   }
 
   /** A record read from the server: its observation time moves only when its content changed. */
-  private observe(lease: V1Lease): void {
+  private observe(lease: Lease): void {
     this.lease = lease
     const record = fromSpec(lease.spec)
     const key = JSON.stringify(record)
@@ -346,7 +349,7 @@ export class LeaderElector {
   }
 
   /** A record we wrote: observed now (client-go's setObservedRecord). */
-  private recordWritten(lease: V1Lease): void {
+  private recordWritten(lease: Lease): void {
     this.lease = lease
     this.observed = fromSpec(lease.spec)
     this.observedKey = JSON.stringify(this.observed)
@@ -423,25 +426,9 @@ export class LeaderElector {
     })
   }
 
-  /** Runs one API call with a renewDeadline timeout (client-node has none of its own but undici's 5 min). */
-  private async request<T>(call: (options: ConfigurationOptions) => Promise<T>): Promise<T> {
-    const abort = new AbortController()
-    const timer = setTimeout(() => {
-      abort.abort(new Error(`no answer from the API server within ${this.renewDeadlineMs / 1000}s`))
-    }, this.renewDeadlineMs)
-    timer.unref()
-    const withSignal: ObservableMiddleware = {
-      pre: (context: RequestContext) => {
-        context.setSignal(abort.signal)
-        return new Observable(Promise.resolve(context))
-      },
-      post: (response: ResponseContext) => new Observable(Promise.resolve(response)),
-    }
-    try {
-      return await call({ middleware: [withSignal], middlewareMergeStrategy: 'append' })
-    } finally {
-      clearTimeout(timer)
-    }
+  /** Runs one API call with a renewDeadline timeout (KubeClient's default is 30 s, longer than any lease). */
+  private request(method: 'GET' | 'POST' | 'PUT', path: string, body?: Lease): Promise<Lease> {
+    return this.client.request<Lease>(method, path, { body, timeoutMs: this.renewDeadlineMs })
   }
 
   private callback(name: string, fn: () => void): void {
@@ -454,77 +441,48 @@ export class LeaderElector {
 }
 
 /**
- * A MicroTime that serializes to exactly the text it was read as. client-node types MicroTime fields as
- * V1MicroTime (a Date) but hands back the wire string; sending a plain Date fails on the API server
- * (toISOString has milliseconds, MicroTime wants microseconds).
+ * A metav1.MicroTime as the API server requires it: RFC3339 in UTC with exactly six fractional digits
+ * (2026-12-06T04:05:06.123000Z). A Date has milliseconds only, so the last three digits are zeros; times read
+ * from the server are kept as the strings they were read as and sent back unchanged.
  */
-class WireMicroTime extends V1MicroTime {
-  private readonly wire: string
-  constructor(wire: string) {
-    super(Date.parse(wire))
-    this.wire = wire
-  }
-  override toISOString(): string {
-    return this.wire
-  }
+function microTime(date: Date): string {
+  return `${date.toISOString().slice(0, -1)}000Z`
 }
 
-function toSpec(record: LeaderRecord): V1LeaseSpec {
+/** A spec as written: every field, holderIdentity '' included (a release writes it; Lease accepts it). */
+function toSpec(record: LeaderRecord): LeaseSpec {
   return {
     holderIdentity: record.holderIdentity,
     leaseDurationSeconds: record.leaseDurationSeconds,
     leaseTransitions: record.leaseTransitions,
-    ...(record.acquireTime === undefined ? {} : { acquireTime: new WireMicroTime(record.acquireTime) }),
-    ...(record.renewTime === undefined ? {} : { renewTime: new WireMicroTime(record.renewTime) }),
+    ...(record.acquireTime === undefined ? {} : { acquireTime: record.acquireTime }),
+    ...(record.renewTime === undefined ? {} : { renewTime: record.renewTime }),
   }
 }
 
-function fromSpec(spec: V1LeaseSpec | undefined): LeaderRecord {
+function fromSpec(spec: LeaseSpec | undefined): LeaderRecord {
   return {
     holderIdentity: spec?.holderIdentity ?? '',
     leaseDurationSeconds: spec?.leaseDurationSeconds ?? 0,
-    acquireTime: wireTime(spec?.acquireTime),
-    renewTime: wireTime(spec?.renewTime),
+    acquireTime: spec?.acquireTime,
+    renewTime: spec?.renewTime,
     leaseTransitions: spec?.leaseTransitions ?? 0,
   }
 }
 
-function wireTime(value: unknown): string | undefined {
-  if (typeof value === 'string') return value
-  if (value instanceof Date) return value.toISOString()
-  return undefined
-}
-
 function statusCode(err: unknown): number | undefined {
-  return err instanceof ApiException ? err.code : undefined
+  return err instanceof KubeError ? err.status : undefined
 }
 
-/** Loggable facts about a failed call: the HTTP status and the API server's Status message, never headers. */
+/**
+ * Loggable facts about a failed call: the HTTP status and the API server's Status message (a KubeError's
+ * message carries it with the method and path), never headers. A transport failure has no status.
+ */
 function describe(err: unknown): Record<string, unknown> {
-  if (err instanceof ApiException) {
-    return { status: err.code, error: statusMessage(err.body) ?? `HTTP ${String(err.code)}` }
+  if (err instanceof KubeError) {
+    return err.status === 0 ? { error: err.message } : { status: err.status, error: err.message }
   }
   return { error: errorMessage(err) }
-}
-
-function statusMessage(body: unknown): string | undefined {
-  let value = body
-  if (typeof value === 'string') {
-    try {
-      value = JSON.parse(value) as unknown
-    } catch {
-      return undefined
-    }
-  }
-  if (
-    typeof value === 'object' &&
-    value !== null &&
-    'message' in value &&
-    typeof value.message === 'string'
-  ) {
-    return value.message
-  }
-  return undefined
 }
 
 function errorMessage(err: unknown): string {
