@@ -4,7 +4,6 @@
  * (the only writer) left it; nothing here reconciles or writes. The data plane has no use for Queries and
  * Evaluations, so it does not watch them.
  */
-import { KubeConfig } from '@kubernetes/client-node'
 import type { KindDef } from '../controller/api/index.ts'
 import { Catalog, KubeStore } from '../controller/index.ts'
 import { KubeClient } from '../controller/kube/client.ts'
@@ -16,19 +15,6 @@ export interface ClusterCatalog extends EmbeddedCatalog {
   readonly server: string
 }
 
-/** Loads the kubeconfig: --kubeconfig, else KUBECONFIG / ~/.kube/config, else the pod's service account. */
-export function loadKubeConfig(path: string | undefined): KubeConfig {
-  const kc = new KubeConfig()
-  if (path !== undefined && path !== '') kc.loadFromFile(path)
-  else kc.loadFromDefault()
-  if (kc.getCurrentCluster() === null) {
-    throw new Error(
-      'no Kubernetes cluster to talk to: pass --kubeconfig <file>, set KUBECONFIG, or run in a pod',
-    )
-  }
-  return kc
-}
-
 const CONTROL_PLANE_ONLY = new Set(['Query', 'Evaluation'])
 
 export async function openClusterCatalog(options: {
@@ -38,8 +24,7 @@ export async function openClusterCatalog(options: {
   readonly dataPlane?: boolean
   readonly onError?: (path: string, err: unknown) => void
 }): Promise<ClusterCatalog> {
-  const kc = loadKubeConfig(options.kubeconfig)
-  const client = await KubeClient.fromKubeConfig(kc)
+  const client = await KubeClient.connect({ path: options.kubeconfig })
   const store = new KubeStore(client, {
     ...(options.namespaces === undefined ? {} : { namespaces: options.namespaces }),
     ...(options.dataPlane === false ? {} : { kinds: (d: KindDef) => !CONTROL_PLANE_ONLY.has(d.internal) }),

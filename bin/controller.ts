@@ -26,7 +26,6 @@ import { LeaderElector } from '../controller/kube/leader.ts'
 import type { ProviderSettings, RedisSettings } from '../gateway/index.ts'
 import { createGateway, createLogger, redactedUrl, serve, upstreamFetch } from '../gateway/index.ts'
 import { capabilities } from './embedded.ts'
-import { loadKubeConfig } from './cluster.ts'
 import { queryRunner } from './query-runner.ts'
 import { untilStopped } from './signals.ts'
 
@@ -55,10 +54,10 @@ export interface ControllerCommand {
 
 export async function controller(options: ControllerCommand): Promise<number> {
   const log = createLogger('controller')
-  const kc = loadKubeConfig(options.kubeconfig)
-  const client = await KubeClient.fromKubeConfig(kc)
+  const client = await KubeClient.connect({ path: options.kubeconfig })
   log.info('connecting', {
     server: client.server.origin,
+    from: client.source,
     namespaces: options.namespaces ?? 'all',
     identity: options.id,
   })
@@ -216,9 +215,11 @@ export async function controller(options: ControllerCommand): Promise<number> {
   }
 
   const leadership = new AbortController()
+  const leaseClient = client.withOwnConnections()
   if (options.leaderElect) {
     elector = new LeaderElector({
-      kubeConfig: kc,
+      // Renewals on connections of their own, never queued behind status writes and Events.
+      client: leaseClient,
       namespace: options.leaseNamespace ?? client.namespace,
       name: 'ark-controller',
       identity: options.id,
@@ -242,6 +243,7 @@ export async function controller(options: ControllerCommand): Promise<number> {
   await gateway.close()
   await store.close()
   client.close()
+  leaseClient.close()
   log.info('stopped')
   return 0
 }

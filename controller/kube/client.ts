@@ -1,20 +1,21 @@
 /**
- * The controller's HTTP client to the Kubernetes API. @kubernetes/client-node loads the kubeconfig (files,
- * in-cluster service account, exec and OIDC plugins) and supplies TLS material and credentials; requests go
- * over node:https with one keep-alive agent, because client-node's generated APIs build a new connection
- * pool (a new TLS handshake) for every call, which a controller writing hundreds of statuses and Events a
- * second cannot afford. Watches get their own agent: a long-lived watch must not hold a socket that writes
- * wait for.
+ * The controller's HTTP client to the Kubernetes API: node:https with one keep-alive agent. Where the server
+ * is and how to authenticate come from controller/kube/config.ts (kubeconfig files, the pod's service
+ * account, or client-node for credential plugins). Not client-node's generated APIs: they build a new
+ * connection pool (a new TLS handshake) for every call, which a controller writing hundreds of statuses and
+ * Events a second cannot afford, and importing them costs about 78 MiB. Watches get their own agent: a
+ * long-lived watch must not hold a socket that writes wait for.
  *
  * Credentials are re-read every minute (a projected service-account token rotates) and never reach logs or
  * errors: a KubeError carries the server's Status message, the method and the path, nothing else.
  */
-import type { AgentOptions } from 'node:https'
 import { Agent, request } from 'node:https'
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http'
 import { Agent as HttpAgent, request as httpRequest } from 'node:http'
 import { createInterface } from 'node:readline'
 import type { KubeConfig } from '@kubernetes/client-node'
+import type { KubeAccess, LoadOptions } from './config.ts'
+import { accessFromKubeConfig, loadKubeAccess } from './config.ts'
 
 /** An error the API server answered with (its metav1.Status), or a transport failure (status 0). */
 export class KubeError extends Error {
@@ -74,36 +75,42 @@ export class KubeClient {
   readonly server: URL
   /** The namespace of the kubeconfig's current context (in a cluster: the pod's own). */
   readonly namespace: string
-  readonly #kc: KubeConfig
+  /** Where the configuration came from (a kubeconfig path, or 'in-cluster'), for logs. */
+  readonly source: string
+  readonly #access: KubeAccess
   readonly #agent: Agent | HttpAgent
   readonly #watchAgent: Agent | HttpAgent
   readonly #tls: boolean
   #headers: OutgoingHttpHeaders = {}
   #headersAt = 0
 
-  private constructor(kc: KubeConfig, server: URL, tls: TlsMaterial) {
-    this.#kc = kc
-    this.server = server
-    this.namespace = kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default'
-    this.#tls = server.protocol === 'https:'
-    const common = { keepAlive: true, keepAliveMsecs: 30_000, ...tls }
+  constructor(access: KubeAccess) {
+    this.#access = access
+    this.server = access.server
+    this.namespace = access.namespace
+    this.source = access.source
+    this.#tls = access.server.protocol === 'https:'
+    const common = { keepAlive: true, keepAliveMsecs: 30_000, ...access.tls }
     this.#agent = this.#tls ? new Agent({ ...common, maxSockets: 32 }) : new HttpAgent(common)
     this.#watchAgent = this.#tls ? new Agent(common) : new HttpAgent(common)
   }
 
+  /** A client for the configuration loadKubeAccess finds (--kubeconfig, KUBECONFIG, ~/.kube, in-cluster). */
+  static async connect(options: LoadOptions = {}): Promise<KubeClient> {
+    return new KubeClient(await loadKubeAccess(options))
+  }
+
+  /**
+   * Another client to the same server as the same user, with connection pools of its own: for calls that
+   * must not wait behind this client's (the Lease renewals behind a burst of status writes).
+   */
+  withOwnConnections(): KubeClient {
+    return new KubeClient(this.#access)
+  }
+
+  /** A client for a client-node KubeConfig that the caller already holds (tests, tools that have one). */
   static async fromKubeConfig(kc: KubeConfig): Promise<KubeClient> {
-    const cluster = kc.getCurrentCluster()
-    if (cluster === null) throw new Error('the kubeconfig has no current cluster')
-    const opts: Record<string, unknown> = {}
-    await kc.applyToHTTPSOptions(opts)
-    const tls: TlsMaterial = {}
-    for (const k of ['ca', 'cert', 'key', 'pfx', 'passphrase', 'servername'] as const) {
-      if (opts[k] !== undefined) (tls as Record<string, unknown>)[k] = opts[k]
-    }
-    if (opts.rejectUnauthorized === false) tls.rejectUnauthorized = false
-    const client = new KubeClient(kc, new URL(cluster.server), tls)
-    client.#setHeaders(opts)
-    return client
+    return new KubeClient(await accessFromKubeConfig(kc))
   }
 
   /** One API call; resolves with the parsed body, rejects with a KubeError. */
@@ -190,13 +197,22 @@ export class KubeClient {
         },
         resolve,
       )
+      // Counted from the call, not from when the pool hands out a socket: a call queued behind busy
+      // sockets is late too (a Lease renewal must give up in time to step down cleanly).
       const timeoutMs = options.timeoutMs ?? 30_000
       if (timeoutMs > 0) {
-        req.setTimeout(timeoutMs, () =>
-          req.destroy(
-            new KubeError(0, 'Timeout', `${method} ${url.pathname} took longer than ${String(timeoutMs)} ms`),
-          ),
-        )
+        const timer = setTimeout(() => {
+          const err = new KubeError(
+            0,
+            'Timeout',
+            `${method} ${url.pathname} took longer than ${String(timeoutMs)} ms`,
+          )
+          // A request still queued for a socket emits its error only once it gets one: reject now.
+          reject(err)
+          req.destroy(err)
+        }, timeoutMs)
+        req.once('response', () => clearTimeout(timer))
+        req.once('close', () => clearTimeout(timer))
       }
       req.on('error', (err: Error) =>
         reject(
@@ -211,25 +227,11 @@ export class KubeClient {
 
   async #credentials(): Promise<OutgoingHttpHeaders> {
     if (Date.now() - this.#headersAt < CREDENTIALS_TTL_MS) return this.#headers
-    const opts: Record<string, unknown> = {}
-    await this.#kc.applyToHTTPSOptions(opts)
-    this.#setHeaders(opts)
+    this.#headers = await this.#access.headers()
+    this.#headersAt = Date.now()
     return this.#headers
   }
-
-  #setHeaders(opts: Record<string, unknown>): void {
-    const headers = { ...((opts.headers as OutgoingHttpHeaders | undefined) ?? {}) }
-    if (typeof opts.auth === 'string')
-      headers.authorization = `Basic ${Buffer.from(opts.auth).toString('base64')}`
-    this.#headers = headers
-    this.#headersAt = Date.now()
-  }
 }
-
-type TlsMaterial = Pick<
-  AgentOptions,
-  'ca' | 'cert' | 'key' | 'pfx' | 'passphrase' | 'servername' | 'rejectUnauthorized'
->
 
 function readAll(res: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
