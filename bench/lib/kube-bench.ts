@@ -4,7 +4,7 @@
  * that a run can say how many calls of each kind one Query cost.
  */
 import { spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
 import { request } from 'node:https'
 import { fileURLToPath } from 'node:url'
 import type { KubeServer } from '../../test/kube.ts'
@@ -23,6 +23,8 @@ export interface ControllerProcess {
   signal(signal: NodeJS.Signals): void
   /** SIGTERM (the controller shuts down cleanly, which writes a --cpu-prof profile), SIGKILL after 20 s. */
   stop(): Promise<void>
+  /** With `memoryLimitMiB`: the cgroup's peak usage and its OOM kills so far; undefined without one. */
+  memory(): { readonly peakMiB: number; readonly oomKills: number } | undefined
 }
 
 export interface ControllerOptions {
@@ -32,6 +34,40 @@ export interface ControllerOptions {
   /** More `ark controller` flags: `--max-concurrent-queries 256`. */
   readonly args?: readonly string[]
   readonly timeoutMs?: number
+  /**
+   * Runs the controller in a memory cgroup of this many MiB, as a container limit would (the kernel
+   * OOM-kills it past that; Node sizes its heap from it). Needs root and cgroup v1's memory controller.
+   */
+  readonly memoryLimitMiB?: number
+}
+
+/** A cgroup v1 memory group for one process, as a container runtime makes one. */
+class MemoryCgroup {
+  readonly dir: string
+  constructor(limitMiB: number) {
+    const base = '/sys/fs/cgroup/memory'
+    if (!existsSync(`${base}/memory.limit_in_bytes`))
+      throw new Error(`a memory limit needs cgroup v1's memory controller at ${base} (and root)`)
+    this.dir = `${base}/ark-bench-${String(process.pid)}-${String(Date.now())}`
+    mkdirSync(this.dir)
+    writeFileSync(`${this.dir}/memory.limit_in_bytes`, String(limitMiB * 2 ** 20))
+  }
+  /** A shell line that moves itself into the group and then becomes the command. */
+  wrap(command: string, args: readonly string[]): [string, string[]] {
+    return ['sh', ['-c', `echo $$ > ${this.dir}/cgroup.procs && exec "$0" "$@"`, command, ...args]]
+  }
+  usage(): { peakMiB: number; oomKills: number } {
+    const peak = Number(readFileSync(`${this.dir}/memory.max_usage_in_bytes`, 'utf8'))
+    const oom = /oom_kill (\d+)/.exec(readFileSync(`${this.dir}/memory.oom_control`, 'utf8'))?.[1]
+    return { peakMiB: peak / 2 ** 20, oomKills: Number(oom ?? 0) }
+  }
+  remove(): void {
+    try {
+      rmdirSync(this.dir)
+    } catch {
+      // Still holding a process (it is being killed); the kernel frees the group with its last task.
+    }
+  }
 }
 
 /**
@@ -46,22 +82,21 @@ export async function startController(options: ControllerOptions): Promise<Contr
     ARK_LOG_LEVEL: 'info',
     NO_COLOR: '1',
   }
-  const child = spawn(
-    process.execPath,
-    [
-      ...(options.nodeFlags ?? []),
-      root('bin/ark.ts'),
-      'controller',
-      '--kubeconfig',
-      options.kubeconfig,
-      '--port',
-      '0',
-      '--probe-interval',
-      '0',
-      ...(options.args ?? []),
-    ],
-    { env, stdio: ['ignore', 'pipe', 'pipe'] },
-  )
+  const args = [
+    ...(options.nodeFlags ?? []),
+    root('bin/ark.ts'),
+    'controller',
+    '--kubeconfig',
+    options.kubeconfig,
+    '--port',
+    '0',
+    '--probe-interval',
+    '0',
+    ...(options.args ?? []),
+  ]
+  const cgroup = options.memoryLimitMiB === undefined ? undefined : new MemoryCgroup(options.memoryLimitMiB)
+  const [command, argv] = cgroup?.wrap(process.execPath, args) ?? [process.execPath, args]
+  const child = spawn(command, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] })
   const messages = new Map<string, number>()
   let stderr = ''
   let url: string | undefined
@@ -87,10 +122,12 @@ export async function startController(options: ControllerOptions): Promise<Contr
       messages.set(msg, (messages.get(msg) ?? 0) + 1)
     }
   })
-  const state = { ended: false }
+  const state: { ended: boolean; memory?: { peakMiB: number; oomKills: number } } = { ended: false }
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => {
       state.ended = true
+      state.memory = cgroup?.usage()
+      cgroup?.remove()
       resolve({ code, signal })
     }),
   )
@@ -124,6 +161,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
     stderr: () => stderr,
     signal: (signal) => child.kill(signal),
     stop,
+    memory: () => (state.ended ? state.memory : cgroup?.usage()),
   }
 }
 
