@@ -115,6 +115,9 @@ Usage:
         --port <n>                 Health and metrics port (env PORT, default 8082)
         --max-concurrent-queries <n>  Queries running at once, shared fairly across namespaces
                                    (env ARK_MAX_CONCURRENT_QUERIES, default 64)
+        --event-qps <n>            Kubernetes Events written a second at most, after --event-burst <n>
+                                   (env ARK_EVENT_QPS, default 50; ARK_EVENT_BURST, default 100), as
+                                   kubelet's flags; Warnings and Query start/complete go first
         --leader-elect <bool>      true | false (env ARK_LEADER_ELECT, default true)
         --lease-namespace <ns>     Where the ark-controller Lease lives (env POD_NAMESPACE; default the
                                    kubeconfig's namespace)
@@ -186,6 +189,8 @@ async function main(argv: string[]): Promise<number> {
       'renew-deadline': { type: 'string' },
       'retry-period': { type: 'string' },
       'max-concurrent-queries': { type: 'string' },
+      'event-qps': { type: 'string' },
+      'event-burst': { type: 'string' },
     },
   })
   const [command, ...rest] = positionals
@@ -363,6 +368,8 @@ async function main(argv: string[]): Promise<number> {
           renewDeadlineSeconds: number('renew-deadline', 'ARK_RENEW_DEADLINE', 10, 1),
           retryPeriodSeconds: number('retry-period', 'ARK_RETRY_PERIOD', 2, 1),
           maxConcurrentQueries: number('max-concurrent-queries', 'ARK_MAX_CONCURRENT_QUERIES', 64, 1),
+          eventQps: number('event-qps', 'ARK_EVENT_QPS', 50, 1),
+          eventBurst: number('event-burst', 'ARK_EVENT_BURST', 100, 1),
           probeIntervalSeconds: number('probe-interval', 'ARK_PROBE_INTERVAL', 60, 0),
           poolConcurrency: number('pool-concurrency', 'ARK_POOL_CONCURRENCY', DEFAULTS.poolConcurrency, 1),
           maxQueued: number('queue-size', 'ARK_QUEUE_SIZE', DEFAULTS.maxQueued, 0),

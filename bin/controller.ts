@@ -42,6 +42,8 @@ export interface ControllerCommand {
   readonly renewDeadlineSeconds: number
   readonly retryPeriodSeconds: number
   readonly maxConcurrentQueries: number
+  readonly eventQps: number
+  readonly eventBurst: number
   readonly probeIntervalSeconds: number
   readonly redis: RedisSettings | undefined
   readonly maxIterations: number
@@ -129,6 +131,11 @@ export async function controller(options: ControllerCommand): Promise<number> {
     component: 'ark-controller',
     host: options.id,
     concurrency: 32,
+    // An API server busy writing Events for every step of thousands of Queries is slower at their status.
+    qps: options.eventQps,
+    burst: options.eventBurst,
+    // A Query's start and end are what `kubectl describe` readers look for first (Warnings always count).
+    important: (reason) => reason === 'QueryExecutionStart' || reason === 'QueryExecutionComplete',
     onError: (err) => log.debug('event not recorded', { error: String(err) }),
     // Events are best effort (status is the record): past the bounded queue they are dropped, and said so at
     // most once a minute.
@@ -137,7 +144,7 @@ export async function controller(options: ControllerCommand): Promise<number> {
       const now = Date.now()
       if (now - droppedSaid < 60_000) return
       droppedSaid = now
-      log.warn('events dropped: the API server takes them slower than they come', { dropped })
+      log.warn('events dropped: more come than --event-qps lets out and the queue holds', { dropped })
     },
   })
   let dropped = 0

@@ -393,6 +393,48 @@ describe('EventRecorder', () => {
     }
   })
 
+  it('writes no faster than qps after its burst, and loses nothing that fits the queue', async () => {
+    const ns = await kube.namespace('rate')
+    const cm = await configMap(ns, 'x')
+    const recorder = new EventRecorder({
+      client: await KubeClient.fromKubeConfig(kube.config()),
+      qps: 20,
+      burst: 5,
+    })
+    const started = performance.now()
+    for (let i = 0; i < 25; i += 1) recorder.record(cm, 'Normal', 'Step', `step ${String(i)}`)
+    await recorder.flush()
+    // 5 at once, then 20 more at 20 a second: never sooner than a second (however slow the machine).
+    expect(performance.now() - started).toBeGreaterThanOrEqual(950)
+    expect(recorder.stats).toEqual({ written: 25, aggregated: 0, dropped: 0, failed: 0 })
+    expect(await storedEvents(ns)).toHaveLength(25)
+    await recorder.close()
+  })
+
+  it('puts Warnings and important events first: a full queue drops the newest of the others', async () => {
+    const ns = await kube.namespace('priority')
+    const cm = await configMap(ns, 'x')
+    const recorder = new EventRecorder({
+      client: await KubeClient.fromKubeConfig(kube.config()),
+      qps: 5,
+      burst: 1,
+      maxQueued: 4,
+      important: (reason) => reason === 'QueryExecutionComplete',
+    })
+    // Writes start after record() returns: all of these meet a queue of 4.
+    for (let i = 0; i < 5; i += 1) recorder.record(cm, 'Normal', 'Step', `step ${String(i)}`)
+    expect(recorder.stats.dropped).toBe(1) // step 4: no room, and not important
+    recorder.record(cm, 'Warning', 'ProbeFailed', 'model probe failed: 503') // displaces step 3
+    recorder.record(cm, 'Warning', 'TargetNotFound', 'agent x not found') // displaces step 2
+    recorder.record(cm, 'Normal', 'QueryExecutionComplete', 'done') // displaces step 1
+    expect(recorder.stats.dropped).toBe(4)
+    // The important ones take the rate first; closing drops what is left of the rest (step 0).
+    await recorder.close()
+    expect(recorder.stats).toEqual({ written: 3, aggregated: 0, dropped: 5, failed: 0 })
+    const stored = (await storedEvents(ns)).map((e) => e.reason).sort()
+    expect(stored).toEqual(['ProbeFailed', 'QueryExecutionComplete', 'TargetNotFound'])
+  })
+
   it('drops and counts what does not fit the queue, never holding more than maxQueued', async () => {
     const sockets: Socket[] = []
     const { server, port } = await listen((socket) => sockets.push(socket))

@@ -5,6 +5,10 @@
  *
  * - `record()` never blocks and never throws: it puts a write on a bounded queue and returns. A full queue
  *   drops the event (counted in `stats.dropped`, reported through `onDropped`).
+ * - Writes leave at most `qps` a second after a `burst` (kubelet's --event-qps and --event-burst): Events are
+ *   a courtesy to whoever runs `kubectl describe`, and an API server busy writing them for thousands of
+ *   Queries a minute is slower at what matters, the status. Important events (Warnings, and what
+ *   `important` names) go first and, when the queue is full, take the place of the newest other one.
  * - Aggregation: a repeat of the same (object, type, reason, message) within ten minutes of the last one
  *   raises the existing Event's `count` and `lastTimestamp` (a merge PATCH) instead of creating another
  *   Event. A repeat that arrives while the previous write of that Event is still waiting in the queue folds
@@ -50,6 +54,12 @@ export interface EventRecorderOptions {
   /** Told of each write that failed for good (and of a `redact` that threw). */
   readonly onError?: (err: unknown) => void
   readonly now?: () => Date
+  /** Writes started a second at most, after `burst` (default: no limit; `ark controller` uses 50). */
+  readonly qps?: number
+  /** Writes that may start at once before `qps` applies (default 2 x qps). */
+  readonly burst?: number
+  /** Which Normal events are important too (Warnings always are): they go first and are dropped last. */
+  readonly important?: (reason: string) => boolean
   /** Retries of a failed write (default 2), after `retryDelayMs` (default 200), doubling. */
   readonly retries?: number
   readonly retryDelayMs?: number
@@ -100,6 +110,35 @@ interface Job {
   readonly entry: Entry
   /** Accepted in this order. */
   readonly seq: number
+  readonly important: boolean
+}
+
+/** Jobs oldest first: an array with a moving head, so that taking the first costs no copy. */
+class JobQueue {
+  #items: Job[] = []
+  #head = 0
+  get length(): number {
+    return this.#items.length - this.#head
+  }
+  push(job: Job): void {
+    this.#items.push(job)
+  }
+  shift(): Job | undefined {
+    const job = this.#items[this.#head]
+    this.#head += 1
+    if (this.#head === this.#items.length) {
+      this.#items = []
+      this.#head = 0
+    } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head)
+      this.#head = 0
+    }
+    return job
+  }
+  /** The newest job. */
+  pop(): Job | undefined {
+    return this.length === 0 ? undefined : this.#items.pop()
+  }
 }
 
 interface Flush {
@@ -123,9 +162,16 @@ export class EventRecorder {
 
   /** Recent Events by aggregation key, least recently used first. */
   readonly #cache = new Map<string, Entry>()
-  /** Jobs ready to run, oldest first (an array with a moving head). */
-  #queue: Job[] = []
-  #head = 0
+  /** Jobs ready to run: the important ones go first. */
+  readonly #important = new JobQueue()
+  readonly #rest = new JobQueue()
+  readonly #qps: number
+  readonly #burst: number
+  readonly #isImportant: (reason: string) => boolean
+  /** The token bucket: writes that may start now, as of `#tokensAt` (performance.now()). */
+  #tokens: number
+  #tokensAt = performance.now()
+  #refill: NodeJS.Timeout | undefined
   /** Jobs not yet started (in the queue or held behind a running write of the same Event). */
   #waiting = 0
   #inFlight = 0
@@ -157,6 +203,10 @@ export class EventRecorder {
     this.#retries = Math.max(0, options.retries ?? 2)
     this.#retryDelayMs = Math.max(0, options.retryDelayMs ?? 200)
     this.#timeoutMs = Math.max(1, options.requestTimeoutMs ?? 10_000)
+    this.#qps = options.qps !== undefined && options.qps > 0 ? options.qps : Infinity
+    this.#burst = Math.max(1, options.burst ?? (Number.isFinite(this.#qps) ? this.#qps * 2 : Infinity))
+    this.#tokens = this.#burst
+    this.#isImportant = options.important ?? (() => false)
   }
 
   get stats(): EventRecorderStats {
@@ -191,14 +241,14 @@ export class EventRecorder {
       this.#cache.set(key, entry)
       // Folds into the write already waiting, if there is one; otherwise needs a place in the queue.
       const waiting = entry.next !== undefined
-      if (!waiting && this.#waiting >= this.#maxQueued) return this.#drop()
+      if (!waiting && !this.#makeRoom(this.#mattersMore(type, why))) return this.#drop()
       entry.count += 1
       if (now > entry.lastTimestamp) entry.lastTimestamp = now
       this.#aggregated += 1
       if (!waiting) this.#enqueue(entry)
       return
     }
-    if (this.#waiting >= this.#maxQueued) return this.#drop()
+    if (!this.#makeRoom(this.#mattersMore(type, why))) return this.#drop()
     entry = {
       key,
       name: this.#eventName(object.name, now),
@@ -231,20 +281,58 @@ export class EventRecorder {
     })
   }
 
-  /** Refuses new events from now on (they count as dropped), then waits for what was recorded before. */
+  /**
+   * Refuses new events from now on (they count as dropped), then waits for what was recorded before; except
+   * that, under a rate limit, the waiting events that are not important and that the rate would not let go
+   * now are dropped (at `qps` they could hold a shutdown for many seconds).
+   */
   async close(): Promise<void> {
     this.#closed = true
+    if (Number.isFinite(this.#qps)) {
+      this.#pump()
+      const allowed = Math.floor(this.#refreshTokens())
+      for (let excess = this.#rest.length - allowed; excess > 0; excess -= 1) {
+        const job = this.#rest.pop()
+        if (job !== undefined) this.#evict(job)
+      }
+      this.#settleFlushes()
+    }
     await this.flush()
+    clearTimeout(this.#refill)
+  }
+
+  #mattersMore(type: string, reason: string): boolean {
+    return type === 'Warning' || this.#isImportant(reason)
+  }
+
+  /** True when a new write may wait in the queue: there is room, or an important one displaces another. */
+  #makeRoom(important: boolean): boolean {
+    if (this.#waiting < this.#maxQueued) return true
+    const victim = important ? this.#rest.pop() : undefined
+    if (victim === undefined) return false
+    this.#evict(victim)
+    return true
+  }
+
+  /** Takes a waiting job off: its event is dropped (a repeat's count, or a new Event never written). */
+  #evict(job: Job): void {
+    const entry = job.entry
+    entry.next = undefined
+    this.#waiting -= 1
+    this.#outstanding.delete(job)
+    // Never written: a later repeat starts it afresh rather than patching an object that does not exist.
+    if (!entry.created && entry.running === undefined) this.#cache.delete(entry.key)
+    this.#drop()
   }
 
   #enqueue(entry: Entry): void {
     this.#seq += 1
-    const job: Job = { entry, seq: this.#seq }
+    const job: Job = { entry, seq: this.#seq, important: this.#mattersMore(entry.type, entry.reason) }
     entry.next = job
     this.#waiting += 1
     this.#outstanding.add(job)
     if (entry.running === undefined) {
-      this.#queue.push(job)
+      ;(job.important ? this.#important : this.#rest).push(job)
       this.#schedulePump()
     }
   }
@@ -263,18 +351,37 @@ export class EventRecorder {
   }
 
   #pump(): void {
-    while (this.#inFlight < this.#concurrency && this.#head < this.#queue.length) {
-      const job = this.#queue[this.#head]
-      this.#head += 1
+    while (this.#inFlight < this.#concurrency && this.#important.length + this.#rest.length > 0) {
+      if (!this.#takeToken()) return
+      const job = this.#important.length > 0 ? this.#important.shift() : this.#rest.shift()
       if (job !== undefined) this.#start(job)
     }
-    if (this.#head === this.#queue.length) {
-      this.#queue = []
-      this.#head = 0
-    } else if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
-      this.#queue = this.#queue.slice(this.#head)
-      this.#head = 0
+  }
+
+  #refreshTokens(): number {
+    const now = performance.now()
+    this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#tokensAt) * this.#qps) / 1000)
+    this.#tokensAt = now
+    return this.#tokens
+  }
+
+  /** One write's worth of the rate; without one, the pump runs again when the next is due. */
+  #takeToken(): boolean {
+    if (!Number.isFinite(this.#qps)) return true
+    if (this.#refreshTokens() >= 1) {
+      this.#tokens -= 1
+      return true
     }
+    if (this.#refill === undefined) {
+      this.#refill = setTimeout(
+        () => {
+          this.#refill = undefined
+          this.#pump()
+        },
+        Math.ceil(((1 - this.#tokens) * 1000) / this.#qps),
+      )
+    }
+    return false
   }
 
   #start(job: Job): void {
@@ -287,8 +394,9 @@ export class EventRecorder {
       this.#inFlight -= 1
       entry.running = undefined
       this.#outstanding.delete(job)
-      // A repeat recorded while this write ran waited for it; it goes now, ahead of the queue.
-      if (entry.next !== undefined) this.#start(entry.next)
+      // A repeat recorded while this write ran waited for it; now it queues like any write (and pays the rate).
+      const held = entry.next
+      if (held !== undefined) (held.important ? this.#important : this.#rest).push(held)
       this.#settleFlushes()
       this.#pump()
     })
