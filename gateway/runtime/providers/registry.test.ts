@@ -1,8 +1,11 @@
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import type { Provider, ProviderConfig } from '../provider.ts'
 import { ProviderError, redact, secretsOf } from '../provider.ts'
 import { Redactor } from '../redactor.ts'
-import { providerFactory } from './registry.ts'
+import { onFirstUse, providerFactory } from './registry.ts'
 
 /** A factory that records the config it was given instead of building a client. */
 function capturing(): { seen: ProviderConfig[]; make: (c: ProviderConfig) => Provider } {
@@ -63,6 +66,68 @@ describe('providerFactory', () => {
     expect(stand.provider).toBe('mock')
     expect(stand.standIn).toContain('the mock model answers instead')
     expect(c.seen).toHaveLength(0)
+  })
+})
+
+describe('SDK providers load on first use', () => {
+  it('a process imports an SDK only once a Model of its provider is built', async () => {
+    const root = fileURLToPath(new URL('../../../', import.meta.url))
+    const probe = `
+      import { registerHooks } from 'node:module'
+      const seen = new Set()
+      registerHooks({ resolve(specifier, context, next) {
+        const r = next(specifier, context)
+        for (const sdk of ['/node_modules/openai/', '/node_modules/@anthropic-ai/sdk/']) if (r.url.includes(sdk)) seen.add(sdk)
+        return r
+      } })
+      const { providerFactory } = await import(${JSON.stringify(`${root}gateway/runtime/providers/registry.ts`)})
+      await import(${JSON.stringify(`${root}gateway/index.ts`)})
+      const before = [...seen]
+      const make = providerFactory({})
+      make({ provider: 'mock', model: 'mock', headers: {}, properties: {} })
+      const afterMock = [...seen]
+      const openai = make({ provider: 'openai', model: 'm', baseUrl: 'http://127.0.0.1:9/v1', headers: {}, properties: {} })
+      await openai.probe(AbortSignal.timeout(2000)).catch(() => undefined)
+      process.stdout.write(JSON.stringify({ before, afterMock, afterOpenai: [...seen], forwards: typeof openai.forward }))
+    `
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--input-type=module', '--disable-warning=ExperimentalWarning', '-e', probe],
+      { timeout: 30_000 },
+    )
+    expect(JSON.parse(stdout)).toEqual({
+      before: [],
+      afterMock: [],
+      afterOpenai: ['/node_modules/openai/'],
+      forwards: 'function',
+    })
+  })
+
+  it('calls made before the module lands wait for it; a provider that cannot be built fails its calls', async () => {
+    let release: () => void = () => undefined
+    const landed = new Promise<void>((resolve) => (release = resolve))
+    const c = capturing()
+    const lazy = onFirstUse(async () => {
+      await landed
+      return c.make
+    }, false)
+    const provider = lazy({ ...base, provider: 'openai', model: 'm' })
+    expect('forward' in provider).toBe(false)
+    const probed = provider.probe(AbortSignal.timeout(1000))
+    expect(c.seen).toHaveLength(0)
+    release()
+    await probed
+    expect(c.seen).toHaveLength(1)
+
+    const broken = onFirstUse(
+      () =>
+        Promise.resolve(() => {
+          throw new Error('baseUrl is not a URL')
+        }),
+      true,
+    )({ ...base, provider: 'openai', model: 'm' })
+    await expect(broken.probe(AbortSignal.timeout(1000))).rejects.toThrow('baseUrl is not a URL')
+    await expect(broken.forward?.({}, AbortSignal.timeout(1000))).rejects.toThrow('baseUrl is not a URL')
   })
 })
 

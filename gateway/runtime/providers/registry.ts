@@ -6,17 +6,55 @@
 import type { ProviderType } from '../../../controller/api/index.ts'
 import type { Fetch, Provider, ProviderConfig, ProviderFactory } from '../provider.ts'
 import { PROVIDER_DEFAULTS, ProviderError, redactorOf } from '../provider.ts'
-import { createAnthropicProvider } from './anthropic.ts'
 import { createMockProvider } from './mock.ts'
-import { createOpenAIProvider } from './openai.ts'
 import { redactedError, withRedaction } from './redacting.ts'
+
+/**
+ * A provider whose module (and SDK) is imported when the first Model of its kind is, not when the process
+ * starts: the openai and anthropic SDKs cost a process about 24 MiB together, which a controller or worker
+ * whose Models are all mock, or all of one provider, never needs. The import starts as the provider is
+ * built (when its Model is resolved, before any request); calls made before it lands wait for it, and a
+ * failure to build surfaces from the first call (through withRedaction, like any call's error).
+ */
+export function onFirstUse(load: () => Promise<ProviderFactory>, forwards: boolean): ProviderFactory {
+  let module: Promise<ProviderFactory> | undefined
+  return (config) => {
+    module ??= load()
+    let ready: Provider | undefined
+    const real = module.then((factory) => (ready = factory(config)))
+    real.catch(() => undefined) // reported by the call that needs it
+    const provider: Provider = {
+      provider: config.provider,
+      model: config.model,
+      complete: (request) => ready?.complete(request) ?? real.then((p) => p.complete(request)),
+      probe: (signal) => ready?.probe(signal) ?? real.then((p) => p.probe(signal)),
+      dispose: () => {
+        void real.then(
+          (p) => p.dispose?.(),
+          () => undefined,
+        )
+      },
+    }
+    if (!forwards) return provider
+    return {
+      ...provider,
+      forward: (body, signal) => {
+        if (ready?.forward !== undefined) return ready.forward(body, signal)
+        return real.then((q) => {
+          if (q.forward === undefined) throw new Error(`provider ${config.provider} does not forward`)
+          return q.forward(body, signal)
+        })
+      },
+    }
+  }
+}
 
 /** The providers this build can create. Bedrock needs the AWS SDK and is not one of them. */
 export const PROVIDERS: Readonly<Partial<Record<ProviderType, ProviderFactory>>> = {
   mock: createMockProvider,
-  openai: createOpenAIProvider,
-  azure: createOpenAIProvider,
-  anthropic: createAnthropicProvider,
+  openai: onFirstUse(async () => (await import('./openai.ts')).createOpenAIProvider, true),
+  azure: onFirstUse(async () => (await import('./openai.ts')).createOpenAIProvider, true),
+  anthropic: onFirstUse(async () => (await import('./anthropic.ts')).createAnthropicProvider, false),
 }
 
 export interface ProviderSettings {
