@@ -46,7 +46,12 @@ beforeAll(async () => {
   ca = readFileSync(join(dir, 'cert.pem'))
   server = createServer({ key: readFileSync(join(dir, 'key.pem')), cert: ca }, (req, res) => {
     if (req.url?.startsWith('/ok')) res.end('{"kind":"Status","status":"Success"}')
-    else hanging.push(res) // never answered until the test ends
+    else if (req.url?.startsWith('/stall')) {
+      // Headers and half a body, then nothing: the answer has begun, so only a timeout on the body ends it.
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.write('{"kind":')
+      hanging.push(res)
+    } else hanging.push(res) // never answered until the test ends
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
 })
@@ -87,6 +92,9 @@ it('a timeout counts from the call, also while the call waits for a socket; own 
   // A client with its own connections is answered at once.
   const own = busy.withOwnConnections()
   await expect(own.request('GET', '/ok')).resolves.toMatchObject({ status: 'Success' })
+
+  // An answer that starts and then stalls is cut by the same timeout.
+  await expect(own.request('GET', '/stall', { timeoutMs: 300 })).rejects.toThrow()
 
   own.close()
   busy.close()

@@ -198,7 +198,8 @@ export class KubeClient {
         resolve,
       )
       // Counted from the call, not from when the pool hands out a socket: a call queued behind busy
-      // sockets is late too (a Lease renewal must give up in time to step down cleanly).
+      // sockets is late too (a Lease renewal must give up in time to step down cleanly). It runs until the
+      // whole answer is read ('close'), so a body that stalls is cut as well.
       const timeoutMs = options.timeoutMs ?? 30_000
       if (timeoutMs > 0) {
         const timer = setTimeout(() => {
@@ -211,7 +212,6 @@ export class KubeClient {
           reject(err)
           req.destroy(err)
         }, timeoutMs)
-        req.once('response', () => clearTimeout(timer))
         req.once('close', () => clearTimeout(timer))
       }
       req.on('error', (err: Error) =>
