@@ -121,15 +121,21 @@ export async function restartApiServer(kube: KubeServer, downMs = 0): Promise<vo
   const argv = readFileSync(`/proc/${String(pid)}/cmdline`, 'utf8')
     .split('\0')
     .filter((a) => a !== '')
-  process.kill(pid, 'SIGTERM')
-  for (let i = 0; i < 200; i++) {
+  const alive = () => {
     try {
       process.kill(pid, 0)
+      return true
     } catch {
-      break
+      return false
     }
-    await new Promise((r) => setTimeout(r, 50))
   }
+  process.kill(pid, 'SIGTERM')
+  for (let i = 0; i < 100 && alive(); i++) await new Promise((r) => setTimeout(r, 50))
+  // A 1.20 API server drains open watches for longer than that; one still up would keep serving (the new
+  // one cannot bind its port), and the "restart" would not have happened.
+  if (alive()) process.kill(pid, 'SIGKILL')
+  for (let i = 0; i < 100 && alive(); i++) await new Promise((r) => setTimeout(r, 50))
+  if (alive()) throw new Error(`kube-apiserver ${String(pid)} did not stop`)
   if (downMs > 0) await new Promise((r) => setTimeout(r, downMs))
   const [command, ...args] = argv
   const log = openSync(join(kube.dir, 'logs/kube-apiserver.log'), 'a')
