@@ -31,6 +31,8 @@ export interface ControllerOptions {
   readonly kubeconfig: string
   /** Flags for node itself, before the script: `--cpu-prof`, `--max-old-space-size=...`. */
   readonly nodeFlags?: readonly string[]
+  /** The ark entry point (default bin/ark.ts; e.g. a tsc build's bin/ark.js, which skips type stripping). */
+  readonly entry?: string
   /** More `ark controller` flags: `--max-concurrent-queries 256`. */
   readonly args?: readonly string[]
   readonly timeoutMs?: number
@@ -84,7 +86,7 @@ export async function startController(options: ControllerOptions): Promise<Contr
   }
   const args = [
     ...(options.nodeFlags ?? []),
-    root('bin/ark.ts'),
+    options.entry ?? root('bin/ark.ts'),
     'controller',
     '--kubeconfig',
     options.kubeconfig,

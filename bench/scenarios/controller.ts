@@ -21,7 +21,9 @@
  * flight), ARK_BENCH_CONTROLLER_ARGS (more `ark controller` flags, e.g. "--max-concurrent-queries 256"),
  * ARK_BENCH_NODE_FLAGS (node flags for the controller, e.g. "--max-old-space-size=80" as a 128 MiB container
  * would size its heap), ARK_BENCH_MEMORY_LIMIT=<MiB> (the controller in a cgroup v1 memory group of that size,
- * as a container limit would hold it: the kernel OOM-kills past it; needs root), ARK_BENCH_CPU_PROF=<dir> (`node --cpu-prof` on the controller; the profile is written
+ * as a container limit would hold it: the kernel OOM-kills past it; needs root), ARK_BENCH_ARK_ENTRY=<file> (another
+ * ark entry point, e.g. bin/ark.js of `tsc --outDir <dir> --noEmit false --rewriteRelativeImportExtensions`:
+ * compiled JavaScript skips Node's type stripping, about 27 MiB of the controller's idle RSS), ARK_BENCH_CPU_PROF=<dir> (`node --cpu-prof` on the controller; the profile is written
  * when it stops and summarised by owner: package or ark file), ARK_BENCH_HEAP_SNAPSHOT=<dir> (a heap snapshot
  * of the controller once every Query is done).
  *
@@ -72,6 +74,8 @@ interface Settings {
   readonly heapDir: string | undefined
   /** ARK_BENCH_MEMORY_LIMIT: the controller runs in a memory cgroup of this many MiB, as in a container. */
   readonly memoryLimitMiB: number | undefined
+  /** ARK_BENCH_ARK_ENTRY: the ark entry point to run (a compiled build's bin/ark.js); default bin/ark.ts. */
+  readonly entry: string | undefined
 }
 
 const words = (s: string | undefined) => (s ?? '').split(/\s+/).filter((w) => w !== '')
@@ -90,6 +94,7 @@ function settings(): Settings {
     cpuProfDir: prof === undefined || prof === '' ? undefined : resolve(prof),
     heapDir: heap === undefined || heap === '' ? undefined : resolve(heap),
     memoryLimitMiB: process.env.ARK_BENCH_MEMORY_LIMIT ? intEnv('ARK_BENCH_MEMORY_LIMIT', 128) : undefined,
+    entry: process.env.ARK_BENCH_ARK_ENTRY ? resolve(process.env.ARK_BENCH_ARK_ENTRY) : undefined,
   }
 }
 
@@ -513,6 +518,7 @@ async function once(s: Settings, context: RunContext, run: number): Promise<RunF
       nodeFlags,
       args: s.controllerArgs,
       ...(s.memoryLimitMiB === undefined ? {} : { memoryLimitMiB: s.memoryLimitMiB }),
+      ...(s.entry === undefined ? {} : { entry: s.entry }),
     })
     const rss = sampleRss(controller.pid, 200)
     await agentsAvailable(client, s.namespaces)
@@ -810,7 +816,7 @@ async function run(context: RunContext): Promise<ScenarioResult> {
   ]
   const notes = [
     `ark controller (node ${s.nodeFlags.length > 0 ? `${s.nodeFlags.join(' ')} ` : ''}bin/ark.ts controller, a child process, leader-elected, in-process pools, --probe-interval 0${s.controllerArgs.length > 0 ? `, ${s.controllerArgs.join(' ')}` : ''}) on kube-apiserver 1.20.2 + etcd 3.4 (test/kube.ts), all sharing this machine with the bench process, which creates the Queries (${String(s.createConcurrency)} POSTs in flight on keep-alive connections) and follows them on one watch across namespaces.`,
-    `Medians of ${String(s.runs)} run(s), each on a fresh API server. ARK_BENCH_QUERIES, ARK_BENCH_NAMESPACES, ARK_BENCH_RUNS set the size; ARK_BENCH_CONTROLLER_ARGS and ARK_BENCH_NODE_FLAGS change the controller; ARK_BENCH_MEMORY_LIMIT=<MiB> runs it in a memory cgroup of that size; ARK_BENCH_CPU_PROF=<dir> and ARK_BENCH_HEAP_SNAPSHOT=<dir> profile it.`,
+    `Medians of ${String(s.runs)} run(s), each on a fresh API server. ARK_BENCH_QUERIES, ARK_BENCH_NAMESPACES, ARK_BENCH_RUNS set the size; ARK_BENCH_CONTROLLER_ARGS and ARK_BENCH_NODE_FLAGS change the controller; ARK_BENCH_MEMORY_LIMIT=<MiB> runs it in a memory cgroup of that size; ARK_BENCH_ARK_ENTRY=<file> runs another entry point (a tsc build's bin/ark.js); ARK_BENCH_CPU_PROF=<dir> and ARK_BENCH_HEAP_SNAPSHOT=<dir> profile it.`,
   ]
   if (last !== undefined) {
     notes.push(
