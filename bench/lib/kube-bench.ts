@@ -128,7 +128,11 @@ export async function startController(options: ControllerOptions): Promise<Contr
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => {
       state.ended = true
-      state.memory = cgroup?.usage()
+      try {
+        state.memory = cgroup?.usage()
+      } catch {
+        // The group is unreadable (removed under us): no figures, and no crash in an exit handler.
+      }
       cgroup?.remove()
       resolve({ code, signal })
     }),

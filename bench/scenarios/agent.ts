@@ -147,8 +147,12 @@ async function gate(context: RunContext, env?: Record<string, string>): Promise<
   return {
     async sample() {
       const pinned = pinServers(stack.pids)
-      const one = await measureQuick(routes, 1, pinned?.load)
-      pinned?.release()
+      let one: Awaited<ReturnType<typeof measureQuick>>
+      try {
+        one = await measureQuick(routes, 1, pinned?.load)
+      } finally {
+        pinned?.release()
+      }
       const fifty = await measureQuick(routes, 50)
       return {
         'mock agent/direct p50 @1': med(one, 'mock agent', (x) => x.p50) / med(one, 'direct', (x) => x.p50),

@@ -188,8 +188,12 @@ async function gate(context: RunContext) {
   return {
     async sample() {
       const pinned = pinServers([stack.upstream.pid, stack.ark.pid])
-      const one = await loadRounds(stack.routes, { connections: 1, ...quick, loadCpus: pinned?.load })
-      pinned?.release()
+      let one: Awaited<ReturnType<typeof loadRounds>>
+      try {
+        one = await loadRounds(stack.routes, { connections: 1, ...quick, loadCpus: pinned?.load })
+      } finally {
+        pinned?.release()
+      }
       const fifty = await loadRounds(stack.routes, { connections: 50, ...quick })
       return {
         'ark/direct p50 @1': med(one.get('ark'), (r) => r.p50) / med(one.get('direct'), (r) => r.p50),

@@ -45,7 +45,8 @@ beforeAll(async () => {
   )
   ca = readFileSync(join(dir, 'cert.pem'))
   server = createServer({ key: readFileSync(join(dir, 'key.pem')), cert: ca }, (req, res) => {
-    if (req.url?.startsWith('/ok')) res.end('{"kind":"Status","status":"Success"}')
+    if (req.url?.startsWith('/prefix/ok')) res.end('{"kind":"Status","status":"Prefixed"}')
+    else if (req.url?.startsWith('/ok')) res.end('{"kind":"Status","status":"Success"}')
     else if (req.url?.startsWith('/stall')) {
       // Headers and half a body, then nothing: the answer has begun, so only a timeout on the body ends it.
       res.writeHead(200, { 'content-type': 'application/json' })
@@ -94,10 +95,35 @@ it('a timeout counts from the call, also while the call waits for a socket; own 
   await expect(own.request('GET', '/ok')).resolves.toMatchObject({ status: 'Success' })
 
   // An answer that starts and then stalls is cut by the same timeout.
-  await expect(own.request('GET', '/stall', { timeoutMs: 300 })).rejects.toThrow()
+  await expect(own.request('GET', '/stall', { timeoutMs: 300 })).rejects.toMatchObject({
+    name: 'KubeError',
+    reason: 'Timeout',
+  })
 
   own.close()
   busy.close()
   const ended = await Promise.all(stuck)
   expect(ended.every((e) => e instanceof Error)).toBe(true)
+})
+
+it("keeps the server's own path (a proxy's /k8s/clusters/x) and reads credentials once for calls at once", async () => {
+  const { port } = server.address() as AddressInfo
+  let reads = 0
+  const client = new KubeClient({
+    server: new URL(`https://127.0.0.1:${String(port)}/prefix/`),
+    namespace: 'default',
+    tls: { ca },
+    headers: async () => {
+      reads += 1
+      await new Promise((r) => setTimeout(r, 50))
+      return { authorization: 'Bearer t' }
+    },
+    source: 'test',
+  })
+  const answers = await Promise.all(
+    Array.from({ length: 5 }, () => client.request<{ status: string }>('GET', '/ok')),
+  )
+  expect(answers.map((a) => a.status)).toEqual(Array(5).fill('Prefixed'))
+  expect(reads).toBe(1)
+  client.close()
 })

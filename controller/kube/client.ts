@@ -83,6 +83,7 @@ export class KubeClient {
   readonly #tls: boolean
   #headers: OutgoingHttpHeaders = {}
   #headersAt = 0
+  #refreshing: Promise<OutgoingHttpHeaders> | undefined
 
   constructor(access: KubeAccess) {
     this.#access = access
@@ -172,7 +173,8 @@ export class KubeClient {
     agent: Agent | HttpAgent,
   ): Promise<IncomingMessage> {
     const headers = await this.#credentials()
-    const url = new URL(path, this.server)
+    // Under the server's own path, when it has one (a proxy's https://host/k8s/clusters/x).
+    const url = new URL(`${this.server.pathname.replace(/\/+$/, '')}${path}`, this.server)
     for (const [k, v] of Object.entries(options.query ?? {}))
       if (v !== undefined) url.searchParams.set(k, String(v))
     const body = options.body === undefined ? undefined : JSON.stringify(options.body)
@@ -208,10 +210,14 @@ export class KubeClient {
             'Timeout',
             `${method} ${url.pathname} took longer than ${String(timeoutMs)} ms`,
           )
-          // A request still queued for a socket emits its error only once it gets one: reject now.
+          // A request still queued for a socket emits its error only once it gets one: reject now. An
+          // answer already being read fails with this same error.
           reject(err)
+          response?.destroy(err)
           req.destroy(err)
         }, timeoutMs)
+        let response: IncomingMessage | undefined
+        req.once('response', (res: IncomingMessage) => (response = res))
         req.once('close', () => clearTimeout(timer))
       }
       req.on('error', (err: Error) =>
@@ -225,11 +231,20 @@ export class KubeClient {
     })
   }
 
-  async #credentials(): Promise<OutgoingHttpHeaders> {
+  /** The headers, read again once a minute; calls that arrive meanwhile share one read (one plugin run). */
+  #credentials(): Promise<OutgoingHttpHeaders> | OutgoingHttpHeaders {
     if (Date.now() - this.#headersAt < CREDENTIALS_TTL_MS) return this.#headers
-    this.#headers = await this.#access.headers()
-    this.#headersAt = Date.now()
-    return this.#headers
+    this.#refreshing ??= this.#access
+      .headers()
+      .then((headers) => {
+        this.#headers = headers
+        this.#headersAt = Date.now()
+        return headers
+      })
+      .finally(() => {
+        this.#refreshing = undefined
+      })
+    return this.#refreshing
   }
 }
 

@@ -127,6 +127,42 @@ describe('a kubeconfig file', () => {
   })
 })
 
+describe('values as kubectl reads them', () => {
+  it('numbers are text, a tokenFile wins over a token, and the parser prints nothing of the file', async () => {
+    const warnings: string[] = []
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`)
+    process.on('warning', onWarning)
+    try {
+      const basic = await loadKubeAccess({
+        path: kubeconfig({ username: 'admin', password: 123456 }, undefined, {
+          contexts: [{ name: 'x', context: { cluster: 'c', user: 'u', namespace: 2024 } }],
+        }),
+      })
+      expect(await basic.headers()).toEqual({
+        authorization: `Basic ${Buffer.from('admin:123456').toString('base64')}`,
+      })
+      expect(basic.namespace).toBe('2024')
+
+      writeFileSync(join(dir, 'token-wins'), kube.token)
+      const both = await loadKubeAccess({ path: kubeconfig({ token: 'not-this', tokenFile: 'token-wins' }) })
+      expect(await both.headers()).toEqual({ authorization: `Bearer ${kube.token}` })
+
+      const tagged = join(dir, 'tagged')
+      writeFileSync(
+        tagged,
+        `current-context: x\nclusters: [{name: c, cluster: {server: "${kube.server}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: !secret canary-5e1f-token}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n`,
+      )
+      const access = await loadKubeAccess({ path: tagged })
+      expect(access.tls.rejectUnauthorized).toBe(false)
+      await new Promise((r) => setImmediate(r))
+      // Nothing on stderr at all: with prettyErrors the parser's warnings quote the line, token and all.
+      expect(warnings.filter((w) => w.startsWith('YAMLWarning'))).toEqual([])
+    } finally {
+      process.off('warning', onWarning)
+    }
+  })
+})
+
 describe('KUBECONFIG', () => {
   it('merges its files: the first current-context and the first definition of a name win; missing files are skipped', async () => {
     const first = join(dir, 'first')

@@ -154,7 +154,7 @@ async function fromFiles(paths: readonly string[], listed: readonly string[] = p
 
   const tls: TlsMaterial = {
     ...(await material(cluster, 'certificate-authority', 'ca', where)),
-    ...(cluster.value['insecure-skip-tls-verify'] === true ? { rejectUnauthorized: false } : {}),
+    ...(cluster.value['insecure-skip-tls-verify'] === 'true' ? { rejectUnauthorized: false } : {}),
     ...(str(cluster.value['tls-server-name']) ? { servername: str(cluster.value['tls-server-name']) } : {}),
   }
   if (user === undefined) return { server, namespace, tls, headers: () => Promise.resolve({}), source: where }
@@ -172,11 +172,12 @@ async function fromFiles(paths: readonly string[], listed: readonly string[] = p
   const username = str(user.value.username)
   const password = str(user.value.password)
   const headers = async (): Promise<OutgoingHttpHeaders> => {
-    if (token !== undefined && token !== '') return { authorization: `Bearer ${token}` }
+    // A tokenFile wins over a token, as in client-go: the file is the one that rotates.
     if (tokenFile !== undefined && tokenFile !== '') {
       const text = await readText(resolveFrom(user.base, tokenFile), `user "${user.name}" tokenFile`)
       return { authorization: `Bearer ${text.trim()}` }
     }
+    if (token !== undefined && token !== '') return { authorization: `Bearer ${token}` }
     if (username !== undefined && password !== undefined)
       return { authorization: `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}` }
     return {}
@@ -188,7 +189,9 @@ async function fromFiles(paths: readonly string[], listed: readonly string[] = p
 function mergeFile(merged: Merged, path: string, text: string): void {
   let doc: unknown
   try {
-    doc = parse(text)
+    // failsafe: every scalar is text, as kubectl reads it (`password: 123456` is a password, not a number).
+    // logLevel error: the parser's warnings quote the file (a token with it) and go to stderr otherwise.
+    doc = parse(text, { schema: 'failsafe', logLevel: 'error', prettyErrors: false })
   } catch (err) {
     // Only the first line of the parser's message (where and what): the lines after it quote the file,
     // which may hold a token, so the error is not attached as a cause either.
@@ -209,7 +212,8 @@ function mergeFile(merged: Merged, path: string, text: string): void {
     ['contexts', 'context', merged.contexts],
   ] as const) {
     const entries = config[list]
-    if (entries === undefined || entries === null) continue
+    // `users:` and `users: null` read as text under the failsafe schema: an empty list.
+    if (entries === undefined || entries === '' || entries === 'null' || entries === '~') continue
     if (!Array.isArray(entries)) throw new Error(`${path}: ${list} is not a list`)
     entries.forEach((entry: unknown, i) => {
       const e = (typeof entry === 'object' && entry !== null ? entry : {}) as Record<string, unknown>
@@ -257,7 +261,7 @@ async function viaClientNode(
     // Several files: hand client-node the one context, cluster and user they resolved to, as one document.
     const pick = (m: Map<string, Named<Record<string, unknown>>>, field: string, name: string) => {
       const e = m.get(name)
-      return e === undefined ? [] : [{ name, [field]: e.value }]
+      return e === undefined ? [] : [{ name, [field]: forClientNode(e) }]
     }
     const ctx = merged.contexts.get(context)?.value ?? {}
     kc.loadFromString(
@@ -274,6 +278,21 @@ async function viaClientNode(
 }
 
 /**
+ * An entry as client-node reads it from a document that has no folder of its own: file paths made absolute
+ * (relative to the kubeconfig that named them), and the one boolean back from text.
+ */
+function forClientNode(entry: Named<Record<string, unknown>>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...entry.value }
+  for (const field of ['certificate-authority', 'client-certificate', 'client-key', 'tokenFile']) {
+    const path = str(out[field])
+    if (path !== undefined && path !== '') out[field] = resolveFrom(entry.base, path)
+  }
+  if (out['insecure-skip-tls-verify'] !== undefined)
+    out['insecure-skip-tls-verify'] = out['insecure-skip-tls-verify'] === 'true'
+  return out
+}
+
+/**
  * A KubeAccess over a client-node KubeConfig, which supplies the TLS material and computes the headers
  * (running credential plugins as they expire). Client certificates are read once: the connection pool is
  * built with them.
@@ -283,7 +302,16 @@ export async function accessFromKubeConfig(kc: KubeConfig, source = 'kubeconfig'
   if (cluster === null) throw new Error(`${source}: the kubeconfig has no current cluster`)
   const apply = async () => {
     const opts: Record<string, unknown> = {}
-    await kc.applyToHTTPSOptions(opts)
+    try {
+      await kc.applyToHTTPSOptions(opts)
+    } catch (err) {
+      // A plugin's own words (its stderr, what it printed) may hold a credential: only its error code.
+      const code = (err as { code?: unknown }).code
+      // eslint-disable-next-line preserve-caught-error
+      throw new Error(
+        `${source}: the credentials of the current user could not be obtained${typeof code === 'string' ? ` (${code})` : ''}`,
+      )
+    }
     return opts
   }
   const opts = await apply()

@@ -435,6 +435,28 @@ describe('EventRecorder', () => {
     expect(stored).toEqual(['ProbeFailed', 'QueryExecutionComplete', 'TargetNotFound'])
   })
 
+  it('close() gives up waiting after closeTimeoutMs: what still waits is dropped, shutdown goes on', async () => {
+    const sockets: Socket[] = []
+    const { server, port } = await listen((socket) => sockets.push(socket))
+    try {
+      const recorder = new EventRecorder({
+        client: await KubeClient.fromKubeConfig(configFor(`https://127.0.0.1:${String(port)}`)),
+        concurrency: 1,
+        retries: 0,
+        requestTimeoutMs: 60_000,
+        closeTimeoutMs: 200,
+      })
+      const object = { apiVersion: 'v1', kind: 'ConfigMap', namespace: 'default', name: 'x' }
+      // Warnings: important, so close() does not drop them up front; the first hangs on the server.
+      for (let i = 0; i < 3; i += 1) recorder.record(object, 'Warning', 'Failed', `failure ${String(i)}`)
+      await recorder.close()
+      expect(recorder.stats).toMatchObject({ written: 0, dropped: 2 })
+    } finally {
+      for (const socket of sockets) socket.destroy()
+      server.close()
+    }
+  })
+
   it('drops and counts what does not fit the queue, never holding more than maxQueued', async () => {
     const sockets: Socket[] = []
     const { server, port } = await listen((socket) => sockets.push(socket))

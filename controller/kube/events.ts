@@ -60,6 +60,8 @@ export interface EventRecorderOptions {
   readonly burst?: number
   /** Which Normal events are important too (Warnings always are): they go first and are dropped last. */
   readonly important?: (reason: string) => boolean
+  /** How long close() waits for what is left (default 5 s): shutdown must not outlast its grace period. */
+  readonly closeTimeoutMs?: number
   /** Retries of a failed write (default 2), after `retryDelayMs` (default 200), doubling. */
   readonly retries?: number
   readonly retryDelayMs?: number
@@ -159,6 +161,7 @@ export class EventRecorder {
   readonly #retries: number
   readonly #retryDelayMs: number
   readonly #timeoutMs: number
+  readonly #closeTimeoutMs: number
 
   /** Recent Events by aggregation key, least recently used first. */
   readonly #cache = new Map<string, Entry>()
@@ -203,6 +206,7 @@ export class EventRecorder {
     this.#retries = Math.max(0, options.retries ?? 2)
     this.#retryDelayMs = Math.max(0, options.retryDelayMs ?? 200)
     this.#timeoutMs = Math.max(1, options.requestTimeoutMs ?? 10_000)
+    this.#closeTimeoutMs = Math.max(0, options.closeTimeoutMs ?? 5000)
     this.#qps = options.qps !== undefined && options.qps > 0 ? options.qps : Infinity
     this.#burst = Math.max(1, options.burst ?? (Number.isFinite(this.#qps) ? this.#qps * 2 : Infinity))
     this.#tokens = this.#burst
@@ -284,7 +288,8 @@ export class EventRecorder {
   /**
    * Refuses new events from now on (they count as dropped), then waits for what was recorded before; except
    * that, under a rate limit, the waiting events that are not important and that the rate would not let go
-   * now are dropped (at `qps` they could hold a shutdown for many seconds).
+   * now are dropped (at `qps` they could hold a shutdown for many seconds). Past `closeTimeoutMs`, what still
+   * waits is dropped too, and close() returns (writes already sent finish on their own).
    */
   async close(): Promise<void> {
     this.#closed = true
@@ -297,7 +302,13 @@ export class EventRecorder {
       }
       this.#settleFlushes()
     }
-    await this.flush()
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#closeTimeoutMs)))
+    await Promise.race([this.flush(), late])
+    clearTimeout(timer)
+    for (const queue of [this.#important, this.#rest])
+      for (let job = queue.pop(); job !== undefined; job = queue.pop()) this.#evict(job)
+    this.#settleFlushes()
     clearTimeout(this.#refill)
   }
 
