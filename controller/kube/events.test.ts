@@ -87,6 +87,23 @@ async function listen(onSocket: (socket: Socket) => void): Promise<{ server: Ser
   return { server, port: address.port }
 }
 
+/**
+ * A server that accepts connections and never answers, and a client of it; `use` gets the client and the
+ * sockets accepted so far. Client, server and sockets are torn down afterwards, whatever happens.
+ */
+async function withHangingServer(use: (client: KubeClient, sockets: readonly Socket[]) => Promise<void>) {
+  const sockets: Socket[] = []
+  const { server, port } = await listen((socket) => sockets.push(socket))
+  const client = await KubeClient.fromKubeConfig(configFor(`https://127.0.0.1:${String(port)}`))
+  try {
+    await use(client, sockets)
+  } finally {
+    client.close()
+    for (const socket of sockets) socket.destroy()
+    server.close()
+  }
+}
+
 async function closedPort(): Promise<number> {
   const { server, port } = await listen(() => undefined)
   await new Promise((ok) => server.close(ok))
@@ -369,11 +386,9 @@ describe('EventRecorder', () => {
   })
 
   it('gives up on a server that accepts connections and never answers, after its request time limit', async () => {
-    const sockets: Socket[] = []
-    const { server, port } = await listen((socket) => sockets.push(socket))
-    try {
+    await withHangingServer(async (client, sockets) => {
       const recorder = new EventRecorder({
-        client: await KubeClient.fromKubeConfig(configFor(`https://127.0.0.1:${String(port)}`)),
+        client,
         retries: 1,
         retryDelayMs: 5,
         requestTimeoutMs: 200,
@@ -387,10 +402,7 @@ describe('EventRecorder', () => {
       await recorder.close()
       expect(recorder.stats).toEqual({ written: 0, aggregated: 0, dropped: 0, failed: 1 })
       expect(sockets.length).toBeGreaterThanOrEqual(1)
-    } finally {
-      for (const socket of sockets) socket.destroy()
-      server.close()
-    }
+    })
   })
 
   it('writes no faster than qps after its burst, and loses nothing that fits the queue', async () => {
@@ -436,11 +448,9 @@ describe('EventRecorder', () => {
   })
 
   it('close() gives up waiting after closeTimeoutMs: what still waits is dropped, shutdown goes on', async () => {
-    const sockets: Socket[] = []
-    const { server, port } = await listen((socket) => sockets.push(socket))
-    try {
+    await withHangingServer(async (client) => {
       const recorder = new EventRecorder({
-        client: await KubeClient.fromKubeConfig(configFor(`https://127.0.0.1:${String(port)}`)),
+        client,
         concurrency: 1,
         retries: 0,
         requestTimeoutMs: 60_000,
@@ -451,19 +461,14 @@ describe('EventRecorder', () => {
       for (let i = 0; i < 3; i += 1) recorder.record(object, 'Warning', 'Failed', `failure ${String(i)}`)
       await recorder.close()
       expect(recorder.stats).toMatchObject({ written: 0, dropped: 2 })
-    } finally {
-      for (const socket of sockets) socket.destroy()
-      server.close()
-    }
+    })
   })
 
   it('drops and counts what does not fit the queue, never holding more than maxQueued', async () => {
-    const sockets: Socket[] = []
-    const { server, port } = await listen((socket) => sockets.push(socket))
-    try {
+    await withHangingServer(async (client) => {
       const drops: number[] = []
       const recorder = new EventRecorder({
-        client: await KubeClient.fromKubeConfig(configFor(`https://127.0.0.1:${String(port)}`)),
+        client,
         maxQueued: 10,
         concurrency: 8,
         retries: 0,
@@ -484,10 +489,7 @@ describe('EventRecorder', () => {
       expect(drops.reduce((a, b) => a + b, 0)).toBe(182)
       expect(drops.length).toBeLessThanOrEqual(2)
       await recorder.close()
-    } finally {
-      for (const socket of sockets) socket.destroy()
-      server.close()
-    }
+    })
   })
 
   it('retries a write whose connection failed, and it lands', async () => {
