@@ -295,21 +295,25 @@ export class EventRecorder {
     this.#closed = true
     if (Number.isFinite(this.#qps)) {
       this.#pump()
-      const allowed = Math.floor(this.#refreshTokens())
-      for (let excess = this.#rest.length - allowed; excess > 0; excess -= 1) {
-        const job = this.#rest.pop()
-        if (job !== undefined) this.#evict(job)
-      }
-      this.#settleFlushes()
+      this.#dropNewest(this.#rest, Math.floor(this.#refreshTokens()))
     }
     let timer: NodeJS.Timeout | undefined
     const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#closeTimeoutMs)))
     await Promise.race([this.flush(), late])
     clearTimeout(timer)
-    for (const queue of [this.#important, this.#rest])
-      for (let job = queue.pop(); job !== undefined; job = queue.pop()) this.#evict(job)
-    this.#settleFlushes()
+    this.#dropNewest(this.#important)
+    this.#dropNewest(this.#rest)
     clearTimeout(this.#refill)
+  }
+
+  /** Drops the newest waiting jobs of `queue` until at most `keep` are left. */
+  #dropNewest(queue: JobQueue, keep = 0): void {
+    while (queue.length > keep) {
+      const job = queue.pop()
+      if (job === undefined) break
+      this.#evict(job)
+    }
+    this.#settleFlushes()
   }
 
   #mattersMore(type: string, reason: string): boolean {
