@@ -152,15 +152,16 @@ async function fromFiles(paths: readonly string[], listed: readonly string[] = p
   if (cluster.value['proxy-url'] !== undefined)
     throw new Error(`${where}: cluster "${cluster.name}" sets proxy-url, which ark does not support`)
 
+  // client-node reads everything itself for a plugin user: nothing here is read twice.
+  if (user !== undefined && (user.value.exec !== undefined || user.value['auth-provider'] !== undefined))
+    return viaClientNode(merged, paths, contextName, where)
+
   const tls: TlsMaterial = {
     ...(await material(cluster, 'certificate-authority', 'ca', where)),
     ...(cluster.value['insecure-skip-tls-verify'] === 'true' ? { rejectUnauthorized: false } : {}),
     ...(str(cluster.value['tls-server-name']) ? { servername: str(cluster.value['tls-server-name']) } : {}),
   }
   if (user === undefined) return { server, namespace, tls, headers: () => Promise.resolve({}), source: where }
-
-  if (user.value.exec !== undefined || user.value['auth-provider'] !== undefined)
-    return viaClientNode(merged, paths, contextName, where)
 
   Object.assign(
     tls,
