@@ -49,11 +49,14 @@ export function onFirstUse(load: () => Promise<ProviderFactory>, forwards: boole
   }
 }
 
+/** OpenAI itself and Azure OpenAI: one client module, one SDK. */
+const openai = onFirstUse(async () => (await import('./openai.ts')).createOpenAIProvider, true)
+
 /** The providers this build can create. Bedrock needs the AWS SDK and is not one of them. */
 export const PROVIDERS: Readonly<Partial<Record<ProviderType, ProviderFactory>>> = {
   mock: createMockProvider,
-  openai: onFirstUse(async () => (await import('./openai.ts')).createOpenAIProvider, true),
-  azure: onFirstUse(async () => (await import('./openai.ts')).createOpenAIProvider, true),
+  openai,
+  azure: openai,
   anthropic: onFirstUse(async () => (await import('./anthropic.ts')).createAnthropicProvider, false),
 }
 
