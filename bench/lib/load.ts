@@ -2,7 +2,7 @@
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { LoadReport, LoadSpec } from './loadgen.ts'
-import { cpuSeconds } from './processes.ts'
+import { cpuSeconds, pinServers } from './processes.ts'
 
 export type { LoadReport, LoadSpec }
 
@@ -57,8 +57,11 @@ export interface RoundOptions {
    * measured load generator; no CPU is read.
    */
   readonly quick?: boolean
-  /** Where the load generator runs (bench/lib/processes.ts, placeServers); anywhere when absent. */
-  readonly loadCpus?: string
+  /**
+   * Server pids to pin to a CPU of their own for these rounds, the load generator to the others, and to
+   * release after (bench/lib/processes.ts, pinServers, says why); the scheduler decides when absent.
+   */
+  readonly pinServers?: readonly number[]
 }
 
 /**
@@ -70,7 +73,20 @@ export async function loadRounds(
   targets: readonly LoadTarget[],
   options: RoundOptions,
 ): Promise<Map<string, RoundReport[]>> {
-  const { connections, seconds, rounds, quick = false, loadCpus } = options
+  const pinned = options.pinServers === undefined ? undefined : pinServers(options.pinServers)
+  try {
+    return await measureRounds(targets, options, pinned?.load)
+  } finally {
+    pinned?.release()
+  }
+}
+
+async function measureRounds(
+  targets: readonly LoadTarget[],
+  options: RoundOptions,
+  loadCpus: string | undefined,
+): Promise<Map<string, RoundReport[]>> {
+  const { connections, seconds, rounds, quick = false } = options
   const out = new Map<string, RoundReport[]>(targets.map((t) => [t.label, []]))
   for (let round = 0; round < rounds; round++) {
     for (const t of targets) {

@@ -19,7 +19,6 @@ import {
   stopAll,
 } from '../lib/stack.ts'
 import type { ServerProcess } from '../lib/processes.ts'
-import { pinServers } from '../lib/processes.ts'
 
 interface Route {
   readonly label: string
@@ -62,8 +61,8 @@ const targetsOf = (routes: readonly Route[]): LoadTarget[] =>
 const measure = (routes: readonly Route[], connections: number, seconds: number, rounds: number) =>
   loadRounds(targetsOf(routes), { connections, seconds, rounds })
 
-const measureQuick = (routes: readonly Route[], connections: number, loadCpus?: string) =>
-  loadRounds(targetsOf(routes), { connections, seconds: 1, rounds: 1, quick: true, loadCpus })
+const measureQuick = (routes: readonly Route[], connections: number, pinServers?: readonly number[]) =>
+  loadRounds(targetsOf(routes), { connections, seconds: 1, rounds: 1, quick: true, pinServers })
 
 const med = (m: Map<string, RoundReport[]>, label: string, pick: (r: RoundReport) => number) =>
   median((m.get(label) ?? []).map(pick))
@@ -146,13 +145,7 @@ async function gate(context: RunContext, env?: Record<string, string>): Promise<
   const routes = stack.routes.filter((r) => r.label !== 'openai agent')
   return {
     async sample() {
-      const pinned = pinServers(stack.pids)
-      let one: Awaited<ReturnType<typeof measureQuick>>
-      try {
-        one = await measureQuick(routes, 1, pinned?.load)
-      } finally {
-        pinned?.release()
-      }
+      const one = await measureQuick(routes, 1, stack.pids)
       const fifty = await measureQuick(routes, 50)
       return {
         'mock agent/direct p50 @1': med(one, 'mock agent', (x) => x.p50) / med(one, 'direct', (x) => x.p50),

@@ -8,7 +8,7 @@ import type { LoadTarget, RoundReport } from '../lib/load.ts'
 import { loadRounds } from '../lib/load.ts'
 import type { ServerProcess } from '../lib/processes.ts'
 import { freePort } from '../../test/fakes/http.ts'
-import { pinServers, startServer } from '../lib/processes.ts'
+import { startServer } from '../lib/processes.ts'
 import type { Measure, RunContext, Scenario } from '../lib/scenario.ts'
 import { median } from '../lib/stats.ts'
 import type { ArkProcess } from '../lib/stack.ts'
@@ -187,13 +187,8 @@ async function gate(context: RunContext) {
   const quick = { seconds: 1, rounds: 1, quick: true }
   return {
     async sample() {
-      const pinned = pinServers([stack.upstream.pid, stack.ark.pid])
-      let one: Awaited<ReturnType<typeof loadRounds>>
-      try {
-        one = await loadRounds(stack.routes, { connections: 1, ...quick, loadCpus: pinned?.load })
-      } finally {
-        pinned?.release()
-      }
+      const pinServers = [stack.upstream.pid, stack.ark.pid]
+      const one = await loadRounds(stack.routes, { connections: 1, ...quick, pinServers })
       const fifty = await loadRounds(stack.routes, { connections: 50, ...quick })
       return {
         'ark/direct p50 @1': med(one.get('ark'), (r) => r.p50) / med(one.get('direct'), (r) => r.p50),
