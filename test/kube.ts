@@ -129,13 +129,16 @@ export async function restartApiServer(kube: KubeServer, downMs = 0): Promise<vo
       return false
     }
   }
+  /** True once the process is gone, polling for up to 5 s. */
+  const stopped = async () => {
+    for (let i = 0; i < 100 && alive(); i++) await new Promise((r) => setTimeout(r, 50))
+    return !alive()
+  }
   process.kill(pid, 'SIGTERM')
-  for (let i = 0; i < 100 && alive(); i++) await new Promise((r) => setTimeout(r, 50))
   // A 1.20 API server drains open watches for longer than that; one still up would keep serving (the new
   // one cannot bind its port), and the "restart" would not have happened.
-  if (alive()) process.kill(pid, 'SIGKILL')
-  for (let i = 0; i < 100 && alive(); i++) await new Promise((r) => setTimeout(r, 50))
-  if (alive()) throw new Error(`kube-apiserver ${String(pid)} did not stop`)
+  if (!(await stopped())) process.kill(pid, 'SIGKILL')
+  if (!(await stopped())) throw new Error(`kube-apiserver ${String(pid)} did not stop`)
   if (downMs > 0) await new Promise((r) => setTimeout(r, downMs))
   const [command, ...args] = argv
   const log = openSync(join(kube.dir, 'logs/kube-apiserver.log'), 'a')
