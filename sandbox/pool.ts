@@ -64,7 +64,11 @@ interface Waiter {
   readonly fail: (err: SandboxError) => void
 }
 
-const WORKER_URL = new URL('./worker.ts', import.meta.url)
+/** worker.ts beside this file, or worker.js in a compiled build: tsc rewrites import specifiers, not URLs. */
+const WORKER_URL = new URL(
+  `./worker${import.meta.url.slice(import.meta.url.lastIndexOf('.'))}`,
+  import.meta.url,
+)
 
 export class ThreadPool {
   readonly #maxThreads: number

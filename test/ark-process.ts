@@ -1,5 +1,5 @@
 /**
- * The real `ark` CLI in a child process (`node bin/ark.ts <command>`, or on Deno), for tests that kill, signal and
+ * The real `ark` CLI in a child process (`node bin/ark.ts <command>`, a compiled build's bin/ark.js, or on Deno), for tests that kill, signal and
  * restart processes: it waits for a log line, keeps every line the process wrote, and reports how it exited.
  */
 import type { ChildProcess } from 'node:child_process'
@@ -31,6 +31,9 @@ export async function startArk(
     ready?: string
     /** The runtime to run the CLI on (default node, this process's own binary). */
     runtime?: 'node' | 'deno'
+    /** The CLI's entry point (default bin/ark.ts; a compiled build's bin/ark.js), with node flags before it. */
+    entry?: string
+    nodeFlags?: readonly string[]
   } = {},
 ): Promise<ArkProcess> {
   // Keyless models answer with the mock, whatever the machine running the tests has set.
@@ -46,7 +49,7 @@ export async function startArk(
   const [command, ...prefix] =
     options.runtime === 'deno'
       ? ['node_modules/.bin/deno', 'run', '-A', '--unstable-no-legacy-abort', 'bin/ark.ts']
-      : [process.execPath, 'bin/ark.ts']
+      : [process.execPath, ...(options.nodeFlags ?? []), options.entry ?? 'bin/ark.ts']
   const child: ChildProcess = spawn(command, [...prefix, ...args], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

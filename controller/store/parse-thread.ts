@@ -38,6 +38,12 @@ export interface ParseResponse {
   readonly state: FileState
 }
 
+/** parse-worker.ts beside this file, or parse-worker.js in a compiled build: tsc rewrites imports, not URLs. */
+const WORKER_URL = new URL(
+  `./parse-worker${import.meta.url.slice(import.meta.url.lastIndexOf('.'))}`,
+  import.meta.url,
+)
+
 /**
  * Real manifests are a few kilobytes (the largest ark example is 2.3 KB and parses in 1-7 ms here); 8 KiB
  * of the worst shape for the yaml package, a dense flow sequence, takes 20-50 ms on this 2-CPU machine.
@@ -121,7 +127,7 @@ export class ManifestParser {
   }
 
   #startWorker(): Worker {
-    const worker = new Worker(new URL('./parse-worker.ts', import.meta.url), {
+    const worker = new Worker(WORKER_URL, {
       resourceLimits: { maxOldGenerationSizeMb: this.#workerHeapMb },
     })
     worker.unref()
