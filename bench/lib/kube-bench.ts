@@ -3,9 +3,19 @@
  * process of its own, and the API server's own count of the requests it served (apiserver_request_total), so
  * that a run can say how many calls of each kind one Query cost.
  */
-import { spawn } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawn } from 'node:child_process'
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmdirSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import { request } from 'node:https'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { KubeServer } from '../../test/kube.ts'
 
@@ -31,7 +41,7 @@ export interface ControllerOptions {
   readonly kubeconfig: string
   /** Flags for node itself, before the script: `--cpu-prof`, `--max-old-space-size=...`. */
   readonly nodeFlags?: readonly string[]
-  /** The ark entry point (default bin/ark.ts; e.g. a tsc build's bin/ark.js, which skips type stripping). */
+  /** The ark entry point (default bin/ark.ts; buildArk's bin/ark.js, which skips type stripping). */
   readonly entry?: string
   /** More `ark controller` flags: `--max-concurrent-queries 256`. */
   readonly args?: readonly string[]
@@ -43,11 +53,35 @@ export interface ControllerOptions {
   readonly memoryLimitMiB?: number
 }
 
+const CGROUP_MEMORY = '/sys/fs/cgroup/memory'
+
+/** Whether this process may make memory cgroups (cgroup v1's memory controller, writable: root). */
+export function memoryCgroupsAvailable(): boolean {
+  try {
+    accessSync(`${CGROUP_MEMORY}/memory.limit_in_bytes`, constants.R_OK)
+    accessSync(CGROUP_MEMORY, constants.W_OK)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * ark as a container runs it: `npm run build`'s compiled JavaScript (build.ts), into `<dir>/ark`, with the
+ * project's node_modules linked beside it. Returns the entry point, `<dir>/ark/bin/ark.js`.
+ */
+export function buildArk(dir: string): string {
+  const out = join(dir, 'ark')
+  execFileSync(process.execPath, [root('build.ts'), '--out-dir', out], { stdio: 'ignore' })
+  symlinkSync(root('node_modules'), join(out, 'node_modules'), 'dir')
+  return join(out, 'bin', 'ark.js')
+}
+
 /** A cgroup v1 memory group for one process, as a container runtime makes one. */
 class MemoryCgroup {
   readonly dir: string
   constructor(limitMiB: number) {
-    const base = '/sys/fs/cgroup/memory'
+    const base = CGROUP_MEMORY
     if (!existsSync(`${base}/memory.limit_in_bytes`))
       throw new Error(`a memory limit needs cgroup v1's memory controller at ${base} (and root)`)
     this.dir = `${base}/ark-bench-${String(process.pid)}-${String(Date.now())}`
