@@ -106,6 +106,23 @@ it('a timeout counts from the call, also while the call waits for a socket; own 
   expect(ended.every((e) => e instanceof Error)).toBe(true)
 })
 
+it('a credential read that hangs (an exec plugin) ends the call at its timeout', async () => {
+  const { port } = server.address() as AddressInfo
+  const stuck = new KubeClient({
+    server: new URL(`https://127.0.0.1:${String(port)}`),
+    namespace: 'default',
+    tls: { ca },
+    headers: () => new Promise(() => undefined),
+    source: 'test',
+  })
+  await expect(stuck.request('GET', '/ok', { timeoutMs: 200 })).rejects.toMatchObject({
+    name: 'KubeError',
+    reason: 'Timeout',
+    message: 'GET /ok: reading the credentials took longer than 200 ms',
+  })
+  stuck.close()
+})
+
 it("keeps the server's own path (a proxy's /k8s/clusters/x) and reads credentials once for calls at once", async () => {
   const { port } = server.address() as AddressInfo
   let reads = 0

@@ -70,6 +70,8 @@ export interface KubeList {
 }
 
 const CREDENTIALS_TTL_MS = 60_000
+/** A call's time limit when it names none (RequestOptions.timeoutMs). */
+const DEFAULT_TIMEOUT_MS = 30_000
 
 export class KubeClient {
   readonly server: URL
@@ -172,7 +174,23 @@ export class KubeClient {
     options: RequestOptions,
     agent: Agent | HttpAgent,
   ): Promise<IncomingMessage> {
-    const headers = await this.#credentials()
+    const started = Date.now()
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+    const timedOut = () =>
+      new KubeError(0, 'Timeout', `${method} ${path} took longer than ${String(timeoutMs)} ms`)
+    // A credential plugin that hangs must not hang the call: its read counts against the call's time (a
+    // watch, which has none, still gives up on it after the default).
+    const credentialsMs = timeoutMs > 0 ? timeoutMs : DEFAULT_TIMEOUT_MS
+    const headers = await withinTime(
+      this.#credentials(),
+      credentialsMs,
+      () =>
+        new KubeError(
+          0,
+          'Timeout',
+          `${method} ${path}: reading the credentials took longer than ${String(credentialsMs)} ms`,
+        ),
+    )
     // Under the server's own path, when it has one (a proxy's https://host/k8s/clusters/x).
     const url = new URL(`${this.server.pathname.replace(/\/+$/, '')}${path}`, this.server)
     for (const [k, v] of Object.entries(options.query ?? {}))
@@ -202,20 +220,18 @@ export class KubeClient {
       // Counted from the call, not from when the pool hands out a socket: a call queued behind busy
       // sockets is late too (a Lease renewal must give up in time to step down cleanly). It runs until the
       // whole answer is read ('close'), so a body that stalls is cut as well.
-      const timeoutMs = options.timeoutMs ?? 30_000
       if (timeoutMs > 0) {
-        const timer = setTimeout(() => {
-          const err = new KubeError(
-            0,
-            'Timeout',
-            `${method} ${url.pathname} took longer than ${String(timeoutMs)} ms`,
-          )
-          // A request still queued for a socket emits its error only once it gets one: reject now. An
-          // answer already being read fails with this same error.
-          reject(err)
-          response?.destroy(err)
-          req.destroy(err)
-        }, timeoutMs)
+        const timer = setTimeout(
+          () => {
+            const err = timedOut()
+            // A request still queued for a socket emits its error only once it gets one: reject now. An
+            // answer already being read fails with this same error.
+            reject(err)
+            response?.destroy(err)
+            req.destroy(err)
+          },
+          Math.max(0, timeoutMs - (Date.now() - started)),
+        )
         let response: IncomingMessage | undefined
         req.once('response', (res: IncomingMessage) => (response = res))
         req.once('close', () => clearTimeout(timer))
@@ -246,6 +262,16 @@ export class KubeClient {
       })
     return this.#refreshing
   }
+}
+
+/** `promise`, or `timeout()` thrown once `ms` have passed first; the promise itself runs on (shared reads). */
+function withinTime<T>(promise: Promise<T> | T, ms: number, timeout: () => Error): Promise<T> | T {
+  if (!(promise instanceof Promise)) return promise
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(timeout()), ms)
+  })
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer))
 }
 
 function readAll(res: IncomingMessage): Promise<string> {
