@@ -67,6 +67,33 @@ describe('providerFactory', () => {
     expect(stand.standIn).toContain('the mock model answers instead')
     expect(c.seen).toHaveLength(0)
   })
+
+  it('a baseUrl no client could call is refused when the Model is built, before its SDK loads, without quoting it', () => {
+    const c = capturing()
+    const make = providerFactory({}, { openai: c.make, anthropic: c.make })
+    for (const baseUrl of ['not a url', 'ftp://user:pa55word@host/v1', 'file:///etc/passwd']) {
+      let error: unknown
+      try {
+        make({ ...base, provider: 'openai', model: 'm', apiKey: 'k-1', baseUrl })
+      } catch (err) {
+        error = err
+      }
+      expect(error).toBeInstanceOf(ProviderError)
+      expect((error as ProviderError).code).toBe('misconfigured')
+      expect((error as ProviderError).message).toBe(
+        'the baseUrl of openai model m is not an http(s) URL: set an address such as https://api.example.com/v1',
+      )
+    }
+    expect(c.seen).toHaveLength(0)
+    make({
+      ...base,
+      provider: 'anthropic',
+      model: 'm',
+      apiKey: 'k-1',
+      baseUrl: 'https://proxy.internal/anthropic',
+    })
+    expect(c.seen).toHaveLength(1)
+  })
 })
 
 describe('SDK providers load on first use', () => {

@@ -97,6 +97,9 @@ export function providerFactory(
     }
     const factory = factories[config.provider]
     if (factory === undefined) throw new Error(`provider ${config.provider} is not available in this build`)
+    // Checked here, before the provider's SDK is loaded (onFirstUse), so that such a Model is unavailable from
+    // the start rather than failing its first call.
+    checkBaseUrl(config)
     let provider: Provider
     try {
       provider = factory(config)
@@ -142,6 +145,22 @@ function withDefaults(
 }
 
 /** A self-hosted OpenAI-compatible server (a baseUrl) needs no key; the clouds do. */
+/** A base URL that no client could call. Its text is not quoted: it may carry credentials. */
+function checkBaseUrl(config: ProviderConfig): void {
+  if (config.baseUrl === undefined || config.provider === 'mock') return
+  let protocol: string | undefined
+  try {
+    protocol = new URL(config.baseUrl).protocol
+  } catch {
+    // Not a URL at all.
+  }
+  if (protocol !== 'http:' && protocol !== 'https:')
+    throw new ProviderError(
+      `the baseUrl of ${config.provider} model ${config.model} is not an http(s) URL: set an address such as https://api.example.com/v1`,
+      { code: 'misconfigured' },
+    )
+}
+
 function needsKey(config: ProviderConfig): boolean {
   if (config.provider === 'openai') return config.baseUrl === undefined
   return config.provider === 'azure' || config.provider === 'anthropic' || config.provider === 'bedrock'
