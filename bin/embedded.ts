@@ -114,6 +114,8 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     providers: { fetch: await upstreamFetch(), ...gatewayOptions.providers },
   })
   const log = options.log ?? silentLogger
+  // In-process pools serve every agent here: each is prepared (its tool servers connected) as it appears.
+  if (options.redis === undefined) gateway.runtime.warmAll()
   const interval = probeIntervalSeconds ?? 60
   let probes: ModelProbeController | undefined
   // Status is the writer's: the folder's own reconcilers here, `ark controller` on a cluster.

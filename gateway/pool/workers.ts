@@ -38,6 +38,7 @@ export interface PoolStatus {
 }
 
 interface Served {
+  readonly agent: ObjectRef
   readonly worker: RedisWorker
   readonly probe: SemanticProbe
   readonly started: Promise<void>
@@ -137,9 +138,11 @@ export class PoolWorkers {
       ...(this.#options.maxAttempts === undefined ? {} : { maxAttempts: this.#options.maxAttempts }),
     })
     self.worker = worker
+    // Its tool servers connect now, not on the first task's time.
+    runtime.warm(agent)
     probe.start()
     const started = worker.start()
-    this.#served.set(pool, { worker, probe, started, verdict })
+    this.#served.set(pool, { agent, worker, probe, started, verdict })
     return started.then(() => log.info('worker started', { pool }))
   }
 
@@ -148,6 +151,7 @@ export class PoolWorkers {
     if (s === undefined) return Promise.resolve()
     this.#served.delete(pool)
     s.probe.close()
+    this.#options.runtime.cool(s.agent)
     this.#options.metrics.untrack(pool)
     const stopping = s.worker.stop(graceMs === undefined ? {} : { graceMs }).finally(() => {
       this.#stopping.delete(stopping)

@@ -3,7 +3,7 @@
  * provider per Model, and drops them when the resource or anything it depends on changes (a Tool, a Secret),
  * so the next task prepares afresh. A pool worker owns one; in `ark dev` the gateway's in-process pools do.
  */
-import type { AnyResource, ResourceOf } from '../../controller/api/index.ts'
+import type { AnyResource, ObjectRef, ResourceOf } from '../../controller/api/index.ts'
 import { resourceKey } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
 import type { AgentEvent, EventSink } from './events.ts'
@@ -18,6 +18,7 @@ import { RunTasks, checkDepth, childTask } from './subtasks.ts'
 import type { Task, TaskResult } from './task.ts'
 import { notRun } from './task.ts'
 import type { BuiltinTool } from './tools/tool.ts'
+import type { ToolKinds } from './tools/kinds.ts'
 import type { PluginSpec, Sandbox } from '../../sandbox/index.ts'
 import { ModuleRejected } from '../../sandbox/index.ts'
 import { ToolSpecError, wasmPluginSpec, webhookPluginSpec } from './tools/sandboxed.ts'
@@ -42,6 +43,18 @@ export interface RuntimeOptions {
   readonly enqueue?: Enqueue
   /** Runs webhook and `wasm` tools. */
   readonly sandbox?: Sandbox
+  /** The kinds of tool this runtime runs, by Tool type (default TOOL_KINDS; an assembly adds MCP). */
+  readonly toolKinds?: ToolKinds
+  /** Bound of one agent's preparation (its tool servers connecting), default 30 s. */
+  readonly prepareTimeoutMs?: number
+}
+
+/** A preparation, done or under way, of one version of an Agent. */
+interface Preparation {
+  readonly resource: ResourceOf<'Agent'>
+  readonly prepared: Promise<PreparedAgent>
+  /** Set once it resolved, so that a run on a warm agent does not wait a turn of the event loop. */
+  done?: PreparedAgent
 }
 
 export interface RunContext {
@@ -52,7 +65,12 @@ export interface RunContext {
 export class AgentRuntime {
   readonly #options: RuntimeOptions
   readonly #catalog: Catalog
-  readonly #prepared = new Map<string, PreparedAgent>()
+  readonly #prepared = new Map<string, Preparation>()
+  /** Agents kept prepared ahead of their tasks (a pool's): prepared again as soon as they change. */
+  readonly #warm = new Set<string>()
+  #warmAll = false
+  /** A re-preparation of dropped warm agents is queued (one per burst of catalog changes). */
+  #rewarmQueued = false
   readonly #providers = new Map<string, Provider>()
   readonly #unsubscribe: () => void
   readonly #maxIterations: number
@@ -75,6 +93,7 @@ export class AgentRuntime {
         this.#invalidateMembers(e.resource)
         if (e.type === 'modified') this.#invalidateMembers(e.previous)
       }
+      if (this.#warmAll || this.#warm.size > 0) this.#rewarm()
     })
   }
 
@@ -90,26 +109,118 @@ export class AgentRuntime {
 
   close(): void {
     this.#unsubscribe()
-    this.#prepared.clear()
+    this.#warm.clear()
+    for (const key of [...this.#prepared.keys()]) this.#drop(key)
     for (const p of this.#providers.values()) p.dispose?.()
     this.#providers.clear()
   }
 
-  /** The prepared agent, built on first use. Throws PrepareError when the agent cannot run as declared. */
-  prepare(agent: ResourceOf<'Agent'>): PreparedAgent {
-    let p = this.#prepared.get(agent.key)
-    if (p === undefined || p.resource !== agent) {
-      p = prepareAgent(agent, {
-        catalog: this.#catalog,
-        builtins: this.#options.builtins,
-        maxIterations: this.#maxIterations,
-        timeoutMs: this.#timeoutMs,
-        id: this.#catalog.targetId('Agent', agent.ref),
-        ...(this.#options.sandbox === undefined ? {} : { sandbox: this.#options.sandbox }),
-      })
-      this.#prepared.set(agent.key, p)
-    }
-    return p
+  /**
+   * The prepared agent, built on first use and kept until the agent or something it depends on changes. Rejects
+   * with PrepareError when the agent cannot run as declared.
+   */
+  prepare(agent: ResourceOf<'Agent'>): Promise<PreparedAgent> {
+    const p = this.#preparation(agent)
+    return p.done === undefined ? p.prepared : Promise.resolve(p.done)
+  }
+
+  /**
+   * Prepares the agent now, ahead of its first task, and again whenever it changes, so that its tasks find it
+   * ready (a pool does this when it starts: tool servers connect then, not on a caller's time). A failure is
+   * left for the task that needs the agent to report.
+   */
+  warm(ref: ObjectRef): void {
+    const key = resourceKey('Agent', ref.namespace, ref.name)
+    this.#warm.add(key)
+    const agent = this.#catalog.get('Agent', ref)
+    if (agent !== undefined) this.#preparation(agent)
+  }
+
+  /**
+   * Keeps every Agent of the catalog warm, those to come included: for a process whose in-process pools serve
+   * every agent (`ark dev`).
+   */
+  warmAll(): void {
+    this.#warmAll = true
+    this.#rewarm()
+  }
+
+  /** Stops keeping the agent warm (its pool stopped) and lets go of what its preparation holds. */
+  cool(ref: ObjectRef): void {
+    const key = resourceKey('Agent', ref.namespace, ref.name)
+    this.#warm.delete(key)
+    this.#drop(key)
+  }
+
+  #preparation(agent: ResourceOf<'Agent'>): Preparation {
+    const current = this.#prepared.get(agent.key)
+    if (current !== undefined && current.resource === agent) return current
+    if (current !== undefined) this.#drop(agent.key)
+    const timeoutMs = this.#options.prepareTimeoutMs ?? 30_000
+    const deadline = new AbortController()
+    const building = prepareAgent(agent, {
+      catalog: this.#catalog,
+      builtins: this.#options.builtins,
+      maxIterations: this.#maxIterations,
+      timeoutMs: this.#timeoutMs,
+      id: this.#catalog.targetId('Agent', agent.ref),
+      ...(this.#options.sandbox === undefined ? {} : { sandbox: this.#options.sandbox }),
+      ...(this.#options.toolKinds === undefined ? {} : { toolKinds: this.#options.toolKinds }),
+      signal: deadline.signal,
+    })
+    // The deadline holds whatever a tool kind does with the signal; one that lands late is let go at once.
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const message = `preparing its tools took longer than ${String(timeoutMs / 1000)} s`
+        deadline.abort(new DOMException(message, 'TimeoutError'))
+        reject(new PrepareError(message))
+        void building.then((p) => p.dispose(), ignore)
+      }, timeoutMs)
+    })
+    const prepared = Promise.race([building, late]).finally(() => clearTimeout(timer))
+    const entry: Preparation = { resource: agent, prepared }
+    this.#prepared.set(agent.key, entry)
+    prepared.then(
+      (p) => {
+        // Dropped meanwhile (the agent changed while its tools connected): what it holds goes at once.
+        if (this.#prepared.get(agent.key) === entry) entry.done = p
+        else p.dispose()
+      },
+      () => {
+        // A failed preparation is not kept: the next task tries again (a tool server may be back).
+        if (this.#prepared.get(agent.key) === entry) this.#prepared.delete(agent.key)
+      },
+    )
+    return entry
+  }
+
+  /** Forgets the agent's preparation and lets go of what it holds, whenever it is done. */
+  #drop(key: string): void {
+    const entry = this.#prepared.get(key)
+    if (entry === undefined) return
+    this.#prepared.delete(key)
+    if (entry.done !== undefined) entry.done.dispose()
+    // Still under way: the then() in #preparation sees it dropped and disposes it when it lands.
+  }
+
+  /** Warm agents that were dropped (they or a dependency changed) are prepared again, once per burst of changes. */
+  #rewarm(): void {
+    if (this.#rewarmQueued) return
+    this.#rewarmQueued = true
+    queueMicrotask(() => {
+      this.#rewarmQueued = false
+      if (this.#warmAll) {
+        for (const agent of this.#catalog.list('Agent'))
+          if (!this.#prepared.has(agent.key)) this.#preparation(agent)
+        return
+      }
+      for (const key of this.#warm) {
+        if (this.#prepared.has(key)) continue
+        const agent = this.#catalog.store.get(key)
+        if (agent?.kind === 'Agent') this.#preparation(agent)
+      }
+    })
   }
 
   /** The provider the agent's model binding names, created once per Model. */
@@ -226,7 +337,7 @@ export class AgentRuntime {
     let provider: Provider
     let system: ChatMessage | undefined
     try {
-      prepared = this.prepare(agent)
+      prepared = await this.prepare(agent)
       provider = this.providerFor(agent)
       system = prepared.systemMessage(task.parameters)
     } catch (err) {
@@ -362,7 +473,7 @@ export class AgentRuntime {
     const visit = (k: string) => {
       if (seen.has(k)) return
       seen.add(k)
-      this.#prepared.delete(k)
+      this.#drop(k)
       this.#providers.get(k)?.dispose?.()
       this.#providers.delete(k)
       for (const d of this.#catalog.dependentsOf(k)) visit(d)

@@ -4,9 +4,9 @@
  * when it has no per-request parameters) is built once and reused until the agent or something it depends on
  * changes.
  */
-import type { AgentTool, ObjectRef, PromptSource, ResourceOf } from '../../controller/api/index.ts'
+import type { AgentTool, PromptSource, ResourceOf } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
-import type { ChatMessage, ToolDefinition } from './messages.ts'
+import type { ChatMessage } from './messages.ts'
 import type { LoopAgent } from './loop.ts'
 import type { JsonValidator } from './schema.ts'
 import { compileJsonSchema } from './schema.ts'
@@ -14,8 +14,12 @@ import type { Template } from './template.ts'
 import { parseTemplate } from './template.ts'
 import type { Sandbox } from '../../sandbox/index.ts'
 import { delegationRoles } from './subtasks.ts'
-import { ToolSpecError, wasmTool, webhookTool } from './tools/sandboxed.ts'
-import type { BuiltinTool, PreparedTool, ToolContext, ToolResult } from './tools/tool.ts'
+import type { ToolEnvironment, ToolKinds } from './tools/kinds.ts'
+import { TOOL_KINDS, fromBuiltin, makeTool, modelName } from './tools/kinds.ts'
+import type { BuiltinTool, PreparedTool } from './tools/tool.ts'
+import { PrepareError } from './tools/tool.ts'
+
+export { PrepareError }
 
 export interface PreparedAgent extends LoopAgent {
   readonly resource: ResourceOf<'Agent'>
@@ -24,6 +28,8 @@ export interface PreparedAgent extends LoopAgent {
   readonly timeoutMs: number
   /** The system message for these request parameters; undefined when the agent has no prompt. */
   systemMessage(parameters: Readonly<Record<string, string>>): ChatMessage | undefined
+  /** Lets go of what its tools hold (connections to tool servers); called once the agent is dropped. */
+  dispose(): void
 }
 
 export interface PrepareOptions {
@@ -35,11 +41,10 @@ export interface PrepareOptions {
   readonly id: string
   /** Runs webhook and `wasm` tools; without it, agents that have them cannot run. */
   readonly sandbox?: Sandbox
-}
-
-/** The agent cannot run as declared (a dependency vanished between the availability check and the run). */
-export class PrepareError extends Error {
-  override readonly name = 'PrepareError'
+  /** The kinds of tool this runtime runs, by Tool type (default TOOL_KINDS). */
+  readonly toolKinds?: ToolKinds
+  /** Ends a preparation that takes too long (a tool server that does not answer). */
+  readonly signal?: AbortSignal
 }
 
 /**
@@ -53,16 +58,37 @@ export function queryParametersOf(agent: ResourceOf<'Agent'>): string[] {
   return names
 }
 
-const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/
-
-export function prepareAgent(agent: ResourceOf<'Agent'>, options: PrepareOptions): PreparedAgent {
+export async function prepareAgent(
+  agent: ResourceOf<'Agent'>,
+  options: PrepareOptions,
+): Promise<PreparedAgent> {
   const { catalog } = options
   const ns = agent.ref.namespace
+  const env: ToolEnvironment = {
+    catalog,
+    namespace: ns,
+    builtins: options.builtins,
+    ...(options.sandbox === undefined ? {} : { sandbox: options.sandbox }),
+    signal: options.signal ?? new AbortController().signal,
+  }
+  const kinds = options.toolKinds ?? TOOL_KINDS
   const tools = new Map<string, PreparedTool>()
-  for (const entry of agent.spec.tools) {
-    const tool = prepareTool(entry, agent, options)
-    if (tools.has(tool.name)) throw new PrepareError(`two tools are named ${tool.name}`)
-    tools.set(tool.name, tool)
+  const disposeAll = () => {
+    for (const t of tools.values()) t.dispose?.()
+  }
+  try {
+    for (const entry of agent.spec.tools) {
+      const tool = await prepareTool(entry, env, kinds)
+      if (tools.has(tool.name)) {
+        tool.dispose?.()
+        throw new PrepareError(`two tools are named ${tool.name}`)
+      }
+      tools.set(tool.name, tool)
+    }
+  } catch (err) {
+    // What the tools made so far holds connections of its own: a refused agent keeps none.
+    disposeAll()
+    throw err
   }
   // Seed 003: an agent whose team lets it hand work on (canDelegate) has `delegate`, listed or not. The
   // runtime drops this preparation when a Team that names the agent changes.
@@ -133,6 +159,7 @@ export function prepareAgent(agent: ResourceOf<'Agent'>, options: PrepareOptions
         ? options.timeoutMs
         : agent.spec.limits.timeoutSeconds * 1000,
     queryParameters,
+    dispose: disposeAll,
     systemMessage(parameters) {
       if (allStatic) return systemFor(staticValues)
       const values: Record<string, string | undefined> = { ...staticValues }
@@ -163,12 +190,12 @@ function readPrompt(
   return v.value
 }
 
-function prepareTool(entry: AgentTool, agent: ResourceOf<'Agent'>, options: PrepareOptions): PreparedTool {
-  const { catalog, builtins } = options
-  const ns = agent.ref.namespace
+/** The tool one entry of the agent's list names; the Tool's type picks its kind (tools/kinds.ts). */
+async function prepareTool(entry: AgentTool, env: ToolEnvironment, kinds: ToolKinds): Promise<PreparedTool> {
+  const { catalog, namespace: ns } = env
   switch (entry.kind) {
     case 'builtin': {
-      const builtin = builtins[entry.name]
+      const builtin = env.builtins[entry.name]
       if (builtin === undefined) throw new PrepareError(`there is no built-in tool "${entry.name}"`)
       return fromBuiltin(entry.name, builtin, entry.description)
     }
@@ -176,113 +203,33 @@ function prepareTool(entry: AgentTool, agent: ResourceOf<'Agent'>, options: Prep
       const tool = catalog.get('Tool', entry.ref)
       if (tool === undefined) throw new PrepareError(`Tool ${ns}/${entry.ref.name} not found`)
       const name = modelName(entry.as ?? entry.ref.name)
-      const spec = tool.spec
-      const description = entry.description ?? spec.description
       const fixed: Record<string, string> = {}
       for (const f of entry.fixed) {
         const v = catalog.resolveValue(ns, f.source)
         if (!v.ok) throw new PrepareError(`tool ${name}: ${f.name}: ${v.message}`)
         if (v.value !== undefined) fixed[f.name] = v.value
       }
-      if (spec.type === 'builtin') {
-        const builtin = builtins[spec.builtin.name]
-        if (builtin === undefined) throw new PrepareError(`there is no built-in tool "${spec.builtin.name}"`)
-        const schema = spec.inputSchema ?? builtin.inputSchema
-        return withFixed(
-          fromBuiltin(name, { ...builtin, inputSchema: schema }, description ?? builtin.description),
-          fixed,
-        )
+      const face = {
+        name,
+        description: entry.description ?? tool.spec.description,
+        inputSchema: tool.spec.inputSchema,
       }
-      if (spec.type === 'agent') {
-        return withFixed(agentTool(name, spec.agent, description, spec.inputSchema), fixed)
-      }
-      if (spec.type === 'http' || spec.type === 'wasm') {
-        const described = {
-          name,
-          description: description ?? `Calls the ${spec.type === 'http' ? 'webhook' : 'Wasm tool'} ${name}.`,
-          inputSchema: spec.inputSchema,
-        }
-        return withFixed(
-          sandboxed(`tool ${name}`, options, (sandbox) =>
-            spec.type === 'http'
-              ? webhookTool(described, spec.http, ns, catalog, sandbox)
-              : wasmTool(described, spec.wasm, ns, catalog, sandbox),
-          ),
-          fixed,
-        )
-      }
-      throw new PrepareError(
-        `Tool ${ns}/${entry.ref.name} is of type ${spec.type}, which this runtime cannot run yet`,
-      )
+      return withFixed(await makeTool(kinds, tool.spec, face, env), fixed)
     }
     case 'inline': {
       const spec = entry.tool
       if (spec.type !== 'http') throw new PrepareError(`inline tool ${entry.name} must be a webhook`)
-      const described = {
+      const face = {
         name: modelName(entry.name),
-        description: spec.description ?? `Calls the webhook ${entry.name}.`,
+        description: spec.description,
         inputSchema: spec.inputSchema,
       }
-      return sandboxed(`webhook tool ${entry.name}`, options, (sandbox) =>
-        webhookTool(described, spec.http, ns, catalog, sandbox),
-      )
+      return makeTool(kinds, spec, face, env)
     }
     case 'mcpServer':
       throw new PrepareError(`MCP server ${entry.server.name} needs the MCP client, which this runtime lacks`)
   }
 }
-
-/** A tool that runs in the sandbox, when this runtime has one. */
-function sandboxed(
-  what: string,
-  options: PrepareOptions,
-  build: (sandbox: Sandbox) => PreparedTool,
-): PreparedTool {
-  if (options.sandbox === undefined)
-    throw new PrepareError(`${what} needs the Wasm sandbox, which this runtime lacks`)
-  try {
-    return build(options.sandbox)
-  } catch (err) {
-    if (err instanceof ToolSpecError) throw new PrepareError(`${what}: ${err.message}`)
-    throw err
-  }
-}
-
-function fromBuiltin(name: string, builtin: BuiltinTool, description?: string): PreparedTool {
-  return {
-    name: modelName(name),
-    definition: definition(modelName(name), description ?? builtin.description, builtin.inputSchema),
-    validator: compileJsonSchema(builtin.inputSchema),
-    execute: (args, context) => builtin.execute(args, context),
-  }
-}
-
-const AGENT_TOOL_SCHEMA = {
-  type: 'object',
-  properties: { input: { type: 'string', description: 'The task for the agent, in plain words.' } },
-  required: ['input'],
-}
-
-/** Another agent as a tool: its answer is the tool result. */
-function agentTool(
-  name: string,
-  target: ObjectRef,
-  description: string | undefined,
-  inputSchema: Record<string, unknown> | undefined,
-): PreparedTool {
-  const schema = inputSchema ?? AGENT_TOOL_SCHEMA
-  const key = `${target.namespace}/${target.name}`
-  return {
-    name,
-    definition: definition(name, description ?? `Asks the agent ${target.name} to do a task.`, schema),
-    validator: compileJsonSchema(schema),
-    async execute(args, context: ToolContext): Promise<ToolResult> {
-      const input = typeof args.input === 'string' ? args.input : JSON.stringify(args)
-      return { content: await context.runAgent(key, input, context.signal) }
-    },
-  }
-}
-
 /** Arguments the agent fixes (ARK `partial`) are hidden from the model and added to every call. */
 function withFixed(tool: PreparedTool, fixed: Readonly<Record<string, string>>): PreparedTool {
   const names = Object.keys(fixed)
@@ -302,13 +249,4 @@ function withFixed(tool: PreparedTool, fixed: Readonly<Record<string, string>>):
     validator: compileJsonSchema(visible),
     execute: (args, context) => tool.execute({ ...args, ...fixed }, context),
   }
-}
-
-function definition(name: string, description: string, parameters: Record<string, unknown>): ToolDefinition {
-  return { type: 'function', function: { name, description, parameters } }
-}
-
-/** OpenAI accepts `[a-zA-Z0-9_-]{1,64}`; Kubernetes names may also hold dots. */
-function modelName(name: string): string {
-  return TOOL_NAME.test(name) ? name : name.replace(/[^a-zA-Z0-9_-]/g, '_').slice(0, 64)
 }

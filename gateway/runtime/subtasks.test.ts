@@ -1,8 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { parseAllDocuments } from 'yaml'
 import type { ObjectRef } from '../../controller/api/index.ts'
-import type { ManifestSource, SourceBatch } from '../../controller/store/index.ts'
 import { Catalog, ManifestStore } from '../../controller/store/index.ts'
+import { memorySource } from '../../test/manifests.ts'
 import { MemoryQueue } from '../pool/memory.ts'
 import type { PoolLimits } from '../pool/queue.ts'
 import { AgentRuntime } from './agent-runtime.ts'
@@ -112,35 +111,6 @@ spec:
 `
 
 /** Manifests held in memory; `replace` is an edit of the folder. */
-function memorySource(text: string): ManifestSource & { replace(text: string): void } {
-  let deliver: ((batch: SourceBatch) => void) | undefined
-  const batch = (t: string): SourceBatch => ({
-    changes: [
-      {
-        file: 'manifests.yaml',
-        status: 'loaded',
-        documents: parseAllDocuments(t)
-          .map((d) => d.toJS() as unknown)
-          .map((value, index) => ({ index, line: 1, value })),
-        problems: [],
-      },
-    ],
-    folderProblems: [],
-  })
-  return {
-    start(onBatch) {
-      deliver = onBatch
-      onBatch(batch(text))
-      return Promise.resolve()
-    },
-    rescan: () => Promise.resolve(),
-    close: () => Promise.resolve(),
-    replace(t) {
-      deliver?.(batch(t))
-    },
-  }
-}
-
 interface System {
   readonly source: ReturnType<typeof memorySource>
   readonly catalog: Catalog
@@ -226,39 +196,39 @@ function toolResults(agent: string, tool: string, on = sys): string[] {
 }
 
 const line = (tool: string, args: object) => `${tool} ${JSON.stringify(args)}`
-const toolNames = (name: string) => [
-  ...sys.runtime.prepare(sys.catalog.get('Agent', { namespace: 'default', name })!).tools.keys(),
+const toolNames = async (name: string) => [
+  ...(await sys.runtime.prepare(sys.catalog.get('Agent', { namespace: 'default', name })!)).tools.keys(),
 ]
 
 // ---------------------------------------------------------------------------------------------------------
 
 describe('which agents have the task tools', () => {
-  it('every ArkAgent has submit_subtask and get_subtask_result; delegate only with a team role that may delegate', () => {
-    expect(toolNames('worker')).toEqual(['submit_subtask', 'get_subtask_result'])
-    expect(toolNames('lead')).toEqual(['submit_subtask', 'get_subtask_result', 'delegate'])
+  it('every ArkAgent has submit_subtask and get_subtask_result; delegate only with a team role that may delegate', async () => {
+    expect(await toolNames('worker')).toEqual(['submit_subtask', 'get_subtask_result'])
+    expect(await toolNames('lead')).toEqual(['submit_subtask', 'get_subtask_result', 'delegate'])
     // The model is told where it may delegate.
-    const lead = sys.runtime.prepare(sys.catalog.get('Agent', { namespace: 'default', name: 'lead' })!)
+    const lead = await sys.runtime.prepare(sys.catalog.get('Agent', { namespace: 'default', name: 'lead' })!)
     expect(lead.tools.get('delegate')?.definition.function.description).toMatch(
       /You may delegate to: reviewer, writer\.$/,
     )
   })
 
-  it('an ARK agent has the tools it lists, the task tools too when it lists them', () => {
-    expect(toolNames('plain')).toEqual(['calculator'])
-    expect(toolNames('supervisor')).toEqual(['submit_subtask', 'get_subtask_result', 'delegate'])
+  it('an ARK agent has the tools it lists, the task tools too when it lists them', async () => {
+    expect(await toolNames('plain')).toEqual(['calculator'])
+    expect(await toolNames('supervisor')).toEqual(['submit_subtask', 'get_subtask_result', 'delegate'])
   })
 
-  it('a Team edit gives or takes delegate without a restart', () => {
-    expect(toolNames('worker')).not.toContain('delegate')
+  it('a Team edit gives or takes delegate without a restart', async () => {
+    expect(await toolNames('worker')).not.toContain('delegate')
     sys.source.replace(
       MANIFESTS.replace(
         '{ name: helper, arkAgent: worker }',
         '{ name: helper, arkAgent: worker, canDelegate: [writer] }',
       ),
     )
-    expect(toolNames('worker')).toContain('delegate')
+    expect(await toolNames('worker')).toContain('delegate')
     sys.source.replace(MANIFESTS)
-    expect(toolNames('worker')).not.toContain('delegate')
+    expect(await toolNames('worker')).not.toContain('delegate')
   })
 })
 

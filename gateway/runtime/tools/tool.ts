@@ -62,6 +62,13 @@ export interface PreparedTool {
   /** Absent when the tool takes any arguments. */
   readonly validator: JsonValidator | undefined
   execute(args: Readonly<Record<string, unknown>>, context: ToolContext): Promise<ToolResult> | ToolResult
+  /** Lets go of what the tool holds (a shared connection to its server) once its agent is dropped. */
+  dispose?(): void
+}
+
+/** The agent cannot run as declared (a dependency vanished between the availability check and the run). */
+export class PrepareError extends Error {
+  override readonly name = 'PrepareError'
 }
 
 /** A tool the runtime implements in-process: the built-ins, and any an embedder registers. */
