@@ -76,4 +76,16 @@ export const THRESHOLDS: readonly Threshold[] = [
     max: 2.5,
     why: "Measured 1.05 to 1.75 per sample, medians 1.1 to 1.3: a log line searched for three Models' secrets (36 patterns) costs 0.1 to 0.3 us on top of the 0.8 us that formatting it takes. A logger that rebuilt its redactor per line read about 100; one that searched once per secret would read 3 or more.",
   },
+  {
+    scenario: 'mcp',
+    ratio: 'ark/direct p50',
+    max: 2.5,
+    why: "Over SSE, pinned (pinServers): 1.02 to 1.53 per sample, medians 1.08 to 1.28 on a quiet machine, 1.17 to 1.38 with one or two CPU hogs beside it (ark adds about 80 us to the SDK Client's 700 to 800 us call: its own fetch rebuilding each response around a bounded stream, a timer and an AbortController per call, the result made into a ToolResult). A connection per call (connect, initialize, tools/list, close) read 7 to 11; 2.5 is ark adding about 1 ms, issue 17's bound, to this machine's direct call. A planted 200 us per call reads about 1.45, inside the noise: this catches set-up per call, not small costs. SSE because its direct call costs a third of streamable HTTP's (2.2 to 2.6 ms, where a connection per call reads only 3.5 to 4.6), and five samples take about 4 s.",
+  },
+  {
+    scenario: 'mcp',
+    ratio: 'sessions opened/call',
+    max: 0,
+    why: 'Sessions the server opened while a sample ran, per call (its own count; both clients connect before the samples): 0 in every sample measured. A count, not a time, so no noise: a connection per call reads 1, and one reconnect in one sample reads 0.002, which the median of five leaves out. Issue 17: no connection set-up per call.',
+  },
 ]
