@@ -24,6 +24,14 @@ export function startUpstream(): Promise<ServerProcess> {
   })
 }
 
+/** bench/lib/bare-proxy.ts in front of the upstream: the floor of any Node proxy, for passthrough. */
+export function startBareProxy(upstreamUrl: string): Promise<ServerProcess> {
+  return startServer('bare proxy', {
+    args: [root('bench/lib/bare-proxy.ts'), '--upstream', upstreamUrl, '--model', UPSTREAM_MODEL],
+    ready: (line) => /^listening (\S+)/.exec(line)?.[1],
+  })
+}
+
 /**
  * Model `upstream` (openai, at the mock upstream), Model `mock` (ark's in-process mock), and one agent on
  * each: `agent/mock-agent` and `agent/openai-agent`.

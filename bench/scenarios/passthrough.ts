@@ -1,7 +1,8 @@
 /**
  * passthrough: `model/<name>` through ark to a mock OpenAI upstream, against the same upstream called
- * directly (the baseline) and through the Portkey gateway (the peer), all in one run. Each server and the
- * load generator run in processes of their own.
+ * directly, through the least a Node proxy can do (bench/lib/bare-proxy.ts, the floor of a second hop) and
+ * through the Portkey gateway (the peer), all in one run. Each server and the load generator run in
+ * processes of their own.
  */
 import { fileURLToPath } from 'node:url'
 import type { LoadTarget, RoundReport } from '../lib/load.ts'
@@ -18,6 +19,7 @@ import {
   UPSTREAM_MODEL,
   expectCompletion,
   startArk,
+  startBareProxy,
   startUpstream,
   stopAll,
 } from '../lib/stack.ts'
@@ -28,7 +30,12 @@ const PORTKEY = fileURLToPath(
 
 type Route = LoadTarget
 
-function routes(upstream: ServerProcess, ark: ArkProcess, portkey: ServerProcess | undefined): Route[] {
+function routes(
+  upstream: ServerProcess,
+  bare: ServerProcess,
+  ark: ArkProcess,
+  portkey: ServerProcess | undefined,
+): Route[] {
   const direct = JSON.stringify({ model: UPSTREAM_MODEL, messages: CHAT_MESSAGES })
   const list: Route[] = [
     {
@@ -37,6 +44,13 @@ function routes(upstream: ServerProcess, ark: ArkProcess, portkey: ServerProcess
       headers: JSON_HEADERS,
       body: direct,
       pid: upstream.pid,
+    },
+    {
+      label: 'bare proxy',
+      url: `${bare.url}/v1/chat/completions`,
+      headers: JSON_HEADERS,
+      body: JSON.stringify({ model: 'model/upstream', messages: CHAT_MESSAGES }),
+      pid: bare.pid,
     },
     {
       label: 'ark',
@@ -74,6 +88,7 @@ export async function startPortkey(): Promise<ServerProcess> {
 
 interface Stack {
   readonly upstream: ServerProcess
+  readonly bare: ServerProcess
   readonly ark: ArkProcess
   readonly portkey: ServerProcess | undefined
   readonly routes: Route[]
@@ -85,13 +100,15 @@ async function startStack(withPortkey: boolean, env?: Record<string, string>): P
   try {
     const upstream = await startUpstream()
     started.push(upstream)
+    const bare = await startBareProxy(upstream.url)
+    started.push(bare)
     const ark = await startArk(upstream.url, env)
     started.push(ark)
     const portkey = withPortkey ? await startPortkey() : undefined
     if (portkey !== undefined) started.push(portkey)
-    const list = routes(upstream, ark, portkey)
+    const list = routes(upstream, bare, ark, portkey)
     for (const r of list) await expectCompletion(r.url, r.headers, r.body)
-    return { upstream, ark, portkey, routes: list, close: () => stopAll(started) }
+    return { upstream, bare, ark, portkey, routes: list, close: () => stopAll(started) }
   } catch (err) {
     await stopAll(started)
     throw err
@@ -130,6 +147,18 @@ async function run(context: RunContext): Promise<{ measures: Measure[]; notes: s
         note: `ark p99 ${us(p('ark', (r) => r.p99))}`,
       },
       {
+        name: 'bare proxy added p50 @1',
+        value: p('bare proxy', (r) => r.p50) - direct50,
+        unit: 'us',
+        note: `bare proxy p50 ${us(p('bare proxy', (r) => r.p50))}`,
+      },
+      {
+        name: 'ark / bare proxy added p50 @1',
+        value: (p('ark', (r) => r.p50) - direct50) / (p('bare proxy', (r) => r.p50) - direct50),
+        unit: 'x',
+        target: { op: '<=', value: 1.2 },
+      },
+      {
         name: 'portkey added p50 @1',
         value: p('portkey', (r) => r.p50) - direct50,
         unit: 'us',
@@ -146,6 +175,12 @@ async function run(context: RunContext): Promise<{ measures: Measure[]; notes: s
     const p99 = (label: string) => med(fifty.get(label), (r) => r.p99)
     measures.push(
       { name: 'direct req/s @50', value: rps('direct'), unit: 'req/s', note: `p99 ${us(p99('direct'))}` },
+      {
+        name: 'bare proxy req/s @50',
+        value: rps('bare proxy'),
+        unit: 'req/s',
+        note: `p99 ${us(p99('bare proxy'))}`,
+      },
       { name: 'ark req/s @50', value: rps('ark'), unit: 'req/s', note: `p99 ${us(p99('ark'))}` },
       { name: 'portkey req/s @50', value: rps('portkey'), unit: 'req/s', note: `p99 ${us(p99('portkey'))}` },
       {
@@ -159,6 +194,12 @@ async function run(context: RunContext): Promise<{ measures: Measure[]; notes: s
         value: rps('ark') / rps('direct'),
         unit: 'x',
         target: { op: '>=', value: 0.5 },
+      },
+      {
+        name: 'ark / bare proxy req/s @50',
+        value: rps('ark') / rps('bare proxy'),
+        unit: 'x',
+        target: { op: '>=', value: 0.8 },
       },
       {
         name: 'ark / portkey req/s @50',
@@ -183,15 +224,15 @@ async function run(context: RunContext): Promise<{ measures: Measure[]; notes: s
 
 async function gate(context: RunContext) {
   const stack = await startStack(false)
-  context.log('passthrough gate: ark and direct at 1 and 50 connections')
+  context.log('passthrough gate: ark against the bare proxy at 1, and against direct at 50 connections')
   const quick = { seconds: 1, rounds: 1, quick: true }
   return {
     async sample() {
-      const pinServers = [stack.upstream.pid, stack.ark.pid]
+      const pinServers = [stack.upstream.pid, stack.bare.pid, stack.ark.pid]
       const one = await loadRounds(stack.routes, { connections: 1, ...quick, pinServers })
       const fifty = await loadRounds(stack.routes, { connections: 50, ...quick })
       return {
-        'ark/direct p50 @1': med(one.get('ark'), (r) => r.p50) / med(one.get('direct'), (r) => r.p50),
+        'ark/bare proxy p50 @1': med(one.get('ark'), (r) => r.p50) / med(one.get('bare proxy'), (r) => r.p50),
         'ark/direct req/s @50':
           med(fifty.get('ark'), (r) => r.perSecond) / med(fifty.get('direct'), (r) => r.perSecond),
       }
@@ -202,7 +243,8 @@ async function gate(context: RunContext) {
 
 const scenario: Scenario = {
   name: 'passthrough',
-  summary: 'model/<name> through ark to a mock OpenAI upstream, vs the upstream direct and vs Portkey',
+  summary:
+    'model/<name> through ark to a mock OpenAI upstream, vs the upstream direct, a bare Node proxy and Portkey',
   run,
   gate,
 }
