@@ -41,15 +41,11 @@ spec: { prompt: hi, modelRef: { name: missing } }
 afterAll(() => rm(dir, { recursive: true, force: true }))
 
 describe('ark validate', () => {
-  it('exits 0 on the examples, and lists what waits for a later version as warnings', async () => {
+  it('exits 0 on the examples, none of which waits for a later version any more', async () => {
     const r = await ark('validate', 'examples')
     expect(r.code).toBe(0)
-    expect(r.stdout).toMatch(/^16 resources, 0 errors, 1 warning$/m)
-    // Its webhook tools run in the sandbox now.
-    expect(r.stdout).not.toContain('weather')
-    expect(r.stdout).toContain(
-      'warning: research-agent.yaml (document 1) ArkAgent default/research-agent: not Available: UnsupportedFeature: mcpServers: web-search needs the MCP client',
-    )
+    // Webhook tools run in the sandbox, and research-agent's mcpServers through the MCP client.
+    expect(r.stdout).toBe('16 resources, 0 errors, 0 warnings\n')
   })
 
   it('exits 1 and prints every problem with file, document, resource and field', async () => {
@@ -100,7 +96,7 @@ describe('ark get', () => {
     const lines = r.stdout.trimEnd().split('\n')
     expect(lines[0]).toMatch(/^NAME\s+KIND\s+MODEL\s+TOOLS\s+AVAILABLE\s+REASON$/)
     expect(lines.find((l) => l.startsWith('research-agent'))).toMatch(
-      /^research-agent\s+ArkAgent\s+llama3\.2\s+3\s+False\s+UnsupportedFeature$/,
+      /^research-agent\s+ArkAgent\s+llama3\.2\s+3\s+True\s+AllDependenciesReady$/,
     )
     expect(lines.find((l) => l.startsWith('simple-agent'))).toMatch(
       /^simple-agent\s+Agent\s+default\s+0\s+True\s+AllDependenciesReady$/,

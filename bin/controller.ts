@@ -12,6 +12,7 @@ import { Counter } from 'prom-client'
 import {
   Catalog,
   KubeStore,
+  McpDiscoveryController,
   ModelProbeController,
   QueryController,
   ReconcileMetrics,
@@ -24,7 +25,14 @@ import { KubeClient } from '../controller/kube/client.ts'
 import { EventRecorder } from '../controller/kube/events.ts'
 import { LeaderElector } from '../controller/kube/leader.ts'
 import type { ProviderSettings, RedisSettings } from '../gateway/index.ts'
-import { createGateway, createLogger, redactedUrl, serve, upstreamFetch } from '../gateway/index.ts'
+import {
+  createGateway,
+  createLogger,
+  observeMcpServer,
+  redactedUrl,
+  serve,
+  upstreamFetch,
+} from '../gateway/index.ts'
 import { capabilities } from './embedded.ts'
 import { queryRunner } from './query-runner.ts'
 import { untilStopped } from './signals.ts'
@@ -196,6 +204,16 @@ export async function controller(options: ControllerCommand): Promise<number> {
       onError,
     })
     toolModules.start()
+    const mcp = gateway.mcp
+    const mcpDiscovery =
+      mcp === undefined
+        ? undefined
+        : new McpDiscoveryController(catalog, store, {
+            discovery: { observe: (server, onChange) => observeMcpServer(mcp, server, catalog, onChange) },
+            metrics: reconcileMetrics,
+            onError,
+          })
+    mcpDiscovery?.start()
     const queries = new QueryController(catalog, store, {
       runner: queryRunner(catalog, gateway, log),
       objects: store,
@@ -216,6 +234,7 @@ export async function controller(options: ControllerCommand): Promise<number> {
     stopEvents()
     validity.close()
     await queries.close()
+    mcpDiscovery?.close()
     toolModules.close()
     probes?.close()
     reconcilers.close()

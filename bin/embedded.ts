@@ -9,6 +9,7 @@ import type { ProviderType, ToolType } from '../controller/api/index.ts'
 import type { Capabilities, Catalog, ResourceView } from '../controller/index.ts'
 import {
   CAPABILITIES,
+  McpDiscoveryController,
   ModelProbeController,
   ToolModuleController,
   startControlPlane,
@@ -21,6 +22,7 @@ import {
   PoolWorkers,
   WorkerMetrics,
   createGateway,
+  observeMcpServer,
   silentLogger,
   upstreamFetch,
 } from '../gateway/index.ts'
@@ -51,16 +53,22 @@ export interface EmbeddedOptions extends Omit<GatewayOptions, 'catalog'> {
 export function capabilities(options: {
   readonly builtins?: Readonly<Record<string, BuiltinTool>> | undefined
   readonly sandbox?: unknown
+  readonly mcp?: unknown
 }): Capabilities {
+  const toolTypes = new Set<ToolType>(CAPABILITIES.toolTypes)
+  // Webhook and Wasm tools run in the sandbox, MCP tools through the MCP client, when there is one.
+  if (options.sandbox === false) {
+    toolTypes.delete('http')
+    toolTypes.delete('wasm')
+  }
+  const mcp = options.mcp !== false
+  if (!mcp) toolTypes.delete('mcp')
   return {
     ...CAPABILITIES,
     builtinTools: new Set([...Object.keys(BUILTIN_TOOLS), ...Object.keys(options.builtins ?? {})]),
     providers: new Set(Object.keys(PROVIDERS) as ProviderType[]),
-    // Webhook and Wasm tools run in the sandbox, when there is one.
-    toolTypes:
-      options.sandbox === false
-        ? new Set<ToolType>([...CAPABILITIES.toolTypes].filter((t) => t !== 'http' && t !== 'wasm'))
-        : CAPABILITIES.toolTypes,
+    toolTypes,
+    mcp,
   }
 }
 
@@ -82,6 +90,8 @@ export interface Embedded {
   readonly probes: ModelProbeController | undefined
   /** Loads the modules of sandboxed Tools as they appear: their ModuleLoaded condition (absent on a cluster). */
   readonly toolModules: ToolModuleController | undefined
+  /** MCPServer discovery, when this process writes status (a folder) and has the MCP client. */
+  readonly mcpDiscovery: McpDiscoveryController | undefined
   /** This process's pool workers, with `redis` (and `workers` not false). */
   readonly pools: PoolWorkers | undefined
   close(): Promise<void>
@@ -139,6 +149,19 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
           },
         })
   toolModules?.start()
+  const mcp = gateway.mcp
+  const mcpDiscovery =
+    folder === undefined || mcp === undefined
+      ? undefined
+      : new McpDiscoveryController(folder.catalog, folder.store, {
+          discovery: {
+            observe: (server, onChange) => observeMcpServer(mcp, server, folder.catalog, onChange),
+          },
+          onError: (key, err) => {
+            log.warn('MCP server discovery failed', { resource: key, error: String(err) })
+          },
+        })
+  mcpDiscovery?.start()
   let pools: PoolWorkers | undefined
   if (options.redis !== undefined && workers !== false) {
     pools = new PoolWorkers({
@@ -159,9 +182,11 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     gateway,
     probes,
     toolModules,
+    mcpDiscovery,
     pools,
     async close() {
       await pools?.stop()
+      mcpDiscovery?.close()
       toolModules?.close()
       probes?.close()
       await gateway.close()

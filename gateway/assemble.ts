@@ -16,7 +16,11 @@ import { RedisQueue } from './pool/redis-queue.ts'
 import { AgentRuntime } from './runtime/agent-runtime.ts'
 import type { ProviderSettings } from './runtime/providers/registry.ts'
 import { providerFactory } from './runtime/providers/registry.ts'
+import { McpClients } from './runtime/mcp/client.ts'
+import { registerMcpMetrics } from './runtime/mcp/metrics.ts'
+import { mcpServerTools, mcpToolKind } from './runtime/mcp/tools.ts'
 import { BUILTIN_TOOLS } from './runtime/tools/builtin.ts'
+import { TOOL_KINDS } from './runtime/tools/kinds.ts'
 import type { BuiltinTool } from './runtime/tools/tool.ts'
 
 export const DEFAULTS = {
@@ -55,6 +59,11 @@ export interface RuntimeSettings {
   readonly sandbox?: Sandbox | false
   /** Plugin threads of the own sandbox (default 4). */
   readonly sandboxThreads?: number
+  /**
+   * Connects to MCP servers for `mcp` Tools and ArkAgent `mcpServers`. Default: connections of this process's
+   * own, with their metrics, closed with it; false: none, and agents with MCP tools cannot run.
+   */
+  readonly mcp?: McpClients | false
 }
 
 export interface AssemblyOptions extends RuntimeSettings {
@@ -76,6 +85,8 @@ export interface Assembly {
    */
   readonly queue: MemoryQueue | RedisQueue
   readonly metrics: Metrics
+  /** The MCP client connections agents' tools use (undefined with `mcp: false`). */
+  readonly mcp: McpClients | undefined
   /** Closes the queue, then the runtime and the sandbox this assembly made. */
   close(): Promise<void>
 }
@@ -98,9 +109,18 @@ export function assemble(catalog: Catalog, options: AssemblyOptions): Assembly {
           ...(options.sandboxThreads === undefined ? {} : { maxThreads: options.sandboxThreads }),
           registry,
         }))
+  const ownMcp = options.mcp === undefined
+  const mcp = options.mcp === false ? undefined : (options.mcp ?? new McpClients({ log: options.log }))
+  if (ownMcp && mcp !== undefined) registerMcpMetrics(registry, mcp)
   const taskTimeoutMs = options.taskTimeoutMs ?? DEFAULTS.taskTimeoutMs
   const runtime = new AgentRuntime({
     ...(sandbox === undefined ? {} : { sandbox }),
+    ...(mcp === undefined
+      ? {}
+      : {
+          toolKinds: { ...TOOL_KINDS, mcp: mcpToolKind(mcp, { log: options.log }) },
+          serverTools: mcpServerTools(mcp, { log: options.log }),
+        }),
     catalog,
     createProvider: providerFactory(options.providers),
     builtins: { ...BUILTIN_TOOLS, ...options.builtins },
@@ -141,10 +161,12 @@ export function assemble(catalog: Catalog, options: AssemblyOptions): Assembly {
     sandbox,
     queue,
     metrics,
+    mcp,
     async close() {
       await queue.close()
       runtime.close()
       if (ownSandbox) await sandbox?.close()
+      if (ownMcp) await mcp?.close()
     },
   }
 }

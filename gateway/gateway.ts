@@ -17,6 +17,7 @@ import { silentLogger } from './log.ts'
 import type { Metrics } from './metrics.ts'
 import type { TaskQueue } from './pool/queue.ts'
 import type { AgentRuntime } from './runtime/agent-runtime.ts'
+import type { McpClients } from './runtime/mcp/client.ts'
 
 export { DEFAULTS } from './assemble.ts'
 
@@ -54,6 +55,8 @@ export interface Gateway {
   readonly fetch: ServeFetch
   readonly runtime: AgentRuntime
   readonly sandbox: Sandbox | undefined
+  /** The MCP client connections (undefined with `mcp: false`); MCPServer discovery holds them too. */
+  readonly mcp: McpClients | undefined
   readonly queue: TaskQueue
   readonly metrics: Metrics
   /** Stops taking tasks and waits for running ones. */
@@ -88,6 +91,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     queue,
     metrics,
     sandbox,
+    mcp: assembly.mcp,
     close: () => assembly.close(),
   }
 }

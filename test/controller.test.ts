@@ -17,6 +17,7 @@ import type { FakeUpstream } from './fakes/openai-upstream.ts'
 import { startFakeOpenAI } from './fakes/openai-upstream.ts'
 import type { KubeServer } from './kube.ts'
 import { restartApiServer, startKube } from './kube.ts'
+import { startEverything } from './mcp-everything.ts'
 import { startRedis } from './redis-server.ts'
 import { SEED_000_EVENTS, SUPPORT_AGENT_ON_MOCK } from './seed-000.ts'
 
@@ -476,6 +477,49 @@ spec: { prompt: hi, modelRef: { name: keyed } }
     // Seed 002's agents say why they are not available, in their own condition.
     const agents = await kube.kubectl(['get', 'agents', '-n', ns])
     expect(agents).toMatch(/AVAILABLE\s+REASON/)
+  }, 60_000)
+
+  it('an MCPServer discovers its tools into status: kubectl get shows the count, its mcp Tool becomes Available', async () => {
+    const ns = await kube.namespace('mcp')
+    const everything = await startEverything('streamableHttp')
+    try {
+      await apply(
+        ns,
+        `apiVersion: ark.mckinsey.com/v1alpha1
+kind: MCPServer
+metadata: { name: everything }
+spec: { address: { value: "${everything.url}" }, transport: http, timeout: 5s }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Tool
+metadata: { name: echo }
+spec: { type: mcp, mcp: { mcpServerRef: { name: everything }, toolName: echo } }
+`,
+      )
+      await controller(ns)
+      let server: { status?: { toolCount?: number; tools?: string[]; resolvedAddress?: string } } = {}
+      await vi.waitFor(
+        async () => {
+          server = JSON.parse(
+            await kube.kubectl(['get', 'mcpserver', 'everything', '-n', ns, '-o', 'json']),
+          ) as typeof server
+          expect(server.status?.tools).toContain('echo')
+        },
+        { timeout: 20_000, interval: 300 },
+      )
+      expect(server.status?.toolCount).toBe(server.status?.tools?.length)
+      expect(server.status?.resolvedAddress).toBe(everything.url)
+      const table = await kube.kubectl(['get', 'mcpservers', '-n', ns])
+      expect(table).toMatch(
+        new RegExp(`^everything\\s+True\\s+\\S+\\s+${String(server.status?.toolCount)}\\s`, 'm'),
+      )
+      await vi.waitFor(
+        async () => expect(await kube.kubectl(['get', 'tools', 'echo', '-n', ns])).toMatch(/^echo\s.*True/m),
+        { timeout: 10_000, interval: 300 },
+      )
+    } finally {
+      await everything.stop()
+    }
   }, 60_000)
 
   it('ark gateway, ark worker and ark get read the cluster (read-only); Queries run on the Redis pool too', async () => {

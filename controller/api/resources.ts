@@ -465,8 +465,9 @@ export interface Status {
   readonly responses?: readonly QueryResponse[]
   readonly tokenUsage?: TokenUsage
   readonly duration?: string
-  /** Remote servers: the address last resolved, and discovered tool count. */
+  /** Remote servers: the address last resolved, and the tools discovered there (MCPServer). */
   readonly resolvedAddress?: string
   readonly toolCount?: number
+  readonly tools?: readonly string[]
   readonly message?: string
 }

@@ -52,6 +52,8 @@ export function decodeStatus(resource: AnyResource, raw: unknown): Status | unde
   }
   const toolCount = num(s.toolCount)
   if (toolCount !== undefined) out.toolCount = toolCount
+  if (Array.isArray(s.tools))
+    out.tools = (s.tools as unknown[]).filter((t): t is string => typeof t === 'string')
   const usage: unknown = s.tokenUsage
   if (typeof usage === 'object' && usage !== null) {
     out.tokenUsage = {

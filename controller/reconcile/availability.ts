@@ -7,6 +7,7 @@ import type { AnyResource, ProviderType, ResourceOf, ToolType } from '../api/ind
 import { referencesOf } from '../api/index.ts'
 import type { Catalog } from '../store/index.ts'
 import { REACHABLE } from './model-probe.ts'
+import { TOOLS_DISCOVERED } from './mcp-discovery.ts'
 import { MODULE_LOADED } from './tool-modules.ts'
 
 /** What this build of the runtime can execute. Later capabilities (MCP, A2A, sandboxed tools) extend it. */
@@ -23,9 +24,9 @@ export interface Capabilities {
 
 /**
  * What the runtime of this build executes: built-in tools, tools that call another agent, webhook (`http`)
- * and `wasm` tools in the Wasm sandbox, on the openai, azure, anthropic and mock providers. MCP and A2A wait
- * for their clients, external execution engines for a client, teams for their strategies, bedrock for the AWS
- * SDK.
+ * and `wasm` tools in the Wasm sandbox, MCP servers' tools (ArkAgent mcpServers, Tool type `mcp`) through
+ * the MCP client, on the openai, azure, anthropic and mock providers. A2A waits for its client, external
+ * execution engines for a client, teams for their strategies, bedrock for the AWS SDK.
  */
 export const CAPABILITIES: Capabilities = {
   // The task tools (seed 003) run in the runtime like the others; ArkAgents have the first two by default.
@@ -37,9 +38,9 @@ export const CAPABILITIES: Capabilities = {
     'get_subtask_result',
     'delegate',
   ]),
-  toolTypes: new Set<ToolType>(['builtin', 'agent', 'http', 'wasm']),
+  toolTypes: new Set<ToolType>(['builtin', 'agent', 'http', 'wasm', 'mcp']),
   providers: new Set<ProviderType>(['openai', 'azure', 'anthropic', 'mock']),
-  mcp: false,
+  mcp: true,
   a2a: false,
   executionEngines: false,
   teams: false,
@@ -89,6 +90,7 @@ export function availabilityOf(
       failures = [
         ...valueFailures(r, catalog),
         ...(caps.mcp ? [] : [notYet('MCP servers need the MCP client')]),
+        ...discoveryFailures(r, catalog),
       ]
       break
     case 'A2AServer':
@@ -287,11 +289,29 @@ function agentFailures(a: ResourceOf<'Agent'>, catalog: Catalog, caps: Capabilit
   return out
 }
 
+/** The MCPServer's last discovery (mcp-discovery.ts), when its server could not be reached or listed. */
+function discoveryFailures(r: AnyResource, catalog: Catalog): Failure[] {
+  const c = catalog.status(r.key)?.conditions.find((x) => x.type === TOOLS_DISCOVERED)
+  if (c?.status !== 'False') return []
+  return [{ reason: c.reason, message: c.message }]
+}
+
 function toolFailures(t: ResourceOf<'Tool'>, catalog: Catalog, caps: Capabilities): Failure[] {
   const out = valueFailures(t, catalog)
   const loaded = catalog.status(t.key)?.conditions.find((c) => c.type === MODULE_LOADED)
   if (loaded?.status === 'False') out.push({ reason: loaded.reason, message: loaded.message })
   const s = t.spec
+  if (s.type === 'mcp') {
+    // The server's own trouble is MCPServerNotAvailable (valueFailures); here, a tool it does not list.
+    const server = catalog.get('MCPServer', s.mcp.server)
+    const listed = server === undefined ? undefined : catalog.status(server.key)?.tools
+    if (listed !== undefined && !listed.includes(s.mcp.toolName)) {
+      out.push({
+        reason: 'ToolNotFound',
+        message: `spec.mcp.toolName: MCPServer ${s.mcp.server.namespace}/${s.mcp.server.name} has no tool "${s.mcp.toolName}" (it lists ${listed.length === 0 ? 'none' : listed.slice(0, 20).join(', ')}${listed.length > 20 ? ', ...' : ''})`,
+      })
+    }
+  }
   if (s.type === 'builtin' && !caps.builtinTools.has(s.builtin.name)) {
     out.push({
       reason: 'ToolNotFound',

@@ -6,6 +6,8 @@ export type { ModelProber, ModelProbeOptions, ProbeTarget } from './model-probe.
 export { ModelProbeController, REACHABLE } from './model-probe.ts'
 export type { ToolModuleChecker, ToolModuleOptions } from './tool-modules.ts'
 export { MODULE_LOADED, ToolModuleController } from './tool-modules.ts'
+export type { McpDiscovery, McpDiscoveryOptions, McpObservation, McpServerView } from './mcp-discovery.ts'
+export { McpDiscoveryController, TOOLS_DISCOVERED } from './mcp-discovery.ts'
 export type { ReconcileResult, Reconciler, Watches, ControllerOptions } from './kit.ts'
 export { Controller, ReconcileMetrics } from './kit.ts'
 export { setCondition, withCondition } from './conditions.ts'

@@ -18,7 +18,7 @@ import { RunTasks, checkDepth, childTask } from './subtasks.ts'
 import type { Task, TaskResult } from './task.ts'
 import { notRun } from './task.ts'
 import type { BuiltinTool } from './tools/tool.ts'
-import type { ToolKinds } from './tools/kinds.ts'
+import type { ServerTools, ToolKinds } from './tools/kinds.ts'
 import type { PluginSpec, Sandbox } from '../../sandbox/index.ts'
 import { ModuleRejected } from '../../sandbox/index.ts'
 import { ToolSpecError, wasmPluginSpec, webhookPluginSpec } from './tools/sandboxed.ts'
@@ -45,6 +45,8 @@ export interface RuntimeOptions {
   readonly sandbox?: Sandbox
   /** The kinds of tool this runtime runs, by Tool type (default TOOL_KINDS; an assembly adds MCP). */
   readonly toolKinds?: ToolKinds
+  /** The tools of ArkAgent `mcpServers` entries (an assembly's MCP client); without it, such agents cannot run. */
+  readonly serverTools?: ServerTools
   /** Bound of one agent's preparation (its tool servers connecting), default 30 s. */
   readonly prepareTimeoutMs?: number
 }
@@ -158,6 +160,12 @@ export class AgentRuntime {
     if (current !== undefined) this.#drop(agent.key)
     const timeoutMs = this.#options.prepareTimeoutMs ?? 30_000
     const deadline = new AbortController()
+    // Its tools' servers changed what they offer: this preparation goes, and a warm agent is prepared again.
+    const stale = () => {
+      if (this.#prepared.get(agent.key) !== entry) return
+      this.#drop(agent.key)
+      if (this.#warmAll || this.#warm.has(agent.key)) this.#rewarm()
+    }
     const building = prepareAgent(agent, {
       catalog: this.#catalog,
       builtins: this.#options.builtins,
@@ -166,7 +174,9 @@ export class AgentRuntime {
       id: this.#catalog.targetId('Agent', agent.ref),
       ...(this.#options.sandbox === undefined ? {} : { sandbox: this.#options.sandbox }),
       ...(this.#options.toolKinds === undefined ? {} : { toolKinds: this.#options.toolKinds }),
+      ...(this.#options.serverTools === undefined ? {} : { serverTools: this.#options.serverTools }),
       signal: deadline.signal,
+      stale,
     })
     // The deadline holds whatever a tool kind does with the signal; one that lands late is let go at once.
     let timer: ReturnType<typeof setTimeout> | undefined

@@ -14,7 +14,7 @@ import type { Template } from './template.ts'
 import { parseTemplate } from './template.ts'
 import type { Sandbox } from '../../sandbox/index.ts'
 import { delegationRoles } from './subtasks.ts'
-import type { ToolEnvironment, ToolKinds } from './tools/kinds.ts'
+import type { ServerTools, ToolEnvironment, ToolKinds, ToolSet } from './tools/kinds.ts'
 import { TOOL_KINDS, fromBuiltin, makeTool, modelName } from './tools/kinds.ts'
 import type { BuiltinTool, PreparedTool } from './tools/tool.ts'
 import { PrepareError } from './tools/tool.ts'
@@ -43,8 +43,12 @@ export interface PrepareOptions {
   readonly sandbox?: Sandbox
   /** The kinds of tool this runtime runs, by Tool type (default TOOL_KINDS). */
   readonly toolKinds?: ToolKinds
+  /** The tools of ArkAgent `mcpServers` entries; without it, agents that have them cannot run. */
+  readonly serverTools?: ServerTools
   /** Ends a preparation that takes too long (a tool server that does not answer). */
   readonly signal?: AbortSignal
+  /** Called when what a tool was made from changes outside the catalog (see ToolEnvironment.stale). */
+  readonly stale?: () => void
 }
 
 /**
@@ -69,21 +73,24 @@ export async function prepareAgent(
     namespace: ns,
     builtins: options.builtins,
     ...(options.sandbox === undefined ? {} : { sandbox: options.sandbox }),
+    agent: agent.ref,
     signal: options.signal ?? new AbortController().signal,
+    stale: options.stale ?? (() => {}),
   }
   const kinds = options.toolKinds ?? TOOL_KINDS
   const tools = new Map<string, PreparedTool>()
+  const held: ToolSet[] = []
   const disposeAll = () => {
-    for (const t of tools.values()) t.dispose?.()
+    for (const set of held) set.dispose()
   }
   try {
     for (const entry of agent.spec.tools) {
-      const tool = await prepareTool(entry, env, kinds)
-      if (tools.has(tool.name)) {
-        tool.dispose?.()
-        throw new PrepareError(`two tools are named ${tool.name}`)
+      const set = await prepareTools(entry, env, kinds, options.serverTools)
+      held.push(set)
+      for (const tool of set.tools) {
+        if (tools.has(tool.name)) throw new PrepareError(`two tools are named ${tool.name}`)
+        tools.set(tool.name, tool)
       }
-      tools.set(tool.name, tool)
     }
   } catch (err) {
     // What the tools made so far holds connections of its own: a refused agent keeps none.
@@ -190,8 +197,28 @@ function readPrompt(
   return v.value
 }
 
+/** The tools one entry of the agent's list gives it (one, but every tool of an inline MCP server). */
+async function prepareTools(
+  entry: AgentTool,
+  env: ToolEnvironment,
+  kinds: ToolKinds,
+  serverTools: ServerTools | undefined,
+): Promise<ToolSet> {
+  if (entry.kind === 'mcpServer') {
+    if (serverTools === undefined)
+      throw new PrepareError(`mcpServers ${entry.server.name} needs the MCP client, which this runtime lacks`)
+    return serverTools(entry.server, env)
+  }
+  const tool = await prepareTool(entry, env, kinds)
+  return { tools: [tool], dispose: () => tool.dispose?.() }
+}
+
 /** The tool one entry of the agent's list names; the Tool's type picks its kind (tools/kinds.ts). */
-async function prepareTool(entry: AgentTool, env: ToolEnvironment, kinds: ToolKinds): Promise<PreparedTool> {
+async function prepareTool(
+  entry: Exclude<AgentTool, { kind: 'mcpServer' }>,
+  env: ToolEnvironment,
+  kinds: ToolKinds,
+): Promise<PreparedTool> {
   const { catalog, namespace: ns } = env
   switch (entry.kind) {
     case 'builtin': {
@@ -226,8 +253,6 @@ async function prepareTool(entry: AgentTool, env: ToolEnvironment, kinds: ToolKi
       }
       return makeTool(kinds, spec, face, env)
     }
-    case 'mcpServer':
-      throw new PrepareError(`MCP server ${entry.server.name} needs the MCP client, which this runtime lacks`)
   }
 }
 /** Arguments the agent fixes (ARK `partial`) are hidden from the model and added to every call. */

@@ -77,7 +77,7 @@ spec:
     - { name: twin, arkAgent: twin, canDelegate: [helper] }
     - { name: helper, arkAgent: writer }
 ---
-# Cannot run here (no MCP client): its tasks fail.
+# Cannot run on this test's runtime, made without an MCP client: its tasks fail.
 apiVersion: arkonis.dev/v1alpha1
 kind: ArkAgent
 metadata: { name: broken }
@@ -291,7 +291,7 @@ describe('submit_subtask and get_subtask_result', () => {
         id: 'subtask-1',
         agent: 'default/broken',
         status: 'failed',
-        error: 'agent/broken cannot run: MCP server search needs the MCP client, which this runtime lacks',
+        error: 'agent/broken cannot run: mcpServers search needs the MCP client, which this runtime lacks',
       },
     ])
     const call = sys.events.find(

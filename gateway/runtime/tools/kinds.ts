@@ -3,7 +3,13 @@
  * one tool from its spec. A new kind of tool (MCP, A2A) is a new entry; preparing an agent only looks them up,
  * and a type without an entry is one this runtime cannot run (the agent is refused with that reason).
  */
-import type { JsonSchema, ObjectRef, ToolImpl, ToolType } from '../../../controller/api/index.ts'
+import type {
+  InlineMcpServer,
+  JsonSchema,
+  ObjectRef,
+  ToolImpl,
+  ToolType,
+} from '../../../controller/api/index.ts'
 import type { Catalog } from '../../../controller/store/index.ts'
 import type { Sandbox } from '../../../sandbox/index.ts'
 import type { ToolDefinition } from '../messages.ts'
@@ -20,8 +26,15 @@ export interface ToolEnvironment {
   readonly builtins: Readonly<Record<string, BuiltinTool>>
   /** Runs webhook and `wasm` tools; without it, agents that have them cannot run. */
   readonly sandbox?: Sandbox
+  /** The agent being prepared. */
+  readonly agent: ObjectRef
   /** Ends a preparation that takes too long (a tool server that does not answer). */
   readonly signal: AbortSignal
+  /**
+   * What the tool was made from changed outside the catalog (its server's tool list): the runtime prepares the
+   * agent again. Safe to call at any time, any number of times.
+   */
+  readonly stale: () => void
 }
 
 /** A tool as the agent shows it to the model: its name, and what the Tool or the agent says of it. */
@@ -39,6 +52,15 @@ export type ToolKind<T extends ToolType> = (
 ) => PreparedTool | Promise<PreparedTool>
 
 export type ToolKinds = { readonly [T in ToolType]?: ToolKind<T> }
+
+/** Tools that come as a set, with what they hold between them (an MCP server's connection). */
+export interface ToolSet {
+  readonly tools: readonly PreparedTool[]
+  dispose(): void
+}
+
+/** Makes every tool of an MCP server an agent declares itself (ArkAgent `mcpServers`). */
+export type ServerTools = (server: InlineMcpServer, env: ToolEnvironment) => Promise<ToolSet>
 
 /** Makes the tool of `impl` through its kind's entry in `kinds`. */
 export async function makeTool(

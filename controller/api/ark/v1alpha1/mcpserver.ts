@@ -49,7 +49,14 @@ export const MCPServer = defineKind({
       },
       { required: ['address'] },
     ),
-    status: Opt(Obj({ resolvedAddress: Opt(Str()), toolCount: Opt(Int()), conditions: Opt(Conditions) })),
+    status: Opt(
+      Obj({
+        resolvedAddress: Opt(Str()),
+        toolCount: Opt(Int()),
+        tools: Opt(List(Str(), { description: 'Names of the tools the server lists.' })),
+        conditions: Opt(Conditions),
+      }),
+    ),
   }),
   adapt({ spec }, ctx) {
     if (spec.authorization !== undefined)
@@ -71,6 +78,7 @@ export const MCPServer = defineKind({
   toStatus: (status) => ({
     ...(status.resolvedAddress === undefined ? {} : { resolvedAddress: status.resolvedAddress }),
     ...(status.toolCount === undefined ? {} : { toolCount: status.toolCount }),
+    ...(status.tools === undefined ? {} : { tools: status.tools }),
     conditions: conditionsAs(status, 'Available'),
   }),
 })

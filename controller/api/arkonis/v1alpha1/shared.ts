@@ -10,7 +10,12 @@ export const SystemPromptRef = Obj({ configMapKeyRef: Opt(KeySelector), secretKe
 
 export const McpServerEntry = Obj({
   name: Name('Prefix of the server’s tools: `<name>__<tool>`.'),
-  url: Str({ minLength: 1, description: 'SSE endpoint of the MCP server.' }),
+  url: Str({
+    minLength: 1,
+    pattern: '^https?://',
+    description:
+      'URL of the MCP server: one whose path ends in /sse speaks the SSE transport (seed 003), any other streamable HTTP.',
+  }),
 })
 
 export const WebhookTool = Obj(
@@ -89,7 +94,10 @@ export function adaptAgentFields(doc: AgentDoc, path: string, ctx: AdaptContext)
   ;(doc.mcpServers ?? []).forEach((s, i) => {
     if (toolNames.has(s.name)) ctx.error(`${path}.mcpServers[${i}].name`, `"${s.name}" is used twice`)
     toolNames.add(s.name)
-    tools.push({ kind: 'mcpServer', server: { name: s.name, url: s.url, transport: 'sse', headers: [] } })
+    tools.push({
+      kind: 'mcpServer',
+      server: { name: s.name, url: s.url, transport: mcpTransportOf(s.url), headers: [] },
+    })
   })
   ;(doc.tools ?? []).forEach((t, i) => {
     const at = `${path}.tools[${i}]`
@@ -152,4 +160,18 @@ export function nameOrRef(v: unknown, path: string, ctx: AdaptContext) {
   }
   ctx.error(path, 'must be a name or {name: <name>}')
   return undefined
+}
+
+/**
+ * ark-operator's runtime speaks SSE to every server (seed 003: `https://search.mcp.internal/sse`); servers
+ * since have moved to streamable HTTP, usually at `/mcp`. The path says which one a server serves.
+ */
+export function mcpTransportOf(url: string): 'sse' | 'http' {
+  let path: string
+  try {
+    path = new URL(url).pathname
+  } catch {
+    return 'http'
+  }
+  return /\/sse\/?$/.test(path) ? 'sse' : 'http'
 }

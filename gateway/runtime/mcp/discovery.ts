@@ -1,0 +1,92 @@
+/**
+ * The data plane's side of MCPServer discovery (controller/reconcile/mcp-discovery.ts): a hold on the
+ * MCPServer's shared connection, read as the view its status shows. The controller holds it between
+ * reconciles, so the connection it keeps open is the same one the agents using the server call through.
+ */
+import type { ResourceOf } from '../../../controller/api/index.ts'
+import type { Catalog } from '../../../controller/store/index.ts'
+import type { McpClients, McpState } from './client.ts'
+import { mcpServerEndpoint } from './tools.ts'
+
+export interface McpServerView {
+  readonly verdict: { readonly status: 'True' | 'False'; readonly reason: string; readonly message: string }
+  readonly address?: string
+  readonly tools?: readonly string[]
+}
+
+export interface McpServerObservation {
+  settled(signal: AbortSignal): Promise<McpServerView>
+  release(): void
+}
+
+export function observeMcpServer(
+  clients: McpClients,
+  server: ResourceOf<'MCPServer'>,
+  catalog: Catalog,
+  onChange: () => void,
+): McpServerObservation {
+  let endpoint
+  try {
+    endpoint = mcpServerEndpoint(server, catalog)
+  } catch (err) {
+    // An address or header whose value cannot be read: availability says which (its valueFailures).
+    const view: McpServerView = {
+      verdict: {
+        status: 'False',
+        reason: 'ConfigurationInvalid',
+        message: err instanceof Error ? err.message : String(err),
+      },
+    }
+    return { settled: () => Promise.resolve(view), release: () => {} }
+  }
+  const handle = clients.acquire(endpoint)
+  handle.onChange(onChange)
+  const address = displayAddress(endpoint.url)
+  return {
+    settled: async (signal) => viewOf(await handle.settled(signal), address),
+    release: () => handle.release(),
+  }
+}
+
+function viewOf(state: McpState, address: string | undefined): McpServerView {
+  const at = address === undefined ? {} : { address }
+  switch (state.status) {
+    case 'ready': {
+      const warned = state.warnings.length === 0 ? '' : `; ${state.warnings.join('; ')}`
+      return {
+        ...at,
+        tools: state.tools.map((t) => t.name),
+        verdict: {
+          status: 'True',
+          reason: 'ToolsDiscovered',
+          message: `${String(state.tools.length)} tool${state.tools.length === 1 ? '' : 's'} listed${warned}`,
+        },
+      }
+    }
+    case 'failed':
+      return {
+        ...at,
+        verdict: {
+          status: 'False',
+          reason: 'ServerUnreachable',
+          // Without the retry delay, which grows at each attempt: an unchanged failure writes no status.
+          message: state.error,
+        },
+      }
+    case 'connecting':
+      return {
+        ...at,
+        verdict: { status: 'False', reason: 'Connecting', message: 'connecting to the server' },
+      }
+  }
+}
+
+/** The url as status shows it: no credentials, no query (either may carry a secret). */
+function displayAddress(url: string): string | undefined {
+  try {
+    const u = new URL(url)
+    return `${u.protocol}//${u.host}${u.pathname}`
+  } catch {
+    return undefined
+  }
+}
