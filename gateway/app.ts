@@ -12,6 +12,8 @@ import type { AllowedHosts } from './http/guards.ts'
 import { DOT_SEGMENT_MESSAGE, hasDotSegment, hostAllowed } from './http/guards.ts'
 import type { StreamLimits } from './http/response-stream.ts'
 import type { Logger } from './log.ts'
+import { McpEndpoints, jsonRpcError } from './mcp/server.ts'
+import type { McpScope } from './mcp/server.ts'
 import type { Metrics } from './metrics.ts'
 import type { ChatDeps, GatewayEnv } from './openai/chat.ts'
 import { chatCompletions } from './openai/chat.ts'
@@ -52,10 +54,20 @@ export interface AppDeps {
   readonly ready: () => boolean
 }
 
-export function createApp(deps: AppDeps): Hono<GatewayEnv> {
+export interface App {
+  readonly app: Hono<GatewayEnv>
+  /** Ends what the routes hold between requests (MCP sessions). */
+  close(): Promise<void>
+}
+
+export function createApp(deps: AppDeps): App {
   const app = new Hono<GatewayEnv>()
   const admission = new Admission(deps)
   const chat: ChatDeps = { ...deps, admission }
+  const mcp = new McpEndpoints(
+    { catalog: deps.catalog, admission, log: deps.log },
+    { maxBodyBytes: deps.maxBodyBytes },
+  )
 
   app.use(async (c, next) => {
     const started = performance.now()
@@ -98,8 +110,9 @@ export function createApp(deps: AppDeps): Hono<GatewayEnv> {
     app.use(
       cors({
         origin: [...deps.corsOrigins],
-        allowMethods: ['GET', 'POST', 'OPTIONS'],
-        exposeHeaders: ['x-request-id', 'retry-after', 'x-should-retry'],
+        allowMethods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
+        // mcp-session-id: a browser MCP host has to read it to go on with its session.
+        exposeHeaders: ['x-request-id', 'retry-after', 'x-should-retry', 'mcp-session-id'],
         maxAge: 600,
       }),
     )
@@ -146,6 +159,33 @@ export function createApp(deps: AppDeps): Hono<GatewayEnv> {
     (c) => chatCompletions(c, chat),
   )
 
+  // MCP (streamable HTTP): POST carries JSON-RPC, GET opens a session's event stream, DELETE ends a session.
+  const mcpBody = jsonBody({ maxBytes: deps.maxBodyBytes, timeoutMs: deps.bodyTimeoutMs }, (refusal) =>
+    jsonRpcError(refusal.status, refusal.code === 'invalid_json' ? -32700 : -32600, refusal.message),
+  )
+  const mcpRoutes: readonly [
+    string,
+    (c: { req: { param: (name: string) => string | undefined } }) => McpScope,
+  ][] = [
+    ['/mcp', () => ({ all: true })],
+    ['/mcp/agent/:name', (c) => ({ agent: { namespace: 'default', name: c.req.param('name') ?? '' } })],
+    [
+      '/mcp/agent/:namespace/:name',
+      (c) => ({ agent: { namespace: c.req.param('namespace') ?? '', name: c.req.param('name') ?? '' } }),
+    ],
+  ]
+  for (const [path, scope] of mcpRoutes) {
+    app.post(path, mcpBody, (c) => mcp.handle(c.req.raw, scope(c), c.get('body')))
+    app.on(['GET', 'DELETE'], path, (c) => mcp.handle(c.req.raw, scope(c), undefined))
+    app.all(path, (c) =>
+      jsonRpcError(
+        405,
+        -32600,
+        `${c.req.method} is not allowed on ${c.req.path.slice(0, 200)}; use POST, GET or DELETE`,
+      ),
+    )
+  }
+
   for (const [path, allow] of [
     ['/v1/chat/completions', 'POST'],
     ['/v1/models', 'GET'],
@@ -182,5 +222,5 @@ export function createApp(deps: AppDeps): Hono<GatewayEnv> {
       code: 'internal_error',
     })
   })
-  return app
+  return { app, close: () => mcp.close() }
 }

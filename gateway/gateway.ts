@@ -72,7 +72,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     ...(options.replicaId === undefined ? {} : { queueId: options.replicaId }),
   })
   const { runtime, sandbox, queue, metrics } = assembly
-  const app = createApp({
+  const http = createApp({
     catalog,
     runtime,
     queue,
@@ -86,12 +86,15 @@ export function createGateway(options: GatewayOptions): Gateway {
     ready: options.ready ?? (() => true),
   })
   return {
-    fetch: (request, env) => app.fetch(request, env),
+    fetch: (request, env) => http.app.fetch(request, env),
     runtime,
     queue,
     metrics,
     sandbox,
     mcp: assembly.mcp,
-    close: () => assembly.close(),
+    async close() {
+      await http.close()
+      await assembly.close()
+    },
   }
 }

@@ -1,0 +1,339 @@
+/**
+ * ark's agents as MCP tools, for any MCP host (an IDE, a desktop assistant, another agent): `POST /mcp` lists
+ * every Available agent, `/mcp/agent/<name>` (or `/mcp/agent/<ns>/<name>`) just that one. Streamable HTTP
+ * through the SDK's Web-standard server transport, so it runs on Node and Deno alike. (The MCP client, for
+ * the tools agents call, is runtime/mcp/.)
+ *
+ * - A tool's input is `{ message, parameters? }` (parameters: the agent's queryParameterRef values); its
+ *   result is the agent's answer as text, or `isError` with why the run failed.
+ * - A call runs through Admission, as a chat completion does: same availability checks, same pools, same
+ *   metrics. A caller that sends a progressToken gets a progress notification per model call and tool call;
+ *   `notifications/cancelled` (or the caller's connection closing) cancels the run.
+ * - Sessions (Mcp-Session-Id) live in this gateway replica: cancellation has to reach the transport that
+ *   runs the call. They are bounded in number and end after being idle; an unknown session is a 404, after
+ *   which MCP clients start a new one. Put replicas behind session affinity (the Mcp-Session-Id header).
+ * - Tool names: an agent of namespace `default` is its name; another is `<namespace>__<name>` (resource
+ *   names cannot hold `_`, so it cannot clash).
+ */
+import { Server } from '@modelcontextprotocol/sdk/server/index.js'
+import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js'
+import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js'
+import {
+  CallToolRequestSchema,
+  ErrorCode,
+  ListToolsRequestSchema,
+  McpError,
+} from '@modelcontextprotocol/sdk/types.js'
+import type { ObjectRef, ResourceOf } from '../../controller/api/index.ts'
+import type { Catalog } from '../../controller/store/index.ts'
+import type { Admission, Refusal } from '../admission.ts'
+import { failureOf } from '../admission.ts'
+import type { Logger } from '../log.ts'
+import type { AgentEvent } from '../runtime/events.ts'
+import { queryParametersOf } from '../runtime/prepare.ts'
+import { succeeded } from '../runtime/task.ts'
+
+export interface McpServeOptions {
+  /** Sessions held at once by this replica (default 1000); past it, the one idle longest is closed. */
+  readonly maxSessions?: number
+  /** A session unused this long is closed (default 30 min). */
+  readonly sessionIdleMs?: number
+  /** Longest request body, in bytes (the gateway's maxBodyBytes). */
+  readonly maxBodyBytes: number
+}
+
+export interface McpDeps {
+  readonly catalog: Catalog
+  readonly admission: Admission
+  readonly log: Logger
+}
+
+/** Which agents a route serves: every one, or one named in its path. */
+export type McpScope = { readonly all: true } | { readonly agent: ObjectRef }
+
+interface Session {
+  readonly transport: WebStandardStreamableHTTPServerTransport
+  readonly scope: string
+  lastUsed: number
+}
+
+const SERVER_INFO = { name: 'ark', version: '0.1.0' }
+/** What the SDK's own transport answers for a session it does not know (with HTTP 404). */
+const SESSION_NOT_FOUND = -32001
+
+/** The MCP endpoints of one gateway: sessions, and a handler per request. */
+export class McpEndpoints {
+  readonly #deps: McpDeps
+  readonly #options: Required<McpServeOptions>
+  readonly #sessions = new Map<string, Session>()
+  readonly #sweeper: ReturnType<typeof setInterval>
+
+  constructor(deps: McpDeps, options: McpServeOptions) {
+    this.#deps = deps
+    this.#options = { maxSessions: 1000, sessionIdleMs: 30 * 60_000, ...options }
+    this.#sweeper = setInterval(() => this.#sweep(), Math.min(60_000, this.#options.sessionIdleMs))
+    // Not what keeps a process alive; Deno's numeric timers have no unref.
+    ;(this.#sweeper as { unref?: () => void }).unref?.()
+  }
+
+  /** Answers one HTTP request to an MCP endpoint; `body` is the parsed JSON of a POST. */
+  async handle(request: Request, scope: McpScope, body: unknown): Promise<Response> {
+    const scopeKey = 'agent' in scope ? `${scope.agent.namespace}/${scope.agent.name}` : '*'
+    const id = request.headers.get('mcp-session-id')
+    if (id !== null) {
+      const session = this.#sessions.get(id)
+      if (session === undefined || session.scope !== scopeKey) {
+        return jsonRpcError(
+          404,
+          SESSION_NOT_FOUND,
+          `MCP session ${JSON.stringify(id.slice(0, 64))} is not known here (it ended, or another endpoint made it): start a new session with initialize`,
+        )
+      }
+      session.lastUsed = Date.now()
+      return session.transport.handleRequest(request, request.method === 'POST' ? { parsedBody: body } : {})
+    }
+    if (request.method !== 'POST' || !isInitialize(body)) {
+      return jsonRpcError(
+        400,
+        ErrorCode.InvalidRequest,
+        'no Mcp-Session-Id header: the first request of a session is a POST of initialize',
+      )
+    }
+    if ('agent' in scope) {
+      const agent = this.#deps.catalog.get('Agent', scope.agent)
+      if (agent === undefined) {
+        return jsonRpcError(
+          404,
+          ErrorCode.InvalidParams,
+          `there is no agent ${scope.agent.namespace}/${scope.agent.name}; POST /mcp lists every agent`,
+        )
+      }
+    }
+    this.#makeRoom()
+    const server = this.#server(scope)
+    const transport = new WebStandardStreamableHTTPServerTransport({
+      sessionIdGenerator: () => crypto.randomUUID(),
+      onsessioninitialized: (sessionId) => {
+        this.#sessions.set(sessionId, { transport, scope: scopeKey, lastUsed: Date.now() })
+      },
+      onsessionclosed: (sessionId) => {
+        this.#sessions.delete(sessionId)
+      },
+      maxRequestBodySize: this.#options.maxBodyBytes,
+    })
+    transport.onclose = () => {
+      if (transport.sessionId !== undefined) this.#sessions.delete(transport.sessionId)
+    }
+    await server.connect(transport)
+    return transport.handleRequest(request, { parsedBody: body })
+  }
+
+  /** How many sessions this replica holds (for tests and metrics). */
+  get sessions(): number {
+    return this.#sessions.size
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#sweeper)
+    const all = [...this.#sessions.values()]
+    this.#sessions.clear()
+    await Promise.allSettled(all.map((s) => s.transport.close()))
+  }
+
+  // The low-level Server, not McpServer: the tools are the catalog's agents, listed afresh on each
+  // tools/list with JSON Schemas, where McpServer wants tools registered up front with zod schemas.
+  // eslint-disable-next-line @typescript-eslint/no-deprecated
+  #server(scope: McpScope): Server {
+    // eslint-disable-next-line @typescript-eslint/no-deprecated
+    const server = new Server(SERVER_INFO, {
+      capabilities: { tools: { listChanged: false } },
+      instructions:
+        'Each tool is an agent of ark: send it a message, and it answers after running its own tools and models.',
+    })
+    server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: this.#agents(scope).map(toolOf) }))
+    server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+      const agent = this.#agents(scope, true).find((a) => toolName(a.ref) === request.params.name)
+      if (agent === undefined) {
+        throw new McpError(
+          ErrorCode.InvalidParams,
+          `there is no tool ${JSON.stringify(request.params.name.slice(0, 200))} here; tools/list names the agents this endpoint serves`,
+        )
+      }
+      const progressToken = request.params._meta?.progressToken
+      return this.#call(agent, request.params.arguments ?? {}, extra.signal, (message, progress) =>
+        progressToken === undefined
+          ? Promise.resolve()
+          : extra.sendNotification({
+              method: 'notifications/progress',
+              params: { progressToken, progress, message },
+            }),
+      )
+    })
+    return server
+  }
+
+  /** The agents the scope serves: Available ones for tools/list; with `any`, unavailable ones too (a call says why). */
+  #agents(scope: McpScope, any = false): ResourceOf<'Agent'>[] {
+    const { catalog } = this.#deps
+    const candidates =
+      'agent' in scope
+        ? [catalog.get('Agent', scope.agent)].filter((a) => a !== undefined)
+        : catalog.list('Agent')
+    if (any) return candidates
+    return candidates.filter(
+      (a) => catalog.status(a.key)?.conditions.find((c) => c.type === 'Available')?.status === 'True',
+    )
+  }
+
+  async #call(
+    agent: ResourceOf<'Agent'>,
+    args: Record<string, unknown>,
+    signal: AbortSignal,
+    progress: (message: string, step: number) => Promise<void>,
+  ): Promise<CallToolResult> {
+    const input = inputOf(args, agent)
+    if ('error' in input) return errorResult(input.error)
+    const { admission } = this.#deps
+    const name = `agent/${agent.ref.namespace}/${agent.ref.name}`
+    const checked = admission.check(name, input.parameters)
+    if ('refusal' in checked) return errorResult(refusalText(checked.refusal))
+    let step = 0
+    const onEvent = (event: AgentEvent) => {
+      const message = progressMessage(event)
+      if (message === undefined) return undefined
+      step++
+      // A notification the host cannot take (it went away) is not the run's failure.
+      void progress(message, step).catch(() => {})
+      return undefined
+    }
+    const admitted = await admission.submit(checked, {
+      messages: [{ role: 'user', content: input.message }],
+      parameters: input.parameters,
+      stream: false,
+      signal,
+      onEvent,
+    })
+    if ('refusal' in admitted) return errorResult(refusalText(admitted.refusal))
+    const result = await admitted.run.result
+    if (succeeded(result)) return { content: [{ type: 'text', text: result.content ?? '' }] }
+    const failure = failureOf(result)
+    return errorResult(`${name} did not answer: ${failure.code}: ${failure.message}`)
+  }
+
+  #makeRoom(): void {
+    while (this.#sessions.size >= this.#options.maxSessions) {
+      let oldest: [string, Session] | undefined
+      for (const entry of this.#sessions)
+        if (oldest === undefined || entry[1].lastUsed < oldest[1].lastUsed) oldest = entry
+      if (oldest === undefined) return
+      this.#sessions.delete(oldest[0])
+      void oldest[1].transport.close()
+    }
+  }
+
+  #sweep(): void {
+    const before = Date.now() - this.#options.sessionIdleMs
+    for (const [id, session] of this.#sessions) {
+      if (session.lastUsed >= before) continue
+      this.#sessions.delete(id)
+      void session.transport.close()
+    }
+  }
+}
+
+/** The MCP name of an agent: its name in namespace default, `<namespace>__<name>` elsewhere. */
+export function toolName(ref: ObjectRef): string {
+  return ref.namespace === 'default' ? ref.name : `${ref.namespace}__${ref.name}`
+}
+
+function toolOf(agent: ResourceOf<'Agent'>): Tool {
+  const parameters = queryParametersOf(agent)
+  const properties: Record<string, object> = {
+    message: { type: 'string', description: 'What to ask the agent.' },
+  }
+  if (parameters.length > 0) {
+    properties.parameters = {
+      type: 'object',
+      description: "Values for the agent's prompt parameters.",
+      properties: Object.fromEntries(parameters.map((p) => [p, { type: 'string' }])),
+      required: parameters,
+      additionalProperties: false,
+    }
+  }
+  return {
+    name: toolName(agent.ref),
+    title: agent.ref.name,
+    description:
+      agent.spec.description ??
+      `The ark agent ${agent.ref.namespace}/${agent.ref.name}: send it a message; it answers with text.`,
+    inputSchema: {
+      type: 'object',
+      properties,
+      required: parameters.length > 0 ? ['message', 'parameters'] : ['message'],
+      additionalProperties: false,
+    },
+  }
+}
+
+type Input =
+  | { readonly message: string; readonly parameters: Readonly<Record<string, string>> }
+  | { readonly error: string }
+
+/** The call's arguments, checked: a model that sent the wrong shape is told what to send. */
+function inputOf(args: Record<string, unknown>, agent: ResourceOf<'Agent'>): Input {
+  const { message, parameters, ...rest } = args
+  const extra = Object.keys(rest)
+  if (extra.length > 0)
+    return {
+      error: `unknown argument ${JSON.stringify(extra[0]?.slice(0, 100))}: send { message, parameters? }`,
+    }
+  if (typeof message !== 'string' || message.trim() === '')
+    return { error: 'arguments.message must be a non-empty string: what to ask the agent' }
+  const values: Record<string, string> = {}
+  if (parameters !== undefined) {
+    if (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters))
+      return { error: 'arguments.parameters must be an object of strings' }
+    for (const [k, v] of Object.entries(parameters as Record<string, unknown>)) {
+      if (typeof v !== 'string') return { error: `arguments.parameters.${k.slice(0, 100)} must be a string` }
+      values[k] = v
+    }
+  }
+  const missing = queryParametersOf(agent).filter((p) => values[p] === undefined)
+  if (missing.length > 0)
+    return { error: `arguments.parameters.${missing[0] ?? ''} is required by ${agent.ref.name}` }
+  return { message, parameters: values }
+}
+
+function progressMessage(event: AgentEvent): string | undefined {
+  switch (event.type) {
+    case 'llm.start':
+      return `model call ${String(event.iteration)}`
+    case 'tool.start':
+      return `calling tool ${event.tool}`
+    default:
+      return undefined
+  }
+}
+
+function refusalText(refusal: Refusal): string {
+  return `${refusal.code}: ${refusal.message}`
+}
+
+function errorResult(text: string): CallToolResult {
+  return { content: [{ type: 'text', text }], isError: true }
+}
+
+function isInitialize(body: unknown): boolean {
+  const first = Array.isArray(body) ? (body as unknown[])[0] : body
+  return (
+    typeof first === 'object' && first !== null && (first as { method?: unknown }).method === 'initialize'
+  )
+}
+
+/** A JSON-RPC error as an HTTP response, for what is refused before a session's transport sees it. */
+export function jsonRpcError(status: number, code: number, message: string, id: unknown = null): Response {
+  return new Response(JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id }), {
+    status,
+    headers: { 'content-type': 'application/json' },
+  })
+}

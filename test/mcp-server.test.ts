@@ -1,0 +1,263 @@
+/**
+ * ark's agents as MCP tools, as an MCP host sees them: the SDK's Client over streamable HTTP against `ark dev`'s
+ * gateway (POST /mcp and /mcp/agent/<name>), with the mock model and, for a run that hangs, a fake OpenAI
+ * upstream. Also what a host that sends garbage gets: JSON-RPC errors, never a crash.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import type { Progress } from '@modelcontextprotocol/sdk/types.js'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import type { Embedded } from '../bin/embedded.ts'
+import { startEmbedded } from '../bin/embedded.ts'
+import { serve, silentLogger } from '../gateway/index.ts'
+import type { FakeUpstream } from './fakes/openai-upstream.ts'
+import { startFakeOpenAI } from './fakes/openai-upstream.ts'
+
+const manifests = (upstream: string) => `
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Model
+metadata: { name: default }
+spec: { provider: mock, model: { value: mock-1 } }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Model
+metadata: { name: upstream }
+spec:
+  provider: openai
+  model: { value: gpt-4o }
+  config: { openai: { baseUrl: { value: "${upstream}" }, apiKey: { value: sk-test } } }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: helper }
+spec:
+  description: Answers questions, using a calculator.
+  prompt: You help.
+  tools: [{ type: built-in, name: calculator }]
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: slow }
+spec: { prompt: You take your time., modelRef: { name: upstream } }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: greeter }
+spec:
+  prompt: "Greet {{.name}}."
+  parameters:
+    - name: name
+      valueFrom: { queryParameterRef: { name: name } }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: lost }
+spec: { prompt: hi, modelRef: { name: missing } }
+---
+apiVersion: v1
+kind: Namespace
+metadata: { name: other }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Model
+metadata: { name: default, namespace: other }
+spec: { provider: mock, model: { value: mock-1 } }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: helper, namespace: other }
+spec: { prompt: You help elsewhere. }
+`
+
+describe('agents as MCP tools', () => {
+  let dir: string
+  let upstream: FakeUpstream
+  let system: Embedded
+  let base: string
+  let close: () => Promise<void>
+  const clients: Client[] = []
+
+  beforeAll(async () => {
+    upstream = await startFakeOpenAI()
+    dir = await mkdtemp(join(tmpdir(), 'ark-mcp-server-'))
+    await writeFile(join(dir, 'agents.yaml'), manifests(upstream.url))
+    system = await startEmbedded({ manifests: dir, watch: false, log: silentLogger, probeIntervalSeconds: 0 })
+    await system.controlPlane.settled()
+    const server = await serve(system.gateway.fetch, { host: '127.0.0.1', port: 0 })
+    base = `http://127.0.0.1:${String(server.port)}`
+    close = async () => {
+      await server.close()
+      await system.close()
+    }
+  }, 60_000)
+
+  afterAll(async () => {
+    await Promise.allSettled(clients.map((c) => c.close()))
+    await close()
+    await upstream.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  const connect = async (path = '/mcp'): Promise<Client> => {
+    const client = new Client({ name: 'test-host', version: '1.0.0' })
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${base}${path}`)))
+    clients.push(client)
+    return client
+  }
+
+  const text = (result: unknown) =>
+    (result as { content: { text?: string }[] }).content.map((c) => c.text ?? '').join('')
+
+  it('lists every Available agent as a tool, with its description and input schema', async () => {
+    const client = await connect()
+    expect(client.getServerVersion()?.name).toBe('ark')
+    const { tools } = await client.listTools()
+    const names = tools.map((t) => t.name).sort()
+    // `lost` has no model: not Available, not listed. Another namespace's agent is prefixed.
+    expect(names).toEqual(['greeter', 'helper', 'other__helper', 'slow'])
+    const helper = tools.find((t) => t.name === 'helper')
+    expect(helper?.description).toBe('Answers questions, using a calculator.')
+    expect(helper?.inputSchema).toMatchObject({ type: 'object', required: ['message'] })
+    const greeter = tools.find((t) => t.name === 'greeter')
+    expect(greeter?.inputSchema).toMatchObject({ required: ['message', 'parameters'] })
+  })
+
+  it('a call runs the agent (its own tools included) and returns its answer, with progress on the way', async () => {
+    const client = await connect()
+    const progress: Progress[] = []
+    const result = await client.callTool(
+      { name: 'helper', arguments: { message: 'calculator {"expression": "6 * 7"}' } },
+      undefined,
+      { onprogress: (p) => progress.push(p) },
+    )
+    expect(result.isError).toBeFalsy()
+    expect(text(result)).toBe('calculator: 42')
+    expect(progress.map((p) => p.message)).toEqual([
+      'model call 1',
+      'calling tool calculator',
+      'model call 2',
+    ])
+    expect(progress.map((p) => p.progress)).toEqual([1, 2, 3])
+  })
+
+  it('parameters reach the prompt; a missing one is a tool error that says which', async () => {
+    const client = await connect()
+    const ok = await client.callTool({
+      name: 'greeter',
+      arguments: { message: 'hi', parameters: { name: 'Ada' } },
+    })
+    expect(ok.isError).toBeFalsy()
+    const missing = await client.callTool({ name: 'greeter', arguments: { message: 'hi' } })
+    expect(missing.isError).toBe(true)
+    expect(text(missing)).toContain('arguments.parameters.name is required')
+  })
+
+  it('/mcp/agent/<name> serves that agent alone; /mcp/agent/<ns>/<name> one of another namespace', async () => {
+    const one = await connect('/mcp/agent/helper')
+    expect((await one.listTools()).tools.map((t) => t.name)).toEqual(['helper'])
+    const other = await connect('/mcp/agent/other/helper')
+    expect((await other.listTools()).tools.map((t) => t.name)).toEqual(['other__helper'])
+    const answer = await other.callTool({ name: 'other__helper', arguments: { message: 'hello there' } })
+    expect(text(answer)).toBe('You said: hello there')
+    // The scoped endpoint does not run another agent.
+    await expect(one.callTool({ name: 'slow', arguments: { message: 'x' } })).rejects.toThrow(
+      /no tool "slow"/,
+    )
+  })
+
+  it('an unavailable agent called by name is a tool error with its reason', async () => {
+    const client = await connect('/mcp/agent/lost')
+    expect((await client.listTools()).tools).toEqual([])
+    const result = await client.callTool({ name: 'lost', arguments: { message: 'hi' } })
+    expect(result.isError).toBe(true)
+    expect(text(result)).toMatch(/^ModelNotFound: agent\/lost is not available/)
+  })
+
+  it('cancelling a call stops its run: the model call upstream is abandoned', async () => {
+    const client = await connect()
+    upstream.next({ hang: true })
+    const before = upstream.calls.length
+    const aborter = new AbortController()
+    const call = client.callTool({ name: 'slow', arguments: { message: 'take forever' } }, undefined, {
+      signal: aborter.signal,
+    })
+    await vi.waitFor(() => expect(upstream.calls.length).toBe(before + 1), { timeout: 5000 })
+    aborter.abort('the host gave up')
+    await expect(call).rejects.toThrow()
+    await vi.waitFor(() => expect(upstream.calls[before]?.closedEarly).toBe(true), { timeout: 5000 })
+    // The session goes on.
+    const answer = await client.callTool({ name: 'helper', arguments: { message: 'still here?' } })
+    expect(text(answer)).toBe('You said: still here?')
+  })
+
+  it('arguments of the wrong shape are a tool error, an unknown tool a JSON-RPC error', async () => {
+    const client = await connect()
+    const empty = await client.callTool({ name: 'helper', arguments: {} })
+    expect(empty.isError).toBe(true)
+    expect(text(empty)).toContain('arguments.message must be a non-empty string')
+    const extra = await client.callTool({ name: 'helper', arguments: { message: 'x', model: 'gpt-4o' } })
+    expect(text(extra)).toContain('unknown argument "model"')
+    await expect(client.callTool({ name: 'nope', arguments: { message: 'x' } })).rejects.toThrow(
+      /no tool "nope"/,
+    )
+  })
+
+  it('bad HTTP gets JSON-RPC errors with fitting statuses, and the gateway keeps serving', async () => {
+    const post = (path: string, body: string, headers: Record<string, string> = {}) =>
+      fetch(`${base}${path}`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          ...headers,
+        },
+        body,
+      })
+    const cases: [Response, number, number][] = [
+      [await post('/mcp', '{not json'), 400, -32700],
+      [await post('/mcp', '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'), 400, -32600],
+      [
+        await post('/mcp', '{"jsonrpc":"2.0","id":1,"method":"tools/list"}', { 'mcp-session-id': 'forged' }),
+        404,
+        -32001,
+      ],
+      [
+        await post(
+          '/mcp/agent/nobody',
+          JSON.stringify({
+            jsonrpc: '2.0',
+            id: 1,
+            method: 'initialize',
+            params: {
+              protocolVersion: '2025-06-18',
+              capabilities: {},
+              clientInfo: { name: 'x', version: '1' },
+            },
+          }),
+        ),
+        404,
+        -32602,
+      ],
+      [await fetch(`${base}/mcp`, { method: 'PUT' }), 405, -32600],
+      [await fetch(`${base}/mcp`, { method: 'GET' }), 400, -32600],
+    ]
+    for (const [response, status, code] of cases) {
+      expect(response.status).toBe(status)
+      const body = (await response.json()) as { jsonrpc: string; error: { code: number; message: string } }
+      expect(body.jsonrpc).toBe('2.0')
+      expect(body.error.code).toBe(code)
+      expect(body.error.message.length).toBeGreaterThan(10)
+    }
+    const wrongType = await fetch(`${base}/mcp`, {
+      method: 'POST',
+      body: '{}',
+      headers: { 'content-type': 'text/plain' },
+    })
+    expect(wrongType.status).toBe(415)
+    const client = await connect()
+    expect((await client.listTools()).tools.length).toBe(4)
+  })
+})
