@@ -5,6 +5,8 @@
  */
 import assert from 'node:assert/strict'
 import { connect } from 'node:net'
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import OpenAI from 'openai'
 import { SUITE_LIMITS } from './gateway-server.ts'
 import { parseExposition } from './prometheus.ts'
@@ -173,6 +175,24 @@ export const cases: readonly Case[] = [
       // A bare agent name addresses the same agent.
       const bare = await client.chat.completions.create({ model: 'support-agent', messages: user(PASSWORD) })
       assert.equal(bare.choices[0]?.message.content, `You said: ${PASSWORD}`)
+    },
+  },
+  {
+    name: 'POST /mcp: an MCP host lists the agents as tools and calls one',
+    async run({ url }) {
+      const mcp = new Client({ name: 'gateway-suite', version: '1.0.0' })
+      await mcp.connect(new StreamableHTTPClientTransport(new URL(`${url}/mcp`)))
+      try {
+        const { tools } = await mcp.listTools()
+        assert.ok(
+          tools.some((t) => t.name === 'support-agent'),
+          tools.map((t) => t.name).join(', '),
+        )
+        const result = await mcp.callTool({ name: 'support-agent', arguments: { message: PASSWORD } })
+        assert.deepEqual(result.content, [{ type: 'text', text: `You said: ${PASSWORD}` }])
+      } finally {
+        await mcp.close()
+      }
     },
   },
   {
