@@ -28,6 +28,7 @@ import type { ProviderSettings, RedisSettings } from '../gateway/index.ts'
 import {
   createGateway,
   createLogger,
+  observeInlineMcpServer,
   observeMcpServer,
   redactedUrl,
   serve,
@@ -209,7 +210,11 @@ export async function controller(options: ControllerCommand): Promise<number> {
       mcp === undefined
         ? undefined
         : new McpDiscoveryController(catalog, store, {
-            discovery: { observe: (server, onChange) => observeMcpServer(mcp, server, catalog, onChange) },
+            discovery: {
+              observe: (server, onChange) => observeMcpServer(mcp, server, catalog, onChange),
+              observeInline: (agent, server, onChange) =>
+                observeInlineMcpServer(mcp, agent, server, catalog, onChange),
+            },
             metrics: reconcileMetrics,
             onError,
           })

@@ -22,6 +22,7 @@ import {
   PoolWorkers,
   WorkerMetrics,
   createGateway,
+  observeInlineMcpServer,
   observeMcpServer,
   silentLogger,
   upstreamFetch,
@@ -156,6 +157,8 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
       : new McpDiscoveryController(folder.catalog, folder.store, {
           discovery: {
             observe: (server, onChange) => observeMcpServer(mcp, server, folder.catalog, onChange),
+            observeInline: (agent, server, onChange) =>
+              observeInlineMcpServer(mcp, agent, server, folder.catalog, onChange),
           },
           onError: (key, err) => {
             log.warn('MCP server discovery failed', { resource: key, error: String(err) })

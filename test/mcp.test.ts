@@ -24,6 +24,16 @@ const SEED_URL = 'https://search.mcp.internal/sse'
 const CANARY = 'mcp-canary-7f3e9b'
 
 const arkResources = (url: string) => `
+apiVersion: arkonis.dev/v1alpha1
+kind: ArkAgent
+metadata: { name: offline }
+spec:
+  model: llama3.2
+  systemPrompt: You work offline.
+  mcpServers:
+    - { name: search, url: "http://127.0.0.1:9/sse" }
+    - { name: local, url: "${url}" }
+---
 apiVersion: v1
 kind: Secret
 metadata: { name: search-token }
@@ -143,6 +153,34 @@ describe('MCP through ark dev', () => {
     })
     expect(bad.choices[0]?.message.content).toMatch(/^web-search__echo: .*message/)
     expect(await metric(url, 'ark_mcp_server_up', { server: 'default/research-agent:web-search' })).toBe(1)
+  })
+
+  it("an ArkAgent's status says which of its MCP servers it reaches; one it cannot leaves it Available", async () => {
+    await vi.waitFor(
+      () => expect(condition('Agent', 'research-agent', 'McpServersConnected')?.status).toBe('True'),
+      { timeout: 10_000 },
+    )
+    expect(condition('Agent', 'research-agent', 'McpServersConnected')?.message).toMatch(
+      /^web-search: [1-9]\d* tools$/,
+    )
+    await vi.waitFor(
+      () =>
+        expect(condition('Agent', 'offline', 'McpServersConnected')).toMatchObject({
+          status: 'False',
+          reason: 'ServerUnreachable',
+        }),
+      { timeout: 10_000 },
+    )
+    const message = condition('Agent', 'offline', 'McpServersConnected')?.message ?? ''
+    expect(message).toMatch(
+      /^search: .*127\.0\.0\.1:9.*; the agent runs without this server's tools \(has local: [1-9]\d* tools\)$/,
+    )
+    expect(condition('Agent', 'offline')).toMatchObject({ status: 'True' })
+    const answer = await client.chat.completions.create({
+      model: 'agent/offline',
+      messages: [{ role: 'user', content: 'local__echo {"message": "still useful"}' }],
+    })
+    expect(answer.choices[0]?.message.content).toBe('local__echo: Echo: still useful')
   })
 
   it('an MCPServer shows its address, tool count and names; its Tools and agents are Available', async () => {

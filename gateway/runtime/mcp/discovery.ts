@@ -1,12 +1,13 @@
 /**
- * The data plane's side of MCPServer discovery (controller/reconcile/mcp-discovery.ts): a hold on the
- * MCPServer's shared connection, read as the view its status shows. The controller holds it between
- * reconciles, so the connection it keeps open is the same one the agents using the server call through.
+ * The data plane's side of MCP discovery (controller/reconcile/mcp-discovery.ts): a hold on an MCPServer's (or
+ * an agent's mcpServers entry's) shared connection, read as the view status shows. The controller holds it
+ * between reconciles, so the connection it keeps open is the same one the agents using the server call
+ * through.
  */
-import type { ResourceOf } from '../../../controller/api/index.ts'
+import type { InlineMcpServer, ResourceOf } from '../../../controller/api/index.ts'
 import type { Catalog } from '../../../controller/store/index.ts'
-import type { McpClients, McpState } from './client.ts'
-import { mcpServerEndpoint } from './tools.ts'
+import type { McpClients, McpEndpoint, McpState } from './client.ts'
+import { inlineServerEndpoint, mcpServerEndpoint } from './tools.ts'
 
 export interface McpServerView {
   readonly verdict: { readonly status: 'True' | 'False'; readonly reason: string; readonly message: string }
@@ -25,9 +26,28 @@ export function observeMcpServer(
   catalog: Catalog,
   onChange: () => void,
 ): McpServerObservation {
-  let endpoint
+  return observe(clients, () => mcpServerEndpoint(server, catalog), onChange)
+}
+
+/** One of an agent's `mcpServers`: the same connection the agent's tools use. */
+export function observeInlineMcpServer(
+  clients: McpClients,
+  agent: ResourceOf<'Agent'>,
+  server: InlineMcpServer,
+  catalog: Catalog,
+  onChange: () => void,
+): McpServerObservation {
+  return observe(clients, () => inlineServerEndpoint(agent.ref, server, catalog), onChange)
+}
+
+function observe(
+  clients: McpClients,
+  endpointOf: () => McpEndpoint,
+  onChange: () => void,
+): McpServerObservation {
+  let endpoint: McpEndpoint
   try {
-    endpoint = mcpServerEndpoint(server, catalog)
+    endpoint = endpointOf()
   } catch (err) {
     // An address or header whose value cannot be read: availability says which (its valueFailures).
     const view: McpServerView = {

@@ -7,7 +7,7 @@
  * is prepared again once the server is back, as it is when the server's tool list changes. A Tool of type mcp
  * names one tool the agent depends on, so there the server being down is the agent's failure to prepare.
  */
-import type { InlineMcpServer, NamedValue, ResourceOf } from '../../../controller/api/index.ts'
+import type { InlineMcpServer, NamedValue, ObjectRef, ResourceOf } from '../../../controller/api/index.ts'
 import type { Catalog } from '../../../controller/store/index.ts'
 import type { Logger } from '../../log.ts'
 import { compileJsonSchema } from '../schema.ts'
@@ -26,6 +26,8 @@ export const MCP_TOOL_SEPARATOR = '__'
  * server's tools (it is prepared again when the server is ready).
  */
 const INLINE_CONNECT_WAIT_MS = 10_000
+/** Bound of one call of an inline server's tool, which has no field of its own for it. */
+const INLINE_TOOL_CALL_TIMEOUT_MS = 60_000
 
 export interface McpToolsOptions {
   readonly log: Logger
@@ -73,7 +75,13 @@ export function mcpToolKind(clients: McpClients, options: McpToolsOptions): Tool
 export function mcpServerTools(clients: McpClients, options: McpToolsOptions): ServerTools {
   return async (server, env) => {
     const waitMs = options.connectWaitMs ?? INLINE_CONNECT_WAIT_MS
-    const endpoint = inlineEndpoint(server, env, waitMs, options.toolCallTimeoutMs ?? 60_000)
+    const endpoint = inlineServerEndpoint(
+      env.agent,
+      server,
+      env.catalog,
+      waitMs,
+      options.toolCallTimeoutMs ?? INLINE_TOOL_CALL_TIMEOUT_MS,
+    )
     const handle = clients.acquire(endpoint)
     const wait = AbortSignal.any([env.signal, AbortSignal.timeout(waitMs)])
     let state: McpState
@@ -133,18 +141,19 @@ export function mcpServerEndpoint(server: ResourceOf<'MCPServer'>, catalog: Cata
   }
 }
 
-function inlineEndpoint(
+/** Where one of an agent's `mcpServers` is (header values may be in Secrets of the agent's namespace). */
+export function inlineServerEndpoint(
+  agent: ObjectRef,
   server: InlineMcpServer,
-  env: ToolEnvironment,
-  timeoutMs: number,
-  toolCallTimeoutMs: number,
+  catalog: Catalog,
+  timeoutMs = INLINE_CONNECT_WAIT_MS,
+  toolCallTimeoutMs = INLINE_TOOL_CALL_TIMEOUT_MS,
 ): McpEndpoint {
-  const agent = `${env.agent.namespace}/${env.agent.name}`
   return {
-    name: `${agent}:${server.name}`,
+    name: `${agent.namespace}/${agent.name}:${server.name}`,
     url: server.url,
     transport: server.transport,
-    headers: resolveHeaders(server.headers, env.namespace, env.catalog, `mcpServers ${server.name}`),
+    headers: resolveHeaders(server.headers, agent.namespace, catalog, `mcpServers ${server.name}`),
     timeoutMs,
     toolCallTimeoutMs,
   }
