@@ -161,7 +161,7 @@ describe('MCP through ark dev', () => {
       { timeout: 10_000 },
     )
     expect(condition('Agent', 'research-agent', 'McpServersConnected')?.message).toMatch(
-      /^web-search: [1-9]\d* tools$/,
+      /^web-search: [1-9]\d* tools listed/,
     )
     await vi.waitFor(
       () =>
@@ -173,7 +173,7 @@ describe('MCP through ark dev', () => {
     )
     const message = condition('Agent', 'offline', 'McpServersConnected')?.message ?? ''
     expect(message).toMatch(
-      /^search: .*127\.0\.0\.1:9.*; the agent runs without this server's tools \(has local: [1-9]\d* tools\)$/,
+      /^search: .*127\.0\.0\.1:9.*; the agent runs without this server's tools \(has local: [1-9]\d* tools listed.*\)$/,
     )
     expect(condition('Agent', 'offline')).toMatchObject({ status: 'True' })
     const answer = await client.chat.completions.create({

@@ -170,7 +170,8 @@ function connected(servers: readonly InlineMcpServer[], views: readonly McpServe
   const up: string[] = []
   servers.forEach((server, i) => {
     const view = views[i]
-    if (view?.verdict.status === 'True') up.push(`${server.name}: ${String(view.tools?.length ?? 0)} tools`)
+    // The view's own message: the tool count, and what was left out and why.
+    if (view?.verdict.status === 'True') up.push(`${server.name}: ${view.verdict.message}`)
     else down.push(`${server.name}: ${view?.verdict.message ?? 'not observed'}`)
   })
   if (down.length === 0) return { status: 'True', reason: 'ToolsDiscovered', message: up.join('; ') }

@@ -7,7 +7,7 @@
 import type { InlineMcpServer, ResourceOf } from '../../../controller/api/index.ts'
 import type { Catalog } from '../../../controller/store/index.ts'
 import type { McpClients, McpEndpoint, McpState } from './client.ts'
-import { inlineServerEndpoint, mcpServerEndpoint } from './tools.ts'
+import { inlineServerEndpoint, mcpServerEndpoint, prefixedTools } from './tools.ts'
 
 export interface McpServerView {
   readonly verdict: { readonly status: 'True' | 'False'; readonly reason: string; readonly message: string }
@@ -37,13 +37,15 @@ export function observeInlineMcpServer(
   catalog: Catalog,
   onChange: () => void,
 ): McpServerObservation {
-  return observe(clients, () => inlineServerEndpoint(agent.ref, server, catalog), onChange)
+  return observe(clients, () => inlineServerEndpoint(agent.ref, server, catalog), onChange, server.name)
 }
 
+/** `prefix`: an inline server's name, under which its tools reach the model (collisions are reported). */
 function observe(
   clients: McpClients,
   endpointOf: () => McpEndpoint,
   onChange: () => void,
+  prefix?: string,
 ): McpServerObservation {
   let endpoint: McpEndpoint
   try {
@@ -63,16 +65,23 @@ function observe(
   handle.onChange(onChange)
   const address = displayAddress(endpoint.url)
   return {
-    settled: async (signal) => viewOf(await handle.settled(signal), address),
+    settled: async (signal) => viewOf(await handle.settled(signal), address, prefix),
     release: () => handle.release(),
   }
 }
 
-function viewOf(state: McpState, address: string | undefined): McpServerView {
+function viewOf(state: McpState, address: string | undefined, prefix: string | undefined): McpServerView {
   const at = address === undefined ? {} : { address }
   switch (state.status) {
     case 'ready': {
-      const warned = state.warnings.length === 0 ? '' : `; ${state.warnings.join('; ')}`
+      const warnings = [...state.warnings]
+      const leftOut = prefix === undefined ? [] : prefixedTools(prefix, state.tools).leftOut
+      if (leftOut.length > 0) {
+        warnings.push(
+          `left out, their names taken by another tool once made names models accept: ${leftOut.slice(0, 10).join(', ')}${leftOut.length > 10 ? ', ...' : ''}`,
+        )
+      }
+      const warned = warnings.length === 0 ? '' : `; ${warnings.join('; ')}`
       return {
         ...at,
         tools: state.tools.map((t) => t.name),

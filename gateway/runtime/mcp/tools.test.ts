@@ -12,6 +12,7 @@ import { startScriptedServer } from '../../../test/fixtures/mcp/scripted-server.
 import { memorySource } from '../../../test/manifests.ts'
 import type { EverythingServer } from '../../../test/mcp-everything.ts'
 import { startEverything } from '../../../test/mcp-everything.ts'
+import type { Logger } from '../../log.ts'
 import { silentLogger } from '../../log.ts'
 import { AgentRuntime } from '../agent-runtime.ts'
 import { createMockProvider } from '../providers/mock.ts'
@@ -19,6 +20,7 @@ import type { Task } from '../task.ts'
 import { BUILTIN_TOOLS } from '../tools/builtin.ts'
 import { TOOL_KINDS } from '../tools/kinds.ts'
 import { McpClients } from './client.ts'
+import { observeInlineMcpServer } from './discovery.ts'
 import { mcpServerTools, mcpToolKind } from './tools.ts'
 
 const MODEL = `apiVersion: ark.mckinsey.com/v1alpha1
@@ -77,7 +79,7 @@ interface Setup {
 
 async function setup(
   manifests: string,
-  options: { connectWaitMs?: number; toolCallTimeoutMs?: number } = {},
+  options: { connectWaitMs?: number; toolCallTimeoutMs?: number; log?: Logger } = {},
 ): Promise<Setup> {
   const source = memorySource(manifests)
   const store = new ManifestStore(source)
@@ -305,6 +307,45 @@ stringData: { token: sk-mcp-canary-5e1f }
       expect(calls()).toHaveLength(1)
     } finally {
       await recorded.close()
+    }
+  })
+
+  it('tool names models would reject are made acceptable; names that then collide keep the first, with a warning', async () => {
+    const long = 'x'.repeat(80)
+    const odd = await startScriptedServer({
+      tools: () =>
+        ['get_weather', 'get.weather', 'get.news', `${long}a`, `${long}b`].map((name) => ({
+          name,
+          inputSchema: { type: 'object' },
+        })),
+    })
+    const warnings: { msg: string; fields: Record<string, unknown> | undefined }[] = []
+    const log = {
+      ...silentLogger,
+      warn: (msg: string, fields?: Record<string, unknown>) => warnings.push({ msg, fields }),
+    }
+    try {
+      const s = await started(MODEL + researchAgent(odd.url('http')), { log })
+      const names = (await toolNames(s, 'research-agent')).filter((n) => n.startsWith('web-search__'))
+      const prefixed = `web-search__${long}`.slice(0, 64)
+      expect(names).toEqual(['web-search__get_weather', 'web-search__get_news', prefixed])
+      for (const name of names) expect(name).toMatch(/^[a-zA-Z0-9_-]{1,64}$/)
+      expect(
+        warnings.filter((w) => w.msg.startsWith('MCP tool left out')).map((w) => w.fields?.tool),
+      ).toEqual(['get.weather', `${long}b`])
+      // What the agent's McpServersConnected condition shows (discovery.ts): the count and what was left out.
+      const agent = agentOf(s, 'research-agent')
+      const entry = agent.spec.tools.find((t) => t.kind === 'mcpServer')
+      if (entry?.kind !== 'mcpServer') throw new Error('research-agent has no mcpServers entry')
+      const observation = observeInlineMcpServer(s.clients, agent, entry.server, s.catalog, () => {})
+      const view = await observation.settled(AbortSignal.timeout(5000))
+      observation.release()
+      expect(view.verdict).toMatchObject({ status: 'True', reason: 'ToolsDiscovered' })
+      expect(view.verdict.message).toBe(
+        `5 tools listed; left out, their names taken by another tool once made names models accept: get.weather, ${long}b`,
+      )
+    } finally {
+      await odd.close()
     }
   })
 

@@ -99,29 +99,54 @@ export function mcpServerTools(clients: McpClients, options: McpToolsOptions): S
         reason: notReady(state),
       })
     }
+    const { kept, leftOut } = prefixedTools(server.name, offered)
+    for (const name of leftOut) {
+      options.log.warn('MCP tool left out: its name is taken once made a name models accept', {
+        server: endpoint.name,
+        tool: name,
+      })
+    }
     const tools: PreparedTool[] = []
-    const names = new Set<string>()
-    for (const tool of offered) {
-      const name = modelName(`${server.name}${MCP_TOOL_SEPARATOR}${tool.name}`)
-      if (names.has(name)) {
-        options.log.warn('MCP tool left out: its name is taken', {
-          server: endpoint.name,
-          tool: tool.name,
-          name,
-        })
-        continue
-      }
-      const face = { name, description: undefined, inputSchema: undefined }
-      const prepared = mcpTool(handle, tool, face, options.log)
-      if (prepared === undefined) continue
-      names.add(name)
-      tools.push(prepared)
+    for (const { name, tool } of kept) {
+      const prepared = mcpTool(
+        handle,
+        tool,
+        { name, description: undefined, inputSchema: undefined },
+        options.log,
+      )
+      if (prepared !== undefined) tools.push(prepared)
     }
     const seen = signature(offered)
     watch(handle, env, (s) => signature(s.tools) !== seen)
     // Held even with no tools, so that the agent hears when the server is ready.
     return { tools, dispose: () => handle.release() }
   }
+}
+
+/**
+ * An inline server's tools under the names the model sees: `<server>__<tool>`, made what providers accept
+ * (`[a-zA-Z0-9_-]`, 64 characters). Two tools whose names become the same keep the first; the others are
+ * left out (their MCP names are returned, to be reported).
+ */
+export function prefixedTools(
+  serverName: string,
+  tools: readonly McpTool[],
+): {
+  readonly kept: readonly { readonly name: string; readonly tool: McpTool }[]
+  readonly leftOut: readonly string[]
+} {
+  const kept: { name: string; tool: McpTool }[] = []
+  const leftOut: string[] = []
+  const names = new Set<string>()
+  for (const tool of tools) {
+    const name = modelName(`${serverName}${MCP_TOOL_SEPARATOR}${tool.name}`)
+    if (names.has(name)) leftOut.push(tool.name)
+    else {
+      names.add(name)
+      kept.push({ name, tool })
+    }
+  }
+  return { kept, leftOut }
 }
 
 /** Where an MCPServer resource is, read from the catalog now (address and headers may be in Secrets). */
