@@ -52,6 +52,8 @@ export interface AppDeps {
   readonly corsOrigins: readonly string[]
   /** True once the manifests are loaded and reconciled. */
   readonly ready: () => boolean
+  /** MCP sessions held at once and their idle lifetime (defaults: mcp/server.ts). */
+  readonly mcpSessions?: { readonly max?: number; readonly idleMs?: number }
 }
 
 export interface App {
@@ -66,7 +68,11 @@ export function createApp(deps: AppDeps): App {
   const chat: ChatDeps = { ...deps, admission }
   const mcp = new McpEndpoints(
     { catalog: deps.catalog, admission, log: deps.log },
-    { maxBodyBytes: deps.maxBodyBytes },
+    {
+      maxBodyBytes: deps.maxBodyBytes,
+      ...(deps.mcpSessions?.max === undefined ? {} : { maxSessions: deps.mcpSessions.max }),
+      ...(deps.mcpSessions?.idleMs === undefined ? {} : { sessionIdleMs: deps.mcpSessions.idleMs }),
+    },
   )
 
   app.use(async (c, next) => {
@@ -182,6 +188,7 @@ export function createApp(deps: AppDeps): App {
         405,
         -32600,
         `${c.req.method} is not allowed on ${c.req.path.slice(0, 200)}; use POST, GET or DELETE`,
+        { allow: 'GET, POST, DELETE' },
       ),
     )
   }

@@ -48,6 +48,8 @@ export interface GatewayOptions extends RuntimeSettings {
   readonly processMetrics?: boolean
   /** Readiness beyond "constructed" (default: always ready). */
   readonly ready?: () => boolean
+  /** MCP sessions this replica holds at once (default 1000) and how long an idle one lives (default 30 min). */
+  readonly mcpSessions?: { readonly max?: number; readonly idleMs?: number }
 }
 
 export interface Gateway {
@@ -84,6 +86,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     allowedHosts: options.allowedHosts ?? 'any',
     corsOrigins: options.corsOrigins ?? [],
     ready: options.ready ?? (() => true),
+    ...(options.mcpSessions === undefined ? {} : { mcpSessions: options.mcpSessions }),
   })
   return {
     fetch: (request, env) => http.app.fetch(request, env),

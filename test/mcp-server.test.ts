@@ -4,7 +4,7 @@
  * upstream. Also what a host that sends garbage gets: JSON-RPC errors, never a crash.
  */
 import { execFile } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -291,6 +291,16 @@ describe('agents as MCP tools', () => {
             scenario.startsWith('elicitation') ? /OVERALL: FAILED/ : /OVERALL: PASSED/,
           )
         }
+        // What ark's client did in each (its stdout, kept by the kit): the tool answered, and elicitation was
+        // refused as a method ark's client does not offer, not a client that failed to start.
+        const said = async (scenario: string) => {
+          const folder = (await readdir(out)).find((f) => f.startsWith(`${scenario}-`))
+          return folder === undefined ? '' : await readFile(join(out, folder, 'stdout.txt'), 'utf8')
+        }
+        expect(await said('tools_call')).toContain('add_numbers: The sum of 2 and 3 is 5')
+        expect(await said('elicitation-sep1034-client-defaults')).toContain(
+          'test_client_elicitation_defaults: Elicitation error: MCP error -32601: Method not found',
+        )
       } finally {
         await rm(out, { recursive: true, force: true })
       }
@@ -352,4 +362,108 @@ describe('agents as MCP tools', () => {
     const client = await connect()
     expect((await client.listTools()).tools.length).toBe(4)
   })
+})
+
+describe('MCP sessions are bounded, and what a host runs is never cut to make room', () => {
+  let dir: string
+  let upstream: FakeUpstream
+  let system: Embedded
+  let base: string
+  let close: () => Promise<void>
+  const clients: Client[] = []
+
+  beforeAll(async () => {
+    upstream = await startFakeOpenAI()
+    dir = await mkdtemp(join(tmpdir(), 'ark-mcp-sessions-'))
+    await writeFile(join(dir, 'agents.yaml'), manifests(upstream.url))
+    system = await startEmbedded({
+      manifests: dir,
+      watch: false,
+      log: silentLogger,
+      probeIntervalSeconds: 0,
+      mcpSessions: { max: 2, idleMs: 300 },
+    })
+    await system.controlPlane.settled()
+    const server = await serve(system.gateway.fetch, { host: '127.0.0.1', port: 0 })
+    base = `http://127.0.0.1:${String(server.port)}`
+    close = async () => {
+      await server.close()
+      await system.close()
+    }
+  }, 60_000)
+
+  afterAll(async () => {
+    await Promise.allSettled(clients.map((c) => c.close()))
+    await close()
+    await upstream.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  const connect = async (): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> => {
+    const client = new Client({ name: 'test-host', version: '1.0.0' })
+    const transport = new StreamableHTTPClientTransport(new URL(`${base}/mcp`))
+    await client.connect(transport)
+    clients.push(client)
+    return { client, transport }
+  }
+
+  it('refuses a session past the bound with 503 and Retry-After; DELETE makes room; idle ones end, busy ones stay', async () => {
+    const busy = await connect()
+    const idle = await connect()
+    const refused = await fetch(`${base}/mcp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } },
+      }),
+    })
+    expect(refused.status).toBe(503)
+    expect(refused.headers.get('retry-after')).toBe('5')
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toContain(
+      'as many MCP sessions',
+    )
+    // Both sessions still work: nobody was evicted to make room.
+    expect((await idle.client.listTools()).tools.length).toBe(4)
+
+    // A call that takes longer than the idle time keeps its session; the idle one is ended.
+    upstream.next({ hang: true })
+    const before = upstream.calls.length
+    const aborter = new AbortController()
+    const call = busy.client.callTool({ name: 'slow', arguments: { message: 'hold on' } }, undefined, {
+      signal: aborter.signal,
+      timeout: 30_000,
+    })
+    await vi.waitFor(() => expect(upstream.calls.length).toBe(before + 1), { timeout: 5000 })
+    const ping = async (sessionId: string | undefined) => {
+      const res = await fetch(`${base}/mcp`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-session-id': sessionId ?? '',
+          'mcp-protocol-version': '2025-06-18',
+        },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'ping' }),
+      })
+      await res.text()
+      return res.status
+    }
+    // A ping would be a use: wait past the idle time (300 ms) and the sweep after it, then look once.
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    expect(await ping(idle.transport.sessionId)).toBe(404)
+    // The busy session is still there (its call runs on).
+    expect(await ping(busy.transport.sessionId)).toBe(200)
+    expect(upstream.calls[before]?.closedEarly).toBe(false)
+    aborter.abort()
+    await expect(call).rejects.toThrow()
+    await vi.waitFor(() => expect(upstream.calls[before]?.closedEarly).toBe(true), { timeout: 5000 })
+
+    // DELETE ends a session; the room it leaves takes a new one.
+    await busy.transport.terminateSession()
+    const fresh = await connect()
+    expect((await fresh.client.listTools()).tools.length).toBe(4)
+  }, 30_000)
 })

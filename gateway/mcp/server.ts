@@ -8,10 +8,14 @@
  *   result is the agent's answer as text, or `isError` with why the run failed.
  * - A call runs through Admission, as a chat completion does: same availability checks, same pools, same
  *   metrics. A caller that sends a progressToken gets a progress notification per model call and tool call;
- *   `notifications/cancelled` (or the caller's connection closing) cancels the run.
+ *   `notifications/cancelled` cancels the run. A closed connection does not: the transport spec says a
+ *   disconnection is not a cancellation (the run goes on to its end or its deadline; with no event store,
+ *   its answer is then dropped).
  * - Sessions (Mcp-Session-Id) live in this gateway replica: cancellation has to reach the transport that
- *   runs the call. They are bounded in number and end after being idle; an unknown session is a 404, after
- *   which MCP clients start a new one. Put replicas behind session affinity (the Mcp-Session-Id header).
+ *   runs the call. They are bounded in number: past the bound a new one is refused (503), never made room
+ *   for by ending another host's session. A session idle for sessionIdleMs with no call running ends; an
+ *   unknown session is a 404, after which MCP clients start a new one. Put replicas behind session
+ *   affinity (the Mcp-Session-Id header).
  * - Tool names: an agent of namespace `default` is its name; another is `<namespace>__<name>` (resource
  *   names cannot hold `_`, so it cannot clash).
  */
@@ -52,20 +56,29 @@ export interface McpDeps {
 export type McpScope = { readonly all: true } | { readonly agent: ObjectRef }
 
 interface Session {
-  readonly transport: WebStandardStreamableHTTPServerTransport
   readonly scope: string
+  /** When a request last came in or a call last ended. */
   lastUsed: number
+  /** Tool calls running: a session with one is never swept, however long the call takes. */
+  running: number
 }
 
 const SERVER_INFO = { name: 'ark', version: '0.1.0' }
 /** What the SDK's own transport answers for a session it does not know (with HTTP 404). */
 const SESSION_NOT_FOUND = -32001
+/** Implementation-defined server error (JSON-RPC reserves -32000 to -32099): no room for another session. */
+const SERVER_BUSY = -32000
+
+type Transport = WebStandardStreamableHTTPServerTransport
 
 /** The MCP endpoints of one gateway: sessions, and a handler per request. */
 export class McpEndpoints {
   readonly #deps: McpDeps
   readonly #options: Required<McpServeOptions>
-  readonly #sessions = new Map<string, Session>()
+  readonly #sessions = new Map<string, { readonly session: Session; readonly transport: Transport }>()
+  /** Sessions whose initialize is being answered: they count against maxSessions already. */
+  #opening = 0
+  #closed = false
   readonly #sweeper: ReturnType<typeof setInterval>
 
   constructor(deps: McpDeps, options: McpServeOptions) {
@@ -81,16 +94,16 @@ export class McpEndpoints {
     const scopeKey = 'agent' in scope ? `${scope.agent.namespace}/${scope.agent.name}` : '*'
     const id = request.headers.get('mcp-session-id')
     if (id !== null) {
-      const session = this.#sessions.get(id)
-      if (session === undefined || session.scope !== scopeKey) {
+      const held = this.#sessions.get(id)
+      if (held === undefined || held.session.scope !== scopeKey) {
         return jsonRpcError(
           404,
           SESSION_NOT_FOUND,
           `MCP session ${JSON.stringify(id.slice(0, 64))} is not known here (it ended, or another endpoint made it): start a new session with initialize`,
         )
       }
-      session.lastUsed = Date.now()
-      return session.transport.handleRequest(request, request.method === 'POST' ? { parsedBody: body } : {})
+      held.session.lastUsed = Date.now()
+      return held.transport.handleRequest(request, request.method === 'POST' ? { parsedBody: body } : {})
     }
     if (request.method !== 'POST' || !isInitialize(body)) {
       return jsonRpcError(
@@ -109,12 +122,24 @@ export class McpEndpoints {
         )
       }
     }
-    this.#makeRoom()
-    const server = this.#server(scope)
-    const transport = new WebStandardStreamableHTTPServerTransport({
+    // Full: refused, never making room by ending another host's session (and the calls running in it).
+    if (this.#closed || this.#sessions.size + this.#opening >= this.#options.maxSessions) {
+      return jsonRpcError(
+        503,
+        SERVER_BUSY,
+        this.#closed
+          ? 'this gateway is shutting down'
+          : `this gateway holds as many MCP sessions as it may (${String(this.#options.maxSessions)}); retry later, and end sessions you no longer use (DELETE with their Mcp-Session-Id)`,
+        { 'retry-after': '5' },
+      )
+    }
+    const session: Session = { scope: scopeKey, lastUsed: Date.now(), running: 0 }
+    const server = this.#server(scope, session)
+    const transport: Transport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: () => crypto.randomUUID(),
       onsessioninitialized: (sessionId) => {
-        this.#sessions.set(sessionId, { transport, scope: scopeKey, lastUsed: Date.now() })
+        if (this.#closed) void transport.close()
+        else this.#sessions.set(sessionId, { session, transport })
       },
       onsessionclosed: (sessionId) => {
         this.#sessions.delete(sessionId)
@@ -124,8 +149,13 @@ export class McpEndpoints {
     transport.onclose = () => {
       if (transport.sessionId !== undefined) this.#sessions.delete(transport.sessionId)
     }
-    await server.connect(transport)
-    return transport.handleRequest(request, { parsedBody: body })
+    this.#opening++
+    try {
+      await server.connect(transport)
+      return await transport.handleRequest(request, { parsedBody: body })
+    } finally {
+      this.#opening--
+    }
   }
 
   /** How many sessions this replica holds (for tests and metrics). */
@@ -134,6 +164,7 @@ export class McpEndpoints {
   }
 
   async close(): Promise<void> {
+    this.#closed = true
     clearInterval(this.#sweeper)
     const all = [...this.#sessions.values()]
     this.#sessions.clear()
@@ -143,7 +174,7 @@ export class McpEndpoints {
   // The low-level Server, not McpServer: the tools are the catalog's agents, listed afresh on each
   // tools/list with JSON Schemas, where McpServer wants tools registered up front with zod schemas.
   // eslint-disable-next-line @typescript-eslint/no-deprecated
-  #server(scope: McpScope): Server {
+  #server(scope: McpScope, session: Session): Server {
     // eslint-disable-next-line @typescript-eslint/no-deprecated
     const server = new Server(SERVER_INFO, {
       capabilities: { tools: { listChanged: false } },
@@ -160,14 +191,20 @@ export class McpEndpoints {
         )
       }
       const progressToken = request.params._meta?.progressToken
-      return this.#call(agent, request.params.arguments ?? {}, extra.signal, (message, progress) =>
-        progressToken === undefined
-          ? Promise.resolve()
-          : extra.sendNotification({
-              method: 'notifications/progress',
-              params: { progressToken, progress, message },
-            }),
-      )
+      session.running++
+      try {
+        return await this.#call(agent, request.params.arguments ?? {}, extra.signal, (message, progress) =>
+          progressToken === undefined
+            ? Promise.resolve()
+            : extra.sendNotification({
+                method: 'notifications/progress',
+                params: { progressToken, progress, message },
+              }),
+        )
+      } finally {
+        session.running--
+        session.lastUsed = Date.now()
+      }
     })
     return server
   }
@@ -220,23 +257,12 @@ export class McpEndpoints {
     return errorResult(`${name} did not answer: ${failure.code}: ${failure.message}`)
   }
 
-  #makeRoom(): void {
-    while (this.#sessions.size >= this.#options.maxSessions) {
-      let oldest: [string, Session] | undefined
-      for (const entry of this.#sessions)
-        if (oldest === undefined || entry[1].lastUsed < oldest[1].lastUsed) oldest = entry
-      if (oldest === undefined) return
-      this.#sessions.delete(oldest[0])
-      void oldest[1].transport.close()
-    }
-  }
-
   #sweep(): void {
     const before = Date.now() - this.#options.sessionIdleMs
-    for (const [id, session] of this.#sessions) {
-      if (session.lastUsed >= before) continue
+    for (const [id, { session, transport }] of this.#sessions) {
+      if (session.running > 0 || session.lastUsed >= before) continue
       this.#sessions.delete(id)
-      void session.transport.close()
+      void transport.close()
     }
   }
 }
@@ -289,7 +315,8 @@ function inputOf(args: Record<string, unknown>, agent: ResourceOf<'Agent'>): Inp
     }
   if (typeof message !== 'string' || message.trim() === '')
     return { error: 'arguments.message must be a non-empty string: what to ask the agent' }
-  const values: Record<string, string> = {}
+  // No prototype: a parameter named `constructor` or `toString` is missing unless it was sent.
+  const values: Record<string, string> = Object.create(null) as Record<string, string>
   if (parameters !== undefined) {
     if (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters))
       return { error: 'arguments.parameters must be an object of strings' }
@@ -331,9 +358,14 @@ function isInitialize(body: unknown): boolean {
 }
 
 /** A JSON-RPC error as an HTTP response, for what is refused before a session's transport sees it. */
-export function jsonRpcError(status: number, code: number, message: string, id: unknown = null): Response {
-  return new Response(JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id }), {
+export function jsonRpcError(
+  status: number,
+  code: number,
+  message: string,
+  headers: Readonly<Record<string, string>> = {},
+): Response {
+  return new Response(JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null }), {
     status,
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...headers },
   })
 }
