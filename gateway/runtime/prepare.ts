@@ -83,10 +83,17 @@ export async function prepareAgent(
   const disposeAll = () => {
     for (const set of held) set.dispose()
   }
+  // All at once: each MCP server an ArkAgent names may wait its connect time, and waits one after another
+  // would add up past the preparation's own bound. In the list's order after that.
+  const sets = await Promise.allSettled(
+    agent.spec.tools.map((entry) => prepareTools(entry, env, kinds, options.serverTools)),
+  )
+  for (const set of sets) if (set.status === 'fulfilled') held.push(set.value)
   try {
-    for (const entry of agent.spec.tools) {
-      const set = await prepareTools(entry, env, kinds, options.serverTools)
-      held.push(set)
+    for (const set of sets) {
+      if (set.status === 'rejected') throw set.reason
+    }
+    for (const set of held) {
       for (const tool of set.tools) {
         if (tools.has(tool.name)) throw new PrepareError(`two tools are named ${tool.name}`)
         tools.set(tool.name, tool)

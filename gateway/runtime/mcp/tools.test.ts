@@ -79,15 +79,22 @@ interface Setup {
 
 async function setup(
   manifests: string,
-  options: { connectWaitMs?: number; toolCallTimeoutMs?: number; log?: Logger } = {},
+  options: {
+    connectWaitMs?: number
+    toolCallTimeoutMs?: number
+    log?: Logger
+    prepareTimeoutMs?: number
+  } = {},
 ): Promise<Setup> {
   const source = memorySource(manifests)
   const store = new ManifestStore(source)
   await store.start()
   const catalog = new Catalog(store)
   const clients = new McpClients({ reconnect: { initialMs: 50, maxMs: 200 }, idleCloseMs: 0 })
-  const mcp = { log: silentLogger, connectWaitMs: options.connectWaitMs ?? 2000, ...options }
+  const { prepareTimeoutMs, ...mcpOptions } = options
+  const mcp = { log: silentLogger, connectWaitMs: options.connectWaitMs ?? 2000, ...mcpOptions }
   const runtime = new AgentRuntime({
+    ...(prepareTimeoutMs === undefined ? {} : { prepareTimeoutMs }),
     catalog,
     createProvider: createMockProvider,
     builtins: BUILTIN_TOOLS,
@@ -307,6 +314,34 @@ stringData: { token: sk-mcp-canary-5e1f }
       expect(calls()).toHaveLength(1)
     } finally {
       await recorded.close()
+    }
+  })
+
+  it('several servers that never answer are waited for together: the agent still runs, within its bound', async () => {
+    const silent = await startScriptedServer({ raw: () => true })
+    try {
+      const servers = [1, 2, 3]
+        .map((i) => `    - { name: s${String(i)}, url: "${silent.url('http')}?n=${String(i)}" }`)
+        .join('\n')
+      const s = await started(
+        `${MODEL}---
+apiVersion: arkonis.dev/v1alpha1
+kind: ArkAgent
+metadata: { name: patient }
+spec:
+  model: mock-1
+  systemPrompt: You wait.
+  mcpServers:
+${servers}
+`,
+        // Each server is waited for 1 s; one after another they would take 3 s, past the 2.5 s bound.
+        { connectWaitMs: 1000, prepareTimeoutMs: 2500 },
+      )
+      const result = await run(s, 'patient', 'hello')
+      expect(result.error).toBeUndefined()
+      expect(result.content).toBe('You said: hello')
+    } finally {
+      await silent.close()
     }
   })
 
