@@ -203,6 +203,41 @@ spec: { prompt: Me too., tools: [{ type: custom, name: lookup }] }
     expect(rec.made).toEqual(['lookup: first', 'lookup: first'])
   })
 
+  it('a run under way keeps the tools it started with when its preparation goes stale; the last run out lets them go', async () => {
+    const disposed: string[] = []
+    let seenDisposed: boolean[] = []
+    let generation = 0
+    const kind: ToolKind<'agent'> = (_impl, face, env) => {
+      const label = `${face.name}#${String(++generation)}`
+      let gone = false
+      return {
+        name: face.name,
+        definition: definition(face.name, '', { type: 'object' }),
+        validator: undefined,
+        execute: async () => {
+          // What an MCP server's tools/list_changed does in the middle of a run.
+          env.stale()
+          await new Promise((resolve) => setTimeout(resolve, 10))
+          seenDisposed = [...seenDisposed, gone]
+          return { content: gone ? 'its tools were let go' : 'looked up' }
+        },
+        dispose: () => {
+          gone = true
+          disposed.push(label)
+        },
+      }
+    }
+    const rt = start({ ...TOOL_KINDS, agent: kind })
+    const result = await rt.run(task('lookup {}\nlookup {}'), { signal: new AbortController().signal })
+    // Both calls of the run went to the tool it started with, still held.
+    expect(result.content).toBe('lookup: looked up\nlookup: looked up')
+    expect(seenDisposed).toEqual([false, false])
+    // Let go once the run ended; the next task prepares the agent anew.
+    expect(disposed).toEqual(['lookup#1'])
+    await rt.run(task('hi'), { signal: new AbortController().signal })
+    expect(generation).toBe(2)
+  })
+
   it('close lets go of every prepared tool', async () => {
     const rec = recordingKind()
     const rt = start({ ...TOOL_KINDS, agent: rec.kind })

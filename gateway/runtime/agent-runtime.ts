@@ -57,6 +57,10 @@ interface Preparation {
   readonly prepared: Promise<PreparedAgent>
   /** Set once it resolved, so that a run on a warm agent does not wait a turn of the event loop. */
   done?: PreparedAgent
+  /** Runs using it (or waiting for it): what it holds is let go only after the last one ends. */
+  users: number
+  /** Replaced or forgotten: disposed once no run uses it. */
+  dropped: boolean
 }
 
 export interface RunContext {
@@ -189,13 +193,14 @@ export class AgentRuntime {
       }, timeoutMs)
     })
     const prepared = Promise.race([building, late]).finally(() => clearTimeout(timer))
-    const entry: Preparation = { resource: agent, prepared }
+    const entry: Preparation = { resource: agent, prepared, users: 0, dropped: false }
     this.#prepared.set(agent.key, entry)
     prepared.then(
       (p) => {
-        // Dropped meanwhile (the agent changed while its tools connected): what it holds goes at once.
-        if (this.#prepared.get(agent.key) === entry) entry.done = p
-        else p.dispose()
+        entry.done = p
+        // Dropped meanwhile (the agent changed while its tools connected): what it holds goes once no run
+        // waiting for it is left.
+        if (entry.dropped && entry.users === 0) p.dispose()
       },
       () => {
         // A failed preparation is not kept: the next task tries again (a tool server may be back).
@@ -205,13 +210,23 @@ export class AgentRuntime {
     return entry
   }
 
-  /** Forgets the agent's preparation and lets go of what it holds, whenever it is done. */
+  /**
+   * Forgets the agent's preparation and lets go of what it holds once it is done and no run uses it: a run
+   * under way keeps the tools (and MCP connections) it started with until it ends.
+   */
   #drop(key: string): void {
     const entry = this.#prepared.get(key)
     if (entry === undefined) return
     this.#prepared.delete(key)
-    if (entry.done !== undefined) entry.done.dispose()
+    entry.dropped = true
+    if (entry.done !== undefined && entry.users === 0) entry.done.dispose()
     // Still under way: the then() in #preparation sees it dropped and disposes it when it lands.
+  }
+
+  /** A run is done with the preparation: the last one out of a dropped preparation disposes it. */
+  #release(entry: Preparation): void {
+    entry.users--
+    if (entry.dropped && entry.users === 0) entry.done?.dispose()
   }
 
   /** Warm agents that were dropped (they or a dependency changed) are prepared again, once per burst of changes. */
@@ -343,11 +358,27 @@ export class AgentRuntime {
     const agent = this.#catalog.get('Agent', task.agent)
     if (agent === undefined)
       return notRun(task, 'error', `Agent ${task.agent.namespace}/${task.agent.name} not found`)
+    // Held from before the wait, so that a drop meanwhile does not dispose what this run is about to use.
+    const entry = this.#preparation(agent)
+    entry.users++
+    try {
+      return await this.#runPrepared(task, context, agent, entry)
+    } finally {
+      this.#release(entry)
+    }
+  }
+
+  async #runPrepared(
+    task: Task,
+    context: RunContext,
+    agent: ResourceOf<'Agent'>,
+    entry: Preparation,
+  ): Promise<TaskResult> {
     let prepared: PreparedAgent
     let provider: Provider
     let system: ChatMessage | undefined
     try {
-      prepared = await this.prepare(agent)
+      prepared = entry.done ?? (await entry.prepared)
       provider = this.providerFor(agent)
       system = prepared.systemMessage(task.parameters)
     } catch (err) {
