@@ -18,10 +18,25 @@ import { serve, silentLogger } from '../gateway/index.ts'
 import { metric } from './gateway-suite.ts'
 import type { EverythingServer } from './mcp-everything.ts'
 import { startEverything } from './mcp-everything.ts'
+import type { ScriptedServer } from './fixtures/mcp/scripted-server.ts'
+import { startScriptedServer } from './fixtures/mcp/scripted-server.ts'
 
 const SEED_URL = 'https://search.mcp.internal/sse'
 
 const CANARY = 'mcp-canary-7f3e9b'
+
+/** MCPServers at a server that accepts and never answers: more than discovery's concurrency (4). */
+const silentServers = (url: string) =>
+  [1, 2, 3, 4, 5, 6]
+    .map(
+      (i) => `---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: MCPServer
+metadata: { name: aa-silent-${String(i)} }
+spec: { address: { value: "${url}?n=${String(i)}" }, timeout: 60s }
+`,
+    )
+    .join('')
 
 const arkResources = (url: string) => `
 apiVersion: arkonis.dev/v1alpha1
@@ -91,13 +106,18 @@ describe('MCP through ark dev', () => {
   let dir: string
   let sse: EverythingServer
   let http: EverythingServer
+  let silent: ScriptedServer
   let system: Embedded
   let client: OpenAI
   let url: string
   let close: () => Promise<void>
 
   beforeAll(async () => {
-    ;[sse, http] = await Promise.all([startEverything('sse'), startEverything('streamableHttp')])
+    ;[sse, http, silent] = await Promise.all([
+      startEverything('sse'),
+      startEverything('streamableHttp'),
+      startScriptedServer({ raw: () => true }),
+    ])
     dir = await mkdtemp(join(tmpdir(), 'ark-mcp-'))
     const seed = await readFile(new URL('../examples/research-agent.yaml', import.meta.url), 'utf8')
     expect(seed).toContain(SEED_URL)
@@ -107,6 +127,8 @@ describe('MCP through ark dev', () => {
       await readFile(new URL('../examples/model-default.yaml', import.meta.url), 'utf8'),
     )
     await writeFile(join(dir, 'ark.yaml'), arkResources(http.url))
+    // Servers that hang every connect attempt for a minute must not hold up the discovery of the others.
+    await writeFile(join(dir, 'silent.yaml'), silentServers(silent.url('http')))
     system = await startEmbedded({
       manifests: dir,
       watch: false,
@@ -127,7 +149,7 @@ describe('MCP through ark dev', () => {
 
   afterAll(async () => {
     await close()
-    await Promise.all([sse.stop(), http.stop()])
+    await Promise.all([sse.stop(), http.stop(), silent.close()])
     await rm(dir, { recursive: true, force: true })
   })
 

@@ -36,8 +36,11 @@ export interface McpServerView {
 
 /** One hold on a server's connection: it stays open (and reconnects) until released. */
 export interface McpObservation {
-  /** The view once the current connection attempt has settled, or as it stands when `signal` aborts. */
-  settled(signal: AbortSignal): Promise<McpServerView>
+  /**
+   * What the connection knows now; undefined while an attempt to connect is under way (its end is a change,
+   * which queues the resource again).
+   */
+  now(): McpServerView | undefined
   release(): void
 }
 
@@ -66,7 +69,7 @@ export class McpDiscoveryController {
     this.#controller = new Controller(
       'mcp-discovery',
       catalog,
-      async (key, stop) => {
+      async (key) => {
         const resource = catalog.store.get(key)
         const servers =
           resource?.kind === 'Agent'
@@ -91,9 +94,10 @@ export class McpDiscoveryController {
             await setCondition(writer, resource, MCP_SERVERS_CONNECTED, undefined, now)
           return undefined
         }
-        const views = await Promise.all(observations.map((o) => o.settled(stop)))
-        // Stopped, or the resource changed meanwhile (which queued it again): these views are not news.
-        if (stop.aborted || catalog.store.get(key) !== resource) return undefined
+        // Level-based: what the connections know now. One still connecting writes nothing yet; the end of its
+        // attempt queues this again. (Waiting for it here would hold a worker for a whole connect timeout.)
+        const views = observations.map((o) => o.now())
+        if (!views.every((v) => v !== undefined)) return undefined
         if (resource.kind === 'MCPServer') {
           const view = views[0]
           if (view !== undefined) {

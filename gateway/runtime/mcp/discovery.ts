@@ -16,7 +16,8 @@ export interface McpServerView {
 }
 
 export interface McpServerObservation {
-  settled(signal: AbortSignal): Promise<McpServerView>
+  /** What the connection knows now; undefined while it is connecting. */
+  now(): McpServerView | undefined
   release(): void
 }
 
@@ -59,18 +60,25 @@ function observe(
         message: err instanceof Error ? err.message : String(err),
       },
     }
-    return { settled: () => Promise.resolve(view), release: () => {} }
+    return { now: () => view, release: () => {} }
   }
   const handle = clients.acquire(endpoint)
   handle.onChange(onChange)
   const address = displayAddress(endpoint.url)
   return {
-    settled: async (signal) => viewOf(await handle.settled(signal), address, prefix),
+    now: () => {
+      const state = handle.state()
+      return state.status === 'connecting' ? undefined : viewOf(state, address, prefix)
+    },
     release: () => handle.release(),
   }
 }
 
-function viewOf(state: McpState, address: string | undefined, prefix: string | undefined): McpServerView {
+function viewOf(
+  state: Exclude<McpState, { status: 'connecting' }>,
+  address: string | undefined,
+  prefix: string | undefined,
+): McpServerView {
   const at = address === undefined ? {} : { address }
   switch (state.status) {
     case 'ready': {
@@ -101,11 +109,6 @@ function viewOf(state: McpState, address: string | undefined, prefix: string | u
           // Without the retry delay, which grows at each attempt: an unchanged failure writes no status.
           message: state.error,
         },
-      }
-    case 'connecting':
-      return {
-        ...at,
-        verdict: { status: 'False', reason: 'Connecting', message: 'connecting to the server' },
       }
   }
 }
