@@ -53,7 +53,17 @@ apiVersion: v1
 kind: Secret
 metadata: { name: search-token }
 type: Opaque
-stringData: { token: "Bearer ${CANARY}-header" }
+stringData:
+  token: "Bearer ${CANARY}-header"
+  address: "http://127.0.0.1:9/mcp/${CANARY}-path/sse"
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: MCPServer
+metadata: { name: hidden }
+spec:
+  address: { valueFrom: { secretKeyRef: { name: search-token, key: address } } }
+  transport: sse
+  timeout: 2s
 ---
 apiVersion: ark.mckinsey.com/v1alpha1
 kind: MCPServer
@@ -251,6 +261,15 @@ describe('MCP through ark dev', () => {
     expect(s?.toolCount).toBeUndefined()
     expect(condition('MCPServer', 'nowhere')?.message).toContain('127.0.0.1:9')
     expect(JSON.stringify(s)).not.toContain(CANARY)
+    // An address kept in a Secret shows its origin only: its path may be the credential.
+    await vi.waitFor(
+      () => expect(condition('MCPServer', 'hidden', 'ToolsDiscovered')?.reason).toBe('ServerUnreachable'),
+      { timeout: 10_000 },
+    )
+    const hidden = status('MCPServer', 'hidden')
+    expect(hidden?.resolvedAddress).toBe('http://127.0.0.1:9')
+    expect(condition('MCPServer', 'hidden', 'ToolsDiscovered')?.message).toContain('127.0.0.1:9')
+    expect(JSON.stringify(hidden)).not.toContain(CANARY)
   })
 
   it('a server that goes away makes its MCPServer, Tools and agents unavailable; back, they are again', async () => {

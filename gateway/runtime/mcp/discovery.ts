@@ -27,7 +27,10 @@ export function observeMcpServer(
   catalog: Catalog,
   onChange: () => void,
 ): McpServerObservation {
-  return observe(clients, () => mcpServerEndpoint(server, catalog), onChange)
+  // An address kept in a Secret may carry its credential in the path (`/mcp/<key>/sse`): status, which more
+  // people read than the Secret, shows its origin only.
+  const secret = 'secretKeyRef' in server.spec.address
+  return observe(clients, () => mcpServerEndpoint(server, catalog), onChange, { originOnly: secret })
 }
 
 /** One of an agent's `mcpServers`: the same connection the agent's tools use. */
@@ -38,15 +41,23 @@ export function observeInlineMcpServer(
   catalog: Catalog,
   onChange: () => void,
 ): McpServerObservation {
-  return observe(clients, () => inlineServerEndpoint(agent.ref, server, catalog), onChange, server.name)
+  return observe(clients, () => inlineServerEndpoint(agent.ref, server, catalog), onChange, {
+    prefix: server.name,
+  })
 }
 
-/** `prefix`: an inline server's name, under which its tools reach the model (collisions are reported). */
+interface ObserveOptions {
+  /** An inline server's name, under which its tools reach the model (collisions are reported). */
+  readonly prefix?: string
+  /** Show only the address's origin, in the address and in messages. */
+  readonly originOnly?: boolean
+}
+
 function observe(
   clients: McpClients,
   endpointOf: () => McpEndpoint,
   onChange: () => void,
-  prefix?: string,
+  options: ObserveOptions = {},
 ): McpServerObservation {
   let endpoint: McpEndpoint
   try {
@@ -64,11 +75,26 @@ function observe(
   }
   const handle = clients.acquire(endpoint)
   handle.onChange(onChange)
-  const address = displayAddress(endpoint.url)
+  const full = displayAddress(endpoint.url)
+  const address = options.originOnly === true && full !== undefined ? new URL(full).origin : full
+  // Messages quote the url as the client shows it (no credentials, no query): cut it to the origin too.
+  const path = full === undefined ? '/' : new URL(full).pathname
+  const shown = (text: string) =>
+    full === undefined || address === full
+      ? text
+      : path.length > 1
+        ? text
+            .split(full)
+            .join(`${address ?? ''}/…`)
+            .split(path)
+            .join('/…')
+        : text
   return {
     now: () => {
       const state = handle.state()
-      return state.status === 'connecting' ? undefined : viewOf(state, address, prefix)
+      if (state.status === 'connecting') return undefined
+      const view = viewOf(state, address, options.prefix)
+      return { ...view, verdict: { ...view.verdict, message: shown(view.verdict.message) } }
     },
     release: () => handle.release(),
   }
