@@ -599,7 +599,7 @@ async function dev(options: DevOptions): Promise<number> {
     timeouts: options.timeouts,
   })
   const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${String(server.port)}`
-  log.info('serving', { url, openai: `${url}/v1`, metrics: `${url}/metrics` })
+  log.info('serving', { url, openai: `${url}/v1`, mcp: `${url}/mcp`, metrics: `${url}/metrics` })
   if (options.allowedHosts === 'any' && !isLoopbackHost(options.host) && options.mode === 'dev')
     log.warn(
       'serving beyond loopback without authentication: anyone who can reach this address can run its agents',
