@@ -532,6 +532,8 @@ async function dev(options: DevOptions): Promise<number> {
     providers: options.providers,
     probeIntervalSeconds: options.probeIntervalSeconds,
     sandboxThreads: options.sandboxThreads,
+    // Commands in manifests run only from the user's own folder, never from what a cluster says.
+    mcpStdio: options.mode === 'dev' && cluster === undefined,
     log: createLogger('gateway'),
     processMetrics: !('Deno' in globalThis),
     ...(options.redis === undefined

@@ -55,6 +55,7 @@ export function capabilities(options: {
   readonly builtins?: Readonly<Record<string, BuiltinTool>> | undefined
   readonly sandbox?: unknown
   readonly mcp?: unknown
+  readonly mcpStdio?: boolean | undefined
 }): Capabilities {
   const toolTypes = new Set<ToolType>(CAPABILITIES.toolTypes)
   // Webhook and Wasm tools run in the sandbox, MCP tools through the MCP client, when there is one.
@@ -70,6 +71,7 @@ export function capabilities(options: {
     providers: new Set(Object.keys(PROVIDERS) as ProviderType[]),
     toolTypes,
     mcp,
+    mcpStdio: mcp && options.mcpStdio === true,
   }
 }
 

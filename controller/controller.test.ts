@@ -290,6 +290,50 @@ spec: { strategy: sequential, members: [{ name: solo, type: agent }] }
   })
 })
 
+describe('MCP servers given as a command (stdio)', () => {
+  const STDIO_AGENT = `apiVersion: arkonis.dev/v1alpha1
+kind: ArkAgent
+metadata: { name: local }
+spec:
+  model: gpt-4o
+  systemPrompt: hi
+  mcpServers: [{ name: files, command: [npx, -y, some-mcp-server] }]
+`
+  it('are refused where the runtime does not start them, with why; Available under ark dev', async () => {
+    await write('agent.yaml', STDIO_AGENT)
+    await start(EVERYTHING)
+    expect(available('Agent/default/local')).toBe('False UnsupportedFeature')
+    expect(cp!.store.status('Agent/default/local')!.conditions[0]!.message).toBe(
+      'mcpServers: files is a command (stdio), which only ark dev runs; serve it over HTTP here',
+    )
+    await cp!.close()
+    cp = undefined
+    await start({ ...EVERYTHING, mcpStdio: true })
+    expect(available('Agent/default/local')).toBe('True AllDependenciesReady')
+  })
+
+  it('an entry with both a url and a command, or neither, is an error at its path', async () => {
+    await write(
+      'agent.yaml',
+      STDIO_AGENT.replace('command: [npx, -y, some-mcp-server]', 'url: http://x/mcp, command: [npx]') +
+        `---
+apiVersion: arkonis.dev/v1alpha1
+kind: ArkAgent
+metadata: { name: empty }
+spec:
+  model: gpt-4o
+  systemPrompt: hi
+  mcpServers: [{ name: nothing }]
+`,
+    )
+    await start(EVERYTHING)
+    const problems = cp!.store.problems().map(formatProblem).join('\n')
+    expect(problems).toContain('spec.mcpServers[0]: must set exactly one of url, command')
+    expect(cp!.store.get('Agent/default/local')).toBeUndefined()
+    expect(cp!.store.get('Agent/default/empty')).toBeUndefined()
+  })
+})
+
 describe('values only a cluster can resolve', () => {
   it('a serviceRef anywhere (agent parameter, memory address) is reported, not silently accepted', async () => {
     cp = await startControlPlane('test/fixtures/kinds', { watch: false })

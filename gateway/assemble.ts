@@ -64,6 +64,8 @@ export interface RuntimeSettings {
    * own, with their metrics, closed with it; false: none, and agents with MCP tools cannot run.
    */
   readonly mcp?: McpClients | false
+  /** ArkAgent mcpServers given as a command (stdio) are started: `ark dev` only (default false). */
+  readonly mcpStdio?: boolean
 }
 
 export interface AssemblyOptions extends RuntimeSettings {
@@ -110,7 +112,8 @@ export function assemble(catalog: Catalog, options: AssemblyOptions): Assembly {
           registry,
         }))
   const ownMcp = options.mcp === undefined
-  const mcp = options.mcp === false ? undefined : (options.mcp ?? new McpClients({ log: options.log }))
+  const stdio = options.mcpStdio === true
+  const mcp = options.mcp === false ? undefined : (options.mcp ?? new McpClients({ log: options.log, stdio }))
   if (ownMcp && mcp !== undefined) registerMcpMetrics(registry, mcp)
   const taskTimeoutMs = options.taskTimeoutMs ?? DEFAULTS.taskTimeoutMs
   const runtime = new AgentRuntime({
@@ -119,7 +122,7 @@ export function assemble(catalog: Catalog, options: AssemblyOptions): Assembly {
       ? {}
       : {
           toolKinds: { ...TOOL_KINDS, mcp: mcpToolKind(mcp, { log: options.log }) },
-          serverTools: mcpServerTools(mcp, { log: options.log }),
+          serverTools: mcpServerTools(mcp, { log: options.log, stdio }),
         }),
     catalog,
     createProvider: providerFactory(options.providers),

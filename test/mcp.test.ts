@@ -17,13 +17,14 @@ import type { Condition, Status } from '../controller/api/index.ts'
 import { serve, silentLogger } from '../gateway/index.ts'
 import { metric } from './gateway-suite.ts'
 import type { EverythingServer } from './mcp-everything.ts'
-import { startEverything } from './mcp-everything.ts'
+import { EVERYTHING_BIN, startEverything } from './mcp-everything.ts'
 import type { ScriptedServer } from './fixtures/mcp/scripted-server.ts'
 import { startScriptedServer } from './fixtures/mcp/scripted-server.ts'
 
 const SEED_URL = 'https://search.mcp.internal/sse'
 
 const CANARY = 'mcp-canary-7f3e9b'
+const ENV_CANARY = 'env-canary-5d1c0a'
 
 /** MCPServers at a server that accepts and never answers: more than discovery's concurrency (4). */
 const silentServers = (url: string) =>
@@ -137,6 +138,30 @@ describe('MCP through ark dev', () => {
       await readFile(new URL('../examples/model-default.yaml', import.meta.url), 'utf8'),
     )
     await writeFile(join(dir, 'ark.yaml'), arkResources(http.url))
+    // A server started as a command (stdio): ark dev only. Its environment must not carry this process's.
+    process.env.ARK_MCP_TEST_CANARY = ENV_CANARY
+    await writeFile(
+      join(dir, 'local.yaml'),
+      `apiVersion: arkonis.dev/v1alpha1
+kind: ArkAgent
+metadata: { name: desk }
+spec:
+  model: llama3.2
+  systemPrompt: You work at a desk.
+  mcpServers:
+    - name: local
+      command: [${JSON.stringify(process.execPath)}, ${JSON.stringify(EVERYTHING_BIN)}, stdio]
+---
+apiVersion: arkonis.dev/v1alpha1
+kind: ArkAgent
+metadata: { name: broken-desk }
+spec:
+  model: llama3.2
+  systemPrompt: Your tools are missing.
+  mcpServers:
+    - { name: gone, command: [/nonexistent/mcp-server, --token, ${CANARY}-arg] }
+`,
+    )
     // Servers that hang every connect attempt for a minute must not hold up the discovery of the others.
     await writeFile(join(dir, 'silent.yaml'), silentServers(silent.url('http')))
     system = await startEmbedded({
@@ -146,6 +171,7 @@ describe('MCP through ark dev', () => {
       probeIntervalSeconds: 0,
       // As `ark dev` without an API key: the seed's llama3.2 is answered by the mock model.
       providers: { env: {}, withoutKey: 'mock' },
+      mcpStdio: true,
     })
     await system.controlPlane.settled()
     const server = await serve(system.gateway.fetch, { host: '127.0.0.1', port: 0 })
@@ -159,6 +185,7 @@ describe('MCP through ark dev', () => {
 
   afterAll(async () => {
     await close()
+    delete process.env.ARK_MCP_TEST_CANARY
     await Promise.all([sse.stop(), http.stop(), silent.close()])
     await rm(dir, { recursive: true, force: true })
   })
@@ -213,6 +240,37 @@ describe('MCP through ark dev', () => {
       messages: [{ role: 'user', content: 'local__echo {"message": "still useful"}' }],
     })
     expect(answer.choices[0]?.message.content).toBe('local__echo: Echo: still useful')
+  })
+
+  it('ark dev starts an mcpServers command over stdio, without this process’s environment', async () => {
+    await vi.waitFor(() => expect(condition('Agent', 'desk', 'McpServersConnected')?.status).toBe('True'), {
+      timeout: 15_000,
+    })
+    const echo = await client.chat.completions.create({
+      model: 'agent/desk',
+      messages: [{ role: 'user', content: 'local__echo {"message": "over stdio"}' }],
+    })
+    expect(echo.choices[0]?.message.content).toBe('local__echo: Echo: over stdio')
+    const env = await client.chat.completions.create({
+      model: 'agent/desk',
+      messages: [{ role: 'user', content: 'local__get-env {}' }],
+    })
+    const shown = env.choices[0]?.message.content ?? ''
+    expect(shown).toMatch(/^local__get-env: .*PATH/s)
+    expect(shown).not.toContain(ENV_CANARY)
+    // A command that cannot start: said in status (program only, not its arguments), the agent still runs.
+    await vi.waitFor(
+      () =>
+        expect(condition('Agent', 'broken-desk', 'McpServersConnected')).toMatchObject({
+          status: 'False',
+          reason: 'ServerUnreachable',
+        }),
+      { timeout: 10_000 },
+    )
+    const message = condition('Agent', 'broken-desk', 'McpServersConnected')?.message ?? ''
+    expect(message).toContain('stdio:/nonexistent/mcp-server')
+    expect(message).not.toContain(CANARY)
+    expect(condition('Agent', 'broken-desk')).toMatchObject({ status: 'True' })
   })
 
   it('an MCPServer shows its address, tool count and names; its Tools and agents are Available', async () => {

@@ -112,12 +112,17 @@ export type ModelBinding =
 export type PromptSource =
   { readonly inline: string } | { readonly configMapKeyRef: KeyRef } | { readonly secretKeyRef: KeyRef }
 
-export interface InlineMcpServer {
+/**
+ * An MCP server an agent names itself (ArkAgent `mcpServers`): at a url (streamable HTTP, or SSE for a path
+ * ending in /sse), or a local command speaking stdio, which only `ark dev` runs.
+ */
+export type InlineMcpServer = {
   readonly name: string
-  readonly url: string
-  readonly transport: 'sse' | 'http'
   readonly headers: readonly NamedValue[]
-}
+} & (
+  | { readonly transport: 'sse' | 'http'; readonly url: string }
+  | { readonly transport: 'stdio'; readonly command: readonly string[] }
+)
 
 /** One entry of an agent's tool list. */
 export type AgentTool =

@@ -16,6 +16,8 @@ export interface Capabilities {
   readonly toolTypes: ReadonlySet<ToolType>
   readonly providers: ReadonlySet<ProviderType>
   readonly mcp: boolean
+  /** ArkAgent mcpServers given as a command (stdio) can run: `ark dev` only. */
+  readonly mcpStdio: boolean
   readonly a2a: boolean
   readonly executionEngines: boolean
   /** Team strategies (sequential, selector, graph, ...) can run. */
@@ -41,6 +43,7 @@ export const CAPABILITIES: Capabilities = {
   toolTypes: new Set<ToolType>(['builtin', 'agent', 'http', 'wasm', 'mcp']),
   providers: new Set<ProviderType>(['openai', 'azure', 'anthropic', 'mock']),
   mcp: true,
+  mcpStdio: false,
   a2a: false,
   executionEngines: false,
   teams: false,
@@ -283,6 +286,12 @@ function agentFailures(a: ResourceOf<'Agent'>, catalog: Catalog, caps: Capabilit
         break
       case 'mcpServer':
         if (!caps.mcp) out.push(notYet(`mcpServers: ${t.server.name} needs the MCP client`))
+        else if (t.server.transport === 'stdio' && !caps.mcpStdio) {
+          out.push({
+            reason: UNSUPPORTED,
+            message: `mcpServers: ${t.server.name} is a command (stdio), which only ark dev runs; serve it over HTTP here`,
+          })
+        }
         break
     }
   })

@@ -28,6 +28,7 @@
  */
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type { FetchLike, Transport } from '@modelcontextprotocol/sdk/shared/transport.js'
 import {
@@ -51,8 +52,12 @@ export type { McpTool } from './content.ts'
 export interface McpEndpoint {
   /** How logs and errors name the server, e.g. `default/web-search` (an MCPServer) or `default/research-agent:web-search`. */
   readonly name: string
+  /** The server's url (http and sse); empty for stdio. */
   readonly url: string
-  readonly transport: 'http' | 'sse'
+  /** stdio: a local program the connection starts (`ark dev` only), with no environment but the safe basics. */
+  readonly transport: 'http' | 'sse' | 'stdio'
+  /** stdio: the program and its arguments. */
+  readonly command?: readonly string[]
   /** Resolved header values (may come from Secrets: never log them or put them in errors). */
   readonly headers: Readonly<Record<string, string>>
   /**
@@ -111,7 +116,14 @@ export interface McpClientsOptions {
    * event stream). Past it the message is dropped unread; a call whose result it was ends with too_large.
    */
   readonly maxMessageBytes?: number
+  /**
+   * Start stdio servers (a local command) when an endpoint asks for one. Default false: a process that reads
+   * manifests from a cluster never runs a command one names; only `ark dev`, which runs the user's own files,
+   * turns this on.
+   */
+  readonly stdio?: boolean
   /** Backoff between connection attempts: default 1 s doubling to 60 s, with ±20% jitter. */
+
   readonly reconnect?: { readonly initialMs?: number; readonly maxMs?: number }
   /**
    * Default 30 s (0: never): how often a ready connection pings its server, so that a server that went
@@ -145,6 +157,7 @@ export class McpClients {
       pingIntervalMs: Math.max(0, options.pingIntervalMs ?? 30_000),
       idleCloseMs: Math.max(0, options.idleCloseMs ?? 10_000),
       clientInfo: options.clientInfo ?? { name: 'ark', version: '0.1.0' },
+      stdio: options.stdio === true,
       log: options.log ?? silentLogger,
     }
   }
@@ -201,6 +214,7 @@ interface Settings {
   readonly idleCloseMs: number
   readonly clientInfo: { readonly name: string; readonly version: string }
   readonly log: Logger
+  readonly stdio: boolean
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000
@@ -222,12 +236,29 @@ function positive(value: number | undefined, fallback: number): number {
   return value !== undefined && Number.isFinite(value) && value > 0 ? Math.floor(value) : fallback
 }
 
-/** Connections are shared by url, transport and header values (names are case-insensitive). */
+/** A stdio server's target: no url; shown by its program alone (arguments may hold a token). */
+function stdioTarget(command: readonly string[], allowed: boolean): ReturnType<typeof parseUrl> {
+  const program = command[0]
+  return {
+    url: undefined,
+    display: `stdio:${program ?? ''}`,
+    error: !allowed
+      ? 'a command (stdio) MCP server runs only under ark dev'
+      : program === undefined || program === ''
+        ? 'the command is empty'
+        : undefined,
+    authorization: undefined,
+    // Not the arguments: redacting every short word (`-y`, `stdio`) from every log line would garble them.
+    secrets: [],
+  }
+}
+
+/** Connections are shared by url (or command), transport and header values (names are case-insensitive). */
 function keyOf(endpoint: McpEndpoint): string {
   const headers = Object.entries(endpoint.headers)
     .map(([k, v]) => [k.toLowerCase(), v] as const)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-  return JSON.stringify([endpoint.transport, endpoint.url, headers])
+  return JSON.stringify([endpoint.transport, endpoint.url, endpoint.command ?? [], headers])
 }
 
 /** A timer that does not keep the process alive (Node); Deno's numeric timers have no unref. */
@@ -322,7 +353,10 @@ class Connection {
     this.#settings = settings
     this.#onClosed = onClosed
     this.#timeoutMs = positive(endpoint.timeoutMs, DEFAULT_TIMEOUT_MS)
-    const target = parseUrl(endpoint.url)
+    const target =
+      endpoint.transport === 'stdio'
+        ? stdioTarget(endpoint.command ?? [], settings.stdio)
+        : parseUrl(endpoint.url)
     this.#url = target.url
     this.#display = target.display
     const headers: [string, string][] = []
@@ -427,7 +461,10 @@ class Connection {
     if (this.#closed) return
     const gen = ++this.#gen
     this.#setState({ status: 'connecting' })
-    if (this.#configError !== undefined || this.#url === undefined) {
+    if (
+      this.#configError !== undefined ||
+      (this.#url === undefined && this.#endpoint.transport !== 'stdio')
+    ) {
       this.#fail(gen, this.#configError ?? 'the url is not valid')
       return
     }
@@ -466,17 +503,21 @@ class Connection {
   }
 
   /** A new SDK client and transport, wired to this connection; not yet connected. */
-  #open(gen: number, url: URL): Session {
+  #open(gen: number, url: URL | undefined): Session {
     const client = new Client(
       { name: this.#settings.clientInfo.name, version: this.#settings.clientInfo.version },
       { capabilities: {} },
     )
     const fetchFn = this.#fetch(() => session)
+    const command = this.#endpoint.command ?? []
     const transport: Transport =
-      this.#endpoint.transport === 'sse'
-        ? // eslint-disable-next-line @typescript-eslint/no-deprecated -- deprecated in MCP, still served (seed 003)
-          new SSEClientTransport(url, { fetch: fetchFn })
-        : new StreamableHTTPClientTransport(url, { fetch: fetchFn })
+      this.#endpoint.transport === 'stdio' || url === undefined
+        ? // The SDK's default environment (PATH, HOME, USER, ...), never this process's keys and tokens.
+          new StdioClientTransport({ command: command[0] ?? '', args: command.slice(1), stderr: 'ignore' })
+        : this.#endpoint.transport === 'sse'
+          ? // eslint-disable-next-line @typescript-eslint/no-deprecated -- deprecated in MCP, still served (seed 003)
+            new SSEClientTransport(url, { fetch: fetchFn })
+          : new StreamableHTTPClientTransport(url, { fetch: fetchFn })
     const session: Session = {
       gen,
       client,

@@ -35,6 +35,8 @@ export interface McpToolsOptions {
   readonly connectWaitMs?: number
   /** Bound of one call of an inline server's tool (default 60 s); an MCPServer says its own. */
   readonly toolCallTimeoutMs?: number
+  /** Start ArkAgent mcpServers given as a command (stdio): `ark dev` only, which runs the user's own files. */
+  readonly stdio?: boolean
 }
 
 /** The `mcp` Tool type: one named tool of an MCPServer resource. */
@@ -74,6 +76,11 @@ export function mcpToolKind(clients: McpClients, options: McpToolsOptions): Tool
 /** ArkAgent `mcpServers`: every tool the server lists, prefixed; none while it cannot be reached. */
 export function mcpServerTools(clients: McpClients, options: McpToolsOptions): ServerTools {
   return async (server, env) => {
+    if (server.transport === 'stdio' && options.stdio !== true) {
+      throw new PrepareError(
+        `mcpServers ${server.name} is a command (stdio), which only ark dev runs; serve it over HTTP for this runtime`,
+      )
+    }
     const waitMs = options.connectWaitMs ?? INLINE_CONNECT_WAIT_MS
     const endpoint = inlineServerEndpoint(
       env.agent,
@@ -176,8 +183,9 @@ export function inlineServerEndpoint(
 ): McpEndpoint {
   return {
     name: `${agent.namespace}/${agent.name}:${server.name}`,
-    url: server.url,
-    transport: server.transport,
+    ...(server.transport === 'stdio'
+      ? { url: '', transport: 'stdio', command: server.command }
+      : { url: server.url, transport: server.transport }),
     headers: resolveHeaders(server.headers, agent.namespace, catalog, `mcpServers ${server.name}`),
     timeoutMs,
     toolCallTimeoutMs,

@@ -10,12 +10,22 @@ export const SystemPromptRef = Obj({ configMapKeyRef: Opt(KeySelector), secretKe
 
 export const McpServerEntry = Obj({
   name: Name('Prefix of the server’s tools: `<name>__<tool>`.'),
-  url: Str({
-    minLength: 1,
-    pattern: '^https?://',
-    description:
-      'URL of the MCP server: one whose path ends in /sse speaks the SSE transport (seed 003), any other streamable HTTP.',
-  }),
+  url: Opt(
+    Str({
+      minLength: 1,
+      pattern: '^https?://',
+      description:
+        'URL of the MCP server: one whose path ends in /sse speaks the SSE transport (seed 003), any other streamable HTTP. Set url or command.',
+    }),
+  ),
+  command: Opt(
+    List(Str({ minLength: 1 }), {
+      minItems: 1,
+      maxItems: 64,
+      description:
+        'An ark extension: a local MCP server over stdio, the program and its arguments (e.g. [npx, -y, some-mcp-server]). Only `ark dev` runs it, with no environment but PATH, HOME and the like; elsewhere the agent is not Available. Set url or command.',
+    }),
+  ),
 })
 
 export const WebhookTool = Obj(
@@ -94,9 +104,16 @@ export function adaptAgentFields(doc: AgentDoc, path: string, ctx: AdaptContext)
   ;(doc.mcpServers ?? []).forEach((s, i) => {
     if (toolNames.has(s.name)) ctx.error(`${path}.mcpServers[${i}].name`, `"${s.name}" is used twice`)
     toolNames.add(s.name)
+    if ((s.url === undefined) === (s.command === undefined)) {
+      ctx.error(`${path}.mcpServers[${i}]`, 'must set exactly one of url, command')
+      return
+    }
     tools.push({
       kind: 'mcpServer',
-      server: { name: s.name, url: s.url, transport: mcpTransportOf(s.url), headers: [] },
+      server:
+        s.command !== undefined
+          ? { name: s.name, transport: 'stdio', command: [...s.command], headers: [] }
+          : { name: s.name, url: s.url ?? '', transport: mcpTransportOf(s.url ?? ''), headers: [] },
     })
   })
   ;(doc.tools ?? []).forEach((t, i) => {
