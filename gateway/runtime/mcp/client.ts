@@ -123,7 +123,6 @@ export interface McpClientsOptions {
    */
   readonly stdio?: boolean
   /** Backoff between connection attempts: default 1 s doubling to 60 s, with ±20% jitter. */
-
   readonly reconnect?: { readonly initialMs?: number; readonly maxMs?: number }
   /**
    * Default 30 s (0: never): how often a ready connection pings its server, so that a server that went
