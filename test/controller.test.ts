@@ -41,8 +41,17 @@ afterAll(async () => {
   await kube.stop()
 })
 
-/** A controller for one namespace; short leader-election durations so that takeovers are quick. */
-async function controller(ns: string, extra: readonly string[] = []): Promise<ArkProcess> {
+/**
+ * A controller for one namespace. `failover`: short leader-election durations (a 3 s Lease), so that a
+ * takeover is quick; the other tests keep a 15 s Lease, so that a slow Lease renewal on a busy machine (two
+ * test files and their servers share two cores) does not make a lone controller step down mid-Query.
+ */
+async function controller(
+  ns: string,
+  extra: readonly string[] = [],
+  options: { readonly failover?: boolean } = {},
+): Promise<ArkProcess> {
+  const [lease, renew, retry] = options.failover === true ? ['3', '2', '1'] : ['15', '10', '2']
   const p = await startArk(
     [
       'controller',
@@ -57,11 +66,11 @@ async function controller(ns: string, extra: readonly string[] = []): Promise<Ar
       '--probe-interval',
       '0',
       '--lease-duration',
-      '3',
+      lease,
       '--renew-deadline',
-      '2',
+      renew,
       '--retry-period',
-      '1',
+      retry,
       ...extra,
     ],
     { ready: 'synced' },
@@ -358,9 +367,9 @@ spec: { input: hello }
   it('two controllers: one leads; the leader SIGKILLed mid-Query, the other takes over and ends that Query exactly once', async () => {
     const ns = await kube.namespace('failover')
     await apply(ns, SLOW(upstream.url))
-    const a = await controller(ns, ['--id', 'ctl-a'])
+    const a = await controller(ns, ['--id', 'ctl-a'], { failover: true })
     await a.waitFor((l) => l.msg === 'leading', 20_000)
-    const b = await controller(ns, ['--id', 'ctl-b'])
+    const b = await controller(ns, ['--id', 'ctl-b'], { failover: true })
     // The second replica syncs its cache but does not lead while the first holds the Lease.
     await new Promise((r) => setTimeout(r, 1500))
     expect(b.lines.some((l) => l.msg === 'leading')).toBe(false)
