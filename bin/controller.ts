@@ -28,8 +28,7 @@ import type { ProviderSettings, RedisSettings } from '../gateway/index.ts'
 import {
   createGateway,
   createLogger,
-  observeInlineMcpServer,
-  observeMcpServer,
+  mcpDiscovery,
   redactedUrl,
   serve,
   upstreamFetch,
@@ -206,19 +205,15 @@ export async function controller(options: ControllerCommand): Promise<number> {
     })
     toolModules.start()
     const mcp = gateway.mcp
-    const mcpDiscovery =
+    const discovery =
       mcp === undefined
         ? undefined
         : new McpDiscoveryController(catalog, store, {
-            discovery: {
-              observe: (server, onChange) => observeMcpServer(mcp, server, catalog, onChange),
-              observeInline: (agent, server, onChange) =>
-                observeInlineMcpServer(mcp, agent, server, catalog, onChange),
-            },
+            discovery: mcpDiscovery(mcp, catalog),
             metrics: reconcileMetrics,
             onError,
           })
-    mcpDiscovery?.start()
+    discovery?.start()
     const queries = new QueryController(catalog, store, {
       runner: queryRunner(catalog, gateway, log),
       objects: store,
@@ -239,7 +234,7 @@ export async function controller(options: ControllerCommand): Promise<number> {
     stopEvents()
     validity.close()
     await queries.close()
-    mcpDiscovery?.close()
+    discovery?.close()
     toolModules.close()
     probes?.close()
     reconcilers.close()

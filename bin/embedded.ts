@@ -22,8 +22,7 @@ import {
   PoolWorkers,
   WorkerMetrics,
   createGateway,
-  observeInlineMcpServer,
-  observeMcpServer,
+  mcpDiscovery,
   silentLogger,
   upstreamFetch,
 } from '../gateway/index.ts'
@@ -153,20 +152,16 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
         })
   toolModules?.start()
   const mcp = gateway.mcp
-  const mcpDiscovery =
+  const discovery =
     folder === undefined || mcp === undefined
       ? undefined
       : new McpDiscoveryController(folder.catalog, folder.store, {
-          discovery: {
-            observe: (server, onChange) => observeMcpServer(mcp, server, folder.catalog, onChange),
-            observeInline: (agent, server, onChange) =>
-              observeInlineMcpServer(mcp, agent, server, folder.catalog, onChange),
-          },
+          discovery: mcpDiscovery(mcp, folder.catalog),
           onError: (key, err) => {
             log.warn('MCP server discovery failed', { resource: key, error: String(err) })
           },
         })
-  mcpDiscovery?.start()
+  discovery?.start()
   let pools: PoolWorkers | undefined
   if (options.redis !== undefined && workers !== false) {
     pools = new PoolWorkers({
@@ -187,11 +182,11 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     gateway,
     probes,
     toolModules,
-    mcpDiscovery,
+    mcpDiscovery: discovery,
     pools,
     async close() {
       await pools?.stop()
-      mcpDiscovery?.close()
+      discovery?.close()
       toolModules?.close()
       probes?.close()
       await gateway.close()

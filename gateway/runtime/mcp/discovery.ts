@@ -21,6 +21,25 @@ export interface McpServerObservation {
   release(): void
 }
 
+/** What the discovery controller observes servers through (its McpDiscovery), on these connections. */
+export function mcpDiscovery(
+  clients: McpClients,
+  catalog: Catalog,
+): {
+  observe(server: ResourceOf<'MCPServer'>, onChange: () => void): McpServerObservation
+  observeInline(
+    agent: ResourceOf<'Agent'>,
+    server: InlineMcpServer,
+    onChange: () => void,
+  ): McpServerObservation
+} {
+  return {
+    observe: (server, onChange) => observeMcpServer(clients, server, catalog, onChange),
+    observeInline: (agent, server, onChange) =>
+      observeInlineMcpServer(clients, agent, server, catalog, onChange),
+  }
+}
+
 export function observeMcpServer(
   clients: McpClients,
   server: ResourceOf<'MCPServer'>,
@@ -75,20 +94,15 @@ function observe(
   }
   const handle = clients.acquire(endpoint)
   handle.onChange(onChange)
-  const full = displayAddress(endpoint.url)
-  const address = options.originOnly === true && full !== undefined ? new URL(full).origin : full
-  // Messages quote the url as the client shows it (no credentials, no query): cut it to the origin too.
-  const path = full === undefined ? '/' : new URL(full).pathname
+  const url = parsed(endpoint.url)
+  const full = url === undefined ? undefined : `${url.protocol}//${url.host}${url.pathname}`
+  const address = options.originOnly === true && url !== undefined ? url.origin : full
+  // Messages quote the url as the client shows it (no credentials, no query): cut them to the origin too.
+  const hidden = options.originOnly === true && url !== undefined && url.pathname.length > 1 ? url : undefined
   const shown = (text: string) =>
-    full === undefined || address === full
+    hidden === undefined || full === undefined
       ? text
-      : path.length > 1
-        ? text
-            .split(full)
-            .join(`${address ?? ''}/…`)
-            .split(path)
-            .join('/…')
-        : text
+      : text.split(full).join(`${hidden.origin}/…`).split(hidden.pathname).join('/…')
   return {
     now: () => {
       const state = handle.state()
@@ -139,11 +153,10 @@ function viewOf(
   }
 }
 
-/** The url as status shows it: no credentials, no query (either may carry a secret). */
-function displayAddress(url: string): string | undefined {
+/** The url as status may show it: its credentials and query (either may carry a secret) are never read. */
+function parsed(url: string): URL | undefined {
   try {
-    const u = new URL(url)
-    return `${u.protocol}//${u.host}${u.pathname}`
+    return new URL(url)
   } catch {
     return undefined
   }
