@@ -112,8 +112,10 @@ export function assemble(catalog: Catalog, options: AssemblyOptions): Assembly {
           registry,
         }))
   const ownMcp = options.mcp === undefined
-  const stdio = options.mcpStdio === true
-  const mcp = options.mcp === false ? undefined : (options.mcp ?? new McpClients({ log: options.log, stdio }))
+  const mcp =
+    options.mcp === false
+      ? undefined
+      : (options.mcp ?? new McpClients({ log: options.log, stdio: options.mcpStdio === true }))
   if (ownMcp && mcp !== undefined) registerMcpMetrics(registry, mcp)
   const taskTimeoutMs = options.taskTimeoutMs ?? DEFAULTS.taskTimeoutMs
   const runtime = new AgentRuntime({
@@ -122,7 +124,7 @@ export function assemble(catalog: Catalog, options: AssemblyOptions): Assembly {
       ? {}
       : {
           toolKinds: { ...TOOL_KINDS, mcp: mcpToolKind(mcp, { log: options.log }) },
-          serverTools: mcpServerTools(mcp, { log: options.log, stdio }),
+          serverTools: mcpServerTools(mcp, { log: options.log }),
         }),
     catalog,
     createProvider: providerFactory(options.providers),

@@ -180,6 +180,11 @@ export class McpClients {
     return connection.handle(endpoint)
   }
 
+  /** Whether these connections start stdio servers (McpClientsOptions.stdio). */
+  get stdio(): boolean {
+    return this.#options.stdio
+  }
+
   /** Every connection this process holds, for metrics: name, status, tool count. */
   servers(): readonly {
     readonly name: string

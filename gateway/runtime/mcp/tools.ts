@@ -35,8 +35,6 @@ export interface McpToolsOptions {
   readonly connectWaitMs?: number
   /** Bound of one call of an inline server's tool (default 60 s); an MCPServer says its own. */
   readonly toolCallTimeoutMs?: number
-  /** Start ArkAgent mcpServers given as a command (stdio): `ark dev` only, which runs the user's own files. */
-  readonly stdio?: boolean
 }
 
 /** The `mcp` Tool type: one named tool of an MCPServer resource. */
@@ -76,7 +74,8 @@ export function mcpToolKind(clients: McpClients, options: McpToolsOptions): Tool
 /** ArkAgent `mcpServers`: every tool the server lists, prefixed; none while it cannot be reached. */
 export function mcpServerTools(clients: McpClients, options: McpToolsOptions): ServerTools {
   return async (server, env) => {
-    if (server.transport === 'stdio' && options.stdio !== true) {
+    // Refused here too (McpClients would fail the connection), so that the agent is refused, not reduced.
+    if (server.transport === 'stdio' && !clients.stdio) {
       throw new PrepareError(
         `mcpServers ${server.name} is a command (stdio), which only ark dev runs; serve it over HTTP for this runtime`,
       )
