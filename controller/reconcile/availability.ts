@@ -93,7 +93,7 @@ export function availabilityOf(
       failures = [
         ...valueFailures(r, catalog),
         ...(caps.mcp ? [] : [notYet('MCP servers need the MCP client')]),
-        ...discoveryFailures(r, catalog),
+        ...conditionFailures(r, catalog, TOOLS_DISCOVERED),
       ]
       break
     case 'A2AServer':
@@ -235,11 +235,19 @@ function valueFailures(r: AnyResource, catalog: Catalog): Failure[] {
   return out
 }
 
+/**
+ * A condition another reconciler owns, when it is False: the model probe (model-probe.ts), the module load
+ * (tool-modules.ts), MCP discovery (mcp-discovery.ts). Its reason becomes the resource's.
+ */
+function conditionFailures(r: AnyResource, catalog: Catalog, type: string, prefix = ''): Failure[] {
+  const c = catalog.status(r.key)?.conditions.find((x) => x.type === type)
+  if (c?.status !== 'False') return []
+  return [{ reason: c.reason, message: `${prefix}${c.message}` }]
+}
+
 /** The last probe of the resource's model (model-probe.ts), when it failed. */
 function probeFailures(r: AnyResource, catalog: Catalog): Failure[] {
-  const c = catalog.status(r.key)?.conditions.find((x) => x.type === REACHABLE)
-  if (c?.status !== 'False') return []
-  return [{ reason: c.reason, message: `the model probe failed: ${c.message}` }]
+  return conditionFailures(r, catalog, REACHABLE, 'the model probe failed: ')
 }
 
 function agentFailures(a: ResourceOf<'Agent'>, catalog: Catalog, caps: Capabilities): Failure[] {
@@ -298,17 +306,8 @@ function agentFailures(a: ResourceOf<'Agent'>, catalog: Catalog, caps: Capabilit
   return out
 }
 
-/** The MCPServer's last discovery (mcp-discovery.ts), when its server could not be reached or listed. */
-function discoveryFailures(r: AnyResource, catalog: Catalog): Failure[] {
-  const c = catalog.status(r.key)?.conditions.find((x) => x.type === TOOLS_DISCOVERED)
-  if (c?.status !== 'False') return []
-  return [{ reason: c.reason, message: c.message }]
-}
-
 function toolFailures(t: ResourceOf<'Tool'>, catalog: Catalog, caps: Capabilities): Failure[] {
-  const out = valueFailures(t, catalog)
-  const loaded = catalog.status(t.key)?.conditions.find((c) => c.type === MODULE_LOADED)
-  if (loaded?.status === 'False') out.push({ reason: loaded.reason, message: loaded.message })
+  const out = [...valueFailures(t, catalog), ...conditionFailures(t, catalog, MODULE_LOADED)]
   const s = t.spec
   if (s.type === 'mcp') {
     // The server's own trouble is MCPServerNotAvailable (valueFailures); here, a tool it does not list.
