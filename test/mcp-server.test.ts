@@ -13,7 +13,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type { Progress } from '@modelcontextprotocol/sdk/types.js'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import type { Embedded } from '../bin/embedded.ts'
+import type { EmbeddedOptions } from '../bin/embedded.ts'
 import { startEmbedded } from '../bin/embedded.ts'
 import { serve, silentLogger } from '../gateway/index.ts'
 import type { FakeUpstream } from './fakes/openai-upstream.ts'
@@ -81,48 +81,65 @@ metadata: { name: helper, namespace: other }
 spec: { prompt: You help elsewhere. }
 `
 
-describe('agents as MCP tools', () => {
-  let dir: string
-  let upstream: FakeUpstream
-  let system: Embedded
-  let base: string
-  let close: () => Promise<void>
-  const clients: Client[] = []
+interface System {
+  readonly upstream: FakeUpstream
+  /** The gateway's base URL. */
+  readonly base: string
+  /** A new MCP session of the SDK's Client at `path`, closed with the system. */
+  connect(path?: string): Promise<{ client: Client; transport: StreamableHTTPClientTransport }>
+  close(): Promise<void>
+}
 
-  beforeAll(async () => {
-    upstream = await startFakeOpenAI()
-    dir = await mkdtemp(join(tmpdir(), 'ark-mcp-server-'))
-    await writeFile(join(dir, 'agents.yaml'), manifests(upstream.url))
-    system = await startEmbedded({
-      manifests: dir,
-      watch: false,
-      log: silentLogger,
-      probeIntervalSeconds: 0,
-      // As `ark dev` on loopback: other Host names are refused (DNS rebinding; a conformance scenario).
-      allowedHosts: 'loopback',
-    })
-    await system.controlPlane.settled()
-    const server = await serve(system.gateway.fetch, { host: '127.0.0.1', port: 0 })
-    base = `http://127.0.0.1:${String(server.port)}`
-    close = async () => {
+/** `ark dev`'s embedded system on the manifests above (with a fake OpenAI upstream), served on a free port. */
+async function startSystem(options: Partial<EmbeddedOptions> = {}): Promise<System> {
+  const upstream = await startFakeOpenAI()
+  const dir = await mkdtemp(join(tmpdir(), 'ark-mcp-server-'))
+  await writeFile(join(dir, 'agents.yaml'), manifests(upstream.url))
+  const system = await startEmbedded({
+    manifests: dir,
+    watch: false,
+    log: silentLogger,
+    probeIntervalSeconds: 0,
+    ...options,
+  })
+  await system.controlPlane.settled()
+  const server = await serve(system.gateway.fetch, { host: '127.0.0.1', port: 0 })
+  const base = `http://127.0.0.1:${String(server.port)}`
+  const clients: Client[] = []
+  return {
+    upstream,
+    base,
+    async connect(path = '/mcp') {
+      const client = new Client({ name: 'test-host', version: '1.0.0' })
+      const transport = new StreamableHTTPClientTransport(new URL(`${base}${path}`))
+      await client.connect(transport)
+      clients.push(client)
+      return { client, transport }
+    },
+    async close() {
+      await Promise.allSettled(clients.map((c) => c.close()))
       await server.close()
       await system.close()
-    }
+      await upstream.close()
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+describe('agents as MCP tools', () => {
+  let system: System
+  let upstream: FakeUpstream
+  let base: string
+
+  beforeAll(async () => {
+    // As `ark dev` on loopback: other Host names are refused (DNS rebinding; a conformance scenario).
+    system = await startSystem({ allowedHosts: 'loopback' })
+    ;({ upstream, base } = system)
   }, 60_000)
 
-  afterAll(async () => {
-    await Promise.allSettled(clients.map((c) => c.close()))
-    await close()
-    await upstream.close()
-    await rm(dir, { recursive: true, force: true })
-  })
+  afterAll(() => system.close())
 
-  const connect = async (path = '/mcp'): Promise<Client> => {
-    const client = new Client({ name: 'test-host', version: '1.0.0' })
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${base}${path}`)))
-    clients.push(client)
-    return client
-  }
+  const connect = async (path = '/mcp'): Promise<Client> => (await system.connect(path)).client
 
   const text = (result: unknown) =>
     (result as { content: { text?: string }[] }).content.map((c) => c.text ?? '').join('')
@@ -365,47 +382,18 @@ describe('agents as MCP tools', () => {
 })
 
 describe('MCP sessions are bounded, and what a host runs is never cut to make room', () => {
-  let dir: string
+  let system: System
   let upstream: FakeUpstream
-  let system: Embedded
   let base: string
-  let close: () => Promise<void>
-  const clients: Client[] = []
 
   beforeAll(async () => {
-    upstream = await startFakeOpenAI()
-    dir = await mkdtemp(join(tmpdir(), 'ark-mcp-sessions-'))
-    await writeFile(join(dir, 'agents.yaml'), manifests(upstream.url))
-    system = await startEmbedded({
-      manifests: dir,
-      watch: false,
-      log: silentLogger,
-      probeIntervalSeconds: 0,
-      mcpSessions: { max: 2, idleMs: 300 },
-    })
-    await system.controlPlane.settled()
-    const server = await serve(system.gateway.fetch, { host: '127.0.0.1', port: 0 })
-    base = `http://127.0.0.1:${String(server.port)}`
-    close = async () => {
-      await server.close()
-      await system.close()
-    }
+    system = await startSystem({ mcpSessions: { max: 2, idleMs: 300 } })
+    ;({ upstream, base } = system)
   }, 60_000)
 
-  afterAll(async () => {
-    await Promise.allSettled(clients.map((c) => c.close()))
-    await close()
-    await upstream.close()
-    await rm(dir, { recursive: true, force: true })
-  })
+  afterAll(() => system.close())
 
-  const connect = async (): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> => {
-    const client = new Client({ name: 'test-host', version: '1.0.0' })
-    const transport = new StreamableHTTPClientTransport(new URL(`${base}/mcp`))
-    await client.connect(transport)
-    clients.push(client)
-    return { client, transport }
-  }
+  const connect = () => system.connect()
 
   it('refuses a session past the bound with 503 and Retry-After; DELETE makes room; idle ones end, busy ones stay', async () => {
     const busy = await connect()
