@@ -107,6 +107,21 @@ async function leaseSpec(namespace: string): Promise<LeaseSpec> {
   return (JSON.parse(out) as { spec?: LeaseSpec }).spec ?? {}
 }
 
+/**
+ * Writes the Lease as another party would: an unconditional replace. The API server can still answer
+ * Conflict when the write races the holder's renewal (it renews every few hundred ms), so retry then.
+ */
+async function replaceLease(lease: object): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await kube.kubectl(['replace', '-f', '-'], { input: JSON.stringify(lease) })
+      return
+    } catch (error) {
+      if (attempt >= 5 || !String(error).includes('(Conflict)')) throw error
+    }
+  }
+}
+
 /** Samples isLeader of every candidate every 50 ms; records any moment at which two believed they led. */
 function sampleLeaders(candidates: readonly Candidate[]): {
   stop(): { samples: number; overlaps: string[] }
@@ -242,19 +257,17 @@ describe('LeaderElector on a coordination.k8s.io/v1 Lease', () => {
     // A Lease written by someone else with microseconds a Date cannot hold, still naming a as holder (an
     // unconditional replace: a's next renewal on its old resourceVersion gets 409, it reads and renews).
     const precise = '2026-12-06T03:00:00.654321Z'
-    await kube.kubectl(['replace', '-f', '-'], {
-      input: JSON.stringify({
-        apiVersion: 'coordination.k8s.io/v1',
-        kind: 'Lease',
-        metadata: { name: LEASE, namespace: ns },
-        spec: {
-          holderIdentity: 'a',
-          leaseDurationSeconds: 3,
-          acquireTime: precise,
-          renewTime: precise,
-          leaseTransitions: 4,
-        },
-      }),
+    await replaceLease({
+      apiVersion: 'coordination.k8s.io/v1',
+      kind: 'Lease',
+      metadata: { name: LEASE, namespace: ns },
+      spec: {
+        holderIdentity: 'a',
+        leaseDurationSeconds: 3,
+        acquireTime: precise,
+        renewTime: precise,
+        leaseTransitions: 4,
+      },
     })
     await waitFor('a to renew the replaced Lease', async () => (await leaseSpec(ns)).renewTime !== precise)
     const after = await leaseSpec(ns)
@@ -394,7 +407,7 @@ describe('LeaderElector on a coordination.k8s.io/v1 Lease', () => {
         leaseTransitions: 7,
       },
     }
-    await kube.kubectl(['replace', '-f', '-'], { input: JSON.stringify(intruder) })
+    await replaceLease(intruder)
 
     await waitFor('a to step down', () => signal.aborted)
     expect(abortedWhileLeader).toBe(false)
