@@ -5,7 +5,11 @@
 import { Hono } from 'hono'
 import { cors } from 'hono/cors'
 import { routePath } from 'hono/route'
+import type { ObjectRef } from '../controller/api/index.ts'
 import type { Catalog } from '../controller/store/index.ts'
+import { A2AEndpoints, rpcError } from './a2a/server.ts'
+import { MemoryTaskStore } from './a2a/task-store.ts'
+import type { TaskStore } from '@a2a-js/sdk/server'
 import { Admission } from './admission.ts'
 import { jsonBody } from './http/body.ts'
 import type { AllowedHosts } from './http/guards.ts'
@@ -54,6 +58,8 @@ export interface AppDeps {
   readonly ready: () => boolean
   /** MCP sessions held at once and their idle lifetime (defaults: mcp/server.ts). */
   readonly mcpSessions?: { readonly max?: number; readonly idleMs?: number }
+  /** Where A2A tasks are kept: memory by default (one replica); Redis when replicas share them. */
+  readonly a2aTasks?: TaskStore
 }
 
 export interface App {
@@ -74,6 +80,13 @@ export function createApp(deps: AppDeps): App {
       ...(deps.mcpSessions?.idleMs === undefined ? {} : { sessionIdleMs: deps.mcpSessions.idleMs }),
     },
   )
+
+  const a2a = new A2AEndpoints({
+    catalog: deps.catalog,
+    admission,
+    log: deps.log,
+    store: deps.a2aTasks ?? new MemoryTaskStore(),
+  })
 
   app.use(async (c, next) => {
     const started = performance.now()
@@ -190,6 +203,26 @@ export function createApp(deps: AppDeps): App {
         `${c.req.method} is not allowed on ${c.req.path.slice(0, 200)}; use POST, GET or DELETE`,
         { allow: 'GET, POST, DELETE' },
       ),
+    )
+  }
+
+  // A2A: cards, and JSON-RPC at each agent's base URL.
+  const agentRef = (c: { req: { param: (name: string) => string | undefined } }): ObjectRef => ({
+    namespace: c.req.param('namespace') ?? 'default',
+    name: c.req.param('name') ?? '',
+  })
+  const a2aBody = jsonBody({ maxBytes: deps.maxBodyBytes, timeoutMs: deps.bodyTimeoutMs }, (refusal) =>
+    rpcError(refusal.status, null, refusal.code === 'invalid_json' ? -32700 : -32600, refusal.message),
+  )
+  app.get('/a2a', (c) => a2a.list(c.req.raw))
+  for (const base of ['/a2a/agent/:name', '/a2a/agent/:namespace/:name']) {
+    app.get(`${base}/.well-known/agent-card.json`, (c) => a2a.card(c.req.raw, agentRef(c), false))
+    app.get(`${base}/.well-known/agent.json`, (c) => a2a.card(c.req.raw, agentRef(c), true))
+    app.post(base, a2aBody, (c) => a2a.rpc(c.req.raw, agentRef(c), c.get('body')))
+    app.all(base, (c) =>
+      rpcError(405, null, -32600, `${c.req.method} is not allowed on ${c.req.path.slice(0, 200)}; use POST`, {
+        allow: 'POST',
+      }),
     )
   }
 

@@ -1,0 +1,129 @@
+/**
+ * An ark agent's A2A agent card, built from its resource on each request (the catalog is the truth; nothing
+ * to invalidate). Two shapes:
+ *
+ * - the v1.0 card (`supportedInterfaces`, one JSON-RPC interface per protocol version ark serves), for
+ *   clients that ask with `A2A-Version: 1.0`;
+ * - the v0.3 card (`url`, `protocolVersion`, `preferredTransport`, `additionalInterfaces`), for clients that
+ *   send no version (0.3 is the default the spec gives them) and for `agent.json`. It also carries the v1.0
+ *   `supportedInterfaces`, so a v1.0 client that forgot the header still finds its interface.
+ *
+ * Skills: the agent itself (a message in, an answer out), then one per tool it can call, so that a caller
+ * can tell what it is able to do.
+ */
+import type { AgentCard, AgentSkill } from '@a2a-js/sdk'
+import type { AgentTool, ResourceOf } from '../../controller/api/index.ts'
+import type { Catalog } from '../../controller/store/index.ts'
+
+/** The protocol versions ark's JSON-RPC binding serves, newest first. */
+export const PROTOCOL_VERSIONS = ['1.0', '0.3'] as const
+
+const TEXT_MODES = ['text/plain', 'application/json']
+
+/** The v1.0 card of an agent whose JSON-RPC endpoint is `url`. */
+export function agentCard(catalog: Catalog, agent: ResourceOf<'Agent'>, url: string): AgentCard {
+  const { name, namespace } = agent.ref
+  const description =
+    agent.spec.description ??
+    `The ark agent ${namespace}/${name}: send it a message, and it answers with text.`
+  return {
+    name,
+    description,
+    supportedInterfaces: PROTOCOL_VERSIONS.map((protocolVersion) => ({
+      url,
+      protocolBinding: 'JSONRPC',
+      protocolVersion,
+      tenant: '',
+    })),
+    provider: { organization: 'ark', url: 'https://github.com/mckinsey/agents-at-scale-ark' },
+    // The resource's generation: a card changes version when its spec does.
+    version: String(agent.meta.generation ?? 1),
+    capabilities: { streaming: true, pushNotifications: false, extensions: [], extendedAgentCard: false },
+    securitySchemes: {},
+    securityRequirements: [],
+    defaultInputModes: TEXT_MODES,
+    defaultOutputModes: ['text/plain'],
+    skills: [
+      {
+        id: name,
+        name,
+        description,
+        tags: ['agent', `namespace:${namespace}`],
+        examples: [],
+        inputModes: TEXT_MODES,
+        outputModes: ['text/plain'],
+        securityRequirements: [],
+      },
+      ...agent.spec.tools.map((tool) => toolSkill(catalog, tool)),
+    ],
+    signatures: [],
+  }
+}
+
+/** The v0.3 shape of a v1.0 card, with the v1.0 interfaces kept beside. */
+export function legacyCard(card: AgentCard): Record<string, unknown> {
+  const [primary, ...others] = card.supportedInterfaces.filter((i) => i.protocolVersion === '0.3')
+  return {
+    name: card.name,
+    description: card.description,
+    url: primary?.url,
+    preferredTransport: 'JSONRPC',
+    protocolVersion: '0.3.0',
+    additionalInterfaces: others.map((i) => ({ url: i.url, transport: i.protocolBinding })),
+    provider: card.provider,
+    version: card.version,
+    capabilities: {
+      streaming: card.capabilities?.streaming ?? false,
+      pushNotifications: card.capabilities?.pushNotifications ?? false,
+      stateTransitionHistory: false,
+    },
+    supportsAuthenticatedExtendedCard: false,
+    defaultInputModes: card.defaultInputModes,
+    defaultOutputModes: card.defaultOutputModes,
+    // A v0.3 skill is a v1.0 skill without securityRequirements (0.3 names it `security`; ark has none yet).
+    skills: card.skills.map((s) => ({
+      id: s.id,
+      name: s.name,
+      description: s.description,
+      tags: s.tags,
+      examples: s.examples,
+      inputModes: s.inputModes,
+      outputModes: s.outputModes,
+    })),
+    supportedInterfaces: card.supportedInterfaces,
+  }
+}
+
+function toolSkill(catalog: Catalog, tool: AgentTool): AgentSkill {
+  const skill = (id: string, description: string, tags: string[]): AgentSkill => ({
+    id: `tool:${id}`,
+    name: id,
+    description,
+    tags: ['tool', ...tags],
+    examples: [],
+    inputModes: [],
+    outputModes: [],
+    securityRequirements: [],
+  })
+  switch (tool.kind) {
+    case 'builtin':
+      return skill(tool.name, tool.description ?? `the built-in tool ${tool.name}`, ['builtin'])
+    case 'ref': {
+      const resource = catalog.get('Tool', tool.ref)
+      const id = tool.as ?? tool.ref.name
+      return skill(
+        id,
+        tool.description ?? resource?.spec.description ?? `the tool ${tool.ref.name}`,
+        resource === undefined ? [] : [resource.spec.type],
+      )
+    }
+    case 'inline':
+      return skill(tool.name, tool.tool.description ?? `the tool ${tool.name}`, [tool.tool.type])
+    case 'mcpServer':
+      return skill(
+        `${tool.server.name}__*`,
+        `the tools of the MCP server ${tool.server.name}, named ${tool.server.name}__<tool>`,
+        ['mcp'],
+      )
+  }
+}

@@ -1,0 +1,318 @@
+/**
+ * ark's agents as A2A servers, for other agents on any A2A SDK. Each agent has a base URL,
+ * `/a2a/agent/<name>` (namespace default) or `/a2a/agent/<ns>/<name>`:
+ *
+ * - `<base>/.well-known/agent-card.json`: its card (card.ts), v1.0 for `A2A-Version: 1.0`, else v0.3;
+ *   `<base>/.well-known/agent.json` always v0.3, where 0.3 clients (and McKinsey ARK) look.
+ * - `POST <base>`: JSON-RPC through the SDK's transport handlers on Web-standard Request/Response, so it
+ *   runs on Node and Deno alike: v1.0 (`SendMessage`, `SendStreamingMessage`, `GetTask`, `ListTasks`,
+ *   `CancelTask`, `SubscribeToTask`, ...) with `A2A-Version: 1.0`, v0.3 (`message/send`, `tasks/get`, ...)
+ *   without the header. Streams are server-sent events; a stream is pulled by the client, so a slow reader
+ *   slows only its own stream (the task goes on and is stored).
+ * - `GET /a2a`: the cards of every Available agent.
+ *
+ * Before the SDK sees a send, the route checks what only ark knows, so that a refusal is a JSON-RPC error
+ * and not a failed task: that the agent can run now (admission's check: availability, replicas, required
+ * parameters from the request's metadata), and that the message does not name a task still running (ark's
+ * agents take no input mid-run). Everything else (the protocol's shapes, versions, errors, task states,
+ * history) is the SDK's DefaultRequestHandler over ark's executor (executor.ts) and task store
+ * (task-store.ts).
+ */
+import type { AgentCard } from '@a2a-js/sdk'
+import { TaskState } from '@a2a-js/sdk'
+import {
+  DefaultExecutionEventBusManager,
+  DefaultRequestHandler,
+  JsonRpcTransportHandler,
+  ServerCallContext,
+  UnauthenticatedUser,
+  validateVersion,
+} from '@a2a-js/sdk/server'
+import type { TaskStore } from '@a2a-js/sdk/server'
+import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server'
+import type { ObjectRef, ResourceOf } from '../../controller/api/index.ts'
+import type { Catalog } from '../../controller/store/index.ts'
+import type { Admission } from '../admission.ts'
+import type { Logger } from '../log.ts'
+import { agentCard, legacyCard } from './card.ts'
+import { ArkAgentExecutor, CALL_STATE } from './executor.ts'
+import type { CallState } from './executor.ts'
+import { AGENT_SCOPE } from './task-store.ts'
+
+export interface A2ADeps {
+  readonly catalog: Catalog
+  readonly admission: Admission
+  readonly store: TaskStore
+  readonly log: Logger
+}
+
+const SEND = new Set(['SendMessage', 'SendStreamingMessage', 'message/send', 'message/stream'])
+const STREAMING = new Set(['SendStreamingMessage', 'message/stream'])
+const TERMINAL = new Set<number>([
+  TaskState.TASK_STATE_COMPLETED,
+  TaskState.TASK_STATE_FAILED,
+  TaskState.TASK_STATE_CANCELED,
+  TaskState.TASK_STATE_REJECTED,
+])
+
+/** Implementation-defined server error (JSON-RPC reserves -32000 to -32099; A2A uses -32001 to -32009). */
+const NOT_SERVED = -32000
+const INVALID_REQUEST = -32600
+const INVALID_PARAMS = -32602
+const UNSUPPORTED_OPERATION = -32004
+
+type RpcResponse = { readonly jsonrpc: string; readonly id: unknown; readonly error?: { code: number } }
+
+export class A2AEndpoints {
+  readonly #deps: A2ADeps
+  readonly #executor: ArkAgentExecutor
+  readonly #buses = new DefaultExecutionEventBusManager()
+
+  constructor(deps: A2ADeps) {
+    this.#deps = deps
+    this.#executor = new ArkAgentExecutor(deps.admission)
+  }
+
+  /** GET `<base>/.well-known/agent-card.json` (legacy: `agent.json`). */
+  card(request: Request, ref: ObjectRef, legacy: boolean): Response {
+    const agent = this.#deps.catalog.get('Agent', ref)
+    if (agent === undefined) {
+      return Response.json(
+        { error: `there is no agent ${ref.namespace}/${ref.name}; GET /a2a lists the agents served here` },
+        { status: 404 },
+      )
+    }
+    const card = this.#card(request, agent)
+    const v1 = !legacy && isV1(request.headers.get('a2a-version'))
+    return Response.json(v1 ? card : legacyCard(card), {
+      headers: { 'cache-control': 'public, max-age=60', vary: 'A2A-Version' },
+    })
+  }
+
+  /** GET /a2a: the cards of the agents that can take a task now. */
+  list(request: Request): Response {
+    const { catalog } = this.#deps
+    const v1 = isV1(request.headers.get('a2a-version'))
+    const agents = catalog
+      .list('Agent')
+      .filter((a) => catalog.status(a.key)?.conditions.find((c) => c.type === 'Available')?.status === 'True')
+      .map((a) => this.#card(request, a))
+    return Response.json({ agents: v1 ? agents : agents.map(legacyCard) })
+  }
+
+  /** POST `<base>`: one JSON-RPC request (`body`, parsed) to the agent at `ref`. */
+  async rpc(request: Request, ref: ObjectRef, body: unknown): Promise<Response> {
+    const version = request.headers.get('a2a-version')?.trim() ?? ''
+    const legacy = !isV1(version)
+    const mapError = (err: unknown): unknown =>
+      legacy
+        ? LegacyJsonRpcTransportHandler.mapToLegacyJSONRPCError(err)
+        : JsonRpcTransportHandler.mapToJSONRPCError(err)
+    const id = idOf(body)
+    const agent = this.#deps.catalog.get('Agent', ref)
+    if (agent === undefined) {
+      return rpcError(
+        404,
+        id,
+        NOT_SERVED,
+        `there is no agent ${ref.namespace}/${ref.name}; GET /a2a lists the agents served here`,
+      )
+    }
+    if (!isObject(body)) {
+      return rpcError(
+        200,
+        null,
+        INVALID_REQUEST,
+        'an A2A request is one JSON-RPC request object (batches are not part of A2A)',
+      )
+    }
+    const card = this.#card(request, agent)
+    const state = new Map<string, unknown>([[AGENT_SCOPE, agent.key]])
+    const context = new ServerCallContext({
+      requestedVersion: version === '' ? '0.3' : version,
+      user: new UnauthenticatedUser(),
+      state,
+    })
+    try {
+      validateVersion(context.requestedVersion, card, 'JSONRPC')
+    } catch (err) {
+      return Response.json({ jsonrpc: '2.0', id, error: mapError(err) })
+    }
+
+    const method = methodOf(body)
+    if (method !== undefined && SEND.has(method)) {
+      const refused = await this.#admit(agent, body, context, state, STREAMING.has(method))
+      if (refused !== undefined)
+        return rpcError(refused.status, id, refused.code, refused.message, refused.headers)
+    }
+
+    const handler = new DefaultRequestHandler(card, this.#deps.store, this.#executor, this.#buses)
+    const transport = legacy
+      ? new LegacyJsonRpcTransportHandler(handler)
+      : new JsonRpcTransportHandler(handler)
+    let out: RpcResponse | AsyncGenerator<RpcResponse, void, undefined>
+    try {
+      out = (await transport.handle(body, context)) as typeof out
+    } catch (err) {
+      this.#deps.log.error('A2A request failed', { agent: agent.key, method, error: messageOf(err) })
+      return Response.json({ jsonrpc: '2.0', id, error: mapError(err) }, { status: 500 })
+    }
+    if (!(Symbol.asyncIterator in out)) {
+      return Response.json(out, { status: out.error?.code === -32603 ? 500 : 200 })
+    }
+    return this.#stream(out, id, mapError, agent.key)
+  }
+
+  /** Tasks this replica runs now. */
+  get running(): number {
+    return this.#executor.running
+  }
+
+  #card(request: Request, agent: ResourceOf<'Agent'>): AgentCard {
+    const { namespace, name } = agent.ref
+    const path =
+      namespace === 'default'
+        ? `/a2a/agent/${encodeURIComponent(name)}`
+        : `/a2a/agent/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}`
+    return agentCard(this.#deps.catalog, agent, new URL(path, request.url).href)
+  }
+
+  /**
+   * What ark checks before a send reaches the SDK: the refusal, or undefined once the call's state holds what
+   * the executor needs.
+   */
+  async #admit(
+    agent: ResourceOf<'Agent'>,
+    body: unknown,
+    context: ServerCallContext,
+    state: Map<string, unknown>,
+    streaming: boolean,
+  ): Promise<
+    { status: number; code: number; message: string; headers?: Record<string, string> } | undefined
+  > {
+    const params = (body as { params?: unknown }).params
+    const metadata = isObject(params) ? params.metadata : undefined
+    const parameters: Record<string, string> = Object.create(null) as Record<string, string>
+    if (metadata !== undefined && metadata !== null) {
+      if (!isObject(metadata)) {
+        return { status: 400, code: INVALID_PARAMS, message: 'params.metadata must be an object' }
+      }
+      for (const [k, v] of Object.entries(metadata)) {
+        // Metadata also carries extensions' values: only strings can be prompt parameters.
+        if (typeof v === 'string') parameters[k] = v
+      }
+    }
+    const { admission, catalog, store } = this.#deps
+    const checked = admission.check(catalog.targetId('Agent', agent.ref), parameters)
+    if ('refusal' in checked) {
+      const { refusal } = checked
+      return {
+        status: refusal.status,
+        code: refusal.code === 'missing_parameter' ? INVALID_PARAMS : NOT_SERVED,
+        message:
+          refusal.code === 'missing_parameter'
+            ? `${refusal.target ?? agent.ref.name} needs the parameter ${JSON.stringify(refusal.param?.slice('metadata.'.length))}: send it in params.metadata`
+            : `${refusal.code}: ${refusal.message}`,
+        ...(refusal.retryAfterSeconds === undefined
+          ? {}
+          : { headers: { 'retry-after': String(refusal.retryAfterSeconds) } }),
+      }
+    }
+    const message = isObject(params) ? params.message : undefined
+    const taskId = isObject(message) ? message.taskId : undefined
+    if (typeof taskId === 'string' && taskId !== '') {
+      const task = await store.load(taskId, context)
+      if (task !== undefined && !TERMINAL.has(task.status?.state ?? 0)) {
+        return {
+          status: 200,
+          code: UNSUPPORTED_OPERATION,
+          message: `task ${taskId.slice(0, 100)} is still running, and ark's agents take no input while they run: wait for it to end (GetTask, SubscribeToTask), then send a new message with its contextId`,
+        }
+      }
+    }
+    const call: CallState = { checked, parameters, streaming }
+    state.set(CALL_STATE, call)
+    return undefined
+  }
+
+  /** A streamed answer as server-sent events, pulled by the client; a pre-stream error is plain JSON-RPC. */
+  async #stream(
+    events: AsyncGenerator<RpcResponse, void, undefined>,
+    id: unknown,
+    mapError: (err: unknown) => unknown,
+    agent: string,
+  ): Promise<Response> {
+    let first: IteratorResult<RpcResponse, void>
+    try {
+      first = await events.next()
+    } catch (err) {
+      return Response.json({ jsonrpc: '2.0', id, error: mapError(err) })
+    }
+    const encoder = new TextEncoder()
+    const event = (data: unknown, name?: string) =>
+      encoder.encode(`${name === undefined ? '' : `event: ${name}\n`}data: ${JSON.stringify(data)}\n\n`)
+    const log = this.#deps.log
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        if (first.done === true) controller.close()
+        else controller.enqueue(event(first.value))
+      },
+      async pull(controller) {
+        try {
+          const next = await events.next()
+          if (next.done === true) controller.close()
+          else controller.enqueue(event(next.value))
+        } catch (err) {
+          log.error('A2A stream failed', { agent, error: messageOf(err) })
+          controller.enqueue(event({ jsonrpc: '2.0', id, error: mapError(err) }, 'error'))
+          controller.close()
+        }
+      },
+      async cancel() {
+        // The client went away: stop following the task. The task itself goes on (A2A tasks outlive connections).
+        await events.return(undefined)
+      },
+    })
+    return new Response(body, {
+      headers: {
+        'content-type': 'text/event-stream',
+        'cache-control': 'no-cache',
+        'x-accel-buffering': 'no',
+      },
+    })
+  }
+}
+
+function isV1(version: string | null): boolean {
+  return version !== null && /^1\.0(\.\d+)?$/.test(version.trim())
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function methodOf(body: unknown): string | undefined {
+  const method = isObject(body) ? body.method : undefined
+  return typeof method === 'string' ? method : undefined
+}
+
+/** The request's id, echoed in errors ark answers itself; null when it has none a response may carry. */
+function idOf(body: unknown): string | number | null {
+  const id = isObject(body) ? body.id : undefined
+  return typeof id === 'string' || typeof id === 'number' ? id : null
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+/** A JSON-RPC error answered by ark itself, before the SDK. */
+export function rpcError(
+  status: number,
+  id: string | number | null,
+  code: number,
+  message: string,
+  headers: Readonly<Record<string, string>> = {},
+): Response {
+  return Response.json({ jsonrpc: '2.0', id, error: { code, message } }, { status, headers })
+}

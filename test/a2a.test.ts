@@ -1,0 +1,539 @@
+/**
+ * ark's agents as A2A servers, as another agent sees them: the @a2a-js/sdk client (v1.0, and its v0.3
+ * transport) against `ark dev`'s gateway, with the mock model, and a fake OpenAI upstream for runs that take
+ * their time. Also the v0.3 wire as a plain HTTP client sees it, and what garbage gets: JSON-RPC errors in
+ * A2A's codes, never a crash.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { AgentCard, Message, SendMessageRequest, StreamResponse, Task } from '@a2a-js/sdk'
+import { Role, TaskState } from '@a2a-js/sdk'
+import { Client, ClientFactory } from '@a2a-js/sdk/client'
+import { LegacyJsonRpcTransport } from '@a2a-js/sdk/compat/v0_3/client'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startEmbedded } from '../bin/embedded.ts'
+import { serve, silentLogger } from '../gateway/index.ts'
+import type { FakeUpstream } from './fakes/openai-upstream.ts'
+import { startFakeOpenAI } from './fakes/openai-upstream.ts'
+
+const manifests = (upstream: string) => `
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Model
+metadata: { name: default }
+spec: { provider: mock, model: { value: mock-1 } }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Model
+metadata: { name: upstream }
+spec:
+  provider: openai
+  model: { value: gpt-4o }
+  config: { openai: { baseUrl: { value: "${upstream}" }, apiKey: { value: sk-test } } }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: helper }
+spec:
+  description: Answers questions, using a calculator.
+  prompt: You help.
+  tools: [{ type: built-in, name: calculator }]
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: slow }
+spec: { prompt: You take your time., modelRef: { name: upstream } }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: greeter }
+spec:
+  prompt: "Greet {{.name}}."
+  parameters:
+    - name: name
+      valueFrom: { queryParameterRef: { name: name } }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: lost }
+spec: { prompt: hi, modelRef: { name: missing } }
+---
+apiVersion: v1
+kind: Namespace
+metadata: { name: other }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Model
+metadata: { name: default, namespace: other }
+spec: { provider: mock, model: { value: mock-1 } }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: helper, namespace: other }
+spec: { prompt: You help elsewhere. }
+`
+
+/** A v1.0 user message of text parts, as the SDK's types spell it. */
+function userMessage(text: string, extra: Partial<Message> = {}): Message {
+  return {
+    messageId: crypto.randomUUID(),
+    contextId: '',
+    taskId: '',
+    role: Role.ROLE_USER,
+    parts: [{ content: { $case: 'text', value: text }, metadata: {}, filename: '', mediaType: 'text/plain' }],
+    metadata: {},
+    extensions: [],
+    referenceTaskIds: [],
+    ...extra,
+  }
+}
+
+function send(
+  message: Message,
+  options: { metadata?: Record<string, unknown>; returnImmediately?: boolean; historyLength?: number } = {},
+): SendMessageRequest {
+  return {
+    tenant: '',
+    message,
+    configuration: {
+      acceptedOutputModes: [],
+      taskPushNotificationConfig: undefined,
+      returnImmediately: options.returnImmediately ?? false,
+      ...(options.historyLength === undefined ? {} : { historyLength: options.historyLength }),
+    },
+    metadata: options.metadata ?? {},
+  }
+}
+
+const answerOf = (task: Task): string =>
+  task.artifacts
+    .flatMap((a) => a.parts)
+    .map((p) => (p.content?.$case === 'text' ? p.content.value : ''))
+    .join('')
+
+const statusText = (task: Task): string =>
+  (task.status?.message?.parts ?? [])
+    .map((p) => (p.content?.$case === 'text' ? p.content.value : ''))
+    .join('')
+
+async function collect(events: AsyncGenerator<StreamResponse>): Promise<StreamResponse[]> {
+  const out: StreamResponse[] = []
+  for await (const e of events) out.push(e)
+  return out
+}
+
+/** The JSON-RPC error an SDK call threw: its code and message. */
+async function rpcFailure(call: Promise<unknown>): Promise<{ code: number | undefined; message: string }> {
+  try {
+    await call
+  } catch (err) {
+    const e = err as { envelopeCode?: number; message: string }
+    return { code: e.envelopeCode, message: e.message }
+  }
+  throw new Error('the call succeeded')
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const value = await probe()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 25))
+  }
+}
+
+describe('agents as A2A servers', () => {
+  let upstream: FakeUpstream
+  let base: string
+  let close: () => Promise<void>
+
+  beforeAll(async () => {
+    upstream = await startFakeOpenAI()
+    const dir = await mkdtemp(join(tmpdir(), 'ark-a2a-'))
+    await writeFile(join(dir, 'agents.yaml'), manifests(upstream.url))
+    const system = await startEmbedded({
+      manifests: dir,
+      watch: false,
+      log: silentLogger,
+      probeIntervalSeconds: 0,
+    })
+    await system.controlPlane.settled()
+    const server = await serve(system.gateway.fetch, { host: '127.0.0.1', port: 0 })
+    base = `http://127.0.0.1:${String(server.port)}`
+    close = async () => {
+      await server.close()
+      await system.close()
+      await upstream.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  }, 60_000)
+
+  afterAll(() => close())
+
+  const v1 = (agent = 'helper'): Promise<Client> =>
+    new ClientFactory().createFromUrl(`${base}/a2a/agent/${agent}/`)
+  const v03 = async (agent = 'helper'): Promise<Client> => {
+    const card = (await (
+      await fetch(cardUrl(agent), { headers: { 'a2a-version': '1.0' } })
+    ).json()) as AgentCard
+    return new Client(new LegacyJsonRpcTransport({ endpoint: `${base}/a2a/agent/${agent}` }), card)
+  }
+  const cardUrl = (agent: string, file = 'agent-card.json') =>
+    `${base}/a2a/agent/${agent}/.well-known/${file}`
+  const rpc = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+    fetch(`${base}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    })
+
+  describe('cards', () => {
+    it('serves a v1.0 card built from the agent: interfaces for both versions, skills from its tools', async () => {
+      const res = await fetch(cardUrl('helper'), { headers: { 'a2a-version': '1.0' } })
+      expect(res.status).toBe(200)
+      expect(res.headers.get('vary')).toBe('A2A-Version')
+      const card = (await res.json()) as AgentCard
+      expect(card.name).toBe('helper')
+      expect(card.description).toBe('Answers questions, using a calculator.')
+      expect(card.supportedInterfaces).toEqual([
+        { url: `${base}/a2a/agent/helper`, protocolBinding: 'JSONRPC', protocolVersion: '1.0', tenant: '' },
+        { url: `${base}/a2a/agent/helper`, protocolBinding: 'JSONRPC', protocolVersion: '0.3', tenant: '' },
+      ])
+      expect(card.capabilities).toMatchObject({ streaming: true })
+      expect(card.skills.map((s) => s.id)).toEqual(['helper', 'tool:calculator'])
+    })
+
+    it('serves the v0.3 card without a version header and at agent.json, the v1.0 interfaces beside', async () => {
+      for (const res of [await fetch(cardUrl('helper')), await fetch(cardUrl('helper', 'agent.json'))]) {
+        const card = (await res.json()) as Record<string, unknown>
+        expect(card).toMatchObject({
+          name: 'helper',
+          url: `${base}/a2a/agent/helper`,
+          protocolVersion: '0.3.0',
+          preferredTransport: 'JSONRPC',
+          capabilities: { streaming: true },
+        })
+        expect(card.supportedInterfaces).toHaveLength(2)
+      }
+      // A namespaced agent's base URL holds its namespace.
+      const other = (await (await fetch(cardUrl('other/helper', 'agent.json'))).json()) as { url: string }
+      expect(other.url).toBe(`${base}/a2a/agent/other/helper`)
+    })
+
+    it('answers 404 for an agent that does not exist, and GET /a2a lists the Available agents only', async () => {
+      const missing = await fetch(cardUrl('nobody'))
+      expect(missing.status).toBe(404)
+      expect(((await missing.json()) as { error: string }).error).toContain('no agent default/nobody')
+      const list = (await (await fetch(`${base}/a2a`, { headers: { 'a2a-version': '1.0' } })).json()) as {
+        agents: AgentCard[]
+      }
+      // `lost` has no model: not Available, not listed.
+      expect(list.agents.map((a) => a.supportedInterfaces[0]?.url.slice(base.length)).sort()).toEqual([
+        '/a2a/agent/greeter',
+        '/a2a/agent/helper',
+        '/a2a/agent/other/helper',
+        '/a2a/agent/slow',
+      ])
+    })
+  })
+
+  describe('v1.0 through the SDK client', () => {
+    it('SendMessage runs the agent, its tools included, and answers with a completed task', async () => {
+      const client = await v1()
+      expect(client.protocolVersion).toBe('1.0')
+      const task = (await client.sendMessage(send(userMessage('calculator {"expression": "6 * 7"}')))) as Task
+      expect(task.status?.state).toBe(TaskState.TASK_STATE_COMPLETED)
+      expect(answerOf(task)).toBe('calculator: 42')
+      expect(task.history.map((m) => m.role)).toEqual([Role.ROLE_USER])
+      // historyLength 0 leaves the history out.
+      const bare = (await client.sendMessage(send(userMessage('hi'), { historyLength: 0 }))) as Task
+      expect(bare.history).toEqual([])
+      expect(answerOf(bare)).toBe('You said: hi')
+    })
+
+    it('SendStreamingMessage streams: the task, working, the answer in appends, the whole answer, completed', async () => {
+      const client = await v1()
+      const events = await collect(client.sendMessageStream(send(userMessage('hello there, agent'))))
+      const kinds = events.map((e) => e.payload?.$case)
+      expect(kinds[0]).toBe('task')
+      const states = events.flatMap((e) =>
+        e.payload?.$case === 'statusUpdate' ? [e.payload.value.status?.state] : [],
+      )
+      expect(states).toEqual([TaskState.TASK_STATE_WORKING, TaskState.TASK_STATE_COMPLETED])
+      const artifacts = events.flatMap((e) =>
+        e.payload?.$case === 'artifactUpdate' ? [e.payload.value] : [],
+      )
+      expect(artifacts.length).toBeGreaterThan(2)
+      const chunks = artifacts.slice(0, -1)
+      expect(chunks[0]?.append).toBe(false)
+      expect(chunks.slice(1).every((a) => a.append)).toBe(true)
+      const streamed = chunks
+        .flatMap((a) => a.artifact?.parts ?? [])
+        .map((p) => (p.content?.$case === 'text' ? p.content.value : ''))
+        .join('')
+      expect(streamed).toBe('You said: hello there, agent')
+      const last = artifacts.at(-1)
+      expect(last).toMatchObject({ append: false, lastChunk: true })
+      expect(last?.artifact?.parts[0]?.content).toEqual({ $case: 'text', value: streamed })
+      // Working comes before any answer text.
+      expect(kinds.indexOf('statusUpdate')).toBeLessThan(kinds.indexOf('artifactUpdate'))
+    })
+
+    it('GetTask and ListTasks find the tasks, by context, state and page', async () => {
+      const client = await v1()
+      const contextId = crypto.randomUUID()
+      const ids: string[] = []
+      for (const text of ['one', 'two', 'three']) {
+        const task = (await client.sendMessage(send(userMessage(text, { contextId })))) as Task
+        expect(task.contextId).toBe(contextId)
+        ids.push(task.id)
+      }
+      const got = await client.getTask({ tenant: '', id: ids[1] ?? '', historyLength: undefined })
+      expect(answerOf(got)).toBe('You said: two')
+
+      const page1 = await client.listTasks({
+        tenant: '',
+        contextId,
+        status: TaskState.TASK_STATE_UNSPECIFIED,
+        pageSize: 2,
+        pageToken: '',
+        statusTimestampAfter: undefined,
+        includeArtifacts: true,
+      })
+      expect(page1.totalSize).toBe(3)
+      expect(page1.tasks).toHaveLength(2)
+      expect(page1.nextPageToken).not.toBe('')
+      const page2 = await client.listTasks({
+        tenant: '',
+        contextId,
+        status: TaskState.TASK_STATE_COMPLETED,
+        pageSize: 2,
+        pageToken: page1.nextPageToken,
+        statusTimestampAfter: undefined,
+      })
+      expect(page2.tasks).toHaveLength(1)
+      expect(page2.nextPageToken).toBe('')
+      // Newest first, every task once.
+      expect([...page1.tasks, ...page2.tasks].map((t) => t.id).sort()).toEqual([...ids].sort())
+      expect(page1.tasks.every((t) => answerOf(t) !== '')).toBe(true)
+      // Another agent's endpoint does not see them.
+      const greeter = await v1('greeter')
+      const failure = await rpcFailure(
+        greeter.getTask({ tenant: '', id: ids[0] ?? '', historyLength: undefined }),
+      )
+      expect(failure.code).toBe(-32001)
+    })
+
+    it('CancelTask stops a running task; a finished one is not cancelable, an unknown one not found', async () => {
+      const client = await v1('slow')
+      upstream.next({ hang: true })
+      const before = upstream.calls.length
+      const started = (await client.sendMessage(
+        send(userMessage('take your time'), { returnImmediately: true }),
+      )) as Task
+      await waitFor('the model call', () =>
+        Promise.resolve(upstream.calls.length > before ? true : undefined),
+      )
+      const canceled = await client.cancelTask({ tenant: '', id: started.id, metadata: {} })
+      expect(canceled.status?.state).toBe(TaskState.TASK_STATE_CANCELED)
+      // The model call was cut: the run is stopped, not just marked.
+      await waitFor('the upstream call to be cut', () =>
+        Promise.resolve(upstream.calls.at(-1)?.closedEarly === true ? true : undefined),
+      )
+      const stored = await client.getTask({ tenant: '', id: started.id, historyLength: undefined })
+      expect(stored.status?.state).toBe(TaskState.TASK_STATE_CANCELED)
+
+      const done = (await (await v1()).sendMessage(send(userMessage('quick')))) as Task
+      const helper = await v1()
+      expect((await rpcFailure(helper.cancelTask({ tenant: '', id: done.id, metadata: {} }))).code).toBe(
+        -32002,
+      )
+      expect(
+        (await rpcFailure(helper.cancelTask({ tenant: '', id: 'no-such-task', metadata: {} }))).code,
+      ).toBe(-32001)
+    })
+
+    it('SubscribeToTask follows a running task to its end', async () => {
+      const client = await v1('slow')
+      upstream.next({ delayMs: 1_500 })
+      const started = (await client.sendMessage(
+        send(userMessage('later'), { returnImmediately: true }),
+      )) as Task
+      const events = await collect(client.resubscribeTask({ tenant: '', id: started.id }))
+      expect(events[0]?.payload?.$case).toBe('task')
+      const last = events.at(-1)?.payload
+      expect(last?.$case).toBe('statusUpdate')
+      expect(last?.$case === 'statusUpdate' ? last.value.status?.state : undefined).toBe(
+        TaskState.TASK_STATE_COMPLETED,
+      )
+      const finished = await client.getTask({ tenant: '', id: started.id, historyLength: undefined })
+      expect(answerOf(finished)).not.toBe('')
+      // A finished task cannot be subscribed to.
+      expect((await rpcFailure(collect(client.resubscribeTask({ tenant: '', id: started.id })))).code).toBe(
+        -32004,
+      )
+    })
+
+    it('prompt parameters come from the request metadata; a missing one is invalid params, naming it', async () => {
+      const client = await v1('greeter')
+      const task = (await client.sendMessage(
+        send(userMessage('hello'), { metadata: { name: 'Ada' } }),
+      )) as Task
+      expect(task.status?.state).toBe(TaskState.TASK_STATE_COMPLETED)
+      const failure = await rpcFailure(client.sendMessage(send(userMessage('hello'))))
+      expect(failure.code).toBe(-32602)
+      expect(failure.message).toContain('"name"')
+      expect(failure.message).toContain('params.metadata')
+    })
+
+    it('an agent that is not Available is refused with its reason, before any task exists', async () => {
+      const card = (await (
+        await fetch(cardUrl('lost'), { headers: { 'a2a-version': '1.0' } })
+      ).json()) as AgentCard
+      const client = await new ClientFactory().createFromAgentCard(card)
+      const failure = await rpcFailure(client.sendMessage(send(userMessage('hi'))))
+      expect(failure.message).toContain('not available')
+      expect(failure.message).toContain('missing')
+    })
+
+    it('a message naming a task still running is refused; a file by URL is rejected, not fetched', async () => {
+      const slow = await v1('slow')
+      upstream.next({ delayMs: 1_000 })
+      const running = (await slow.sendMessage(send(userMessage('busy'), { returnImmediately: true }))) as Task
+      const failure = await rpcFailure(
+        slow.sendMessage(send(userMessage('more', { taskId: running.id, contextId: running.contextId }))),
+      )
+      expect(failure.code).toBe(-32004)
+      expect(failure.message).toContain('still running')
+
+      const before = upstream.calls.length
+      const client = await v1()
+      const task = (await client.sendMessage(
+        send(
+          userMessage('', {
+            parts: [
+              {
+                content: { $case: 'url', value: 'http://169.254.169.254/latest' },
+                metadata: {},
+                filename: 'x',
+                mediaType: 'text/plain',
+              },
+            ],
+          }),
+        ),
+      )) as Task
+      expect(task.status?.state).toBe(TaskState.TASK_STATE_REJECTED)
+      expect(statusText(task)).toContain('not fetched')
+      expect(upstream.calls.length).toBe(before)
+    })
+  })
+
+  describe('v0.3', () => {
+    it('the SDK v0.3 transport sends, streams, gets and cancels', async () => {
+      const client = await v03()
+      expect(client.protocolVersion).toBe('0.3')
+      const task = (await client.sendMessage(send(userMessage('calculator {"expression": "2 + 3"}')))) as Task
+      expect(answerOf(task)).toBe('calculator: 5')
+      const events = await collect(client.sendMessageStream(send(userMessage('streamed'))))
+      expect(events.at(-1)?.payload).toMatchObject({
+        $case: 'statusUpdate',
+        value: { status: { state: TaskState.TASK_STATE_COMPLETED } },
+      })
+      const got = await client.getTask({ tenant: '', id: task.id, historyLength: undefined })
+      expect(answerOf(got)).toBe('calculator: 5')
+
+      const slow = await v03('slow')
+      upstream.next({ hang: true })
+      const started = (await slow.sendMessage(send(userMessage('wait'), { returnImmediately: true }))) as Task
+      const canceled = await slow.cancelTask({ tenant: '', id: started.id, metadata: {} })
+      expect(canceled.status?.state).toBe(TaskState.TASK_STATE_CANCELED)
+    })
+
+    it('speaks the v0.3 wire to a plain HTTP client: kinds, state names, errors', async () => {
+      const res = await rpc('/a2a/agent/helper', {
+        jsonrpc: '2.0',
+        id: 7,
+        method: 'message/send',
+        params: {
+          message: {
+            kind: 'message',
+            messageId: 'm-1',
+            role: 'user',
+            parts: [{ kind: 'text', text: 'wire' }],
+          },
+        },
+      })
+      expect(res.status).toBe(200)
+      const body = (await res.json()) as { id: number; result: Record<string, unknown> }
+      expect(body.id).toBe(7)
+      expect(body.result).toMatchObject({
+        kind: 'task',
+        status: { state: 'completed' },
+        artifacts: [{ artifactId: 'answer', parts: [{ kind: 'text', text: 'You said: wire' }] }],
+      })
+      const got = (await (
+        await rpc('/a2a/agent/helper', {
+          jsonrpc: '2.0',
+          id: 8,
+          method: 'tasks/get',
+          params: { id: body.result.id },
+        })
+      ).json()) as { result: { status: { state: string } } }
+      expect(got.result.status.state).toBe('completed')
+    })
+  })
+
+  describe('bad input gets JSON-RPC errors, never a crash', () => {
+    const codeOf = async (res: Response) =>
+      ((await res.json()) as { error?: { code: number; message: string } }).error
+
+    it('answers malformed and unknown requests in both versions with their JSON-RPC codes', async () => {
+      for (const v1 of [false, true]) {
+        const headers: Record<string, string> = v1 ? { 'a2a-version': '1.0' } : {}
+        const call = (method: string, params: unknown) =>
+          rpc('/a2a/agent/helper', { jsonrpc: '2.0', id: 1, method, params }, headers)
+        expect(
+          (await codeOf(await rpc('/a2a/agent/helper', '{"jsonrpc": "2.0", "id": 1,', headers)))?.code,
+        ).toBe(-32700)
+        // One request per POST: A2A has no batches.
+        expect((await codeOf(await rpc('/a2a/agent/helper', [1, 2], headers)))?.code).toBe(-32600)
+        expect((await codeOf(await call('nope/nope', {})))?.code).toBe(-32601)
+        expect((await codeOf(await call(v1 ? 'SendMessage' : 'message/send', { message: 5 })))?.code).toBe(
+          -32602,
+        )
+        expect((await codeOf(await call(v1 ? 'GetTask' : 'tasks/get', { id: 'nope' })))?.code).toBe(-32001)
+      }
+      const version = await codeOf(
+        await rpc(
+          '/a2a/agent/helper',
+          { jsonrpc: '2.0', id: 1, method: 'GetTask', params: { id: 'x' } },
+          { 'a2a-version': '2.0' },
+        ),
+      )
+      expect(version?.code).toBe(-32009)
+    })
+
+    it('refuses a wrong method, an unknown agent and a body over the limit, in JSON-RPC shape', async () => {
+      const get = await fetch(`${base}/a2a/agent/helper`)
+      expect(get.status).toBe(405)
+      expect(get.headers.get('allow')).toBe('POST')
+      const nobody = await rpc('/a2a/agent/nobody', {
+        jsonrpc: '2.0',
+        id: 3,
+        method: 'message/send',
+        params: {},
+      })
+      expect(nobody.status).toBe(404)
+      expect(await nobody.json()).toMatchObject({ id: 3, error: { code: -32000 } })
+      const big = await rpc('/a2a/agent/helper', {
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'message/send',
+        params: { x: 'y'.repeat(5 << 20) },
+      })
+      expect(big.status).toBe(413)
+      expect((await codeOf(big))?.code).toBe(-32600)
+    })
+  })
+})
