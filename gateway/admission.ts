@@ -201,6 +201,11 @@ export class Admission {
     return { run: { id: task.id, target, agent: agent.ref, result: recorded } }
   }
 
+  /** Cancels a task that another caller (or another replica) submitted: see TaskQueue.cancel. */
+  cancel(taskId: string): Promise<boolean> {
+    return this.#deps.queue.cancel(taskId)
+  }
+
   #finished(id: string, pool: string, task: Task, result: TaskResult, started: number): void {
     this.#deps.metrics.invocation(
       pool,

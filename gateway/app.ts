@@ -9,7 +9,7 @@ import type { ObjectRef } from '../controller/api/index.ts'
 import type { Catalog } from '../controller/store/index.ts'
 import { A2AEndpoints, rpcError } from './a2a/server.ts'
 import { MemoryTaskStore } from './a2a/task-store.ts'
-import type { TaskStore } from '@a2a-js/sdk/server'
+import type { ExecutionEventBusManager, TaskStore } from '@a2a-js/sdk/server'
 import { Admission } from './admission.ts'
 import { jsonBody } from './http/body.ts'
 import type { AllowedHosts } from './http/guards.ts'
@@ -58,8 +58,11 @@ export interface AppDeps {
   readonly ready: () => boolean
   /** MCP sessions held at once and their idle lifetime (defaults: mcp/server.ts). */
   readonly mcpSessions?: { readonly max?: number; readonly idleMs?: number }
-  /** Where A2A tasks are kept: memory by default (one replica); Redis when replicas share them. */
-  readonly a2aTasks?: TaskStore
+  /**
+   * Where A2A tasks are kept and how their events reach other replicas: this process's memory by default
+   * (one replica); Redis (a2a/redis.ts) when replicas share them.
+   */
+  readonly a2a?: { readonly store: TaskStore; readonly buses: ExecutionEventBusManager }
 }
 
 export interface App {
@@ -85,7 +88,7 @@ export function createApp(deps: AppDeps): App {
     catalog: deps.catalog,
     admission,
     log: deps.log,
-    store: deps.a2aTasks ?? new MemoryTaskStore(),
+    ...(deps.a2a ?? { store: new MemoryTaskStore() }),
   })
 
   app.use(async (c, next) => {

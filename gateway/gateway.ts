@@ -5,6 +5,7 @@
  */
 import type { Catalog } from '../controller/store/index.ts'
 import type { Sandbox } from '../sandbox/index.ts'
+import { RedisA2A } from './a2a/redis.ts'
 import { createApp } from './app.ts'
 import type { RedisSettings, RuntimeSettings } from './assemble.ts'
 import { DEFAULTS, assemble } from './assemble.ts'
@@ -74,6 +75,15 @@ export function createGateway(options: GatewayOptions): Gateway {
     ...(options.replicaId === undefined ? {} : { queueId: options.replicaId }),
   })
   const { runtime, sandbox, queue, metrics } = assembly
+  // Replicas that share pools on Redis share A2A tasks there too: any replica answers for any task.
+  const a2a =
+    options.redis === undefined
+      ? undefined
+      : new RedisA2A({
+          url: options.redis.url,
+          ...(options.redis.prefix === undefined ? {} : { prefix: options.redis.prefix }),
+          log,
+        })
   const http = createApp({
     catalog,
     runtime,
@@ -87,6 +97,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     corsOrigins: options.corsOrigins ?? [],
     ready: options.ready ?? (() => true),
     ...(options.mcpSessions === undefined ? {} : { mcpSessions: options.mcpSessions }),
+    ...(a2a === undefined ? {} : { a2a: { store: a2a.store, buses: a2a.buses } }),
   })
   return {
     fetch: (request, env) => http.app.fetch(request, env),
@@ -98,6 +109,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     async close() {
       await http.close()
       await assembly.close()
+      await a2a?.close()
     },
   }
 }

@@ -38,8 +38,12 @@ export class ArkAgentExecutor implements AgentExecutor {
   /** Runs in this process by task id: what CancelTask aborts. */
   readonly #runs = new Map<string, AbortController>()
 
-  constructor(admission: Admission) {
+  readonly #cancelWaitMs: number
+
+  /** `cancelWaitMs`: how long a cancel waits for a task run elsewhere to report its end (default 10 s). */
+  constructor(admission: Admission, options: { readonly cancelWaitMs?: number } = {}) {
     this.#admission = admission
+    this.#cancelWaitMs = options.cancelWaitMs ?? 10_000
   }
 
   async execute(request: RequestContext, bus: ExecutionEventBus): Promise<void> {
@@ -133,23 +137,29 @@ export class ArkAgentExecutor implements AgentExecutor {
     }
   }
 
-  cancelTask(taskId: string, bus: ExecutionEventBus): Promise<void> {
+  async cancelTask(taskId: string, bus: ExecutionEventBus): Promise<void> {
     const run = this.#runs.get(taskId)
     if (run !== undefined) {
       // execute() sees the run end as cancelled and publishes the final status.
       run.abort(new DOMException('the A2A caller canceled the task', 'AbortError'))
-    } else {
-      // Nothing runs it here (its execution ended without a final state): it ends now.
+      return
+    }
+    // Not run from here: another replica submitted it (pools on Redis). Cancel the run where it is; its
+    // submitter then publishes the final state, which reaches this bus. If none comes (nothing runs it any
+    // more: its replica is gone), the task ends here.
+    const reached = await this.#admission.cancel(taskId).catch(() => false)
+    const end = (): void => {
       bus.publish(
         AgentEvent.statusUpdate({
           taskId,
           contextId: '',
-          status: status(TaskState.TASK_STATE_CANCELED),
+          status: status(TaskState.TASK_STATE_CANCELED, agentMessage(taskId, '', 'the task was canceled')),
           metadata: {},
         }),
       )
     }
-    return Promise.resolve()
+    if (!reached) end()
+    else (setTimeout(end, this.#cancelWaitMs) as { unref?: () => void }).unref?.()
   }
 
   /** Tasks running in this process. */

@@ -28,7 +28,7 @@ import {
   UnauthenticatedUser,
   validateVersion,
 } from '@a2a-js/sdk/server'
-import type { TaskStore } from '@a2a-js/sdk/server'
+import type { ExecutionEventBusManager, TaskStore } from '@a2a-js/sdk/server'
 import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server'
 import type { ObjectRef, ResourceOf } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
@@ -43,6 +43,8 @@ export interface A2ADeps {
   readonly catalog: Catalog
   readonly admission: Admission
   readonly store: TaskStore
+  /** Event buses of running tasks: this process's (default), or shared through Redis (redis.ts). */
+  readonly buses?: ExecutionEventBusManager
   readonly log: Logger
 }
 
@@ -66,10 +68,11 @@ type RpcResponse = { readonly jsonrpc: string; readonly id: unknown; readonly er
 export class A2AEndpoints {
   readonly #deps: A2ADeps
   readonly #executor: ArkAgentExecutor
-  readonly #buses = new DefaultExecutionEventBusManager()
+  readonly #buses: ExecutionEventBusManager
 
   constructor(deps: A2ADeps) {
     this.#deps = deps
+    this.#buses = deps.buses ?? new DefaultExecutionEventBusManager()
     this.#executor = new ArkAgentExecutor(deps.admission)
   }
 

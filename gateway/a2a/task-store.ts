@@ -79,7 +79,8 @@ export class MemoryTaskStore implements TaskStore {
       if (held.expires <= now) this.#tasks.delete(key)
       else if (held.scope === scope) tasks.push(held.task)
     }
-    return Promise.resolve(pageOf(tasks, params))
+    // A bad page token rejects the promise rather than throwing at the caller.
+    return Promise.resolve().then(() => pageOf(tasks, params))
   }
 
   /** Tasks held (all agents), for tests and metrics. */

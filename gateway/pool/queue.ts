@@ -41,6 +41,12 @@ export interface TaskQueue {
    * or rejects with QueueFullError when the pool cannot take it.
    */
   submit(task: Task, options: SubmitOptions): Promise<Admission>
+  /**
+   * Cancels a task by id wherever it waits or runs, for a caller other than its submitter (an A2A CancelTask
+   * that reached another gateway replica). True when the request went where the task may be (its run then
+   * ends cancelled and its submitter hears so); false when this queue cannot reach it.
+   */
+  cancel(taskId: string): Promise<boolean>
   /** Per pool; a shared queue reads it from where the pools live (hence the promise). */
   stats(): readonly PoolStats[] | Promise<readonly PoolStats[]>
   close(): Promise<void>
