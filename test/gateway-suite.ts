@@ -5,6 +5,9 @@
  */
 import assert from 'node:assert/strict'
 import { connect } from 'node:net'
+import type { SendMessageRequest, Task } from '@a2a-js/sdk'
+import { Role, TaskState } from '@a2a-js/sdk'
+import { ClientFactory } from '@a2a-js/sdk/client'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import OpenAI from 'openai'
@@ -193,6 +196,44 @@ export const cases: readonly Case[] = [
       } finally {
         await mcp.close()
       }
+    },
+  },
+  {
+    name: 'POST /a2a/agent/<name>: an A2A client reads the card, sends, streams and reads the task back',
+    async run({ url }) {
+      const a2a = await new ClientFactory().createFromUrl(`${url}/a2a/agent/support-agent/`)
+      const message = (text: string): SendMessageRequest => ({
+        tenant: '',
+        message: {
+          messageId: crypto.randomUUID(),
+          contextId: '',
+          taskId: '',
+          role: Role.ROLE_USER,
+          parts: [
+            { content: { $case: 'text', value: text }, metadata: {}, filename: '', mediaType: 'text/plain' },
+          ],
+          metadata: {},
+          extensions: [],
+          referenceTaskIds: [],
+        },
+        configuration: undefined,
+        metadata: {},
+      })
+      const textOf = (task: Task) =>
+        task.artifacts
+          .flatMap((a) => a.parts)
+          .map((p) => (p.content?.$case === 'text' ? p.content.value : ''))
+          .join('')
+      const task = (await a2a.sendMessage(message(PASSWORD))) as Task
+      assert.equal(task.status?.state, TaskState.TASK_STATE_COMPLETED)
+      assert.equal(textOf(task), `You said: ${PASSWORD}`)
+      const states: (TaskState | undefined)[] = []
+      for await (const e of a2a.sendMessageStream(message('streamed'))) {
+        if (e.payload?.$case === 'statusUpdate') states.push(e.payload.value.status?.state)
+      }
+      assert.deepEqual(states, [TaskState.TASK_STATE_WORKING, TaskState.TASK_STATE_COMPLETED])
+      const read = await a2a.getTask({ tenant: '', id: task.id, historyLength: undefined })
+      assert.equal(textOf(read), `You said: ${PASSWORD}`)
     },
   },
   {
