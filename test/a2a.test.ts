@@ -11,13 +11,16 @@ import type { AgentCard, Message, SendMessageRequest, StreamResponse, Task } fro
 import { Role, TaskState } from '@a2a-js/sdk'
 import { Client, ClientFactory } from '@a2a-js/sdk/client'
 import { LegacyJsonRpcTransport } from '@a2a-js/sdk/compat/v0_3/client'
+import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startEmbedded } from '../bin/embedded.ts'
 import { serve, silentLogger } from '../gateway/index.ts'
 import type { FakeUpstream } from './fakes/openai-upstream.ts'
 import { startFakeOpenAI } from './fakes/openai-upstream.ts'
+import type { RemoteA2A } from './fakes/a2a-remote.ts'
+import { startRemoteA2A } from './fakes/a2a-remote.ts'
 
-const manifests = (upstream: string) => `
+const manifests = (upstream: string, remote: string) => `
 apiVersion: ark.mckinsey.com/v1alpha1
 kind: Model
 metadata: { name: default }
@@ -71,6 +74,39 @@ apiVersion: ark.mckinsey.com/v1alpha1
 kind: Agent
 metadata: { name: helper, namespace: other }
 spec: { prompt: You help elsewhere. }
+---
+# A remote A2A agent (an SDK-built server) as an ark agent, by its address.
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata:
+  name: remote
+  annotations: { ark.mckinsey.com/a2a-server-address: "${remote}" }
+spec:
+  description: Repeats what it is told, from afar.
+  executionEngine: { name: a2a }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Tool
+metadata: { name: ask-remote }
+spec:
+  type: agent
+  description: Asks the remote agent.
+  agent: { name: remote }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: caller }
+spec:
+  prompt: Ask the remote agent.
+  tools: [{ type: custom, name: ask-remote }]
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata:
+  name: unreachable
+  annotations: { ark.mckinsey.com/a2a-server-address: "http://127.0.0.1:9/agent" }
+spec:
+  executionEngine: { name: a2a }
 `
 
 /** A v1.0 user message of text parts, as the SDK's types spell it. */
@@ -145,13 +181,15 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, ms 
 
 describe('agents as A2A servers', () => {
   let upstream: FakeUpstream
+  let remote: RemoteA2A
   let base: string
   let close: () => Promise<void>
 
   beforeAll(async () => {
     upstream = await startFakeOpenAI()
+    remote = await startRemoteA2A()
     const dir = await mkdtemp(join(tmpdir(), 'ark-a2a-'))
-    await writeFile(join(dir, 'agents.yaml'), manifests(upstream.url))
+    await writeFile(join(dir, 'agents.yaml'), manifests(upstream.url, remote.url))
     const system = await startEmbedded({
       manifests: dir,
       watch: false,
@@ -165,6 +203,7 @@ describe('agents as A2A servers', () => {
       await server.close()
       await system.close()
       await upstream.close()
+      await remote.close()
       await rm(dir, { recursive: true, force: true })
     }
   }, 60_000)
@@ -230,10 +269,14 @@ describe('agents as A2A servers', () => {
       }
       // `lost` has no model: not Available, not listed.
       expect(list.agents.map((a) => a.supportedInterfaces[0]?.url.slice(base.length)).sort()).toEqual([
+        '/a2a/agent/caller',
         '/a2a/agent/greeter',
         '/a2a/agent/helper',
         '/a2a/agent/other/helper',
+        '/a2a/agent/remote',
         '/a2a/agent/slow',
+        // Availability does not probe a remote agent: a call says why it cannot be reached.
+        '/a2a/agent/unreachable',
       ])
     })
   })
@@ -481,6 +524,90 @@ describe('agents as A2A servers', () => {
         })
       ).json()) as { result: { status: { state: string } } }
       expect(got.result.status.state).toBe('completed')
+    })
+  })
+
+  describe('remote A2A agents as ark agents', () => {
+    const openai = () => new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused', maxRetries: 0 })
+
+    it('answer on /v1/chat/completions, whole and streamed, through the SDK client', async () => {
+      const done = await openai().chat.completions.create({
+        model: 'agent/remote',
+        messages: [
+          { role: 'user', content: 'an earlier turn' },
+          { role: 'assistant', content: 'ok' },
+          { role: 'user', content: 'hello from afar' },
+        ],
+      })
+      expect(done.choices[0]?.message.content).toBe('remote says: hello from afar')
+      // The remote agent gets the last user message.
+      expect(remote.received.at(-1)).toBe('hello from afar')
+
+      const stream = await openai().chat.completions.create({
+        model: 'agent/remote',
+        messages: [{ role: 'user', content: 'stream it please' }],
+        stream: true,
+      })
+      const pieces: string[] = []
+      for await (const chunk of stream) {
+        const text = chunk.choices[0]?.delta.content
+        if (text !== undefined && text !== null && text !== '') pieces.push(text)
+      }
+      expect(pieces.length).toBeGreaterThan(1)
+      expect(pieces.join('')).toBe('remote says: stream it please')
+    })
+
+    it('is a tool of another agent, called inside its loop', async () => {
+      const done = await openai().chat.completions.create({
+        model: 'agent/caller',
+        messages: [{ role: 'user', content: 'ask-remote {"input": "from the loop"}' }],
+      })
+      expect(done.choices[0]?.message.content).toBe('ask-remote: remote says: from the loop')
+    })
+
+    it('a remote failure is the caller error, with the remote reason; an unreachable one says so', async () => {
+      const failed = await openai()
+        .chat.completions.create({
+          model: 'agent/remote',
+          messages: [{ role: 'user', content: 'please fail' }],
+        })
+        .then(
+          () => undefined,
+          (err: unknown) => err as { status: number; message: string },
+        )
+      expect(failed?.status).toBe(502)
+      expect(failed?.message).toContain('could not do it')
+      const down = await openai()
+        .chat.completions.create({ model: 'agent/unreachable', messages: [{ role: 'user', content: 'hi' }] })
+        .then(
+          () => undefined,
+          (err: unknown) => err as { status: number; message: string },
+        )
+      expect(down?.status).toBe(502)
+      expect(down?.message).toContain('no A2A agent card at http://127.0.0.1:9/agent')
+    })
+
+    it('a caller that goes away cancels the remote task', async () => {
+      const controller = new AbortController()
+      const before = remote.received.length
+      const call = openai()
+        .chat.completions.create(
+          { model: 'agent/remote', messages: [{ role: 'user', content: 'hang on' }], stream: true },
+          { signal: controller.signal },
+        )
+        .then(async (s) => {
+          // Read until the abort ends the stream.
+          for await (const chunk of s) expect(chunk.object).toBe('chat.completion.chunk')
+        })
+        .catch(() => undefined)
+      await waitFor('the remote to get the message', () =>
+        Promise.resolve(remote.received.length > before ? true : undefined),
+      )
+      controller.abort()
+      await call
+      await waitFor('the remote task to be canceled', () =>
+        Promise.resolve(remote.canceled.length > 0 ? true : undefined),
+      )
     })
   })
 

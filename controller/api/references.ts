@@ -58,6 +58,14 @@ export function referencesOf(r: AnyResource): Reference[] {
       if (s.executionEngine !== undefined && s.executionEngine.name !== 'a2a') {
         out.push({ kind: 'ExecutionEngine', ref: s.executionEngine, path: 'executionEngine' })
       }
+      // An agent an A2AServer made runs on that server: it is available while the server is.
+      if (s.executionEngine?.name === 'a2a' && s.a2a?.serverName !== undefined) {
+        out.push({
+          kind: 'A2AServer',
+          ref: { namespace: ns, name: s.a2a.serverName },
+          path: "metadata.annotations['ark.mckinsey.com/a2a-server-name']",
+        })
+      }
       if (s.prompt !== undefined && !('inline' in s.prompt)) fromValue(ns, s.prompt, 'prompt', out)
       fromValues(ns, s.parameters, 'parameters', out)
       s.tools.forEach((t, i) => {

@@ -27,8 +27,9 @@ export interface Capabilities {
 /**
  * What the runtime of this build executes: built-in tools, tools that call another agent, webhook (`http`)
  * and `wasm` tools in the Wasm sandbox, MCP servers' tools (ArkAgent mcpServers, Tool type `mcp`) through
- * the MCP client, on the openai, azure, anthropic and mock providers. A2A waits for its client, external
- * execution engines for a client, teams for their strategies, bedrock for the AWS SDK.
+ * the MCP client, on the openai, azure, anthropic and mock providers; agents on remote A2A servers through
+ * the A2A client. External execution engines wait for a client, teams for their strategies, bedrock for the
+ * AWS SDK.
  */
 export const CAPABILITIES: Capabilities = {
   // The task tools (seed 003) run in the runtime like the others; ArkAgents have the first two by default.
@@ -44,7 +45,7 @@ export const CAPABILITIES: Capabilities = {
   providers: new Set<ProviderType>(['openai', 'azure', 'anthropic', 'mock']),
   mcp: true,
   mcpStdio: false,
-  a2a: false,
+  a2a: true,
   executionEngines: false,
   teams: false,
 }
@@ -262,6 +263,11 @@ function agentFailures(a: ResourceOf<'Agent'>, catalog: Catalog, caps: Capabilit
     if (s.executionEngine.name === 'a2a') {
       if (!caps.a2a)
         out.push(notYet(`agent ${a.ref.name} runs on a remote A2A server, which needs the A2A client`))
+      else if (s.a2a?.address === undefined && s.a2a?.serverName === undefined)
+        out.push({
+          reason: 'A2AAddressMissing',
+          message: `agent ${a.ref.name} runs on executionEngine a2a but names no A2A server: set the annotation ark.mckinsey.com/a2a-server-address (its URL) or ark.mckinsey.com/a2a-server-name (an A2AServer)`,
+        })
     } else if (!caps.executionEngines) {
       out.push(notYet(`executionEngine ${s.executionEngine.name} needs an engine client`))
     }

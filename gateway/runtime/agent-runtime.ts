@@ -13,6 +13,9 @@ import type { PreparedAgent } from './prepare.ts'
 import { PrepareError, prepareAgent } from './prepare.ts'
 import type { Provider, ProviderConfig } from './provider.ts'
 import { ProviderError } from './provider.ts'
+import { remoteAgentProvider } from './providers/registry.ts'
+import { withRedaction } from './providers/redacting.ts'
+import { Redactor } from './redactor.ts'
 import type { Enqueue, Submit } from './subtasks.ts'
 import { RunTasks, checkDepth, childTask } from './subtasks.ts'
 import type { Task, TaskResult } from './task.ts'
@@ -250,6 +253,15 @@ export class AgentRuntime {
 
   /** The provider the agent's model binding names, created once per Model. */
   providerFor(agent: ResourceOf<'Agent'>): Provider {
+    if (agent.spec.executionEngine?.name === 'a2a') {
+      // A remote A2A agent in the place of a model: one provider per agent, dropped when it or its server change.
+      let p = this.#providers.get(agent.key)
+      if (p === undefined) {
+        p = this.#remoteAgent(agent)
+        this.#providers.set(agent.key, p)
+      }
+      return p
+    }
     const binding = agent.spec.model ?? { ref: { namespace: agent.ref.namespace, name: 'default' } }
     if ('id' in binding) {
       // ArkAgent's `model: gpt-4o`: one provider per model id, shared by every agent that names it.
@@ -464,6 +476,44 @@ export class AgentRuntime {
       const message = err instanceof Error ? err.message : String(err)
       throw new PrepareError(message, { cause: err })
     }
+  }
+
+  /**
+   * The provider of an agent that runs on a remote A2A server: at the address its annotation gives, or its
+   * A2AServer's (as discovered, else as written), with the server's headers; Secret values are redacted.
+   */
+  #remoteAgent(agent: ResourceOf<'Agent'>): Provider {
+    const ns = agent.ref.namespace
+    const { serverName, address } = agent.spec.a2a ?? {}
+    const server =
+      serverName === undefined
+        ? undefined
+        : this.#catalog.get('A2AServer', { namespace: ns, name: serverName })
+    if (serverName !== undefined && server === undefined)
+      throw new PrepareError(`A2AServer ${ns}/${serverName} not found`)
+    const secrets: string[] = []
+    const read = (what: string, source: Parameters<Catalog['resolveValue']>[1]) => {
+      const v = this.#catalog.resolveValue(ns, source)
+      if (!v.ok) throw new PrepareError(`A2AServer ${ns}/${serverName ?? ''} ${what}: ${v.message}`)
+      if (v.value !== undefined && 'secretKeyRef' in source) secrets.push(v.value)
+      return v.value
+    }
+    const headers: Record<string, string> = {}
+    for (const h of server?.spec.headers ?? []) {
+      const value = read(`header ${h.name}`, h.source)
+      if (value !== undefined) headers[h.name] = value
+    }
+    const url =
+      address ??
+      (server === undefined
+        ? undefined
+        : (this.#catalog.status(server.key)?.resolvedAddress ?? read('address', server.spec.address)))
+    if (url === undefined || url === '')
+      throw new PrepareError(`agent ${agent.ref.name} runs on A2A but has no address`)
+    return withRedaction(
+      remoteAgentProvider({ address: url, headers, name: serverName ?? agent.ref.name }),
+      Redactor.of(secrets),
+    )
   }
 
   #configOf(model: ResourceOf<'Model'>): ProviderConfig {

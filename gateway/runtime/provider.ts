@@ -43,8 +43,8 @@ export interface Completion {
 }
 
 export interface Provider {
-  /** OpenTelemetry `gen_ai.provider.name`. */
-  readonly provider: ProviderType
+  /** OpenTelemetry `gen_ai.provider.name`; `a2a` for a remote A2A agent in the place of a model. */
+  readonly provider: ProviderType | 'a2a'
   /** The provider's model id (`gen_ai.request.model`). */
   readonly model: string
   complete(request: CompletionRequest): Promise<Completion>

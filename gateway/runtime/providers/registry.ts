@@ -6,6 +6,7 @@
 import type { ProviderType } from '../../../controller/api/index.ts'
 import type { Fetch, Provider, ProviderConfig, ProviderFactory } from '../provider.ts'
 import { PROVIDER_DEFAULTS, ProviderError, redactorOf } from '../provider.ts'
+import type { A2AProviderConfig } from './a2a.ts'
 import { createMockProvider } from './mock.ts'
 import { redactedError, withRedaction } from './redacting.ts'
 
@@ -58,6 +59,21 @@ export const PROVIDERS: Readonly<Partial<Record<ProviderType, ProviderFactory>>>
   openai,
   azure: openai,
   anthropic: onFirstUse(async () => (await import('./anthropic.ts')).createAnthropicProvider, false),
+}
+
+/**
+ * A remote A2A agent as a provider (providers/a2a.ts), its SDK client imported when the first such agent is
+ * used: processes that serve no A2A agent never load it.
+ */
+export function remoteAgentProvider(config: A2AProviderConfig): Provider {
+  const real = import('./a2a.ts').then((m) => m.createA2AProvider(config))
+  real.catch(() => undefined) // reported by the call that needs it
+  return {
+    provider: 'a2a',
+    model: config.name,
+    complete: (request) => real.then((p) => p.complete(request)),
+    probe: (signal) => real.then((p) => p.probe(signal)),
+  }
 }
 
 export interface ProviderSettings {
