@@ -12,6 +12,7 @@ import { Counter } from 'prom-client'
 import {
   Catalog,
   KubeStore,
+  A2ADiscoveryController,
   McpDiscoveryController,
   ModelProbeController,
   QueryController,
@@ -28,6 +29,7 @@ import type { ProviderSettings, RedisSettings } from '../gateway/index.ts'
 import {
   createGateway,
   createLogger,
+  discoverAgentCard,
   mcpDiscovery,
   redactedUrl,
   serve,
@@ -214,6 +216,12 @@ export async function controller(options: ControllerCommand): Promise<number> {
             onError,
           })
     discovery?.start()
+    const a2aDiscovery = new A2ADiscoveryController(catalog, store, {
+      fetchCard: discoverAgentCard,
+      metrics: reconcileMetrics,
+      onError,
+    })
+    a2aDiscovery.start()
     const queries = new QueryController(catalog, store, {
       runner: queryRunner(catalog, gateway, log),
       objects: store,
@@ -235,6 +243,7 @@ export async function controller(options: ControllerCommand): Promise<number> {
     validity.close()
     await queries.close()
     discovery?.close()
+    a2aDiscovery.close()
     toolModules.close()
     probes?.close()
     reconcilers.close()

@@ -9,6 +9,7 @@ import type { ProviderType, ToolType } from '../controller/api/index.ts'
 import type { Capabilities, Catalog, ResourceView } from '../controller/index.ts'
 import {
   CAPABILITIES,
+  A2ADiscoveryController,
   McpDiscoveryController,
   ModelProbeController,
   ToolModuleController,
@@ -22,6 +23,7 @@ import {
   PoolWorkers,
   WorkerMetrics,
   createGateway,
+  discoverAgentCard,
   mcpDiscovery,
   silentLogger,
   upstreamFetch,
@@ -94,6 +96,8 @@ export interface Embedded {
   readonly toolModules: ToolModuleController | undefined
   /** MCPServer discovery, when this process writes status (a folder) and has the MCP client. */
   readonly mcpDiscovery: McpDiscoveryController | undefined
+  /** A2AServer discovery (cards into status, and the Agent each one makes), when this process writes status. */
+  readonly a2aDiscovery: A2ADiscoveryController | undefined
   /** This process's pool workers, with `redis` (and `workers` not false). */
   readonly pools: PoolWorkers | undefined
   close(): Promise<void>
@@ -162,6 +166,16 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
           },
         })
   discovery?.start()
+  const a2aDiscovery =
+    folder === undefined
+      ? undefined
+      : new A2ADiscoveryController(folder.catalog, folder.store, {
+          fetchCard: discoverAgentCard,
+          onError: (key, err) => {
+            log.warn('A2A server discovery failed', { resource: key, error: String(err) })
+          },
+        })
+  a2aDiscovery?.start()
   let pools: PoolWorkers | undefined
   if (options.redis !== undefined && workers !== false) {
     pools = new PoolWorkers({
@@ -183,10 +197,12 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     probes,
     toolModules,
     mcpDiscovery: discovery,
+    a2aDiscovery,
     pools,
     async close() {
       await pools?.stop()
       discovery?.close()
+      a2aDiscovery?.close()
       toolModules?.close()
       probes?.close()
       await gateway.close()

@@ -33,7 +33,13 @@ export type { PoolStatus } from './pool/workers.ts'
 export { PoolWorkers } from './pool/workers.ts'
 export { WorkerMetrics } from './pool/worker-metrics.ts'
 export { redactedUrl } from './pool/redis-streams.ts'
+import type { discoverAgentCard as DiscoverAgentCardFn } from './runtime/providers/a2a.ts'
 export { mcpDiscovery } from './runtime/mcp/discovery.ts'
+type DiscoverAgentCard = typeof DiscoverAgentCardFn
+
+/** A2A discovery's card fetch, with the SDK's client imported on first use (a2a-discovery.ts in controller/). */
+export const discoverAgentCard: DiscoverAgentCard = async (address, headers, signal) =>
+  (await import('./runtime/providers/a2a.ts')).discoverAgentCard(address, headers, signal)
 export type { McpClients } from './runtime/mcp/client.ts'
 export type { AgentRuntime, ProbeVerdict } from './runtime/agent-runtime.ts'
 export type { PreparedAgent } from './runtime/prepare.ts'

@@ -10,7 +10,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as k8s from '@kubernetes/client-node'
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest'
 import { parse, parseAllDocuments, stringify } from 'yaml'
 import { KIND_DEFS } from '../controller/api/index.ts'
 import type { ArkProcess, LogLine } from './ark-process.ts'
@@ -18,6 +18,7 @@ import { startArk } from './ark-process.ts'
 import type { KubeServer } from './kube.ts'
 import { startKube } from './kube.ts'
 import { SUPPORT_AGENT_ON_MOCK } from './seed-000.ts'
+import { startRemoteA2A } from './fakes/a2a-remote.ts'
 
 const SYSTEM = 'ark-system'
 const SA = 'ark-controller'
@@ -116,7 +117,7 @@ const qualified = (resource: string, group: string) => {
  * What the controller does, derived from the code's own list of kinds so that a kind added to
  * controller/api/kinds.ts without a rule fails here: every kind is listed and watched; every ark kind gets its
  * status patched (conditions; Valid on a rejected object) and `get` for the re-read after a 409; Queries also get their finalizer
- * patched and are deleted after their ttl; Events are created and patched.
+ * patched and are deleted after their ttl; Agents are applied (A2A discovery); Events are created and patched.
  */
 function expectedRules(namespace: string): string[] {
   const rules: string[] = []
@@ -126,6 +127,8 @@ function expectedRules(namespace: string): string[] {
     if (def.crd) rules.push(`get ${r}`, `patch ${r}/status`)
   }
   rules.push('patch queries.ark.mckinsey.com', 'delete queries.ark.mckinsey.com')
+  // A2A discovery applies the Agent an A2AServer describes.
+  rules.push('create agents.ark.mckinsey.com', 'patch agents.ark.mckinsey.com')
   rules.push('create events', 'patch events')
   if (namespace === SYSTEM)
     rules.push(
@@ -249,6 +252,7 @@ describe('deploy/rbac', () => {
       ['patch', 'arkteams.arkonis.dev', '--subresource=status', '-n', ns],
       ['patch', 'queries.ark.mckinsey.com', '--subresource=status', '-n', ns],
       ['patch', 'queries.ark.mckinsey.com', '-n', ns],
+      ['patch', 'agents.ark.mckinsey.com', '-n', ns],
       ['delete', 'queries.ark.mckinsey.com', '-n', ns],
       ['create', 'events', '-n', ns],
       ['patch', 'events', '-n', ns],
@@ -272,9 +276,12 @@ describe('deploy/rbac', () => {
       ['patch', 'secrets', '-n', ns],
       ['delete', 'secrets', '-n', ns],
       ['create', 'configmaps', '-n', ns],
-      // ark resources: status only, spec never; only Queries are deleted, none are created.
+      // ark resources: status, and the spec of the Agents A2AServers describe (by apply); only Queries are
+      // deleted, none are created otherwise.
       ['delete', 'agents.ark.mckinsey.com', '-n', ns],
-      ['patch', 'agents.ark.mckinsey.com', '-n', ns],
+      ['update', 'agents.ark.mckinsey.com', '-n', ns],
+      ['create', 'models.ark.mckinsey.com', '-n', ns],
+      ['patch', 'models.ark.mckinsey.com', '-n', ns],
       ['update', 'agents.ark.mckinsey.com', '--subresource=status', '-n', ns],
       ['get', 'agents.ark.mckinsey.com', '--subresource=status', '-n', ns],
       ['create', 'queries.ark.mckinsey.com', '-n', ns],
@@ -309,8 +316,10 @@ describe('deploy/rbac', () => {
     )
   })
 
-  it('runs the real controller with only this role: availability, a Query with its Events, finalizer and ttl, the Lease', async () => {
+  it('runs the real controller with only this role: availability, A2A discovery, a Query with its Events, finalizer and ttl, the Lease', async () => {
     const ns = await kube.namespace('rbac')
+    const remote = await startRemoteA2A()
+    onTestFinished(() => remote.close())
     const ctl = await controller(controllerKubeconfig)
     const identity = String((await ctl.waitFor((l) => l.msg === 'leading')).identity)
     // A Secret-backed Model (ConfigMaps and Secrets come from list/watch) and the other dialect as well.
@@ -340,6 +349,18 @@ spec:
   systemPrompt: You answer briefly.
 `,
     )
+
+    // agents (patch): an A2AServer's card becomes an Agent it owns.
+    await apply(
+      ns,
+      `apiVersion: ark.mckinsey.com/v1prealpha1
+kind: A2AServer
+metadata: { name: remote }
+spec: { address: { value: "${remote.url}" } }
+`,
+    )
+    await condition('a2aserver', ns, 'remote', 'Ready')
+    await condition('agent', ns, 'remote', 'Available')
 
     // agents/status, models/status, arkagents/status: the Available condition in each dialect's name.
     await condition('agent', ns, 'support-agent', 'Available')

@@ -19,6 +19,7 @@ import type { KubeServer } from './kube.ts'
 import { restartApiServer, startKube } from './kube.ts'
 import { startEverything } from './mcp-everything.ts'
 import { startRedis } from './redis-server.ts'
+import { startRemoteA2A } from './fakes/a2a-remote.ts'
 import { SEED_000_EVENTS, SUPPORT_AGENT_ON_MOCK } from './seed-000.ts'
 
 const run = promisify(execFile)
@@ -528,6 +529,72 @@ spec: { type: mcp, mcp: { mcpServerRef: { name: everything }, toolName: echo } }
       )
     } finally {
       await everything.stop()
+    }
+  }, 60_000)
+
+  it('an A2AServer reads its card into status and makes its Agent (owned by it), which a Query runs on', async () => {
+    const ns = await kube.namespace('a2a')
+    const remote = await startRemoteA2A()
+    try {
+      await apply(
+        ns,
+        `apiVersion: ark.mckinsey.com/v1prealpha1
+kind: A2AServer
+metadata: { name: remote }
+spec: { address: { value: "${remote.url}" } }
+`,
+      )
+      await controller(ns)
+      let agent: {
+        metadata?: {
+          annotations?: Record<string, string>
+          ownerReferences?: { kind: string; name: string }[]
+        }
+        spec?: { executionEngine?: { name: string } }
+      } = {}
+      await vi.waitFor(
+        async () => {
+          agent = JSON.parse(
+            await kube.kubectl(['get', 'agent', 'remote', '-n', ns, '-o', 'json']),
+          ) as typeof agent
+        },
+        { timeout: 20_000, interval: 300 },
+      )
+      expect(agent.spec?.executionEngine?.name).toBe('a2a')
+      expect(agent.metadata?.annotations?.['ark.mckinsey.com/a2a-server-address']).toBe(remote.url)
+      expect(agent.metadata?.ownerReferences).toMatchObject([{ kind: 'A2AServer', name: 'remote' }])
+      await vi.waitFor(
+        async () =>
+          expect(await kube.kubectl(['get', 'a2aservers', '-n', ns])).toMatch(
+            new RegExp(`^remote\\s+True\\s+${remote.url.replace(/[.:/]/g, '\\$&')}\\s`, 'm'),
+          ),
+        { timeout: 10_000, interval: 300 },
+      )
+      await vi.waitFor(
+        async () =>
+          expect(await kube.kubectl(['get', 'agents', 'remote', '-n', ns])).toMatch(/^remote\s.*True/m),
+        { timeout: 10_000, interval: 300 },
+      )
+      await apply(
+        ns,
+        `apiVersion: ark.mckinsey.com/v1alpha1
+kind: Query
+metadata: { name: ask-remote }
+spec: { input: "over the wire", targets: [{ type: agent, name: remote }] }
+`,
+      )
+      await vi.waitFor(
+        async () => {
+          const query = JSON.parse(
+            await kube.kubectl(['get', 'query', 'ask-remote', '-n', ns, '-o', 'json']),
+          ) as { status?: { phase?: string; responses?: { content: string }[] } }
+          expect(query.status?.phase).toBe('done')
+          expect(query.status?.responses?.[0]?.content).toBe('remote says: over the wire')
+        },
+        { timeout: 20_000, interval: 300 },
+      )
+    } finally {
+      await remote.close()
     }
   }, 60_000)
 

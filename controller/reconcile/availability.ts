@@ -7,6 +7,7 @@ import type { AnyResource, ProviderType, ResourceOf, ToolType } from '../api/ind
 import { referencesOf } from '../api/index.ts'
 import type { Catalog } from '../store/index.ts'
 import { REACHABLE } from './model-probe.ts'
+import { CARD_DISCOVERED } from './a2a-discovery.ts'
 import { TOOLS_DISCOVERED } from './mcp-discovery.ts'
 import { MODULE_LOADED } from './tool-modules.ts'
 
@@ -101,6 +102,7 @@ export function availabilityOf(
       failures = [
         ...valueFailures(r, catalog),
         ...(caps.a2a ? [] : [notYet('A2A servers need the A2A client')]),
+        ...conditionFailures(r, catalog, CARD_DISCOVERED),
       ]
       break
     case 'ExecutionEngine':
@@ -238,7 +240,8 @@ function valueFailures(r: AnyResource, catalog: Catalog): Failure[] {
 
 /**
  * A condition another reconciler owns, when it is False: the model probe (model-probe.ts), the module load
- * (tool-modules.ts), MCP discovery (mcp-discovery.ts). Its reason becomes the resource's.
+ * (tool-modules.ts), MCP discovery (mcp-discovery.ts), A2A discovery (a2a-discovery.ts). Its reason becomes
+ * the resource's.
  */
 function conditionFailures(r: AnyResource, catalog: Catalog, type: string, prefix = ''): Failure[] {
   const c = catalog.status(r.key)?.conditions.find((x) => x.type === type)

@@ -3,6 +3,7 @@
  * catalog the gateway reads.
  */
 export type {
+  DerivedWriter,
   ResourceStore,
   ResourceView,
   StatusUpdate,

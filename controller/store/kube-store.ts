@@ -21,7 +21,7 @@ import { KIND_DEFS, apiVersionOf, decodeDocument, decodeStatus, encodeStatus } f
 import type { KubeClient, KubeObject } from '../kube/client.ts'
 import { KubeError } from '../kube/client.ts'
 import { Reflector } from './reflector.ts'
-import type { ResourceStore, StatusUpdate, StoreEvent, StoreListener } from './store.ts'
+import type { DerivedWriter, ResourceStore, StatusUpdate, StoreEvent, StoreListener } from './store.ts'
 import { sameResource } from './store.ts'
 
 export interface KubeStoreOptions {
@@ -65,7 +65,7 @@ export interface Rejection {
 const IGNORED_SECRET_TYPES = new Set(['kubernetes.io/service-account-token', 'helm.sh/release.v1'])
 const MAX_CONFLICT_RETRIES = 8
 
-export class KubeStore implements ResourceStore {
+export class KubeStore implements ResourceStore, DerivedWriter {
   readonly #client: KubeClient
   readonly #options: KubeStoreOptions
   readonly #defaultNamespace: string
@@ -281,6 +281,49 @@ export class KubeStore implements ResourceStore {
         }
       },
     )
+  }
+
+  /**
+   * Server-side apply of each object as the controller's field manager, owned by `owner` (an ownerReference
+   * with its uid: the garbage collector deletes them with it, and a recreated owner does not adopt them).
+   */
+  async applyDerived(owner: AnyResource, objects: readonly Record<string, unknown>[]): Promise<void> {
+    const uid = owner.meta.uid
+    if (uid === undefined) throw new Error(`${owner.key} has no uid: it was not read from the cluster`)
+    for (const object of objects) {
+      const def = KIND_DEFS.find((d) => apiVersionOf(d) === object.apiVersion && d.kind === object.kind)
+      const metadata = (object.metadata ?? {}) as { name?: string; namespace?: string }
+      if (def === undefined || metadata.name === undefined)
+        throw new Error(
+          `cannot apply ${String(object.apiVersion)} ${String(object.kind)}: not a kind ark knows`,
+        )
+      const body = {
+        ...object,
+        metadata: {
+          ...metadata,
+          ownerReferences: [
+            {
+              apiVersion: owner.origin.apiVersion,
+              kind: owner.origin.kind,
+              name: owner.ref.name,
+              uid,
+              controller: true,
+              blockOwnerDeletion: false,
+            },
+          ],
+        },
+      }
+      await this.#client.request('PATCH', `${collectionPath(def, metadata.namespace)}/${metadata.name}`, {
+        query: { fieldManager: 'ark-controller', force: true },
+        contentType: 'application/apply-patch+yaml',
+        body: withoutEmptyStrings(body),
+      })
+    }
+  }
+
+  /** Garbage collection removes what an owner derived, through the ownerReference applyDerived set. */
+  releaseDerived(): Promise<void> {
+    return Promise.resolve()
   }
 
   /** Deletes the object behind a resource (only the one this store saw: a recreated namespace/name is spared). */

@@ -5,7 +5,7 @@
  */
 import { decodeDocument, encodeStatus } from '../api/index.ts'
 import type { AnyResource, Identity, Problem, Status } from '../api/index.ts'
-import type { FileState, ManifestSource, SourceBatch } from './source.ts'
+import type { FileState, ManifestSource, RawDocument, SourceBatch } from './source.ts'
 
 export type StoreEvent =
   | { readonly type: 'added'; readonly resource: AnyResource }
@@ -45,6 +45,18 @@ export interface StatusWriter {
   updateStatus(key: string, update: StatusUpdate): Promise<void>
 }
 
+/**
+ * Writes the resources a reconciler derives from another: the Agent an A2AServer's card describes. Both
+ * backends treat them as their owner's: on a cluster they carry an ownerReference (the garbage collector
+ * removes them with it), in a folder they live beside the files, in memory, as long as their owner does.
+ */
+export interface DerivedWriter {
+  /** Creates or updates `objects` (manifests of either dialect, with their namespace) as `owner`'s. */
+  applyDerived(owner: AnyResource, objects: readonly Record<string, unknown>[]): Promise<void>
+  /** `owner` is gone: what it derived goes too (on a cluster, its garbage collector does this). */
+  releaseDerived(ownerKey: string): Promise<void>
+}
+
 /** A source of resources with its status: a manifests folder here, a cluster in kube-store.ts. */
 export interface ResourceStore extends ResourceView, StatusWriter {
   /** Loads everything; resolves once the first full view is in (an informer's HasSynced). */
@@ -73,7 +85,7 @@ const sameIdentity = (a: Identity, b: Identity) =>
  * `Agent foo` and `ArkAgent foo` would answer to `agent/foo`: the first (by file path, then document order)
  * wins and the other is reported.
  */
-export class ManifestStore implements ResourceStore {
+export class ManifestStore implements ResourceStore, DerivedWriter {
   readonly #source: ManifestSource
   readonly #defaultNamespace: string
   readonly #files = new Map<string, FileEntry>()
@@ -82,6 +94,8 @@ export class ManifestStore implements ResourceStore {
   #problems: readonly Problem[] = []
   #folderProblems: readonly Problem[] = []
   readonly #listeners = new Set<StoreListener>()
+  /** What applyDerived last applied, by its file. */
+  readonly #derived = new Map<string, readonly RawDocument[]>()
 
   constructor(source: ManifestSource, options: { defaultNamespace?: string } = {}) {
     this.#source = source
@@ -131,6 +145,30 @@ export class ManifestStore implements ResourceStore {
     if (status === undefined) return Promise.resolve()
     this.#statuses.set(key, status)
     this.#emit([{ type: 'status', resource, status }])
+    return Promise.resolve()
+  }
+
+  /**
+   * Derived resources are a file of their own that no folder holds (`~derived/<owner key>`: sorted after every
+   * real path, so a resource written by hand wins a name both claim). They go through the same decoding and
+   * merge as the folder's files, and re-applying the same objects changes nothing.
+   */
+  applyDerived(owner: AnyResource, objects: readonly Record<string, unknown>[]): Promise<void> {
+    const file = derivedFile(owner.key)
+    const documents = objects.map((value, index) => ({ index, line: 1, value }))
+    if (JSON.stringify(this.#derived.get(file)) === JSON.stringify(documents)) return Promise.resolve()
+    this.#derived.set(file, documents)
+    this.#apply({
+      changes: [{ file, status: 'loaded', documents, problems: [] }],
+      folderProblems: this.#folderProblems,
+    })
+    return Promise.resolve()
+  }
+
+  releaseDerived(ownerKey: string): Promise<void> {
+    const file = derivedFile(ownerKey)
+    if (!this.#derived.delete(file)) return Promise.resolve()
+    this.#apply({ changes: [{ file, status: 'removed' }], folderProblems: this.#folderProblems })
     return Promise.resolve()
   }
 
@@ -272,4 +310,8 @@ export function sameResource(a: AnyResource, b: AnyResource): boolean {
     JSON.stringify([a.spec, a.meta.labels, a.meta.annotations, a.origin]) ===
     JSON.stringify([b.spec, b.meta.labels, b.meta.annotations, b.origin])
   )
+}
+
+function derivedFile(ownerKey: string): string {
+  return `~derived/${ownerKey}`
 }

@@ -25,6 +25,8 @@ export interface RemoteA2A {
   readonly headers: Record<string, string | string[] | undefined>[]
   /** Task ids canceled by a caller. */
   readonly canceled: string[]
+  /** Set: card requests get this status (the server is down for discovery). */
+  cardStatus: number | undefined
   /** Texts of the messages received. */
   readonly received: string[]
   close(): Promise<void>
@@ -33,8 +35,6 @@ export interface RemoteA2A {
 export interface RemoteOptions {
   /** Serve only the v0.3 card at agent.json (an older server); default both. */
   readonly legacyOnly?: boolean
-  /** Answer card requests with this status instead. */
-  cardStatus?: number
 }
 
 const text = (value: string) => ({
@@ -140,7 +140,12 @@ function agentMessage(taskId: string, contextId: string, value: string): Message
 }
 
 export async function startRemoteA2A(options: RemoteOptions = {}): Promise<RemoteA2A> {
-  const remote = { headers: [] as RemoteA2A['headers'], canceled: [] as string[], received: [] as string[] }
+  const remote = {
+    headers: [] as RemoteA2A['headers'],
+    canceled: [] as string[],
+    received: [] as string[],
+    cardStatus: undefined as number | undefined,
+  }
   let url = ''
   const card = (): AgentCard => ({
     name: 'remote-helper',
@@ -182,8 +187,8 @@ export async function startRemoteA2A(options: RemoteOptions = {}): Promise<Remot
       void (async () => {
         const path = new URL(req.url ?? '/', 'http://x').pathname
         if (req.method === 'GET' && path.includes('/.well-known/')) {
-          if (options.cardStatus !== undefined) {
-            res.writeHead(options.cardStatus).end()
+          if (remote.cardStatus !== undefined) {
+            res.writeHead(remote.cardStatus).end()
             return
           }
           const legacy = path.endsWith('/agent.json')
@@ -234,13 +239,12 @@ export async function startRemoteA2A(options: RemoteOptions = {}): Promise<Remot
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const address = server.address()
   url = `http://127.0.0.1:${String(typeof address === 'object' && address !== null ? address.port : 0)}/agent`
-  return {
+  return Object.assign(remote, {
     url,
-    ...remote,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections()
         server.close(() => resolve())
       }),
-  }
+  })
 }

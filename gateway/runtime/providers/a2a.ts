@@ -56,6 +56,30 @@ export async function fetchAgentCard(
   })
 }
 
+/**
+ * What discovery keeps of the card at `address` (controller/reconcile/a2a-discovery.ts): its name,
+ * description and skills, and the base URL it was found under (or the card's URL when given one).
+ */
+export async function discoverAgentCard(
+  address: string,
+  headers: Readonly<Record<string, string>>,
+  signal: AbortSignal,
+): Promise<{
+  name: string
+  description: string
+  skills: { name: string; description: string }[]
+  address: string
+}> {
+  const { card, url } = await fetchAgentCard(address, { headers, signal })
+  const base = CARD_PATHS.reduce((at, path) => (at.endsWith(path) ? at.slice(0, -path.length - 1) : at), url)
+  return {
+    name: card.name,
+    description: card.description,
+    skills: card.skills.map((s) => ({ name: s.name, description: s.description })),
+    address: base,
+  }
+}
+
 export function createA2AProvider(config: A2AProviderConfig): Provider {
   let client: Promise<Client> | undefined
   const connect = (): Promise<Client> => {
