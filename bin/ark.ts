@@ -59,6 +59,9 @@ Usage:
                                    names (DNS rebinding), any other --host every name (env ARK_ALLOWED_HOSTS)
         --cors-origins <origins>   Origins browsers may call from, comma-separated; default none
                                    (env ARK_CORS_ORIGINS)
+        --a2a-push-hosts <hosts>   Hosts A2A push notifications may be sent to, comma-separated, as a
+                                   webhook tool's allowedHosts (* = any public host); default none: push
+                                   notifications are off (env ARK_A2A_PUSH_HOSTS)
         --headers-timeout <s>      A connection's request headers must arrive within (env
                                    ARK_HEADERS_TIMEOUT, default 10; Node only, Deno has its own)
         --body-timeout <s>         A request's body must arrive within (env ARK_BODY_TIMEOUT, default 30)
@@ -158,6 +161,7 @@ async function main(argv: string[]): Promise<number> {
       port: { type: 'string' },
       'max-body-bytes': { type: 'string' },
       'allowed-hosts': { type: 'string' },
+      'a2a-push-hosts': { type: 'string' },
       'cors-origins': { type: 'string' },
       'headers-timeout': { type: 'string' },
       'body-timeout': { type: 'string' },
@@ -414,6 +418,7 @@ async function main(argv: string[]): Promise<number> {
               ? 'any'
               : hosts.map((h) => h.toLowerCase()),
         corsOrigins: list('cors-origins', 'ARK_CORS_ORIGINS') ?? [],
+        a2aPushHosts: list('a2a-push-hosts', 'ARK_A2A_PUSH_HOSTS') ?? [],
         timeouts: {
           headersMs:
             number('headers-timeout', 'ARK_HEADERS_TIMEOUT', SERVE_DEFAULTS.headersMs / 1000, 1) * 1000,
@@ -474,6 +479,7 @@ interface DevOptions {
   readonly maxBodyBytes: number
   readonly allowedHosts: AllowedHosts
   readonly corsOrigins: readonly string[]
+  readonly a2aPushHosts: readonly string[]
   readonly timeouts: ServeTimeouts
   readonly stream: Pick<StreamLimits, 'writeTimeoutMs' | 'maxBufferedBytes'>
   readonly maxIterations: number
@@ -524,6 +530,7 @@ async function dev(options: DevOptions): Promise<number> {
     bodyTimeoutMs: options.timeouts.requestMs,
     allowedHosts: options.allowedHosts,
     corsOrigins: options.corsOrigins,
+    a2aPushHosts: options.a2aPushHosts,
     stream: options.stream,
     maxIterations: options.maxIterations,
     taskTimeoutMs: options.taskTimeoutMs,

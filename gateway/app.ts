@@ -9,7 +9,8 @@ import type { ObjectRef } from '../controller/api/index.ts'
 import type { Catalog } from '../controller/store/index.ts'
 import { A2AEndpoints, rpcError } from './a2a/server.ts'
 import { MemoryTaskStore } from './a2a/task-store.ts'
-import type { ExecutionEventBusManager, TaskStore } from '@a2a-js/sdk/server'
+import type { ExecutionEventBusManager, PushNotificationStore, TaskStore } from '@a2a-js/sdk/server'
+import type { NetPolicy } from '../sandbox/index.ts'
 import { Admission } from './admission.ts'
 import { jsonBody } from './http/body.ts'
 import type { AllowedHosts } from './http/guards.ts'
@@ -63,6 +64,8 @@ export interface AppDeps {
    * (one replica); Redis (a2a/redis.ts) when replicas share them.
    */
   readonly a2a?: { readonly store: TaskStore; readonly buses: ExecutionEventBusManager }
+  /** A2A push notifications: where configs are kept and the hosts deliveries may reach. Absent: off. */
+  readonly a2aPush?: { readonly store: PushNotificationStore; readonly policy: NetPolicy }
 }
 
 export interface App {
@@ -89,6 +92,7 @@ export function createApp(deps: AppDeps): App {
     admission,
     log: deps.log,
     ...(deps.a2a ?? { store: new MemoryTaskStore() }),
+    ...(deps.a2aPush === undefined ? {} : { push: deps.a2aPush }),
   })
 
   app.use(async (c, next) => {

@@ -5,6 +5,8 @@
  */
 import type { Catalog } from '../controller/store/index.ts'
 import type { Sandbox } from '../sandbox/index.ts'
+import { InMemoryPushNotificationStore } from '@a2a-js/sdk/server'
+import { NetPolicy } from '../sandbox/index.ts'
 import { RedisA2A } from './a2a/redis.ts'
 import { createApp } from './app.ts'
 import type { RedisSettings, RuntimeSettings } from './assemble.ts'
@@ -51,6 +53,11 @@ export interface GatewayOptions extends RuntimeSettings {
   readonly ready?: () => boolean
   /** MCP sessions this replica holds at once (default 1000) and how long an idle one lives (default 30 min). */
   readonly mcpSessions?: { readonly max?: number; readonly idleMs?: number }
+  /**
+   * Hosts A2A push notifications may be delivered to (patterns as a webhook tool's allowedHosts: `*` is any
+   * public host). Default none: push notifications are off.
+   */
+  readonly a2aPushHosts?: readonly string[]
 }
 
 export interface Gateway {
@@ -98,6 +105,14 @@ export function createGateway(options: GatewayOptions): Gateway {
     ready: options.ready ?? (() => true),
     ...(options.mcpSessions === undefined ? {} : { mcpSessions: options.mcpSessions }),
     ...(a2a === undefined ? {} : { a2a: { store: a2a.store, buses: a2a.buses } }),
+    ...(options.a2aPushHosts === undefined || options.a2aPushHosts.length === 0
+      ? {}
+      : {
+          a2aPush: {
+            store: a2a?.push ?? new InMemoryPushNotificationStore(),
+            policy: new NetPolicy({ allowedHosts: options.a2aPushHosts }),
+          },
+        }),
   })
   return {
     fetch: (request, env) => http.app.fetch(request, env),

@@ -7,7 +7,9 @@ import type { Message, SendMessageRequest, StreamResponse, Task } from '@a2a-js/
 import { Role, TaskState } from '@a2a-js/sdk'
 import type { Client } from '@a2a-js/sdk/client'
 import { ClientFactory } from '@a2a-js/sdk/client'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { ArkProcess } from './ark-process.ts'
 import { startArk } from './ark-process.ts'
 import type { RedisServer } from './redis-server.ts'
@@ -61,9 +63,22 @@ describe('A2A tasks across gateway replicas on Redis', () => {
     redis = await startRedis()
     const env = { REDIS_URL: redis.url, ARK_REDIS_PREFIX: `a2a-${String(process.pid)}` }
     const gateway = () =>
-      startArk(['gateway', '-f', MANIFESTS, '--port', '0', '--probe-interval', '0', '--task-timeout', '30'], {
-        env,
-      })
+      startArk(
+        [
+          'gateway',
+          '-f',
+          MANIFESTS,
+          '--port',
+          '0',
+          '--probe-interval',
+          '0',
+          '--task-timeout',
+          '30',
+          '--a2a-push-hosts',
+          '127.0.0.1',
+        ],
+        { env },
+      )
     ;[a, b] = await Promise.all([gateway(), gateway()])
     processes.push(a, b)
     for (const agent of ['default/echo', 'default/slower']) {
@@ -116,6 +131,41 @@ describe('A2A tasks across gateway replicas on Redis', () => {
     const id = first?.$case === 'task' ? first.value.id : ''
     const read = await onB.getTask({ tenant: '', id, historyLength: undefined })
     expect(answerOf(read)).toBe('calculator: 42')
+  }, 30_000)
+
+  it('a push config registered on one replica is delivered by the replica running the task', async () => {
+    const received: string[] = []
+    const hook = createServer((req, res) => {
+      let text = ''
+      req.setEncoding('utf8')
+      req.on('data', (c: string) => (text += c))
+      req.on('end', () => {
+        received.push(text)
+        res.writeHead(204).end()
+      })
+    })
+    await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve))
+    try {
+      const url = `http://127.0.0.1:${String((hook.address() as AddressInfo).port)}/hook`
+      const onA = await client(a, 'slower')
+      const onB = await client(b, 'slower')
+      const started = (await onA.sendMessage(send('push to me', true))) as Task
+      await onB.createTaskPushNotificationConfig({
+        tenant: '',
+        id: 'hook',
+        taskId: started.id,
+        url,
+        token: 'tok',
+        authentication: undefined,
+      })
+      await vi.waitFor(() => expect(received.some((r) => r.includes('TASK_STATE_COMPLETED'))).toBe(true), {
+        timeout: 15_000,
+        interval: 100,
+      })
+      expect(received.every((r) => r.includes(started.id))).toBe(true)
+    } finally {
+      await new Promise<void>((resolve) => hook.close(() => resolve()))
+    }
   }, 30_000)
 
   it('CancelTask through the other replica stops the run on its worker', async () => {

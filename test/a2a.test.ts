@@ -5,6 +5,8 @@
  * A2A's codes, never a crash.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { AgentCard, Message, SendMessageRequest, StreamResponse, Task } from '@a2a-js/sdk'
@@ -169,6 +171,33 @@ async function rpcFailure(call: Promise<unknown>): Promise<{ code: number | unde
   throw new Error('the call succeeded')
 }
 
+interface Receiver {
+  readonly url: string
+  readonly received: { headers: Record<string, string | string[] | undefined>; body: unknown }[]
+  close(): Promise<void>
+}
+
+/** Where push notifications go: records each POST. */
+async function startReceiver(): Promise<Receiver> {
+  const received: Receiver['received'] = []
+  const server = createServer((req, res) => {
+    let text = ''
+    req.setEncoding('utf8')
+    req.on('data', (c: string) => (text += c))
+    req.on('end', () => {
+      received.push({ headers: { ...req.headers }, body: JSON.parse(text) as unknown })
+      res.writeHead(200).end()
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address() as AddressInfo
+  return {
+    url: `http://127.0.0.1:${String(address.port)}/hook`,
+    received,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  }
+}
+
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
   const deadline = Date.now() + ms
   for (;;) {
@@ -182,6 +211,7 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, ms 
 describe('agents as A2A servers', () => {
   let upstream: FakeUpstream
   let remote: RemoteA2A
+  let receiver: Receiver
   let base: string
   let close: () => Promise<void>
 
@@ -190,11 +220,14 @@ describe('agents as A2A servers', () => {
     remote = await startRemoteA2A()
     const dir = await mkdtemp(join(tmpdir(), 'ark-a2a-'))
     await writeFile(join(dir, 'agents.yaml'), manifests(upstream.url, remote.url))
+    receiver = await startReceiver()
     const system = await startEmbedded({
       manifests: dir,
       watch: false,
       log: silentLogger,
       probeIntervalSeconds: 0,
+      // The test's receiver, on loopback, which only a loopback pattern grants.
+      a2aPushHosts: ['127.0.0.1'],
     })
     await system.controlPlane.settled()
     const server = await serve(system.gateway.fetch, { host: '127.0.0.1', port: 0 })
@@ -204,6 +237,7 @@ describe('agents as A2A servers', () => {
       await system.close()
       await upstream.close()
       await remote.close()
+      await receiver.close()
       await rm(dir, { recursive: true, force: true })
     }
   }, 60_000)
@@ -469,6 +503,106 @@ describe('agents as A2A servers', () => {
       expect(task.status?.state).toBe(TaskState.TASK_STATE_REJECTED)
       expect(statusText(task)).toContain('not fetched')
       expect(upstream.calls.length).toBe(before)
+    })
+  })
+
+  describe('push notifications and the extended card', () => {
+    it('a task sends its updates to the URL given with the message, with its token', async () => {
+      const client = await v1()
+      const card = await client.getAgentCard()
+      expect(card.capabilities?.pushNotifications).toBe(true)
+      const before = receiver.received.length
+      const request = send(userMessage('notify me'), { returnImmediately: true })
+      const task = (await client.sendMessage({
+        ...request,
+        configuration: {
+          acceptedOutputModes: [],
+          returnImmediately: true,
+          taskPushNotificationConfig: {
+            tenant: '',
+            id: '',
+            taskId: '',
+            url: receiver.url,
+            token: 'push-token-1',
+            authentication: undefined,
+          },
+        },
+      })) as Task
+      const last = await waitFor('the completed notification', () => {
+        const mine = receiver.received.slice(before).filter((r) => JSON.stringify(r.body).includes(task.id))
+        return Promise.resolve(
+          mine.find((r) => JSON.stringify(r.body).includes('TASK_STATE_COMPLETED')) === undefined
+            ? undefined
+            : mine,
+        )
+      })
+      expect(last.every((r) => r.headers['x-a2a-notification-token'] === 'push-token-1')).toBe(true)
+    })
+
+    it('configs are created, read, listed and deleted; a URL outside the grant is refused when given', async () => {
+      const client = await v1()
+      const task = (await client.sendMessage(send(userMessage('configured')))) as Task
+      const config = {
+        tenant: '',
+        id: 'hook-1',
+        taskId: task.id,
+        url: receiver.url,
+        token: '',
+        authentication: { scheme: 'Bearer', credentials: 'c' },
+      }
+      const created = await client.createTaskPushNotificationConfig(config)
+      expect(created.url).toBe(receiver.url)
+      const read = await client.getTaskPushNotificationConfig({ tenant: '', taskId: task.id, id: 'hook-1' })
+      expect(read.id).toBe('hook-1')
+      const listed = await client.listTaskPushNotificationConfig({
+        tenant: '',
+        taskId: task.id,
+        pageSize: 10,
+        pageToken: '',
+      })
+      expect(listed.configs.map((c) => c.id)).toEqual(['hook-1'])
+      await client.deleteTaskPushNotificationConfig({ tenant: '', taskId: task.id, id: 'hook-1' })
+      expect(
+        (
+          await client.listTaskPushNotificationConfig({
+            tenant: '',
+            taskId: task.id,
+            pageSize: 10,
+            pageToken: '',
+          })
+        ).configs,
+      ).toEqual([])
+
+      const metadata = await rpcFailure(
+        client.createTaskPushNotificationConfig({
+          ...config,
+          url: 'http://169.254.169.254/latest/meta-data',
+        }),
+      )
+      expect(metadata.code).toBe(-32602)
+      expect(metadata.message).toContain('nothing may reach it')
+      const elsewhere = await rpcFailure(
+        client.sendMessage({
+          ...send(userMessage('x')),
+          configuration: {
+            acceptedOutputModes: [],
+            returnImmediately: false,
+            taskPushNotificationConfig: { ...config, taskId: '', url: 'http://example.com/hook' },
+          },
+        }),
+      )
+      expect(elsewhere.code).toBe(-32602)
+      expect(elsewhere.message).toContain('--a2a-push-hosts')
+    })
+
+    it('GetExtendedAgentCard says the card has no extended form (no authentication yet), in both versions', async () => {
+      for (const [method, headers] of [
+        ['GetExtendedAgentCard', { 'a2a-version': '1.0' }],
+        ['agent/getAuthenticatedExtendedCard', {}],
+      ] as const) {
+        const res = await rpc('/a2a/agent/helper', { jsonrpc: '2.0', id: 4, method }, headers)
+        expect(await res.json()).toMatchObject({ id: 4, error: { code: -32004 } })
+      }
     })
   })
 

@@ -21,7 +21,12 @@ export const PROTOCOL_VERSIONS = ['1.0', '0.3'] as const
 const TEXT_MODES = ['text/plain', 'application/json']
 
 /** The v1.0 card of an agent whose JSON-RPC endpoint is `url`. */
-export function agentCard(catalog: Catalog, agent: ResourceOf<'Agent'>, url: string): AgentCard {
+export function agentCard(
+  catalog: Catalog,
+  agent: ResourceOf<'Agent'>,
+  url: string,
+  options: { readonly pushNotifications: boolean },
+): AgentCard {
   const { name, namespace } = agent.ref
   const description =
     agent.spec.description ??
@@ -38,7 +43,12 @@ export function agentCard(catalog: Catalog, agent: ResourceOf<'Agent'>, url: str
     provider: { organization: 'ark', url: 'https://github.com/mckinsey/agents-at-scale-ark' },
     // The resource's generation: a card changes version when its spec does.
     version: String(agent.meta.generation ?? 1),
-    capabilities: { streaming: true, pushNotifications: false, extensions: [], extendedAgentCard: false },
+    capabilities: {
+      streaming: true,
+      pushNotifications: options.pushNotifications,
+      extensions: [],
+      extendedAgentCard: false,
+    },
     securitySchemes: {},
     securityRequirements: [],
     defaultInputModes: TEXT_MODES,

@@ -28,6 +28,7 @@ import type {
   TaskStore,
 } from '@a2a-js/sdk/server'
 import type { Logger } from '../log.ts'
+import { RedisPushStore } from './push.ts'
 import type { TaskRetention } from './task-store.ts'
 import { DEFAULT_TASK_TTL_MS, pageOf, scopeOf } from './task-store.ts'
 
@@ -54,6 +55,7 @@ export interface RedisA2AOptions {
 export class RedisA2A {
   readonly store: RedisTaskStore
   readonly buses: RedisBusManager
+  readonly push: RedisPushStore
   readonly #redis: Redis
   readonly #subscriber: Redis
 
@@ -70,6 +72,7 @@ export class RedisA2A {
     this.#subscriber.on('error', () => undefined)
     this.store = new RedisTaskStore(this.#redis, prefix, options.retention ?? {})
     this.buses = new RedisBusManager(this.#redis, this.#subscriber, prefix, this.store, options.log)
+    this.push = new RedisPushStore(this.#redis, prefix, options.retention?.ttlMs)
   }
 
   async close(): Promise<void> {

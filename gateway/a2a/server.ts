@@ -28,12 +28,14 @@ import {
   UnauthenticatedUser,
   validateVersion,
 } from '@a2a-js/sdk/server'
-import type { ExecutionEventBusManager, TaskStore } from '@a2a-js/sdk/server'
+import type { ExecutionEventBusManager, PushNotificationStore, TaskStore } from '@a2a-js/sdk/server'
 import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server'
 import type { ObjectRef, ResourceOf } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
 import type { Admission } from '../admission.ts'
+import type { NetPolicy } from '../../sandbox/index.ts'
 import type { Logger } from '../log.ts'
+import { PolicyPushSender, pushUrlRefusal } from './push.ts'
 import { agentCard, legacyCard } from './card.ts'
 import { ArkAgentExecutor, CALL_STATE } from './executor.ts'
 import type { CallState } from './executor.ts'
@@ -45,6 +47,8 @@ export interface A2ADeps {
   readonly store: TaskStore
   /** Event buses of running tasks: this process's (default), or shared through Redis (redis.ts). */
   readonly buses?: ExecutionEventBusManager
+  /** Push notifications (push.ts): where configs are kept, and the policy deliveries go through. Absent: off. */
+  readonly push?: { readonly store: PushNotificationStore; readonly policy: NetPolicy }
   readonly log: Logger
 }
 
@@ -69,10 +73,13 @@ export class A2AEndpoints {
   readonly #deps: A2ADeps
   readonly #executor: ArkAgentExecutor
   readonly #buses: ExecutionEventBusManager
+  readonly #pushSender: PolicyPushSender | undefined
 
   constructor(deps: A2ADeps) {
     this.#deps = deps
     this.#buses = deps.buses ?? new DefaultExecutionEventBusManager()
+    this.#pushSender =
+      deps.push === undefined ? undefined : new PolicyPushSender(deps.push.store, deps.push.policy, deps.log)
     this.#executor = new ArkAgentExecutor(deps.admission)
   }
 
@@ -143,13 +150,28 @@ export class A2AEndpoints {
     }
 
     const method = methodOf(body)
+    const push = this.#deps.push
+    if (push !== undefined) {
+      // A URL the policy refuses is refused now, not found out at the first delivery.
+      for (const url of pushUrlsOf(body)) {
+        const refusal = await pushUrlRefusal(push.policy, url)
+        if (refusal !== undefined) return rpcError(200, id, INVALID_PARAMS, refusal)
+      }
+    }
     if (method !== undefined && SEND.has(method)) {
       const refused = await this.#admit(agent, body, context, state, STREAMING.has(method))
       if (refused !== undefined)
         return rpcError(refused.status, id, refused.code, refused.message, refused.headers)
     }
 
-    const handler = new DefaultRequestHandler(card, this.#deps.store, this.#executor, this.#buses)
+    const handler = new DefaultRequestHandler(
+      card,
+      this.#deps.store,
+      this.#executor,
+      this.#buses,
+      push?.store,
+      this.#pushSender,
+    )
     const transport = legacy
       ? new LegacyJsonRpcTransportHandler(handler)
       : new JsonRpcTransportHandler(handler)
@@ -177,7 +199,9 @@ export class A2AEndpoints {
       namespace === 'default'
         ? `/a2a/agent/${encodeURIComponent(name)}`
         : `/a2a/agent/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}`
-    return agentCard(this.#deps.catalog, agent, new URL(path, request.url).href)
+    return agentCard(this.#deps.catalog, agent, new URL(path, request.url).href, {
+      pushNotifications: this.#deps.push !== undefined,
+    })
   }
 
   /**
@@ -303,6 +327,22 @@ function methodOf(body: unknown): string | undefined {
 function idOf(body: unknown): string | number | null {
   const id = isObject(body) ? body.id : undefined
   return typeof id === 'string' || typeof id === 'number' ? id : null
+}
+
+/** The push notification URLs a request registers, in either version's shape. */
+function pushUrlsOf(body: Record<string, unknown>): string[] {
+  const params = body.params
+  if (!isObject(params)) return []
+  const configuration = isObject(params.configuration) ? params.configuration : {}
+  const candidates = [
+    params.url,
+    isObject(params.pushNotificationConfig) ? params.pushNotificationConfig.url : undefined,
+    isObject(configuration.taskPushNotificationConfig)
+      ? configuration.taskPushNotificationConfig.url
+      : undefined,
+    isObject(configuration.pushNotificationConfig) ? configuration.pushNotificationConfig.url : undefined,
+  ]
+  return candidates.filter((u): u is string => typeof u === 'string')
 }
 
 function messageOf(err: unknown): string {
