@@ -88,4 +88,10 @@ export const THRESHOLDS: readonly Threshold[] = [
     max: 0,
     why: 'Sessions the server opened while a sample ran, per call (its own count; both clients connect before the samples): 0 in every sample measured. A count, not a time, so no noise: a connection per call reads 1, and one reconnect in one sample reads 0.002, which the median of five leaves out. Issue 17: no connection set-up per call.',
   },
+  {
+    scenario: 'a2a',
+    ratio: 'a2a/chat p50 @1',
+    max: 4,
+    why: "A blocking A2A SendMessage against the same agent through /v1/chat/completions on one ark dev. Measured 2.45 in the full scenario (434 us against 177) on AMD EPYC (2026-12-06): the SDK's DefaultRequestHandler stores the task once per event (submitted, working, the answer, completed), cloning it each time, where a chat completion stores nothing. Issue 18's target is 1.3, which needs ark's own request handler; until then 4 fails when A2A's own cost grows by half again (about 200 us).",
+  },
 ]

@@ -49,7 +49,17 @@ export interface GateSession {
 }
 
 /** The order of tables: the hot path first, then outward. Scenarios not listed come after, by name. */
-export const ORDER = ['toolloop', 'catalog', 'agent', 'passthrough', 'sandbox', 'mcp', 'redis', 'controller']
+export const ORDER = [
+  'toolloop',
+  'catalog',
+  'agent',
+  'passthrough',
+  'sandbox',
+  'mcp',
+  'a2a',
+  'redis',
+  'controller',
+]
 
 /** Sorts scenario names by ORDER. */
 export function byOrder(a: string, b: string): number {

@@ -52,7 +52,7 @@ export class MemoryTaskStore implements TaskStore {
     const scope = scopeOf(context)
     const key = `${scope}\n${task.id}`
     this.#tasks.delete(key)
-    this.#tasks.set(key, { task: structuredClone(task), scope, expires: Date.now() + this.#ttlMs })
+    this.#tasks.set(key, { task: copyOf(task), scope, expires: Date.now() + this.#ttlMs })
     for (const oldest of this.#tasks.keys()) {
       if (this.#tasks.size <= this.#maxTasks) break
       this.#tasks.delete(oldest)
@@ -68,7 +68,7 @@ export class MemoryTaskStore implements TaskStore {
       this.#tasks.delete(key)
       return Promise.resolve(undefined)
     }
-    return Promise.resolve(structuredClone(held.task))
+    return Promise.resolve(copyOf(held.task))
   }
 
   list(params: ListTasksRequest, context: ServerCallContext): Promise<ListTasksResponse> {
@@ -125,7 +125,7 @@ export function pageOf(all: readonly Task[], params: ListTasksRequest): ListTask
   const more = last !== undefined && from + page.length < matching.length
   return {
     tasks: page.map((t) => {
-      const copy = structuredClone(t)
+      const copy = copyOf(t)
       if (params.includeArtifacts !== true) copy.artifacts = []
       return copy
     }),
@@ -148,4 +148,19 @@ function decodeCursor(token: string): { timestamp: string; id: string } {
     // reported below
   }
   throw new RequestMalformedError('pageToken is not a token an earlier ListTasks returned')
+}
+
+/**
+ * A deep copy of a task (plain objects, arrays, strings, numbers and the byte arrays of raw parts): what the
+ * store hands out can be changed by its taker (the SDK trims history in place) without changing what it
+ * holds. Several times faster than structuredClone, which serializes, on the request path's hot loop.
+ */
+export function copyOf<T>(value: T): T {
+  if (typeof value !== 'object' || value === null) return value
+  // A copy, not a view (a Buffer's slice is a view), as a plain Uint8Array, which the SDK encodes alike.
+  if (value instanceof Uint8Array) return new Uint8Array(value) as T
+  if (Array.isArray(value)) return value.map((v: unknown) => copyOf(v)) as T
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(value)) out[k] = copyOf(v)
+  return out as T
 }
