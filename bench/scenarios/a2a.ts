@@ -50,7 +50,13 @@ async function run(context: RunContext): Promise<ScenarioResult> {
   const stack = await start()
   try {
     context.log('a2a: 1 connection')
-    const one = await loadRounds(stack.targets, { connections: 1, seconds: 3, rounds: 3 })
+    // Pinned, as the latency gates are: both sides pay the same cross-CPU wake-up (lib/processes.ts).
+    const one = await loadRounds(stack.targets, {
+      connections: 1,
+      seconds: 2,
+      rounds: 5,
+      pinServers: stack.pids,
+    })
     context.log('a2a: 50 connections')
     const fifty = await loadRounds(stack.targets, { connections: 50, seconds: 3, rounds: 3 })
     const p50 = (label: string) => med(one, label, (x) => x.p50)
@@ -70,6 +76,12 @@ async function run(context: RunContext): Promise<ScenarioResult> {
           note: `SendMessage ${med(fifty, 'a2a', (x) => x.perSecond).toFixed(0)} req/s, chat ${med(fifty, 'chat', (x) => x.perSecond).toFixed(0)} req/s`,
         },
         {
+          name: 'a2a/chat CPU per request @1',
+          value: med(one, 'a2a', (x) => x.cpuPerRequest) / med(one, 'chat', (x) => x.cpuPerRequest),
+          unit: 'x',
+          note: `SendMessage ${med(one, 'a2a', (x) => x.cpuPerRequest).toFixed(0)} us, chat ${med(one, 'chat', (x) => x.cpuPerRequest).toFixed(0)} us`,
+        },
+        {
           name: 'a2a CPU per request @50',
           value: med(fifty, 'a2a', (x) => x.cpuPerRequest),
           unit: 'us',
@@ -77,7 +89,7 @@ async function run(context: RunContext): Promise<ScenarioResult> {
         },
       ],
       notes: [
-        'Both routes on one `ark dev`, agent/mock-agent on the in-process mock model, interleaved: 3 rounds of 3 s each, medians of the rounds.',
+        'Both routes on one `ark dev`, agent/mock-agent on the in-process mock model, interleaved, medians of the rounds: at 1 connection 5 rounds of 2 s with the server and the load generator pinned to CPUs of their own; at 50, 3 rounds of 3 s.',
       ],
     }
   } finally {

@@ -16,7 +16,7 @@
 import { Redis } from 'ioredis'
 import type { ListTasksRequest, ListTasksResponse, Task } from '@a2a-js/sdk'
 import { StreamResponse, Task as TaskCodec, TaskState } from '@a2a-js/sdk'
-import { AgentEvent, DefaultExecutionEventBus } from '@a2a-js/sdk/server'
+import { AgentEvent } from '@a2a-js/sdk/server'
 import type {
   AgentExecutionEvent,
   EventListener,
@@ -28,6 +28,7 @@ import type {
   TaskStore,
 } from '@a2a-js/sdk/server'
 import type { Logger } from '../log.ts'
+import { LocalBus } from './bus.ts'
 import { RedisPushStore } from './push.ts'
 import type { TaskRetention } from './task-store.ts'
 import { DEFAULT_TASK_TTL_MS, pageOf, scopeOf } from './task-store.ts'
@@ -238,7 +239,7 @@ export class RedisBusManager implements ExecutionEventBusManager {
 }
 
 /** The bus of a task run here: listeners here, and the task's channel for followers elsewhere. */
-class PublishingBus extends DefaultExecutionEventBus {
+class PublishingBus extends LocalBus {
   readonly #send: (event: AgentExecutionEvent) => void
 
   constructor(send: (event: AgentExecutionEvent) => void) {
@@ -258,7 +259,7 @@ class PublishingBus extends DefaultExecutionEventBus {
  * or when the client goes away).
  */
 class FollowerBus implements ExecutionEventBus {
-  readonly #inner = new DefaultExecutionEventBus()
+  readonly #inner = new LocalBus()
   readonly #leave: () => void
   #listeners = 0
   #left = false

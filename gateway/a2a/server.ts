@@ -16,12 +16,11 @@
  * parameters from the request's metadata), and that the message does not name a task still running (ark's
  * agents take no input mid-run). Everything else (the protocol's shapes, versions, errors, task states,
  * history) is the SDK's DefaultRequestHandler over ark's executor (executor.ts) and task store
- * (task-store.ts).
+ * (task-store.ts), but for a plain blocking SendMessage, which handler.ts runs at less cost.
  */
 import type { AgentCard } from '@a2a-js/sdk'
 import { TaskState } from '@a2a-js/sdk'
 import {
-  DefaultExecutionEventBusManager,
   DefaultRequestHandler,
   JsonRpcTransportHandler,
   ServerCallContext,
@@ -36,8 +35,10 @@ import type { Admission } from '../admission.ts'
 import type { NetPolicy } from '../../sandbox/index.ts'
 import type { Logger } from '../log.ts'
 import { PolicyPushSender, pushUrlRefusal } from './push.ts'
+import { LocalBusManager } from './bus.ts'
 import { agentCard, legacyCard } from './card.ts'
 import { ArkAgentExecutor, CALL_STATE } from './executor.ts'
+import { ArkRequestHandler } from './handler.ts'
 import type { CallState } from './executor.ts'
 import { AGENT_SCOPE } from './task-store.ts'
 
@@ -67,6 +68,17 @@ const INVALID_REQUEST = -32600
 const INVALID_PARAMS = -32602
 const UNSUPPORTED_OPERATION = -32004
 
+/** Origins whose card and transports are kept per agent. */
+const MAX_ORIGINS = 8
+
+interface Served {
+  readonly card: AgentCard
+  readonly transports: {
+    readonly v1: JsonRpcTransportHandler
+    readonly legacy: LegacyJsonRpcTransportHandler
+  }
+}
+
 type RpcResponse = { readonly jsonrpc: string; readonly id: unknown; readonly error?: { code: number } }
 
 export class A2AEndpoints {
@@ -74,10 +86,12 @@ export class A2AEndpoints {
   readonly #executor: ArkAgentExecutor
   readonly #buses: ExecutionEventBusManager
   readonly #pushSender: PolicyPushSender | undefined
+  /** What #served built, by agent (a changed agent is a new object: its old entry goes with it) and origin. */
+  readonly #cache = new WeakMap<ResourceOf<'Agent'>, Map<string, Served>>()
 
   constructor(deps: A2ADeps) {
     this.#deps = deps
-    this.#buses = deps.buses ?? new DefaultExecutionEventBusManager()
+    this.#buses = deps.buses ?? new LocalBusManager()
     this.#pushSender =
       deps.push === undefined ? undefined : new PolicyPushSender(deps.push.store, deps.push.policy, deps.log)
     this.#executor = new ArkAgentExecutor(deps.admission)
@@ -136,7 +150,7 @@ export class A2AEndpoints {
         'an A2A request is one JSON-RPC request object (batches are not part of A2A)',
       )
     }
-    const card = this.#card(request, agent)
+    const { card } = this.#served(request, agent)
     const state = new Map<string, unknown>([[AGENT_SCOPE, agent.key]])
     const context = new ServerCallContext({
       requestedVersion: version === '' ? '0.3' : version,
@@ -164,17 +178,8 @@ export class A2AEndpoints {
         return rpcError(refused.status, id, refused.code, refused.message, refused.headers)
     }
 
-    const handler = new DefaultRequestHandler(
-      card,
-      this.#deps.store,
-      this.#executor,
-      this.#buses,
-      push?.store,
-      this.#pushSender,
-    )
-    const transport = legacy
-      ? new LegacyJsonRpcTransportHandler(handler)
-      : new JsonRpcTransportHandler(handler)
+    const { transports } = this.#served(request, agent)
+    const transport = legacy ? transports.legacy : transports.v1
     let out: RpcResponse | AsyncGenerator<RpcResponse, void, undefined>
     try {
       out = (await transport.handle(body, context)) as typeof out
@@ -191,6 +196,51 @@ export class A2AEndpoints {
   /** Tasks this replica runs now. */
   get running(): number {
     return this.#executor.running
+  }
+
+  /**
+   * The card of an agent as served at the request's origin, and the JSON-RPC transports over a request handler
+   * with that card: built once per version of the agent (the catalog replaces a resource that changes) and
+   * origin, not per request. At most a few origins per agent are kept (Host names are the caller's to choose).
+   */
+  #served(request: Request, agent: ResourceOf<'Agent'>): Served {
+    // request.url is absolute (scheme://host[:port]/path): its origin ends at the path's slash.
+    const origin = request.url.slice(0, request.url.indexOf('/', request.url.indexOf('//') + 2))
+    let byOrigin = this.#cache.get(agent)
+    if (byOrigin === undefined) {
+      byOrigin = new Map()
+      this.#cache.set(agent, byOrigin)
+    }
+    let served = byOrigin.get(origin)
+    if (served !== undefined) return served
+    const card = this.#card(request, agent)
+    const push = this.#deps.push
+    const handler = new ArkRequestHandler(
+      new DefaultRequestHandler(
+        card,
+        this.#deps.store,
+        this.#executor,
+        this.#buses,
+        push?.store,
+        this.#pushSender,
+      ),
+      {
+        store: this.#deps.store,
+        buses: this.#buses,
+        executor: this.#executor,
+        ...(this.#pushSender === undefined ? {} : { push: this.#pushSender }),
+      },
+    )
+    served = {
+      card,
+      transports: {
+        v1: new JsonRpcTransportHandler(handler),
+        legacy: new LegacyJsonRpcTransportHandler(handler),
+      },
+    }
+    if (byOrigin.size >= MAX_ORIGINS) byOrigin.delete(byOrigin.keys().next().value ?? '')
+    byOrigin.set(origin, served)
+    return served
   }
 
   #card(request: Request, agent: ResourceOf<'Agent'>): AgentCard {
