@@ -213,8 +213,8 @@ export function createApp(deps: AppDeps): App {
     )
   }
 
-  // A2A: cards, and JSON-RPC at each agent's base URL.
-  const agentRef = (c: { req: { param: (name: string) => string | undefined } }): ObjectRef => ({
+  // A2A: cards, and JSON-RPC at each agent's (and, once teams run, each team's) base URL.
+  const refOf = (c: { req: { param: (name: string) => string | undefined } }): ObjectRef => ({
     namespace: c.req.param('namespace') ?? 'default',
     name: c.req.param('name') ?? '',
   })
@@ -222,10 +222,15 @@ export function createApp(deps: AppDeps): App {
     rpcError(refusal.status, null, refusal.code === 'invalid_json' ? -32700 : -32600, refusal.message),
   )
   app.get('/a2a', (c) => a2a.list(c.req.raw))
+  for (const base of ['/a2a/team/:name', '/a2a/team/:namespace/:name']) {
+    for (const card of ['agent-card.json', 'agent.json'])
+      app.get(`${base}/.well-known/${card}`, (c) => a2a.team(c.req.raw, refOf(c), undefined))
+    app.post(base, a2aBody, (c) => a2a.team(c.req.raw, refOf(c), c.get('body')))
+  }
   for (const base of ['/a2a/agent/:name', '/a2a/agent/:namespace/:name']) {
-    app.get(`${base}/.well-known/agent-card.json`, (c) => a2a.card(c.req.raw, agentRef(c), false))
-    app.get(`${base}/.well-known/agent.json`, (c) => a2a.card(c.req.raw, agentRef(c), true))
-    app.post(base, a2aBody, (c) => a2a.rpc(c.req.raw, agentRef(c), c.get('body')))
+    app.get(`${base}/.well-known/agent-card.json`, (c) => a2a.card(c.req.raw, refOf(c), false))
+    app.get(`${base}/.well-known/agent.json`, (c) => a2a.card(c.req.raw, refOf(c), true))
+    app.post(base, a2aBody, (c) => a2a.rpc(c.req.raw, refOf(c), c.get('body')))
     app.all(base, (c) =>
       rpcError(405, null, -32600, `${c.req.method} is not allowed on ${c.req.path.slice(0, 200)}; use POST`, {
         allow: 'POST',

@@ -77,6 +77,11 @@ kind: Agent
 metadata: { name: helper, namespace: other }
 spec: { prompt: You help elsewhere. }
 ---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Team
+metadata: { name: crew }
+spec: { members: [{ name: helper, type: agent }], strategy: sequential }
+---
 # A remote A2A agent (an SDK-built server) as an ark agent, by its address.
 apiVersion: ark.mckinsey.com/v1alpha1
 kind: Agent
@@ -773,6 +778,25 @@ describe('agents as A2A servers', () => {
         ),
       )
       expect(version?.code).toBe(-32009)
+    })
+
+    it('a team is refused until teams run; an unknown one is not found', async () => {
+      const crew = await rpc('/a2a/team/crew', { jsonrpc: '2.0', id: 5, method: 'message/send', params: {} })
+      expect(crew.status).toBe(400)
+      const body = (await crew.json()) as { id: number; error: { code: number; message: string } }
+      expect(body).toMatchObject({ id: 5, error: { code: -32000 } })
+      expect(body.error.message).toContain('team/crew: team targets need the team strategies')
+      expect((await fetch(`${base}/a2a/team/crew/.well-known/agent-card.json`)).status).toBe(404)
+      const nobody = await rpc('/a2a/team/other/nobody', {
+        jsonrpc: '2.0',
+        id: 6,
+        method: 'message/send',
+        params: {},
+      })
+      expect(nobody.status).toBe(404)
+      expect(((await nobody.json()) as { error: { message: string } }).error.message).toContain(
+        'there is no team other/nobody',
+      )
     })
 
     it('refuses a wrong method, an unknown agent and a body over the limit, in JSON-RPC shape', async () => {

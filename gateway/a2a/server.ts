@@ -193,6 +193,20 @@ export class A2AEndpoints {
     return this.#stream(out, id, mapError, agent.key)
   }
 
+  /**
+   * `/a2a/team/...`: a team is a target like an agent, but until teams run (their strategies), its card is
+   * not served and a request gets admission's refusal, in JSON-RPC's shape.
+   */
+  team(request: Request, ref: ObjectRef, body: unknown): Response {
+    const name = this.#deps.catalog.targetId('Team', ref)
+    const exists = this.#deps.catalog.get('Team', ref) !== undefined
+    const message = exists
+      ? `${name}: team targets need the team strategies, which this version of ark does not serve yet; call an agent (/a2a/agent/<name>)`
+      : `there is no team ${ref.namespace}/${ref.name}; GET /a2a lists what is served here`
+    if (request.method === 'GET') return Response.json({ error: message }, { status: 404 })
+    return rpcError(exists ? 400 : 404, idOf(body), NOT_SERVED, message)
+  }
+
   /** Tasks this replica runs now. */
   get running(): number {
     return this.#executor.running
