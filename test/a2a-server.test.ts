@@ -33,6 +33,21 @@ spec:
       value: { valueFrom: { secretKeyRef: { name: remote-auth, key: token } } }
   pollInterval: 1s
 ---
+apiVersion: v1
+kind: Secret
+metadata: { name: hidden-address }
+stringData: { url: "${remote}" }
+---
+# Its address (whose path may hold a credential) kept in a Secret.
+apiVersion: ark.mckinsey.com/v1prealpha1
+kind: A2AServer
+metadata: { name: hidden-server }
+spec:
+  address: { valueFrom: { secretKeyRef: { name: hidden-address, key: url } } }
+  headers:
+    - name: Authorization
+      value: { valueFrom: { secretKeyRef: { name: remote-auth, key: token } } }
+---
 # An older server: its card only at agent.json (v0.3).
 apiVersion: ark.mckinsey.com/v1prealpha1
 kind: A2AServer
@@ -122,6 +137,24 @@ describe('A2AServer in ark dev', () => {
     // The Secret's header went with the card fetch and the call.
     expect(remote.headers.length).toBeGreaterThan(1)
     expect(remote.headers.every((h) => h.authorization === `Bearer ${TOKEN}`)).toBe(true)
+  })
+
+  it('an address from a Secret shows only its origin in status and on the Agent, and is still called whole', async () => {
+    const agent = await waitFor('the hidden agent', () =>
+      catalog().get('Agent', { namespace: 'default', name: 'hidden-server' }),
+    )
+    const origin = new URL(remote.url).origin
+    expect(catalog().status('A2AServer/default/hidden-server')?.resolvedAddress).toBe(origin)
+    expect(agent.meta.annotations['ark.mckinsey.com/a2a-server-address']).toBe(origin)
+    await waitFor('the hidden agent to be Available', () =>
+      condition('Agent/default/hidden-server', 'Available')?.status === 'True' ? true : undefined,
+    )
+    const openai = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused', maxRetries: 0 })
+    const done = await openai.chat.completions.create({
+      model: 'agent/hidden-server',
+      messages: [{ role: 'user', content: 'quietly' }],
+    })
+    expect(done.choices[0]?.message.content).toBe('remote says: quietly')
   })
 
   it('finds an older server card at agent.json', async () => {

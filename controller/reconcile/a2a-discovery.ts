@@ -139,15 +139,18 @@ async function discover(
     headers[h.name] = v.value
     if ('secretKeyRef' in h.source) secrets.push(v.value)
   }
-  // An address kept in a Secret is as secret as a header: neither reaches status.
-  if ('secretKeyRef' in server.spec.address) secrets.push(address.value)
+  // An address kept in a Secret is as secret as a header: neither reaches status, nor the Agent's
+  // annotations, which show its origin only (the runtime reads the address from the A2AServer itself).
+  const secretAddress = 'secretKeyRef' in server.spec.address
+  if (secretAddress) secrets.push(address.value)
   // A cleared timer rather than AbortSignal.timeout, which lives on (and keeps Deno alive) for its whole span.
   const deadline = new AbortController()
   const timer = setTimeout(() => {
     deadline.abort(new DOMException(`no answer within ${String(timeoutMs)} ms`, 'TimeoutError'))
   }, timeoutMs)
   try {
-    return { card: await fetchCard(address.value, headers, AbortSignal.any([signal, deadline.signal])) }
+    const card = await fetchCard(address.value, headers, AbortSignal.any([signal, deadline.signal]))
+    return { card: secretAddress ? { ...card, address: originOf(card.address) } : card }
   } catch (err) {
     let message = err instanceof Error ? err.message : String(err)
     for (const s of secrets) if (s.length >= 4) message = message.split(s).join('[REDACTED]')
@@ -180,5 +183,13 @@ function agentOf(server: ResourceOf<'A2AServer'>, card: DiscoveredCard): Record<
       prompt: `You are ${card.name}. ${description}`.trim(),
       executionEngine: { name: 'a2a' },
     },
+  }
+}
+
+function originOf(url: string): string {
+  try {
+    return new URL(url).origin
+  } catch {
+    return '(an address from a Secret)'
   }
 }

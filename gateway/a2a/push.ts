@@ -46,10 +46,20 @@ export class PolicyPushSender implements PushNotificationSender {
     this.#log = log
   }
 
+  /** Never rejects: its callers do not wait for it (a failure is logged, as a failed delivery is). */
   async send(update: StreamResponse, context: ServerCallContext, task?: Task): Promise<void> {
     const taskId = taskIdOf(update)
     if (taskId === '') return
-    const configs = await loadConfigs(this.#store, taskId, context)
+    let configs: StoredPushNotificationConfig[]
+    try {
+      configs = await loadConfigs(this.#store, taskId, context)
+    } catch (err) {
+      this.#log.warn('A2A push configs could not be read', {
+        task: taskId,
+        error: err instanceof Error ? err.message : String(err),
+      })
+      return
+    }
     if (configs.length === 0) return
     const before = this.#chains.get(taskId) ?? Promise.resolve()
     const next = before.then(() =>

@@ -503,11 +503,9 @@ export class AgentRuntime {
       const value = read(`header ${h.name}`, h.source)
       if (value !== undefined) headers[h.name] = value
     }
-    const url =
-      address ??
-      (server === undefined
-        ? undefined
-        : (this.#catalog.status(server.key)?.resolvedAddress ?? read('address', server.spec.address)))
+    // An agent an A2AServer made is called at the server's own address (its annotation shows only the origin
+    // of an address kept in a Secret); one without a server, at its annotation's.
+    const url = server === undefined ? address : read('address', server.spec.address)
     if (url === undefined || url === '')
       throw new PrepareError(`agent ${agent.ref.name} runs on A2A but has no address`)
     return withRedaction(
