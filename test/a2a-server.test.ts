@@ -55,6 +55,18 @@ metadata: { name: legacy-server }
 spec:
   address: { value: "${legacy}" }
 ---
+# An A2AServer whose name a hand-written Agent already has: that Agent is not taken over.
+apiVersion: ark.mckinsey.com/v1prealpha1
+kind: A2AServer
+metadata: { name: taken }
+spec:
+  address: { value: "${remote}" }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: taken }
+spec: { prompt: I was here first., modelRef: { name: nothing } }
+---
 apiVersion: ark.mckinsey.com/v1prealpha1
 kind: A2AServer
 metadata: { name: gone-server }
@@ -171,6 +183,16 @@ describe('A2AServer in ark dev', () => {
       messages: [{ role: 'user', content: 'old times' }],
     })
     expect(done.choices[0]?.message.content).toBe('remote says: old times')
+  })
+
+  it('does not take over an Agent of its name that it did not make', async () => {
+    const verdict = await waitFor('the name clash', () =>
+      condition('A2AServer/default/taken', 'CardDiscovered'),
+    )
+    expect(verdict).toMatchObject({ status: 'False', reason: 'AgentNameTaken' })
+    const agent = catalog().get('Agent', { namespace: 'default', name: 'taken' })
+    expect(agent?.spec.executionEngine).toBeUndefined()
+    expect(agent?.origin.file).toMatch(/servers\.yaml$/)
   })
 
   it('a server that cannot be reached is not available, says why, and makes no agent', async () => {

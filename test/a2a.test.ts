@@ -436,6 +436,29 @@ describe('agents as A2A servers', () => {
       ).toBe(-32001)
     })
 
+    it('a streaming client that leaves does not stop its task, which is stored to its end', async () => {
+      const client = await v1('slow')
+      upstream.next({ delayMs: 800 })
+      const controller = new AbortController()
+      let id = ''
+      await (async () => {
+        for await (const e of client.sendMessageStream(send(userMessage('leave early')), {
+          signal: controller.signal,
+        })) {
+          if (e.payload?.$case === 'task') {
+            id = e.payload.value.id
+            controller.abort()
+          }
+        }
+      })().catch(() => undefined)
+      expect(id).not.toBe('')
+      const done = await waitFor('the task to be stored completed', async () => {
+        const task = await client.getTask({ tenant: '', id, historyLength: undefined })
+        return task.status?.state === TaskState.TASK_STATE_COMPLETED ? task : undefined
+      })
+      expect(answerOf(done)).not.toBe('')
+    })
+
     it('SubscribeToTask follows a running task to its end', async () => {
       const client = await v1('slow')
       upstream.next({ delayMs: 1_500 })
@@ -585,7 +608,7 @@ describe('agents as A2A servers', () => {
         }),
       )
       expect(metadata.code).toBe(-32602)
-      expect(metadata.message).toContain('nothing may reach it')
+      expect(metadata.message).toContain('an address nothing may reach')
       const elsewhere = await rpcFailure(
         client.sendMessage({
           ...send(userMessage('x')),
@@ -746,6 +769,25 @@ describe('agents as A2A servers', () => {
       await call
       await waitFor('the remote task to be canceled', () =>
         Promise.resolve(remote.canceled.length > 0 ? true : undefined),
+      )
+
+      // A caller that does not stream, too: the remote task is known from the start of the call.
+      const canceledBefore = remote.canceled.length
+      const received = remote.received.length
+      const quiet = new AbortController()
+      const plain = openai()
+        .chat.completions.create(
+          { model: 'agent/remote', messages: [{ role: 'user', content: 'hang quietly' }] },
+          { signal: quiet.signal },
+        )
+        .catch(() => undefined)
+      await waitFor('the remote to get the second message', () =>
+        Promise.resolve(remote.received.length > received ? true : undefined),
+      )
+      quiet.abort()
+      await plain
+      await waitFor('the second remote task to be canceled', () =>
+        Promise.resolve(remote.canceled.length > canceledBefore ? true : undefined),
       )
     })
   })

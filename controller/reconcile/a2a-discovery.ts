@@ -45,6 +45,8 @@ export interface A2ADiscoveryOptions {
 }
 
 const ARK = 'ark.mckinsey.com'
+/** The label on the Agents discovery makes: which A2AServer made it. */
+const SERVER_LABEL = `${ARK}/a2a-server`
 
 export class A2ADiscoveryController {
   readonly #controller: Controller
@@ -62,6 +64,22 @@ export class A2ADiscoveryController {
           return undefined
         }
         const again = { requeueAfterMs: server.spec.pollIntervalSeconds * 1000 }
+        // An Agent of the server's name that it did not make (written by hand, or another dialect's) is not
+        // taken over: on a cluster a forced apply would rewrite it and make the server its owner.
+        const existing = catalog.get('Agent', server.ref)
+        if (existing !== undefined && existing.meta.labels[SERVER_LABEL] !== server.ref.name) {
+          const taken: Verdict = {
+            status: 'False',
+            reason: 'AgentNameTaken',
+            message: `an Agent named ${server.ref.name} exists that this A2AServer did not make: rename one of them`,
+          }
+          // One it made before, which the hand-written one now shadows in a folder, goes.
+          await writer.releaseDerived(key)
+          await writer.updateStatus(key, (current, latest) =>
+            withCondition(current, latest, CARD_DISCOVERED, taken, now),
+          )
+          return again
+        }
         const found = await discover(catalog, server, options.fetchCard, timeoutMs, signal)
         if (signal.aborted) return undefined
         if ('failure' in found) {
@@ -152,7 +170,13 @@ async function discover(
     const card = await fetchCard(address.value, headers, AbortSignal.any([signal, deadline.signal]))
     return { card: secretAddress ? { ...card, address: originOf(card.address) } : card }
   } catch (err) {
-    let message = err instanceof Error ? err.message : String(err)
+    // An address from a Secret is not quoted at all: errors show URLs normalised (host lower-cased, default
+    // port dropped), which a search for the Secret's exact text would miss.
+    let message = secretAddress
+      ? `no A2A agent card at the address in the Secret (${originOf(address.value)})`
+      : err instanceof Error
+        ? err.message
+        : String(err)
     for (const s of secrets) if (s.length >= 4) message = message.split(s).join('[REDACTED]')
     return { failure: { status: 'False', reason: 'CardUnreachable', message: message.slice(0, 1000) } }
   } finally {
@@ -169,7 +193,7 @@ function agentOf(server: ResourceOf<'A2AServer'>, card: DiscoveredCard): Record<
     metadata: {
       name: server.ref.name,
       namespace: server.ref.namespace,
-      labels: { 'app.kubernetes.io/managed-by': 'ark', [`${ARK}/a2a-server`]: server.ref.name },
+      labels: { 'app.kubernetes.io/managed-by': 'ark', [SERVER_LABEL]: server.ref.name },
       annotations: {
         [`${ARK}/a2a-server-name`]: server.ref.name,
         [`${ARK}/a2a-server-address`]: card.address,

@@ -1,6 +1,7 @@
 /**
- * An ark agent's A2A agent card, built from its resource on each request (the catalog is the truth; nothing
- * to invalidate). Two shapes:
+ * An ark agent's A2A agent card, built from its resource and the catalog: afresh for each card request (a
+ * Tool's changed description shows at once); the JSON-RPC path keeps one per version of the agent (server.ts),
+ * since it reads only the card's versions and capabilities. Two shapes:
  *
  * - the v1.0 card (`supportedInterfaces`, one JSON-RPC interface per protocol version ark serves), for
  *   clients that ask with `A2A-Version: 1.0`;

@@ -1,7 +1,8 @@
 /**
  * The A2A face of admission: the SDK's AgentExecutor, which turns one A2A message into one run of an ark
  * agent and the run's course into task events. The route (server.ts) has already resolved and checked the
- * target and read the message's text; what it found travels in the call context's state.
+ * target and read the request's parameters; what it found travels in the call context's state. The message's
+ * text is read here (inputOf).
  *
  * A task goes submitted, then working once its pool took it, then completed (the answer is the artifact
  * `answer`), failed (why, in the status message), canceled, or rejected (a full or unreachable pool). When
@@ -14,7 +15,12 @@
  */
 import type { Artifact, Message, Part, TaskStatus } from '@a2a-js/sdk'
 import { Role, TaskState } from '@a2a-js/sdk'
-import type { AgentExecutor, ExecutionEventBus, RequestContext } from '@a2a-js/sdk/server'
+import type {
+  AgentExecutionEvent,
+  AgentExecutor,
+  ExecutionEventBus,
+  RequestContext,
+} from '@a2a-js/sdk/server'
 import { AgentEvent } from '@a2a-js/sdk/server'
 import type { Admission, Checked } from '../admission.ts'
 import { failureOf } from '../admission.ts'
@@ -32,6 +38,12 @@ export interface CallState {
 }
 
 const ANSWER = 'answer'
+const TERMINAL = new Set<TaskState>([
+  TaskState.TASK_STATE_COMPLETED,
+  TaskState.TASK_STATE_FAILED,
+  TaskState.TASK_STATE_CANCELED,
+  TaskState.TASK_STATE_REJECTED,
+])
 
 export class ArkAgentExecutor implements AgentExecutor {
   readonly #admission: Admission
@@ -158,8 +170,26 @@ export class ArkAgentExecutor implements AgentExecutor {
         }),
       )
     }
-    if (!reached) end()
-    else (setTimeout(end, this.#cancelWaitMs) as { unref?: () => void }).unref?.()
+    if (!reached) {
+      end()
+      return
+    }
+    const timer = setTimeout(() => {
+      bus.off('event', onEvent)
+      end()
+    }, this.#cancelWaitMs)
+    ;(timer as { unref?: () => void }).unref?.()
+    // The real end came: the fallback is not needed.
+    const onEvent = (e: AgentExecutionEvent): void => {
+      if (
+        e.kind === 'statusUpdate' &&
+        TERMINAL.has(e.data.status?.state ?? TaskState.TASK_STATE_UNSPECIFIED)
+      ) {
+        clearTimeout(timer)
+        bus.off('event', onEvent)
+      }
+    }
+    bus.on('event', onEvent)
   }
 
   /** Tasks running in this process. */

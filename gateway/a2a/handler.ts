@@ -11,7 +11,8 @@
  * go to configs registered meanwhile.
  *
  * "Plain": a new task (no taskId, no referenceTaskIds), no push config in the request, and the caller waits
- * (no returnImmediately). Anything else goes to the SDK, unchanged.
+ * (no returnImmediately). Anything else goes to the SDK, unchanged. It relies on ark's executor
+ * (executor.ts): a task event first, then status and artifact updates, never a bare message.
  */
 import type {
   AgentCard,
@@ -31,7 +32,7 @@ import type {
   Task,
   TaskPushNotificationConfig,
 } from '@a2a-js/sdk'
-import { TaskState } from '@a2a-js/sdk'
+import { Role, TaskState } from '@a2a-js/sdk'
 import type {
   A2ARequestHandler,
   AgentExecutionEvent,
@@ -43,6 +44,8 @@ import type {
   ServerCallContext,
   TaskStore,
 } from '@a2a-js/sdk/server'
+import { AgentEvent } from '@a2a-js/sdk/server'
+import { copyOf } from './task-store.ts'
 
 export interface HandlerParts {
   readonly store: TaskStore
@@ -106,10 +109,15 @@ export class ArkRequestHandler implements A2ARequestHandler {
     // and the last is awaited before the answer goes out.
     let stored = Promise.resolve()
     let pending: ReturnType<typeof setTimeout> | undefined
+    /** The first save that failed (Redis away): the call fails with it once the run ends. */
+    let failed: { readonly error: unknown } | undefined
     const save = (): void => {
       if (pending !== undefined) clearTimeout(pending)
       pending = undefined
-      const saving = store.save(task, context)
+      // Caught here: a save started by the timer has nobody awaiting it until the run ends.
+      const saving = store.save(task, context).catch((error: unknown) => {
+        failed ??= { error }
+      })
       stored = stored.then(() => saving)
     }
     const persist = (): void => {
@@ -121,25 +129,37 @@ export class ArkRequestHandler implements A2ARequestHandler {
       const before = task.status?.state
       task = applied(task, event)
       if (event.kind === 'task' || task.status?.state !== before) persist()
+      // A copy: the delivery reads the task later, when this one has moved on.
       if (push !== undefined) {
-        void push.send({ payload: { $case: event.kind, value: event.data } } as StreamResponse, context, task)
+        void push.send(
+          { payload: { $case: event.kind, value: event.data } } as StreamResponse,
+          context,
+          copyOf(task),
+        )
       }
     }
     bus.on('event', onEvent)
     try {
       await executor.execute(requestContext({ ...params, message: user }, taskId, contextId, context), bus)
     } catch (err) {
-      // What the SDK does for an executor that throws: the task fails, saying why.
-      task = {
-        ...task,
-        status: {
-          state: TaskState.TASK_STATE_FAILED,
-          message: undefined,
-          timestamp: new Date().toISOString(),
-        },
-        metadata: { ...task.metadata, error: err instanceof Error ? err.message : String(err) },
-      }
-      persist()
+      // What the SDK does for an executor that throws: the task fails, saying why, on the bus too (followers
+      // and push receivers see the end). The executor ends its own tasks; this is for its bugs.
+      bus.publish(
+        AgentEvent.statusUpdate({
+          taskId,
+          contextId,
+          status: {
+            state: TaskState.TASK_STATE_FAILED,
+            message: agentText(
+              taskId,
+              contextId,
+              `Agent execution error: ${err instanceof Error ? err.message : String(err)}`,
+            ),
+            timestamp: new Date().toISOString(),
+          },
+          metadata: {},
+        }),
+      )
     } finally {
       bus.off('event', onEvent)
       bus.finished()
@@ -148,6 +168,7 @@ export class ArkRequestHandler implements A2ARequestHandler {
       if (pending !== undefined) save()
     }
     await stored
+    if (failed !== undefined) throw failed.error
     return task
   }
 
@@ -214,6 +235,19 @@ export class ArkRequestHandler implements A2ARequestHandler {
 
   listTasks(params: ListTasksRequest, context: ServerCallContext): Promise<ListTasksResponse> {
     return this.#sdk.listTasks(params, context)
+  }
+}
+
+function agentText(taskId: string, contextId: string, text: string): Message {
+  return {
+    messageId: crypto.randomUUID(),
+    contextId,
+    taskId,
+    role: Role.ROLE_AGENT,
+    parts: [{ content: { $case: 'text', value: text }, metadata: {}, filename: '', mediaType: 'text/plain' }],
+    metadata: {},
+    extensions: [],
+    referenceTaskIds: [],
   }
 }
 

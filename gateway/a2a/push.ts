@@ -105,7 +105,11 @@ export class PolicyPushSender implements PushNotificationSender {
   }
 }
 
-/** Why `url` may not receive push notifications, or undefined when it may (checked at registration). */
+/**
+ * Why `url` may not receive push notifications, or undefined when it may (checked at registration). The
+ * reason names the host and the rule, never what its name resolves to: a caller must not learn the
+ * addresses of internal names by trying them.
+ */
 export async function pushUrlRefusal(policy: NetPolicy, url: string): Promise<string | undefined> {
   let parsed: URL
   try {
@@ -117,9 +121,10 @@ export async function pushUrlRefusal(policy: NetPolicy, url: string): Promise<st
     await policy.check(parsed)
     return undefined
   } catch (err) {
-    if (err instanceof NetDenied)
-      return `push notifications may not go to ${parsed.host}: ${err.message.replace("this tool's allowedHosts", 'the hosts this gateway grants (--a2a-push-hosts)').replace('plugins may never reach it', 'nothing may reach it')}`
-    return `push notifications may not go to ${parsed.host}: ${err instanceof Error ? err.message : String(err)}`
+    const never = err instanceof NetDenied && / may never reach it/.test(err.message)
+    return never
+      ? `push notifications may not go to ${parsed.host}: it is (or resolves to) an address nothing may reach (link-local, cloud metadata, unspecified)`
+      : `push notifications may not go to ${parsed.host}: only the hosts this gateway grants (--a2a-push-hosts), over http or https, without credentials in the URL, and private or loopback addresses only when named`
   }
 }
 

@@ -35,6 +35,12 @@ import { DEFAULT_TASK_TTL_MS, pageOf, scopeOf } from './task-store.ts'
 
 /** A Redis command not answered in this time fails (a Redis that stops answering must not hang a request). */
 const COMMAND_TIMEOUT_MS = 2000
+/**
+ * A follower that hears nothing of its task for this long stops following (its stream ends): the replica
+ * running it may have died, and nothing else would end the follow. A task's events come at least as often as
+ * its model and tool calls do.
+ */
+const FOLLOW_IDLE_MS = 10 * 60_000
 /** ListTasks reads at most this many of an agent's newest tasks. */
 const LIST_LIMIT = 10_000
 
@@ -191,7 +197,16 @@ export class RedisBusManager implements ExecutionEventBusManager {
     const channel = this.#channel(taskId)
     let followers = this.#followers.get(channel)
     if (followers === undefined) {
-      followers = { buses: new Set(), subscribed: this.#subscriber.subscribe(channel) }
+      const created: { buses: Set<FollowerBus>; subscribed: Promise<unknown> } = {
+        buses: new Set(),
+        subscribed: this.#subscriber.subscribe(channel),
+      }
+      // A subscription that failed (Redis away) is not left for later followers to wait on: its followers end.
+      created.subscribed.catch(() => {
+        if (this.#followers.get(channel) === created) this.#followers.delete(channel)
+        for (const bus of created.buses) bus.finished()
+      })
+      followers = created
       this.#followers.set(channel, followers)
     }
     const bus: FollowerBus = new FollowerBus(() => {
@@ -263,13 +278,24 @@ class FollowerBus implements ExecutionEventBus {
   readonly #leave: () => void
   #listeners = 0
   #left = false
+  /** Ends a follow that hears nothing for FOLLOW_IDLE_MS: the replica running the task may be gone. */
+  #idle: ReturnType<typeof setTimeout> | undefined
 
   constructor(leave: () => void) {
     this.#leave = leave
+    this.#arm()
   }
 
   deliver(event: AgentExecutionEvent): void {
-    if (!this.#left) this.#inner.publish(event)
+    if (this.#left) return
+    this.#arm()
+    this.#inner.publish(event)
+  }
+
+  #arm(): void {
+    clearTimeout(this.#idle)
+    this.#idle = setTimeout(() => this.finished(), FOLLOW_IDLE_MS)
+    ;(this.#idle as { unref?: () => void }).unref?.()
   }
 
   publish(event: AgentExecutionEvent): void {
@@ -304,9 +330,16 @@ class FollowerBus implements ExecutionEventBus {
   once(eventName: 'event', listener: EventListener): this
   once(eventName: 'finished', listener: FinishedListener): this
   once(eventName: ExecutionEventName, listener: EventListener | FinishedListener): this {
-    if (eventName === 'event') this.#inner.once('event', listener)
-    else this.#inner.once('finished', listener as FinishedListener)
-    return this
+    if (eventName === 'finished') {
+      this.#inner.once('finished', listener as FinishedListener)
+      return this
+    }
+    // Counted like on(), and off() when it fires, so that the count of listeners stays right.
+    const once: EventListener = (event) => {
+      this.off('event', once)
+      listener(event)
+    }
+    return this.on('event', once)
   }
 
   removeAllListeners(eventName?: ExecutionEventName): this {
@@ -316,6 +349,7 @@ class FollowerBus implements ExecutionEventBus {
   }
 
   #stop(): void {
+    clearTimeout(this.#idle)
     if (this.#left) return
     this.#left = true
     this.#leave()

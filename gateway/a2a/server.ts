@@ -7,8 +7,8 @@
  * - `POST <base>`: JSON-RPC through the SDK's transport handlers on Web-standard Request/Response, so it
  *   runs on Node and Deno alike: v1.0 (`SendMessage`, `SendStreamingMessage`, `GetTask`, `ListTasks`,
  *   `CancelTask`, `SubscribeToTask`, ...) with `A2A-Version: 1.0`, v0.3 (`message/send`, `tasks/get`, ...)
- *   without the header. Streams are server-sent events; a stream is pulled by the client, so a slow reader
- *   slows only its own stream (the task goes on and is stored).
+ *   without the header. Streams are server-sent events, pulled by the client: a slow reader slows only its own
+ *   stream (the run's events wait for it in the SDK's queue), and one that leaves does not stop its task.
  * - `GET /a2a`: the cards of every Available agent.
  *
  * Before the SDK sees a send, the route checks what only ark knows, so that a refusal is a JSON-RPC error
@@ -150,7 +150,7 @@ export class A2AEndpoints {
         'an A2A request is one JSON-RPC request object (batches are not part of A2A)',
       )
     }
-    const { card } = this.#served(request, agent)
+    const { card, transports } = this.#served(request, agent)
     const state = new Map<string, unknown>([[AGENT_SCOPE, agent.key]])
     const context = new ServerCallContext({
       requestedVersion: version === '' ? '0.3' : version,
@@ -178,7 +178,6 @@ export class A2AEndpoints {
         return rpcError(refused.status, id, refused.code, refused.message, refused.headers)
     }
 
-    const { transports } = this.#served(request, agent)
     const transport = legacy ? transports.legacy : transports.v1
     let out: RpcResponse | AsyncGenerator<RpcResponse, void, undefined>
     try {
@@ -190,7 +189,9 @@ export class A2AEndpoints {
     if (!(Symbol.asyncIterator in out)) {
       return Response.json(out, { status: out.error?.code === -32603 ? 500 : 200 })
     }
-    return this.#stream(out, id, mapError, agent.key)
+    // A streamed send is also what stores its task as it runs (the SDK saves as the stream is read): when its
+    // client goes, the rest is read here. A resubscription only follows: it just stops.
+    return this.#stream(out, id, mapError, agent.key, method !== undefined && STREAMING.has(method))
   }
 
   /**
@@ -332,6 +333,7 @@ export class A2AEndpoints {
     id: unknown,
     mapError: (err: unknown) => unknown,
     agent: string,
+    drainWhenLeft: boolean,
   ): Promise<Response> {
     let first: IteratorResult<RpcResponse, void>
     try {
@@ -359,9 +361,17 @@ export class A2AEndpoints {
           controller.close()
         }
       },
-      async cancel() {
-        // The client went away: stop following the task. The task itself goes on (A2A tasks outlive connections).
-        await events.return(undefined)
+      cancel() {
+        // The client went away. The task goes on (A2A tasks outlive connections): a streamed send's events are
+        // read to the end, so that its task is stored as it goes; a resubscription stops following. Neither is
+        // awaited: a generator waiting for the next event ends only when one comes.
+        if (drainWhenLeft) {
+          void (async () => {
+            for (;;) if ((await events.next()).done === true) return
+          })().catch((err: unknown) => {
+            log.warn('A2A stream ended with an error after its client left', { agent, error: messageOf(err) })
+          })
+        } else void events.return(undefined).catch(() => undefined)
       },
     })
     return new Response(body, {

@@ -93,12 +93,12 @@ export class MemoryQueue implements TaskQueue {
     }))
   }
 
-  /** Stops taking tasks, cancels the waiting ones (they never started) and waits for the running ones. */
   /** In-process pools: only the submitter's signal reaches a run here, and the submitter is in this process. */
   cancel(): Promise<boolean> {
     return Promise.resolve(false)
   }
 
+  /** Stops taking tasks, cancels the waiting ones (they never started) and waits for the running ones. */
   async close(): Promise<void> {
     this.#closed = true
     for (const pool of this.#pools.values()) {

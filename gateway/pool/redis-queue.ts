@@ -234,16 +234,16 @@ export class RedisQueue implements TaskQueue {
     return out
   }
 
-  /**
-   * Stops reading answers. Callers still waiting are told the gateway shut down; their tasks run on in
-   * their workers and end at their deadlines (nobody is there to read the answer).
-   */
   /** Marks the task cancelled and tells the workers; the worker running it answers its submitter. */
   async cancel(taskId: string): Promise<boolean> {
     await this.#cancel(taskId)
     return true
   }
 
+  /**
+   * Stops reading answers. Callers still waiting are told the gateway shut down; their tasks run on in
+   * their workers and end at their deadlines (nobody is there to read the answer).
+   */
   async close(): Promise<void> {
     this.#closed = true
     for (const [id, p] of this.#pending) {

@@ -81,8 +81,8 @@ export async function discoverAgentCard(
 }
 
 export function createA2AProvider(config: A2AProviderConfig): Provider {
-  let client: Promise<Client> | undefined
-  const connect = (): Promise<Client> => {
+  let client: Promise<{ remote: Client; streaming: boolean }> | undefined
+  const connect = (): Promise<{ remote: Client; streaming: boolean }> => {
     client ??= (async () => {
       const fetchImpl = withHeaders(config.fetch ?? fetch, config.headers)
       const { card } = await fetchAgentCard(config.address, {
@@ -92,7 +92,10 @@ export function createA2AProvider(config: A2AProviderConfig): Provider {
       const factory = new ClientFactory({
         transports: [new JsonRpcTransportFactory({ fetchImpl, legacyCompat: { enabled: true } })],
       })
-      return factory.createFromAgentCard(card)
+      return {
+        remote: await factory.createFromAgentCard(card),
+        streaming: card.capabilities?.streaming === true,
+      }
     })()
     // A failed connection is tried again by the next call (the remote agent may be back).
     client.catch(() => (client = undefined))
@@ -107,7 +110,7 @@ export function createA2AProvider(config: A2AProviderConfig): Provider {
     },
     async complete(request: CompletionRequest): Promise<Completion> {
       const text = lastUserText(request)
-      const remote = await connect()
+      const { remote, streaming } = await connect()
       const params = {
         tenant: '',
         message: userMessage(text),
@@ -122,7 +125,9 @@ export function createA2AProvider(config: A2AProviderConfig): Provider {
       request.signal.addEventListener('abort', cancelRemote, { once: true })
       try {
         let answer: string
-        if (request.onDelta === undefined) {
+        // Streamed whenever the remote streams, even for a caller that does not: the stream names the task at
+        // once, so that a run cancelled meanwhile cancels it there too. A blocking call names it at its end.
+        if (!streaming) {
           const result = await remote.sendMessage(params, { signal: request.signal })
           if ('role' in result) answer = messageText(result)
           else {
@@ -319,9 +324,11 @@ function withHeaders(
   const wrapped = (input: string | URL | Request, init: RequestInit = {}) => {
     const merged = new Headers(init.headers)
     for (const [k, v] of Object.entries(headers)) merged.set(k, v)
+    // No redirects: they would carry the Secret-held headers to wherever the remote sends them.
     return base(input, {
       ...init,
       headers: merged,
+      redirect: 'error',
       ...(signal === undefined ? {} : { signal: init.signal ?? signal }),
     })
   }
