@@ -621,6 +621,21 @@ describe('agents as A2A servers', () => {
       )
       expect(elsewhere.code).toBe(-32602)
       expect(elsewhere.message).toContain('--a2a-push-hosts')
+      // The snake_case spelling the SDK also parses is checked alike.
+      const snake = await rpc(
+        '/a2a/agent/helper',
+        {
+          jsonrpc: '2.0',
+          id: 9,
+          method: 'SendMessage',
+          params: {
+            message: { messageId: 'm-snake', role: 'ROLE_USER', parts: [{ text: 'x' }] },
+            configuration: { task_push_notification_config: { url: 'http://169.254.169.254/hook' } },
+          },
+        },
+        { 'a2a-version': '1.0' },
+      )
+      expect(await snake.json()).toMatchObject({ id: 9, error: { code: -32602 } })
     })
 
     it('GetExtendedAgentCard says the card has no extended form (no authentication yet), in both versions', async () => {

@@ -408,13 +408,16 @@ function pushUrlsOf(body: Record<string, unknown>): string[] {
   const params = body.params
   if (!isObject(params)) return []
   const configuration = isObject(params.configuration) ? params.configuration : {}
+  // Both spellings the SDK's parsers accept (camelCase and proto's snake_case).
+  const url = (value: unknown): unknown => (isObject(value) ? value.url : undefined)
   const candidates = [
     params.url,
-    isObject(params.pushNotificationConfig) ? params.pushNotificationConfig.url : undefined,
-    isObject(configuration.taskPushNotificationConfig)
-      ? configuration.taskPushNotificationConfig.url
-      : undefined,
-    isObject(configuration.pushNotificationConfig) ? configuration.pushNotificationConfig.url : undefined,
+    url(params.pushNotificationConfig),
+    url(params.push_notification_config),
+    url(configuration.taskPushNotificationConfig),
+    url(configuration.task_push_notification_config),
+    url(configuration.pushNotificationConfig),
+    url(configuration.push_notification_config),
   ]
   return candidates.filter((u): u is string => typeof u === 'string')
 }
