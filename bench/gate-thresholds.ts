@@ -25,8 +25,8 @@ export const THRESHOLDS: readonly Threshold[] = [
   {
     scenario: 'agent',
     ratio: 'mock agent/direct p50 @1',
-    max: 2.6,
-    why: 'Measured with the load generator and the servers pinned to different CPUs (pinServers): 1.24 to 1.98 per sample, medians 1.49 to 1.74, also with one or two CPU hogs running beside it (an agent on the in-process mock costs about 110 us a request, the mock upstream serving the same completion about 70). Unpinned, the scheduler’s placement alone swung samples from 0.9 to 3.3 and failed CI. On the AMD EPYC machines (2026-12-06) medians read 1.77 to 2.08 locally and 2.35 in a CI run, the same before and after the change under test, so 2.2 failed CI on the machine kind rather than on ark. 2.6 leaves that room; 200 us more per request still reads above 4.',
+    max: 3,
+    why: 'Measured with the load generator and the servers pinned to different CPUs (pinServers): 1.24 to 1.98 per sample, medians 1.49 to 1.74, also with one or two CPU hogs running beside it (an agent on the in-process mock costs about 110 us a request, the mock upstream serving the same completion about 70). Unpinned, the scheduler’s placement alone swung samples from 0.9 to 3.3 and failed CI. On the AMD EPYC machines (2026-12-06) medians read 1.77 to 2.08 locally and 2.35 in a CI run, the same before and after the change under test, so 2.2 failed CI on the machine kind rather than on ark. 2.6 left that room until, on 2026-12-07, runs of the same machine kind read 1.84 to 2.64 (samples 1.42 to 6.39), the landed code (f9502d9) and the next side by side alike (1.84 and 2.14 against 2.07 and 2.04). 3 keeps a gate that a healthy build passes; 200 us more per request still reads above 4.',
   },
   {
     scenario: 'agent',
