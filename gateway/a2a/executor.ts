@@ -26,6 +26,7 @@ import type { Admission, Checked } from '../admission.ts'
 import { failureOf } from '../admission.ts'
 import type { AgentEvent as RunEvent } from '../runtime/events.ts'
 import { succeeded } from '../runtime/task.ts'
+import { TERMINAL_STATES } from './task-store.ts'
 
 /** What the route found, for the executor: see `CallState`. */
 export const CALL_STATE = 'ark.call'
@@ -38,13 +39,6 @@ export interface CallState {
 }
 
 const ANSWER = 'answer'
-const TERMINAL = new Set<TaskState>([
-  TaskState.TASK_STATE_COMPLETED,
-  TaskState.TASK_STATE_FAILED,
-  TaskState.TASK_STATE_CANCELED,
-  TaskState.TASK_STATE_REJECTED,
-])
-
 export class ArkAgentExecutor implements AgentExecutor {
   readonly #admission: Admission
   /** Runs in this process by task id: what CancelTask aborts. */
@@ -183,7 +177,7 @@ export class ArkAgentExecutor implements AgentExecutor {
     const onEvent = (e: AgentExecutionEvent): void => {
       if (
         e.kind === 'statusUpdate' &&
-        TERMINAL.has(e.data.status?.state ?? TaskState.TASK_STATE_UNSPECIFIED)
+        TERMINAL_STATES.has(e.data.status?.state ?? TaskState.TASK_STATE_UNSPECIFIED)
       ) {
         clearTimeout(timer)
         bus.off('event', onEvent)

@@ -45,7 +45,7 @@ import type {
   TaskStore,
 } from '@a2a-js/sdk/server'
 import { AgentEvent } from '@a2a-js/sdk/server'
-import { copyOf } from './task-store.ts'
+import { TERMINAL_STATES, copyOf } from './task-store.ts'
 
 export interface HandlerParts {
   readonly store: TaskStore
@@ -53,13 +53,6 @@ export interface HandlerParts {
   readonly executor: AgentExecutor
   readonly push?: PushNotificationSender
 }
-
-const TERMINAL = new Set<TaskState>([
-  TaskState.TASK_STATE_COMPLETED,
-  TaskState.TASK_STATE_FAILED,
-  TaskState.TASK_STATE_CANCELED,
-  TaskState.TASK_STATE_REJECTED,
-])
 
 export class ArkRequestHandler implements A2ARequestHandler {
   readonly #sdk: DefaultRequestHandler
@@ -121,7 +114,7 @@ export class ArkRequestHandler implements A2ARequestHandler {
       stored = stored.then(() => saving)
     }
     const persist = (): void => {
-      if (task.status !== undefined && TERMINAL.has(task.status.state)) save()
+      if (task.status !== undefined && TERMINAL_STATES.has(task.status.state)) save()
       else pending ??= setTimeout(save, 0)
     }
     const bus = buses.createOrGetByTaskId(taskId, context)
@@ -284,7 +277,10 @@ function applied(task: Task, event: AgentExecutionEvent): Task {
     case 'statusUpdate': {
       const state = task.status?.state
       const status = event.data.status
-      if (status === undefined || (state !== undefined && TERMINAL.has(state) && status.state !== state))
+      if (
+        status === undefined ||
+        (state !== undefined && TERMINAL_STATES.has(state) && status.state !== state)
+      )
         return task
       task.status = status
       const said = status.message

@@ -15,7 +15,7 @@
  */
 import { Redis } from 'ioredis'
 import type { ListTasksRequest, ListTasksResponse, Task } from '@a2a-js/sdk'
-import { StreamResponse, Task as TaskCodec, TaskState } from '@a2a-js/sdk'
+import { StreamResponse, Task as TaskCodec } from '@a2a-js/sdk'
 import { AgentEvent } from '@a2a-js/sdk/server'
 import type {
   AgentExecutionEvent,
@@ -31,7 +31,7 @@ import type { Logger } from '../log.ts'
 import { LocalBus } from './bus.ts'
 import { RedisPushStore } from './push.ts'
 import type { TaskRetention } from './task-store.ts'
-import { DEFAULT_TASK_TTL_MS, pageOf, scopeOf } from './task-store.ts'
+import { DEFAULT_TASK_TTL_MS, TERMINAL_STATES, pageOf, scopeOf } from './task-store.ts'
 
 /** A Redis command not answered in this time fails (a Redis that stops answering must not hang a request). */
 const COMMAND_TIMEOUT_MS = 2000
@@ -43,13 +43,6 @@ const COMMAND_TIMEOUT_MS = 2000
 const FOLLOW_IDLE_MS = 10 * 60_000
 /** ListTasks reads at most this many of an agent's newest tasks. */
 const LIST_LIMIT = 10_000
-
-const TERMINAL = new Set<TaskState>([
-  TaskState.TASK_STATE_COMPLETED,
-  TaskState.TASK_STATE_FAILED,
-  TaskState.TASK_STATE_CANCELED,
-  TaskState.TASK_STATE_REJECTED,
-])
 
 export interface RedisA2AOptions {
   readonly url: string
@@ -218,7 +211,7 @@ export class RedisBusManager implements ExecutionEventBusManager {
       followers.subscribed
         .then(() => this.#store.load(taskId, context))
         .then((task) => {
-          if (task?.status !== undefined && TERMINAL.has(task.status.state)) {
+          if (task?.status !== undefined && TERMINAL_STATES.has(task.status.state)) {
             bus.deliver(
               AgentEvent.statusUpdate({
                 taskId,

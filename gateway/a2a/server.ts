@@ -40,7 +40,7 @@ import { agentCard, legacyCard } from './card.ts'
 import { ArkAgentExecutor, CALL_STATE } from './executor.ts'
 import { ArkRequestHandler } from './handler.ts'
 import type { CallState } from './executor.ts'
-import { AGENT_SCOPE } from './task-store.ts'
+import { AGENT_SCOPE, TERMINAL_STATES } from './task-store.ts'
 
 export interface A2ADeps {
   readonly catalog: Catalog
@@ -55,13 +55,6 @@ export interface A2ADeps {
 
 const SEND = new Set(['SendMessage', 'SendStreamingMessage', 'message/send', 'message/stream'])
 const STREAMING = new Set(['SendStreamingMessage', 'message/stream'])
-const TERMINAL = new Set<number>([
-  TaskState.TASK_STATE_COMPLETED,
-  TaskState.TASK_STATE_FAILED,
-  TaskState.TASK_STATE_CANCELED,
-  TaskState.TASK_STATE_REJECTED,
-])
-
 /** Implementation-defined server error (JSON-RPC reserves -32000 to -32099; A2A uses -32001 to -32009). */
 const NOT_SERVED = -32000
 const INVALID_REQUEST = -32600
@@ -314,7 +307,10 @@ export class A2AEndpoints {
     const taskId = isObject(message) ? message.taskId : undefined
     if (typeof taskId === 'string' && taskId !== '') {
       const task = await store.load(taskId, context)
-      if (task !== undefined && !TERMINAL.has(task.status?.state ?? 0)) {
+      if (
+        task !== undefined &&
+        !TERMINAL_STATES.has(task.status?.state ?? TaskState.TASK_STATE_UNSPECIFIED)
+      ) {
         return {
           status: 200,
           code: UNSUPPORTED_OPERATION,

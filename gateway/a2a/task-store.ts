@@ -11,8 +11,17 @@
  * ones dropped are finished ones).
  */
 import type { ListTasksRequest, ListTasksResponse, Task } from '@a2a-js/sdk'
+import { TaskState } from '@a2a-js/sdk'
 import type { ServerCallContext, TaskStore } from '@a2a-js/sdk/server'
 import { RequestMalformedError } from '@a2a-js/sdk/errors'
+
+/** The states a task does not leave. */
+export const TERMINAL_STATES: ReadonlySet<TaskState> = new Set([
+  TaskState.TASK_STATE_COMPLETED,
+  TaskState.TASK_STATE_FAILED,
+  TaskState.TASK_STATE_CANCELED,
+  TaskState.TASK_STATE_REJECTED,
+])
 
 /** The key under which server.ts puts the agent a call is scoped to (its resource key). */
 export const AGENT_SCOPE = 'ark.agent'
