@@ -244,7 +244,8 @@ function status(state: TaskState, message?: Message): TaskStatus {
   return { state, message, timestamp: new Date().toISOString() }
 }
 
-function agentMessage(taskId: string, contextId: string, text: string): Message {
+/** A message from the agent, of one text part: a status's words. */
+export function agentMessage(taskId: string, contextId: string, text: string): Message {
   return {
     messageId: crypto.randomUUID(),
     contextId,

@@ -32,7 +32,7 @@ import type {
   Task,
   TaskPushNotificationConfig,
 } from '@a2a-js/sdk'
-import { Role, TaskState } from '@a2a-js/sdk'
+import { TaskState } from '@a2a-js/sdk'
 import type {
   A2ARequestHandler,
   AgentExecutionEvent,
@@ -45,6 +45,7 @@ import type {
   TaskStore,
 } from '@a2a-js/sdk/server'
 import { AgentEvent } from '@a2a-js/sdk/server'
+import { agentMessage } from './executor.ts'
 import { TERMINAL_STATES, copyOf } from './task-store.ts'
 
 export interface HandlerParts {
@@ -143,7 +144,7 @@ export class ArkRequestHandler implements A2ARequestHandler {
           contextId,
           status: {
             state: TaskState.TASK_STATE_FAILED,
-            message: agentText(
+            message: agentMessage(
               taskId,
               contextId,
               `Agent execution error: ${err instanceof Error ? err.message : String(err)}`,
@@ -228,19 +229,6 @@ export class ArkRequestHandler implements A2ARequestHandler {
 
   listTasks(params: ListTasksRequest, context: ServerCallContext): Promise<ListTasksResponse> {
     return this.#sdk.listTasks(params, context)
-  }
-}
-
-function agentText(taskId: string, contextId: string, text: string): Message {
-  return {
-    messageId: crypto.randomUUID(),
-    contextId,
-    taskId,
-    role: Role.ROLE_AGENT,
-    parts: [{ content: { $case: 'text', value: text }, metadata: {}, filename: '', mediaType: 'text/plain' }],
-    metadata: {},
-    extensions: [],
-    referenceTaskIds: [],
   }
 }
 
