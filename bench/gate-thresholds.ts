@@ -53,6 +53,12 @@ export const THRESHOLDS: readonly Threshold[] = [
     why: 'Measured 8.5 on a busy machine to 25 on an idle one (waking a sleeping plugin thread is the cost: 26 to 80 us against 3 us for the SDK on the calling thread). 60 fails a sandbox that instantiates, compiles or starts a thread per call (hundreds of us to ms), not the machine’s mood.',
   },
   {
+    scenario: 'team',
+    ratio: 'team turn/agent request p50 @1',
+    max: 1,
+    why: "Issue 19's target itself: a team's turn (a task on its member's pool, with the conversation so far) may cost at most what one agent request through the gateway costs. Measured 0.39 on AMD EPYC (2026-12-07: a team of four at 306 us p50 against 197 us for one agent); the turn skips HTTP and admission, which a request pays, so a regression has to add about 120 us a turn to fail it.",
+  },
+  {
     scenario: 'redis',
     ratio: 'round trip/ping p50',
     max: 40,

@@ -1,6 +1,6 @@
 /**
  * `npm run bench:gate [-- <scenario>...]`: the quick form of the scenarios that have one (toolloop, agent,
- * passthrough, sandbox, mcp, a2a, redis, redact), for CI. Each sample is a short repetition that measures ark and its baseline side by side
+ * passthrough, sandbox, mcp, a2a, team, redis, redact), for CI. Each sample is a short repetition that measures ark and its baseline side by side
  * and returns their ratios; the gate takes the median of SAMPLES repetitions and fails (exit 1) when one
  * crosses its threshold in bench/gate-thresholds.ts. Ratios to a baseline of the same run, and medians,
  * so that a slower or busier machine moves both sides and does not flip the verdict.

@@ -44,8 +44,8 @@ describe('ark validate', () => {
   it('exits 0 on the examples, none of which waits for a later version any more', async () => {
     const r = await ark('validate', 'examples')
     expect(r.code).toBe(0)
-    // Webhook tools run in the sandbox, and research-agent's mcpServers through the MCP client.
-    expect(r.stdout).toBe('16 resources, 0 errors, 0 warnings\n')
+    // Webhook tools run in the sandbox, research-agent's mcpServers through the MCP client, and teams run.
+    expect(r.stdout).toBe('21 resources, 0 errors, 0 warnings\n')
   })
 
   it('exits 1 and prints every problem with file, document, resource and field', async () => {
@@ -101,7 +101,7 @@ describe('ark get', () => {
     expect(lines.find((l) => l.startsWith('simple-agent'))).toMatch(
       /^simple-agent\s+Agent\s+default\s+0\s+True\s+AllDependenciesReady$/,
     )
-    expect(lines).toHaveLength(10)
+    expect(lines).toHaveLength(12)
   })
 
   it('filters by dialect kind and name; -o json shows status in the dialect', async () => {

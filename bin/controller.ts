@@ -17,6 +17,7 @@ import {
   ModelProbeController,
   QueryController,
   ReconcileMetrics,
+  TokenUsageController,
   ToolModuleController,
   ValidityController,
   recordAvailabilityEvents,
@@ -222,6 +223,13 @@ export async function controller(options: ControllerCommand): Promise<number> {
       onError,
     })
     a2aDiscovery.start()
+    // Agents' daily token usage, read every ~30 s from where the workers count it (Redis, with --redis-url).
+    const tokenUsage = new TokenUsageController(catalog, store, {
+      usage: gateway.budget,
+      metrics: reconcileMetrics,
+      onError,
+    })
+    tokenUsage.start()
     const queries = new QueryController(catalog, store, {
       runner: queryRunner(catalog, gateway, log),
       objects: store,
@@ -244,6 +252,7 @@ export async function controller(options: ControllerCommand): Promise<number> {
     await queries.close()
     discovery?.close()
     a2aDiscovery.close()
+    tokenUsage.close()
     toolModules.close()
     probes?.close()
     reconcilers.close()

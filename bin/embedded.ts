@@ -12,6 +12,7 @@ import {
   A2ADiscoveryController,
   McpDiscoveryController,
   ModelProbeController,
+  TokenUsageController,
   ToolModuleController,
   startControlPlane,
 } from '../controller/index.ts'
@@ -98,6 +99,8 @@ export interface Embedded {
   readonly mcpDiscovery: McpDiscoveryController | undefined
   /** A2AServer discovery (cards into status, and the Agent each one makes), when this process writes status. */
   readonly a2aDiscovery: A2ADiscoveryController | undefined
+  /** Agents' daily token usage into their status (limits.maxDailyTokens), when this process writes status. */
+  readonly tokenUsage: TokenUsageController | undefined
   /** This process's pool workers, with `redis` (and `workers` not false). */
   readonly pools: PoolWorkers | undefined
   close(): Promise<void>
@@ -176,6 +179,17 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
           },
         })
   a2aDiscovery?.start()
+  // The runtime's count (this process's, or Redis shared with the workers) read into status every ~30 s.
+  const tokenUsage =
+    folder === undefined
+      ? undefined
+      : new TokenUsageController(folder.catalog, folder.store, {
+          usage: gateway.budget,
+          onError: (key, err) => {
+            log.warn('daily token usage not read', { resource: key, error: String(err) })
+          },
+        })
+  tokenUsage?.start()
   let pools: PoolWorkers | undefined
   if (options.redis !== undefined && workers !== false) {
     pools = new PoolWorkers({
@@ -198,9 +212,11 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     toolModules,
     mcpDiscovery: discovery,
     a2aDiscovery,
+    tokenUsage,
     pools,
     async close() {
       await pools?.stop()
+      tokenUsage?.close()
       discovery?.close()
       a2aDiscovery?.close()
       toolModules?.close()

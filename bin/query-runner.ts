@@ -11,7 +11,14 @@ import type { AgentEvent, ChatMessage, Gateway, Logger } from '../gateway/index.
 import { Admission, checkChatRequest, failureOf, sleep, succeeded } from '../gateway/index.ts'
 
 export function queryRunner(catalog: Catalog, gateway: Gateway, log: Logger): QueryRunner {
-  const admission = new Admission({ catalog, queue: gateway.queue, metrics: gateway.metrics, log })
+  const admission = new Admission({
+    catalog,
+    queue: gateway.queue,
+    metrics: gateway.metrics,
+    log,
+    providerFor: (agent) => gateway.runtime.providerFor(agent),
+    memories: gateway.memories,
+  })
   return {
     async run(request: TargetRequest): Promise<TargetOutcome> {
       const { target, namespace } = request
@@ -21,14 +28,15 @@ export function queryRunner(catalog: Catalog, gateway: Gateway, log: Logger): Qu
       }
       const messages = checked.value.messages
       if (target.type === 'model') return runModel(catalog, gateway, request, messages)
-      if (target.type !== 'agent') {
+      if (target.type !== 'agent' && target.type !== 'team') {
         return {
           ok: false,
           reason: 'UnsupportedTarget',
-          message: `${target.type} targets are not served by this version of ark yet; target an agent or a model`,
+          message: `${target.type} targets are not served by this version of ark yet; target an agent, a team or a model`,
         }
       }
-      const name = `agent/${namespace}/${target.name}`
+      const kind = target.type
+      const name = `${kind}/${namespace}/${target.name}`
       let found = admission.check(name, request.parameters)
       // An agent created together with its Query may not have had its availability computed yet: wait for
       // the verdict (briefly) rather than failing a Query that would run a moment later.
@@ -53,17 +61,30 @@ export function queryRunner(catalog: Catalog, gateway: Gateway, log: Logger): Qu
               ? 'TargetNotAvailable'
               : 'TargetRefused'
         const message =
-          refusal.code === 'not_found' ? `agent ${namespace}/${target.name} not found` : refusal.message
+          refusal.code === 'not_found' ? `${kind} ${namespace}/${target.name} not found` : refusal.message
         return { ok: false, reason, message }
       }
-      request.onEvent('AgentExecutionStart', `Executing agent ${namespace}/${target.name}`)
+      // A team tells its own story (TeamExecutionStart, each member's turn); an agent's starts here.
+      if (kind === 'agent')
+        request.onEvent('AgentExecutionStart', `Executing agent ${namespace}/${target.name}`)
+      const conversation = request.conversationId ?? request.sessionId
       const admitted = await admission.submit(found, {
         messages,
         parameters: request.parameters,
         stream: false,
         signal: request.signal,
+        // ARK: conversationId is the memory thread; sessionId stood for it before conversations existed.
+        ...(conversation === undefined
+          ? {}
+          : {
+              conversation: {
+                id: conversation,
+                query: request.query ?? conversation,
+                ...(request.memory === undefined ? {} : { memory: request.memory }),
+              },
+            }),
         onEvent: (e: AgentEvent) => {
-          tell(request, e)
+          tell(request, e, kind === 'team')
         },
       })
       if ('refusal' in admitted) {
@@ -72,11 +93,13 @@ export function queryRunner(catalog: Catalog, gateway: Gateway, log: Logger): Qu
       const result = await admitted.run.result
       const usage = result.usage
       if (succeeded(result)) {
-        request.onEvent('AgentExecutionComplete', 'Agent execution completed successfully')
+        if (kind === 'agent')
+          request.onEvent('AgentExecutionComplete', 'Agent execution completed successfully')
         return { ok: true, content: result.content ?? '', usage }
       }
       const failure = failureOf(result)
-      request.onEvent('AgentExecutionFailed', `Agent execution failed: ${failure.message}`, 'Warning')
+      if (kind === 'agent')
+        request.onEvent('AgentExecutionFailed', `Agent execution failed: ${failure.message}`, 'Warning')
       return {
         ok: false,
         reason:
@@ -95,8 +118,54 @@ export function queryRunner(catalog: Catalog, gateway: Gateway, log: Logger): Qu
 /** How long a Query waits for its agent's first availability verdict. */
 const PENDING_WAIT_MS = 10_000
 
-function tell(request: TargetRequest, e: AgentEvent): void {
+/**
+ * A run's events as the Query's Events. A team's follow ARK's names: TeamExecution, TeamTurn and TeamMember
+ * (Start, Complete, Error), and the AgentExecution of each member agent.
+ */
+function tell(request: TargetRequest, e: AgentEvent, team: boolean): void {
   switch (e.type) {
+    case 'team.start':
+      request.onEvent(
+        'TeamExecutionStart',
+        `Executing team ${e.team.slice('team/'.length)} (${e.strategy}, ${String(e.members)} members)`,
+      )
+      return
+    case 'team.turn':
+      request.onEvent(
+        'TeamTurnStart',
+        `Executing turn ${String(e.turn)} for team ${e.team.slice('team/'.length)}`,
+      )
+      request.onEvent(
+        'TeamMemberStart',
+        `Executing member ${e.member} in team ${e.team.slice('team/'.length)}`,
+      )
+      return
+    case 'team.turn.complete':
+      if (e.error === undefined) {
+        request.onEvent('TeamMemberComplete', `Member ${e.member} completed`)
+        request.onEvent('TeamTurnComplete', `Team turn ${String(e.turn)} completed successfully`)
+      } else request.onEvent('TeamMemberError', e.error, 'Warning')
+      return
+    case 'team.complete':
+      if (e.outcome === 'answer' || e.outcome === 'terminated') {
+        const tokens = `${String(e.usage.totalTokens)} tokens`
+        const why = e.note === undefined ? '' : `: ${e.note}`
+        request.onEvent(
+          'TeamExecutionComplete',
+          `Team execution completed after ${String(e.turns)} turns, ${tokens}${why}`,
+        )
+      } else request.onEvent('TeamExecutionError', `Team execution ended with ${e.outcome}`, 'Warning')
+      return
+    case 'agent.start':
+      if (team) request.onEvent('AgentExecutionStart', `Executing ${e.agent}`)
+      return
+    case 'agent.complete':
+      if (team) {
+        if (e.outcome === 'answer' || e.outcome === 'terminated')
+          request.onEvent('AgentExecutionComplete', `${e.agent} completed successfully`)
+        else request.onEvent('AgentExecutionFailed', `${e.agent} ended with ${e.outcome}`, 'Warning')
+      }
+      return
     case 'llm.start':
       request.onEvent('LLMCallStart', `Calling model ${e.model}`)
       return

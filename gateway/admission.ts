@@ -7,6 +7,7 @@
  * Query's status condition). Nothing here knows about OpenAI.
  */
 import type { ObjectRef, ResourceOf } from '../controller/api/index.ts'
+import type { Provider } from './runtime/provider.ts'
 import type { Catalog } from '../controller/store/index.ts'
 import type { Logger } from './log.ts'
 import type { Metrics } from './metrics.ts'
@@ -14,10 +15,19 @@ import { QueueFullError, QueueUnavailableError } from './pool/queue.ts'
 import type { TaskQueue } from './pool/queue.ts'
 import type { EventSink } from './runtime/events.ts'
 import type { ChatMessage } from './runtime/messages.ts'
+import type { Memories } from './runtime/memory/registry.ts'
+import {
+  InvalidConversationError,
+  MemoryUnavailableError,
+  checkConversationId,
+} from './runtime/memory/memory.ts'
+import { DEFAULT_HISTORY_TOKENS, fitHistory } from './runtime/memory/trim.ts'
 import { queryParametersOf } from './runtime/prepare.ts'
 import { agentKey } from './runtime/subtasks.ts'
 import type { Task, TaskResult } from './runtime/task.ts'
 import { succeeded } from './runtime/task.ts'
+import { runTeam } from './runtime/team/run.ts'
+import { secondsUntil } from './runtime/budget.ts'
 
 /** Why a request was not admitted, for a protocol to render. */
 export interface Refusal {
@@ -55,13 +65,26 @@ export interface SubmitRequest {
   readonly onEvent?: EventSink
   /** The task id (the protocol's own request id); default random. */
   readonly id?: string
+  /**
+   * The conversation this request continues (OpenAI `metadata.conversation_id`, an A2A contextId, a Query's
+   * conversationId or sessionId, the MCP tool's `conversation_id`): with a Memory that applies, its history
+   * goes before `messages`, and the exchange is remembered once it succeeds.
+   */
+  readonly conversation?: {
+    readonly id: string
+    /** The Memory the caller names (a Query's spec.memory); default: the agent's, else the namespace's `default`. */
+    readonly memory?: ObjectRef
+    /** What the exchange is filed under in ARK's memory service (`query_id`): a Query's name. */
+    readonly query?: string
+  }
 }
 
 export interface Run {
   readonly id: string
-  /** The target as clients name it (`agent/x`): the label for metrics, the `model` of an answer. */
+  /** The target as clients name it (`agent/x`, `team/x`): the label for metrics, the `model` of an answer. */
   readonly target: string
-  readonly agent: ObjectRef
+  readonly kind: 'Agent' | 'Team'
+  readonly ref: ObjectRef
   readonly result: Promise<TaskResult>
 }
 
@@ -72,6 +95,8 @@ export interface Failure {
   readonly status: number
   readonly code: string
   readonly message: string
+  /** When the same request may succeed (a daily budget's reset): `Retry-After`. */
+  readonly retryAfterSeconds?: number
 }
 
 export interface AdmissionDeps {
@@ -79,14 +104,26 @@ export interface AdmissionDeps {
   readonly queue: TaskQueue
   readonly metrics: Metrics
   readonly log: Logger
+  /** The provider of an agent's model: a team's selector calls it (AgentRuntime.providerFor). */
+  readonly providerFor: (agent: ResourceOf<'Agent'>) => Provider
+  /** Conversation memories; absent: nothing is remembered between requests. */
+  readonly memories?: Memories
 }
 
 /** A target that may run now: what `check` found, for `submit`. */
-export interface Checked {
-  readonly agent: ResourceOf<'Agent'>
-  /** The target as clients name it (`agent/x`): the label for metrics, the `model` of an answer. */
-  readonly target: string
-}
+export type Checked =
+  | {
+      readonly kind: 'Agent'
+      readonly agent: ResourceOf<'Agent'>
+      /** The target as clients name it (`agent/x`): the label for metrics, the `model` of an answer. */
+      readonly target: string
+    }
+  | {
+      readonly kind: 'Team'
+      readonly team: ResourceOf<'Team'>
+      /** `team/x`, as for an agent. */
+      readonly target: string
+    }
 
 export class Admission {
   readonly #deps: AdmissionDeps
@@ -96,7 +133,7 @@ export class Admission {
   }
 
   /**
-   * Resolves what the caller named (`agent/<name>`, `agent/<ns>/<name>`, a bare agent name) and checks that
+   * Resolves what the caller named (`agent/<name>`, `agent/<ns>/<name>`, `team/<name>`, a bare agent name) and checks that
    * it can run now with these parameters: one Map lookup and a look at its status, no preparation. Separate
    * from `submit` so that a protocol can shape its answer (a stream's identity) around the resolved target
    * before anything runs.
@@ -113,6 +150,12 @@ export class Admission {
       })
     }
     const id = catalog.targetId(target.kind, target.resource.ref)
+    if (target.kind === 'Team') {
+      const team = target.resource as ResourceOf<'Team'>
+      const notAvailable = unavailable(catalog, team.key, id)
+      if (notAvailable !== undefined) return { refusal: notAvailable }
+      return { kind: 'Team', team, target: id }
+    }
     if (target.kind !== 'Agent') {
       return refuse({
         status: 400,
@@ -120,10 +163,7 @@ export class Admission {
         param: 'model',
         target: id,
         retry: false,
-        message:
-          target.kind === 'Team'
-            ? `${id}: team targets need the team strategies, which this version of ark does not serve yet; call an agent (agent/<name>).`
-            : `${id} is a model: it is called directly, not through an agent pool.`,
+        message: `${id} is a model: it is called directly, not through an agent pool.`,
       })
     }
     const agent = target.resource as ResourceOf<'Agent'>
@@ -149,16 +189,33 @@ export class Admission {
         })
       }
     }
-    return { agent, target: id }
+    return { kind: 'Agent', agent, target: id }
   }
 
   /** Submits the task to the agent's pool: the run, or the refusal of a full or unreachable queue. */
   async submit(checked: Checked, request: SubmitRequest): Promise<Admitted> {
+    // Most requests name no conversation: they take no detour (and no extra turn of the event loop).
+    const recalled =
+      request.conversation === undefined || this.#deps.memories === undefined
+        ? { messages: request.messages }
+        : await this.#recall(checked, request, request.conversation, this.#deps.memories)
+    if ('refusal' in recalled) return recalled
+    const history = ('history' in recalled ? recalled.history : undefined) ?? []
+    if (checked.kind === 'Team')
+      return this.#submitTeam(
+        checked.team,
+        checked.target,
+        request,
+        // A team hands the history on to each member, whose runtime fits it to its own budget.
+        history.length === 0 ? recalled.messages : [...history, ...recalled.messages],
+        'remember' in recalled ? recalled.remember : undefined,
+      )
     const { agent, target } = checked
     const task: Task = {
       id: request.id ?? crypto.randomUUID(),
       agent: agent.ref,
-      messages: request.messages,
+      messages: recalled.messages,
+      ...(history.length === 0 ? {} : { history }),
       parameters: request.parameters,
       stream: request.stream,
       depth: 0,
@@ -194,11 +251,138 @@ export class Admission {
       }
       throw err
     }
+    const remember = 'remember' in recalled ? recalled.remember : undefined
     const recorded = result.then((r) => {
       this.#finished(target, pool, task, r, started)
+      return remember === undefined ? r : remember(r).then(() => r)
+    })
+    return { run: { id: task.id, target, kind: 'Agent', ref: agent.ref, result: recorded } }
+  }
+
+  /**
+   * A team runs here, in the process that admitted it: each member's turn is a task on that member's pool
+   * (so on Redis the turns run on the pools' workers), and the request's signal cancels every one of them.
+   * A member's pool that is full or unreachable fails the team with the reason.
+   */
+  #submitTeam(
+    team: ResourceOf<'Team'>,
+    target: string,
+    request: SubmitRequest,
+    messages: readonly ChatMessage[],
+    remember: Remember | undefined,
+  ): Admitted {
+    const id = request.id ?? crypto.randomUUID()
+    const label = `team:${team.ref.namespace}/${team.ref.name}`
+    const started = performance.now()
+    const { queue, catalog, providerFor } = this.#deps
+    const result = runTeam(
+      team,
+      {
+        id,
+        messages,
+        parameters: request.parameters,
+        stream: request.stream,
+        signal: request.signal,
+        ...(request.onEvent === undefined ? {} : { onEvent: request.onEvent }),
+      },
+      {
+        catalog,
+        providerFor,
+        runTask: async (task, signal, onEvent) => {
+          const admission = await queue.submit(task, {
+            signal,
+            ...(onEvent === undefined ? {} : { onEvent }),
+          })
+          return admission.result
+        },
+      },
+    ).then(async (r) => {
+      this.#finished(target, label, { id }, r, started)
+      await remember?.(r)
       return r
     })
-    return { run: { id: task.id, target, agent: agent.ref, result: recorded } }
+    return { run: { id, target, kind: 'Team', ref: team.ref, result } }
+  }
+
+  /**
+   * The messages a run sees: the conversation's history (fitted to the agent's token budget, oldest dropped
+   * first) before what the caller sent, when the request names a conversation and a Memory applies; and how to
+   * remember the exchange once the run succeeds. A memory that cannot be read refuses the request (503): an
+   * answer without the conversation it continues would be wrong, not degraded.
+   */
+  async #recall(
+    checked: Checked,
+    request: SubmitRequest,
+    conversation: NonNullable<SubmitRequest['conversation']>,
+    memories: Memories,
+  ): Promise<
+    | { history?: readonly ChatMessage[]; messages: readonly ChatMessage[]; remember?: Remember }
+    | { refusal: Refusal }
+  > {
+    const problem = checkConversationId(conversation.id)
+    if (problem !== undefined)
+      return refuse({ status: 400, code: 'invalid_conversation', param: 'conversation_id', message: problem })
+    const agent = checked.kind === 'Agent' ? checked.agent : undefined
+    const ref = checked.kind === 'Agent' ? checked.agent.ref : checked.team.ref
+    const memory = memories.resolve(ref.namespace, conversation.memory, agent)
+    if (memory === undefined) return { messages: request.messages }
+    if ('missing' in memory) {
+      return refuse({
+        status: 404,
+        code: 'memory_not_found',
+        param: 'memory',
+        target: checked.target,
+        message: `memory ${memory.missing.namespace}/${memory.missing.name} does not exist`,
+      })
+    }
+    let history: ChatMessage[]
+    let backend
+    try {
+      backend = memories.backend(memory)
+      history = await backend.load(conversation.id, request.signal)
+    } catch (err) {
+      if (err instanceof InvalidConversationError)
+        return refuse({
+          status: 400,
+          code: 'invalid_conversation',
+          param: 'conversation_id',
+          message: err.message,
+        })
+      if (err instanceof MemoryUnavailableError)
+        return refuse({
+          status: 503,
+          code: 'memory_unavailable',
+          target: checked.target,
+          message: err.message,
+          retryAfterSeconds: 1,
+        })
+      throw err
+    }
+    // A first cut, to what the agent's budget could ever hold (it bounds what crosses a queue); the runtime
+    // fits it exactly, knowing the system prompt and tools it sends with it.
+    const budget = agent?.spec.limits.maxTokensPerCall ?? DEFAULT_HISTORY_TOKENS
+    const kept = fitHistory(history, request.messages, budget)
+    const log = this.#deps.log
+    const remember: Remember = async (result) => {
+      if (!succeeded(result) || result.content === null) return
+      const exchange: ChatMessage[] = [...request.messages, { role: 'assistant', content: result.content }]
+      try {
+        // Not the request's signal: a client that leaves once answered still had its exchange.
+        await backend.append(
+          conversation.id,
+          exchange,
+          new AbortController().signal,
+          conversation.query ?? result.task,
+        )
+      } catch (err) {
+        log.warn('the exchange was not remembered', {
+          target: checked.target,
+          memory: memory.key,
+          error: err instanceof Error ? err.message : String(err),
+        })
+      }
+    }
+    return { history: kept, messages: request.messages, remember }
   }
 
   /** Cancels a task that another caller (or another replica) submitted: see TaskQueue.cancel. */
@@ -206,7 +390,7 @@ export class Admission {
     return this.#deps.queue.cancel(taskId)
   }
 
-  #finished(id: string, pool: string, task: Task, result: TaskResult, started: number): void {
+  #finished(id: string, pool: string, task: Pick<Task, 'id'>, result: TaskResult, started: number): void {
     this.#deps.metrics.invocation(
       pool,
       succeeded(result) ? '' : result.outcome,
@@ -249,6 +433,14 @@ export function failureOf(result: TaskResult): Failure {
       return { status: 422, message, code: 'token_limit_exceeded' }
     case 'invalid_output':
       return { status: 502, message, code: 'invalid_output' }
+    case 'budget_exceeded':
+      // Seconds counted now, not when the run ended: its result may have waited in a queue.
+      return {
+        status: 429,
+        message,
+        code: 'daily_token_budget_exceeded',
+        ...(result.resetsAt === undefined ? {} : { retryAfterSeconds: secondsUntil(result.resetsAt) }),
+      }
     case 'cancelled':
       // Nobody reads it; 499 is what proxies log for a client that closed the request.
       return { status: 499, message, code: 'cancelled' }
@@ -258,3 +450,6 @@ export function failureOf(result: TaskResult): Failure {
 }
 
 const refuse = (refusal: Refusal): { readonly refusal: Refusal } => ({ refusal })
+
+/** Remembers a run's exchange in its conversation (a no-op for a run that failed). */
+type Remember = (result: TaskResult) => Promise<void>

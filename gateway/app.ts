@@ -26,6 +26,7 @@ import { errorResponse, renderRefusal } from './openai/errors.ts'
 import { listModels, modelEntry } from './openai/models.ts'
 import type { TaskQueue } from './pool/queue.ts'
 import type { AgentRuntime } from './runtime/agent-runtime.ts'
+import type { Memories } from './runtime/memory/registry.ts'
 
 const KNOWN_METHODS = new Set([
   'GET',
@@ -42,6 +43,8 @@ const KNOWN_METHODS = new Set([
 export interface AppDeps {
   readonly catalog: Catalog
   readonly runtime: AgentRuntime
+  /** Conversation memories (runtime/memory/registry.ts); absent: nothing is remembered between requests. */
+  readonly memories?: Memories
   readonly queue: TaskQueue
   readonly metrics: Metrics
   readonly log: Logger
@@ -76,7 +79,7 @@ export interface App {
 
 export function createApp(deps: AppDeps): App {
   const app = new Hono<GatewayEnv>()
-  const admission = new Admission(deps)
+  const admission = new Admission({ ...deps, providerFor: (agent) => deps.runtime.providerFor(agent) })
   const chat: ChatDeps = { ...deps, admission }
   const mcp = new McpEndpoints(
     { catalog: deps.catalog, admission, log: deps.log },
@@ -195,6 +198,11 @@ export function createApp(deps: AppDeps): App {
   ][] = [
     ['/mcp', () => ({ all: true })],
     ['/mcp/agent/:name', (c) => ({ agent: { namespace: 'default', name: c.req.param('name') ?? '' } })],
+    ['/mcp/team/:name', (c) => ({ team: { namespace: 'default', name: c.req.param('name') ?? '' } })],
+    [
+      '/mcp/team/:namespace/:name',
+      (c) => ({ team: { namespace: c.req.param('namespace') ?? '', name: c.req.param('name') ?? '' } }),
+    ],
     [
       '/mcp/agent/:namespace/:name',
       (c) => ({ agent: { namespace: c.req.param('namespace') ?? '', name: c.req.param('name') ?? '' } }),
@@ -213,7 +221,7 @@ export function createApp(deps: AppDeps): App {
     )
   }
 
-  // A2A: cards, and JSON-RPC at each agent's (and, once teams run, each team's) base URL.
+  // A2A: cards, and JSON-RPC at each agent's and each team's base URL.
   const refOf = (c: { req: { param: (name: string) => string | undefined } }): ObjectRef => ({
     namespace: c.req.param('namespace') ?? 'default',
     name: c.req.param('name') ?? '',
@@ -222,15 +230,15 @@ export function createApp(deps: AppDeps): App {
     rpcError(refusal.status, null, refusal.code === 'invalid_json' ? -32700 : -32600, refusal.message),
   )
   app.get('/a2a', (c) => a2a.list(c.req.raw))
-  for (const base of ['/a2a/team/:name', '/a2a/team/:namespace/:name']) {
-    for (const card of ['agent-card.json', 'agent.json'])
-      app.get(`${base}/.well-known/${card}`, (c) => a2a.team(c.req.raw, refOf(c), undefined))
-    app.post(base, a2aBody, (c) => a2a.team(c.req.raw, refOf(c), c.get('body')))
-  }
-  for (const base of ['/a2a/agent/:name', '/a2a/agent/:namespace/:name']) {
-    app.get(`${base}/.well-known/agent-card.json`, (c) => a2a.card(c.req.raw, refOf(c), false))
-    app.get(`${base}/.well-known/agent.json`, (c) => a2a.card(c.req.raw, refOf(c), true))
-    app.post(base, a2aBody, (c) => a2a.rpc(c.req.raw, refOf(c), c.get('body')))
+  for (const [kind, base] of [
+    ['Agent', '/a2a/agent/:name'],
+    ['Agent', '/a2a/agent/:namespace/:name'],
+    ['Team', '/a2a/team/:name'],
+    ['Team', '/a2a/team/:namespace/:name'],
+  ] as const) {
+    app.get(`${base}/.well-known/agent-card.json`, (c) => a2a.card(c.req.raw, kind, refOf(c), false))
+    app.get(`${base}/.well-known/agent.json`, (c) => a2a.card(c.req.raw, kind, refOf(c), true))
+    app.post(base, a2aBody, (c) => a2a.rpc(c.req.raw, kind, refOf(c), c.get('body')))
     app.all(base, (c) =>
       rpcError(405, null, -32600, `${c.req.method} is not allowed on ${c.req.path.slice(0, 200)}; use POST`, {
         allow: 'POST',

@@ -14,6 +14,8 @@ import { MemoryQueue } from './pool/memory.ts'
 import type { PoolLimits } from './pool/queue.ts'
 import { RedisQueue } from './pool/redis-queue.ts'
 import { AgentRuntime } from './runtime/agent-runtime.ts'
+import type { TokenBudget } from './runtime/budget.ts'
+import { MemoryBudget, RedisBudget } from './runtime/budget.ts'
 import type { ProviderSettings } from './runtime/providers/registry.ts'
 import { providerFactory } from './runtime/providers/registry.ts'
 import { McpClients } from './runtime/mcp/client.ts'
@@ -66,6 +68,11 @@ export interface RuntimeSettings {
   readonly mcp?: McpClients | false
   /** ArkAgent mcpServers given as a command (stdio) are started: `ark dev` only (default false). */
   readonly mcpStdio?: boolean
+  /**
+   * Where agents' daily token usage (limits.maxDailyTokens) is counted. Default: on Redis (shared by every
+   * runtime there) when pools are, else in this process; one given is not closed with the assembly.
+   */
+  readonly budget?: TokenBudget
 }
 
 export interface AssemblyOptions extends RuntimeSettings {
@@ -89,6 +96,8 @@ export interface Assembly {
   readonly metrics: Metrics
   /** The MCP client connections agents' tools use (undefined with `mcp: false`). */
   readonly mcp: McpClients | undefined
+  /** Agents' daily token usage, as the runtime counts it: what their status reports. */
+  readonly budget: TokenBudget
   /** Closes the queue, then the runtime and the sandbox this assembly made. */
   close(): Promise<void>
 }
@@ -118,7 +127,15 @@ export function assemble(catalog: Catalog, options: AssemblyOptions): Assembly {
       : (options.mcp ?? new McpClients({ log: options.log, stdio: options.mcpStdio === true }))
   if (ownMcp && mcp !== undefined) registerMcpMetrics(registry, mcp)
   const taskTimeoutMs = options.taskTimeoutMs ?? DEFAULTS.taskTimeoutMs
+  const { redis } = options
+  const ownBudget = options.budget === undefined
+  const budget =
+    options.budget ??
+    (redis === undefined
+      ? new MemoryBudget()
+      : new RedisBudget({ url: redis.url, ...(redis.prefix === undefined ? {} : { prefix: redis.prefix }) }))
   const runtime = new AgentRuntime({
+    budget,
     ...(sandbox === undefined ? {} : { sandbox }),
     ...(mcp === undefined
       ? {}
@@ -143,7 +160,6 @@ export function assemble(catalog: Catalog, options: AssemblyOptions): Assembly {
         : (s.replicas ?? 1) * (s.limits.maxConcurrentTasks ?? 1)
     return { concurrency, maxQueued }
   }
-  const { redis } = options
   const queue =
     redis === undefined
       ? new MemoryQueue((task, context) => runtime.run(task, context), limitsOf)
@@ -167,9 +183,11 @@ export function assemble(catalog: Catalog, options: AssemblyOptions): Assembly {
     queue,
     metrics,
     mcp,
+    budget,
     async close() {
       await queue.close()
       runtime.close()
+      if (ownBudget) await budget.close()
       if (ownSandbox) await sandbox?.close()
       if (ownMcp) await mcp?.close()
     },

@@ -20,7 +20,9 @@ import { silentLogger } from './log.ts'
 import type { Metrics } from './metrics.ts'
 import type { TaskQueue } from './pool/queue.ts'
 import type { AgentRuntime } from './runtime/agent-runtime.ts'
+import type { TokenBudget } from './runtime/budget.ts'
 import type { McpClients } from './runtime/mcp/client.ts'
+import { Memories } from './runtime/memory/registry.ts'
 
 export { DEFAULTS } from './assemble.ts'
 
@@ -69,6 +71,10 @@ export interface Gateway {
   readonly mcp: McpClients | undefined
   readonly queue: TaskQueue
   readonly metrics: Metrics
+  /** Agents' daily token usage (limits.maxDailyTokens), shared on Redis when pools are: for their status. */
+  readonly budget: TokenBudget
+  /** Conversation memories, for whoever admits runs beside the routes (Query execution). */
+  readonly memories: Memories
   /** Stops taking tasks and waits for running ones. */
   close(): Promise<void>
 }
@@ -91,9 +97,17 @@ export function createGateway(options: GatewayOptions): Gateway {
           ...(options.redis.prefix === undefined ? {} : { prefix: options.redis.prefix }),
           log,
         })
+  // In-context memories live where the pools do: on Redis, every replica sees every conversation.
+  const memories = new Memories({
+    catalog,
+    fetch: options.providers?.fetch ?? fetch,
+    log,
+    ...(options.redis === undefined ? {} : { redis: options.redis }),
+  })
   const http = createApp({
     catalog,
     runtime,
+    memories,
     queue,
     metrics,
     log,
@@ -121,9 +135,12 @@ export function createGateway(options: GatewayOptions): Gateway {
     metrics,
     sandbox,
     mcp: assembly.mcp,
+    budget: assembly.budget,
+    memories,
     async close() {
       await http.close()
       await assembly.close()
+      await memories.close()
       await a2a?.close()
     },
   }

@@ -22,6 +22,16 @@ export type {
 } from './runtime/provider.ts'
 export { ProviderError, sleep } from './runtime/provider.ts'
 export type { Task, TaskResult } from './runtime/task.ts'
+export type { BudgetOptions, RedisBudgetOptions, TokenBudget } from './runtime/budget.ts'
+export {
+  BudgetUnavailableError,
+  MemoryBudget,
+  RedisBudget,
+  nextUtcMidnight,
+  secondsUntil,
+  secondsUntilReset,
+  utcDay,
+} from './runtime/budget.ts'
 export type { BuiltinTool, ToolResult } from './runtime/tools/tool.ts'
 export { BUILTIN_TOOLS } from './runtime/tools/builtin.ts'
 export type { PoolLimits, PoolStats, TaskQueue } from './pool/queue.ts'

@@ -837,13 +837,24 @@ describe('agents as A2A servers', () => {
       expect(version?.code).toBe(-32009)
     })
 
-    it('a team is refused until teams run; an unknown one is not found', async () => {
-      const crew = await rpc('/a2a/team/crew', { jsonrpc: '2.0', id: 5, method: 'message/send', params: {} })
-      expect(crew.status).toBe(400)
-      const body = (await crew.json()) as { id: number; error: { code: number; message: string } }
-      expect(body).toMatchObject({ id: 5, error: { code: -32000 } })
-      expect(body.error.message).toContain('team/crew: team targets need the team strategies')
-      expect((await fetch(`${base}/a2a/team/crew/.well-known/agent-card.json`)).status).toBe(404)
+    it('a team is an A2A server too: its card lists its members, and a send runs the team as one task', async () => {
+      const card = (await (
+        await fetch(`${base}/a2a/team/crew/.well-known/agent-card.json`, {
+          headers: { 'a2a-version': '1.0' },
+        })
+      ).json()) as AgentCard
+      expect(card.supportedInterfaces[0]?.url).toBe(`${base}/a2a/team/crew`)
+      expect(card.skills.map((s) => s.id)).toEqual(['crew', 'member:helper'])
+      const client = await new ClientFactory().createFromUrl(`${base}/a2a/team/crew/`)
+      const task = (await client.sendMessage(send(userMessage('hello crew')))) as Task
+      expect(task.status?.state).toBe(TaskState.TASK_STATE_COMPLETED)
+      expect(answerOf(task)).toBe('You said: hello crew')
+      // Streamed, the answer comes as the member gives it.
+      const events = []
+      for await (const e of client.sendMessageStream(send(userMessage('again')))) events.push(e)
+      expect(JSON.stringify(events)).toContain('You said: again')
+      const listed = (await (await fetch(`${base}/a2a`)).json()) as { teams: { name: string }[] }
+      expect(listed.teams.map((t) => t.name)).toContain('crew')
       const nobody = await rpc('/a2a/team/other/nobody', {
         jsonrpc: '2.0',
         id: 6,
@@ -854,6 +865,7 @@ describe('agents as A2A servers', () => {
       expect(((await nobody.json()) as { error: { message: string } }).error.message).toContain(
         'there is no team other/nobody',
       )
+      expect((await fetch(`${base}/a2a/team/nobody/.well-known/agent.json`)).status).toBe(404)
     })
 
     it('refuses a wrong method, an unknown agent and a body over the limit, in JSON-RPC shape', async () => {

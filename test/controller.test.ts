@@ -20,6 +20,7 @@ import { restartApiServer, startKube } from './kube.ts'
 import { startEverything } from './mcp-everything.ts'
 import { startRedis } from './redis-server.ts'
 import { startRemoteA2A } from './fakes/a2a-remote.ts'
+import { FakeMemoryService } from './fakes/ark-memory.ts'
 import { SEED_000_EVENTS, SUPPORT_AGENT_ON_MOCK } from './seed-000.ts'
 
 const run = promisify(execFile)
@@ -203,6 +204,82 @@ describe('ark controller on a real API server', () => {
     expect(metrics).toMatch(/ark_workqueue_depth\{name="availability"\} 0/)
     const agents = await kube.kubectl(['get', 'agents', '-n', ns])
     expect(agents).toMatch(/support-agent\s+default\s+True\s+AllDependenciesReady/)
+  })
+
+  it('a team Query runs its members in turn, tells each turn in Events, and files its exchange in memory', async () => {
+    const ns = await kube.namespace('team-query')
+    const service = new FakeMemoryService()
+    await service.start()
+    try {
+      await apply(
+        ns,
+        `${MOCK}---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: reviewer }
+spec: { prompt: You review., modelRef: { name: default } }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Team
+metadata: { name: desk }
+spec:
+  strategy: sequential
+  members: [{ name: support-agent, type: agent }, { name: reviewer, type: agent }]
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Memory
+metadata: { name: default }
+spec: { address: { value: "${service.url}" } }
+`,
+      )
+      await controller(ns)
+      await apply(
+        ns,
+        `apiVersion: ark.mckinsey.com/v1alpha1
+kind: Query
+metadata: { name: ask-desk }
+spec:
+  input: "answer: reviewed"
+  conversationId: thread-7
+  targets: [{ type: team, name: desk }]
+`,
+      )
+      const q = await phaseOf(ns, 'ask-desk', 'done')
+      expect(q.status?.responses?.[0]?.content).toBe('reviewed')
+      expect(q.status?.responses?.[0]?.target).toEqual({ type: 'team', name: 'desk' })
+      expect(q.status?.tokenUsage?.totalTokens).toBeGreaterThan(0)
+      await vi.waitFor(
+        async () => {
+          const events = await kube.kubectl(['describe', 'query', 'ask-desk', '-n', ns])
+          for (const reason of [
+            'TeamExecutionStart',
+            'TeamTurnStart',
+            'TeamMemberStart',
+            'AgentExecutionStart',
+            'TeamMemberComplete',
+            'TeamExecutionComplete',
+          ])
+            expect(events).toContain(reason)
+          expect(events).toContain('Executing member reviewer in team')
+        },
+        { timeout: 10_000, interval: 200 },
+      )
+      // ARK's memory API: the conversation read before the run, the exchange posted after it, under the Query.
+      const posted = service.seen.find((s) => s.method === 'POST' && s.url === '/messages')
+      expect(JSON.parse(posted?.body ?? '{}')).toEqual({
+        conversation_id: 'thread-7',
+        query_id: 'ask-desk',
+        messages: [
+          { role: 'user', content: 'answer: reviewed' },
+          { role: 'assistant', content: 'reviewed' },
+        ],
+      })
+      expect(service.seen.some((s) => s.method === 'GET' && s.url.includes('conversation_id=thread-7'))).toBe(
+        true,
+      )
+    } finally {
+      await service.close()
+    }
   })
 
   it('a Query naming a missing target ends in error with reason TargetNotFound', async () => {

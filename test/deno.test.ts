@@ -29,7 +29,7 @@ describe('Deno 2 runs the same store, catalog and reconcilers', () => {
     }
     await cp.close()
     expect(deno.resources).toEqual(node)
-    expect(Object.keys(node)).toHaveLength(16)
+    expect(Object.keys(node)).toHaveLength(21)
     expect(deno.problems).toBe(0)
   })
 })

@@ -407,7 +407,7 @@ export const cases: readonly Case[] = [
     },
   },
   {
-    name: 'unknown model: 404 model_not_found; an unavailable agent: 503 with its reason; a team: 400',
+    name: 'unknown model: 404 model_not_found; an unavailable agent: 503 with its reason; a team answers',
     async run({ client }) {
       await expectApiError(
         client.chat.completions.create({ model: 'agent/nobody', messages: user('hi') }),
@@ -426,10 +426,14 @@ export const cases: readonly Case[] = [
           assert.match(e.message, /not available: ToolNotFound: .*does-not-exist/)
         },
       )
+      // A team is a target like an agent: its members take their turns, the last one answers.
+      const team = await client.chat.completions.create({ model: 'team/crew', messages: user('hi') })
+      assert.equal(team.model, 'team/crew')
+      assert.equal(team.choices[0]?.message.content, 'You said: hi')
       await expectApiError(
-        client.chat.completions.create({ model: 'team/crew', messages: user('hi') }),
-        400,
-        (e) => assert.equal(e.code, 'unsupported_target'),
+        client.chat.completions.create({ model: 'team/nobody', messages: user('hi') }),
+        404,
+        (e) => assert.equal(e.code, 'model_not_found'),
       )
     },
   },

@@ -172,6 +172,7 @@ const STATUS: Status = {
     },
   ],
   tokenUsage: { promptTokens: 146, completionTokens: 145, totalTokens: 291 },
+  dailyTokenUsage: { date: '2025-12-11', totalTokens: 1200, limit: 1_000_000 },
   duration: '3.070165248s',
   resolvedAddress: 'http://resolved.test.svc:8080/v1',
   toolCount: 4,
@@ -194,7 +195,7 @@ const SPEC_CHANGES: Readonly<Record<string, Record<string, unknown>>> = {
   ArkService: { routing: { strategy: 'random' } },
   ArkTeam: { output: 'changed by the CRD test' },
   ArkSettings: { outputFormat: 'changed-by-the-crd-test' },
-  ArkMemory: { backend: 'in-context' },
+  ArkMemory: { redis: { secretRef: { name: 'changed-by-the-crd-test' }, ttlSeconds: 61 } },
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -66,6 +66,14 @@ kind: Agent
 metadata: { name: lost }
 spec: { prompt: hi, modelRef: { name: missing } }
 ---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Team
+metadata: { name: pair }
+spec:
+  description: Two helpers in turn.
+  strategy: sequential
+  members: [{ name: helper, type: agent }, { name: slow, type: agent }]
+---
 apiVersion: v1
 kind: Namespace
 metadata: { name: other }
@@ -150,7 +158,7 @@ describe('agents as MCP tools', () => {
     const { tools } = await client.listTools()
     const names = tools.map((t) => t.name).sort()
     // `lost` has no model: not Available, not listed. Another namespace's agent is prefixed.
-    expect(names).toEqual(['greeter', 'helper', 'other__helper', 'slow'])
+    expect(names).toEqual(['greeter', 'helper', 'other__helper', 'slow', 'team__default__pair'])
     const helper = tools.find((t) => t.name === 'helper')
     expect(helper?.description).toBe('Answers questions, using a calculator.')
     expect(helper?.inputSchema).toMatchObject({ type: 'object', required: ['message'] })
@@ -186,6 +194,26 @@ describe('agents as MCP tools', () => {
     const missing = await client.callTool({ name: 'greeter', arguments: { message: 'hi' } })
     expect(missing.isError).toBe(true)
     expect(text(missing)).toContain('arguments.parameters.name is required')
+  })
+
+  it('a team is a tool too: /mcp/team/<name> serves it alone, and a call runs the whole team', async () => {
+    const client = await connect('/mcp/team/pair')
+    const { tools } = await client.listTools()
+    expect(tools.map((t) => t.name)).toEqual(['team__default__pair'])
+    expect(tools[0]?.description).toBe('Two helpers in turn.')
+    const progress: Progress[] = []
+    const result = await client.callTool(
+      { name: 'team__default__pair', arguments: { message: 'hello pair' } },
+      undefined,
+      { onprogress: (p) => progress.push(p) },
+    )
+    expect(result.isError).toBeFalsy()
+    // The second member (on the upstream, the mock's echo) answers last.
+    expect(text(result)).toBe('You said: hello pair')
+    expect(progress.map((p) => p.message)).toContain('helper takes turn 1')
+    expect(progress.map((p) => p.message)).toContain('slow takes turn 2')
+    const missing = await system.connect('/mcp/team/nobody').catch((e: unknown) => e)
+    expect(String(missing)).toMatch(/there is no team default\/nobody/)
   })
 
   it('/mcp/agent/<name> serves that agent alone; /mcp/agent/<ns>/<name> one of another namespace', async () => {
@@ -377,7 +405,7 @@ describe('agents as MCP tools', () => {
     })
     expect(wrongType.status).toBe(415)
     const client = await connect()
-    expect((await client.listTools()).tools.length).toBe(4)
+    expect((await client.listTools()).tools.length).toBe(5)
   })
 })
 
@@ -414,7 +442,7 @@ describe('MCP sessions are bounded, and what a host runs is never cut to make ro
       'as many MCP sessions',
     )
     // Both sessions still work: nobody was evicted to make room.
-    expect((await idle.client.listTools()).tools.length).toBe(4)
+    expect((await idle.client.listTools()).tools.length).toBe(5)
 
     // A call that takes longer than the idle time keeps its session; the idle one is ended.
     upstream.next({ hang: true })
@@ -452,6 +480,6 @@ describe('MCP sessions are bounded, and what a host runs is never cut to make ro
     // DELETE ends a session; the room it leaves takes a new one.
     await busy.transport.terminateSession()
     const fresh = await connect()
-    expect((await fresh.client.listTools()).tools.length).toBe(4)
+    expect((await fresh.client.listTools()).tools.length).toBe(5)
   }, 30_000)
 })

@@ -34,7 +34,8 @@ export function startBareProxy(upstreamUrl: string): Promise<ServerProcess> {
 
 /**
  * Model `upstream` (openai, at the mock upstream), Model `mock` (ark's in-process mock), and one agent on
- * each: `agent/mock-agent` and `agent/openai-agent`.
+ * each: `agent/mock-agent` and `agent/openai-agent`; `team/mock-team`, four agents like mock-agent taking
+ * their turns in sequence.
  */
 function manifests(upstreamUrl: string): string {
   return `apiVersion: ark.mckinsey.com/v1alpha1
@@ -68,8 +69,27 @@ metadata: { name: openai-agent }
 spec:
   prompt: You answer in one sentence.
   modelRef: { name: upstream }
+${TEAM_MEMBERS.map(
+  (name) => `---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: ${name} }
+spec:
+  prompt: You answer in one sentence.
+  modelRef: { name: mock }
+`,
+).join('')}---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Team
+metadata: { name: mock-team }
+spec:
+  strategy: sequential
+  members: [${TEAM_MEMBERS.map((name) => `{ name: ${name}, type: agent }`).join(', ')}]
 `
 }
+
+/** The members of `team/mock-team`, in turn order. */
+export const TEAM_MEMBERS = ['member-1', 'member-2', 'member-3', 'member-4'] as const
 
 export interface ArkProcess extends ServerProcess {
   /** http://127.0.0.1:PORT/v1/chat/completions */

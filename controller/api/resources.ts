@@ -151,7 +151,10 @@ export interface AgentLimits {
   readonly maxConcurrentTasks?: number
   /** Per-task timeout. */
   readonly timeoutSeconds?: number
-  /** Rolling 24 h token budget; absent means no limit. */
+  /**
+   * Tokens (input + output, as providers report them) the agent may use per UTC day, counted across every
+   * runtime that runs it; absent means no limit.
+   */
   readonly maxDailyTokens?: number
 }
 
@@ -320,13 +323,17 @@ export interface MemorySpec {
 }
 
 export interface SettingsSpec {
+  /** Sampling temperature, as written (`"0.3"`): sent as a number on every model call of the agent. */
   readonly temperature?: string
+  /** `structured-json` (or `json`), `markdown`, `plain`; other values are kept but change nothing. */
   readonly outputFormat?: string
   readonly memoryBackend?: 'in-context' | 'vector-store' | 'redis'
   /** Prepended to an agent's prompt. */
   readonly persona?: string
-  /** Appended to an agent's prompt. */
+  /** Appended to an agent's prompt, last of all. */
   readonly outputRules?: string
+  /** Other named prompt fragments, in alphabetical order of name: appended after the prompt, before outputRules. */
+  readonly fragments?: readonly { readonly name: string; readonly text: string }[]
 }
 
 export interface AgentServiceSpec {
@@ -459,6 +466,15 @@ export interface TokenUsage {
   readonly totalTokens: number
 }
 
+/** What an agent with limits.maxDailyTokens used of its budget on one UTC day. */
+export interface DailyTokenUsage {
+  /** The UTC day, `YYYY-MM-DD`. */
+  readonly date: string
+  readonly totalTokens: number
+  /** limits.maxDailyTokens when it was read. */
+  readonly limit: number
+}
+
 /** Everything any reconciler may report about a resource; each dialect writes the parts it has. */
 export interface Status {
   readonly conditions: readonly Condition[]
@@ -470,6 +486,8 @@ export interface Status {
   readonly responses?: readonly QueryResponse[]
   readonly tokenUsage?: TokenUsage
   readonly duration?: string
+  /** Agents with limits.maxDailyTokens: the day's usage (ArkAgent `dailyTokenUsage`). */
+  readonly dailyTokenUsage?: DailyTokenUsage
   /** Remote servers: the address last resolved, and the tools discovered there (MCPServer). */
   readonly resolvedAddress?: string
   readonly toolCount?: number

@@ -62,6 +62,15 @@ export function decodeStatus(resource: AnyResource, raw: unknown): Status | unde
       totalTokens: num((usage as Record<string, unknown>).totalTokens) ?? 0,
     }
   }
+  const daily: unknown = s.dailyTokenUsage
+  if (typeof daily === 'object' && daily !== null) {
+    const d = daily as Record<string, unknown>
+    const date = str(d.date)
+    const totalTokens = num(d.totalTokens)
+    const limit = num(d.limit)
+    if (date !== undefined && totalTokens !== undefined && limit !== undefined)
+      out.dailyTokenUsage = { date, totalTokens, limit }
+  }
   if (Array.isArray(s.responses)) {
     out.responses = (s.responses as unknown[]).flatMap((r): QueryResponse[] => {
       if (typeof r !== 'object' || r === null) return []

@@ -29,8 +29,8 @@ export interface Capabilities {
  * What the runtime of this build executes: built-in tools, tools that call another agent, webhook (`http`)
  * and `wasm` tools in the Wasm sandbox, MCP servers' tools (ArkAgent mcpServers, Tool type `mcp`) through
  * the MCP client, on the openai, azure, anthropic and mock providers; agents on remote A2A servers through
- * the A2A client. External execution engines wait for a client, teams for their strategies, bedrock for the
- * AWS SDK.
+ * the A2A client; teams by every strategy (gateway/runtime/team/). External execution engines wait for a
+ * client, bedrock for the AWS SDK.
  */
 export const CAPABILITIES: Capabilities = {
   // The task tools (seed 003) run in the runtime like the others; ArkAgents have the first two by default.
@@ -48,7 +48,7 @@ export const CAPABILITIES: Capabilities = {
   mcpStdio: false,
   a2a: true,
   executionEngines: false,
-  teams: false,
+  teams: true,
 }
 
 export interface Verdict {
@@ -112,6 +112,11 @@ export function availabilityOf(
       ]
       break
     case 'Memory':
+      failures = valueFailures(r, catalog)
+      // ark serves conversations from in-process, Redis and HTTP memories; vector stores wait for a client.
+      if (r.spec.backend === 'vector-store')
+        failures.push(notYet('the vector-store memory backend needs a vector store client'))
+      break
     case 'AgentService':
       failures = valueFailures(r, catalog)
       break

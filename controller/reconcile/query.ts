@@ -20,6 +20,7 @@
 import type {
   AnyResource,
   Condition,
+  ObjectRef,
   QueryResponse,
   QueryTarget,
   ResourceOf,
@@ -54,6 +55,10 @@ export interface TargetRequest {
   readonly parameters: Readonly<Record<string, string>>
   readonly sessionId?: string
   readonly conversationId?: string
+  /** The Memory the Query names (spec.memory); default: the agent's, else the namespace's `default`. */
+  readonly memory?: ObjectRef
+  /** The Query's name: what its exchange is filed under in a memory service. */
+  readonly query?: string
   readonly signal: AbortSignal
   /** Progress as Events on the Query: AgentExecutionStart, LLMCallStart, ToolCallStart, ... */
   readonly onEvent: (reason: string, message: string, type?: 'Normal' | 'Warning') => void
@@ -342,6 +347,8 @@ export class QueryController {
                 messages,
                 parameters: parameters.values,
                 ...(query.spec.sessionId === undefined ? {} : { sessionId: query.spec.sessionId }),
+                ...(query.spec.memory === undefined ? {} : { memory: query.spec.memory }),
+                query: query.ref.name,
                 ...(query.spec.conversationId === undefined
                   ? {}
                   : { conversationId: query.spec.conversationId }),

@@ -10,10 +10,10 @@
  *   `supportedInterfaces`, so a v1.0 client that forgot the header still finds its interface.
  *
  * Skills: the agent itself (a message in, an answer out), then one per tool it can call, so that a caller
- * can tell what it is able to do.
+ * can tell what it is able to do. A team's card is the same, its skills the team and then its members.
  */
 import type { AgentCard, AgentSkill } from '@a2a-js/sdk'
-import type { AgentTool, ResourceOf } from '../../controller/api/index.ts'
+import type { AgentTool, ResourceOf, TeamMember } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
 
 /** The protocol versions ark's JSON-RPC binding serves, newest first. */
@@ -21,17 +21,23 @@ export const PROTOCOL_VERSIONS = ['1.0', '0.3'] as const
 
 const TEXT_MODES = ['text/plain', 'application/json']
 
-/** The v1.0 card of an agent whose JSON-RPC endpoint is `url`. */
+/** What A2A serves: an agent, or a team of them. */
+export type A2ATarget = ResourceOf<'Agent'> | ResourceOf<'Team'>
+
+/** The v1.0 card of an agent or team whose JSON-RPC endpoint is `url`. */
 export function agentCard(
   catalog: Catalog,
-  agent: ResourceOf<'Agent'>,
+  target: A2ATarget,
   url: string,
   options: { readonly pushNotifications: boolean },
 ): AgentCard {
-  const { name, namespace } = agent.ref
+  const { name, namespace } = target.ref
+  const team = target.kind === 'Team'
   const description =
-    agent.spec.description ??
-    `The ark agent ${namespace}/${name}: send it a message, and it answers with text.`
+    target.spec.description ??
+    (team
+      ? `The ark team ${namespace}/${name} (${target.spec.strategy}, ${String(target.spec.members.length)} members): send it a message, and its members answer it together.`
+      : `The ark agent ${namespace}/${name}: send it a message, and it answers with text.`)
   return {
     name,
     description,
@@ -43,7 +49,7 @@ export function agentCard(
     })),
     provider: { organization: 'ark', url: 'https://github.com/mckinsey/agents-at-scale-ark' },
     // The resource's generation: a card changes version when its spec does.
-    version: String(agent.meta.generation ?? 1),
+    version: String(target.meta.generation ?? 1),
     capabilities: {
       streaming: true,
       pushNotifications: options.pushNotifications,
@@ -59,13 +65,15 @@ export function agentCard(
         id: name,
         name,
         description,
-        tags: ['agent', `namespace:${namespace}`],
+        tags: [team ? 'team' : 'agent', `namespace:${namespace}`],
         examples: [],
         inputModes: TEXT_MODES,
         outputModes: ['text/plain'],
         securityRequirements: [],
       },
-      ...agent.spec.tools.map((tool) => toolSkill(catalog, tool)),
+      ...(target.kind === 'Team'
+        ? target.spec.members.map((m) => memberSkill(catalog, m))
+        : target.spec.tools.map((tool) => toolSkill(catalog, tool))),
     ],
     signatures: [],
   }
@@ -102,6 +110,21 @@ export function legacyCard(card: AgentCard): Record<string, unknown> {
       outputModes: s.outputModes,
     })),
     supportedInterfaces: card.supportedInterfaces,
+  }
+}
+
+function memberSkill(catalog: Catalog, member: TeamMember): AgentSkill {
+  const resource =
+    member.type === 'agent' ? catalog.get('Agent', member.ref) : catalog.get('Team', member.ref)
+  return {
+    id: `member:${member.name}`,
+    name: member.name,
+    description: resource?.spec.description ?? `the ${member.type} ${member.ref.name}`,
+    tags: ['member', member.type],
+    examples: [],
+    inputModes: [],
+    outputModes: [],
+    securityRequirements: [],
   }
 }
 

@@ -119,6 +119,8 @@ export class ArkAgentExecutor implements AgentExecutor {
         parameters: call.parameters,
         stream: call.streaming,
         signal: cancel.signal,
+        // The A2A context is the conversation: with a Memory, a later message in it sees the earlier ones.
+        conversation: { id: contextId },
         ...(onEvent === undefined ? {} : { onEvent }),
       })
       if ('refusal' in admitted) {

@@ -1,6 +1,7 @@
 /**
- * ark's agents as A2A servers, for other agents on any A2A SDK. Each agent has a base URL,
- * `/a2a/agent/<name>` (namespace default) or `/a2a/agent/<ns>/<name>`:
+ * ark's agents and teams as A2A servers, for other agents on any A2A SDK. Each agent has a base URL,
+ * `/a2a/agent/<name>` (namespace default) or `/a2a/agent/<ns>/<name>`, and each team `/a2a/team/<name>` or
+ * `/a2a/team/<ns>/<name>`, a team's run being one task like an agent's:
  *
  * - `<base>/.well-known/agent-card.json`: its card (card.ts), v1.0 for `A2A-Version: 1.0`, else v0.3;
  *   `<base>/.well-known/agent.json` always v0.3, where 0.3 clients (and McKinsey ARK) look.
@@ -9,7 +10,7 @@
  *   `CancelTask`, `SubscribeToTask`, ...) with `A2A-Version: 1.0`, v0.3 (`message/send`, `tasks/get`, ...)
  *   without the header. Streams are server-sent events, pulled by the client: a slow reader slows only its own
  *   stream (the run's events wait for it in the SDK's queue), and one that leaves does not stop its task.
- * - `GET /a2a`: the cards of every Available agent.
+ * - `GET /a2a`: the cards of every Available agent and team.
  *
  * Before the SDK sees a send, the route checks what only ark knows, so that a refusal is a JSON-RPC error
  * and not a failed task: that the agent can run now (admission's check: availability, replicas, required
@@ -29,7 +30,7 @@ import {
 } from '@a2a-js/sdk/server'
 import type { ExecutionEventBusManager, PushNotificationStore, TaskStore } from '@a2a-js/sdk/server'
 import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server'
-import type { ObjectRef, ResourceOf } from '../../controller/api/index.ts'
+import type { ObjectRef } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
 import type { Admission } from '../admission.ts'
 import type { NetPolicy } from '../../sandbox/index.ts'
@@ -37,6 +38,7 @@ import type { Logger } from '../log.ts'
 import { PolicyPushSender, pushUrlRefusal } from './push.ts'
 import { LocalBusManager } from './bus.ts'
 import { agentCard, legacyCard } from './card.ts'
+import type { A2ATarget } from './card.ts'
 import { ArkAgentExecutor, CALL_STATE } from './executor.ts'
 import { ArkRequestHandler } from './handler.ts'
 import type { CallState } from './executor.ts'
@@ -79,8 +81,8 @@ export class A2AEndpoints {
   readonly #executor: ArkAgentExecutor
   readonly #buses: ExecutionEventBusManager
   readonly #pushSender: PolicyPushSender | undefined
-  /** What #served built, by agent (a changed agent is a new object: its old entry goes with it) and origin. */
-  readonly #cache = new WeakMap<ResourceOf<'Agent'>, Map<string, Served>>()
+  /** What #served built, by target (a changed one is a new object: its old entry goes with it) and origin. */
+  readonly #cache = new WeakMap<A2ATarget, Map<string, Served>>()
 
   constructor(deps: A2ADeps) {
     this.#deps = deps
@@ -90,35 +92,33 @@ export class A2AEndpoints {
     this.#executor = new ArkAgentExecutor(deps.admission)
   }
 
-  /** GET `<base>/.well-known/agent-card.json` (legacy: `agent.json`). */
-  card(request: Request, ref: ObjectRef, legacy: boolean): Response {
-    const agent = this.#deps.catalog.get('Agent', ref)
-    if (agent === undefined) {
-      return Response.json(
-        { error: `there is no agent ${ref.namespace}/${ref.name}; GET /a2a lists the agents served here` },
-        { status: 404 },
-      )
-    }
-    const card = this.#card(request, agent)
+  /** GET `<base>/.well-known/agent-card.json` (legacy: `agent.json`) of an agent or a team. */
+  card(request: Request, kind: A2ATarget['kind'], ref: ObjectRef, legacy: boolean): Response {
+    const target = this.#target(kind, ref)
+    if (target === undefined) return Response.json({ error: notServed(kind, ref) }, { status: 404 })
+    const card = this.#card(request, target)
     const v1 = !legacy && isV1(request.headers.get('a2a-version'))
     return Response.json(v1 ? card : legacyCard(card), {
       headers: { 'cache-control': 'public, max-age=60', vary: 'A2A-Version' },
     })
   }
 
-  /** GET /a2a: the cards of the agents that can take a task now. */
+  /** GET /a2a: the cards of the agents and teams that can take a task now. */
   list(request: Request): Response {
     const { catalog } = this.#deps
     const v1 = isV1(request.headers.get('a2a-version'))
-    const agents = catalog
-      .list('Agent')
-      .filter((a) => catalog.status(a.key)?.conditions.find((c) => c.type === 'Available')?.status === 'True')
-      .map((a) => this.#card(request, a))
-    return Response.json({ agents: v1 ? agents : agents.map(legacyCard) })
+    const available = (r: A2ATarget) =>
+      catalog.status(r.key)?.conditions.find((c) => c.type === 'Available')?.status === 'True'
+    const cards = (targets: readonly A2ATarget[]) =>
+      targets.filter(available).map((t) => {
+        const card = this.#card(request, t)
+        return v1 ? card : legacyCard(card)
+      })
+    return Response.json({ agents: cards(catalog.list('Agent')), teams: cards(catalog.list('Team')) })
   }
 
-  /** POST `<base>`: one JSON-RPC request (`body`, parsed) to the agent at `ref`. */
-  async rpc(request: Request, ref: ObjectRef, body: unknown): Promise<Response> {
+  /** POST `<base>`: one JSON-RPC request (`body`, parsed) to the agent or team at `ref`. */
+  async rpc(request: Request, kind: A2ATarget['kind'], ref: ObjectRef, body: unknown): Promise<Response> {
     const version = request.headers.get('a2a-version')?.trim() ?? ''
     const legacy = !isV1(version)
     const mapError = (err: unknown): unknown =>
@@ -126,15 +126,8 @@ export class A2AEndpoints {
         ? LegacyJsonRpcTransportHandler.mapToLegacyJSONRPCError(err)
         : JsonRpcTransportHandler.mapToJSONRPCError(err)
     const id = idOf(body)
-    const agent = this.#deps.catalog.get('Agent', ref)
-    if (agent === undefined) {
-      return rpcError(
-        404,
-        id,
-        NOT_SERVED,
-        `there is no agent ${ref.namespace}/${ref.name}; GET /a2a lists the agents served here`,
-      )
-    }
+    const agent = this.#target(kind, ref)
+    if (agent === undefined) return rpcError(404, id, NOT_SERVED, notServed(kind, ref))
     if (!isObject(body)) {
       return rpcError(
         200,
@@ -187,20 +180,6 @@ export class A2AEndpoints {
     return this.#stream(out, id, mapError, agent.key, method !== undefined && STREAMING.has(method))
   }
 
-  /**
-   * `/a2a/team/...`: a team is a target like an agent, but until teams run (their strategies), its card is
-   * not served and a request gets admission's refusal, in JSON-RPC's shape.
-   */
-  team(request: Request, ref: ObjectRef, body: unknown): Response {
-    const name = this.#deps.catalog.targetId('Team', ref)
-    const exists = this.#deps.catalog.get('Team', ref) !== undefined
-    const message = exists
-      ? `${name}: team targets need the team strategies, which this version of ark does not serve yet; call an agent (/a2a/agent/<name>)`
-      : `there is no team ${ref.namespace}/${ref.name}; GET /a2a lists what is served here`
-    if (request.method === 'GET') return Response.json({ error: message }, { status: 404 })
-    return rpcError(exists ? 400 : 404, idOf(body), NOT_SERVED, message)
-  }
-
   /** Tasks this replica runs now. */
   get running(): number {
     return this.#executor.running
@@ -211,7 +190,7 @@ export class A2AEndpoints {
    * with that card: built once per version of the agent (the catalog replaces a resource that changes) and
    * origin, not per request. At most a few origins per agent are kept (Host names are the caller's to choose).
    */
-  #served(request: Request, agent: ResourceOf<'Agent'>): Served {
+  #served(request: Request, agent: A2ATarget): Served {
     // request.url is absolute (scheme://host[:port]/path): its origin ends at the path's slash.
     const origin = request.url.slice(0, request.url.indexOf('/', request.url.indexOf('//') + 2))
     let byOrigin = this.#cache.get(agent)
@@ -251,12 +230,17 @@ export class A2AEndpoints {
     return served
   }
 
-  #card(request: Request, agent: ResourceOf<'Agent'>): AgentCard {
+  #target(kind: A2ATarget['kind'], ref: ObjectRef): A2ATarget | undefined {
+    return kind === 'Team' ? this.#deps.catalog.get('Team', ref) : this.#deps.catalog.get('Agent', ref)
+  }
+
+  #card(request: Request, agent: A2ATarget): AgentCard {
     const { namespace, name } = agent.ref
+    const base = agent.kind === 'Team' ? '/a2a/team' : '/a2a/agent'
     const path =
       namespace === 'default'
-        ? `/a2a/agent/${encodeURIComponent(name)}`
-        : `/a2a/agent/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}`
+        ? `${base}/${encodeURIComponent(name)}`
+        : `${base}/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}`
     return agentCard(this.#deps.catalog, agent, new URL(path, request.url).href, {
       pushNotifications: this.#deps.push !== undefined,
     })
@@ -267,7 +251,7 @@ export class A2AEndpoints {
    * the executor needs.
    */
   async #admit(
-    agent: ResourceOf<'Agent'>,
+    agent: A2ATarget,
     body: unknown,
     context: ServerCallContext,
     state: Map<string, unknown>,
@@ -288,7 +272,7 @@ export class A2AEndpoints {
       }
     }
     const { admission, catalog, store } = this.#deps
-    const checked = admission.check(catalog.targetId('Agent', agent.ref), parameters)
+    const checked = admission.check(catalog.targetId(agent.kind, agent.ref), parameters)
     if ('refusal' in checked) {
       const { refusal } = checked
       return {
@@ -378,6 +362,10 @@ export class A2AEndpoints {
       },
     })
   }
+}
+
+function notServed(kind: A2ATarget['kind'], ref: ObjectRef): string {
+  return `there is no ${kind === 'Team' ? 'team' : 'agent'} ${ref.namespace}/${ref.name}; GET /a2a lists what is served here`
 }
 
 function isV1(version: string | null): boolean {

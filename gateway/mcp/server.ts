@@ -1,6 +1,7 @@
 /**
- * ark's agents as MCP tools, for any MCP host (an IDE, a desktop assistant, another agent): `POST /mcp` lists
- * every Available agent, `/mcp/agent/<name>` (or `/mcp/agent/<ns>/<name>`) just that one. Streamable HTTP
+ * ark's agents and teams as MCP tools, for any MCP host (an IDE, a desktop assistant, another agent): `POST /mcp`
+ * lists every Available agent and team, `/mcp/agent/<name>` (or `/mcp/agent/<ns>/<name>`) just that agent,
+ * `/mcp/team/<name>` (or `/mcp/team/<ns>/<name>`) just that team. Streamable HTTP
  * through the SDK's Web-standard server transport, so it runs on Node and Deno alike. (The MCP client, for
  * the tools agents call, is runtime/mcp/.)
  *
@@ -17,7 +18,8 @@
  *   unknown session is a 404, after which MCP clients start a new one. Put replicas behind session
  *   affinity (the Mcp-Session-Id header).
  * - Tool names: an agent of namespace `default` is its name; another is `<namespace>__<name>` (resource
- *   names cannot hold `_`, so it cannot clash).
+ *   names cannot hold `_`, so it cannot clash); a team is always `team__<namespace>__<name>`, whose two
+ *   separators no agent's name has.
  */
 import { Server } from '@modelcontextprotocol/sdk/server/index.js'
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js'
@@ -52,8 +54,11 @@ export interface McpDeps {
   readonly log: Logger
 }
 
-/** Which agents a route serves: every one, or one named in its path. */
-export type McpScope = { readonly all: true } | { readonly agent: ObjectRef }
+/** Which agents and teams a route serves: every one, or the one named in its path. */
+export type McpScope = { readonly all: true } | { readonly agent: ObjectRef } | { readonly team: ObjectRef }
+
+/** What a tool runs: an agent, or a team. */
+type Target = ResourceOf<'Agent'> | ResourceOf<'Team'>
 
 interface Session {
   readonly scope: string
@@ -91,7 +96,12 @@ export class McpEndpoints {
 
   /** Answers one HTTP request to an MCP endpoint; `body` is the parsed JSON of a POST. */
   async handle(request: Request, scope: McpScope, body: unknown): Promise<Response> {
-    const scopeKey = 'agent' in scope ? `${scope.agent.namespace}/${scope.agent.name}` : '*'
+    const scopeKey =
+      'agent' in scope
+        ? `${scope.agent.namespace}/${scope.agent.name}`
+        : 'team' in scope
+          ? `team:${scope.team.namespace}/${scope.team.name}`
+          : '*'
     const id = request.headers.get('mcp-session-id')
     if (id !== null) {
       const held = this.#sessions.get(id)
@@ -112,13 +122,16 @@ export class McpEndpoints {
         'no Mcp-Session-Id header: the first request of a session is a POST of initialize',
       )
     }
-    if ('agent' in scope) {
-      const agent = this.#deps.catalog.get('Agent', scope.agent)
-      if (agent === undefined) {
+    if (!('all' in scope)) {
+      const [kind, ref] =
+        'agent' in scope ? (['agent', scope.agent] as const) : (['team', scope.team] as const)
+      const found =
+        kind === 'agent' ? this.#deps.catalog.get('Agent', ref) : this.#deps.catalog.get('Team', ref)
+      if (found === undefined) {
         return jsonRpcError(
           404,
           ErrorCode.InvalidParams,
-          `there is no agent ${scope.agent.namespace}/${scope.agent.name}; POST /mcp lists every agent`,
+          `there is no ${kind} ${ref.namespace}/${ref.name}; POST /mcp lists every agent and team`,
         )
       }
     }
@@ -179,11 +192,11 @@ export class McpEndpoints {
     const server = new Server(SERVER_INFO, {
       capabilities: { tools: { listChanged: false } },
       instructions:
-        'Each tool is an agent of ark: send it a message, and it answers after running its own tools and models.',
+        'Each tool is an agent or a team of agents of ark: send it a message, and it answers after running its own tools and models.',
     })
-    server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: this.#agents(scope).map(toolOf) }))
+    server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: this.#targets(scope).map(toolOf) }))
     server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
-      const agent = this.#agents(scope, true).find((a) => toolName(a.ref) === request.params.name)
+      const agent = this.#targets(scope, true).find((a) => nameOf(a) === request.params.name)
       if (agent === undefined) {
         throw new McpError(
           ErrorCode.InvalidParams,
@@ -209,13 +222,18 @@ export class McpEndpoints {
     return server
   }
 
-  /** The agents the scope serves: Available ones for tools/list; with `any`, unavailable ones too (a call says why). */
-  #agents(scope: McpScope, any = false): ResourceOf<'Agent'>[] {
+  /**
+   * The agents and teams the scope serves: Available ones for tools/list; with `any`, unavailable ones too (a
+   * call says why).
+   */
+  #targets(scope: McpScope, any = false): Target[] {
     const { catalog } = this.#deps
-    const candidates =
+    const candidates: Target[] =
       'agent' in scope
         ? [catalog.get('Agent', scope.agent)].filter((a) => a !== undefined)
-        : catalog.list('Agent')
+        : 'team' in scope
+          ? [catalog.get('Team', scope.team)].filter((t) => t !== undefined)
+          : [...catalog.list('Agent'), ...catalog.list('Team')]
     if (any) return candidates
     return candidates.filter(
       (a) => catalog.status(a.key)?.conditions.find((c) => c.type === 'Available')?.status === 'True',
@@ -223,7 +241,7 @@ export class McpEndpoints {
   }
 
   async #call(
-    agent: ResourceOf<'Agent'>,
+    agent: Target,
     args: Record<string, unknown>,
     signal: AbortSignal,
     progress: (message: string, step: number) => Promise<void>,
@@ -231,7 +249,7 @@ export class McpEndpoints {
     const input = inputOf(args, agent)
     if ('error' in input) return errorResult(input.error)
     const { admission } = this.#deps
-    const name = `agent/${agent.ref.namespace}/${agent.ref.name}`
+    const name = `${agent.kind === 'Team' ? 'team' : 'agent'}/${agent.ref.namespace}/${agent.ref.name}`
     const checked = admission.check(name, input.parameters)
     if ('refusal' in checked) return errorResult(refusalText(checked.refusal))
     let step = 0
@@ -249,6 +267,7 @@ export class McpEndpoints {
       stream: false,
       signal,
       onEvent,
+      ...(input.conversation === undefined ? {} : { conversation: { id: input.conversation } }),
     })
     if ('refusal' in admitted) return errorResult(refusalText(admitted.refusal))
     const result = await admitted.run.result
@@ -272,10 +291,20 @@ export function toolName(ref: ObjectRef): string {
   return ref.namespace === 'default' ? ref.name : `${ref.namespace}__${ref.name}`
 }
 
-function toolOf(agent: ResourceOf<'Agent'>): Tool {
-  const parameters = queryParametersOf(agent)
+/** The MCP name of an agent (toolName) or a team (`team__<namespace>__<name>`). */
+function nameOf(target: Target): string {
+  return target.kind === 'Team' ? `team__${target.ref.namespace}__${target.ref.name}` : toolName(target.ref)
+}
+
+function toolOf(agent: Target): Tool {
+  const parameters = agent.kind === 'Team' ? [] : queryParametersOf(agent)
   const properties: Record<string, object> = {
     message: { type: 'string', description: 'What to ask the agent.' },
+    conversation_id: {
+      type: 'string',
+      description:
+        'The conversation this message continues: with a memory, the agent remembers what was said in it before.',
+    },
   }
   if (parameters.length > 0) {
     properties.parameters = {
@@ -287,11 +316,13 @@ function toolOf(agent: ResourceOf<'Agent'>): Tool {
     }
   }
   return {
-    name: toolName(agent.ref),
+    name: nameOf(agent),
     title: agent.ref.name,
     description:
       agent.spec.description ??
-      `The ark agent ${agent.ref.namespace}/${agent.ref.name}: send it a message; it answers with text.`,
+      (agent.kind === 'Team'
+        ? `The ark team ${agent.ref.namespace}/${agent.ref.name}: send it a message; its members answer it together.`
+        : `The ark agent ${agent.ref.namespace}/${agent.ref.name}: send it a message; it answers with text.`),
     inputSchema: {
       type: 'object',
       properties,
@@ -302,17 +333,23 @@ function toolOf(agent: ResourceOf<'Agent'>): Tool {
 }
 
 type Input =
-  | { readonly message: string; readonly parameters: Readonly<Record<string, string>> }
+  | {
+      readonly message: string
+      readonly parameters: Readonly<Record<string, string>>
+      readonly conversation?: string
+    }
   | { readonly error: string }
 
 /** The call's arguments, checked: a model that sent the wrong shape is told what to send. */
-function inputOf(args: Record<string, unknown>, agent: ResourceOf<'Agent'>): Input {
-  const { message, parameters, ...rest } = args
+function inputOf(args: Record<string, unknown>, agent: Target): Input {
+  const { message, parameters, conversation_id: conversation, ...rest } = args
   const extra = Object.keys(rest)
   if (extra.length > 0)
     return {
-      error: `unknown argument ${JSON.stringify(extra[0]?.slice(0, 100))}: send { message, parameters? }`,
+      error: `unknown argument ${JSON.stringify(extra[0]?.slice(0, 100))}: send { message, parameters?, conversation_id? }`,
     }
+  if (conversation !== undefined && typeof conversation !== 'string')
+    return { error: 'arguments.conversation_id must be a string: the conversation this message continues' }
   if (typeof message !== 'string' || message.trim() === '')
     return { error: 'arguments.message must be a non-empty string: what to ask the agent' }
   // No prototype: a parameter named `constructor` or `toString` is missing unless it was sent.
@@ -325,10 +362,12 @@ function inputOf(args: Record<string, unknown>, agent: ResourceOf<'Agent'>): Inp
       values[k] = v
     }
   }
-  const missing = queryParametersOf(agent).filter((p) => values[p] === undefined)
+  const missing = (agent.kind === 'Team' ? [] : queryParametersOf(agent)).filter(
+    (p) => values[p] === undefined,
+  )
   if (missing.length > 0)
     return { error: `arguments.parameters.${missing[0] ?? ''} is required by ${agent.ref.name}` }
-  return { message, parameters: values }
+  return { message, parameters: values, ...(conversation === undefined ? {} : { conversation }) }
 }
 
 function progressMessage(event: AgentEvent): string | undefined {
@@ -337,6 +376,8 @@ function progressMessage(event: AgentEvent): string | undefined {
       return `model call ${String(event.iteration)}`
     case 'tool.start':
       return `calling tool ${event.tool}`
+    case 'team.turn':
+      return `${event.member} takes turn ${String(event.turn)}`
     default:
       return undefined
   }

@@ -81,12 +81,15 @@ export async function chatCompletions(c: Context<GatewayEnv>, deps: ChatDeps): P
   if (clientGone.aborted) onClientGone()
   else clientGone.addEventListener('abort', onClientGone, { once: true })
   const cleanup = () => clientGone.removeEventListener('abort', onClientGone)
+  const conversation = request.metadata.conversation_id
   const task = {
     id: who.id,
     messages: request.messages,
     parameters: request.metadata,
     stream: request.stream,
     signal: cancel.signal,
+    // OpenAI's chat API has no conversation of its own: `metadata.conversation_id` names ark's.
+    ...(conversation === undefined ? {} : { conversation: { id: conversation } }),
   }
 
   if (!request.stream) {
@@ -128,9 +131,14 @@ async function once(run: Run, who: CompletionIdentity, cleanup: () => void): Pro
         headers: { 'x-request-id': who.id },
       })
     }
-    const { status, message, code } = failureOf(result)
-    // A failed run would fail the same way again, at full cost: the SDKs are told not to retry it.
-    return errorResponse(status, message, { code, retry: false })
+    const { status, message, code, retryAfterSeconds } = failureOf(result)
+    // A failed run would fail the same way again, at full cost: the SDKs are told not to retry it (a spent
+    // daily budget says when it resets, for whoever retries by hand).
+    return errorResponse(status, message, {
+      code,
+      retry: false,
+      ...(retryAfterSeconds === undefined ? {} : { headers: { 'retry-after': String(retryAfterSeconds) } }),
+    })
   } finally {
     cleanup()
   }

@@ -6,9 +6,12 @@
 import type { AnyResource, ObjectRef, ResourceOf } from '../../controller/api/index.ts'
 import { resourceKey } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
+import type { TokenBudget } from './budget.ts'
+import { BudgetUnavailableError, MemoryBudget, RunBudget, nextUtcMidnight, spentMessage } from './budget.ts'
 import type { AgentEvent, EventSink } from './events.ts'
 import type { ChatMessage } from './messages.ts'
-import { runLoop } from './loop.ts'
+import { runLoop, toolChars } from './loop.ts'
+import { CHARS_PER_TOKEN, DEFAULT_HISTORY_TOKENS, INPUT_SHARE, fitHistory } from './memory/trim.ts'
 import type { PreparedAgent } from './prepare.ts'
 import { PrepareError, prepareAgent } from './prepare.ts'
 import type { Provider, ProviderConfig } from './provider.ts'
@@ -52,6 +55,13 @@ export interface RuntimeOptions {
   readonly serverTools?: ServerTools
   /** Bound of one agent's preparation (its tool servers connecting), default 30 s. */
   readonly prepareTimeoutMs?: number
+  /**
+   * Where agents' daily token usage is counted (limits.maxDailyTokens): shared on Redis by runtimes whose
+   * pools are; default one of this runtime's own (MemoryBudget), closed with it.
+   */
+  readonly budget?: TokenBudget
+  /** The clock of daily budgets (tests move it past midnight); the budget's own should be the same. */
+  readonly now?: () => Date
 }
 
 /** A preparation, done or under way, of one version of an Agent. */
@@ -84,6 +94,9 @@ export class AgentRuntime {
   readonly #unsubscribe: () => void
   readonly #maxIterations: number
   readonly #timeoutMs: number
+  readonly #budget: TokenBudget
+  readonly #ownBudget: boolean
+  readonly #now: () => Date
   #submit: RuntimeOptions['submit']
   #enqueue: RuntimeOptions['enqueue']
 
@@ -92,6 +105,9 @@ export class AgentRuntime {
     this.#catalog = options.catalog
     this.#maxIterations = options.maxIterations ?? 20
     this.#timeoutMs = options.timeoutMs ?? 120_000
+    this.#now = options.now ?? (() => new Date())
+    this.#ownBudget = options.budget === undefined
+    this.#budget = options.budget ?? new MemoryBudget({ now: this.#now })
     this.#submit = options.submit
     this.#enqueue = options.enqueue
     this.#unsubscribe = options.catalog.store.subscribe((events) => {
@@ -116,7 +132,13 @@ export class AgentRuntime {
     this.#enqueue = enqueue
   }
 
+  /** Where agents' daily token usage is counted: `usedToday(agent)` is what status reports. */
+  get budget(): TokenBudget {
+    return this.#budget
+  }
+
   close(): void {
+    if (this.#ownBudget) void this.#budget.close()
     this.#unsubscribe()
     this.#warm.clear()
     for (const key of [...this.#prepared.keys()]) this.#drop(key)
@@ -402,6 +424,13 @@ export class AgentRuntime {
         )
       throw err
     }
+    const limit = agent.spec.limits.maxDailyTokens
+    let budget: RunBudget | undefined
+    if (limit !== undefined) {
+      const checked = await this.#checkBudget(task, agent, prepared.id, limit)
+      if (checked instanceof RunBudget) budget = checked
+      else return checked
+    }
     const observe = this.#options.observe
     const sink = context.emit
     const emit: EventSink =
@@ -436,13 +465,14 @@ export class AgentRuntime {
     try {
       result = await runLoop(prepared, {
         task: task.id,
-        messages: system === undefined ? task.messages : [system, ...task.messages],
+        messages: this.#conversation(prepared, system, task),
         provider,
         signal: AbortSignal.any([context.signal, deadline.signal]),
         emit,
         stream: task.stream,
         runAgent: (key, input, s) => this.#runSubtask(task, key, input, s),
         tasks,
+        ...(budget === undefined ? {} : { budget }),
       })
     } finally {
       clearTimeout(timer)
@@ -453,7 +483,64 @@ export class AgentRuntime {
       result.outcome === 'timeout'
         ? `${prepared.id} timed out after ${String(prepared.timeoutMs / 1000)} s`
         : result.error
-    return { task: task.id, ...result, ...(error === undefined ? {} : { error }) }
+    return {
+      task: task.id,
+      ...result,
+      ...(error === undefined ? {} : { error }),
+      ...(result.outcome === 'budget_exceeded'
+        ? { resetsAt: nextUtcMidnight(this.#now()).toISOString() }
+        : {}),
+    }
+  }
+
+  /**
+   * The run's view of its agent's daily budget; or, when the day's budget is spent (or cannot be read: the
+   * budget fails closed), the result of a run that was not started.
+   */
+  async #checkBudget(
+    task: Task,
+    agent: ResourceOf<'Agent'>,
+    id: string,
+    limit: number,
+  ): Promise<RunBudget | TaskResult> {
+    let used: number
+    try {
+      used = await this.#budget.usedToday(agent.ref)
+    } catch (err) {
+      if (!(err instanceof BudgetUnavailableError)) throw err
+      return notRun(
+        task,
+        'error',
+        `${id} was not started: its daily token budget (limits.maxDailyTokens) cannot be checked: ${err.message}`,
+      )
+    }
+    const now = this.#now()
+    if (used >= limit) {
+      return {
+        ...notRun(task, 'budget_exceeded', spentMessage(id, used, limit, now)),
+        resetsAt: nextUtcMidnight(now).toISOString(),
+      }
+    }
+    return new RunBudget({ budget: this.#budget, agent: agent.ref, id, limit, used, now: this.#now })
+  }
+
+  /**
+   * What the model is sent: the system prompt, the history that fits the agent's budget with it and the
+   * tools (oldest exchanges dropped first), then the task's messages.
+   */
+  #conversation(
+    prepared: PreparedAgent,
+    system: ChatMessage | undefined,
+    task: Task,
+  ): readonly ChatMessage[] {
+    const history = task.history ?? []
+    if (history.length === 0) return system === undefined ? task.messages : [system, ...task.messages]
+    const budget = prepared.maxTokensPerCall ?? DEFAULT_HISTORY_TOKENS
+    // fitHistory gives history and incoming INPUT_SHARE of the budget; the tools are part of that input too.
+    const tools = toolChars(prepared.toolDefinitions) / CHARS_PER_TOKEN / INPUT_SHARE
+    const incoming = system === undefined ? task.messages : [system, ...task.messages]
+    const kept = fitHistory(history, incoming, budget - tools)
+    return system === undefined ? [...kept, ...task.messages] : [system, ...kept, ...task.messages]
   }
 
   async #runSubtask(parent: Task, key: string, input: string, signal: AbortSignal): Promise<string> {

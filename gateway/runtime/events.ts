@@ -13,6 +13,8 @@ export type Outcome =
   | 'max_iterations'
   /** A model call would exceed, or exceeded, limits.maxTokensPerCall. */
   | 'token_limit'
+  /** The agent's daily token budget (limits.maxDailyTokens) is spent: the run was not started, or stopped. */
+  | 'budget_exceeded'
   | 'timeout'
   /** The caller went away (client disconnect) or cancelled. */
   | 'cancelled'
@@ -75,6 +77,46 @@ export type AgentEvent =
       readonly iterations: number
       readonly usage: Usage
       readonly seconds: number
+    }
+
+  /** A team run began: its members take turns (or steps) as its strategy says. */
+  | {
+      readonly type: 'team.start'
+      /** The team as clients name it (`team/x`). */
+      readonly team: string
+      readonly task: string
+      readonly strategy: string
+      readonly members: number
+    }
+  /** A member's turn begins (ARK's TeamTurnStart and TeamMemberStart). */
+  | {
+      readonly type: 'team.turn'
+      readonly team: string
+      /** 1-based. Pipeline steps that run side by side have turns of their own. */
+      readonly turn: number
+      readonly member: string
+      readonly memberType: 'agent' | 'team'
+    }
+  | {
+      readonly type: 'team.turn.complete'
+      readonly team: string
+      readonly turn: number
+      readonly member: string
+      readonly outcome: Outcome
+      readonly seconds: number
+      /** Why the turn failed; absent when it succeeded. */
+      readonly error?: string
+    }
+  | {
+      readonly type: 'team.complete'
+      readonly team: string
+      readonly task: string
+      readonly outcome: Outcome
+      readonly turns: number
+      readonly usage: Usage
+      readonly seconds: number
+      /** Why the team stopped where it did (maximum turns, the selector's choice), when it says more than the outcome. */
+      readonly note?: string
     }
 
 /**

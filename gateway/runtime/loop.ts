@@ -25,6 +25,18 @@ export interface LoopAgent {
   readonly maxIterations: number
   /** limits.maxTokensPerCall: input + output tokens one model call may use. */
   readonly maxTokensPerCall?: number
+  /** Request parameters of every model call that the Model's own override (ArkSettings temperature). */
+  readonly defaults?: Readonly<Record<string, unknown>>
+  /** Every model call asks for one JSON object (ArkSettings outputFormat structured-json). */
+  readonly json?: boolean
+}
+
+/** The agent's daily token budget as one run sees it (budget.ts: RunBudget). */
+export interface LoopBudget {
+  /** Counts a completed model call's tokens. */
+  spend(tokens: number): void
+  /** Why no further model call may be made (the day's budget is spent), or undefined. */
+  exceeded(): string | undefined
 }
 
 export interface LoopInput {
@@ -40,6 +52,8 @@ export interface LoopInput {
   readonly runAgent: ToolContext['runAgent']
   /** What submit_subtask, get_subtask_result and delegate do in this run (the runtime's RunTasks). */
   readonly tasks?: ToolContext['tasks']
+  /** limits.maxDailyTokens: checked before each model call, told each call's usage. */
+  readonly budget?: LoopBudget
 }
 
 export interface LoopResult {
@@ -96,6 +110,9 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
   tell({ type: 'agent.start', agent: agent.id, task: input.task })
   while (iteration < agent.maxIterations) {
     if (signal.aborted) return finish(...stopped(signal, lastText))
+    // The day's budget, spent by this run's earlier calls or by other runs meanwhile: no further call.
+    const spent = input.budget?.exceeded()
+    if (spent !== undefined) return finish('budget_exceeded', lastText, spent)
     iteration++
     if (LOOP_DELAY_US > 0) spin(LOOP_DELAY_US)
     // The reply may use what the input leaves of the budget; the estimate (4 characters a token) is only
@@ -125,6 +142,8 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
           tools: agent.toolDefinitions,
           ...(agent.outputSchema === undefined ? {} : { outputSchema: agent.outputSchema }),
           ...(maxTokens === undefined ? {} : { replyBudget: maxTokens }),
+          ...(agent.defaults === undefined ? {} : { defaults: agent.defaults }),
+          ...(agent.json === true ? { json: true } : {}),
           signal,
           ...(onDelta === undefined ? {} : { onDelta }),
         }),
@@ -133,6 +152,7 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
       reply = completion.message
       finishReason = completion.finishReason
       usage = addUsage(usage, completion.usage)
+      input.budget?.spend(completion.usage.totalTokens)
       tell({
         type: 'llm.complete',
         iteration,
@@ -329,7 +349,7 @@ function charsOf(messages: readonly ChatMessage[], tools: readonly ToolDefinitio
 /** Tool definitions are prepared once per agent, so their weight is measured once per agent too. */
 const toolWeights = new WeakMap<readonly ToolDefinition[], number>()
 
-function toolChars(tools: readonly ToolDefinition[]): number {
+export function toolChars(tools: readonly ToolDefinition[]): number {
   let n = toolWeights.get(tools)
   if (n === undefined) {
     n = 0

@@ -22,6 +22,8 @@ export type ChatMessage =
 export interface AssistantMessage {
   readonly role: 'assistant'
   readonly content: string | null
+  /** Who spoke, where several did: a team member's name (OpenAI's `name`). */
+  readonly name?: string
   readonly tool_calls?: readonly ToolCall[]
 }
 

@@ -4,7 +4,7 @@
  * when it has no per-request parameters) is built once and reused until the agent or something it depends on
  * changes.
  */
-import type { AgentTool, PromptSource, ResourceOf } from '../../controller/api/index.ts'
+import type { AgentTool, PromptSource, ResourceOf, SettingsSpec } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
 import type { ChatMessage } from './messages.ts'
 import type { LoopAgent } from './loop.ts'
@@ -119,6 +119,14 @@ export async function prepareAgent(
   const outputValidator: JsonValidator | undefined =
     outputSchema === undefined ? undefined : compileJsonSchema(outputSchema)
 
+  // ArkSettings (configRef): read once per version of the agent; a change to them drops this preparation
+  // (the agent depends on them: controller/api/references.ts).
+  const settings = settingsOf(agent, catalog)
+  const frame = frameOf(settings)
+  const defaults =
+    settings?.temperature === undefined ? undefined : { temperature: Number(settings.temperature) }
+  const json = settings?.outputFormat !== undefined && JSON_FORMATS.has(formatOf(settings.outputFormat))
+
   const queryParameters = queryParametersOf(agent)
   const staticValues: Record<string, string> = {}
   let allStatic = true
@@ -133,9 +141,12 @@ export async function prepareAgent(
   let template: Template | undefined
   const rendered = new Map<string, ChatMessage>()
   const promptText = (): string | undefined => readPrompt(agent.spec.prompt, ns, catalog)
+  // Only the agent's own prompt is a template: the settings' fragments go around what it renders, as written.
+  const framed: ChatMessage | undefined =
+    frame === undefined ? undefined : { role: 'system', content: frame.wrap(undefined) }
   const systemFor = (values: Readonly<Record<string, string | undefined>>): ChatMessage | undefined => {
     const text = promptText()
-    if (text === undefined) return undefined
+    if (text === undefined) return framed
     if (text !== lastText) {
       lastText = text
       template = parseTemplate(text)
@@ -144,7 +155,7 @@ export async function prepareAgent(
     const t = template as Template
     if (t.parameters.length === 0) {
       let m = rendered.get('')
-      if (m === undefined) rendered.set('', (m = { role: 'system', content: text }))
+      if (m === undefined) rendered.set('', (m = { role: 'system', content: frame?.wrap(text) ?? text }))
       return m
     }
     const key = t.parameters.map((n) => values[n] ?? '').join('\u0000')
@@ -152,7 +163,8 @@ export async function prepareAgent(
     if (m === undefined) {
       // Bounded: per-request parameter values could otherwise grow this without limit.
       if (rendered.size >= 256) rendered.clear()
-      rendered.set(key, (m = { role: 'system', content: t.render(values) }))
+      const content = t.render(values)
+      rendered.set(key, (m = { role: 'system', content: frame?.wrap(content) ?? content }))
     }
     return m
   }
@@ -168,6 +180,8 @@ export async function prepareAgent(
     ...(agent.spec.limits.maxTokensPerCall === undefined
       ? {}
       : { maxTokensPerCall: agent.spec.limits.maxTokensPerCall }),
+    ...(defaults === undefined ? {} : { defaults }),
+    ...(json ? { json } : {}),
     timeoutMs:
       agent.spec.limits.timeoutSeconds === undefined
         ? options.timeoutMs
@@ -189,6 +203,64 @@ export async function prepareAgent(
       }
       return systemFor(values)
     },
+  }
+}
+
+/** The Settings the agent references (ArkAgent configRef), or undefined when it names none. */
+function settingsOf(agent: ResourceOf<'Agent'>, catalog: Catalog): SettingsSpec | undefined {
+  const ref = agent.spec.settings
+  if (ref === undefined) return undefined
+  const settings = catalog.get('Settings', ref)
+  if (settings === undefined)
+    throw new PrepareError(`settings (configRef): Settings ${ref.namespace}/${ref.name} not found`)
+  return settings.spec
+}
+
+/** outputFormat values that ask for one JSON object. */
+const JSON_FORMATS = new Set(['structured-json', 'json'])
+
+const ONE_JSON_OBJECT =
+  'Answer with one JSON object and nothing else: no text before or after it, no Markdown code fences.'
+
+/** What each outputFormat asks of the model, in the prompt; formats not listed ask nothing. */
+const FORMAT_INSTRUCTIONS: ReadonlyMap<string, string> = new Map([
+  ['structured-json', ONE_JSON_OBJECT],
+  ['json', ONE_JSON_OBJECT],
+  ['markdown', 'Format your answer in Markdown.'],
+  ['plain', 'Answer in plain text, without Markdown formatting.'],
+])
+
+function formatOf(outputFormat: string): string {
+  return outputFormat.trim().toLowerCase()
+}
+
+/** The Settings' parts of the system prompt, around the agent's own, as ark-operator joins them. */
+interface Frame {
+  /** The whole system prompt for `prompt` (the agent's, rendered; undefined when it has none). */
+  wrap(prompt: string | undefined): string
+}
+
+/**
+ * persona, the prompt, the other fragments by name, what the outputFormat asks, and outputRules last, each
+ * part separated by a blank line (ark-operator's `persona + "\n\n" + prompt + "\n\n" + outputRules`); undefined
+ * when the Settings add nothing to the prompt.
+ */
+function frameOf(settings: SettingsSpec | undefined): Frame | undefined {
+  if (settings === undefined) return undefined
+  const instruction =
+    settings.outputFormat === undefined ? undefined : FORMAT_INSTRUCTIONS.get(formatOf(settings.outputFormat))
+  const before = settings.persona === undefined ? [] : [settings.persona]
+  const after = [
+    ...(settings.fragments ?? []).map((f) => f.text),
+    ...(instruction === undefined ? [] : [instruction]),
+    ...(settings.outputRules === undefined ? [] : [settings.outputRules]),
+  ]
+  if (before.length === 0 && after.length === 0) return undefined
+  return {
+    wrap: (prompt) =>
+      [...before, ...(prompt === undefined ? [] : [prompt]), ...after]
+        .filter((part) => part !== '')
+        .join('\n\n'),
   }
 }
 

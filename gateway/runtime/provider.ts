@@ -25,6 +25,17 @@ export interface CompletionRequest {
    * names. They override the Model's own properties; each provider maps the ones it knows.
    */
   readonly parameters?: Readonly<Record<string, unknown>>
+  /**
+   * Request parameters the agent's settings choose (ArkSettings `temperature`), in OpenAI's names: below the
+   * Model's own properties, which override them, as `parameters` override both.
+   */
+  readonly defaults?: Readonly<Record<string, unknown>>
+  /**
+   * The answer should be one JSON object (ArkSettings `outputFormat: structured-json`): OpenAI's JSON mode
+   * (`response_format: json_object`) where the API has it; the agent's prompt asks for it everywhere.
+   * An `outputSchema` takes its place when there is one.
+   */
+  readonly json?: boolean
   readonly signal: AbortSignal
   /**
    * Called with each piece of answer text as it arrives; providers that cannot stream call it once. When it

@@ -12,6 +12,11 @@ export interface Task {
   readonly agent: ObjectRef
   /** The conversation the caller sent (the agent's system prompt is added by the runtime). */
   readonly messages: readonly ChatMessage[]
+  /**
+   * Earlier turns that come before `messages`: a remembered conversation, or a team's history. The runtime
+   * keeps its newest whole exchanges that fit the agent's token budget with the system prompt and tools.
+   */
+  readonly history?: readonly ChatMessage[]
   /** Values for the agent's queryParameterRef parameters. */
   readonly parameters: Readonly<Record<string, string>>
   /** Stream answer text as it is produced. */
@@ -33,6 +38,8 @@ export interface TaskResult {
   readonly iterations: number
   /** Why the task failed, in words for the caller; absent on success. */
   readonly error?: string
+  /** Outcome `budget_exceeded`: when the agent's daily budget resets (the next UTC midnight, ISO 8601). */
+  readonly resetsAt?: string
 }
 
 export function succeeded(result: TaskResult): boolean {

@@ -536,6 +536,19 @@ function parseChatRequest(body: unknown, deployment: string | undefined): ChatRe
       )
     if (isRecord(js.schema)) outputSchema = js.schema
   } else if (isRecord(format) && format.type === 'json_object') {
+    // As the API does: JSON mode needs the conversation to say JSON somewhere.
+    if (
+      !messages.some((m) =>
+        textOf(m.content ?? '')
+          .toLowerCase()
+          .includes('json'),
+      )
+    )
+      return refusal(
+        400,
+        "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.",
+        'messages',
+      )
     outputSchema = { type: 'object' }
   }
 

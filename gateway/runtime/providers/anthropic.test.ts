@@ -277,6 +277,27 @@ describe('anthropic: a text answer', () => {
     expect(completion.finishReason).toBe('stop')
   })
 
+  it('takes the agent settings’ temperature (defaults) unless the Model or the request sets one', async () => {
+    await ask(anthropic(), [user('hi')], { defaults: { temperature: 0.3 } })
+    expect(sent(0).temperature).toBe(0.3)
+    await ask(anthropic({ properties: { temperature: '0.7' } }), [user('hi')], {
+      defaults: { temperature: 0.3 },
+    })
+    expect(sent(1).temperature).toBe(0.7)
+    await ask(anthropic({ properties: { temperature: '0.7' } }), [user('hi')], {
+      defaults: { temperature: 0.3 },
+      parameters: { temperature: 0.1 },
+    })
+    expect(sent(2).temperature).toBe(0.1)
+    // No JSON mode in the Messages API: `json` leaves the request as it was (the prompt asks for JSON).
+    await ask(anthropic(), [user('hi')], { json: true })
+    expect(Object.keys(sent(3)).sort()).toEqual(
+      Object.keys(sent(0))
+        .filter((k) => k !== 'temperature')
+        .sort(),
+    )
+  })
+
   it.each([
     ['nothing', {}, {}, undefined, 4096],
     ['the Model property', { max_tokens: '300' }, {}, undefined, 300],

@@ -202,7 +202,12 @@ function paramsOf(
   model: string,
   defaults: Partial<Params>,
 ): { params: Params; answer: AnswerTool | undefined } {
-  const sampling = { ...defaults, ...samplingOf(request.parameters ?? {}, true) }
+  // The agent's settings, then the Model's properties, then the caller's parameters.
+  const sampling = {
+    ...samplingOf(request.defaults ?? {}, true),
+    ...defaults,
+    ...samplingOf(request.parameters ?? {}, true),
+  }
   const { system, messages } = conversationOf(request.messages)
   const tools: Tool[] = request.tools.map(toolOf)
   let answer: AnswerTool | undefined
@@ -219,6 +224,9 @@ function paramsOf(
       input_schema: schema,
     })
   }
+  // OpenAI's `tool_choice: required` (a team's selector must pick by tool) is Anthropic's `any`.
+  if (toolChoice === undefined && tools.length > 0 && request.parameters?.tool_choice === 'required')
+    toolChoice = { type: 'any' }
   const params: Params = {
     ...sampling,
     model,

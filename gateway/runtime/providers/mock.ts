@@ -9,6 +9,8 @@
  *   line is `show: system` (to see what a templated prompt became); otherwise, when the agent has an
  *   outputSchema, the smallest JSON value that matches it; otherwise the tool results of this task, one
  *   per line (`calculator: 5`), or, when no tool ran, `You said: <the message>`.
+ * - In JSON mode (`json`, ArkSettings `outputFormat: structured-json`) an answer that is not a JSON object
+ *   comes wrapped in one: `{"answer": "<the answer>"}`.
  * - Usage counts one token per 4 characters, in and out.
  * - Model properties `latencyMs` (before the first token) and `chunkDelayMs` (between streamed words) make
  *   it slow on purpose.
@@ -30,7 +32,7 @@ export function createMockProvider(config: ProviderConfig): Provider {
     async complete(request) {
       if (latencyMs > 0) await sleep(latencyMs, request.signal)
       request.signal.throwIfAborted()
-      const reply = decide(request)
+      const reply = jsonMode(request, decide(request))
       // Generating takes as long whether or not anyone watches the words arrive.
       if (reply.tool_calls === undefined && reply.content !== null) {
         if (request.onDelta !== undefined)
@@ -88,6 +90,19 @@ function decide(request: CompletionRequest): AssistantMessage {
   const results = toolResults(messages, lastUser)
   if (results !== '') return answer(results)
   return answer(`You said: ${said.length > 500 ? `${said.slice(0, 500)}...` : said}`)
+}
+
+/** JSON mode (ArkSettings `outputFormat: structured-json`): an answer that is not a JSON object is wrapped in one. */
+function jsonMode(request: CompletionRequest, reply: AssistantMessage): AssistantMessage {
+  if (request.json !== true || request.outputSchema !== undefined) return reply
+  if (reply.tool_calls !== undefined || reply.content === null) return reply
+  try {
+    const value: unknown = JSON.parse(reply.content)
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) return reply
+  } catch {
+    // Not JSON: wrapped below.
+  }
+  return answer(JSON.stringify({ answer: reply.content }))
 }
 
 function answer(content: string): AssistantMessage {

@@ -45,3 +45,45 @@ describe('openai provider: the reply cap', () => {
     expect(await sentCap({}, { replyBudget: 128_000 })).toBeUndefined()
   })
 })
+
+describe('openai provider: the agent settings', () => {
+  const send = async (properties: Record<string, string>, request: Partial<CompletionRequest>) => {
+    const provider = createOpenAIProvider({
+      provider: 'openai',
+      model: 'gpt-4o',
+      baseUrl: fake.url,
+      apiKey: 'sk-test-0123456789',
+      headers: {},
+      properties,
+    })
+    await provider.complete({
+      messages: [{ role: 'user', content: 'Answer in JSON, please.' }],
+      tools: [],
+      signal: new AbortController().signal,
+      ...request,
+    })
+    return fake.calls.at(-1)?.body as Record<string, unknown>
+  }
+
+  it('sends their temperature as a number, below the Model’s own and the caller’s', async () => {
+    expect((await send({}, { defaults: { temperature: 0.3 } })).temperature).toBe(0.3)
+    expect((await send({ temperature: '0.9' }, { defaults: { temperature: 0.3 } })).temperature).toBe(0.9)
+    const both = await send(
+      { temperature: '0.9' },
+      { defaults: { temperature: 0.3 }, parameters: { temperature: 0 } },
+    )
+    expect(both.temperature).toBe(0)
+    expect(await send({}, {})).not.toHaveProperty('temperature')
+  })
+
+  it('asks for a JSON object in JSON mode, unless an outputSchema or the Model says otherwise', async () => {
+    expect((await send({}, { json: true })).response_format).toEqual({ type: 'json_object' })
+    expect(await send({}, {})).not.toHaveProperty('response_format')
+    const schema = { type: 'object', properties: { a: { type: 'string' } } }
+    expect((await send({}, { json: true, outputSchema: schema })).response_format).toMatchObject({
+      type: 'json_schema',
+    })
+    const own = await send({ response_format: '{"type":"text"}' }, { json: true })
+    expect(own.response_format).toEqual({ type: 'text' })
+  })
+})

@@ -90,6 +90,7 @@ export function createOpenAIProvider(config: ProviderConfig): Provider {
 
     async complete(request) {
       const params: Record<string, unknown> = {
+        ...request.defaults,
         ...defaults,
         ...request.parameters,
         model: config.model,
@@ -103,6 +104,9 @@ export function createOpenAIProvider(config: ProviderConfig): Provider {
           // keywords); the runtime validates the answer itself and asks once more when it does not match.
           json_schema: { name: 'output', schema: request.outputSchema, strict: false },
         }
+      } else if (request.json === true && params.response_format === undefined) {
+        // JSON mode wants the word JSON in the conversation: the agent's prompt, which asks for it, has it.
+        params.response_format = { type: 'json_object' }
       }
       const cap = replyCap(params, request.maxTokens, request.replyBudget)
       if (cap !== undefined) {

@@ -1,6 +1,6 @@
 import { conditionsAs } from '../../adapt.ts'
 import { defineKind } from '../../define.ts'
-import { Conditions, Int, LocalRef, Obj, Opt } from '../../schema.ts'
+import { Conditions, Int, LocalRef, Obj, Opt, Str } from '../../schema.ts'
 import { ARKONIS_GROUP } from '../group.ts'
 import { AgentFields, LivenessProbe, NameOrRef, adaptAgentFields, nameOrRef } from './shared.ts'
 import { localRef } from '../../adapt.ts'
@@ -27,6 +27,12 @@ export const ArkAgent = defineKind({
       jsonPath: '.status.conditions[?(@.type=="Available")].status',
       priority: 1,
     },
+    {
+      name: 'Tokens-Today',
+      type: 'integer',
+      jsonPath: '.status.dailyTokenUsage.totalTokens',
+      priority: 1,
+    },
     { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
   ],
   body: Obj({
@@ -45,6 +51,19 @@ export const ArkAgent = defineKind({
         replicas: Opt(Int()),
         readyReplicas: Opt(Int()),
         observedGeneration: Opt(Int()),
+        dailyTokenUsage: Opt(
+          Obj(
+            {
+              date: Str({ description: 'The UTC day, YYYY-MM-DD.' }),
+              totalTokens: Int({ minimum: 0 }),
+              limit: Int({ minimum: 1, description: 'spec.limits.maxDailyTokens when it was read.' }),
+            },
+            {
+              description:
+                'With spec.limits.maxDailyTokens: tokens the agent used on that UTC day, refreshed about every 30 s.',
+            },
+          ),
+        ),
         conditions: Opt(Conditions),
       }),
     ),
@@ -78,6 +97,7 @@ export const ArkAgent = defineKind({
       replicas: status.replicas ?? spec.replicas ?? 0,
       readyReplicas: status.readyReplicas ?? 0,
       ...(resource.meta.generation === undefined ? {} : { observedGeneration: resource.meta.generation }),
+      ...(status.dailyTokenUsage === undefined ? {} : { dailyTokenUsage: { ...status.dailyTokenUsage } }),
       conditions: conditionsAs(status, 'Available'),
     }
   },

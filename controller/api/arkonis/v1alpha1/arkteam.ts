@@ -1,6 +1,6 @@
 import { conditionsAs, localRef } from '../../adapt.ts'
 import { defineKind } from '../../define.ts'
-import type { Generated } from '../../define.ts'
+import type { AdaptContext, Generated } from '../../define.ts'
 import type { JsonSchema, PipelineStep, TeamMember } from '../../resources.ts'
 import { Conditions, Int, List, Name, Obj, Opt, Str, StringMap } from '../../schema.ts'
 import { ARKONIS_GROUP } from '../group.ts'
@@ -114,6 +114,7 @@ export const ArkTeam = defineKind({
         ...(outputSchema === undefined ? {} : { outputSchema }),
       }
     })
+    checkPipeline(pipeline, spec.output, ctx)
     const dynamic = pipeline.length === 0
     if (dynamic && spec.entry === undefined)
       ctx.error('spec.entry', 'is required without a pipeline: which role takes tasks?')
@@ -136,3 +137,74 @@ export const ArkTeam = defineKind({
   },
   toStatus: (status) => ({ conditions: conditionsAs(status, 'Available') }),
 })
+
+/** `{{ .steps.<role>...}}` in a pipeline template: the step it reads. */
+const STEP_REFERENCE = /\{\{\s*\.steps\.([A-Za-z_][\w-]*)[\w.-]*\s*\}\}/g
+
+/**
+ * What would make a pipeline never finish or read nothing: a role with two steps (a step is named by its
+ * role), a cycle of dependsOn, and a template reading a step that has not run by then (one its step does not
+ * depend on, directly or not) or that does not exist.
+ */
+function checkPipeline(
+  pipeline: readonly PipelineStep[],
+  output: string | undefined,
+  ctx: AdaptContext,
+): void {
+  const steps = new Map<string, PipelineStep>()
+  pipeline.forEach((s, i) => {
+    if (steps.has(s.member)) ctx.error(`spec.pipeline[${i}].role`, `role "${s.member}" has a step already`)
+    steps.set(s.member, s)
+  })
+  // Ancestors of each step, found depth-first; a step met again on its own path is a cycle.
+  const ancestors = new Map<string, Set<string>>()
+  const visiting = new Set<string>()
+  let cycle: string | undefined
+  const visit = (role: string): Set<string> => {
+    const known = ancestors.get(role)
+    if (known !== undefined) return known
+    const out = new Set<string>()
+    if (visiting.has(role)) {
+      cycle ??= role
+      return out
+    }
+    visiting.add(role)
+    for (const d of steps.get(role)?.dependsOn ?? []) {
+      out.add(d)
+      for (const a of visit(d)) out.add(a)
+    }
+    visiting.delete(role)
+    ancestors.set(role, out)
+    return out
+  }
+  for (const role of steps.keys()) visit(role)
+  if (cycle !== undefined) {
+    ctx.error(
+      'spec.pipeline',
+      `the steps' dependsOn form a cycle through "${cycle}": the pipeline could never finish`,
+    )
+    return
+  }
+  pipeline.forEach((s, i) => {
+    const before = ancestors.get(s.member) ?? new Set<string>()
+    for (const [key, template] of Object.entries(s.inputs)) {
+      for (const m of template.matchAll(STEP_REFERENCE)) {
+        const role = m[1] ?? ''
+        if (!steps.has(role))
+          ctx.error(
+            `spec.pipeline[${i}].inputs.${key}`,
+            `reads steps.${role}, but no step has role "${role}"`,
+          )
+        else if (!before.has(role))
+          ctx.error(
+            `spec.pipeline[${i}].inputs.${key}`,
+            `reads steps.${role}, which step "${s.member}" does not depend on: add "${role}" to its dependsOn`,
+          )
+      }
+    }
+  })
+  for (const m of (output ?? '').matchAll(STEP_REFERENCE)) {
+    const role = m[1] ?? ''
+    if (!steps.has(role)) ctx.error('spec.output', `reads steps.${role}, but no step has role "${role}"`)
+  }
+}

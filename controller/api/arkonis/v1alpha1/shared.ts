@@ -44,7 +44,13 @@ export const Limits = Obj(
     maxTokensPerCall: Opt(Int({ minimum: 1, default: DEFAULT_LIMITS.maxTokensPerCall })),
     maxConcurrentTasks: Opt(Int({ minimum: 1, default: DEFAULT_LIMITS.maxConcurrentTasks })),
     timeoutSeconds: Opt(Int({ minimum: 1, default: DEFAULT_LIMITS.timeoutSeconds })),
-    maxDailyTokens: Opt(Int({ minimum: 1, description: 'Rolling 24 h budget; unset means no limit.' })),
+    maxDailyTokens: Opt(
+      Int({
+        minimum: 1,
+        description:
+          'Tokens (input + output) the agent may use per UTC day, across all its workers; a run is refused once the day’s usage reached it, and a run that crosses it stops before its next model call. Unset means no limit.',
+      }),
+    ),
   },
   { default: {} },
 )
