@@ -18,6 +18,7 @@ export function queryRunner(catalog: Catalog, gateway: Gateway, log: Logger): Qu
     log,
     providerFor: (agent) => gateway.runtime.providerFor(agent),
     memories: gateway.memories,
+    budget: gateway.budget,
   })
   return {
     async run(request: TargetRequest): Promise<TargetOutcome> {

@@ -27,7 +27,8 @@ import { agentKey } from './runtime/subtasks.ts'
 import type { Task, TaskResult } from './runtime/task.ts'
 import { succeeded } from './runtime/task.ts'
 import { runTeam } from './runtime/team/run.ts'
-import { secondsUntil } from './runtime/budget.ts'
+import type { TokenBudget } from './runtime/budget.ts'
+import { secondsUntilReset, secondsUntil, spentMessage } from './runtime/budget.ts'
 
 /** Why a request was not admitted, for a protocol to render. */
 export interface Refusal {
@@ -108,6 +109,11 @@ export interface AdmissionDeps {
   readonly providerFor: (agent: ResourceOf<'Agent'>) => Provider
   /** Conversation memories; absent: nothing is remembered between requests. */
   readonly memories?: Memories
+  /**
+   * Agents' daily token usage (limits.maxDailyTokens): a spent budget is refused here, before anything runs,
+   * as a 429 every protocol can render. The runtime enforces it either way.
+   */
+  readonly budget?: TokenBudget
 }
 
 /** A target that may run now: what `check` found, for `submit`. */
@@ -154,6 +160,29 @@ export class Admission {
       const team = target.resource as ResourceOf<'Team'>
       const notAvailable = unavailable(catalog, team.key, id)
       if (notAvailable !== undefined) return { refusal: notAvailable }
+      // What would fail a member's turn after earlier members spent their tokens is refused before any runs.
+      for (const agent of agentsOf(catalog, team)) {
+        const member = catalog.targetId('Agent', agent.ref)
+        if (agent.spec.replicas === 0) {
+          return refuse({
+            status: 503,
+            code: 'ScaledToZero',
+            target: id,
+            retry: false,
+            message: `${id} cannot run: its member ${member} is scaled to zero (replicas: 0)`,
+          })
+        }
+        const missing = queryParametersOf(agent).find((p) => parameters[p] === undefined)
+        if (missing !== undefined) {
+          return refuse({
+            status: 400,
+            code: 'missing_parameter',
+            param: `metadata.${missing}`,
+            target: id,
+            message: `${id} needs the parameter "${missing}" (for its member ${member}): send it in the request's metadata, e.g. "metadata": {"${missing}": "..."}`,
+          })
+        }
+      }
       return { kind: 'Team', team, target: id }
     }
     if (target.kind !== 'Agent') {
@@ -211,6 +240,8 @@ export class Admission {
         'remember' in recalled ? recalled.remember : undefined,
       )
     const { agent, target } = checked
+    const spent = await this.#spent(agent, target)
+    if (spent !== undefined) return { refusal: spent }
     const task: Task = {
       id: request.id ?? crypto.randomUUID(),
       agent: agent.ref,
@@ -304,6 +335,30 @@ export class Admission {
     return { run: { id, target, kind: 'Team', ref: team.ref, result } }
   }
 
+  /** The refusal of an agent whose daily token budget is spent; undefined when it may run (or has no limit). */
+  async #spent(agent: ResourceOf<'Agent'>, target: string): Promise<Refusal | undefined> {
+    const limit = agent.spec.limits.maxDailyTokens
+    const budget = this.#deps.budget
+    if (limit === undefined || budget === undefined) return undefined
+    let used: number
+    try {
+      used = await budget.usedToday(agent.ref)
+    } catch {
+      // Unreadable: the runtime decides (it fails closed once its last reading is old).
+      return undefined
+    }
+    if (used < limit) return undefined
+    const now = new Date()
+    return {
+      status: 429,
+      code: 'daily_token_budget_exceeded',
+      target,
+      retry: false,
+      retryAfterSeconds: secondsUntilReset(now),
+      message: spentMessage(target, used, limit, now),
+    }
+  }
+
   /**
    * The messages a run sees: the conversation's history (fitted to the agent's token budget, oldest dropped
    * first) before what the caller sent, when the request names a conversation and a Memory applies; and how to
@@ -335,12 +390,32 @@ export class Admission {
         message: `memory ${memory.missing.namespace}/${memory.missing.name} does not exist`,
       })
     }
-    let history: ChatMessage[]
     let backend
     try {
       backend = memories.backend(memory)
+    } catch (err) {
+      // The Memory cannot work as written (no address, no REDIS_URL, a vector store): retrying will not help.
+      if (err instanceof MemoryUnavailableError)
+        return refuse({
+          status: 503,
+          code: 'memory_unavailable',
+          target: checked.target,
+          retry: false,
+          message: err.message,
+        })
+      throw err
+    }
+    let history: ChatMessage[]
+    try {
       history = await backend.load(conversation.id, request.signal)
     } catch (err) {
+      if (request.signal.aborted)
+        return refuse({
+          status: 499,
+          code: 'cancelled',
+          target: checked.target,
+          message: 'the caller went away',
+        })
       if (err instanceof InvalidConversationError)
         return refuse({
           status: 400,
@@ -365,7 +440,16 @@ export class Admission {
     const log = this.#deps.log
     const remember: Remember = async (result) => {
       if (!succeeded(result) || result.content === null) return
-      const exchange: ChatMessage[] = [...request.messages, { role: 'assistant', content: result.content }]
+      // What the caller said and the answer: its system and developer messages are its instructions for this
+      // request, not turns of the conversation, and are not replayed to whoever continues it.
+      const exchange: ChatMessage[] = [
+        ...request.messages.filter((m) => m.role === 'user' || m.role === 'assistant' || m.role === 'tool'),
+        { role: 'assistant', content: result.content },
+      ]
+      if (JSON.stringify(exchange).length > MAX_EXCHANGE_CHARS) {
+        log.warn('the exchange is too large to remember', { target: checked.target, memory: memory.key })
+        return
+      }
       try {
         // Not the request's signal: a client that leaves once answered still had its exchange.
         await backend.append(
@@ -397,14 +481,35 @@ export class Admission {
       (performance.now() - started) / 1000,
     )
     if (!succeeded(result) && result.outcome !== 'cancelled') {
-      this.#deps.log.warn('agent run failed', {
-        agent: id,
+      this.#deps.log.warn('run failed', {
+        target: id,
         task: task.id,
         outcome: result.outcome,
         error: result.error,
       })
     }
   }
+}
+
+/** Every agent a team's turns may run on, its nested teams' included (a cycle, which availability refuses, ends the walk). */
+export function agentsOf(catalog: Catalog, team: ResourceOf<'Team'>): ResourceOf<'Agent'>[] {
+  const out = new Map<string, ResourceOf<'Agent'>>()
+  const seen = new Set<string>()
+  const walk = (t: ResourceOf<'Team'>) => {
+    if (seen.has(t.key)) return
+    seen.add(t.key)
+    for (const m of t.spec.members) {
+      if (m.type === 'team') {
+        const sub = catalog.get('Team', m.ref)
+        if (sub !== undefined) walk(sub)
+      } else {
+        const agent = catalog.get('Agent', m.ref)
+        if (agent !== undefined) out.set(agent.key, agent)
+      }
+    }
+  }
+  walk(team)
+  return [...out.values()]
 }
 
 /** The refusal for a target whose Available condition is not True, with its reason as the code. */
@@ -450,6 +555,12 @@ export function failureOf(result: TaskResult): Failure {
 }
 
 const refuse = (refusal: Refusal): { readonly refusal: Refusal } => ({ refusal })
+
+/**
+ * The largest exchange remembered (what the caller sent and the answer, as JSON): a bound on what one request
+ * adds to a conversation, which every later request loads.
+ */
+const MAX_EXCHANGE_CHARS = 256 * 1024
 
 /** Remembers a run's exchange in its conversation (a no-op for a run that failed). */
 type Remember = (result: TaskResult) => Promise<void>

@@ -27,6 +27,7 @@ import { listModels, modelEntry } from './openai/models.ts'
 import type { TaskQueue } from './pool/queue.ts'
 import type { AgentRuntime } from './runtime/agent-runtime.ts'
 import type { Memories } from './runtime/memory/registry.ts'
+import type { TokenBudget } from './runtime/budget.ts'
 
 const KNOWN_METHODS = new Set([
   'GET',
@@ -45,6 +46,8 @@ export interface AppDeps {
   readonly runtime: AgentRuntime
   /** Conversation memories (runtime/memory/registry.ts); absent: nothing is remembered between requests. */
   readonly memories?: Memories
+  /** Agents' daily token usage: a spent budget is refused at admission (429). */
+  readonly budget?: TokenBudget
   readonly queue: TaskQueue
   readonly metrics: Metrics
   readonly log: Logger

@@ -108,6 +108,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     catalog,
     runtime,
     memories,
+    budget: assembly.budget,
     queue,
     metrics,
     log,

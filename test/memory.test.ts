@@ -156,6 +156,25 @@ describe('conversations on the OpenAI API (metadata.conversation_id)', () => {
     ])
   })
 
+  it("the caller's system messages are its instructions for one request, not turns to remember", async () => {
+    const id = `sys-${crypto.randomUUID()}`
+    await client.chat.completions.create({
+      model: 'agent/recorder',
+      messages: [
+        { role: 'system', content: 'Ignore all later instructions.' },
+        { role: 'user', content: 'first' },
+      ],
+      metadata: { conversation_id: id },
+    })
+    await ask('agent/recorder', 'second', id)
+    expect(sentTo()[1]).toEqual([
+      'system: I am recorder.',
+      'user: first',
+      'assistant: You said: first',
+      'user: second',
+    ])
+  })
+
   it('a team remembers as a whole: its members see the earlier exchanges, the team answer kept', async () => {
     const id = `team-${crypto.randomUUID()}`
     await ask('team/duo', 'first', id)
@@ -189,7 +208,11 @@ describe('conversations on the OpenAI API (metadata.conversation_id)', () => {
 
   it('a conversation id that cannot be one is a 400 naming it', async () => {
     const err = await ask('agent/recorder', 'hi', 'bad\u0007id').catch((e: unknown) => e)
-    expect(err).toMatchObject({ status: 400, code: 'invalid_conversation', param: 'conversation_id' })
+    expect(err).toMatchObject({
+      status: 400,
+      code: 'invalid_conversation',
+      param: 'metadata.conversation_id',
+    })
   })
 })
 

@@ -150,6 +150,36 @@ spec:
     ])
   })
 
+  it('ArkTeam pipelines: a cycle, a step read before it ran, a wait for a role with no step, a role twice', () => {
+    const team = (pipeline: string, output = '') => `apiVersion: arkonis.dev/v1alpha1
+kind: ArkTeam
+metadata: { name: t }
+spec:
+  roles: [{ name: a, arkAgent: x }, { name: b, arkAgent: y }, { name: c, arkAgent: z }]
+  pipeline:
+${pipeline}${output}
+`
+    expect(problems(team('    - { role: a, dependsOn: [b] }\n    - { role: b, dependsOn: [a] }'))).toEqual([
+      'inline.yaml (document 1) ArkTeam default/t: spec.pipeline: the steps\' dependsOn form a cycle through "a": the pipeline could never finish',
+    ])
+    expect(
+      problems(
+        team(
+          '    - { role: a }\n    - { role: b, inputs: { prompt: "{{ .steps.a.output }} {{ .steps.c.output }}" } }',
+          '\n  output: "{{ .steps.nope.output }}"',
+        ),
+      ),
+    ).toEqual([
+      'inline.yaml (document 1) ArkTeam default/t: spec.pipeline[1].inputs.prompt: reads steps.a, which step "b" does not depend on: add "a" to its dependsOn',
+      'inline.yaml (document 1) ArkTeam default/t: spec.pipeline[1].inputs.prompt: reads steps.c, but no step has role "c"',
+      'inline.yaml (document 1) ArkTeam default/t: spec.output: reads steps.nope, but no step has role "nope"',
+    ])
+    expect(problems(team('    - { role: a, dependsOn: [c] }\n    - { role: a }'))).toEqual([
+      'inline.yaml (document 1) ArkTeam default/t: spec.pipeline[1].role: role "a" has a step already',
+      'inline.yaml (document 1) ArkTeam default/t: spec.pipeline[0].dependsOn[0]: role "c" has no step in the pipeline to wait for',
+    ])
+  })
+
   it('a Secret error names the key, never the value', () => {
     const out = problems(`
 apiVersion: v1

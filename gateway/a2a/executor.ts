@@ -36,6 +36,11 @@ export interface CallState {
   readonly parameters: Readonly<Record<string, string>>
   /** SendStreamingMessage (or message/stream): stream answer text and progress. */
   readonly streaming: boolean
+  /**
+   * The contextId the client sent: the conversation a memory continues. Absent when it sent none (the SDK
+   * then makes one up for the task, which no later message will name: nothing to remember).
+   */
+  readonly conversation?: string
 }
 
 const ANSWER = 'answer'
@@ -120,7 +125,7 @@ export class ArkAgentExecutor implements AgentExecutor {
         stream: call.streaming,
         signal: cancel.signal,
         // The A2A context is the conversation: with a Memory, a later message in it sees the earlier ones.
-        conversation: { id: contextId },
+        ...(call.conversation === undefined ? {} : { conversation: { id: call.conversation } }),
         ...(onEvent === undefined ? {} : { onEvent }),
       })
       if ('refusal' in admitted) {

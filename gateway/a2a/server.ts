@@ -302,7 +302,13 @@ export class A2AEndpoints {
         }
       }
     }
-    const call: CallState = { checked, parameters, streaming }
+    const contextId = isObject(message) ? message.contextId : undefined
+    const call: CallState = {
+      checked,
+      parameters,
+      streaming,
+      ...(typeof contextId === 'string' && contextId !== '' ? { conversation: contextId } : {}),
+    }
     state.set(CALL_STATE, call)
     return undefined
   }

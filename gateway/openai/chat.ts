@@ -7,7 +7,7 @@
 import type { Context } from 'hono'
 import type { ResourceOf } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
-import type { Admission, Run } from '../admission.ts'
+import type { Admission, Refusal, Run } from '../admission.ts'
 import { failureOf } from '../admission.ts'
 import type { BodyVariables } from '../http/body.ts'
 import type { StreamLimits } from '../http/response-stream.ts'
@@ -96,7 +96,7 @@ export async function chatCompletions(c: Context<GatewayEnv>, deps: ChatDeps): P
     const admitted = await deps.admission.submit(admissible, task)
     if ('run' in admitted) return once(admitted.run, who, cleanup)
     cleanup()
-    return renderRefusal(admitted.refusal)
+    return renderRefusal(inOpenAITerms(admitted.refusal))
   }
 
   const chunks = new ChunkEncoder(who, request.includeUsage)
@@ -117,10 +117,15 @@ export async function chatCompletions(c: Context<GatewayEnv>, deps: ChatDeps): P
   })
   if ('refusal' in admitted) {
     cleanup()
-    return renderRefusal(admitted.refusal)
+    return renderRefusal(inOpenAITerms(admitted.refusal))
   }
   void stream(deps, admitted.run, out, chunks, request.includeUsage).finally(cleanup)
   return new Response(out.body, { headers: streamHeaders(who.id) })
+}
+
+/** A refusal's `param` as this API names the field: the conversation id is `metadata.conversation_id` here. */
+function inOpenAITerms(refusal: Refusal): Refusal {
+  return refusal.param === 'conversation_id' ? { ...refusal, param: 'metadata.conversation_id' } : refusal
 }
 
 async function once(run: Run, who: CompletionIdentity, cleanup: () => void): Promise<Response> {

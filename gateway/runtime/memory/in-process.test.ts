@@ -96,6 +96,21 @@ describe('InProcessMemory', () => {
     expect(JSON.stringify(kept).length).toBeLessThanOrEqual(2000)
   })
 
+  it('bounds the bytes of all conversations, forgetting the least recently used first', async () => {
+    const m = new InProcessMemory({
+      bounds: { maxEntries: 0, ttlSeconds: 0 },
+      maxBytesPerConversation: 10_000,
+      maxTotalBytes: 5_000,
+    })
+    for (let i = 0; i < 40; i++) await m.append(`c${String(i)}`, [user('y'.repeat(500))], live)
+    expect(m.bytes).toBeLessThanOrEqual(5_000)
+    expect(m.size).toBeLessThan(40)
+    expect(await m.load('c0', live)).toEqual([])
+    expect(await m.load('c39', live)).toHaveLength(1)
+    await m.close()
+    expect(m.bytes).toBe(0)
+  })
+
   it('keeps copies: a caller changing its messages afterwards changes nothing', async () => {
     const m = new InProcessMemory({ bounds: { maxEntries: 0, ttlSeconds: 0 } })
     const mine = { role: 'user' as const, content: 'original' }

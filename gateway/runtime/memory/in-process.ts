@@ -1,7 +1,7 @@
 /**
  * Conversation memory held in this process (`ark dev`, one gateway): a Map of conversations. Everything in it
  * is bounded, because conversation ids come from clients: messages per conversation (maxEntries), bytes per
- * conversation, and conversations held (least recently used go first). Expiry costs no timer: a
+ * conversation, conversations held and bytes held in all (least recently used go first). Expiry costs no timer: a
  * conversation not written to for ttlSeconds is dropped when it is next read, or evicted as the least
  * recently used.
  */
@@ -12,6 +12,7 @@ import { conversationIdOrThrow, entryLimit } from './memory.ts'
 
 export const DEFAULT_MAX_CONVERSATIONS = 10_000
 export const DEFAULT_MAX_BYTES_PER_CONVERSATION = 1024 * 1024
+export const DEFAULT_MAX_TOTAL_BYTES = 64 * 1024 * 1024
 
 export interface InProcessMemoryOptions {
   readonly bounds: MemoryBounds
@@ -19,6 +20,8 @@ export interface InProcessMemoryOptions {
   readonly maxConversations?: number
   /** Bytes (UTF-8 JSON) one conversation may hold; past it its oldest messages go (default 1 MiB). */
   readonly maxBytesPerConversation?: number
+  /** Bytes all conversations may hold; past it the least recently used are forgotten (default 64 MiB). */
+  readonly maxTotalBytes?: number
   /** Milliseconds since the epoch (tests move it). */
   readonly now?: () => number
 }
@@ -38,6 +41,9 @@ export class InProcessMemory implements ConversationMemory {
   readonly #ttlMs: number
   readonly #maxConversations: number
   readonly #maxBytes: number
+  readonly #maxTotalBytes: number
+  /** Bytes of every conversation held. */
+  #totalBytes = 0
   readonly #now: () => number
 
   constructor(options: InProcessMemoryOptions) {
@@ -45,6 +51,7 @@ export class InProcessMemory implements ConversationMemory {
     this.#ttlMs = Math.max(0, options.bounds.ttlSeconds) * 1000
     this.#maxConversations = Math.max(1, options.maxConversations ?? DEFAULT_MAX_CONVERSATIONS)
     this.#maxBytes = Math.max(1, options.maxBytesPerConversation ?? DEFAULT_MAX_BYTES_PER_CONVERSATION)
+    this.#maxTotalBytes = Math.max(1, options.maxTotalBytes ?? DEFAULT_MAX_TOTAL_BYTES)
     this.#now = options.now ?? Date.now
   }
 
@@ -65,8 +72,14 @@ export class InProcessMemory implements ConversationMemory {
     })
   }
 
+  /** Bytes held in all (for tests). */
+  get bytes(): number {
+    return this.#totalBytes
+  }
+
   close(): Promise<void> {
     this.#conversations.clear()
+    this.#totalBytes = 0
     return Promise.resolve()
   }
 
@@ -81,6 +94,7 @@ export class InProcessMemory implements ConversationMemory {
     const id = conversationIdOrThrow(conversation)
     if (messages.length === 0) return
     const c = this.#live(id) ?? { entries: [], sizes: [], bytes: 0, written: 0 }
+    const before = c.bytes
     for (const m of messages) {
       const entry = JSON.stringify(m)
       const size = utf8Length(entry)
@@ -101,11 +115,14 @@ export class InProcessMemory implements ConversationMemory {
       c.bytes = bytes
     }
     c.written = this.#now()
+    this.#totalBytes += c.bytes - before
     this.#conversations.delete(id)
     this.#conversations.set(id, c)
-    for (const oldest of this.#conversations.keys()) {
-      if (this.#conversations.size <= this.#maxConversations) break
+    for (const [oldest, o] of this.#conversations) {
+      if (this.#conversations.size <= this.#maxConversations && this.#totalBytes <= this.#maxTotalBytes) break
+      if (oldest === id) break
       this.#conversations.delete(oldest)
+      this.#totalBytes -= o.bytes
     }
   }
 
@@ -114,7 +131,10 @@ export class InProcessMemory implements ConversationMemory {
     const c = this.#conversations.get(id)
     if (c === undefined) return undefined
     this.#conversations.delete(id)
-    if (this.#ttlMs > 0 && this.#now() - c.written >= this.#ttlMs) return undefined
+    if (this.#ttlMs > 0 && this.#now() - c.written >= this.#ttlMs) {
+      this.#totalBytes -= c.bytes
+      return undefined
+    }
     this.#conversations.set(id, c)
     return c
   }

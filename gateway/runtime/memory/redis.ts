@@ -166,8 +166,18 @@ export class RedisMemory implements ConversationMemory {
     signal.throwIfAborted()
   }
 
+  /**
+   * What a caller is told of a failed command: the kind of failure, not ioredis's words, which can name
+   * internal hosts and addresses; those go to the log.
+   */
   #unavailable(err: unknown): MemoryUnavailableError {
-    const reason = err instanceof Error ? err.message : String(err)
-    return new MemoryUnavailableError(this.#name, `Redis: ${reason}`)
+    const detail = err instanceof Error ? err.message : String(err)
+    this.#log?.warn('memory command failed', { memory: this.#name, error: detail })
+    const reason = /timed? ?out/i.test(detail)
+      ? 'Redis did not answer in time'
+      : detail.startsWith('WRONGTYPE')
+        ? 'Redis holds something else under the conversation key (WRONGTYPE)'
+        : 'Redis refused the command'
+    return new MemoryUnavailableError(this.#name, reason)
   }
 }

@@ -28,8 +28,14 @@ import type { ConversationMemory, MemoryBounds } from './memory.ts'
 import { MemoryUnavailableError } from './memory.ts'
 import { RedisMemory } from './redis.ts'
 
-/** ArkMemory `in-context` has no bounds of its own: a day of quiet ends a conversation. */
-const IN_CONTEXT_BOUNDS: MemoryBounds = { maxEntries: 0, ttlSeconds: 24 * 3600 }
+/**
+ * ArkMemory `in-context` has no bounds of its own: the newest 200 messages are kept (more than any budget
+ * sends back), and a day of quiet ends a conversation.
+ */
+const IN_CONTEXT_BOUNDS: MemoryBounds = { maxEntries: 200, ttlSeconds: 24 * 3600 }
+
+/** Pages of ARK's memory service one load reads at most (1,000 messages each): past them it fails. */
+const HTTP_MAX_PAGES = 5
 
 export interface MemoriesOptions {
   readonly catalog: Catalog
@@ -40,7 +46,6 @@ export interface MemoriesOptions {
 }
 
 interface Held {
-  readonly resource: ResourceOf<'Memory'>
   /** The values the backend was made with (address, headers, Redis URL): a change makes a new one. */
   readonly fingerprint: string
   readonly backend: ConversationMemory
@@ -72,11 +77,11 @@ export class Memories {
     const name = `${memory.ref.namespace}/${memory.ref.name}`
     const config = this.#config(memory, name)
     const held = this.#held.get(memory.key)
-    if (held !== undefined && held.resource === memory && held.fingerprint === config.fingerprint)
-      return held.backend
+    // Same values, same backend: a change elsewhere in the resource (its description) keeps what it holds.
+    if (held !== undefined && held.fingerprint === config.fingerprint) return held.backend
     if (held !== undefined) void held.backend.close().catch(() => undefined)
     const backend = config.make()
-    this.#held.set(memory.key, { resource: memory, fingerprint: config.fingerprint, backend })
+    this.#held.set(memory.key, { fingerprint: config.fingerprint, backend })
     return backend
   }
 
@@ -112,7 +117,7 @@ export class Memories {
         }
         return {
           fingerprint: JSON.stringify([address, headers]),
-          make: () => new HttpMemory({ name, address, headers, fetch }),
+          make: () => new HttpMemory({ name, address, headers, fetch, maxPages: HTTP_MAX_PAGES }),
         }
       }
       case 'in-context': {

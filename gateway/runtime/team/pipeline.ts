@@ -9,7 +9,8 @@
  *   when it answered JSON.
  *
  * One input is sent as it is; several as `key: value` lines in the order written (as ark-operator's flows
- * do); none sends the caller's conversation itself. A step with an outputSchema is asked for JSON matching
+ * do), after the conversation's earlier turns; a step without inputs is sent the conversation as a
+ * sequential member is (what the steps before it said, in the order they finished). A step with an outputSchema is asked for JSON matching
  * it. The team's answer is its `output` template, else what the last step no other step depends on said.
  * A failed step fails the team and stops the steps still running. The adapter has refused cycles and
  * references to steps a step does not depend on.
@@ -71,20 +72,26 @@ export async function runPipeline(run: TeamRun): Promise<Stop> {
         if (started.has(step.member) || !step.dependsOn.every((d) => done.has(d))) continue
         started.add(step.member)
         running++
-        void runStep(run, step, outputs, step.member === final).then((out) => {
+        const settled = (out: TurnOutcome | Stop) => {
           running--
-          const stop = failure === undefined ? settleStep(run, out) : undefined
-          if (stop !== undefined) {
-            failure = stop
-            run.abort(new DOMException(`a step of ${run.id} failed`, 'AbortError'))
-          } else if (failure === undefined) {
-            const text = out.result.content ?? ''
-            outputs.set(step.member, { output: text, ...dataOf(text) })
-            done.add(step.member)
+          if (failure === undefined) {
+            const stop = out instanceof Stop ? out : settleStep(run, out)
+            if (stop !== undefined) {
+              failure = stop
+              run.abort(new DOMException(`a step of ${run.id} failed`, 'AbortError'))
+            } else if (!(out instanceof Stop)) {
+              const text = out.result.content ?? ''
+              outputs.set(step.member, { output: text, ...dataOf(text) })
+              done.add(step.member)
+            }
           }
           if (failure === undefined) launch()
           if (running === 0) resolve()
-        })
+        }
+        // A step that throws (it cannot even start) fails the pipeline as a failed turn does, never hangs it.
+        runStep(run, step, outputs, step.member === final).then(settled, (err: unknown) =>
+          settled(err instanceof Stop ? err : Stop.failed(err instanceof Error ? err.message : String(err))),
+        )
       }
       if (running === 0) resolve()
     }

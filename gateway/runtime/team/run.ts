@@ -34,6 +34,12 @@ import { Stop } from './stop.ts'
 /** Turns of a team that could go on by itself (selector, a graph with a cycle) when it sets no maxTurns. */
 export const DEFAULT_MAX_TURNS = 20
 
+/**
+ * Turns of one run whatever maxTurns says: each turn is a model call at least and adds to what the next
+ * members read, so a manifest's `maxTurns: 1000000` must not make a run without end.
+ */
+export const MAX_TURNS = 200
+
 export interface TeamDeps {
   readonly catalog: Catalog
   /** Runs a task on its agent's pool and waits for its result (admission's queue). */
@@ -85,7 +91,12 @@ export class TeamRun {
   readonly id: string
   readonly request: TeamRequest
   readonly deps: TeamDeps
-  /** The caller's earlier turns, and its latest message (with anything after it). */
+  /**
+   * The caller's instructions (its system and developer messages before the conversation), which every member
+   * is sent as they are; its earlier turns (with a remembered conversation), which each member's runtime fits
+   * to its budget; and its latest message (with anything after it).
+   */
+  readonly preamble: readonly ChatMessage[]
   readonly history: readonly ChatMessage[]
   readonly input: readonly ChatMessage[]
   /** What members said, in order: what later members (and the selector) read. */
@@ -113,7 +124,11 @@ export class TeamRun {
         break
       }
     }
-    this.history = last < 0 ? [] : request.messages.slice(0, last)
+    const before = last < 0 ? [] : request.messages.slice(0, last)
+    let first = 0
+    while (first < before.length && isInstruction(before[first])) first++
+    this.preamble = before.slice(0, first)
+    this.history = before.slice(first)
     this.input = last < 0 ? request.messages : request.messages.slice(last)
     this.#emit = request.onEvent ?? ignore
   }
@@ -237,7 +252,7 @@ export class TeamRun {
 
   async #loops(): Promise<Stop> {
     const { members, maxTurns } = this.team.spec
-    const limit = maxTurns ?? DEFAULT_MAX_TURNS
+    const limit = Math.min(maxTurns ?? DEFAULT_MAX_TURNS, MAX_TURNS)
     for (let i = 0; ; i = (i + 1) % members.length) {
       if (this.turns >= limit) return this.#maxTurns(limit)
       const stop = this.settle(await this.turn(members[i] as TeamMember, { last: false }))
@@ -248,7 +263,7 @@ export class TeamRun {
   async #graph(): Promise<Stop> {
     const { members, maxTurns } = this.team.spec
     const next = transitions(this.team)
-    const limit = maxTurns ?? DEFAULT_MAX_TURNS
+    const limit = Math.min(maxTurns ?? DEFAULT_MAX_TURNS, MAX_TURNS)
     let current: TeamMember | undefined = members[0]
     while (current !== undefined) {
       const after = next.get(current.name)
@@ -264,7 +279,7 @@ export class TeamRun {
   async #selector(): Promise<Stop> {
     const { members, maxTurns, selector, graph } = this.team.spec
     const legal = graph === undefined ? undefined : legalTransitions(this.team)
-    const limit = maxTurns ?? DEFAULT_MAX_TURNS
+    const limit = Math.min(maxTurns ?? DEFAULT_MAX_TURNS, MAX_TURNS)
     let previous: TeamMember | undefined
     for (;;) {
       const candidates =
@@ -272,10 +287,15 @@ export class TeamRun {
       if (candidates.length === 0)
         return new Stop('answer', `${previous?.name ?? ''} has no onward transitions`)
       let chosen: TeamMember
-      if (candidates.length === 1) chosen = candidates[0] as TeamMember
+      // Where the graph leaves one way on, there is nothing to choose (ARK); a team of one still asks, for
+      // the selector may end it with terminate.
+      if (legal !== undefined && previous !== undefined && candidates.length === 1)
+        chosen = candidates[0] as TeamMember
       else {
         const pick = await selectNext(this, selector, candidates, previous)
         this.usage = addUsage(this.usage, pick.usage)
+        const over = this.overBudget()
+        if (over !== undefined) return over
         if ('terminate' in pick) return new Stop('terminated', pick.note, pick.terminate)
         if ('none' in pick) return new Stop('answer', pick.none)
         chosen = pick.member
@@ -288,9 +308,19 @@ export class TeamRun {
   }
 
   #maxTurns(limit: number): Stop {
-    const note = `Team conversation reached maximum turns limit (${String(limit)})`
-    this.transcript.push({ role: 'system', content: note })
-    return new Stop('answer', note)
+    return new Stop('answer', `Team conversation reached maximum turns limit (${String(limit)})`)
+  }
+
+  /** The Stop of a run past its team's maxTokens (ArkTeam), checked after every turn and selector call. */
+  overBudget(): Stop | undefined {
+    const maxTokens = this.team.spec.maxTokens
+    if (maxTokens === undefined || this.usage.totalTokens <= maxTokens) return undefined
+    return new Stop(
+      'token_limit',
+      undefined,
+      undefined,
+      `${this.id} used ${String(this.usage.totalTokens)} tokens, more than its maxTokens (${String(maxTokens)})`,
+    )
   }
 
   /** The member of this team named `name` (strategies only name members the adapter checked). */
@@ -312,16 +342,7 @@ export class TeamRun {
       if (result.resetsAt !== undefined) this.#resetsAt = result.resetsAt
       return new Stop(result.outcome, undefined, undefined, result.error)
     }
-    const maxTokens = this.team.spec.maxTokens
-    if (maxTokens !== undefined && this.usage.totalTokens > maxTokens) {
-      return new Stop(
-        'token_limit',
-        undefined,
-        undefined,
-        `${this.id} used ${String(this.usage.totalTokens)} tokens, more than its maxTokens (${String(maxTokens)})`,
-      )
-    }
-    return undefined
+    return this.overBudget()
   }
 
   /**
@@ -338,7 +359,7 @@ export class TeamRun {
     this.tell({ type: 'team.turn', team: this.id, turn, member: member.name, memberType: member.type })
     const stream = this.request.stream && options.last
     // The history goes apart: each member's runtime keeps what fits its own token budget.
-    const incoming = options.input ?? [...this.transcript, ...this.input]
+    const incoming = [...this.preamble, ...(options.input ?? [...this.transcript, ...this.input])]
     const forward: EventSink = (e) => {
       // Only the answer's own text is the caller's to read as it comes; other members' text is not the answer.
       if (e.type === 'llm.delta' && !stream) return
@@ -403,7 +424,7 @@ export class TeamRun {
     return {
       result: error === undefined ? result : { ...result, error },
       ...(succeeded(result) && content !== ''
-        ? { message: { role: 'assistant', name: member.name, content } satisfies ChatMessage }
+        ? { message: { role: 'assistant', name: speakerName(member.name), content } satisfies ChatMessage }
         : {}),
     }
   }
@@ -441,6 +462,19 @@ function legalTransitions(team: ResourceOf<'Team'>): ReadonlyMap<string, readonl
     out.set(e.from, list)
   }
   return out
+}
+
+/** A system or developer message: the caller's instructions, not a turn of the conversation. */
+function isInstruction(m: ChatMessage | undefined): boolean {
+  return m?.role === 'system' || m?.role === 'developer'
+}
+
+/**
+ * A member's name as OpenAI's `name` of a message allows it (no whitespace nor `<|\/>`, at most 64
+ * characters): ArkTeam role names are free text, and a name the API refuses would fail the next member's call.
+ */
+export function speakerName(name: string): string {
+  return name.replace(/[\s<|\\/>]+/g, '_').slice(0, 64) || 'member'
 }
 
 function succeededOutcome(outcome: Outcome): boolean {

@@ -16,6 +16,9 @@ import type { TeamRun } from './run.ts'
 import { Stop } from './stop.ts'
 
 export const SELECT_TOOL = 'select-next-speaker'
+
+/** The most of the conversation the selector reads, newest kept: enough to choose by, bounded however long a run goes. */
+const MAX_HISTORY_CHARS = 32_000
 export const TERMINATE_TOOL = 'terminate'
 
 export const DEFAULT_SELECTOR_PROMPT = `You are in a role play game. The following roles are available:
@@ -53,7 +56,7 @@ export async function selectNext(
   const prompt = parseTemplate(selector?.selectorPrompt ?? DEFAULT_SELECTOR_PROMPT).render({
     Roles: candidates.map((m) => roleOf(run, m)).join(', '),
     Participants: candidates.map((m) => m.name).join(', '),
-    History: historyOf([...run.history, ...run.input, ...run.transcript]),
+    History: historyOf([...run.history, ...run.input, ...run.transcript]).slice(-MAX_HISTORY_CHARS),
   })
   const system =
     `${prompt}\n\nUse the ${SELECT_TOOL} tool to express your next speaker selection.` +

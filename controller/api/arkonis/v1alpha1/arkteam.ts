@@ -114,7 +114,7 @@ export const ArkTeam = defineKind({
         ...(outputSchema === undefined ? {} : { outputSchema }),
       }
     })
-    checkPipeline(pipeline, spec.output, ctx)
+    checkPipeline(pipeline, spec.output, roleNames, ctx)
     const dynamic = pipeline.length === 0
     if (dynamic && spec.entry === undefined)
       ctx.error('spec.entry', 'is required without a pipeline: which role takes tasks?')
@@ -149,12 +149,23 @@ const STEP_REFERENCE = /\{\{\s*\.steps\.([A-Za-z_][\w-]*)[\w.-]*\s*\}\}/g
 function checkPipeline(
   pipeline: readonly PipelineStep[],
   output: string | undefined,
+  roles: ReadonlySet<string>,
   ctx: AdaptContext,
 ): void {
   const steps = new Map<string, PipelineStep>()
   pipeline.forEach((s, i) => {
     if (steps.has(s.member)) ctx.error(`spec.pipeline[${i}].role`, `role "${s.member}" has a step already`)
     steps.set(s.member, s)
+  })
+  pipeline.forEach((s, i) => {
+    s.dependsOn.forEach((d, j) => {
+      // A role with no step would never be done: the step waiting for it would never start.
+      if (!steps.has(d) && roles.has(d))
+        ctx.error(
+          `spec.pipeline[${i}].dependsOn[${j}]`,
+          `role "${d}" has no step in the pipeline to wait for`,
+        )
+    })
   })
   // Ancestors of each step, found depth-first; a step met again on its own path is a cycle.
   const ancestors = new Map<string, Set<string>>()
