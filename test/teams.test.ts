@@ -146,6 +146,13 @@ spec:
   output: "{{ .steps.write.output }} (edited)"`,
     `apiVersion: arkonis.dev/v1alpha1
 kind: ArkTeam
+metadata: { name: hurried }
+spec:
+  entry: quick
+  roles:
+    - { name: quick, arkAgent: sleeper, limits: { timeoutSeconds: 1 } }`,
+    `apiVersion: arkonis.dev/v1alpha1
+kind: ArkTeam
 metadata: { name: desk }
 spec:
   entry: front
@@ -349,6 +356,17 @@ describe('ArkTeam', () => {
     const answer = await ask('team/blog', 'cats', { audience: 'kids' })
     // Both waiters met at the barrier: they ran at the same time. The writer read the research and both.
     expect(answer).toBe('post from [notes on cats] after barrier: met/barrier: met for kids (edited)')
+  })
+
+  it("a role's limits bound its member's turns more tightly than the agent's own", async () => {
+    // The sleeper's model takes 3 s and its own timeout is 120 s; the role gives it 1 s.
+    const err = await client.chat.completions
+      .create({ model: 'team/hurried', messages: [{ role: 'user', content: 'hi' }] })
+      .catch((e: unknown) => e)
+    expect(err).toMatchObject({ status: 504, code: 'timeout' })
+    expect((err as Error).message).toMatch(
+      /member quick of team\/hurried ended with timeout: agent\/sleeper timed out after 1 s/,
+    )
   })
 
   it('dynamic: the entry role takes the conversation', async () => {

@@ -273,6 +273,17 @@ export interface TeamMember {
   readonly ref: ObjectRef
   /** Roles this member may hand work to (`delegate` tool); empty means none. */
   readonly canDelegate: readonly string[]
+  /**
+   * The role's own bounds on each of its turns (ArkTeam `limits` on a role that names an existing agent):
+   * the tighter of these and the agent's apply.
+   */
+  readonly limits?: TurnLimits
+}
+
+/** Bounds a team puts on one member turn. */
+export interface TurnLimits {
+  readonly timeoutSeconds?: number
+  readonly maxTokensPerCall?: number
 }
 
 export interface PipelineStep {

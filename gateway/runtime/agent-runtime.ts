@@ -412,7 +412,7 @@ export class AgentRuntime {
     let provider: Provider
     let system: ChatMessage | undefined
     try {
-      prepared = entry.done ?? (await entry.prepared)
+      prepared = withTurnLimits(entry.done ?? (await entry.prepared), task)
       provider = this.providerFor(agent)
       system = prepared.systemMessage(task.parameters)
     } catch (err) {
@@ -663,6 +663,27 @@ export interface ProbeVerdict {
   readonly status: 'True' | 'False'
   readonly reason: string
   readonly message: string
+}
+
+/**
+ * The prepared agent under a task's tighter bounds (a team role's limits), as a view for this run; the
+ * prepared agent itself, shared by every run, is not changed.
+ */
+function withTurnLimits(prepared: PreparedAgent, task: Task): PreparedAgent {
+  const limits = task.limits
+  if (limits === undefined) return prepared
+  const tighter = (own: number | undefined, role: number | undefined) =>
+    role === undefined ? own : own === undefined ? role : Math.min(own, role)
+  const maxTokensPerCall = tighter(prepared.maxTokensPerCall, limits.maxTokensPerCall)
+  const timeoutMs = tighter(
+    prepared.timeoutMs,
+    limits.timeoutSeconds === undefined ? undefined : limits.timeoutSeconds * 1000,
+  )
+  return {
+    ...prepared,
+    ...(maxTokensPerCall === undefined ? {} : { maxTokensPerCall }),
+    timeoutMs: timeoutMs ?? prepared.timeoutMs,
+  }
 }
 
 function verdictOf(err: ProviderError): ProbeVerdict {

@@ -2,7 +2,7 @@
  * A task: one request for one agent, as it crosses the queue from the gateway to a pool worker. Plain JSON,
  * so that the Redis Streams queue can carry it unchanged.
  */
-import type { ObjectRef } from '../../controller/api/index.ts'
+import type { ObjectRef, TurnLimits } from '../../controller/api/index.ts'
 import type { Outcome } from './events.ts'
 import type { ChatMessage, Usage } from './messages.ts'
 import { NO_USAGE } from './messages.ts'
@@ -17,6 +17,8 @@ export interface Task {
    * keeps its newest whole exchanges that fit the agent's token budget with the system prompt and tools.
    */
   readonly history?: readonly ChatMessage[]
+  /** Tighter bounds than the agent's own for this task: a team role's limits on its member's turn. */
+  readonly limits?: TurnLimits
   /** Values for the agent's queryParameterRef parameters. */
   readonly parameters: Readonly<Record<string, string>>
   /** Stream answer text as it is produced. */

@@ -71,11 +71,6 @@ export interface TurnOutcome {
   readonly message?: ChatMessage
 }
 
-/** The team's resource and id as clients name it, for messages and events. */
-export function teamId(team: ResourceOf<'Team'>): string {
-  return `team/${team.ref.namespace}/${team.ref.name}`
-}
-
 /** Runs the team to one result; never throws for a failure of a member (that is the result's outcome). */
 export async function runTeam(
   team: ResourceOf<'Team'>,
@@ -114,7 +109,8 @@ export class TeamRun {
 
   constructor(team: ResourceOf<'Team'>, request: TeamRequest, deps: TeamDeps) {
     this.team = team
-    this.id = teamId(team)
+    // As clients name it (team/<name>, team/<ns>/<name>): in messages, events and errors.
+    this.id = deps.catalog.targetId('Team', team.ref)
     this.request = request
     this.deps = deps
     let last = -1
@@ -395,6 +391,7 @@ export class TeamRun {
           agent: member.ref,
           messages: incoming,
           ...(this.history.length === 0 ? {} : { history: this.history }),
+          ...(member.limits === undefined ? {} : { limits: member.limits }),
           parameters: this.request.parameters,
           stream,
           depth: (this.request.depth ?? 0) + 1,

@@ -1,7 +1,7 @@
 import { conditionsAs, localRef } from '../../adapt.ts'
 import { defineKind } from '../../define.ts'
 import type { AdaptContext, Generated } from '../../define.ts'
-import type { JsonSchema, PipelineStep, TeamMember } from '../../resources.ts'
+import type { JsonSchema, PipelineStep, TeamMember, TurnLimits } from '../../resources.ts'
 import { Conditions, Int, List, Name, Obj, Opt, Str, StringMap } from '../../schema.ts'
 import { ARKONIS_GROUP } from '../group.ts'
 import { AgentFields, adaptAgentFields } from './shared.ts'
@@ -74,6 +74,13 @@ export const ArkTeam = defineKind({
         if (!roleNames.has(d)) ctx.error(`${at}.canDelegate[${j}]`, `"${d}" is not a role of this team`)
       }
       const canDelegate = r.canDelegate ?? []
+      // A role that names an existing agent may still bound its turns (limits); an inline role's limits are its
+      // agent's own.
+      const turn: TurnLimits = {
+        ...(r.limits?.timeoutSeconds === undefined ? {} : { timeoutSeconds: r.limits.timeoutSeconds }),
+        ...(r.limits?.maxTokensPerCall === undefined ? {} : { maxTokensPerCall: r.limits.maxTokensPerCall }),
+      }
+      const limits = Object.keys(turn).length === 0 ? {} : { limits: turn }
       const kinds = [r.arkAgent, r.arkTeam, r.model].filter((v) => v !== undefined).length
       if (kinds !== 1) {
         ctx.error(
@@ -81,7 +88,7 @@ export const ArkTeam = defineKind({
           'must set exactly one of arkAgent (an existing agent), arkTeam, or model (an inline agent)',
         )
       } else if (r.arkAgent !== undefined) {
-        members.push({ name: r.name, type: 'agent', ref: localRef(r.arkAgent, ctx), canDelegate })
+        members.push({ name: r.name, type: 'agent', ref: localRef(r.arkAgent, ctx), canDelegate, ...limits })
       } else if (r.arkTeam !== undefined) {
         members.push({ name: r.name, type: 'team', ref: localRef(r.arkTeam, ctx), canDelegate })
       } else if (r.model !== undefined) {
