@@ -7,8 +7,11 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { Task } from '@a2a-js/sdk'
+import { Role, TaskState } from '@a2a-js/sdk'
+import { ClientFactory } from '@a2a-js/sdk/client'
 import OpenAI from 'openai'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { ArkProcess } from './ark-process.ts'
 import { startArk } from './ark-process.ts'
 import type { FakeUpstream } from './fakes/openai-upstream.ts'
@@ -170,6 +173,60 @@ describe('teams and memory across gateway replicas and workers on Redis', () => 
     await new Promise((r) => setTimeout(r, 5500))
     expect(await runs(workers.sleeper as ArkProcess, 'sleeper', 'answer')).toBe(0)
     expect(await runs(workers.first as ArkProcess, 'first', 'answer')).toBe(before)
+  }, 30_000)
+
+  it("A2A CancelTask through the other replica reaches a team's running member on its worker", async () => {
+    const before = await runs(workers.sleeper as ArkProcess, 'sleeper', 'cancelled')
+    const onA = await new ClientFactory().createFromUrl(`${a.url}/a2a/team/slow/`)
+    const onB = await new ClientFactory().createFromUrl(`${b.url}/a2a/team/slow/`)
+    const started = (await onA.sendMessage({
+      tenant: '',
+      message: {
+        messageId: crypto.randomUUID(),
+        contextId: '',
+        taskId: '',
+        role: Role.ROLE_USER,
+        parts: [
+          {
+            content: { $case: 'text', value: 'take your time' },
+            metadata: {},
+            filename: '',
+            mediaType: 'text/plain',
+          },
+        ],
+        metadata: {},
+        extensions: [],
+        referenceTaskIds: [],
+      },
+      configuration: {
+        acceptedOutputModes: [],
+        taskPushNotificationConfig: undefined,
+        returnImmediately: true,
+      },
+      metadata: {},
+    })) as Task
+    const until = Date.now() + 10_000
+    while (
+      !(await fetch(`${workers.sleeper?.url ?? ''}/metrics`).then((r) => r.text())).match(
+        /ark_pool_in_flight\{pool="default\/sleeper"\} 1/,
+      )
+    ) {
+      if (Date.now() > until) throw new Error('the sleeper never started')
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    await onB.cancelTask({ tenant: '', id: started.id, metadata: {} })
+    const cancelled = Date.now() + 10_000
+    while ((await runs(workers.sleeper as ArkProcess, 'sleeper', 'cancelled')) <= before) {
+      if (Date.now() > cancelled) throw new Error("the team's member was not cancelled")
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    await vi.waitFor(
+      async () => {
+        const now = await onA.getTask({ tenant: '', id: started.id, historyLength: 0 })
+        expect(now.status?.state).toBe(TaskState.TASK_STATE_CANCELED)
+      },
+      { timeout: 10_000, interval: 100 },
+    )
   }, 30_000)
 
   it('a conversation begun through one replica goes on through the other', async () => {

@@ -132,9 +132,12 @@ export class RedisWorker {
     const handoff = keys.handoffChannel(this.#prefix)
     this.#subscriber.on('message', (channel: string, message: string) => {
       if (channel === cancel) {
-        const entry = this.#taskEntries.get(message)
-        const running = entry === undefined ? undefined : this.#running.get(entry)
-        running?.controller.abort(new DOMException('the task was cancelled', 'AbortError'))
+        // The task, and the tasks it runs through others: a team's member turns (`<id>.<turn>`) and an agent's
+        // subtasks (`<id>.<suffix>`), whose runner may be on another replica, out of reach of its own cancel.
+        for (const [task, entry] of this.#taskEntries) {
+          if (task !== message && !task.startsWith(`${message}.`)) continue
+          this.#running.get(entry)?.controller.abort(new DOMException('the task was cancelled', 'AbortError'))
+        }
       } else if (channel === handoff && message === this.#pool) void this.#reclaim()
     })
     await this.#subscriber.subscribe(cancel, handoff)
