@@ -139,8 +139,14 @@ export class TeamRun {
     return user === undefined ? '' : textOf(user.content)
   }
 
+  /** Tells the caller's sink; a sink that throws or rejects is the caller's trouble, never the team's. */
   tell(event: AgentEvent): void {
-    void this.#emit(event)
+    try {
+      const settled = this.#emit(event)
+      if (settled !== undefined) settled.catch(ignore)
+    } catch {
+      // Nothing to do: the run goes on, and the caller's own failure surfaces where it reads.
+    }
   }
 
   async run(): Promise<TaskResult> {
