@@ -223,6 +223,11 @@ export class Admission {
 
   /** Submits the task to the agent's pool: the run, or the refusal of a full or unreachable queue. */
   async submit(checked: Checked, request: SubmitRequest): Promise<Admitted> {
+    // First, and only for agents with a daily budget: nothing is loaded for a request that cannot run.
+    if (checked.kind === 'Agent' && checked.agent.spec.limits.maxDailyTokens !== undefined) {
+      const spent = await this.#spent(checked.agent, checked.target)
+      if (spent !== undefined) return { refusal: spent }
+    }
     // Most requests name no conversation: they take no detour (and no extra turn of the event loop).
     const recalled =
       request.conversation === undefined || this.#deps.memories === undefined
@@ -240,8 +245,6 @@ export class Admission {
         'remember' in recalled ? recalled.remember : undefined,
       )
     const { agent, target } = checked
-    const spent = await this.#spent(agent, target)
-    if (spent !== undefined) return { refusal: spent }
     const task: Task = {
       id: request.id ?? crypto.randomUUID(),
       agent: agent.ref,

@@ -112,6 +112,10 @@ spec: { model: mock, systemPrompt: I am parked., replicas: 0 }`,
       '  parameters: [{ name: name, valueFrom: { queryParameterRef: { name: name } } }]',
     ),
     team('parked-team', 'sequential', ['researcher', 'parked']),
+    `apiVersion: arkonis.dev/v1alpha1
+kind: ArkAgent
+metadata: { name: thrifty }
+spec: { model: mock, systemPrompt: I count., limits: { maxDailyTokens: 10 } }`,
     team('greeting-team', 'sequential', ['researcher', 'greeter']),
     `apiVersion: ark.mckinsey.com/v1alpha1
 kind: Team
@@ -396,6 +400,27 @@ describe('a team that cannot run', () => {
       .catch((e: unknown) => e)
     expect(greeting).toMatchObject({ status: 400, code: 'missing_parameter', param: 'metadata.name' })
     expect(await ask('team/greeting-team', 'show: system', { name: 'Ada' })).toBe('Greet Ada.')
+  })
+
+  it('a spent daily budget is a 429 with Retry-After before anything runs, streamed or not', async () => {
+    // The first run spends more than the 10 tokens a day the agent has.
+    expect(await ask('agent/thrifty', 'hello there, thrifty agent')).toContain('You said')
+    for (const stream of [false, true]) {
+      const res = await fetch(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          model: 'agent/thrifty',
+          stream,
+          messages: [{ role: 'user', content: 'again' }],
+        }),
+      })
+      expect(res.status).toBe(429)
+      expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0)
+      const body = (await res.json()) as { error: { code: string; message: string } }
+      expect(body.error.code).toBe('daily_token_budget_exceeded')
+      expect(body.error.message).toMatch(/agent\/thrifty has used \d+ of its 10 tokens today/)
+    }
   })
 
   it('a client that goes away cancels the member running, and the members after it never start', async () => {
