@@ -15,7 +15,8 @@
  * - ArkMemory `vector-store`: not served (the Memory is not Available and says so; a run that would use it is
  *   refused with that reason).
  *
- * A backend is made on first use and kept while its resource and the values it resolves stay the same.
+ * A backend is made on first use and kept while the values it resolves (address, headers, Redis URL, bounds)
+ * stay the same, whatever else of its resource changes.
  */
 import type { Redis } from 'ioredis'
 import type { ObjectRef, ResourceOf } from '../../../controller/api/index.ts'
