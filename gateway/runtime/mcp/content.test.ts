@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { Redactor } from '../redactor.ts'
-import { describe as describeError, toToolResult, utf8Length } from './content.ts'
+import { utf8Length } from '../messages.ts'
+import { describe as describeError, toToolResult } from './content.ts'
 
 describe('toToolResult', () => {
   const none = Redactor.none

@@ -5,6 +5,7 @@
  * SDK knowing every content kind a server may send.
  */
 import type { JsonSchema } from '../../../controller/api/index.ts'
+import { utf8Length } from '../messages.ts'
 import type { Redactor } from '../redactor.ts'
 import type { ToolResult } from '../tools/tool.ts'
 
@@ -128,23 +129,6 @@ function capBytes(text: string, max: number, server: string, tool: string): stri
   // encodeInto stops before a character that does not fit whole.
   const { read } = encoder.encodeInto(text, new Uint8Array(room))
   return text.slice(0, read) + note
-}
-
-export function utf8Length(text: string): number {
-  let n = 0
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i)
-    if (c < 0x80) n += 1
-    else if (c < 0x800) n += 2
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
-      const d = text.charCodeAt(i + 1)
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        n += 4
-        i++
-      } else n += 3
-    } else n += 3
-  }
-  return n
 }
 
 /** One line of at most `max` characters. */

@@ -109,19 +109,3 @@ export function parseMessage(text: string): ChatMessage | undefined {
     return undefined
   }
 }
-
-/** Bytes of `s` in UTF-8, without encoding it. */
-export function utf8Length(s: string): number {
-  let n = 0
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i)
-    if (c < 0x80) n += 1
-    else if (c < 0x800) n += 2
-    else if (c >= 0xd800 && c < 0xdc00 && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
-      // A surrogate pair is one code point of four bytes.
-      n += 4
-      i++
-    } else n += 3
-  }
-  return n
-}

@@ -6,7 +6,7 @@
  * recently used.
  */
 import type { ChatMessage } from '../messages.ts'
-import { utf8Length } from './decode.ts'
+import { utf8Length } from '../messages.ts'
 import type { ConversationMemory, MemoryBounds } from './memory.ts'
 import { conversationIdOrThrow, entryLimit } from './memory.ts'
 

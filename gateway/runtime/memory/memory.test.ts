@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { decodeMessage, parseMessage, utf8Length } from './decode.ts'
+import { utf8Length } from '../messages.ts'
+import { decodeMessage, parseMessage } from './decode.ts'
 import {
   InvalidConversationError,
   MemoryUnavailableError,
