@@ -162,26 +162,8 @@ export class Admission {
       if (notAvailable !== undefined) return { refusal: notAvailable }
       // What would fail a member's turn after earlier members spent their tokens is refused before any runs.
       for (const agent of agentsOf(catalog, team)) {
-        const member = catalog.targetId('Agent', agent.ref)
-        if (agent.spec.replicas === 0) {
-          return refuse({
-            status: 503,
-            code: 'ScaledToZero',
-            target: id,
-            retry: false,
-            message: `${id} cannot run: its member ${member} is scaled to zero (replicas: 0)`,
-          })
-        }
-        const missing = queryParametersOf(agent).find((p) => parameters[p] === undefined)
-        if (missing !== undefined) {
-          return refuse({
-            status: 400,
-            code: 'missing_parameter',
-            param: `metadata.${missing}`,
-            target: id,
-            message: `${id} needs the parameter "${missing}" (for its member ${member}): send it in the request's metadata, e.g. "metadata": {"${missing}": "..."}`,
-          })
-        }
+        const refusal = unrunnable(agent, parameters, id, catalog.targetId('Agent', agent.ref))
+        if (refusal !== undefined) return { refusal }
       }
       return { kind: 'Team', team, target: id }
     }
@@ -198,26 +180,8 @@ export class Admission {
     const agent = target.resource as ResourceOf<'Agent'>
     const notAvailable = unavailable(catalog, agent.key, id)
     if (notAvailable !== undefined) return { refusal: notAvailable }
-    if (agent.spec.replicas === 0) {
-      return refuse({
-        status: 503,
-        code: 'ScaledToZero',
-        target: id,
-        retry: false,
-        message: `${id} is scaled to zero (replicas: 0); scale it up to serve requests`,
-      })
-    }
-    for (const p of queryParametersOf(agent)) {
-      if (parameters[p] === undefined) {
-        return refuse({
-          status: 400,
-          code: 'missing_parameter',
-          param: `metadata.${p}`,
-          target: id,
-          message: `${id} needs the parameter "${p}": send it in the request's metadata, e.g. "metadata": {"${p}": "..."}`,
-        })
-      }
-    }
+    const refusal = unrunnable(agent, parameters, id)
+    if (refusal !== undefined) return { refusal }
     return { kind: 'Agent', agent, target: id }
   }
 
@@ -513,6 +477,40 @@ export function agentsOf(catalog: Catalog, team: ResourceOf<'Team'>): ResourceOf
   }
   walk(team)
   return [...out.values()]
+}
+
+/**
+ * Why `agent` cannot take a task for target `id` now, though it is Available: it is scaled to zero, or the
+ * request lacks one of its query parameters. `member` names it when it runs as one of the team `id`'s.
+ */
+function unrunnable(
+  agent: ResourceOf<'Agent'>,
+  parameters: Readonly<Record<string, string>>,
+  id: string,
+  member?: string,
+): Refusal | undefined {
+  if (agent.spec.replicas === 0) {
+    return {
+      status: 503,
+      code: 'ScaledToZero',
+      target: id,
+      retry: false,
+      message:
+        member === undefined
+          ? `${id} is scaled to zero (replicas: 0); scale it up to serve requests`
+          : `${id} cannot run: its member ${member} is scaled to zero (replicas: 0)`,
+    }
+  }
+  const missing = queryParametersOf(agent).find((p) => parameters[p] === undefined)
+  if (missing === undefined) return undefined
+  const whose = member === undefined ? '' : ` (for its member ${member})`
+  return {
+    status: 400,
+    code: 'missing_parameter',
+    param: `metadata.${missing}`,
+    target: id,
+    message: `${id} needs the parameter "${missing}"${whose}: send it in the request's metadata, e.g. "metadata": {"${missing}": "..."}`,
+  }
 }
 
 /** The refusal for a target whose Available condition is not True, with its reason as the code. */

@@ -49,6 +49,6 @@ export function succeeded(result: TaskResult): boolean {
 }
 
 /** The result of a task that never ran its loop (refused, cancelled while waiting, runtime failure). */
-export function notRun(task: Task, outcome: Outcome, error: string): TaskResult {
+export function notRun(task: Pick<Task, 'id'>, outcome: Outcome, error: string): TaskResult {
   return { task: task.id, outcome, content: null, usage: NO_USAGE, iterations: 0, error }
 }

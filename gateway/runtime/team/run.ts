@@ -26,7 +26,7 @@ import { NO_USAGE, addUsage, textOf } from '../messages.ts'
 import type { Provider } from '../provider.ts'
 import { MAX_DEPTH } from '../subtasks.ts'
 import type { Task, TaskResult } from '../task.ts'
-import { succeeded } from '../task.ts'
+import { notRun, succeeded } from '../task.ts'
 import { runPipeline } from './pipeline.ts'
 import { selectNext } from './selector.ts'
 import { Stop } from './stop.ts'
@@ -376,7 +376,7 @@ export class TeamRun {
         const sub = this.deps.catalog.get('Team', member.ref)
         result =
           sub === undefined
-            ? failed(id, `team ${refName(member.ref)} (member ${member.name}) does not exist`)
+            ? notRun({ id }, 'error', `team ${refName(member.ref)} (member ${member.name}) does not exist`)
             : await runTeam(
                 sub,
                 {
@@ -407,7 +407,7 @@ export class TeamRun {
       }
     } catch (err) {
       // A full or unreachable pool, a broken queue: the turn failed, and with it the team.
-      result = failed(id, messageOf(err))
+      result = notRun({ id }, 'error', messageOf(err))
     }
     this.usage = addUsage(this.usage, result.usage)
     if (stream && succeeded(result) && (result.content ?? '') !== '') this.streamed = true
@@ -482,10 +482,6 @@ export function speakerName(name: string): string {
 
 function succeededOutcome(outcome: Outcome): boolean {
   return outcome === 'answer' || outcome === 'terminated'
-}
-
-function failed(task: string, error: string): TaskResult {
-  return { task, outcome: 'error', content: null, usage: NO_USAGE, iterations: 0, error }
 }
 
 function refName(ref: ObjectRef): string {
