@@ -129,6 +129,23 @@ describe('teams and memory across gateway replicas and workers on Redis', () => 
     return line === undefined ? 0 : Number(line.split(' ').at(-1))
   }
 
+  /** Until the sleeper runs a task on its worker (its model takes 5 s). */
+  const sleeperRunning = () =>
+    vi.waitFor(
+      async () =>
+        expect(await (await fetch(`${workers.sleeper?.url ?? ''}/metrics`)).text()).toMatch(
+          /ark_pool_in_flight\{pool="default\/sleeper"\} 1/,
+        ),
+      { timeout: 10_000, interval: 50 },
+    )
+  /** Until the sleeper's worker has counted more than `before` cancelled runs. */
+  const sleeperCancelled = (before: number) =>
+    vi.waitFor(
+      async () =>
+        expect(await runs(workers.sleeper as ArkProcess, 'sleeper', 'cancelled')).toBeGreaterThan(before),
+      { timeout: 10_000, interval: 50 },
+    )
+
   it("a team's turns run on its members' workers, each seeing the turns before", async () => {
     upstream.calls.length = 0
     const answer = await client(a).chat.completions.create({
@@ -153,22 +170,10 @@ describe('teams and memory across gateway replicas and workers on Redis', () => 
       )
       .catch((e: unknown) => e)
     // The sleeper is on its worker, waiting out its model's 5 s.
-    const until = Date.now() + 10_000
-    while (
-      !(await fetch(`${workers.sleeper?.url ?? ''}/metrics`).then((r) => r.text())).match(
-        /ark_pool_in_flight\{pool="default\/sleeper"\} 1/,
-      )
-    ) {
-      if (Date.now() > until) throw new Error('the sleeper never started')
-      await new Promise((r) => setTimeout(r, 50))
-    }
+    await sleeperRunning()
     cancel.abort()
     expect(await call).toBeInstanceOf(Error)
-    const cancelled = Date.now() + 10_000
-    while ((await runs(workers.sleeper as ArkProcess, 'sleeper', 'cancelled')) < 1) {
-      if (Date.now() > cancelled) throw new Error('the sleeper was not cancelled')
-      await new Promise((r) => setTimeout(r, 50))
-    }
+    await sleeperCancelled(0)
     // Past the sleeper's 5 s: nothing went on to the next member.
     await new Promise((r) => setTimeout(r, 5500))
     expect(await runs(workers.sleeper as ArkProcess, 'sleeper', 'answer')).toBe(0)
@@ -205,21 +210,9 @@ describe('teams and memory across gateway replicas and workers on Redis', () => 
       },
       metadata: {},
     })) as Task
-    const until = Date.now() + 10_000
-    while (
-      !(await fetch(`${workers.sleeper?.url ?? ''}/metrics`).then((r) => r.text())).match(
-        /ark_pool_in_flight\{pool="default\/sleeper"\} 1/,
-      )
-    ) {
-      if (Date.now() > until) throw new Error('the sleeper never started')
-      await new Promise((r) => setTimeout(r, 50))
-    }
+    await sleeperRunning()
     await onB.cancelTask({ tenant: '', id: started.id, metadata: {} })
-    const cancelled = Date.now() + 10_000
-    while ((await runs(workers.sleeper as ArkProcess, 'sleeper', 'cancelled')) <= before) {
-      if (Date.now() > cancelled) throw new Error("the team's member was not cancelled")
-      await new Promise((r) => setTimeout(r, 50))
-    }
+    await sleeperCancelled(before)
     await vi.waitFor(
       async () => {
         const now = await onA.getTask({ tenant: '', id: started.id, historyLength: 0 })
