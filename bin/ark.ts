@@ -195,6 +195,15 @@ async function main(argv: string[]): Promise<number> {
       'max-concurrent-queries': { type: 'string' },
       'event-qps': { type: 'string' },
       'event-burst': { type: 'string' },
+      source: { type: 'string' },
+      shared: { type: 'boolean' },
+      'worker-image': { type: 'string' },
+      'worker-pull-policy': { type: 'string' },
+      'worker-service-account': { type: 'string' },
+      'worker-cluster-role': { type: 'string' },
+      keda: { type: 'string' },
+      'keda-lag-count': { type: 'string' },
+      'keda-cooldown': { type: 'string' },
     },
   })
   const [command, ...rest] = positionals
@@ -349,10 +358,53 @@ async function main(argv: string[]): Promise<number> {
           .map((x) => x.trim())
           .filter((x) => x !== '')
       }
+      /**
+       * Where the gateway and workers read resources: a folder (default), or a cluster with --source cluster
+       * (in a pod: its ServiceAccount; else KUBECONFIG or ~/.kube/config) or --kubeconfig <file>.
+       */
+      const cluster = (): { cluster?: { kubeconfig?: string; namespaces?: string[] } } => {
+        const from = choice(
+          'source',
+          'ARK_SOURCE',
+          ['folder', 'cluster'],
+          values.kubeconfig === undefined ? 'folder' : 'cluster',
+        )
+        if (from === 'folder') {
+          if (values.kubeconfig !== undefined)
+            throw new Error('--kubeconfig reads a cluster: it cannot go with --source folder')
+          return {}
+        }
+        const namespaces = list('namespaces', 'ARK_NAMESPACES')
+        return {
+          cluster: {
+            ...(values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig }),
+            ...(namespaces === undefined ? {} : { namespaces }),
+          },
+        }
+      }
       if (command === 'controller') {
         const namespaces = list('namespaces', 'ARK_NAMESPACES')
         const leaseNamespace = values['lease-namespace'] ?? process.env.POD_NAMESPACE
         const kubeconfig = values.kubeconfig ?? process.env.KUBECONFIG
+        const image = values['worker-image'] ?? process.env.ARK_WORKER_IMAGE
+        const keda = choice('keda', 'ARK_KEDA', ['true', 'false'], 'false') === 'true'
+        if (image !== undefined && image !== '' && redis === undefined)
+          throw new Error(
+            '--worker-image (ARK_WORKER_IMAGE) needs --redis-url (REDIS_URL): pools work through Redis',
+          )
+        if (keda && (image === undefined || image === ''))
+          throw new Error(
+            '--keda (ARK_KEDA) scales the pools --worker-image (ARK_WORKER_IMAGE) creates: set both',
+          )
+        const pullPolicy =
+          values['worker-pull-policy'] === undefined && process.env.ARK_WORKER_PULL_POLICY === undefined
+            ? undefined
+            : choice(
+                'worker-pull-policy',
+                'ARK_WORKER_PULL_POLICY',
+                ['Always', 'IfNotPresent', 'Never'],
+                'IfNotPresent',
+              )
         // The Kubernetes client loads only for the commands that talk to a cluster.
         const { controller } = await import('./controller.ts')
         return controller({
@@ -377,18 +429,46 @@ async function main(argv: string[]): Promise<number> {
           probeIntervalSeconds: number('probe-interval', 'ARK_PROBE_INTERVAL', 60, 0),
           poolConcurrency: number('pool-concurrency', 'ARK_POOL_CONCURRENCY', DEFAULTS.poolConcurrency, 1),
           maxQueued: number('queue-size', 'ARK_QUEUE_SIZE', DEFAULTS.maxQueued, 0),
+          ...(image === undefined || image === ''
+            ? {}
+            : {
+                pools: {
+                  image,
+                  ...(pullPolicy === undefined ? {} : { imagePullPolicy: pullPolicy }),
+                  serviceAccount:
+                    values['worker-service-account'] ??
+                    process.env.ARK_WORKER_SERVICE_ACCOUNT ??
+                    'ark-worker',
+                  clusterRole:
+                    values['worker-cluster-role'] ?? process.env.ARK_WORKER_CLUSTER_ROLE ?? 'ark-data-plane',
+                  ...(keda
+                    ? {
+                        keda: {
+                          lagCount: number('keda-lag-count', 'ARK_KEDA_LAG_COUNT', 5, 1),
+                          cooldownSeconds: number('keda-cooldown', 'ARK_KEDA_COOLDOWN', 300, 0),
+                          pollingSeconds: 15,
+                        },
+                      }
+                    : {}),
+                },
+              }),
         })
       }
       if (command === 'worker') {
         const agent = values.agent ?? process.env.ARK_AGENT
-        if (agent === undefined || agent === '')
-          throw new Error('ark worker needs --agent <namespace>/<name> (or ARK_AGENT)')
+        const shared = values.shared === true || process.env.ARK_WORKER_SHARED === 'true'
+        if (shared && agent !== undefined && agent !== '')
+          throw new Error('ark worker takes --agent <namespace>/<name> or --shared, not both')
+        if (!shared && (agent === undefined || agent === ''))
+          throw new Error(
+            'ark worker needs --agent <namespace>/<name> (or ARK_AGENT), or --shared for every agent without a pool',
+          )
         const concurrency = number('concurrency', 'ARK_WORKER_CONCURRENCY', 0, 1)
         return worker({
           ...common,
-          ...(values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig }),
+          ...cluster(),
           redis: redis as RedisSettings,
-          agent,
+          agents: shared ? 'shared' : (agent ?? ''),
           port: number('port', 'PORT', 8081, 0),
           ...(concurrency === 0 ? {} : { concurrency }),
           shutdownGraceMs: number('shutdown-grace', 'ARK_SHUTDOWN_GRACE', 25, 0) * 1000,
@@ -398,17 +478,15 @@ async function main(argv: string[]): Promise<number> {
         })
       }
       const hosts = list('allowed-hosts', 'ARK_ALLOWED_HOSTS')
-      const kubeconfig = values.kubeconfig
-      if (kubeconfig !== undefined && command !== 'gateway')
+      const source = cluster()
+      if ('cluster' in source && command !== 'gateway')
         throw new Error(
-          '--kubeconfig is for ark gateway, ark worker, ark get and ark controller; ark dev reads a folder',
+          '--kubeconfig and --source cluster are for ark gateway, ark worker, ark get and ark controller; ark dev reads a folder',
         )
-      const namespaces = list('namespaces', 'ARK_NAMESPACES')
       return dev({
         ...common,
         mode: command,
-        ...(kubeconfig === undefined ? {} : { kubeconfig }),
-        ...(namespaces === undefined ? {} : { namespaces }),
+        ...source,
         redis,
         port: number('port', 'PORT', 8080, 0),
         allowedHosts:
@@ -471,9 +549,8 @@ function checkRedisUrl(url: string): void {
 interface DevOptions {
   readonly mode: 'dev' | 'gateway'
   readonly manifests: string
-  /** ark gateway: read resources from this cluster instead of `manifests`. */
-  readonly kubeconfig?: string
-  readonly namespaces?: readonly string[]
+  /** ark gateway: read resources from a cluster instead of `manifests` (a kubeconfig, else the usual places). */
+  readonly cluster?: { readonly kubeconfig?: string; readonly namespaces?: readonly string[] }
   readonly host: string
   readonly port: number
   readonly maxBodyBytes: number
@@ -512,13 +589,12 @@ async function dev(options: DevOptions): Promise<number> {
       workers: options.mode === 'dev' ? 'every agent, in this process' : 'none (ark worker processes)',
     })
   const cluster =
-    options.kubeconfig === undefined
+    options.cluster === undefined
       ? undefined
       : await (
           await import('./cluster.ts')
         ).openClusterCatalog({
-          kubeconfig: options.kubeconfig,
-          ...(options.namespaces === undefined ? {} : { namespaces: options.namespaces }),
+          ...options.cluster,
           onError: (path, err) => log.warn('list/watch failed; retrying', { path, error: String(err) }),
         })
   if (cluster !== undefined) log.info('reading resources from the cluster', { server: cluster.server })

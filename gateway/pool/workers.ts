@@ -18,8 +18,11 @@ export interface PoolWorkersOptions {
   readonly catalog: Catalog
   readonly runtime: AgentRuntime
   readonly redis: RedisSettings
-  /** One agent's pool, or every agent's as the catalog changes. */
-  readonly agents: ObjectRef | 'all'
+  /**
+   * One agent's pool; every agent's as the catalog changes (`ark dev`); or `shared`: every agent without a pool
+   * of its own (no replicas: the ARK dialect's), as the shared runtime on a cluster serves them.
+   */
+  readonly agents: ObjectRef | 'all' | 'shared'
   /** Tasks each worker runs at once; default the agent's limits.maxConcurrentTasks, else `defaultConcurrency`. */
   readonly concurrency?: number
   readonly defaultConcurrency: number
@@ -60,7 +63,7 @@ export class PoolWorkers {
   /** Starts the workers; resolves once each is reading its stream. Rejects when Redis cannot be reached. */
   async start(): Promise<void> {
     const { agents, catalog } = this.#options
-    if (agents !== 'all') {
+    if (agents !== 'all' && agents !== 'shared') {
       await this.#serve(agents)
       return
     }
@@ -86,7 +89,13 @@ export class PoolWorkers {
 
   async #follow(): Promise<void> {
     if (this.#closed) return
-    const wanted = new Map(this.#options.catalog.list('Agent').map((a) => [agentKey(a.ref), a.ref]))
+    const shared = this.#options.agents === 'shared'
+    const wanted = new Map(
+      this.#options.catalog
+        .list('Agent')
+        .filter((a) => !shared || a.spec.replicas === undefined)
+        .map((a) => [agentKey(a.ref), a.ref]),
+    )
     for (const pool of this.#served.keys()) if (!wanted.has(pool)) void this.#drop(pool, 0)
     await Promise.all(
       [...wanted]

@@ -1,0 +1,370 @@
+/**
+ * Pools on a cluster: every agent with replicas (ArkAgents, and an ArkTeam's inline roles) gets a Deployment
+ * of `ark worker --agent <ns>/<name>` in its namespace, owned by the resource it came from, so that
+ * `kubectl scale arkagent x --replicas 5` scales pods and deleting the ArkAgent deletes them. Agents without
+ * replicas (the ARK dialect's) run on the shared runtime the chart deploys, not here.
+ *
+ * One reconcile, level-based as every other:
+ * - the namespace's ServiceAccount, RoleBinding (to the read-only data-plane ClusterRole) and Redis Secret,
+ *   applied once per namespace and process unless they change;
+ * - the Deployment, applied server-side. Its pod template carries a digest of every ConfigMap and Secret
+ *   the agent reaches (its systemPromptRef, its Model's key, ...), so changing one rolls the pool;
+ * - with KEDA, a ScaledObject (0 to the agent's replicas, on its stream's lag) and no replicas in the
+ *   Deployment, which the HPA owns; a drained pool (replicas: 0) has no ScaledObject;
+ * - the agent's status: replicas, readyReplicas, Progressing and Degraded, read from the Deployment.
+ *   Available stays the availability reconciler's: whether the agent can serve, on which the gateway
+ *   routes. A pool KEDA scaled to zero can serve: its requests wait in the stream for the worker KEDA starts.
+ *
+ * A Deployment of the same name that ark does not own is never taken over: the agent is Degraded and says so.
+ * Deployments are watched through a label selector, so the cache holds the pools and nothing else.
+ */
+import type { AgentSpec, AnyResource, Resource } from '../api/index.ts'
+import { referencesOf, resourceKey } from '../api/index.ts'
+import type { KubeClient, KubeObject } from '../kube/client.ts'
+import { KubeError } from '../kube/client.ts'
+import type { Catalog, StatusWriter, StoreEvent } from '../store/index.ts'
+import { Reflector } from '../store/reflector.ts'
+import { withCondition } from './conditions.ts'
+import type { ReconcileMetrics } from './kit.ts'
+import { Controller } from './kit.ts'
+import type { PoolSettings } from './pool-deployment.ts'
+import {
+  AGENT_ANNOTATION,
+  DEGRADED,
+  MANAGED_BY,
+  MANAGED_SELECTOR,
+  PROGRESSING,
+  digest,
+  kedaObjects,
+  namespaceObjects,
+  poolDeployment,
+  poolState,
+} from './pool-deployment.ts'
+
+export interface PoolControllerOptions {
+  readonly client: KubeClient
+  /** The object each resource was read from (its uid for the ownerReference): the KubeStore. */
+  readonly objects: { objectOf(key: string): KubeObject | undefined }
+  readonly settings: PoolSettings
+  /** The Redis every pool's workers use (the controller's own --redis-url). */
+  readonly redisUrl: string
+  /** Namespaces watched; absent: all. */
+  readonly namespaces?: readonly string[]
+  readonly metrics?: ReconcileMetrics
+  readonly onError?: (key: string, err: unknown) => void
+}
+
+type AgentResource = Resource<'Agent', AgentSpec>
+
+const FIELD_MANAGER = 'ark-controller'
+/** Kinds whose change may change what a pool's pods read: followed back to the agents that reach them. */
+const CONFIG_KINDS = new Set(['ConfigMap', 'Secret', 'Model', 'Tool', 'MCPServer', 'Settings', 'Memory'])
+/** How far back dependents are followed (a Secret, its Model, the Settings naming it, the agent). */
+const MAX_DEPTH = 4
+
+export class PoolController {
+  readonly #catalog: Catalog
+  readonly #writer: StatusWriter
+  readonly #options: PoolControllerOptions
+  readonly #controller: Controller
+  readonly #reflectors: Reflector[] = []
+  /** The pools' Deployments by `namespace/name`, as the watch delivers them. */
+  readonly #deployments = new Map<string, KubeObject>()
+  /** What was last applied per namespace (its objects' digest), so it is applied once. */
+  readonly #namespaces = new Map<string, string>()
+  /** Pools whose ScaledObject is known to be absent (drained), so it is not deleted on every reconcile. */
+  readonly #unscaled = new Set<string>()
+
+  constructor(catalog: Catalog, writer: StatusWriter, options: PoolControllerOptions) {
+    this.#catalog = catalog
+    this.#writer = writer
+    this.#options = options
+    this.#controller = new Controller(
+      'pools',
+      catalog,
+      (key) => this.#reconcile(key),
+      { kinds: new Set(['Agent']), map: (e) => this.#affected(e) },
+      {
+        ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
+        ...(options.onError === undefined ? {} : { onError: options.onError }),
+      },
+    )
+  }
+
+  /** Lists and watches the pools' Deployments, then reconciles every agent; resolves when converged. */
+  async start(): Promise<void> {
+    for (const ns of this.#options.namespaces ?? [undefined]) {
+      const path =
+        ns === undefined ? '/apis/apps/v1/deployments' : `/apis/apps/v1/namespaces/${ns}/deployments`
+      const reflector = new Reflector(
+        this.#options.client,
+        path,
+        {
+          replace: (items) => {
+            const seen = new Set(items.map((d) => idOf(d)))
+            for (const id of [...this.#deployments.keys()])
+              if (!seen.has(id) && (ns === undefined || id.startsWith(`${ns}/`))) this.#forget(id)
+            for (const d of items) this.#store(d)
+          },
+          event: (type, d) => (type === 'DELETED' ? this.#forget(idOf(d)) : this.#store(d)),
+          error: (err) => this.#options.onError?.(path, err),
+        },
+        { labelSelector: MANAGED_SELECTOR },
+      )
+      this.#reflectors.push(reflector)
+    }
+    await Promise.all(this.#reflectors.map((r) => r.start()))
+    await this.#controller.start()
+  }
+
+  idle(): Promise<void> {
+    return this.#controller.idle()
+  }
+
+  close(): void {
+    this.#controller.close()
+    for (const r of this.#reflectors) void r.stop()
+  }
+
+  #store(d: KubeObject): void {
+    this.#deployments.set(idOf(d), d)
+    const agent = d.metadata?.annotations?.[AGENT_ANNOTATION]
+    if (agent !== undefined) this.#controller.enqueue(`Agent/${agent}`)
+  }
+
+  #forget(id: string): void {
+    const d = this.#deployments.get(id)
+    this.#deployments.delete(id)
+    const agent = d?.metadata?.annotations?.[AGENT_ANNOTATION]
+    if (agent !== undefined) this.#controller.enqueue(`Agent/${agent}`)
+  }
+
+  /** The agents a change may roll: those that reach a changed ConfigMap, Secret, Model, ... */
+  #affected(e: StoreEvent): string[] {
+    const r = e.resource
+    if (e.type === 'status' || !CONFIG_KINDS.has(r.kind)) return []
+    const out = new Set<string>()
+    const { providersSecret, redisSecret } = this.#options.settings
+    // The Secrets every pod of a namespace reads through its environment.
+    if (r.kind === 'Secret' && (r.ref.name === providersSecret || r.ref.name === redisSecret))
+      for (const a of this.#catalog.list('Agent')) if (a.ref.namespace === r.ref.namespace) out.add(a.key)
+    let frontier = [r.key]
+    const seen = new Set(frontier)
+    for (let depth = 0; depth < MAX_DEPTH && frontier.length > 0; depth++) {
+      const next: string[] = []
+      for (const key of frontier)
+        for (const d of this.#catalog.dependentsOf(key)) {
+          if (seen.has(d)) continue
+          seen.add(d)
+          if (d.startsWith('Agent/')) out.add(d)
+          else next.push(d)
+        }
+      frontier = next
+    }
+    return [...out]
+  }
+
+  async #reconcile(key: string): Promise<undefined | { requeueAfterMs: number }> {
+    const [, namespace = '', name = ''] = key.split('/')
+    const id = `${namespace}/${name}`
+    const resource = this.#catalog.store.get(key)
+    const existing = this.#deployments.get(id)
+    if (resource?.kind !== 'Agent' || resource.spec.replicas === undefined) {
+      // Gone (an ArkAgent's Deployment also goes with its ownerReference; an ArkTeam role's would not,
+      // its owner being the team), or no longer pooled.
+      if (existing !== undefined && isOurs(existing)) await this.#delete(existing)
+      return undefined
+    }
+    const agent = resource as AgentResource
+    const { settings, redisUrl } = this.#options
+    const owner = this.#options.objects.objectOf(key)
+    const uid = owner?.metadata?.uid
+    if (owner === undefined || uid === undefined) return undefined
+
+    const foreign = existing === undefined ? await this.#foreign(id, uid) : undefined
+    if (foreign !== undefined) {
+      await this.#report(agent, undefined, {
+        status: 'True',
+        reason: 'DeploymentConflict',
+        message: `a Deployment named ${name} exists in ${namespace} and ark does not manage it (${foreign}); rename the agent or delete that Deployment`,
+      })
+      return { requeueAfterMs: 60_000 }
+    }
+
+    await this.#ensureNamespace(namespace)
+    const ownerReference = {
+      apiVersion: String(owner.apiVersion),
+      kind: String(owner.kind),
+      name: owner.metadata?.name ?? name,
+      uid,
+      controller: true,
+      blockOwnerDeletion: false,
+    }
+    const withOwner = (o: Record<string, unknown>) => ({
+      ...o,
+      metadata: { ...(o.metadata as object), ownerReferences: [ownerReference] },
+    })
+    const deployment = poolDeployment(agent, settings, this.#configHash(agent))
+    const applied = await this.#apply(
+      `/apis/apps/v1/namespaces/${namespace}/deployments/${name}`,
+      withOwner(deployment),
+    )
+    this.#store(applied)
+
+    if (settings.keda !== undefined) {
+      const keda = { ...settings, keda: settings.keda }
+      if ((agent.spec.replicas ?? 0) > 0) {
+        this.#unscaled.delete(id)
+        for (const o of kedaObjects(agent, keda, redisUrl)) {
+          const m = o.metadata as { name: string }
+          const plural = o.kind === 'ScaledObject' ? 'scaledobjects' : 'triggerauthentications'
+          await this.#apply(
+            `/apis/keda.sh/v1alpha1/namespaces/${namespace}/${plural}/${m.name}`,
+            withOwner(o),
+          )
+        }
+      } else if (!this.#unscaled.has(id)) {
+        // Drained: KEDA must not scale it back up.
+        await this.#deleteIfPresent(`/apis/keda.sh/v1alpha1/namespaces/${namespace}/scaledobjects/${name}`)
+        this.#unscaled.add(id)
+      }
+    }
+    await this.#report(agent, this.#deployments.get(id) ?? applied)
+    return undefined
+  }
+
+  /** Why a Deployment of this name that the cache does not hold is not ark's; undefined when there is none. */
+  async #foreign(id: string, uid: string): Promise<string | undefined> {
+    const [namespace = '', name = ''] = id.split('/')
+    let d: KubeObject
+    try {
+      d = await this.#options.client.request<KubeObject>(
+        'GET',
+        `/apis/apps/v1/namespaces/${namespace}/deployments/${name}`,
+      )
+    } catch (err) {
+      if (err instanceof KubeError && err.status === 404) return undefined
+      throw err
+    }
+    const owners = (d.metadata?.ownerReferences ?? []) as { uid?: string }[]
+    if (owners.some((o) => o.uid === uid)) return undefined
+    return owners.length > 0 ? 'it has another owner' : 'it has no owner'
+  }
+
+  async #ensureNamespace(namespace: string): Promise<void> {
+    const objects = namespaceObjects(namespace, this.#options.settings, this.#options.redisUrl)
+    const fingerprint = digest(JSON.stringify(objects))
+    if (this.#namespaces.get(namespace) === fingerprint) return
+    for (const o of objects) {
+      const m = o.metadata as { name: string }
+      const path =
+        o.kind === 'RoleBinding'
+          ? `/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/rolebindings/${m.name}`
+          : `/api/v1/namespaces/${namespace}/${o.kind === 'Secret' ? 'secrets' : 'serviceaccounts'}/${m.name}`
+      await this.#apply(path, o)
+    }
+    this.#namespaces.set(namespace, fingerprint)
+  }
+
+  /**
+   * A digest of what the pool's pods read when they start, or could read differently after a change: every
+   * ConfigMap and Secret the agent reaches through its references (its prompt, its Model's key, its tools'
+   * headers), by identity and version (never by content: the annotation is readable by anyone who can read
+   * the Deployment), and the namespace's provider and Redis Secrets.
+   */
+  #configHash(agent: AgentResource): string {
+    const store = this.#catalog.store
+    const parts: string[] = []
+    const version = (r: AnyResource | undefined, label: string) => {
+      if (r === undefined) return `${label}:absent`
+      const rv = r.meta.resourceVersion
+      // A folder has no resourceVersion; its digest is only ever compared with itself.
+      return `${label}:${r.meta.uid ?? ''}@${rv ?? digest(JSON.stringify(r.spec))}`
+    }
+    const { providersSecret, redisSecret } = this.#options.settings
+    for (const s of [providersSecret, redisSecret]) {
+      const k = resourceKey('Secret', agent.ref.namespace, s)
+      parts.push(version(store.get(k), k))
+    }
+    const seen = new Set<string>([agent.key])
+    let frontier: AnyResource[] = [agent]
+    for (let depth = 0; depth < MAX_DEPTH && frontier.length > 0; depth++) {
+      const next: AnyResource[] = []
+      for (const r of frontier)
+        for (const ref of referencesOf(r)) {
+          if (ref.kind === 'Service' || ref.kind === 'Agent' || ref.kind === 'Team') continue
+          const k = resourceKey(ref.kind, ref.ref.namespace, ref.ref.name)
+          if (seen.has(k)) continue
+          seen.add(k)
+          const found = store.get(k)
+          if (ref.kind === 'ConfigMap' || ref.kind === 'Secret') parts.push(version(found, k))
+          else if (found !== undefined) next.push(found)
+        }
+      frontier = next
+    }
+    return digest(parts.sort().join('\n')).slice(0, 16)
+  }
+
+  async #report(
+    agent: AgentResource,
+    deployment: KubeObject | undefined,
+    conflict?: { status: 'True'; reason: string; message: string },
+  ): Promise<void> {
+    const desired = agent.spec.replicas ?? 0
+    const state = poolState(deployment, desired)
+    const now = () => new Date()
+    await this.#writer.updateStatus(agent.key, (current, latest) => {
+      const progressed = withCondition(current, latest, PROGRESSING, state.progressing, now)
+      const degraded = withCondition(progressed ?? current, latest, DEGRADED, conflict ?? state.degraded, now)
+      const conditions = (degraded ?? progressed ?? current)?.conditions ?? []
+      // A conflict says nothing about the pool's pods: the counts stay as they were.
+      const counts =
+        conflict === undefined ? { replicas: state.replicas, readyReplicas: state.readyReplicas } : {}
+      const countsChanged =
+        conflict === undefined &&
+        (current?.replicas !== state.replicas || current.readyReplicas !== state.readyReplicas)
+      if (progressed === undefined && degraded === undefined && !countsChanged) return undefined
+      return { ...current, conditions, ...counts }
+    })
+  }
+
+  async #apply(path: string, body: Record<string, unknown>): Promise<KubeObject> {
+    return this.#options.client.request<KubeObject>('PATCH', path, {
+      query: { fieldManager: FIELD_MANAGER, force: true },
+      contentType: 'application/apply-patch+yaml',
+      body,
+    })
+  }
+
+  async #delete(d: KubeObject): Promise<void> {
+    const m = d.metadata ?? {}
+    await this.#deleteIfPresent(
+      `/apis/apps/v1/namespaces/${m.namespace ?? ''}/deployments/${m.name ?? ''}`,
+      m.uid,
+    )
+  }
+
+  async #deleteIfPresent(path: string, uid?: string): Promise<void> {
+    try {
+      await this.#options.client.request('DELETE', path, {
+        body: {
+          kind: 'DeleteOptions',
+          apiVersion: 'v1',
+          propagationPolicy: 'Background',
+          ...(uid === undefined ? {} : { preconditions: { uid } }),
+        },
+      })
+    } catch (err) {
+      if (err instanceof KubeError && (err.status === 404 || err.status === 409)) return
+      throw err
+    }
+  }
+}
+
+function idOf(d: KubeObject): string {
+  return `${d.metadata?.namespace ?? ''}/${d.metadata?.name ?? ''}`
+}
+
+function isOurs(d: KubeObject): boolean {
+  return d.metadata?.labels?.['app.kubernetes.io/managed-by'] === MANAGED_BY
+}
