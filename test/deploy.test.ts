@@ -345,9 +345,12 @@ describe('the Helm chart (deploy/helm/ark)', () => {
     const controller = container(objs, 'ark-controller')
     const gateway = container(objs, 'ark-gateway')
     const runtime = container(objs, 'ark-runtime')
-    expect(controller.args).toEqual(['controller', '--host', '0.0.0.0'])
-    expect(gateway.args).toEqual(['gateway', '--source', 'cluster', '--host', '0.0.0.0'])
-    expect(runtime.args).toEqual(['worker', '--shared', '--source', 'cluster', '--host', '0.0.0.0'])
+    expect(controller.args).toEqual(['controller'])
+    expect(gateway.args).toEqual(['gateway', '--source', 'cluster'])
+    expect(runtime.args).toEqual(['worker', '--shared', '--source', 'cluster'])
+    // Through the environment, where a flag would beat it: a runner may give each pod its own port.
+    for (const c of [controller, gateway, runtime])
+      expect(c.env).toEqual(expect.arrayContaining([{ name: 'HOST', value: '0.0.0.0' }]))
     for (const c of [controller, gateway, runtime]) {
       expect(c.image).toBe(IMAGE)
       expect(c.imagePullPolicy).toBe('IfNotPresent')

@@ -42,6 +42,8 @@ export interface RunningPod {
   /** The environment it was started with. */
   readonly env: Readonly<Record<string, string>>
   readonly args: readonly string[]
+  /** Its container's name. */
+  readonly container: string
   readonly port: number
   readonly process: ArkProcess
   ready: boolean
@@ -114,7 +116,7 @@ export function startKubelet(
       ],
       containerStatuses: [
         {
-          name: 'worker',
+          name: p.container,
           ready: p.ready,
           restartCount: p.restarts,
           started: true,
@@ -212,6 +214,7 @@ export function startKubelet(
       annotations: { ...pod.metadata?.annotations },
       env,
       args,
+      container: container.name,
       port,
       process: proc,
       ready: false,

@@ -1,80 +1,72 @@
 /**
- * ArkAgents as Deployments, end to end on a real kube-apiserver with the real kube-controller-manager's
+ * ark installed with its Helm chart, running: a real kube-apiserver with the real kube-controller-manager's
  * Deployment, ReplicaSet and garbage-collector controllers, a real redis-server, and test/kubelet.ts running
- * each Pod's container as a local `ark worker` process:
- * - the real `ark controller`, with a token bound only to deploy/rbac's roles, applies a Deployment per
- *   ArkAgent (seed 003's research-agent: two workers), and the per-namespace ServiceAccount, RoleBinding and
- *   Redis Secret its pods use; its pods read their agent with that ServiceAccount only;
- * - the real `ark gateway` (read-only token of the data plane) routes requests to them through Redis;
+ * every Pod's container as a local `ark` process, with its ServiceAccount's token only.
+ * - `helm install` (deploy/helm/ark, external Redis) gives a controller, two gateway replicas and the shared
+ *   runtime, each a pod of the chart's Deployments, as the chart wrote them;
+ * - the controller applies a Deployment per ArkAgent (seed 003's research-agent: two workers) and the
+ *   per-namespace ServiceAccount, RoleBinding and Redis Secret its pods read their agent with;
+ * - requests through a gateway pod are answered by the pool's workers, or by the shared runtime for an
+ *   ARK-dialect Agent;
  * - `kubectl scale arkagent` adds a worker; a systemPromptRef ConfigMap change rolls the pool; replicas 0
  *   drains it; deleting the ArkAgent deletes the Deployment and its pods;
  * - status: replicas, readyReplicas, Progressing and Degraded from the Deployment;
- * - with --keda, a ScaledObject whose trigger names the pool's real stream and group, and a pool that KEDA
- *   scaled to zero keeps its requests waiting in the stream (whose lag KEDA reads) until a worker comes.
+ * - `helm upgrade --set keda.enabled=true` rolls the controller; the new one gives each pool a ScaledObject
+ *   whose trigger names the pool's real stream and group, and a pool scaled to zero keeps its requests
+ *   waiting in the stream (whose lag KEDA reads) until a worker comes.
  */
+import { execFile } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import * as k8s from '@kubernetes/client-node'
 import { Redis } from 'ioredis'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import type { ArkProcess } from './ark-process.ts'
-import { startArk } from './ark-process.ts'
-import type { Kubelet } from './kubelet.ts'
+import type { Kubelet, RunningPod } from './kubelet.ts'
 import { startKubelet } from './kubelet.ts'
 import type { KubeServer } from './kube.ts'
-import { serviceAccountKubeconfig, startKube } from './kube.ts'
+import { helmBinary, startKube } from './kube.ts'
 import type { RedisServer } from './redis-server.ts'
 import { startRedis } from './redis-server.ts'
 
+const run = promisify(execFile)
 const SYSTEM = 'ark-system'
+const CHART = join(import.meta.dirname, '../deploy/helm/ark')
 const IMAGE = 'ghcr.io/ark-runtime/ark:0.1.0'
 const SEED_003 = readFileSync(join(import.meta.dirname, 'fixtures/seeds/003-arkagent.yaml'), 'utf8')
 
 let kube: KubeServer
 let redis: RedisServer
 let kubelet: Kubelet
-let controller: ArkProcess
-let gateway: ArkProcess
 let openai: OpenAI
 let apps: k8s.AppsV1Api
 let custom: k8s.CustomObjectsApi
 const namespaces: string[] = []
 
-/** The data plane's identity in ark-system, as the chart makes it: read-only, cluster-wide. */
-const GATEWAY_RBAC = `
-apiVersion: v1
-kind: ServiceAccount
-metadata: { name: ark-gateway, namespace: ${SYSTEM} }
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: { name: ark-gateway }
-roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: ark-data-plane }
-subjects: [{ kind: ServiceAccount, name: ark-gateway, namespace: ${SYSTEM} }]
-`
+async function helm(...args: string[]): Promise<string> {
+  const { stdout } = await run(await helmBinary(), [...args, '--kubeconfig', kube.kubeconfig], {
+    timeout: 120_000,
+  })
+  return stdout
+}
 
-async function startController(extra: readonly string[] = []): Promise<ArkProcess> {
-  const kubeconfig = await serviceAccountKubeconfig(kube, SYSTEM, 'ark-controller')
-  const p = await startArk(
-    [
-      'controller',
-      '--kubeconfig',
-      kubeconfig,
-      '--port',
-      '0',
-      '--lease-namespace',
-      SYSTEM,
-      '--retry-period',
-      '1',
-      '--probe-interval',
-      '0',
-      ...extra,
-    ],
-    { env: { REDIS_URL: redis.url, ARK_WORKER_IMAGE: IMAGE } },
+/** The release's running pods of one component (controller, gateway, runtime). */
+const component = (name: string): RunningPod[] =>
+  kubelet.pods(SYSTEM).filter((p) => p.labels['app.kubernetes.io/component'] === name)
+
+/** The controller pod that leads. */
+async function leader(): Promise<RunningPod> {
+  return vi.waitFor(
+    () => {
+      const leading = component('controller').find(
+        (p) => p.ready && p.process.lines.some((l) => l.msg === 'leading'),
+      )
+      if (leading === undefined) throw new Error('no controller leads yet')
+      return leading
+    },
+    { timeout: 60_000, interval: 250 },
   )
-  await p.waitFor((l) => l.msg === 'leading', 30_000)
-  return p
 }
 
 beforeAll(async () => {
@@ -82,27 +74,47 @@ beforeAll(async () => {
     startKube({ controllers: ['deployment', 'replicaset', 'garbagecollector'] }),
     startRedis(),
   ])
-  await kube.installCrds()
-  await kube.kubectl(['create', 'namespace', SYSTEM])
-  await kube.kubectl(['apply', '-k', join(import.meta.dirname, '../deploy/rbac')])
-  await kube.kubectl(['apply', '-f', '-'], { input: GATEWAY_RBAC })
   const kc = kube.config()
   apps = kc.makeApiClient(k8s.AppsV1Api)
   custom = kc.makeApiClient(k8s.CustomObjectsApi)
-  controller = await startController()
-  gateway = await startArk(
-    ['gateway', '--kubeconfig', await serviceAccountKubeconfig(kube, SYSTEM, 'ark-gateway'), '--port', '0'],
-    { env: { REDIS_URL: redis.url } },
+  kubelet = startKubelet(kube, { namespaces: () => [SYSTEM, ...namespaces] })
+  await helm(
+    'install',
+    'ark',
+    CHART,
+    '--namespace',
+    SYSTEM,
+    '--create-namespace',
+    '--set',
+    'redis.enabled=false',
+    '--set',
+    `redis.url=${redis.url}`,
+    '--set',
+    'controller.replicas=1',
+    '--set',
+    'runtime.replicas=1',
   )
-  openai = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'unused', maxRetries: 0 })
-  kubelet = startKubelet(kube, { namespaces: () => namespaces })
+  await vi.waitFor(
+    () => {
+      expect(component('gateway').filter((p) => p.ready)).toHaveLength(2)
+      expect(component('runtime').filter((p) => p.ready)).toHaveLength(1)
+    },
+    { timeout: 90_000, interval: 250 },
+  )
+  await leader()
+  const gateway = component('gateway')[0]
+  openai = new OpenAI({
+    baseURL: `http://127.0.0.1:${String(gateway?.port)}/v1`,
+    apiKey: 'unused',
+    maxRetries: 0,
+  })
 }, 180_000)
 
 afterAll(async () => {
   if (process.env.DEBUG_POOLS !== undefined)
-    console.log(controller.lines.map((l) => JSON.stringify(l)).join('\n'))
+    for (const p of component('controller'))
+      console.log(p.process.lines.map((l) => JSON.stringify(l)).join('\n'))
   await kubelet.stop()
-  await Promise.all([gateway.stop(), controller.stop()])
   await Promise.all([kube.stop(), redis.stop()])
 }, 60_000)
 
@@ -135,9 +147,14 @@ async function ask(model: string, content: string): Promise<string> {
   return r.choices[0]?.message.content ?? ''
 }
 
-/** The controller never had a request refused: its token holds every verb the pools need. */
-function expectNoForbidden(p: ArkProcess): void {
-  const refused = p.lines.filter((l) => /forbidden|403/i.test(JSON.stringify(l)))
+/** No ark process of the release or its pools had a request refused: each token holds what it needs. */
+function expectNoForbidden(): void {
+  const pods = [...kubelet.pods(), ...kubelet.stopped.map((s) => s.pod)]
+  const refused = pods.flatMap((p) =>
+    p.process.lines
+      .filter((l) => /forbidden|403/i.test(JSON.stringify(l)))
+      .map((l) => `${p.name}: ${JSON.stringify(l)}`),
+  )
   expect(refused).toEqual([])
 }
 
@@ -206,16 +223,12 @@ describe('an ArkAgent on a cluster', () => {
       interval: 500,
     })
     expect(answer).toContain('hello pool')
-    // Its run was timed on one of the pods (their /metrics, through the port the kubelet gave them).
-    const runs = await Promise.all(
-      kubelet.pods(ns).map(async (p) => {
-        const text = await (await fetch(`http://127.0.0.1:${String(p.port)}/metrics`)).text()
-        const line = text.split('\n').find((l) => l.startsWith('ark_queue_run_seconds_count'))
-        return Number(line?.split(' ').at(-1) ?? 0)
-      }),
-    )
+    // Its run was timed on one of the pool's pods.
+    const runs = await Promise.all(kubelet.pods(ns).map(runsOn))
     expect(runs.reduce((a, b) => a + b, 0)).toBe(1)
-    expectNoForbidden(controller)
+    // Nothing rolled meanwhile: the config hash was stable from the first apply on.
+    expect(kubelet.stopped.filter((p) => p.pod.namespace === ns)).toEqual([])
+    expectNoForbidden()
   }, 120_000)
 
   it('scales with kubectl scale arkagent: a third worker starts', async () => {
@@ -286,6 +299,54 @@ describe('an ArkAgent on a cluster', () => {
     )
     await vi.waitFor(() => expect(kubelet.pods(ns)).toHaveLength(0), { timeout: 60_000, interval: 250 })
   }, 120_000)
+})
+
+/** Runs this pod measured on its /metrics (ark_queue_run_seconds_count), through its port. */
+async function runsOn(p: RunningPod): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${String(p.port)}/metrics`)).text()
+  const line = text.split('\n').find((l) => l.startsWith('ark_queue_run_seconds_count'))
+  return Number(line?.split(' ').at(-1) ?? 0)
+}
+
+describe('an ARK-dialect Agent', () => {
+  it('runs on the shared runtime, through either gateway replica, with no Deployment of its own', async () => {
+    const ns = await namespace('shared')
+    await kube.kubectl(['apply', '-n', ns, '-f', '-'], {
+      input: `
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Model
+metadata: { name: default }
+spec: { provider: mock, model: { value: mock-1 } }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: helper }
+spec: { prompt: I help. }
+`,
+    })
+    const [runtime] = component('runtime')
+    if (runtime === undefined) throw new Error('no runtime pod')
+    const before = await runsOn(runtime)
+    for (const gateway of component('gateway')) {
+      const client = new OpenAI({
+        baseURL: `http://127.0.0.1:${String(gateway.port)}/v1`,
+        apiKey: 'unused',
+        maxRetries: 0,
+      })
+      const r = await vi.waitFor(
+        () =>
+          client.chat.completions.create({
+            model: `agent/${ns}/helper`,
+            messages: [{ role: 'user', content: `via ${gateway.name}` }],
+          }),
+        { timeout: 20_000, interval: 500 },
+      )
+      expect(r.choices[0]?.message.content).toContain(`via ${gateway.name}`)
+    }
+    expect(await runsOn(runtime)).toBe(before + 2)
+    const own = await apps.listNamespacedDeployment({ namespace: ns })
+    expect(own.items).toEqual([])
+  }, 60_000)
 })
 
 describe('a systemPromptRef ConfigMap', () => {
@@ -389,13 +450,32 @@ spec: { replicas: 1, model: llama3.2, systemPrompt: I am taken. }
 
 describe('with KEDA', () => {
   it('gives each pool a ScaledObject on its stream, and a pool scaled to zero answers once a worker comes', async () => {
-    // The keda rules, and a stand-in for KEDA's CRD so the API server stores ScaledObjects.
-    await kube.kubectl(['apply', '-f', join(import.meta.dirname, '../deploy/rbac/keda-cluster-role.yaml')])
+    // A stand-in for KEDA's CRD, so the API server stores ScaledObjects; the upgrade rolls the controller
+    // (its environment changed) and adds the KEDA rules to its role.
     for (const crd of ['keda.sh_scaledobjects.yaml', 'keda.sh_triggerauthentications.yaml'])
       await kube.kubectl(['apply', '-f', join(import.meta.dirname, 'fixtures/crds', crd)])
     await kube.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/scaledobjects.keda.sh'])
-    await controller.stop()
-    controller = await startController(['--keda', 'true', '--keda-lag-count', '3'])
+    const before = (await leader()).name
+    await helm(
+      'upgrade',
+      'ark',
+      CHART,
+      '--namespace',
+      SYSTEM,
+      '--reuse-values',
+      '--set',
+      'keda.enabled=true',
+      '--set',
+      'keda.lagCount=3',
+    )
+    await vi.waitFor(
+      async () => {
+        const now = await leader()
+        expect(now.name).not.toBe(before)
+        expect(now.env.ARK_KEDA).toBe('true')
+      },
+      { timeout: 90_000, interval: 500 },
+    )
 
     const ns = await namespace('keda')
     await kube.kubectl(['apply', '-n', ns, '-f', '-'], {
@@ -487,6 +567,6 @@ spec: { replicas: 4, model: llama3.2, systemPrompt: I scale. }
       },
       { timeout: 30_000, interval: 250 },
     )
-    expectNoForbidden(controller)
+    expectNoForbidden()
   }, 180_000)
 })

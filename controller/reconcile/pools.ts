@@ -72,6 +72,11 @@ export class PoolController {
   readonly #deployments = new Map<string, KubeObject>()
   /** What was last applied per namespace (its objects' digest), so it is applied once. */
   readonly #namespaces = new Map<string, string>()
+  /**
+   * The Redis Secret's version per namespace, as its apply answered: it goes into the config hash (a new
+   * Redis URL rolls the pools) without waiting for the watch to deliver it, and without its content.
+   */
+  readonly #redisSecrets = new Map<string, string>()
   /** Pools whose ScaledObject is known to be absent (drained), so it is not deleted on every reconcile. */
   readonly #unscaled = new Set<string>()
 
@@ -261,7 +266,12 @@ export class PoolController {
         o.kind === 'RoleBinding'
           ? `/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/rolebindings/${m.name}`
           : `/api/v1/namespaces/${namespace}/${o.kind === 'Secret' ? 'secrets' : 'serviceaccounts'}/${m.name}`
-      await this.#apply(path, o)
+      const applied = await this.#apply(path, o)
+      if (o.kind === 'Secret')
+        this.#redisSecrets.set(
+          namespace,
+          `${applied.metadata?.uid ?? ''}@${applied.metadata?.resourceVersion ?? ''}`,
+        )
     }
     this.#namespaces.set(namespace, fingerprint)
   }
@@ -270,7 +280,7 @@ export class PoolController {
    * A digest of what the pool's pods read when they start, or could read differently after a change: every
    * ConfigMap and Secret the agent reaches through its references (its prompt, its Model's key, its tools'
    * headers), by identity and version (never by content: the annotation is readable by anyone who can read
-   * the Deployment), and the namespace's provider and Redis Secrets.
+   * the Deployment), the namespace's provider Secret, and the Redis Secret as it was last applied.
    */
   #configHash(agent: AgentResource): string {
     const store = this.#catalog.store
@@ -281,11 +291,12 @@ export class PoolController {
       // A folder has no resourceVersion; its digest is only ever compared with itself.
       return `${label}:${r.meta.uid ?? ''}@${rv ?? digest(JSON.stringify(r.spec))}`
     }
-    const { providersSecret, redisSecret } = this.#options.settings
-    for (const s of [providersSecret, redisSecret]) {
-      const k = resourceKey('Secret', agent.ref.namespace, s)
-      parts.push(version(store.get(k), k))
-    }
+    const { providersSecret } = this.#options.settings
+    const providers = resourceKey('Secret', agent.ref.namespace, providersSecret)
+    parts.push(
+      version(store.get(providers), providers),
+      `redis:${this.#redisSecrets.get(agent.ref.namespace) ?? ''}`,
+    )
     const seen = new Set<string>([agent.key])
     let frontier: AnyResource[] = [agent]
     for (let depth = 0; depth < MAX_DEPTH && frontier.length > 0; depth++) {
