@@ -22,7 +22,8 @@ import { promisify } from 'node:util'
 import * as k8s from '@kubernetes/client-node'
 import { Redis } from 'ioredis'
 import OpenAI from 'openai'
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest'
+import { startFakeOpenAI } from './fakes/openai-upstream.ts'
 import type { Kubelet, RunningPod } from './kubelet.ts'
 import { startKubelet } from './kubelet.ts'
 import type { KubeServer } from './kube.ts'
@@ -347,6 +348,127 @@ spec: { prompt: I help. }
     const own = await apps.listNamespacedDeployment({ namespace: ns })
     expect(own.items).toEqual([])
   }, 60_000)
+})
+
+describe('provider keys from the namespace Secret ark-providers', () => {
+  it('reach the pool by reference only, and a rotated key rolls it', async () => {
+    const canary = `sk-canary-${Math.random().toString(36).slice(2)}`
+    const rotated = `${canary}-2`
+    const upstream = await startFakeOpenAI({ keys: [canary] })
+    onTestFinished(() => upstream.close())
+    const ns = await namespace('keys')
+    const secret = (key: string) => `
+apiVersion: v1
+kind: Secret
+metadata: { name: ark-providers }
+stringData: { OPENAI_API_KEY: ${key}, OPENAI_BASE_URL: "${upstream.url}" }
+`
+    await kube.kubectl(['apply', '-n', ns, '-f', '-'], {
+      input: `${secret(canary)}---
+apiVersion: arkonis.dev/v1alpha1
+kind: ArkAgent
+metadata: { name: priced }
+spec: { replicas: 1, model: gpt-4o, systemPrompt: I cost money. }
+`,
+    })
+    await vi.waitFor(() => expect(kubelet.pods(ns).filter((p) => p.ready)).toHaveLength(1), {
+      timeout: 60_000,
+      interval: 250,
+    })
+    const first = kubelet.pods(ns)[0]?.name
+    expect(
+      await vi.waitFor(() => ask(`agent/${ns}/priced`, 'paid'), { timeout: 20_000, interval: 500 }),
+    ).toContain('paid')
+    expect(upstream.calls.at(-1)?.headers.authorization).toBe(`Bearer ${canary}`)
+
+    // Rotated: the pool rolls onto the new key (the old one is refused from now on).
+    upstream.keys.clear()
+    upstream.keys.add(rotated)
+    await kube.kubectl(['apply', '-n', ns, '-f', '-'], { input: secret(rotated) })
+    await vi.waitFor(
+      () => {
+        const pods = kubelet.pods(ns)
+        expect(pods.map((p) => p.name)).not.toContain(first)
+        expect(pods.filter((p) => p.ready)).toHaveLength(1)
+      },
+      { timeout: 60_000, interval: 250 },
+    )
+    expect(await ask(`agent/${ns}/priced`, 'paid again')).toContain('paid again')
+    expect(upstream.calls.at(-1)?.headers.authorization).toBe(`Bearer ${rotated}`)
+
+    // The key itself is nowhere but in its Secret and the workers' memory.
+    const seen = [
+      JSON.stringify(await apps.readNamespacedDeployment({ namespace: ns, name: 'priced' })),
+      JSON.stringify(await arkAgent(ns, 'priced')),
+      await kube.kubectl(['get', 'events', '-n', ns, '-o', 'json']),
+      ...[...kubelet.pods(), ...kubelet.stopped.map((x) => x.pod)].flatMap((p) =>
+        p.process.lines.map((l) => JSON.stringify(l)),
+      ),
+    ].join('\n')
+    expect(seen).not.toContain(canary)
+  }, 120_000)
+})
+
+describe("an ArkTeam's inline roles", () => {
+  it('get a pool each, owned by the team, and a role taken out takes its pool with it', async () => {
+    const ns = await namespace('team')
+    const team = (roles: string) => `
+apiVersion: arkonis.dev/v1alpha1
+kind: ArkTeam
+metadata: { name: blog }
+spec:
+  roles:
+    - { name: researcher, model: llama3.2, systemPrompt: You research. }
+${roles}`
+    await kube.kubectl(['apply', '-n', ns, '-f', '-'], {
+      input: team(`    - { name: writer, model: llama3.2, systemPrompt: You write. }
+  pipeline:
+    - { role: researcher, inputs: { prompt: "notes on {{ .input }}" } }
+    - { role: writer, dependsOn: [researcher], inputs: { prompt: "post from {{ .steps.researcher.output }}" } }
+  output: "{{ .steps.writer.output }}"
+`),
+    })
+    await vi.waitFor(() => expect(kubelet.pods(ns).filter((p) => p.ready)).toHaveLength(2), {
+      timeout: 60_000,
+      interval: 250,
+    })
+    const uid = (
+      JSON.parse(await kube.kubectl(['get', 'arkteam', 'blog', '-n', ns, '-o', 'json'])) as {
+        metadata: { uid: string }
+      }
+    ).metadata.uid
+    for (const name of ['blog-researcher', 'blog-writer']) {
+      const d = await apps.readNamespacedDeployment({ namespace: ns, name })
+      expect(d.metadata?.ownerReferences).toEqual([
+        expect.objectContaining({ kind: 'ArkTeam', name: 'blog', uid }),
+      ])
+    }
+    // The team runs in the gateway; each turn on its role's pool.
+    expect(
+      await vi.waitFor(() => ask(`team/${ns}/blog`, 'otters'), { timeout: 20_000, interval: 500 }),
+    ).toContain('otters')
+    const runs = await Promise.all(kubelet.pods(ns).map(runsOn))
+    expect(runs).toEqual([1, 1])
+
+    await kube.kubectl(['apply', '-n', ns, '-f', '-'], {
+      input: team(`  pipeline:
+    - { role: researcher, inputs: { prompt: "notes on {{ .input }}" } }
+  output: "{{ .steps.researcher.output }}"
+`),
+    })
+    await vi.waitFor(
+      async () => {
+        const names = (await apps.listNamespacedDeployment({ namespace: ns })).items.map(
+          (d) => d.metadata?.name,
+        )
+        expect(names).toEqual(['blog-researcher'])
+        expect(kubelet.pods(ns).map((p) => p.labels['app.kubernetes.io/instance'])).toEqual([
+          'blog-researcher',
+        ])
+      },
+      { timeout: 60_000, interval: 250 },
+    )
+  }, 120_000)
 })
 
 describe('a systemPromptRef ConfigMap', () => {
