@@ -210,4 +210,34 @@ describe('ark dev', () => {
     expect(agent.code).toBe(2)
     expect(agent.stderr).toContain('--agent must be <namespace>/<name> or <name>')
   })
+
+  it('refuses cluster flags that cannot work together, saying which', async () => {
+    const redis = ['--redis-url', 'redis://127.0.0.1:1']
+    const both = await ark('worker', '--agent', 'a', '--shared', ...redis)
+    expect(both.code).toBe(2)
+    expect(both.stderr).toContain('--agent <namespace>/<name> or --shared, not both')
+    const neither = await ark('worker', ...redis)
+    expect(neither.stderr).toContain('or --shared for every agent without a pool')
+    const source = await ark('gateway', '--source', 'etcd', ...redis)
+    expect(source.stderr).toContain('--source (ARK_SOURCE) must be one of folder, cluster, got "etcd"')
+    const folder = await ark('gateway', '--source', 'folder', '--kubeconfig', '/nope', ...redis)
+    expect(folder.stderr).toContain('--kubeconfig reads a cluster: it cannot go with --source folder')
+    const dev = await ark('dev', '--source', 'cluster')
+    expect(dev.stderr).toContain('ark dev reads a folder')
+    const image = await ark('controller', '--worker-image', 'ark:1')
+    expect(image.stderr).toContain('--worker-image (ARK_WORKER_IMAGE) needs --redis-url (REDIS_URL)')
+    const keda = await ark('controller', '--keda', 'true', ...redis)
+    expect(keda.stderr).toContain(
+      '--keda (ARK_KEDA) scales the pools --worker-image (ARK_WORKER_IMAGE) creates',
+    )
+    const policy = await ark(
+      'controller',
+      '--worker-image',
+      'ark:1',
+      '--worker-pull-policy',
+      'Sometimes',
+      ...redis,
+    )
+    expect(policy.stderr).toContain('--worker-pull-policy (ARK_WORKER_PULL_POLICY) must be one of Always')
+  })
 })

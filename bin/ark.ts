@@ -93,9 +93,10 @@ Usage:
         --max-attempts <n>         Attempts before a task is dead-lettered (env ARK_MAX_ATTEMPTS, default 3)
   ark gateway                      The edge only: the same API and flags as ark dev, every task submitted
                                    to its pool's Redis stream for ark worker processes; needs --redis-url.
-                                   Several replicas may share one Redis. With --kubeconfig <file> it reads
-                                   resources and their status from a cluster (read-only; --namespaces a,b
-                                   limits it), as ark controller writes them.
+                                   Several replicas may share one Redis. With --source cluster (in a pod,
+                                   its ServiceAccount) or --kubeconfig <file> it reads resources and their
+                                   status from a cluster (read-only; --namespaces a,b limits it), as ark
+                                   controller writes them.
   ark worker --agent <ns>/<name>   A pool worker: runs the agent's tasks from its Redis stream (the
                                    agent's tools, models and limits come from the manifests); serves
                                    /healthz, /readyz (semantic probe verdict) and /metrics. Flags as
@@ -107,6 +108,11 @@ Usage:
         --shutdown-grace <s>       On SIGTERM, running tasks get this long to finish before they are
                                    handed back to the pool (env ARK_SHUTDOWN_GRACE, default 25)
         --id <name>                Consumer name in Redis (env ARK_ID, default <hostname>-<random>)
+        --shared                   Instead of --agent: every agent without a pool of its own (no
+                                   replicas: ARK Agents), as they come and go (env ARK_WORKER_SHARED=true)
+        --source <folder|cluster>  Where resources come from (env ARK_SOURCE, default folder). cluster:
+                                   the pod's ServiceAccount, else KUBECONFIG or ~/.kube/config; a pool
+                                   worker reads its agent's namespace only (ark gateway takes it too)
         --kubeconfig <file>        Read the agent and what it uses from a cluster instead of a folder
   ark controller                   The control plane on a Kubernetes API: watches every ark resource (both
                                    dialects, their ConfigMaps and Secrets), and while it holds the
@@ -127,6 +133,19 @@ Usage:
         --lease-duration <s>       (env ARK_LEASE_DURATION, default 15), --renew-deadline <s> (default 10),
         --retry-period <s>         (default 2): Kubernetes' usual leader-election durations
         --id <name>                This replica in the Lease and in Query status (env ARK_ID, POD_NAME)
+        --worker-image <image>     Run every agent with replicas (ArkAgents, ArkTeam roles) as a Deployment
+                                   of \`ark worker --agent <ns>/<name>\` on this image, in the agent's
+                                   namespace, with the ServiceAccount and RoleBinding ark-worker and the
+                                   Secret ark-worker-redis there (env ARK_WORKER_IMAGE; needs --redis-url).
+                                   The Secret ark-providers of that namespace, if any, is the workers'
+                                   environment (provider keys). Default: no Deployments
+        --worker-pull-policy <p>   Always | IfNotPresent | Never (env ARK_WORKER_PULL_POLICY)
+        --worker-service-account <name>  (env ARK_WORKER_SERVICE_ACCOUNT, default ark-worker)
+        --worker-cluster-role <name>     What that account is bound to in each namespace (env
+                                   ARK_WORKER_CLUSTER_ROLE, default ark-data-plane: read-only)
+        --keda <bool>              A KEDA ScaledObject per pool: 0 to its replicas on its stream's lag
+                                   (env ARK_KEDA, default false); --keda-lag-count <n> waiting tasks per
+                                   worker (ARK_KEDA_LAG_COUNT, default 5), --keda-cooldown <s> (default 300)
   ark --help | ark --version
 
 Kinds for get: agents, models, tools, teams, memories, queries, mcpservers, a2aservers,
