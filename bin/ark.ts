@@ -140,12 +140,12 @@ Usage:
                                    The Secret ark-providers of that namespace, if any, is the workers'
                                    environment (provider keys). Default: no Deployments
         --worker-pull-policy <p>   Always | IfNotPresent | Never (env ARK_WORKER_PULL_POLICY)
-        --worker-service-account <name>  (env ARK_WORKER_SERVICE_ACCOUNT, default ark-worker)
-        --worker-cluster-role <name>     What that account is bound to in each namespace (env
-                                   ARK_WORKER_CLUSTER_ROLE, default ark-data-plane: read-only)
+        --worker-pull-secrets <a,b>  imagePullSecrets of the pools' pods: Secrets of these names must exist
+                                   in each agent's namespace (env ARK_WORKER_PULL_SECRETS)
         --keda <bool>              A KEDA ScaledObject per pool: 0 to its replicas on its stream's lag
-                                   (env ARK_KEDA, default false); --keda-lag-count <n> waiting tasks per
-                                   worker (ARK_KEDA_LAG_COUNT, default 5), --keda-cooldown <s> (default 300)
+                                   (env ARK_KEDA, default false); --keda-tasks-per-worker <n> unanswered
+                                   tasks per worker (ARK_KEDA_TASKS_PER_WORKER, default 5), --keda-cooldown
+                                   <s> (ARK_KEDA_COOLDOWN, default 300)
   ark --help | ark --version
 
 Kinds for get: agents, models, tools, teams, memories, queries, mcpservers, a2aservers,
@@ -218,10 +218,9 @@ async function main(argv: string[]): Promise<number> {
       shared: { type: 'boolean' },
       'worker-image': { type: 'string' },
       'worker-pull-policy': { type: 'string' },
-      'worker-service-account': { type: 'string' },
-      'worker-cluster-role': { type: 'string' },
+      'worker-pull-secrets': { type: 'string' },
       keda: { type: 'string' },
-      'keda-lag-count': { type: 'string' },
+      'keda-tasks-per-worker': { type: 'string' },
       'keda-cooldown': { type: 'string' },
     },
   })
@@ -454,16 +453,11 @@ async function main(argv: string[]): Promise<number> {
                 pools: {
                   image,
                   ...(pullPolicy === undefined ? {} : { imagePullPolicy: pullPolicy }),
-                  serviceAccount:
-                    values['worker-service-account'] ??
-                    process.env.ARK_WORKER_SERVICE_ACCOUNT ??
-                    'ark-worker',
-                  clusterRole:
-                    values['worker-cluster-role'] ?? process.env.ARK_WORKER_CLUSTER_ROLE ?? 'ark-data-plane',
+                  pullSecrets: list('worker-pull-secrets', 'ARK_WORKER_PULL_SECRETS') ?? [],
                   ...(keda
                     ? {
                         keda: {
-                          lagCount: number('keda-lag-count', 'ARK_KEDA_LAG_COUNT', 5, 1),
+                          tasksPerWorker: number('keda-tasks-per-worker', 'ARK_KEDA_TASKS_PER_WORKER', 5, 1),
                           cooldownSeconds: number('keda-cooldown', 'ARK_KEDA_COOLDOWN', 300, 0),
                           pollingSeconds: 15,
                         },

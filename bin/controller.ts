@@ -33,7 +33,6 @@ import {
   createLogger,
   discoverAgentCard,
   mcpDiscovery,
-  POOL_GROUP,
   redactedUrl,
   redisKeys,
   serve,
@@ -73,10 +72,9 @@ export interface ControllerCommand {
 export interface PoolCommand {
   readonly image: string
   readonly imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never'
-  readonly serviceAccount: string
-  readonly clusterRole: string
+  readonly pullSecrets: readonly string[]
   readonly keda?: {
-    readonly lagCount: number
+    readonly tasksPerWorker: number
     readonly cooldownSeconds: number
     readonly pollingSeconds: number
   }
@@ -126,7 +124,7 @@ export async function controller(options: ControllerCommand): Promise<number> {
   if (options.pools !== undefined)
     log.info('pooled agents get Deployments', {
       image: options.pools.image,
-      serviceAccount: options.pools.serviceAccount,
+      pullSecrets: options.pools.pullSecrets,
       keda: options.pools.keda !== undefined,
     })
 
@@ -253,8 +251,6 @@ export async function controller(options: ControllerCommand): Promise<number> {
       onError,
     })
     tokenUsage.start()
-    const pools = poolController(options, catalog, store, client, reconcileMetrics, onError)
-    await pools?.start()
     const queries = new QueryController(catalog, store, {
       runner: queryRunner(catalog, gateway, log),
       objects: store,
@@ -267,6 +263,10 @@ export async function controller(options: ControllerCommand): Promise<number> {
     await queries.start()
     const validity = new ValidityController(store, events, onError)
     await validity.start()
+    // Not awaited: Queries and validity do not wait for the pools' first pass (or for a Deployments list
+    // that keeps failing, which the reflector logs and retries until the leadership ends).
+    const pools = poolController(options, catalog, store, client, reconcileMetrics, onError)
+    void pools?.start().catch((err: unknown) => log.error('pools did not start', { error: String(err) }))
     await new Promise<void>((resolve) => {
       if (signal.aborted) resolve()
       else signal.addEventListener('abort', () => resolve(), { once: true })
@@ -339,8 +339,10 @@ function poolController(
     settings: {
       image: pools.image,
       ...(pools.imagePullPolicy === undefined ? {} : { imagePullPolicy: pools.imagePullPolicy }),
-      serviceAccount: pools.serviceAccount,
-      clusterRole: pools.clusterRole,
+      // Fixed names: deploy/rbac lets the controller write these, by name, and nothing else of their kinds.
+      serviceAccount: 'ark-worker',
+      clusterRole: 'ark-data-plane',
+      pullSecrets: pools.pullSecrets,
       redisSecret: 'ark-worker-redis',
       providersSecret: 'ark-providers',
       ...(prefix === 'ark' ? {} : { redisPrefix: prefix }),
@@ -353,7 +355,6 @@ function poolController(
             keda: {
               ...pools.keda,
               stream: (agent) => redisKeys.pool(prefix, agent.ref),
-              group: POOL_GROUP,
             },
           }),
     },

@@ -43,8 +43,8 @@ export type { PoolStatus } from './pool/workers.ts'
 export { PoolWorkers } from './pool/workers.ts'
 export { WorkerMetrics } from './pool/worker-metrics.ts'
 export { redactedUrl } from './pool/redis-streams.ts'
-/** A pool's Redis stream and its consumer group: what KEDA's redis-streams trigger reads the lag of. */
-export { GROUP as POOL_GROUP, keys as redisKeys } from './pool/redis-streams.ts'
+/** A pool's Redis stream: what KEDA's redis-streams trigger reads the length of. */
+export { keys as redisKeys } from './pool/redis-streams.ts'
 import type { discoverAgentCard as DiscoverAgentCardFn } from './runtime/providers/a2a.ts'
 export { mcpDiscovery } from './runtime/mcp/discovery.ts'
 type DiscoverAgentCard = typeof DiscoverAgentCardFn

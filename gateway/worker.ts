@@ -86,8 +86,11 @@ export function createWorker(options: WorkerOptions): Worker {
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/readyz', (c) => {
     const pools = status()
-    // The shared runtime with no agent to serve yet is ready for them; a pool's worker needs its pool.
-    const ready = (pools.length > 0 || (started && agent === 'shared')) && pools.every((p) => p.ready)
+    // A pool's worker is ready when its pool is. The shared runtime serves many tenants' agents: one agent
+    // whose probe fails (or whose Model lacks its key) must not make every replica NotReady, so it is
+    // ready once it takes tasks and reaches Redis; each agent's own gate still keeps its tasks away.
+    const ready =
+      agent === 'shared' ? started && workers.connected() : pools.length > 0 && pools.every((p) => p.ready)
     return c.json({ status: ready ? 'ready' : 'not ready', pools }, ready ? 200 : 503)
   })
   app.get('/metrics', async (c) => c.body(await metrics.text(), 200, { 'content-type': metrics.contentType }))

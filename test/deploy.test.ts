@@ -189,7 +189,7 @@ const set = (...pairs: string[]) => pairs.flatMap((p) => ['--set', p])
 /** The values users are expected to set, each rendered, linted and dry-run on the API server. */
 const VARIATIONS: Readonly<Record<string, readonly string[]>> = {
   default: [],
-  keda: set('keda.enabled=true', 'keda.lagCount=10'),
+  keda: set('keda.enabled=true', 'keda.tasksPerWorker=10'),
   monitoring: set('monitoring.serviceMonitor.enabled=true', 'monitoring.serviceMonitor.labels.release=prom'),
   'external redis': set('redis.enabled=false', 'redis.url=rediss://:s3cret@redis.example.com:6380/0'),
   'existing secret': set('redis.enabled=false', 'redis.existingSecret=my-redis'),
@@ -365,7 +365,7 @@ describe('the Helm chart (deploy/helm/ark)', () => {
     expect(env(controller, 'POD_NAME')?.valueFrom?.fieldRef?.fieldPath).toBe('metadata.name')
     expect(env(controller, 'POD_NAMESPACE')?.valueFrom?.fieldRef?.fieldPath).toBe('metadata.namespace')
     expect(env(controller, 'ARK_WORKER_IMAGE')?.value).toBe(IMAGE)
-    expect(env(controller, 'ARK_WORKER_SERVICE_ACCOUNT')?.value).toBe('ark-worker')
+    expect(env(controller, 'ARK_WORKER_PULL_SECRETS')).toBeUndefined()
     expect(env(controller, 'ARK_KEDA')).toBeUndefined()
     expect(env(runtime, 'ARK_ID')?.valueFrom?.fieldRef?.fieldPath).toBe('metadata.name')
 
@@ -551,8 +551,10 @@ describe('the Helm chart (deploy/helm/ark)', () => {
     const objs = await render(VARIATIONS.everything)
     const controller = container(objs, 'ark-controller')
     expect(env(controller, 'ARK_KEDA')?.value).toBe('true')
-    expect(env(controller, 'ARK_KEDA_LAG_COUNT')?.value).toBe('5')
+    expect(env(controller, 'ARK_KEDA_TASKS_PER_WORKER')?.value).toBe('5')
     expect(env(controller, 'ARK_LOG_LEVEL')?.value).toBe('debug')
+    // The pools pull with the release's pull Secrets' names (in their own namespaces).
+    expect(env(controller, 'ARK_WORKER_PULL_SECRETS')?.value).toBe('registry')
     for (const name of ARK) {
       const c = container(objs, name)
       expect(env(c, 'ARK_NAMESPACES')?.value, name).toBe('team-a,team-b')
@@ -575,7 +577,7 @@ describe('the Helm chart (deploy/helm/ark)', () => {
       resources: { requests: { storage: '1Gi' } },
     })
     const keda = await render(VARIATIONS.keda)
-    expect(env(container(keda, 'ark-controller'), 'ARK_KEDA_LAG_COUNT')?.value).toBe('10')
+    expect(env(container(keda, 'ark-controller'), 'ARK_KEDA_TASKS_PER_WORKER')?.value).toBe('10')
   })
 
   it('picks the PodDisruptionBudget API by Kubernetes version', async () => {
@@ -634,6 +636,12 @@ describe('the Helm chart (deploy/helm/ark)', () => {
           { namespaceSelector: {}, podSelector: { matchLabels: { 'app.kubernetes.io/part-of': 'ark' } } },
         ],
       },
+    ])
+    // With KEDA, its operator reads the pools' stream lengths from its own namespace.
+    const keda = find(await render(VARIATIONS.keda), 'NetworkPolicy', 'ark-redis') as Policy
+    expect(keda.spec.ingress[0]?.from).toEqual([
+      { namespaceSelector: {}, podSelector: { matchLabels: { 'app.kubernetes.io/part-of': 'ark' } } },
+      { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'keda' } } },
     ])
     const narrowed = find(await render(VARIATIONS.everything), 'NetworkPolicy', 'ark-gateway') as Policy
     expect(narrowed.spec.ingress[0]?.from).toEqual([
@@ -698,7 +706,7 @@ describe('the Helm chart (deploy/helm/ark)', () => {
       [set('gatway.replicas=1'), /additional properties 'gatway' not allowed/],
       [set('controller.replica=1'), /\/controller.*additional properties 'replica'/],
       [set('redis.password=p@ss'), /\/redis\/password/],
-      [set('keda.lagCount=0'), /\/keda\/lagCount/],
+      [set('keda.tasksPerWorker=0'), /\/keda\/tasksPerWorker/],
       [set('controller.namespaces={Team_A}'), /\/controller\/namespaces\/0/],
     ]
     for (const [args, message] of cases) expect(await refusal(args), args.join(' ')).toMatch(message)
@@ -804,7 +812,7 @@ describe('the kustomize base and overlays (deploy/kustomize)', () => {
     const keda = await overlay('keda')
     const controller = container(keda, 'ark-controller')
     expect(env(controller, 'ARK_KEDA')?.value).toBe('true')
-    expect(env(controller, 'ARK_KEDA_LAG_COUNT')?.value).toBe('5')
+    expect(env(controller, 'ARK_KEDA_TASKS_PER_WORKER')?.value).toBe('5')
     expect(env(controller, 'ARK_WORKER_IMAGE')?.value).toBe(IMAGE)
     expect(find(keda, 'ClusterRole', 'ark-controller-keda').rules).toEqual(
       await rbacRules('keda-cluster-role.yaml', 'ClusterRole', 'ark-controller-keda'),
@@ -834,7 +842,7 @@ describe('the kustomize base and overlays (deploy/kustomize)', () => {
       const controller = container(objs, 'ark-controller')
       expect(env(controller, 'ARK_WORKER_IMAGE')?.value).toBe('registry.example.com/ark:9.9.9')
       // Other values are left alone.
-      expect(env(controller, 'ARK_WORKER_SERVICE_ACCOUNT')?.value).toBe('ark-worker')
+      expect(env(controller, 'ARK_WORKER_PULL_POLICY')?.value).toBe('IfNotPresent')
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
@@ -944,7 +952,10 @@ describe('on a real API server (kube-apiserver 1.20.2)', () => {
     expect(
       await can('ark-gateway', 'patch', 'agents.ark.mckinsey.com', '--subresource=status', '-n', 'default'),
     ).toBe('no')
+    // Not `get`: the catalog lists and watches. `list` reads the same values (the data plane resolves Models'
+    // keys from them), which is why it runs on a read-only token of its own; README says so.
     expect(await can('ark-gateway', 'get', 'secrets', '-n', NS)).toBe('no')
+    expect(await can('ark-gateway', 'list', 'secrets', '-n', NS)).toBe('yes')
     expect(await can('ark-gateway', 'list', 'queries.ark.mckinsey.com', '-A')).toBe('no')
     expect(await can('ark-runtime', 'list', 'secrets', '-n', 'default')).toBe('yes')
     expect(await can('ark-runtime', 'create', 'events', '-n', 'default')).toBe('no')

@@ -12,7 +12,8 @@
  *   server; a missing non-optional Secret keeps the container from starting, as CreateContainerConfigError does;
  * - the ServiceAccount's token: a bound token from the TokenRequest API, handed to the process as a kubeconfig
  *   (KUBECONFIG) since it cannot be mounted at /var/run/secrets;
- * - status: phase Running, the Ready condition from the readiness probe (an HTTP GET every second), restarts;
+ * - status: phase Running, the Ready condition from the readiness probe (an HTTP GET at each sync, every
+ *   500 ms; one failure is enough, its failureThreshold is not read), restarts;
  * - deletion: SIGTERM, up to terminationGracePeriodSeconds, SIGKILL, then the final delete (grace 0).
  *
  * Where it differs: every pod shares the loopback interface, so each gets a free port of its own through
@@ -84,7 +85,8 @@ export function startKubelet(
   const core = kc.makeApiClient(k8s.CoreV1Api)
   const { entry } = entrypoint()
   const running = new Map<string, RunningPod>()
-  const starting = new Set<string>()
+  /** Containers being started, by pod; stop() waits for them (and stops what they started). */
+  const starting = new Map<string, Promise<void>>()
   const stopping = new Map<string, Promise<void>>()
   const stopped: Kubelet['stopped'] = []
   let closed = false
@@ -171,6 +173,8 @@ export function startKubelet(
         const value = (await configMap(v.configMapKeyRef.name ?? '', v.configMapKeyRef.optional === true))[
           v.configMapKeyRef.key
         ]
+        if (value === undefined && v.configMapKeyRef.optional !== true)
+          throw new Error(`key ${v.configMapKeyRef.key} not in configmap ${v.configMapKeyRef.name ?? ''}`)
         if (value !== undefined) env[e.name] = value
       }
       if (v?.fieldRef !== undefined) {
@@ -279,7 +283,8 @@ export function startKubelet(
         const key = `${pod.metadata?.namespace ?? ''}/${pod.metadata?.name ?? ''}`
         seen.add(key)
         if (pod.metadata?.deletionTimestamp !== undefined) {
-          await stopPod(key, pod.spec?.terminationGracePeriodSeconds ?? 30)
+          // Not awaited: one pod draining for its grace period must not hold up every other pod's sync.
+          void stopPod(key, pod.spec?.terminationGracePeriodSeconds ?? 30)
           return
         }
         if (pod.spec?.nodeName === undefined || pod.spec.nodeName === '') {
@@ -301,31 +306,37 @@ export function startKubelet(
           if (p.exited) {
             // restartPolicy Always: the container comes back, counted.
             running.delete(key)
-            starting.add(key)
-            void start(pod, p.restarts + 1)
-              .catch(() => undefined)
-              .finally(() => starting.delete(key))
+            launch(key, pod, p.restarts + 1)
             return
           }
           await probe(p, pod)
           return
         }
         if (starting.has(key) || pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') return
-        starting.add(key)
-        // A container that cannot start yet (its Secret is missing) is tried again at the next sync.
-        void start(pod)
-          .catch(() => undefined)
-          .finally(() => starting.delete(key))
+        launch(key, pod, 0)
       }),
     )
     // Pods deleted at once (grace 0 by someone else): their processes stop too.
     for (const key of [...running.keys()]) if (!seen.has(key)) void stopPod(key, 5)
   }
 
+  /** Starts a pod's container in the background; one that cannot start yet (its Secret is missing) is tried again at the next sync. */
+  const launch = (key: string, pod: k8s.V1Pod, restarts: number): void => {
+    const done = start(pod, restarts)
+      .catch(() => undefined)
+      .finally(() => starting.delete(key))
+    starting.set(key, done)
+  }
+
+  // One sync at a time: a tick that finds the last one still running is skipped, not queued.
   let loop: Promise<void> = Promise.resolve()
+  let syncing = false
   const timer = setInterval(() => {
-    if (closed) return
-    loop = loop.then(() => sync().catch(() => undefined))
+    if (closed || syncing) return
+    syncing = true
+    loop = sync()
+      .catch(() => undefined)
+      .finally(() => (syncing = false))
   }, 500)
 
   return {
@@ -336,6 +347,8 @@ export function startKubelet(
       closed = true
       clearInterval(timer)
       await loop
+      // A container still starting is stopped once it has: nothing outlives the kubelet.
+      await Promise.all([...starting.values(), ...stopping.values()])
       await Promise.all([...running.values()].map((p) => p.process.stop()))
       running.clear()
     },

@@ -22,11 +22,10 @@ const settings: PoolSettings = {
 const keda = {
   ...settings,
   keda: {
-    lagCount: 5,
+    tasksPerWorker: 5,
     cooldownSeconds: 300,
     pollingSeconds: 15,
     stream: (a: Resource<'Agent', AgentSpec>) => `ark:pool:${a.ref.namespace}/${a.ref.name}`,
-    group: 'workers',
   },
 }
 
@@ -120,8 +119,8 @@ describe('namespaceObjects and kedaObjects', () => {
             metadata: {
               address: 'redis.example.com:6380',
               stream: 'ark:pool:team-a/research-agent',
-              consumerGroup: 'workers',
-              lagCount: '5',
+              streamLength: '5',
+              activationStreamLength: '0',
               databaseIndex: '2',
               enableTLS: 'true',
             },

@@ -27,6 +27,8 @@ export interface PoolSettings {
   /** The image every pool runs (the controller's own, so pools upgrade with it). */
   readonly image: string
   readonly imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never'
+  /** imagePullSecrets of the pods: Secrets of these names in each agent's namespace. */
+  readonly pullSecrets?: readonly string[]
   /** ServiceAccount of pool pods, applied in each namespace with pools. */
   readonly serviceAccount: string
   /** ClusterRole the ServiceAccount is bound to in its namespace (read-only: the data plane's). */
@@ -41,17 +43,28 @@ export interface PoolSettings {
   readonly modelsWithoutKey?: 'mock' | 'unavailable'
   /** Queue-depth autoscaling with KEDA; absent: replicas come from the agent's spec. */
   readonly keda?: KedaSettings
-  readonly resources?: Readonly<Record<string, unknown>>
 }
 
 export interface KedaSettings {
-  /** Stream entries not yet read by the `workers` group per replica (KEDA's lagCount). */
-  readonly lagCount: number
+  /**
+   * Unanswered tasks per worker (KEDA's streamLength). The pool's stream holds exactly those: answered
+   * entries are deleted. Not the group's lag, which Redis cannot count once an entry in the middle was
+   * deleted (it reads nil), and which misses tasks a stopped worker handed back.
+   */
+  readonly tasksPerWorker: number
   readonly cooldownSeconds: number
   readonly pollingSeconds: number
   /** The pool's Redis stream (the gateway's key for it). */
   readonly stream: (agent: Resource<'Agent', AgentSpec>) => string
-  readonly group: string
+}
+
+/** A URL's user or password as Redis takes it: percent-escapes decoded, a stray `%` kept as it is. */
+function decoded(text: string): string {
+  try {
+    return decodeURIComponent(text)
+  } catch {
+    return text
+  }
 }
 
 /** A Kubernetes name of at most 63 characters for a label value: long names keep a prefix and a digest. */
@@ -147,6 +160,9 @@ export function poolDeployment(
         },
         spec: {
           serviceAccountName: settings.serviceAccount,
+          ...(settings.pullSecrets === undefined || settings.pullSecrets.length === 0
+            ? {}
+            : { imagePullSecrets: settings.pullSecrets.map((name) => ({ name })) }),
           terminationGracePeriodSeconds: grace + 5,
           securityContext: {
             runAsNonRoot: true,
@@ -169,10 +185,7 @@ export function poolDeployment(
               // answer well takes no tasks and gets no traffic. /healthz only says the process lives.
               readinessProbe: probe('/readyz', 5, 2),
               livenessProbe: probe('/healthz', 10, 3),
-              resources: settings.resources ?? {
-                requests: { cpu: '50m', memory: '96Mi' },
-                limits: { memory: '512Mi' },
-              },
+              resources: { requests: { cpu: '50m', memory: '96Mi' }, limits: { memory: '512Mi' } },
               securityContext: {
                 allowPrivilegeEscalation: false,
                 readOnlyRootFilesystem: true,
@@ -200,8 +213,8 @@ export function namespaceObjects(
     'app.kubernetes.io/managed-by': MANAGED_BY,
   }
   const u = new URL(redisUrl)
-  const password = decodeURIComponent(u.password)
-  const username = decodeURIComponent(u.username)
+  const password = decoded(u.password)
+  const username = decoded(u.username)
   return [
     {
       apiVersion: 'v1',
@@ -232,8 +245,8 @@ export function namespaceObjects(
 
 /**
  * KEDA's ScaledObject for a pool (and a TriggerAuthentication when Redis has a password): the Deployment
- * scales from 0 to the agent's replicas on the lag of the pool's stream for the `workers` group, the
- * entries no worker has read yet.
+ * scales from 0 to the agent's replicas on the length of the pool's stream: its unanswered tasks, waiting or
+ * running (XLEN; active from one).
  */
 export function kedaObjects(
   agent: Resource<'Agent', AgentSpec>,
@@ -282,9 +295,8 @@ export function kedaObjects(
             metadata: {
               address: `${u.hostname}:${u.port === '' ? '6379' : u.port}`,
               stream: settings.keda.stream(agent),
-              consumerGroup: settings.keda.group,
-              lagCount: String(settings.keda.lagCount),
-              activationLagCount: '0',
+              streamLength: String(settings.keda.tasksPerWorker),
+              activationStreamLength: '0',
               ...(db === '' ? {} : { databaseIndex: db }),
               ...(u.protocol === 'rediss:' ? { enableTLS: 'true' } : {}),
             },

@@ -31,7 +31,6 @@ import type { PoolSettings } from './pool-deployment.ts'
 import {
   AGENT_ANNOTATION,
   DEGRADED,
-  MANAGED_BY,
   MANAGED_SELECTOR,
   PROGRESSING,
   digest,
@@ -61,6 +60,8 @@ const FIELD_MANAGER = 'ark-controller'
 const CONFIG_KINDS = new Set(['ConfigMap', 'Secret', 'Model', 'Tool', 'MCPServer', 'Settings', 'Memory'])
 /** How far back dependents are followed (a Secret, its Model, the Settings naming it, the agent). */
 const MAX_DEPTH = 4
+/** Objects are applied again after this long even when nothing asked for it: one deleted by hand comes back. */
+const REAPPLY_MS = 10 * 60_000
 
 export class PoolController {
   readonly #catalog: Catalog
@@ -70,8 +71,13 @@ export class PoolController {
   readonly #reflectors: Reflector[] = []
   /** The pools' Deployments by `namespace/name`, as the watch delivers them. */
   readonly #deployments = new Map<string, KubeObject>()
-  /** What was last applied per namespace (its objects' digest), so it is applied once. */
-  readonly #namespaces = new Map<string, string>()
+  /**
+   * What was last applied at each path: its digest, the generation the server answered and when. A reconcile
+   * runs on every change of a pool's Deployment (each pod that becomes ready); it writes only when what it
+   * wants changed, someone else changed the Deployment's spec (its generation moved), or a while has passed
+   * (an object deleted behind its back comes back).
+   */
+  readonly #applied = new Map<string, { digest: string; generation?: number; at: number }>()
   /**
    * The Redis Secret's version per namespace, as its apply answered: it goes into the config hash (a new
    * Redis URL rolls the pools) without waiting for the watch to deliver it, and without its content.
@@ -87,16 +93,21 @@ export class PoolController {
     this.#controller = new Controller(
       'pools',
       catalog,
-      (key) => this.#reconcile(key),
+      (key, signal) => this.#reconcile(key, signal),
       { kinds: new Set(['Agent']), map: (e) => this.#affected(e) },
       {
+        // Each reconcile waits on the API server; pools of different agents converge side by side.
+        concurrency: 4,
         ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
         ...(options.onError === undefined ? {} : { onError: options.onError }),
       },
     )
   }
 
-  /** Lists and watches the pools' Deployments, then reconciles every agent; resolves when converged. */
+  /**
+   * Lists and watches the pools' Deployments, then reconciles every agent; resolves when converged, or at
+   * close() if the Deployments cannot be listed until then.
+   */
   async start(): Promise<void> {
     for (const ns of this.#options.namespaces ?? [undefined]) {
       const path =
@@ -118,7 +129,14 @@ export class PoolController {
       )
       this.#reflectors.push(reflector)
     }
-    await Promise.all(this.#reflectors.map((r) => r.start()))
+    // A first list that keeps failing (RBAC without the Deployments rule, an API server away) is retried
+    // by the reflectors until close(); then nothing starts.
+    const synced = Promise.all(this.#reflectors.map((r) => r.start()))
+    const closed = new Promise<void>((resolve) =>
+      this.#controller.signal.addEventListener('abort', () => resolve()),
+    )
+    await Promise.race([synced, closed])
+    if (this.#controller.signal.aborted) return
     await this.#controller.start()
   }
 
@@ -169,19 +187,17 @@ export class PoolController {
     return [...out]
   }
 
-  async #reconcile(key: string): Promise<undefined | { requeueAfterMs: number }> {
+  async #reconcile(key: string, signal: AbortSignal): Promise<undefined | { requeueAfterMs: number }> {
     const [, namespace = '', name = ''] = key.split('/')
     const id = `${namespace}/${name}`
     const resource = this.#catalog.store.get(key)
     const existing = this.#deployments.get(id)
     if (resource?.kind !== 'Agent' || resource.spec.replicas === undefined) {
-      // Gone (an ArkAgent's Deployment also goes with its ownerReference; an ArkTeam role's would not,
-      // its owner being the team), or no longer pooled.
-      if (existing !== undefined && isOurs(existing)) await this.#delete(existing)
+      if (existing !== undefined && this.#roleRemoved(existing, namespace)) await this.#deletePool(existing)
       return undefined
     }
     const agent = resource as AgentResource
-    const { settings, redisUrl } = this.#options
+    const { settings } = this.#options
     const owner = this.#options.objects.objectOf(key)
     const uid = owner?.metadata?.uid
     if (owner === undefined || uid === undefined) return undefined
@@ -189,19 +205,44 @@ export class PoolController {
     const foreign = existing === undefined ? await this.#foreign(id, uid) : undefined
     if (foreign !== undefined) {
       await this.#report(agent, undefined, {
-        status: 'True',
         reason: 'DeploymentConflict',
         message: `a Deployment named ${name} exists in ${namespace} and ark does not manage it (${foreign}); rename the agent or delete that Deployment`,
       })
       return { requeueAfterMs: 60_000 }
     }
+    try {
+      await this.#converge(agent, owner, existing, signal)
+    } catch (err) {
+      if (signal.aborted || !(err instanceof KubeError)) throw err
+      // What the API server refused (a name too long, an admission policy, KEDA not installed) is the
+      // agent's to show, with the server's words; the reconcile is retried with backoff all the same.
+      await this.#report(agent, this.#deployments.get(id), {
+        reason: err.status === 404 && settings.keda !== undefined ? 'KedaUnavailable' : 'ApplyFailed',
+        message: err.message.slice(0, 500),
+      })
+      throw err
+    }
+    await this.#report(agent, this.#deployments.get(id))
+    return undefined
+  }
 
+  /** Applies what the pool needs: its namespace's objects, its Deployment and, with KEDA, its ScaledObject. */
+  async #converge(
+    agent: AgentResource,
+    owner: KubeObject,
+    existing: KubeObject | undefined,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const { namespace, name } = agent.ref
+    const id = `${namespace}/${name}`
+    const { settings, redisUrl } = this.#options
     await this.#ensureNamespace(namespace)
+    signal.throwIfAborted()
     const ownerReference = {
       apiVersion: String(owner.apiVersion),
       kind: String(owner.kind),
       name: owner.metadata?.name ?? name,
-      uid,
+      uid: owner.metadata?.uid,
       controller: true,
       blockOwnerDeletion: false,
     }
@@ -210,32 +251,75 @@ export class PoolController {
       metadata: { ...(o.metadata as object), ownerReferences: [ownerReference] },
     })
     const deployment = poolDeployment(agent, settings, this.#configHash(agent))
-    const applied = await this.#apply(
-      `/apis/apps/v1/namespaces/${namespace}/deployments/${name}`,
-      withOwner(deployment),
-    )
-    this.#store(applied)
+    const path = `/apis/apps/v1/namespaces/${namespace}/deployments/${name}`
+    if (settings.keda !== undefined && existing !== undefined && !this.#applied.has(path))
+      await this.#handOverReplicas(path, existing)
+    signal.throwIfAborted()
+    const applied = await this.#applyChanged(path, withOwner(deployment), { current: existing })
+    if (applied !== undefined) this.#store(applied)
 
     if (settings.keda !== undefined) {
       const keda = { ...settings, keda: settings.keda }
       if ((agent.spec.replicas ?? 0) > 0) {
         this.#unscaled.delete(id)
         for (const o of kedaObjects(agent, keda, redisUrl)) {
+          signal.throwIfAborted()
           const m = o.metadata as { name: string }
           const plural = o.kind === 'ScaledObject' ? 'scaledobjects' : 'triggerauthentications'
-          await this.#apply(
+          await this.#applyChanged(
             `/apis/keda.sh/v1alpha1/namespaces/${namespace}/${plural}/${m.name}`,
             withOwner(o),
           )
         }
       } else if (!this.#unscaled.has(id)) {
         // Drained: KEDA must not scale it back up.
-        await this.#deleteIfPresent(`/apis/keda.sh/v1alpha1/namespaces/${namespace}/scaledobjects/${name}`)
+        await this.#deleteScaledObject(namespace, name)
         this.#unscaled.add(id)
       }
     }
-    await this.#report(agent, this.#deployments.get(id) ?? applied)
-    return undefined
+  }
+
+  /**
+   * Before the first apply without replicas (KEDA's HPA owns them from then on), the current count is applied
+   * under a field manager of its own: dropping a field only ark-controller owned would reset it to 1.
+   */
+  async #handOverReplicas(path: string, existing: KubeObject): Promise<void> {
+    const replicas = (existing.spec as { replicas?: number } | undefined)?.replicas
+    if (replicas === undefined) return
+    await this.#options.client.request('PATCH', path, {
+      query: { fieldManager: 'ark-controller-replicas', force: true },
+      contentType: 'application/apply-patch+yaml',
+      body: {
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata:
+          existing.metadata === undefined
+            ? {}
+            : { name: existing.metadata.name, namespace: existing.metadata.namespace },
+        spec: { replicas },
+      },
+    })
+  }
+
+  async #deleteScaledObject(namespace: string, name: string): Promise<void> {
+    const path = `/apis/keda.sh/v1alpha1/namespaces/${namespace}/scaledobjects/${name}`
+    await this.#deleteIfPresent(path)
+    this.#applied.delete(path)
+  }
+
+  /**
+   * Whether a pool whose agent is not in the store (or not pooled) should go. An ArkAgent's pool never goes
+   * here: its ownerReference takes it with the ArkAgent, and an ArkAgent missing from this store may only be
+   * rejected in its current version (kept running on its last valid one, which a restarted controller never
+   * saw), or have lost its name to an ARK Agent. A role's pool goes when its team is here, decoded in its
+   * current version, and no longer has the role.
+   */
+  #roleRemoved(d: KubeObject, namespace: string): boolean {
+    const owners = (d.metadata?.ownerReferences ?? []) as { kind?: string; name?: string; uid?: string }[]
+    const owner = owners[0]
+    if (owner?.kind !== 'ArkTeam' || owner.name === undefined) return false
+    const team = this.#options.objects.objectOf(resourceKey('Team', namespace, owner.name))
+    return team?.metadata?.uid === owner.uid
   }
 
   /** Why a Deployment of this name that the cache does not hold is not ark's; undefined when there is none. */
@@ -257,23 +341,19 @@ export class PoolController {
   }
 
   async #ensureNamespace(namespace: string): Promise<void> {
-    const objects = namespaceObjects(namespace, this.#options.settings, this.#options.redisUrl)
-    const fingerprint = digest(JSON.stringify(objects))
-    if (this.#namespaces.get(namespace) === fingerprint) return
-    for (const o of objects) {
+    for (const o of namespaceObjects(namespace, this.#options.settings, this.#options.redisUrl)) {
       const m = o.metadata as { name: string }
       const path =
         o.kind === 'RoleBinding'
           ? `/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/rolebindings/${m.name}`
           : `/api/v1/namespaces/${namespace}/${o.kind === 'Secret' ? 'secrets' : 'serviceaccounts'}/${m.name}`
-      const applied = await this.#apply(path, o)
-      if (o.kind === 'Secret')
+      const applied = await this.#applyChanged(path, o)
+      if (applied !== undefined && o.kind === 'Secret')
         this.#redisSecrets.set(
           namespace,
           `${applied.metadata?.uid ?? ''}@${applied.metadata?.resourceVersion ?? ''}`,
         )
     }
-    this.#namespaces.set(namespace, fingerprint)
   }
 
   /**
@@ -316,27 +396,56 @@ export class PoolController {
     return digest(parts.sort().join('\n')).slice(0, 16)
   }
 
+  /** Writes the pool's state into the agent's status; `failure`: what keeps the pool from converging. */
   async #report(
     agent: AgentResource,
     deployment: KubeObject | undefined,
-    conflict?: { status: 'True'; reason: string; message: string },
+    failure?: { reason: string; message: string },
   ): Promise<void> {
+    const conflict = failure?.reason === 'DeploymentConflict' ? failure : undefined
     const desired = agent.spec.replicas ?? 0
     const state = poolState(deployment, desired)
+    const progressing = conflict === undefined ? state.progressing : { status: 'False' as const, ...conflict }
+    const degraded = failure === undefined ? state.degraded : { status: 'True' as const, ...failure }
     const now = () => new Date()
     await this.#writer.updateStatus(agent.key, (current, latest) => {
-      const progressed = withCondition(current, latest, PROGRESSING, state.progressing, now)
-      const degraded = withCondition(progressed ?? current, latest, DEGRADED, conflict ?? state.degraded, now)
-      const conditions = (degraded ?? progressed ?? current)?.conditions ?? []
+      const progressed = withCondition(current, latest, PROGRESSING, progressing, now)
+      const degradedNow = withCondition(progressed ?? current, latest, DEGRADED, degraded, now)
+      const conditions = (degradedNow ?? progressed ?? current)?.conditions ?? []
       // A conflict says nothing about the pool's pods: the counts stay as they were.
       const counts =
         conflict === undefined ? { replicas: state.replicas, readyReplicas: state.readyReplicas } : {}
       const countsChanged =
         conflict === undefined &&
         (current?.replicas !== state.replicas || current.readyReplicas !== state.readyReplicas)
-      if (progressed === undefined && degraded === undefined && !countsChanged) return undefined
+      if (progressed === undefined && degradedNow === undefined && !countsChanged) return undefined
       return { ...current, conditions, ...counts }
     })
+  }
+
+  /**
+   * Applies `body` unless the same body was applied at `path` within REAPPLY_MS and, for an object the cache
+   * holds (`current`), its generation is still the one that apply produced. Resolves with what the server
+   * answered, or undefined when nothing was sent.
+   */
+  async #applyChanged(
+    path: string,
+    body: Record<string, unknown>,
+    options: { readonly current?: KubeObject | undefined } = {},
+  ): Promise<KubeObject | undefined> {
+    const wanted = digest(JSON.stringify(body))
+    const last = this.#applied.get(path)
+    const tracked = 'current' in options
+    if (
+      last?.digest === wanted &&
+      Date.now() - last.at < REAPPLY_MS &&
+      (!tracked ||
+        (options.current !== undefined && options.current.metadata?.generation === last.generation))
+    )
+      return undefined
+    const applied = await this.#apply(path, body)
+    this.#applied.set(path, { digest: wanted, generation: applied.metadata?.generation, at: Date.now() })
+    return applied
   }
 
   async #apply(path: string, body: Record<string, unknown>): Promise<KubeObject> {
@@ -347,8 +456,24 @@ export class PoolController {
     })
   }
 
+  /** A removed role's pool: its Deployment, and its ScaledObject and TriggerAuthentication with KEDA. */
+  async #deletePool(d: KubeObject): Promise<void> {
+    const m = d.metadata ?? {}
+    const namespace = m.namespace ?? ''
+    const name = m.name ?? ''
+    if (this.#options.settings.keda !== undefined) {
+      await this.#deleteScaledObject(namespace, name)
+      await this.#deleteIfPresent(
+        `/apis/keda.sh/v1alpha1/namespaces/${namespace}/triggerauthentications/${name}-redis`,
+      )
+      this.#unscaled.delete(`${namespace}/${name}`)
+    }
+    await this.#delete(d)
+  }
+
   async #delete(d: KubeObject): Promise<void> {
     const m = d.metadata ?? {}
+    this.#applied.delete(`/apis/apps/v1/namespaces/${m.namespace ?? ''}/deployments/${m.name ?? ''}`)
     await this.#deleteIfPresent(
       `/apis/apps/v1/namespaces/${m.namespace ?? ''}/deployments/${m.name ?? ''}`,
       m.uid,
@@ -374,8 +499,4 @@ export class PoolController {
 
 function idOf(d: KubeObject): string {
   return `${d.metadata?.namespace ?? ''}/${d.metadata?.name ?? ''}`
-}
-
-function isOurs(d: KubeObject): boolean {
-  return d.metadata?.labels?.['app.kubernetes.io/managed-by'] === MANAGED_BY
 }

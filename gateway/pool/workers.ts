@@ -71,6 +71,11 @@ export class PoolWorkers {
     await this.#follow()
   }
 
+  /** Whether every pool's reader is connected to Redis (true when there is none yet). */
+  connected(): boolean {
+    return [...this.#served.values()].every((s) => s.worker.connected)
+  }
+
   /** Per pool: whether this process takes its tasks now, and why not. */
   status(): PoolStatus[] {
     return [...this.#served.entries()].map(([pool, s]) => ({ pool, ...s.verdict() }))

@@ -1,6 +1,6 @@
 {{/*
 Names. They are fixed rather than derived from the release name: the controller binds the ClusterRole
-ark-data-plane in agents' namespaces, applies the Secret ark-redis and the ServiceAccount ark-worker there,
+ark-data-plane in agents' namespaces, applies the Secret ark-worker-redis and the ServiceAccount ark-worker there,
 and leads through the Lease ark-controller, and its RBAC (deploy/rbac/cluster-role.yaml) names them. So one
 release per cluster.
 */}}
