@@ -567,6 +567,62 @@ data: { system.txt: "You are analyst version two." }
   }, 150_000)
 })
 
+describe('a controller that restarts', () => {
+  it('keeps the pool of an ArkAgent whose current spec it rejects, running on the last valid one', async () => {
+    const ns = await namespace('failover')
+    await kube.kubectl(['apply', '-n', ns, '-f', '-'], {
+      input: `
+apiVersion: arkonis.dev/v1alpha1
+kind: ArkAgent
+metadata: { name: steady }
+spec: { replicas: 1, model: llama3.2, systemPrompt: I stay. }
+`,
+    })
+    await vi.waitFor(() => expect(kubelet.pods(ns).filter((p) => p.ready)).toHaveLength(1), {
+      timeout: 60_000,
+      interval: 250,
+    })
+    // The API server takes it (its schema does not require a prompt); ark rejects it.
+    await kube.kubectl([
+      'patch',
+      'arkagent',
+      'steady',
+      '-n',
+      ns,
+      '--type=json',
+      '-p',
+      '[{"op":"remove","path":"/spec/systemPrompt"}]',
+    ])
+    await vi.waitFor(
+      async () => expect(condition(await statusOf(ns, 'steady'), 'Valid')).toMatchObject({ status: 'False' }),
+      { timeout: 20_000, interval: 250 },
+    )
+    // A new controller pod, whose store never saw the valid version, leads and reconciles every pool.
+    const old = await leader()
+    await kube.kubectl(['delete', 'pod', old.name, '-n', SYSTEM, '--wait=false'])
+    const next = await vi.waitFor(
+      async () => {
+        const now = await leader()
+        expect(now.name).not.toBe(old.name)
+        return now
+      },
+      { timeout: 90_000, interval: 500 },
+    )
+    await vi.waitFor(
+      async () => {
+        const text = await (await fetch(`http://127.0.0.1:${String(next.port)}/metrics`)).text()
+        const line = text
+          .split('\n')
+          .find((l) => l.startsWith('ark_controller_reconcile_total{') && l.includes('controller="pools"'))
+        expect(Number(line?.split(' ').at(-1) ?? 0)).toBeGreaterThan(0)
+      },
+      { timeout: 30_000, interval: 250 },
+    )
+    expect((await apps.readNamespacedDeployment({ namespace: ns, name: 'steady' })).spec?.replicas).toBe(1)
+    expect(kubelet.pods(ns).filter((p) => p.ready)).toHaveLength(1)
+  }, 150_000)
+})
+
 describe('a Deployment of the same name that ark does not own', () => {
   it('is left alone, and the agent says why', async () => {
     const ns = await namespace('conflict')
