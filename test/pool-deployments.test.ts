@@ -119,6 +119,17 @@ afterAll(async () => {
   await Promise.all([kube.stop(), redis.stop()])
 }, 60_000)
 
+/** Waits until the namespace has exactly `count` pods, all ready. */
+async function readyPods(ns: string, count: number): Promise<void> {
+  await vi.waitFor(
+    () => {
+      expect(kubelet.pods(ns)).toHaveLength(count)
+      expect(kubelet.pods(ns).every((p) => p.ready)).toBe(true)
+    },
+    { timeout: 60_000, interval: 250 },
+  )
+}
+
 async function namespace(prefix: string): Promise<string> {
   const ns = await kube.namespace(prefix)
   namespaces.push(ns)
@@ -205,10 +216,7 @@ describe('an ArkAgent on a cluster', () => {
     )
 
     // Two pods, each an `ark worker` reading its agent with the namespace's ark-worker ServiceAccount.
-    await vi.waitFor(() => expect(kubelet.pods(ns).filter((p) => p.ready)).toHaveLength(2), {
-      timeout: 60_000,
-      interval: 250,
-    })
+    await readyPods(ns, 2)
     for (const p of kubelet.pods(ns))
       expect(p.args).toEqual(['worker', '--agent', `${ns}/research-agent`, '--source', 'cluster'])
     await vi.waitFor(
@@ -241,10 +249,7 @@ describe('an ArkAgent on a cluster', () => {
   it('scales with kubectl scale arkagent: a third worker starts', async () => {
     const before = kubelet.pods(ns).map((p) => p.name)
     await kube.kubectl(['scale', 'arkagent', 'research-agent', '-n', ns, '--replicas', '3'])
-    await vi.waitFor(() => expect(kubelet.pods(ns).filter((p) => p.ready)).toHaveLength(3), {
-      timeout: 60_000,
-      interval: 250,
-    })
+    await readyPods(ns, 3)
     // One more, not three new ones.
     expect(kubelet.pods(ns).filter((p) => before.includes(p.name))).toHaveLength(2)
     await vi.waitFor(
@@ -259,7 +264,7 @@ describe('an ArkAgent on a cluster', () => {
 
   it('drains at replicas 0, and the gateway then says the pool is scaled to zero', async () => {
     await kube.kubectl(['scale', 'arkagent', 'research-agent', '-n', ns, '--replicas', '0'])
-    await vi.waitFor(() => expect(kubelet.pods(ns)).toHaveLength(0), { timeout: 60_000, interval: 250 })
+    await readyPods(ns, 0)
     // Each worker stopped on SIGTERM and exited cleanly (it drains, then hands back what it held).
     const exits = kubelet.stopped.filter((s) => s.pod.namespace === ns).map((s) => s.exit.code)
     expect(exits.length).toBeGreaterThanOrEqual(3)
@@ -289,10 +294,7 @@ describe('an ArkAgent on a cluster', () => {
 
   it('goes with its ArkAgent: deleting it deletes the Deployment and stops the workers', async () => {
     await kube.kubectl(['scale', 'arkagent', 'research-agent', '-n', ns, '--replicas', '1'])
-    await vi.waitFor(() => expect(kubelet.pods(ns).filter((p) => p.ready)).toHaveLength(1), {
-      timeout: 60_000,
-      interval: 250,
-    })
+    await readyPods(ns, 1)
     await kube.kubectl(['delete', 'arkagent', 'research-agent', '-n', ns])
     await vi.waitFor(
       async () => {
@@ -304,7 +306,7 @@ describe('an ArkAgent on a cluster', () => {
       },
       { timeout: 60_000, interval: 250 },
     )
-    await vi.waitFor(() => expect(kubelet.pods(ns)).toHaveLength(0), { timeout: 60_000, interval: 250 })
+    await readyPods(ns, 0)
   }, 120_000)
 })
 
@@ -403,10 +405,7 @@ metadata: { name: priced }
 spec: { replicas: 1, model: gpt-4o, systemPrompt: I cost money. }
 `,
     })
-    await vi.waitFor(() => expect(kubelet.pods(ns).filter((p) => p.ready)).toHaveLength(1), {
-      timeout: 60_000,
-      interval: 250,
-    })
+    await readyPods(ns, 1)
     const first = kubelet.pods(ns)[0]?.name
     expect(
       await vi.waitFor(() => ask(`agent/${ns}/priced`, 'paid'), { timeout: 20_000, interval: 500 }),
@@ -460,10 +459,7 @@ ${roles}`
   output: "{{ .steps.writer.output }}"
 `),
     })
-    await vi.waitFor(() => expect(kubelet.pods(ns).filter((p) => p.ready)).toHaveLength(2), {
-      timeout: 60_000,
-      interval: 250,
-    })
+    await readyPods(ns, 2)
     const uid = (
       JSON.parse(await kube.kubectl(['get', 'arkteam', 'blog', '-n', ns, '-o', 'json'])) as {
         metadata: { uid: string }
@@ -522,10 +518,7 @@ spec:
   systemPromptRef: { configMapKeyRef: { name: analyst-prompt, key: system.txt } }
 `,
     })
-    await vi.waitFor(() => expect(kubelet.pods(ns).filter((p) => p.ready)).toHaveLength(1), {
-      timeout: 60_000,
-      interval: 250,
-    })
+    await readyPods(ns, 1)
     const first = kubelet.pods(ns)[0]
     const hash = first?.annotations['ark.mckinsey.com/config-hash']
     expect(hash).toMatch(/^[0-9a-f]{16}$/)
@@ -578,10 +571,7 @@ metadata: { name: steady }
 spec: { replicas: 1, model: llama3.2, systemPrompt: I stay. }
 `,
     })
-    await vi.waitFor(() => expect(kubelet.pods(ns).filter((p) => p.ready)).toHaveLength(1), {
-      timeout: 60_000,
-      interval: 250,
-    })
+    await readyPods(ns, 1)
     // The API server takes it (its schema does not require a prompt); ark rejects it.
     await kube.kubectl([
       'patch',
@@ -679,10 +669,7 @@ metadata: { name: scaled }
 spec: { replicas: 2, model: llama3.2, systemPrompt: I scale. }
 `,
     })
-    await vi.waitFor(() => expect(kubelet.pods(ns).filter((p) => p.ready)).toHaveLength(2), {
-      timeout: 60_000,
-      interval: 250,
-    })
+    await readyPods(ns, 2)
     const before = (await leader()).name
     await helm(
       'upgrade',
@@ -735,7 +722,7 @@ spec: { replicas: 2, model: llama3.2, systemPrompt: I scale. }
     // KEDA scaled it to zero (as its HPA does, through the scale subresource); the controller's next
     // reconcile does not undo that.
     await kube.kubectl(['scale', 'deployment', 'scaled', '-n', ns, '--replicas', '0'])
-    await vi.waitFor(() => expect(kubelet.pods(ns)).toHaveLength(0), { timeout: 60_000, interval: 250 })
+    await readyPods(ns, 0)
     await reconcileUnrelated(ns, 'scaled', 4000)
     expect((await apps.readNamespacedDeployment({ namespace: ns, name: 'scaled' })).spec?.replicas).toBe(0)
 
