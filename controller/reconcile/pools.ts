@@ -252,8 +252,7 @@ export class PoolController {
     })
     const deployment = poolDeployment(agent, settings, this.#configHash(agent))
     const path = `/apis/apps/v1/namespaces/${namespace}/deployments/${name}`
-    if (settings.keda !== undefined && existing !== undefined && !this.#applied.has(path))
-      await this.#handOverReplicas(path, existing)
+    if (settings.keda !== undefined && existing !== undefined) await this.#handOverReplicas(path, existing)
     signal.throwIfAborted()
     const applied = await this.#applyChanged(path, withOwner(deployment), { current: existing })
     if (applied !== undefined) this.#store(applied)
@@ -285,7 +284,20 @@ export class PoolController {
    */
   async #handOverReplicas(path: string, existing: KubeObject): Promise<void> {
     const replicas = (existing.spec as { replicas?: number } | undefined)?.replicas
-    if (replicas === undefined) return
+    // Only while ark-controller's own apply holds the field: once the HPA has it, a count read from the
+    // cache could be older than the HPA's last scale.
+    const fields = (existing.metadata?.managedFields ?? []) as {
+      manager?: string
+      operation?: string
+      fieldsV1?: { 'f:spec'?: { 'f:replicas'?: unknown } }
+    }[]
+    const ours = fields.some(
+      (f) =>
+        f.manager === FIELD_MANAGER &&
+        f.operation === 'Apply' &&
+        f.fieldsV1?.['f:spec']?.['f:replicas'] !== undefined,
+    )
+    if (replicas === undefined || !ours) return
     await this.#options.client.request('PATCH', path, {
       query: { fieldManager: 'ark-controller-replicas', force: true },
       contentType: 'application/apply-patch+yaml',
