@@ -21,12 +21,17 @@ import {
   PROVIDER_DEFAULTS,
   SERVE_DEFAULTS,
   STREAM_DEFAULTS,
+  KeyRing,
+  newKey,
   createLogger,
   defaultAllowedHosts,
+  followKeysFile,
+  followKeysSecret,
   isLoopbackHost,
   redactedUrl,
   serve,
 } from '../gateway/index.ts'
+import type { ObjectRef } from '../controller/api/index.ts'
 import type { AllowedHosts, RedisSettings, ServeTimeouts, StreamLimits } from '../gateway/index.ts'
 import { startEmbedded } from './embedded.ts'
 import { worker } from './worker.ts'
@@ -46,6 +51,7 @@ Usage:
         -o, --output <format>      wide | name | yaml | json (yaml/json print ark's resolved view)
         --kubeconfig <file>        Read from a cluster instead of a folder (the status ark controller wrote)
   ark crds [--out <dir>]           Print the CRDs, or write one file per CRD into <dir>.
+  ark keys new [--id <name>]       Make an API key: prints the key once, and its digest for --api-keys.
   ark dev                          Serve the agents of a manifests folder: OpenAI-compatible API,
                                    in-process pools, metrics; follows the folder live, logs JSON lines.
                                    With REDIS_URL, tasks go through Redis Streams and this process
@@ -59,6 +65,13 @@ Usage:
                                    names (DNS rebinding), any other --host every name (env ARK_ALLOWED_HOSTS)
         --cors-origins <origins>   Origins browsers may call from, comma-separated; default none
                                    (env ARK_CORS_ORIGINS)
+        --api-keys <file>          Every call needs Authorization: Bearer <key> of a key this file lists
+                                   ({keys: [{id, sha256}]}; ark keys new makes them), reread when it
+                                   changes; /healthz, /readyz, A2A cards and /metrics stay open (env
+                                   ARK_API_KEYS). 401 in each protocol's shape; logs and metrics say key ids
+        --api-keys-secret <ns/n>   The same from a Secret (data: <id>: <sha256>), ark gateway on a cluster
+                                   (env ARK_API_KEYS_SECRET)
+        --metrics-auth <bool>      /metrics needs a key too (env ARK_METRICS_AUTH, default false)
         --a2a-push-hosts <hosts>   Hosts A2A push notifications may be sent to, comma-separated, as a
                                    webhook tool's allowedHosts (* = any public host); default none: push
                                    notifications are off (env ARK_A2A_PUSH_HOSTS)
@@ -215,6 +228,9 @@ async function main(argv: string[]): Promise<number> {
       'event-qps': { type: 'string' },
       'event-burst': { type: 'string' },
       source: { type: 'string' },
+      'api-keys': { type: 'string' },
+      'api-keys-secret': { type: 'string' },
+      'metrics-auth': { type: 'string' },
       shared: { type: 'boolean' },
       'worker-image': { type: 'string' },
       'worker-pull-policy': { type: 'string' },
@@ -298,6 +314,34 @@ async function main(argv: string[]): Promise<number> {
       } finally {
         await cp.close()
       }
+    }
+    case 'keys': {
+      if (rest[0] !== 'new') {
+        console.error('ark keys: the only subcommand is `ark keys new [--id <name>]`')
+        return 2
+      }
+      const id = values.id ?? 'default'
+      if (!/^[a-z0-9]([-a-z0-9._]{0,61}[a-z0-9])?$/.test(id)) {
+        console.error(
+          `ark keys new: --id must be a lowercase name (letters, digits, '-', '.', '_'), got ${JSON.stringify(id)}`,
+        )
+        return 2
+      }
+      const made = newKey()
+      console.log(`API key (give it to the caller; ark keeps only its digest, and cannot show it again):
+
+  ${made.key}
+
+In a keys file (ark dev/gateway --api-keys <file>):
+
+keys:
+  - id: ${id}
+    sha256: ${made.sha256}
+
+Or in a Secret (ark gateway --api-keys-secret <namespace>/<name>):
+
+  kubectl create secret generic ark-api-keys --from-literal=${id}=${made.sha256}`)
+      return 0
     }
     case 'crds': {
       const files = generateCrds()
@@ -399,6 +443,35 @@ async function main(argv: string[]): Promise<number> {
             ...(namespaces === undefined ? {} : { namespaces }),
           },
         }
+      }
+      /** --api-keys <file> or --api-keys-secret <ns>/<name>: who may call (ark dev, ark gateway). */
+      const apiKeys = (): DevOptions['auth'] => {
+        const file = values['api-keys'] ?? process.env.ARK_API_KEYS
+        const secret = values['api-keys-secret'] ?? process.env.ARK_API_KEYS_SECRET
+        const metrics = choice('metrics-auth', 'ARK_METRICS_AUTH', ['true', 'false'], 'false') === 'true'
+        const given = (v: string | undefined): v is string => v !== undefined && v !== ''
+        if (given(file) && given(secret))
+          throw new Error('--api-keys (ARK_API_KEYS) and --api-keys-secret (ARK_API_KEYS_SECRET): give one')
+        if (given(file)) return { file, metrics }
+        if (given(secret)) {
+          if (!('cluster' in cluster()))
+            throw new Error(
+              '--api-keys-secret reads a Secret of the cluster: it needs --source cluster or --kubeconfig',
+            )
+          const [namespace = '', name = '', ...rest] = secret.split('/')
+          if (
+            !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(namespace) ||
+            !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name) ||
+            rest.length > 0
+          )
+            throw new Error(
+              `--api-keys-secret (ARK_API_KEYS_SECRET) must be <namespace>/<name>, got ${JSON.stringify(secret)}`,
+            )
+          return { secret: { namespace, name }, metrics }
+        }
+        if (metrics)
+          throw new Error('--metrics-auth (ARK_METRICS_AUTH) needs keys: --api-keys or --api-keys-secret')
+        return undefined
       }
       if (command === 'controller') {
         const namespaces = list('namespaces', 'ARK_NAMESPACES')
@@ -510,6 +583,7 @@ async function main(argv: string[]): Promise<number> {
               : hosts.map((h) => h.toLowerCase()),
         corsOrigins: list('cors-origins', 'ARK_CORS_ORIGINS') ?? [],
         a2aPushHosts: list('a2a-push-hosts', 'ARK_A2A_PUSH_HOSTS') ?? [],
+        auth: apiKeys(),
         timeouts: {
           headersMs:
             number('headers-timeout', 'ARK_HEADERS_TIMEOUT', SERVE_DEFAULTS.headersMs / 1000, 1) * 1000,
@@ -570,6 +644,9 @@ interface DevOptions {
   readonly allowedHosts: AllowedHosts
   readonly corsOrigins: readonly string[]
   readonly a2aPushHosts: readonly string[]
+  /** Where API keys come from; absent: no key is asked for. */
+  readonly auth:
+    { readonly file?: string; readonly secret?: ObjectRef; readonly metrics: boolean } | undefined
   readonly timeouts: ServeTimeouts
   readonly stream: Pick<StreamLimits, 'writeTimeoutMs' | 'maxBufferedBytes'>
   readonly maxIterations: number
@@ -601,6 +678,12 @@ async function dev(options: DevOptions): Promise<number> {
       redis: redactedUrl(options.redis.url),
       workers: options.mode === 'dev' ? 'every agent, in this process' : 'none (ark worker processes)',
     })
+  // Keys first: a keys file that cannot be read stops the command before anything listens.
+  const keys = options.auth === undefined ? undefined : new KeyRing()
+  const keysFile =
+    options.auth?.file === undefined || keys === undefined
+      ? undefined
+      : await followKeysFile(options.auth.file, keys, log)
   const cluster =
     options.cluster === undefined
       ? undefined
@@ -632,6 +715,7 @@ async function dev(options: DevOptions): Promise<number> {
     mcpStdio: options.mode === 'dev' && cluster === undefined,
     log: createLogger('gateway'),
     processMetrics: !('Deno' in globalThis),
+    ...(keys === undefined ? {} : { auth: { keys, metrics: options.auth?.metrics ?? false } }),
     ...(options.redis === undefined
       ? {}
       : {
@@ -642,6 +726,19 @@ async function dev(options: DevOptions): Promise<number> {
         }),
   })
   const cp = system.controlPlane
+  const keysSecret =
+    options.auth?.secret === undefined || keys === undefined
+      ? undefined
+      : followKeysSecret(cp.catalog, options.auth.secret, keys, log)
+  if (keys !== undefined)
+    log.info('API keys required', {
+      ...(options.auth?.file === undefined ? {} : { file: options.auth.file }),
+      ...(options.auth?.secret === undefined
+        ? {}
+        : { secret: `${options.auth.secret.namespace}/${options.auth.secret.name}` }),
+      keys: keys.size,
+      metrics: options.auth?.metrics === true,
+    })
   const reported = new Set<string>()
   const reportProblems = () => {
     const now = new Set<string>()
@@ -698,15 +795,17 @@ async function dev(options: DevOptions): Promise<number> {
   })
   const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${String(server.port)}`
   log.info('serving', { url, openai: `${url}/v1`, mcp: `${url}/mcp`, metrics: `${url}/metrics` })
-  if (options.allowedHosts === 'any' && !isLoopbackHost(options.host) && options.mode === 'dev')
+  if (!isLoopbackHost(options.host) && keys === undefined)
     log.warn(
-      'serving beyond loopback without authentication: anyone who can reach this address can run its agents',
+      'serving beyond loopback without authentication: anyone who can reach this address can run its agents (--api-keys)',
       {
         host: options.host,
       },
     )
   await untilStopped()
   log.info('stopping')
+  keysFile?.close()
+  keysSecret?.close()
   await server.close()
   await system.close()
   return 0

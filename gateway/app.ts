@@ -12,6 +12,8 @@ import { MemoryTaskStore } from './a2a/task-store.ts'
 import type { ExecutionEventBusManager, PushNotificationStore, TaskStore } from '@a2a-js/sdk/server'
 import type { NetPolicy } from '../sandbox/index.ts'
 import { Admission } from './admission.ts'
+import type { KeyRing } from './auth/keys.ts'
+import { authenticate } from './http/authenticate.ts'
 import { jsonBody } from './http/body.ts'
 import type { AllowedHosts } from './http/guards.ts'
 import { DOT_SEGMENT_MESSAGE, hasDotSegment, hostAllowed } from './http/guards.ts'
@@ -70,6 +72,8 @@ export interface AppDeps {
    * (one replica); Redis (a2a/redis.ts) when replicas share them.
    */
   readonly a2a?: { readonly store: TaskStore; readonly buses: ExecutionEventBusManager }
+  /** API keys every call needs (but health, discovery and, unless `metrics`, /metrics). Absent: open. */
+  readonly auth?: { readonly keys: KeyRing; readonly metrics?: boolean }
   /** A2A push notifications: where configs are kept and the hosts deliveries may reach. Absent: off. */
   readonly a2aPush?: { readonly store: PushNotificationStore; readonly policy: NetPolicy }
 }
@@ -149,6 +153,8 @@ export function createApp(deps: AppDeps): App {
       }),
     )
   }
+
+  if (deps.auth !== undefined) app.use(authenticate({ ...deps.auth, registry: deps.metrics.registry }))
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/readyz', (c) =>

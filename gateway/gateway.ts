@@ -9,6 +9,7 @@ import { InMemoryPushNotificationStore } from '@a2a-js/sdk/server'
 import { NetPolicy } from '../sandbox/index.ts'
 import { RedisA2A } from './a2a/redis.ts'
 import { createApp } from './app.ts'
+import type { KeyRing } from './auth/keys.ts'
 import type { RedisSettings, RuntimeSettings } from './assemble.ts'
 import { DEFAULTS, assemble } from './assemble.ts'
 import type { AllowedHosts } from './http/guards.ts'
@@ -60,6 +61,8 @@ export interface GatewayOptions extends RuntimeSettings {
    * public host). Default none: push notifications are off.
    */
   readonly a2aPushHosts?: readonly string[]
+  /** With keys, every call but health, discovery and metrics needs one (http/authenticate.ts). */
+  readonly auth?: { readonly keys: KeyRing; readonly metrics?: boolean }
 }
 
 export interface Gateway {
@@ -119,6 +122,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     corsOrigins: options.corsOrigins ?? [],
     ready: options.ready ?? (() => true),
     ...(options.mcpSessions === undefined ? {} : { mcpSessions: options.mcpSessions }),
+    ...(options.auth === undefined ? {} : { auth: options.auth }),
     ...(a2a === undefined ? {} : { a2a: { store: a2a.store, buses: a2a.buses } }),
     ...(options.a2aPushHosts === undefined || options.a2aPushHosts.length === 0
       ? {}

@@ -70,3 +70,7 @@ export { Admission, failureOf } from './admission.ts'
 export { succeeded } from './runtime/task.ts'
 // Query inputs are OpenAI chat messages: the controller's runner checks them as the chat route does.
 export { checkChatRequest } from './openai/request.ts'
+export type { ApiKeyEntry } from './auth/keys.ts'
+export { KeyRing, digestOf, newKey, parseKeysFile } from './auth/keys.ts'
+export type { KeySource } from './auth/sources.ts'
+export { followKeysFile, followKeysSecret } from './auth/sources.ts'

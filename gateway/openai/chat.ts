@@ -37,6 +37,8 @@ export interface ChatDeps {
 export interface GatewayVariables extends BodyVariables {
   /** The target a handler resolved (`agent/x`), for the metrics label. */
   target: string | undefined
+  /** The id of the API key the request came with (http/authenticate.ts), when keys are required. */
+  apiKey: string | undefined
 }
 
 /** The gateway app's Hono environment: the adapter's connection bindings, and the variables above. */

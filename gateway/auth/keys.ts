@@ -1,0 +1,126 @@
+/**
+ * API keys: who may call the gateway. A key is `ark_` and 43 base64url characters (32 random bytes). ark
+ * never stores one: it keeps each key's SHA-256 digest under a key id, and a request's bearer token is
+ * hashed and looked up. Key ids (never keys) are what logs and metrics name.
+ *
+ * Where the digests come from (sources.ts): a keys file (`--api-keys`), or a Secret on the cluster
+ * (`--api-keys-secret`), each followed live: a new digest lets its key in at once, a removed one locks its
+ * key out at once (rotation).
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { parse } from 'yaml'
+
+export interface ApiKeyEntry {
+  /** A name for the key: logs and metrics say it instead of the key. */
+  readonly id: string
+  /** The key's SHA-256 digest, 64 lowercase hex digits. */
+  readonly sha256: string
+}
+
+const CACHED = 1024
+const ID = /^[a-z0-9]([-a-z0-9._]{0,61}[a-z0-9])?$/
+const DIGEST = /^[0-9a-f]{64}$/
+
+export function digestOf(key: string): string {
+  return createHash('sha256').update(key).digest('hex')
+}
+
+/** A new key and its digest (`ark keys new`). */
+export function newKey(): { readonly key: string; readonly sha256: string } {
+  const key = `ark_${randomBytes(32).toString('base64url')}`
+  return { key, sha256: digestOf(key) }
+}
+
+/** The keys a gateway accepts now; replaced whole when its source changes. */
+export class KeyRing {
+  #byDigest: ReadonlyMap<string, string> = new Map()
+  /**
+   * Keys seen lately, by their text: a hash per request is most of what authentication costs. Only keys
+   * that verified are kept (garbage cannot fill it), at most CACHED of them, and all are dropped whenever
+   * the keys change, so a key rotated out is refused at once.
+   */
+  #seen = new Map<string, string>()
+
+  /** How many keys are accepted. */
+  get size(): number {
+    return this.#byDigest.size
+  }
+
+  replace(entries: readonly ApiKeyEntry[]): void {
+    this.#byDigest = new Map(entries.map((e) => [e.sha256, e.id]))
+    this.#seen = new Map()
+  }
+
+  /** The id of the key `token` is, or undefined. */
+  verify(token: string): string | undefined {
+    // Keys are short; anything long is not one, and is not worth hashing.
+    if (token.length === 0 || token.length > 256) return undefined
+    const known = this.#seen.get(token)
+    if (known !== undefined) return known
+    const id = this.#byDigest.get(digestOf(token))
+    if (id !== undefined) {
+      if (this.#seen.size >= CACHED) this.#seen.clear()
+      this.#seen.set(token, id)
+    }
+    return id
+  }
+}
+
+/**
+ * A keys file:
+ *
+ *     keys:
+ *       - id: ci
+ *         sha256: 5f2b...   # of the key, never the key itself: `ark keys new` prints both
+ *
+ * Throws with the path of what is wrong (`keys[1].sha256: must be 64 hex digits`). A key's own text in the
+ * file (a `key:` field, or a digest that is not one) is refused without being repeated.
+ */
+export function parseKeysFile(text: string): ApiKeyEntry[] {
+  let doc: unknown
+  try {
+    doc = parse(text, { maxAliasCount: 0 })
+  } catch (err) {
+    throw new Error(`not YAML: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`, {
+      cause: err,
+    })
+  }
+  const keys = (doc as { keys?: unknown } | null)?.keys
+  if (!Array.isArray(keys)) throw new Error('keys: must be a list of {id, sha256}')
+  return checked(
+    keys.map((k: unknown, i) => {
+      const at = `keys[${String(i)}]`
+      if (typeof k !== 'object' || k === null) throw new Error(`${at}: must be {id, sha256}`)
+      const { id, sha256, ...rest } = k as Record<string, unknown>
+      const extra = Object.keys(rest)
+      if (extra.length > 0)
+        throw new Error(
+          `${at}: unknown field ${JSON.stringify(extra[0])}${extra.includes('key') ? ' (the file holds digests, never keys: `ark keys new` prints the digest)' : ''}`,
+        )
+      return { at, id, sha256 }
+    }),
+  )
+}
+
+/** A Secret's data as keys: each data key is a key id, its value the key's digest. */
+export function keysFromSecret(data: Readonly<Record<string, string>>): ApiKeyEntry[] {
+  return checked(
+    Object.entries(data).map(([id, sha256]) => ({ at: `data.${id}`, id, sha256: sha256.trim() })),
+  )
+}
+
+function checked(entries: readonly { at: string; id: unknown; sha256: unknown }[]): ApiKeyEntry[] {
+  const ids = new Set<string>()
+  const digests = new Set<string>()
+  return entries.map(({ at, id, sha256 }) => {
+    if (typeof id !== 'string' || !ID.test(id))
+      throw new Error(`${at}.id: must be a name of lowercase letters, digits, '-', '.' or '_' (at most 63)`)
+    if (typeof sha256 !== 'string' || !DIGEST.test(sha256))
+      throw new Error(`${at}.sha256: must be the key's SHA-256 digest, 64 lowercase hex digits`)
+    if (ids.has(id)) throw new Error(`${at}.id: "${id}" is used twice`)
+    if (digests.has(sha256)) throw new Error(`${at}.sha256: the same key is listed twice`)
+    ids.add(id)
+    digests.add(sha256)
+    return { id, sha256 }
+  })
+}

@@ -1,0 +1,309 @@
+/**
+ * API keys on the real `ark dev` (`--api-keys <file>`), through the real clients: the OpenAI SDK, the A2A SDK
+ * and the MCP SDK get in with a key and are refused without one, each in its protocol's own shape (401,
+ * WWW-Authenticate); health, readiness, agent cards and (unless --metrics-auth) metrics stay open; a key
+ * rotated out of the file is refused within a couple of seconds and a new one let in; the key itself is in no
+ * log line, and the metrics name the key's id.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { SendMessageRequest } from '@a2a-js/sdk'
+import { Role } from '@a2a-js/sdk'
+import { ClientFactory, ClientFactoryOptions, JsonRpcTransportFactory } from '@a2a-js/sdk/client'
+import { Client as McpClient } from '@modelcontextprotocol/sdk/client/index.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import OpenAI from 'openai'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { newKey } from '../gateway/index.ts'
+import type { ArkProcess } from './ark-process.ts'
+import { startArk } from './ark-process.ts'
+import { startKube } from './kube.ts'
+import { startRedis } from './redis-server.ts'
+
+const MANIFESTS = `
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Model
+metadata: { name: default }
+spec: { provider: mock, model: { value: mock-1 } }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: helper, annotations: { ark.mckinsey.com/mcp-tool: "true" } }
+spec: { prompt: I help. }
+`
+
+const first = newKey()
+const second = newKey()
+const keysFile = (...keys: { id: string; sha256: string }[]) =>
+  `keys:\n${keys.map((k) => `  - id: ${k.id}\n    sha256: ${k.sha256}\n`).join('')}`
+
+let dir: string
+let ark: ArkProcess
+let base: string
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ark-auth-'))
+  await writeFile(join(dir, 'agents.yaml'), MANIFESTS)
+  await writeFile(join(dir, 'keys.yaml'), keysFile({ id: 'ci', sha256: first.sha256 }))
+  ark = await startArk(['dev', '-f', dir, '--port', '0', '--api-keys', join(dir, 'keys.yaml')], {
+    ready: 'API keys required',
+  })
+  base = ark.url
+}, 30_000)
+
+afterAll(async () => {
+  await ark.stop()
+  await rm(dir, { recursive: true, force: true })
+})
+
+/** A v1.0 SendMessage of one user text part, as the SDK's types spell it. */
+function userMessage(text: string): SendMessageRequest {
+  return {
+    tenant: '',
+    message: {
+      messageId: crypto.randomUUID(),
+      contextId: '',
+      taskId: '',
+      role: Role.ROLE_USER,
+      parts: [
+        { content: { $case: 'text', value: text }, metadata: {}, filename: '', mediaType: 'text/plain' },
+      ],
+      metadata: {},
+      extensions: [],
+      referenceTaskIds: [],
+    },
+    configuration: {
+      acceptedOutputModes: [],
+      taskPushNotificationConfig: undefined,
+      returnImmediately: false,
+    },
+    metadata: {},
+  }
+}
+
+const openai = (key: string) => new OpenAI({ baseURL: `${base}/v1`, apiKey: key, maxRetries: 0 })
+
+describe('with --api-keys', () => {
+  it('lets the OpenAI SDK in with a key, and refuses it without one in OpenAI shape', async () => {
+    const r = await openai(first.key).chat.completions.create({
+      model: 'agent/helper',
+      messages: [{ role: 'user', content: 'hello' }],
+    })
+    expect(r.choices[0]?.message.content).toContain('hello')
+    expect((await openai(first.key).models.list()).data.map((m) => m.id)).toContain('agent/helper')
+
+    const refused = await openai('sk-not-a-key')
+      .chat.completions.create({ model: 'agent/helper', messages: [{ role: 'user', content: 'x' }] })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+    expect(refused).toBeInstanceOf(OpenAI.AuthenticationError)
+    expect(refused).toMatchObject({ status: 401, code: 'invalid_api_key', type: 'invalid_request_error' })
+
+    const none = await fetch(`${base}/v1/models`)
+    expect(none.status).toBe(401)
+    expect(none.headers.get('www-authenticate')).toMatch(/^Bearer/)
+    expect(await none.json()).toEqual({
+      error: {
+        message: 'no API key: send it as Authorization: Bearer <key>',
+        type: 'invalid_request_error',
+        param: null,
+        code: 'invalid_api_key',
+      },
+    })
+  })
+
+  it('keeps health, readiness, agent cards and metrics open', async () => {
+    for (const path of [
+      '/healthz',
+      '/readyz',
+      '/metrics',
+      '/a2a',
+      '/a2a/agent/helper/.well-known/agent-card.json',
+    ])
+      expect((await fetch(`${base}${path}`)).status, path).toBe(200)
+  })
+
+  it('lets the A2A SDK in with a key (JSON-RPC), and refuses a call without one with a JSON-RPC error', async () => {
+    const withKey: typeof fetch = (input, init) => {
+      const headers = new Headers(init?.headers)
+      headers.set('authorization', `Bearer ${first.key}`)
+      return fetch(input, { ...init, headers })
+    }
+    const factory = new ClientFactory(
+      ClientFactoryOptions.createFrom(ClientFactoryOptions.default, {
+        transports: [new JsonRpcTransportFactory({ fetchImpl: withKey })],
+      }),
+    )
+    const client = await factory.createFromUrl(`${base}/a2a/agent/helper/`)
+    const reply = await client.sendMessage(userMessage('via a2a'))
+    expect(JSON.stringify(reply)).toContain('via a2a')
+
+    const anonymous = await new ClientFactory().createFromUrl(`${base}/a2a/agent/helper/`)
+    await expect(anonymous.sendMessage(userMessage('x'))).rejects.toThrow(/401|API key/)
+    const raw = await fetch(`${base}/a2a/agent/helper`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'SendMessage', params: {} }),
+    })
+    expect(raw.status).toBe(401)
+    expect(await raw.json()).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32001 } })
+  })
+
+  it('lets the MCP SDK in with a key, and refuses a session without one', async () => {
+    const client = new McpClient({ name: 'auth-test', version: '1.0.0' })
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${base}/mcp`), {
+        requestInit: { headers: { authorization: `Bearer ${first.key}` } },
+      }),
+    )
+    const tools = await client.listTools()
+    expect(tools.tools.length).toBeGreaterThan(0)
+    await client.close()
+
+    const anonymous = new McpClient({ name: 'auth-test', version: '1.0.0' })
+    await expect(
+      anonymous.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`))),
+    ).rejects.toThrow()
+    const raw = await fetch(`${base}/mcp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+    })
+    expect(raw.status).toBe(401)
+    expect(raw.headers.get('www-authenticate')).toMatch(/^Bearer/)
+    expect(await raw.json()).toMatchObject({ jsonrpc: '2.0', error: { code: -32001 } })
+  })
+
+  it('rotates live: a key taken out of the file is refused, a key put in is let in', async () => {
+    await writeFile(join(dir, 'keys.yaml'), keysFile({ id: 'next', sha256: second.sha256 }))
+    await vi.waitFor(
+      async () => {
+        expect(
+          (await fetch(`${base}/v1/models`, { headers: { authorization: `Bearer ${first.key}` } })).status,
+        ).toBe(401)
+        expect(
+          (await fetch(`${base}/v1/models`, { headers: { authorization: `Bearer ${second.key}` } })).status,
+        ).toBe(200)
+      },
+      { timeout: 10_000, interval: 200 },
+    )
+    // A file that does not parse is refused, and the keys before it stay.
+    await writeFile(join(dir, 'keys.yaml'), `keys:\n  - id: next\n    key: ${second.key}\n`)
+    await ark.waitFor((l) => l.msg === 'API keys file refused; the keys before it stay', 10_000)
+    expect(
+      (await fetch(`${base}/v1/models`, { headers: { authorization: `Bearer ${second.key}` } })).status,
+    ).toBe(200)
+  })
+
+  it('names key ids, never keys: metrics count by id, and no log line holds a key', async () => {
+    const metrics = await (await fetch(`${base}/metrics`)).text()
+    expect(metrics).toMatch(/ark_auth_requests_total\{key="ci",result="ok"\} [1-9]/)
+    expect(metrics).toMatch(/ark_auth_requests_total\{key="",result="missing"\} [1-9]/)
+    expect(metrics).toMatch(/ark_auth_requests_total\{key="",result="invalid"\} [1-9]/)
+    const logs = ark.lines.map((l) => JSON.stringify(l)).join('\n')
+    for (const key of [first.key, second.key]) {
+      expect(logs).not.toContain(key)
+      expect(metrics).not.toContain(key)
+    }
+    // The refused file held a key in the open: the error names the field, not its value.
+    expect(logs).toContain('keys[0]: unknown field \\"key\\"')
+  })
+})
+
+describe('ark keys new, and keys files ark refuses', () => {
+  it('refuses to start on a keys file that is not right, naming the field', async () => {
+    const bad = join(dir, 'bad-keys.yaml')
+    await writeFile(bad, 'keys:\n  - id: ci\n    sha256: not-a-digest\n')
+    const err = await startArk(['dev', '-f', dir, '--port', '0', '--api-keys', bad]).then(
+      async (p) => {
+        await p.stop()
+        return undefined
+      },
+      (e: unknown) => e as Error,
+    )
+    expect(err?.message).toContain('keys[0].sha256: must be the key')
+  })
+
+  it('--metrics-auth puts /metrics behind a key too', async () => {
+    const file = join(dir, 'metrics-keys.yaml')
+    await writeFile(file, keysFile({ id: 'scraper', sha256: second.sha256 }))
+    const p = await startArk(
+      ['dev', '-f', dir, '--port', '0', '--api-keys', file, '--metrics-auth', 'true'],
+      { ready: 'API keys required' },
+    )
+    try {
+      expect((await fetch(`${p.url}/metrics`)).status).toBe(401)
+      expect(
+        (await fetch(`${p.url}/metrics`, { headers: { authorization: `Bearer ${second.key}` } })).status,
+      ).toBe(200)
+      expect((await fetch(`${p.url}/healthz`)).status).toBe(200)
+    } finally {
+      await p.stop()
+    }
+  })
+})
+
+describe('ark gateway --api-keys-secret, on a cluster', () => {
+  it('takes the keys from a Secret (id: digest), follows it live, and refuses everything while it is missing', async () => {
+    const kube = await startKube()
+    const redis = await startRedis()
+    let gateway: ArkProcess | undefined
+    try {
+      await kube.installCrds()
+      const ns = await kube.namespace('keys')
+      gateway = await startArk(
+        ['gateway', '--kubeconfig', kube.kubeconfig, '--namespaces', ns, '--port', '0'],
+        {
+          env: { REDIS_URL: redis.url, ARK_API_KEYS_SECRET: `${ns}/ark-api-keys` },
+          ready: 'API keys required',
+        },
+      )
+      const url = gateway.url
+      const status = async (key: string) =>
+        (await fetch(`${url}/v1/models`, { headers: { authorization: `Bearer ${key}` } })).status
+      // Not there yet: a gateway told to ask for keys never runs open.
+      expect(await status(first.key)).toBe(401)
+      await kube.kubectl([
+        'create',
+        'secret',
+        'generic',
+        'ark-api-keys',
+        '-n',
+        ns,
+        `--from-literal=ci=${first.sha256}`,
+      ])
+      await vi.waitFor(async () => expect(await status(first.key)).toBe(200), {
+        timeout: 20_000,
+        interval: 200,
+      })
+      // Rotated: the Secret now holds another key's digest, and that one only.
+      const rotated = await kube.kubectl([
+        'create',
+        'secret',
+        'generic',
+        'ark-api-keys',
+        '-n',
+        ns,
+        `--from-literal=next=${second.sha256}`,
+        '--dry-run=client',
+        '-o',
+        'yaml',
+      ])
+      await kube.kubectl(['replace', '-n', ns, '-f', '-'], { input: rotated })
+      await vi.waitFor(
+        async () => {
+          expect(await status(first.key)).toBe(401)
+          expect(await status(second.key)).toBe(200)
+        },
+        { timeout: 20_000, interval: 200 },
+      )
+      expect(gateway.lines.map((l) => JSON.stringify(l)).join('\n')).not.toContain(second.key)
+    } finally {
+      await gateway?.stop()
+      await Promise.all([kube.stop(), redis.stop()])
+    }
+  }, 90_000)
+})
