@@ -22,6 +22,7 @@ import {
   SERVE_DEFAULTS,
   STREAM_DEFAULTS,
   KeyRing,
+  isKeyId,
   newKey,
   createLogger,
   defaultAllowedHosts,
@@ -32,7 +33,7 @@ import {
   serve,
 } from '../gateway/index.ts'
 import type { ObjectRef } from '../controller/api/index.ts'
-import type { AllowedHosts, RedisSettings, ServeTimeouts, StreamLimits } from '../gateway/index.ts'
+import type { AllowedHosts, KeySource, RedisSettings, ServeTimeouts, StreamLimits } from '../gateway/index.ts'
 import { startEmbedded } from './embedded.ts'
 import { worker } from './worker.ts'
 import { renderGet, resolveKind } from './get.ts'
@@ -67,10 +68,10 @@ Usage:
                                    (env ARK_CORS_ORIGINS)
         --api-keys <file>          Every call needs Authorization: Bearer <key> of a key this file lists
                                    ({keys: [{id, sha256}]}; ark keys new makes them), reread when it
-                                   changes; /healthz, /readyz, A2A cards and /metrics stay open (env
-                                   ARK_API_KEYS). 401 in each protocol's shape; logs and metrics say key ids
-        --api-keys-secret <ns/n>   The same from a Secret (data: <id>: <sha256>), ark gateway on a cluster
-                                   (env ARK_API_KEYS_SECRET)
+                                   changes; /healthz, /readyz, A2A cards, the /a2a list and /metrics stay
+                                   open (env ARK_API_KEYS). 401 in each protocol's shape; metrics say key ids
+        --api-keys-secret <ns/n>   The same from a Secret (data: <id>: <sha256>) in a watched namespace,
+                                   ark gateway on a cluster (env ARK_API_KEYS_SECRET)
         --metrics-auth <bool>      /metrics needs a key too (env ARK_METRICS_AUTH, default false)
         --a2a-push-hosts <hosts>   Hosts A2A push notifications may be sent to, comma-separated, as a
                                    webhook tool's allowedHosts (* = any public host); default none: push
@@ -321,7 +322,7 @@ async function main(argv: string[]): Promise<number> {
         return 2
       }
       const id = values.id ?? 'default'
-      if (!/^[a-z0-9]([-a-z0-9._]{0,61}[a-z0-9])?$/.test(id)) {
+      if (!isKeyId(id)) {
         console.error(
           `ark keys new: --id must be a lowercase name (letters, digits, '-', '.', '_'), got ${JSON.stringify(id)}`,
         )
@@ -459,8 +460,14 @@ Or in a Secret (ark gateway --api-keys-secret <namespace>/<name>):
               '--api-keys-secret reads a Secret of the cluster: it needs --source cluster or --kubeconfig',
             )
           const [namespace = '', name = '', ...rest] = secret.split('/')
+          const watched = list('namespaces', 'ARK_NAMESPACES')
+          if (watched !== undefined && !watched.includes(namespace))
+            throw new Error(
+              `--api-keys-secret ${secret}: namespace ${namespace} is not in --namespaces (${watched.join(',')}), so the Secret would never be read`,
+            )
           if (
-            !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(namespace) ||
+            // A namespace is a DNS label (no dots); a Secret's name a DNS subdomain.
+            !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace) ||
             !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name) ||
             rest.length > 0
           )
@@ -684,6 +691,8 @@ async function dev(options: DevOptions): Promise<number> {
     options.auth?.file === undefined || keys === undefined
       ? undefined
       : await followKeysFile(options.auth.file, keys, log)
+  // Followed once the catalog is up (below); read by readiness before that.
+  const keysSecret: { source?: KeySource } = {}
   const cluster =
     options.cluster === undefined
       ? undefined
@@ -715,7 +724,16 @@ async function dev(options: DevOptions): Promise<number> {
     mcpStdio: options.mode === 'dev' && cluster === undefined,
     log: createLogger('gateway'),
     processMetrics: !('Deno' in globalThis),
-    ...(keys === undefined ? {} : { auth: { keys, metrics: options.auth?.metrics ?? false } }),
+    ...(keys === undefined
+      ? {}
+      : {
+          auth: {
+            keys,
+            metrics: options.auth?.metrics ?? false,
+            // The Secret is followed once the catalog is up; until it has been read, the gateway is not ready.
+            ready: () => keysFile !== undefined || keysSecret.source?.loaded() === true,
+          },
+        }),
     ...(options.redis === undefined
       ? {}
       : {
@@ -726,10 +744,8 @@ async function dev(options: DevOptions): Promise<number> {
         }),
   })
   const cp = system.controlPlane
-  const keysSecret =
-    options.auth?.secret === undefined || keys === undefined
-      ? undefined
-      : followKeysSecret(cp.catalog, options.auth.secret, keys, log)
+  if (options.auth?.secret !== undefined && keys !== undefined)
+    keysSecret.source = followKeysSecret(cp.catalog, options.auth.secret, keys, log)
   if (keys !== undefined)
     log.info('API keys required', {
       ...(options.auth?.file === undefined ? {} : { file: options.auth.file }),
@@ -805,7 +821,7 @@ async function dev(options: DevOptions): Promise<number> {
   await untilStopped()
   log.info('stopping')
   keysFile?.close()
-  keysSecret?.close()
+  keysSecret.source?.close()
   await server.close()
   await system.close()
   return 0

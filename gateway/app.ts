@@ -72,8 +72,11 @@ export interface AppDeps {
    * (one replica); Redis (a2a/redis.ts) when replicas share them.
    */
   readonly a2a?: { readonly store: TaskStore; readonly buses: ExecutionEventBusManager }
-  /** API keys every call needs (but health, discovery and, unless `metrics`, /metrics). Absent: open. */
-  readonly auth?: { readonly keys: KeyRing; readonly metrics?: boolean }
+  /**
+   * API keys every call needs (but health, discovery and, unless `metrics`, /metrics); `ready` is false until
+   * they are loaded (readiness fails meanwhile). Absent: open.
+   */
+  readonly auth?: { readonly keys: KeyRing; readonly metrics?: boolean; readonly ready?: () => boolean }
   /** A2A push notifications: where configs are kept and the hosts deliveries may reach. Absent: off. */
   readonly a2aPush?: { readonly store: PushNotificationStore; readonly policy: NetPolicy }
 }
@@ -158,7 +161,11 @@ export function createApp(deps: AppDeps): App {
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/readyz', (c) =>
-    deps.ready() ? c.json({ status: 'ready' }) : c.json({ status: 'loading manifests' }, 503),
+    !deps.ready()
+      ? c.json({ status: 'loading manifests' }, 503)
+      : deps.auth?.ready?.() === false
+        ? c.json({ status: 'waiting for API keys' }, 503)
+        : c.json({ status: 'ready' }),
   )
   app.get('/metrics', async (c) => {
     const text = await deps.metrics.text()

@@ -62,7 +62,7 @@ export interface GatewayOptions extends RuntimeSettings {
    */
   readonly a2aPushHosts?: readonly string[]
   /** With keys, every call but health, discovery and metrics needs one (http/authenticate.ts). */
-  readonly auth?: { readonly keys: KeyRing; readonly metrics?: boolean }
+  readonly auth?: { readonly keys: KeyRing; readonly metrics?: boolean; readonly ready?: () => boolean }
 }
 
 export interface Gateway {

@@ -71,6 +71,6 @@ export { succeeded } from './runtime/task.ts'
 // Query inputs are OpenAI chat messages: the controller's runner checks them as the chat route does.
 export { checkChatRequest } from './openai/request.ts'
 export type { ApiKeyEntry } from './auth/keys.ts'
-export { KeyRing, digestOf, newKey, parseKeysFile } from './auth/keys.ts'
+export { KeyRing, digestOf, isKeyId, newKey, parseKeysFile } from './auth/keys.ts'
 export type { KeySource } from './auth/sources.ts'
 export { followKeysFile, followKeysSecret } from './auth/sources.ts'

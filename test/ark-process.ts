@@ -15,6 +15,8 @@ export interface ArkProcess {
   /** The URL from the process's `serving` line (the API of a gateway; health and metrics of a worker). */
   readonly url: string
   readonly lines: LogLine[]
+  /** What the process wrote to stderr (its last 4,000 characters). */
+  stderr(): string
   /** How the process ended. */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
   signal(signal: NodeJS.Signals): void
@@ -129,6 +131,7 @@ export async function startArk(
       pid: child.pid ?? -1,
       url,
       lines,
+      stderr: () => stderr,
       exited,
       signal: (s) => child.kill(s),
       waitFor,

@@ -35,6 +35,7 @@ spec: { prompt: I help. }
 
 const first = newKey()
 const second = newKey()
+const third = newKey()
 const keysFile = (...keys: { id: string; sha256: string }[]) =>
   `keys:\n${keys.map((k) => `  - id: ${k.id}\n    sha256: ${k.sha256}\n`).join('')}`
 
@@ -142,14 +143,20 @@ describe('with --api-keys', () => {
     expect(JSON.stringify(reply)).toContain('via a2a')
 
     const anonymous = await new ClientFactory().createFromUrl(`${base}/a2a/agent/helper/`)
-    await expect(anonymous.sendMessage(userMessage('x'))).rejects.toThrow(/401|API key/)
+    const refusal = await anonymous.sendMessage(userMessage('x')).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    )
+    // A refusal of its own, not one of A2A's (its -32001 is TaskNotFound).
+    expect(refusal?.message).toContain('no API key')
+    expect(refusal?.constructor.name).not.toBe('TaskNotFoundError')
     const raw = await fetch(`${base}/a2a/agent/helper`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'SendMessage', params: {} }),
     })
     expect(raw.status).toBe(401)
-    expect(await raw.json()).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32001 } })
+    expect(await raw.json()).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32040 } })
   })
 
   it('lets the MCP SDK in with a key, and refuses a session without one', async () => {
@@ -166,7 +173,7 @@ describe('with --api-keys', () => {
     const anonymous = new McpClient({ name: 'auth-test', version: '1.0.0' })
     await expect(
       anonymous.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`))),
-    ).rejects.toThrow()
+    ).rejects.toThrow(/401|no API key/)
     const raw = await fetch(`${base}/mcp`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
@@ -174,7 +181,40 @@ describe('with --api-keys', () => {
     })
     expect(raw.status).toBe(401)
     expect(raw.headers.get('www-authenticate')).toMatch(/^Bearer/)
-    expect(await raw.json()).toMatchObject({ jsonrpc: '2.0', error: { code: -32001 } })
+    expect(await raw.json()).toMatchObject({ jsonrpc: '2.0', error: { code: -32040 } })
+    for (const method of ['GET', 'DELETE'])
+      expect((await fetch(`${base}/mcp`, { method })).status, method).toBe(401)
+  })
+
+  it('opens nothing but what it names: every other path, method and way of sending a key is refused', async () => {
+    const status = async (path: string, init: RequestInit = {}) =>
+      (await fetch(`${base}${path}`, init)).status
+    const key = { authorization: `Bearer ${first.key}` }
+    // Cards are open for reading (HEAD as GET); the rest of the A2A tree is not.
+    expect(await status('/a2a/agent/helper/.well-known/agent-card.json', { method: 'HEAD' })).toBe(200)
+    expect(await status('/a2a/agent/helper/.well-known/other')).toBe(401)
+    expect(await status('/a2a/agent/.well-known/agent-card.json/x')).toBe(401)
+    expect(await status('/a2a/agent/helper/.well-known/agent-card.json', { method: 'POST' })).toBe(401)
+    // Routes that only refuse still ask first: the key decides before the route answers.
+    expect(await status('/v1/models', { method: 'PUT' })).toBe(401)
+    expect(await status('/v1/chat/completions', { method: 'OPTIONS' })).toBe(401)
+    expect(await status('/v1/models/agent/helper')).toBe(401)
+    expect(await status('/v1/models/agent/helper', { headers: key })).toBe(200)
+    expect(await status('/no/such/route')).toBe(401)
+    expect(await status('/v1/models/')).toBe(401)
+    // Only Bearer, any case; nothing else carries a key.
+    expect(await status('/v1/models', { headers: { authorization: `bearer ${first.key}` } })).toBe(200)
+    const basic = await fetch(`${base}/v1/models`, {
+      headers: { authorization: `Basic ${Buffer.from(`x:${first.key}`).toString('base64')}` },
+    })
+    expect(basic.status).toBe(401)
+    expect(((await basic.json()) as { error: { message: string } }).error.message).toContain('only API keys')
+    expect(basic.headers.get('www-authenticate')).toContain('error="invalid_token"')
+    expect(await status('/v1/models', { headers: { 'x-api-key': first.key } })).toBe(401)
+    expect(
+      await status('/v1/models', { headers: { authorization: `Bearer ${first.key}${'x'.repeat(300)}` } }),
+    ).toBe(401)
+    expect(await status('/v1/models', { headers: { authorization: `Bearer ${first.sha256}` } })).toBe(401)
   })
 
   it('rotates live: a key taken out of the file is refused, a key put in is let in', async () => {
@@ -190,12 +230,34 @@ describe('with --api-keys', () => {
       },
       { timeout: 10_000, interval: 200 },
     )
-    // A file that does not parse is refused, and the keys before it stay.
-    await writeFile(join(dir, 'keys.yaml'), `keys:\n  - id: next\n    key: ${second.key}\n`)
-    await ark.waitFor((l) => l.msg === 'API keys file refused; the keys before it stay', 10_000)
+    // A file that does not parse is refused; a key it no longer lists is revoked all the same.
+    await writeFile(
+      join(dir, 'keys.yaml'),
+      `keys:\n  - id: next\n    sha256: ${second.sha256}\n  - id: third\n    key: ${third.key}\n`,
+    )
+    await ark.waitFor((l) => String(l.msg).startsWith('API keys file refused'), 10_000)
     expect(
       (await fetch(`${base}/v1/models`, { headers: { authorization: `Bearer ${second.key}` } })).status,
     ).toBe(200)
+    await writeFile(join(dir, 'keys.yaml'), `keys:\n  - id: other\n    sha256: not-a-digest\n`)
+    await vi.waitFor(
+      async () =>
+        expect(
+          (await fetch(`${base}/v1/models`, { headers: { authorization: `Bearer ${second.key}` } })).status,
+        ).toBe(401),
+      { timeout: 10_000, interval: 200 },
+    )
+    // Gone: no one gets in until it is back.
+    await rm(join(dir, 'keys.yaml'))
+    await ark.waitFor((l) => String(l.msg).startsWith('API keys file unreadable'), 10_000)
+    await writeFile(join(dir, 'keys.yaml'), keysFile({ id: 'ci', sha256: first.sha256 }))
+    await vi.waitFor(
+      async () =>
+        expect(
+          (await fetch(`${base}/v1/models`, { headers: { authorization: `Bearer ${first.key}` } })).status,
+        ).toBe(200),
+      { timeout: 10_000, interval: 200 },
+    )
   })
 
   it('names key ids, never keys: metrics count by id, and no log line holds a key', async () => {
@@ -203,13 +265,13 @@ describe('with --api-keys', () => {
     expect(metrics).toMatch(/ark_auth_requests_total\{key="ci",result="ok"\} [1-9]/)
     expect(metrics).toMatch(/ark_auth_requests_total\{key="",result="missing"\} [1-9]/)
     expect(metrics).toMatch(/ark_auth_requests_total\{key="",result="invalid"\} [1-9]/)
-    const logs = ark.lines.map((l) => JSON.stringify(l)).join('\n')
-    for (const key of [first.key, second.key]) {
+    const logs = `${ark.lines.map((l) => JSON.stringify(l)).join('\n')}\n${ark.stderr()}`
+    for (const key of [first.key, second.key, third.key]) {
       expect(logs).not.toContain(key)
       expect(metrics).not.toContain(key)
     }
     // The refused file held a key in the open: the error names the field, not its value.
-    expect(logs).toContain('keys[0]: unknown field \\"key\\"')
+    expect(logs).toContain('keys[1]: a `key` field')
   })
 })
 
@@ -225,6 +287,22 @@ describe('ark keys new, and keys files ark refuses', () => {
       (e: unknown) => e as Error,
     )
     expect(err?.message).toContain('keys[0].sha256: must be the key')
+    const missing = await startArk([
+      'dev',
+      '-f',
+      dir,
+      '--port',
+      '0',
+      '--api-keys',
+      join(dir, 'nope.yaml'),
+    ]).then(
+      async (p) => {
+        await p.stop()
+        return undefined
+      },
+      (e: unknown) => e as Error,
+    )
+    expect(missing?.message).toContain(`--api-keys ${join(dir, 'nope.yaml')}: no such file`)
   })
 
   it('--metrics-auth puts /metrics behind a key too', async () => {
@@ -264,8 +342,9 @@ describe('ark gateway --api-keys-secret, on a cluster', () => {
       const url = gateway.url
       const status = async (key: string) =>
         (await fetch(`${url}/v1/models`, { headers: { authorization: `Bearer ${key}` } })).status
-      // Not there yet: a gateway told to ask for keys never runs open.
+      // Not there yet: a gateway told to ask for keys never runs open, nor says it is ready.
       expect(await status(first.key)).toBe(401)
+      expect((await fetch(`${url}/readyz`)).status).toBe(503)
       await kube.kubectl([
         'create',
         'secret',
@@ -279,6 +358,7 @@ describe('ark gateway --api-keys-secret, on a cluster', () => {
         timeout: 20_000,
         interval: 200,
       })
+      expect((await fetch(`${url}/readyz`)).status).toBe(200)
       // Rotated: the Secret now holds another key's digest, and that one only.
       const rotated = await kube.kubectl([
         'create',
@@ -300,7 +380,27 @@ describe('ark gateway --api-keys-secret, on a cluster', () => {
         },
         { timeout: 20_000, interval: 200 },
       )
-      expect(gateway.lines.map((l) => JSON.stringify(l)).join('\n')).not.toContain(second.key)
+      // Deleted: no one gets in.
+      await kube.kubectl(['delete', 'secret', 'ark-api-keys', '-n', ns])
+      await vi.waitFor(async () => expect(await status(second.key)).toBe(401), {
+        timeout: 20_000,
+        interval: 200,
+      })
+      expect(`${gateway.lines.map((l) => JSON.stringify(l)).join('\n')}${gateway.stderr()}`).not.toContain(
+        second.key,
+      )
+      // A Secret in a namespace this gateway does not watch would never be read: refused at start.
+      const unwatched = await startArk(
+        ['gateway', '--kubeconfig', kube.kubeconfig, '--namespaces', ns, '--port', '0'],
+        { env: { REDIS_URL: redis.url, ARK_API_KEYS_SECRET: 'elsewhere/ark-api-keys' } },
+      ).then(
+        async (p) => {
+          await p.stop()
+          return undefined
+        },
+        (e: unknown) => e as Error,
+      )
+      expect(unwatched?.message).toContain('namespace elsewhere is not in --namespaces')
     } finally {
       await gateway?.stop()
       await Promise.all([kube.stop(), redis.stop()])

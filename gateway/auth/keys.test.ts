@@ -37,7 +37,7 @@ describe('parseKeysFile', () => {
       ['', 'keys: must be a list'],
       ['keys: {}', 'keys: must be a list'],
       ['keys: [1]', 'keys[0]: must be {id, sha256}'],
-      [`keys:\n  - { id: Bad_Id, sha256: ${digest} }`, 'keys[0].id: must be a name'],
+      [`keys:\n  - { id: Bad_Id, sha256: ${digest} }`, 'keys[0]: the id must be a name'],
       ['keys:\n  - { id: ci, sha256: ABC }', 'keys[0].sha256: must be'],
       [
         `keys:\n  - { id: ci, sha256: ${digest} }\n  - { id: ci, sha256: ${'b'.repeat(64)} }`,
@@ -50,21 +50,40 @@ describe('parseKeysFile', () => {
       ['keys: [', 'not YAML'],
     ]
     for (const [text, message] of cases) expect(() => parseKeysFile(text), text).toThrow(message)
-    const secret = 'ark_hunter2hunter2hunter2'
-    let error = ''
-    try {
-      parseKeysFile(`keys:\n  - { id: ci, key: ${secret} }`)
-    } catch (err) {
-      error = (err as Error).message
+  })
+
+  it('never repeats a key pasted into the file, wherever it is, nor lets YAML print it', () => {
+    const secret = 'ark_hunter2Hunter2hunter2'
+    const refusal = (text: string): string => {
+      try {
+        parseKeysFile(text)
+      } catch (err) {
+        expect((err as Error).cause, text).toBeUndefined()
+        return (err as Error).message
+      }
+      throw new Error(`accepted: ${text}`)
     }
-    expect(error).toContain('keys[0]: unknown field "key" (the file holds digests, never keys')
-    expect(error).not.toContain(secret)
+    const cases: [string, string][] = [
+      [`keys:\n  - { id: ci, key: ${secret} }`, 'keys[0]: a `key` field: the file holds digests, never keys'],
+      [`keys:\n  - { id: ci, sha256: ${secret} }`, 'keys[0].sha256: must be'],
+      [`keys:\n  - { id: ci, ${secret} }`, 'keys[0]: a field other than id and sha256'],
+      [`keys:\n  - id: ${secret}\n    sha256: ${digest}`, 'keys[0]: the id must be'],
+      [`keys:\n  - id: ci\n    sha256: >${secret} x\n`, 'not YAML ('],
+      [`keys:\n  - id: ci\n    sha256: !${secret} x\n`, 'keys[0].sha256: must be'],
+    ]
+    const warnings: unknown[] = []
+    const warn = process.emitWarning.bind(process)
+    process.emitWarning = (w: unknown) => void warnings.push(w)
     try {
-      parseKeysFile(`keys:\n  - { id: ci, sha256: ${secret} }`)
-    } catch (err) {
-      error = (err as Error).message
+      for (const [text, message] of cases) {
+        const got = refusal(text)
+        expect(got, text).toContain(message)
+        expect(got, text).not.toContain(secret)
+      }
+    } finally {
+      process.emitWarning = warn
     }
-    expect(error).not.toContain(secret)
+    expect(JSON.stringify(warnings.map(String))).not.toContain(secret)
   })
 })
 
@@ -73,5 +92,10 @@ describe('keysFromSecret', () => {
     expect(keysFromSecret({ ci: `${'c'.repeat(64)}\n` })).toEqual([{ id: 'ci', sha256: 'c'.repeat(64) }])
     expect(() => keysFromSecret({ ci: 'ark_plaintext' })).toThrow('data.ci.sha256: must be')
     expect(() => keysFromSecret({ ci: 'ark_plaintext' })).not.toThrow('ark_plaintext')
+    // A key where its id belongs is named by position only.
+    expect(() => keysFromSecret({ ark_Plain_Key: 'c'.repeat(64) })).toThrow(
+      'data entry 1 (its name is not a valid key id)',
+    )
+    expect(() => keysFromSecret({ ark_Plain_Key: 'c'.repeat(64) })).not.toThrow('ark_Plain_Key')
   })
 })

@@ -17,9 +17,13 @@ export interface ApiKeyEntry {
   readonly sha256: string
 }
 
-const CACHED = 1024
 const ID = /^[a-z0-9]([-a-z0-9._]{0,61}[a-z0-9])?$/
 const DIGEST = /^[0-9a-f]{64}$/
+
+/** Whether `text` may name a key (lowercase letters, digits, '-', '.', '_'; at most 63). */
+export function isKeyId(text: string): boolean {
+  return ID.test(text)
+}
 
 export function digestOf(key: string): string {
   return createHash('sha256').update(key).digest('hex')
@@ -34,35 +38,28 @@ export function newKey(): { readonly key: string; readonly sha256: string } {
 /** The keys a gateway accepts now; replaced whole when its source changes. */
 export class KeyRing {
   #byDigest: ReadonlyMap<string, string> = new Map()
-  /**
-   * Keys seen lately, by their text: a hash per request is most of what authentication costs. Only keys
-   * that verified are kept (garbage cannot fill it), at most CACHED of them, and all are dropped whenever
-   * the keys change, so a key rotated out is refused at once.
-   */
-  #seen = new Map<string, string>()
+  #entries: readonly ApiKeyEntry[] = []
 
   /** How many keys are accepted. */
   get size(): number {
     return this.#byDigest.size
   }
 
+  /** The keys accepted now. */
+  get entries(): readonly ApiKeyEntry[] {
+    return this.#entries
+  }
+
   replace(entries: readonly ApiKeyEntry[]): void {
     this.#byDigest = new Map(entries.map((e) => [e.sha256, e.id]))
-    this.#seen = new Map()
+    this.#entries = entries
   }
 
   /** The id of the key `token` is, or undefined. */
   verify(token: string): string | undefined {
     // Keys are short; anything long is not one, and is not worth hashing.
     if (token.length === 0 || token.length > 256) return undefined
-    const known = this.#seen.get(token)
-    if (known !== undefined) return known
-    const id = this.#byDigest.get(digestOf(token))
-    if (id !== undefined) {
-      if (this.#seen.size >= CACHED) this.#seen.clear()
-      this.#seen.set(token, id)
-    }
-    return id
+    return this.#byDigest.get(digestOf(token))
   }
 }
 
@@ -73,17 +70,22 @@ export class KeyRing {
  *       - id: ci
  *         sha256: 5f2b...   # of the key, never the key itself: `ark keys new` prints both
  *
- * Throws with the path of what is wrong (`keys[1].sha256: must be 64 hex digits`). A key's own text in the
- * file (a `key:` field, or a digest that is not one) is refused without being repeated.
+ * Throws with the path of what is wrong (`keys[1].sha256: must be 64 hex digits`), never with the file's
+ * text: a key pasted into it by mistake (as a `key:` field, a field name, a digest that is not one, or text
+ * YAML cannot read) must not reach a log. YAML's own messages quote the source: its warnings are not printed
+ * (logLevel error) and its errors are replaced by their code and position.
  */
 export function parseKeysFile(text: string): ApiKeyEntry[] {
   let doc: unknown
   try {
-    doc = parse(text, { maxAliasCount: 0 })
+    doc = parse(text, { maxAliasCount: 0, logLevel: 'error' })
   } catch (err) {
-    throw new Error(`not YAML: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`, {
-      cause: err,
-    })
+    const { code, linePos } = err as { code?: unknown; linePos?: { line: number; col: number }[] }
+    const pos = linePos?.[0]
+    const at = pos === undefined ? '' : ` at line ${String(pos.line)}, column ${String(pos.col)}`
+    // A new error without \`cause\`: YAML's error holds the source excerpt.
+    // eslint-disable-next-line preserve-caught-error
+    throw new Error(`not YAML (${typeof code === 'string' ? code : 'syntax error'}${at})`)
   }
   const keys = (doc as { keys?: unknown } | null)?.keys
   if (!Array.isArray(keys)) throw new Error('keys: must be a list of {id, sha256}')
@@ -93,19 +95,32 @@ export function parseKeysFile(text: string): ApiKeyEntry[] {
       if (typeof k !== 'object' || k === null) throw new Error(`${at}: must be {id, sha256}`)
       const { id, sha256, ...rest } = k as Record<string, unknown>
       const extra = Object.keys(rest)
+      // Named only when it is a short word a person would write; anything else could be a key.
+      const first = extra[0] ?? ''
+      if (extra.includes('key'))
+        throw new Error(
+          `${at}: a \`key\` field: the file holds digests, never keys (\`ark keys new\` prints the digest)`,
+        )
       if (extra.length > 0)
         throw new Error(
-          `${at}: unknown field ${JSON.stringify(extra[0])}${extra.includes('key') ? ' (the file holds digests, never keys: `ark keys new` prints the digest)' : ''}`,
+          `${at}: a field other than id and sha256${/^[a-z]{1,20}$/.test(first) ? ` (${first})` : ''}`,
         )
       return { at, id, sha256 }
     }),
   )
 }
 
-/** A Secret's data as keys: each data key is a key id, its value the key's digest. */
+/**
+ * A Secret's data as keys: each data key is a key id, its value the key's digest. An entry is named by its id
+ * when that is a valid one, else by its position: a key put where its id belongs must not be repeated.
+ */
 export function keysFromSecret(data: Readonly<Record<string, string>>): ApiKeyEntry[] {
   return checked(
-    Object.entries(data).map(([id, sha256]) => ({ at: `data.${id}`, id, sha256: sha256.trim() })),
+    Object.entries(data).map(([id, sha256], i) => ({
+      at: ID.test(id) ? `data.${id}` : `data entry ${String(i + 1)} (its name is not a valid key id)`,
+      id,
+      sha256: sha256.trim(),
+    })),
   )
 }
 
@@ -114,7 +129,9 @@ function checked(entries: readonly { at: string; id: unknown; sha256: unknown }[
   const digests = new Set<string>()
   return entries.map(({ at, id, sha256 }) => {
     if (typeof id !== 'string' || !ID.test(id))
-      throw new Error(`${at}.id: must be a name of lowercase letters, digits, '-', '.' or '_' (at most 63)`)
+      throw new Error(
+        `${at}: the id must be a name of lowercase letters, digits, '-', '.' or '_' (at most 63)`,
+      )
     if (typeof sha256 !== 'string' || !DIGEST.test(sha256))
       throw new Error(`${at}.sha256: must be the key's SHA-256 digest, 64 lowercase hex digits`)
     if (ids.has(id)) throw new Error(`${at}.id: "${id}" is used twice`)

@@ -3,7 +3,9 @@
  * - a keys file (`--api-keys`), read again every second when it changed. A mounted Secret or ConfigMap is
  *   swapped by the kubelet through a symlink, which a file watch can miss; reading a small file cannot.
  * - a Secret in the catalog (`--api-keys-secret ns/name`), as the store delivers it.
- * A version that does not parse is refused and said (its path, never a value); the keys before it stay.
+ * A version that does not parse is refused and said (its path, never a value). Of the keys before it, only
+ * those whose digest it still holds stay: an edit that revokes a key and breaks the file revokes it all the
+ * same. A file that is gone, or a Secret that is, lets no one in. Each change of state is logged once.
  */
 import { readFile } from 'node:fs/promises'
 import { resourceKey } from '../../controller/api/index.ts'
@@ -14,8 +16,22 @@ import type { KeyRing } from './keys.ts'
 import { keysFromSecret, parseKeysFile } from './keys.ts'
 
 export interface KeySource {
+  /** Whether keys were loaded at least once (until then the gateway is not ready). */
+  loaded(): boolean
   close(): void
 }
+
+/** After a refused version: the keys before it that it still names by digest. */
+function stillListed(ring: KeyRing, text: string): void {
+  ring.replace(ring.entries.filter((e) => text.includes(e.sha256)))
+}
+
+const reason = (err: unknown): string =>
+  (err as { code?: unknown }).code === 'ENOENT'
+    ? 'no such file'
+    : err instanceof Error
+      ? err.message
+      : String(err)
 
 /** Reads the file into the ring (rejects when it is missing or invalid), then follows it. */
 export async function followKeysFile(
@@ -24,38 +40,50 @@ export async function followKeysFile(
   log: Logger,
   intervalMs = 1000,
 ): Promise<KeySource> {
-  let last = await readFile(path, 'utf8')
+  let last: string
   try {
+    last = await readFile(path, 'utf8')
     ring.replace(parseKeysFile(last))
   } catch (err) {
-    throw new Error(`--api-keys ${path}: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+    throw new Error(`--api-keys ${path}: ${reason(err)}`, { cause: err })
   }
   let reading = false
+  let gone = false
   const timer = setInterval(() => {
     if (reading) return
     reading = true
     void readFile(path, 'utf8')
       .then((text) => {
+        gone = false
         if (text === last) return
         last = text
         try {
           ring.replace(parseKeysFile(text))
           log.info('API keys reloaded', { file: path, keys: ring.size })
         } catch (err) {
-          log.error('API keys file refused; the keys before it stay', {
+          stillListed(ring, text)
+          log.error('API keys file refused; of the keys before it, those it still lists stay', {
             file: path,
-            error: err instanceof Error ? err.message : String(err),
+            keys: ring.size,
+            error: reason(err),
           })
         }
       })
-      .catch((err: unknown) =>
-        log.warn('API keys file unreadable; the keys before it stay', { file: path, error: String(err) }),
-      )
+      .catch((err: unknown) => {
+        if (gone) return
+        gone = true
+        last = ''
+        ring.replace([])
+        log.error('API keys file unreadable: no key is accepted until it is back', {
+          file: path,
+          error: reason(err),
+        })
+      })
       .finally(() => (reading = false))
   }, intervalMs)
   // A process that has nothing else to do may end: the keys file is no reason to stay up.
   ;(timer as { unref?: () => void }).unref?.()
-  return { close: () => clearInterval(timer) }
+  return { loaded: () => true, close: () => clearInterval(timer) }
 }
 
 /**
@@ -66,6 +94,7 @@ export function followKeysSecret(catalog: Catalog, ref: ObjectRef, ring: KeyRing
   const key = resourceKey('Secret', ref.namespace, ref.name)
   const where = `${ref.namespace}/${ref.name}`
   let said = ''
+  let loaded = false
   const load = () => {
     const secret = catalog.store.get(key) as ResourceOf<'Secret'> | undefined
     if (secret === undefined) {
@@ -75,15 +104,19 @@ export function followKeysSecret(catalog: Catalog, ref: ObjectRef, ring: KeyRing
       said = 'missing'
       return
     }
+    const version = secret.meta.resourceVersion ?? JSON.stringify(secret.spec.data)
+    if (said === version) return
+    said = version
     try {
       ring.replace(keysFromSecret(secret.spec.data))
-      if (said !== secret.meta.resourceVersion)
-        log.info('API keys loaded', { secret: where, keys: ring.size })
-      said = secret.meta.resourceVersion ?? 'loaded'
+      loaded = true
+      log.info('API keys loaded', { secret: where, keys: ring.size })
     } catch (err) {
-      log.error('API keys Secret refused; the keys before it stay', {
+      stillListed(ring, Object.values(secret.spec.data).join('\n'))
+      log.error('API keys Secret refused; of the keys before it, those it still lists stay', {
         secret: where,
-        error: err instanceof Error ? err.message : String(err),
+        keys: ring.size,
+        error: reason(err),
       })
     }
   }
@@ -91,5 +124,5 @@ export function followKeysSecret(catalog: Catalog, ref: ObjectRef, ring: KeyRing
   const unsubscribe = catalog.store.subscribe((events) => {
     if (events.some((e) => e.resource.key === key)) load()
   })
-  return { close: unsubscribe }
+  return { loaded: () => loaded, close: unsubscribe }
 }

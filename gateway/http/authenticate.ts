@@ -3,10 +3,14 @@
  * carries `Authorization: Bearer <key>`, and one without a valid key is refused with 401 in its protocol's
  * own shape: OpenAI's error body on /v1, a JSON-RPC error on /a2a and /mcp, plain text on /metrics, each with
  * `WWW-Authenticate: Bearer` (what MCP and A2A clients look for). The key is never repeated, not even in
- * part; the request goes on with the key's id for whatever logs and counts it.
+ * part; the request goes on with the key's id for whatever counts it.
  *
  * Open without a key: /healthz and /readyz (kubelets and load balancers), A2A agent cards and the /a2a list
- * (discovery; a card is how a client learns it needs a key), and /metrics unless `metrics` is set.
+ * (discovery: a card is how a client learns it needs a key; the list names the agents and teams), and
+ * /metrics unless `metrics` is set (its auth counter names key ids).
+ *
+ * The JSON-RPC code of a refusal is -32040, a server error no protocol here reserves: A2A's -32001 is
+ * TaskNotFound, and MCP's SDK reads -32000 and -32001 as a closed connection and a timeout.
  */
 import type { MiddlewareHandler } from 'hono'
 import { Counter } from 'prom-client'
@@ -24,7 +28,10 @@ export interface AuthenticateOptions {
   readonly registry?: Registry
 }
 
-const CHALLENGE = { 'www-authenticate': 'Bearer realm="ark"' }
+export const UNAUTHENTICATED = -32040
+
+/** Exactly the card routes of app.ts: /a2a/{agent,team}/[<namespace>/]<name>/.well-known/agent[-card].json. */
+const CARD = /^\/a2a\/(agent|team)\/[^/]+(\/[^/]+)?\/\.well-known\/agent(-card)?\.json$/
 
 export function authenticate(options: AuthenticateOptions): MiddlewareHandler<GatewayEnv> {
   const counter = new Counter({
@@ -39,17 +46,18 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler<Ga
     const path = c.req.path
     if (isOpen(path, c.req.method, options.metrics === true)) return next()
     const header = c.req.header('authorization')
-    const token = header !== undefined && /^bearer /i.test(header) ? header.slice(7).trim() : undefined
-    const id = token === undefined ? undefined : options.keys.verify(token)
+    const bearer = header !== undefined && /^bearer /i.test(header)
+    const id = bearer ? options.keys.verify(header.slice(7).trim()) : undefined
     if (id === undefined) {
-      const result = token === undefined ? 'missing' : 'invalid'
+      const result = header === undefined ? 'missing' : 'invalid'
       counter.inc({ key: '', result })
-      return refuse(
-        path,
-        token === undefined
+      const message =
+        header === undefined
           ? 'no API key: send it as Authorization: Bearer <key>'
-          : 'the API key is not valid (it may have been rotated out)',
-      )
+          : bearer
+            ? 'the API key is not valid (it may have been rotated out)'
+            : 'only API keys are accepted, as Authorization: Bearer <key>'
+      return refuse(path, message, result === 'invalid')
     }
     let child = ok.get(id)
     if (child === undefined) ok.set(id, (child = counter.labels({ key: id, result: 'ok' })))
@@ -62,22 +70,27 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler<Ga
 function isOpen(path: string, method: string, metricsNeedKey: boolean): boolean {
   if (path === '/healthz' || path === '/readyz') return true
   if (path === '/metrics') return !metricsNeedKey
-  if (method === 'GET' && (path === '/a2a' || (path.startsWith('/a2a/') && path.includes('/.well-known/'))))
-    return true
-  return false
+  // Hono answers HEAD with the GET route: both are reads.
+  return (method === 'GET' || method === 'HEAD') && (path === '/a2a' || CARD.test(path))
 }
 
-function refuse(path: string, message: string): Response {
-  if (path === '/mcp' || path.startsWith('/mcp/')) return jsonRpcError(401, -32001, message, CHALLENGE)
-  if (path === '/a2a' || path.startsWith('/a2a/')) return rpcError(401, null, -32001, message, CHALLENGE)
+function refuse(path: string, message: string, invalid: boolean): Response {
+  // RFC 6750: a token that was sent and refused says so in the challenge.
+  const challenge = {
+    'www-authenticate': invalid ? 'Bearer realm="ark", error="invalid_token"' : 'Bearer realm="ark"',
+  }
+  if (path === '/mcp' || path.startsWith('/mcp/'))
+    return jsonRpcError(401, UNAUTHENTICATED, message, challenge)
+  if (path === '/a2a' || path.startsWith('/a2a/'))
+    return rpcError(401, null, UNAUTHENTICATED, message, challenge)
   if (path === '/metrics')
     return new Response(`${message}\n`, {
       status: 401,
-      headers: { 'content-type': 'text/plain', ...CHALLENGE },
+      headers: { 'content-type': 'text/plain', ...challenge },
     })
   return errorResponse(401, message, {
     type: 'invalid_request_error',
     code: 'invalid_api_key',
-    headers: CHALLENGE,
+    headers: challenge,
   })
 }
