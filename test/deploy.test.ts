@@ -194,6 +194,7 @@ const VARIATIONS: Readonly<Record<string, readonly string[]>> = {
   'external redis': set('redis.enabled=false', 'redis.url=rediss://:s3cret@redis.example.com:6380/0'),
   'existing secret': set('redis.enabled=false', 'redis.existingSecret=my-redis'),
   everything: set(
+    'auth.existingSecret=ark-api-keys',
     'keda.enabled=true',
     'monitoring.serviceMonitor.enabled=true',
     'providers.existingSecret=llm-keys',
@@ -557,7 +558,8 @@ describe('the Helm chart (deploy/helm/ark)', () => {
     expect(env(controller, 'ARK_WORKER_PULL_SECRETS')?.value).toBe('registry')
     for (const name of ARK) {
       const c = container(objs, name)
-      expect(env(c, 'ARK_NAMESPACES')?.value, name).toBe('team-a,team-b')
+      // The release's namespace joins them: the gateway's API keys Secret (auth.existingSecret) is there.
+      expect(env(c, 'ARK_NAMESPACES')?.value, name).toBe(`team-a,team-b,${NS}`)
       expect(c.envFrom, name).toEqual([{ secretRef: { name: 'llm-keys' } }])
       expect(deployment(objs, name).spec.template.spec.imagePullSecrets).toEqual([{ name: 'registry' }])
     }
@@ -648,6 +650,20 @@ describe('the Helm chart (deploy/helm/ark)', () => {
       { namespaceSelector: { matchLabels: { edge: 'gateway' } } },
     ])
     expect(kinds(await render(VARIATIONS['no network policies']), 'NetworkPolicy')).toEqual([])
+  })
+
+  it('asks for API keys at the gateway when auth.existingSecret names their Secret, and watches its namespace', async () => {
+    const open = await render()
+    expect(env(container(open, 'ark-gateway'), 'ARK_API_KEYS_SECRET')).toBeUndefined()
+    const keyed = await render(
+      set('auth.existingSecret=ark-api-keys', 'auth.metrics=true', 'controller.namespaces={team-a}'),
+    )
+    const gateway = container(keyed, 'ark-gateway')
+    expect(env(gateway, 'ARK_API_KEYS_SECRET')?.value).toBe(`${NS}/ark-api-keys`)
+    expect(env(gateway, 'ARK_METRICS_AUTH')?.value).toBe('true')
+    // The gateway refuses a keys Secret outside the namespaces it reads: the release's is added to them.
+    expect(env(gateway, 'ARK_NAMESPACES')?.value).toBe(`team-a,${NS}`)
+    expect(env(container(keyed, 'ark-runtime'), 'ARK_API_KEYS_SECRET')).toBeUndefined()
   })
 
   it("monitors the components and every pool's workers with the Prometheus Operator when asked", async () => {

@@ -23,6 +23,7 @@ import * as k8s from '@kubernetes/client-node'
 import { Redis } from 'ioredis'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest'
+import { newKey } from '../gateway/index.ts'
 import { startFakeOpenAI } from './fakes/openai-upstream.ts'
 import type { Kubelet, RunningPod } from './kubelet.ts'
 import { startKubelet } from './kubelet.ts'
@@ -35,6 +36,7 @@ const run = promisify(execFile)
 const SYSTEM = 'ark-system'
 const CHART = join(import.meta.dirname, '../deploy/helm/ark')
 const IMAGE = 'ghcr.io/ark-runtime/ark:0.1.0'
+const KEY = newKey()
 const SEED_003 = readFileSync(join(import.meta.dirname, 'fixtures/seeds/003-arkagent.yaml'), 'utf8')
 
 let kube: KubeServer
@@ -79,13 +81,25 @@ beforeAll(async () => {
   apps = kc.makeApiClient(k8s.AppsV1Api)
   custom = kc.makeApiClient(k8s.CustomObjectsApi)
   kubelet = startKubelet(kube, { namespaces: () => [SYSTEM, ...namespaces] })
+  // The gateways ask for API keys (auth.existingSecret): their digests in a Secret of the release namespace.
+  await kube.kubectl(['create', 'namespace', SYSTEM])
+  await kube.kubectl([
+    'create',
+    'secret',
+    'generic',
+    'ark-api-keys',
+    '-n',
+    SYSTEM,
+    `--from-literal=tests=${KEY.sha256}`,
+  ])
   await helm(
     'install',
     'ark',
     CHART,
     '--namespace',
     SYSTEM,
-    '--create-namespace',
+    '--set',
+    'auth.existingSecret=ark-api-keys',
     '--set',
     'redis.enabled=false',
     '--set',
@@ -106,9 +120,12 @@ beforeAll(async () => {
   const gateway = component('gateway')[0]
   openai = new OpenAI({
     baseURL: `http://127.0.0.1:${String(gateway?.port)}/v1`,
-    apiKey: 'unused',
+    apiKey: KEY.key,
     maxRetries: 0,
   })
+  // Without the key, the chart's gateway refuses.
+  const refused = await fetch(`http://127.0.0.1:${String(gateway?.port)}/v1/models`)
+  expect(refused.status).toBe(401)
 }, 180_000)
 
 afterAll(async () => {
@@ -365,7 +382,7 @@ spec: { prompt: I help. }
     for (const gateway of component('gateway')) {
       const client = new OpenAI({
         baseURL: `http://127.0.0.1:${String(gateway.port)}/v1`,
-        apiKey: 'unused',
+        apiKey: KEY.key,
         maxRetries: 0,
       })
       const r = await vi.waitFor(

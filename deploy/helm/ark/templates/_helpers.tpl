@@ -75,7 +75,8 @@ the Secret up, so it prints a new one each time.
 {{- define "ark.namespacesEnv" -}}
 {{- with .Values.controller.namespaces }}
 - name: ARK_NAMESPACES
-  value: {{ join "," . | quote }}
+  {{- /* The gateway reads its API keys' Secret in the release namespace: it is watched too. */}}
+  value: {{ join "," (($.Values.auth.existingSecret | empty) | ternary . (append . $.Release.Namespace | uniq)) | quote }}
 {{- end }}
 {{- end -}}
 
