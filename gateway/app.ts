@@ -106,6 +106,7 @@ export function createApp(deps: AppDeps): App {
     log: deps.log,
     ...(deps.a2a ?? { store: new MemoryTaskStore() }),
     ...(deps.a2aPush === undefined ? {} : { push: deps.a2aPush }),
+    authenticated: deps.auth !== undefined,
   })
 
   app.use(async (c, next) => {

@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { SendMessageRequest } from '@a2a-js/sdk'
-import { Role } from '@a2a-js/sdk'
+import { AgentCard, Role } from '@a2a-js/sdk'
 import { ClientFactory, ClientFactoryOptions, JsonRpcTransportFactory } from '@a2a-js/sdk/client'
 import { Client as McpClient } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
@@ -114,6 +114,43 @@ describe('with --api-keys', () => {
         code: 'invalid_api_key',
       },
     })
+  })
+
+  it('declares the bearer scheme in the agent cards, v1.0 and v0.3', async () => {
+    const card = (await (
+      await fetch(`${base}/a2a/agent/helper/.well-known/agent-card.json`, {
+        headers: { 'a2a-version': '1.0' },
+      })
+    ).json()) as {
+      securitySchemes: Record<string, unknown>
+      securityRequirements: unknown[]
+    }
+    expect(card.securitySchemes).toEqual({
+      apiKey: {
+        httpAuthSecurityScheme: {
+          description: 'An ark API key, as Authorization: Bearer <key>.',
+          scheme: 'Bearer',
+        },
+      },
+    })
+    expect(card.securityRequirements).toEqual([{ schemes: { apiKey: { list: [] } } }])
+    // The SDK reads it back as the scheme it is.
+    expect(AgentCard.fromJSON(card).securitySchemes.apiKey?.scheme).toMatchObject({
+      $case: 'httpAuthSecurityScheme',
+      value: { scheme: 'Bearer' },
+    })
+    const legacy = (await (await fetch(`${base}/a2a/agent/helper/.well-known/agent.json`)).json()) as {
+      securitySchemes: Record<string, unknown>
+      security: unknown[]
+    }
+    expect(legacy.securitySchemes).toEqual({
+      apiKey: {
+        type: 'http',
+        scheme: 'bearer',
+        description: 'An ark API key, as Authorization: Bearer <key>.',
+      },
+    })
+    expect(legacy.security).toEqual([{ apiKey: [] }])
   })
 
   it('keeps health, readiness, agent cards and metrics open', async () => {

@@ -13,6 +13,7 @@
  * can tell what it is able to do. A team's card is the same, its skills the team and then its members.
  */
 import type { AgentCard, AgentSkill } from '@a2a-js/sdk'
+import { SecurityScheme } from '@a2a-js/sdk'
 import type { AgentTool, ResourceOf, TeamMember } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
 
@@ -25,11 +26,19 @@ const TEXT_MODES = ['text/plain', 'application/json']
 export type A2ATarget = ResourceOf<'Agent'> | ResourceOf<'Team'>
 
 /** The v1.0 card of an agent or team whose JSON-RPC endpoint is `url`. */
+/** The name cards give ark's API keys among their security schemes. */
+const API_KEY = 'apiKey'
+const API_KEY_DESCRIPTION = 'An ark API key, as Authorization: Bearer <key>.'
+
 export function agentCard(
   catalog: Catalog,
   target: A2ATarget,
   url: string,
-  options: { readonly pushNotifications: boolean },
+  options: {
+    readonly pushNotifications: boolean
+    /** The gateway asks for API keys: the card says how to send one (a bearer token). */
+    readonly authenticated?: boolean
+  },
 ): AgentCard {
   const { name, namespace } = target.ref
   const team = target.kind === 'Team'
@@ -56,8 +65,19 @@ export function agentCard(
       extensions: [],
       extendedAgentCard: false,
     },
-    securitySchemes: {},
-    securityRequirements: [],
+    ...(options.authenticated === true
+      ? {
+          securitySchemes: {
+            [API_KEY]: {
+              scheme: {
+                $case: 'httpAuthSecurityScheme',
+                value: { description: API_KEY_DESCRIPTION, scheme: 'Bearer', bearerFormat: '' },
+              },
+            },
+          },
+          securityRequirements: [{ schemes: { [API_KEY]: { list: [] } } }],
+        }
+      : { securitySchemes: {}, securityRequirements: [] }),
     defaultInputModes: TEXT_MODES,
     defaultOutputModes: ['text/plain'],
     skills: [
@@ -79,6 +99,20 @@ export function agentCard(
   }
 }
 
+/**
+ * A v1.0 card as JSON. Its security schemes are a protobuf oneof, which the SDK's types spell
+ * `{scheme: {$case, value}}` and its JSON `{httpAuthSecurityScheme: {...}}`: the SDK converts them; every other
+ * field of ark's cards is JSON as it is.
+ */
+export function cardJson(card: AgentCard): Record<string, unknown> {
+  return {
+    ...card,
+    securitySchemes: Object.fromEntries(
+      Object.entries(card.securitySchemes).map(([name, scheme]) => [name, SecurityScheme.toJSON(scheme)]),
+    ),
+  }
+}
+
 /** The v0.3 shape of a v1.0 card, with the v1.0 interfaces kept beside. */
 export function legacyCard(card: AgentCard): Record<string, unknown> {
   const [primary, ...others] = card.supportedInterfaces.filter((i) => i.protocolVersion === '0.3')
@@ -97,6 +131,14 @@ export function legacyCard(card: AgentCard): Record<string, unknown> {
       stateTransitionHistory: false,
     },
     supportsAuthenticatedExtendedCard: false,
+    ...(card.securityRequirements.length === 0
+      ? {}
+      : {
+          securitySchemes: {
+            [API_KEY]: { type: 'http', scheme: 'bearer', description: API_KEY_DESCRIPTION },
+          },
+          security: [{ [API_KEY]: [] }],
+        }),
     defaultInputModes: card.defaultInputModes,
     defaultOutputModes: card.defaultOutputModes,
     // A v0.3 skill is a v1.0 skill without securityRequirements (0.3 names it `security`; ark has none yet).

@@ -37,7 +37,7 @@ import type { NetPolicy } from '../../sandbox/index.ts'
 import type { Logger } from '../log.ts'
 import { PolicyPushSender, pushUrlRefusal } from './push.ts'
 import { LocalBusManager } from './bus.ts'
-import { agentCard, legacyCard } from './card.ts'
+import { agentCard, cardJson, legacyCard } from './card.ts'
 import type { A2ATarget } from './card.ts'
 import { ArkAgentExecutor, CALL_STATE } from './executor.ts'
 import { ArkRequestHandler } from './handler.ts'
@@ -53,6 +53,8 @@ export interface A2ADeps {
   /** Push notifications (push.ts): where configs are kept, and the policy deliveries go through. Absent: off. */
   readonly push?: { readonly store: PushNotificationStore; readonly policy: NetPolicy }
   readonly log: Logger
+  /** Calls need an API key (http/authenticate.ts): cards declare the bearer scheme. */
+  readonly authenticated?: boolean
 }
 
 const SEND = new Set(['SendMessage', 'SendStreamingMessage', 'message/send', 'message/stream'])
@@ -98,7 +100,7 @@ export class A2AEndpoints {
     if (target === undefined) return Response.json({ error: notServed(kind, ref) }, { status: 404 })
     const card = this.#card(request, target)
     const v1 = !legacy && isV1(request.headers.get('a2a-version'))
-    return Response.json(v1 ? card : legacyCard(card), {
+    return Response.json(v1 ? cardJson(card) : legacyCard(card), {
       headers: { 'cache-control': 'public, max-age=60', vary: 'A2A-Version' },
     })
   }
@@ -112,7 +114,7 @@ export class A2AEndpoints {
     const cards = (targets: readonly A2ATarget[]) =>
       targets.filter(available).map((t) => {
         const card = this.#card(request, t)
-        return v1 ? card : legacyCard(card)
+        return v1 ? cardJson(card) : legacyCard(card)
       })
     return Response.json({ agents: cards(catalog.list('Agent')), teams: cards(catalog.list('Team')) })
   }
@@ -243,6 +245,7 @@ export class A2AEndpoints {
         : `${base}/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}`
     return agentCard(this.#deps.catalog, agent, new URL(path, request.url).href, {
       pushNotifications: this.#deps.push !== undefined,
+      authenticated: this.#deps.authenticated === true,
     })
   }
 
