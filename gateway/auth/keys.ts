@@ -7,7 +7,7 @@
  * (`--api-keys-secret`), each followed live: a new digest lets its key in at once, a removed one locks its
  * key out at once (rotation).
  */
-import { createHash, randomBytes } from 'node:crypto'
+import { hash, randomBytes } from 'node:crypto'
 import { parse } from 'yaml'
 
 export interface ApiKeyEntry {
@@ -26,7 +26,8 @@ export function isKeyId(text: string): boolean {
 }
 
 export function digestOf(key: string): string {
-  return createHash('sha256').update(key).digest('hex')
+  // The one-shot form: half the time of createHash().update().digest(), and it is paid on every request.
+  return hash('sha256', key, 'hex')
 }
 
 /** A new key and its digest (`ark keys new`). */
