@@ -28,6 +28,8 @@ import type { Task, TaskResult } from './runtime/task.ts'
 import { succeeded } from './runtime/task.ts'
 import { runTeam } from './runtime/team/run.ts'
 import type { TokenBudget } from './runtime/budget.ts'
+import { notAllowedMessage } from './auth/scope.ts'
+import type { Principal } from './auth/scope.ts'
 import { secondsUntilReset, secondsUntil, spentMessage } from './runtime/budget.ts'
 
 /** Why a request was not admitted, for a protocol to render. */
@@ -35,7 +37,7 @@ export interface Refusal {
   /** The HTTP status that fits (400, 404, 429, 503, ...); protocols without HTTP map it. */
   readonly status: number
   /**
-   * Machine-readable: `not_found`, `unsupported_target`, `ScaledToZero`, `missing_parameter`, `queue_full`,
+   * Machine-readable: `not_found`, `target_not_allowed`, `unsupported_target`, `ScaledToZero`, `missing_parameter`, `queue_full`,
    * `queue_unavailable`, or the target's Available reason (`ToolNotFound`, ...) when it is not Available.
    */
   readonly code: string
@@ -144,9 +146,29 @@ export class Admission {
    * from `submit` so that a protocol can shape its answer (a stream's identity) around the resolved target
    * before anything runs.
    */
-  check(name: string, parameters: Readonly<Record<string, string>>): Checked | { readonly refusal: Refusal } {
+  check(
+    name: string,
+    parameters: Readonly<Record<string, string>>,
+    who?: Principal,
+  ): Checked | { readonly refusal: Refusal } {
     const { catalog } = this.#deps
     const target = catalog.resolveTarget(name)
+    // What the caller's key may not call is refused as such, whether or not it exists (scope.ts).
+    if (
+      who !== undefined &&
+      !(target === undefined ? who.allowsName(name) : who.allowsTarget(target.kind, target.resource.ref))
+    ) {
+      return refuse({
+        status: 403,
+        code: 'target_not_allowed',
+        param: 'model',
+        retry: false,
+        message: notAllowedMessage(
+          who,
+          target === undefined ? name : catalog.targetId(target.kind, target.resource.ref),
+        ),
+      })
+    }
     if (target === undefined) {
       return refuse({
         status: 404,

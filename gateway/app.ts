@@ -173,7 +173,7 @@ export function createApp(deps: AppDeps): App {
     return c.body(text, 200, { 'content-type': deps.metrics.contentType })
   })
 
-  app.get('/v1/models', (c) => c.json(listModels(deps.catalog)))
+  app.get('/v1/models', (c) => c.json(listModels(deps.catalog, c.var.principal)))
   // Ids hold slashes (agent/ns/name), so the id is the rest of the path.
   app.get('/v1/models/*', (c) => {
     let id: string
@@ -187,9 +187,12 @@ export function createApp(deps: AppDeps): App {
       )
     }
     const target = deps.catalog.resolveTarget(id)
-    // Only the id /v1/models lists, not every spelling a chat request may use.
+    const who = c.var.principal
+    // Only the id /v1/models lists (to this key), not every spelling a chat request may use.
     const model =
-      target === undefined || deps.catalog.targetId(target.kind, target.resource.ref) !== id
+      target === undefined ||
+      deps.catalog.targetId(target.kind, target.resource.ref) !== id ||
+      (who !== undefined && !who.allowsTarget(target.kind, target.resource.ref))
         ? undefined
         : modelEntry(deps.catalog, target.kind, target.resource)
     return model === undefined
@@ -226,8 +229,8 @@ export function createApp(deps: AppDeps): App {
     ],
   ]
   for (const [path, scope] of mcpRoutes) {
-    app.post(path, mcpBody, (c) => mcp.handle(c.req.raw, scope(c), c.get('body')))
-    app.on(['GET', 'DELETE'], path, (c) => mcp.handle(c.req.raw, scope(c), undefined))
+    app.post(path, mcpBody, (c) => mcp.handle(c.req.raw, scope(c), c.get('body'), c.var.principal))
+    app.on(['GET', 'DELETE'], path, (c) => mcp.handle(c.req.raw, scope(c), undefined, c.var.principal))
     app.all(path, (c) =>
       jsonRpcError(
         405,
@@ -246,7 +249,7 @@ export function createApp(deps: AppDeps): App {
   const a2aBody = jsonBody({ maxBytes: deps.maxBodyBytes, timeoutMs: deps.bodyTimeoutMs }, (refusal) =>
     rpcError(refusal.status, null, refusal.code === 'invalid_json' ? -32700 : -32600, refusal.message),
   )
-  app.get('/a2a', (c) => a2a.list(c.req.raw))
+  app.get('/a2a', (c) => a2a.list(c.req.raw, c.var.principal))
   for (const [kind, base] of [
     ['Agent', '/a2a/agent/:name'],
     ['Agent', '/a2a/agent/:namespace/:name'],
@@ -255,7 +258,7 @@ export function createApp(deps: AppDeps): App {
   ] as const) {
     app.get(`${base}/.well-known/agent-card.json`, (c) => a2a.card(c.req.raw, kind, refOf(c), false))
     app.get(`${base}/.well-known/agent.json`, (c) => a2a.card(c.req.raw, kind, refOf(c), true))
-    app.post(base, a2aBody, (c) => a2a.rpc(c.req.raw, kind, refOf(c), c.get('body')))
+    app.post(base, a2aBody, (c) => a2a.rpc(c.req.raw, kind, refOf(c), c.get('body'), c.var.principal))
     app.all(base, (c) =>
       rpcError(405, null, -32600, `${c.req.method} is not allowed on ${c.req.path.slice(0, 200)}; use POST`, {
         allow: 'POST',

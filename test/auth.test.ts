@@ -153,15 +153,14 @@ describe('with --api-keys', () => {
     expect(legacy.security).toEqual([{ apiKey: [] }])
   })
 
-  it('keeps health, readiness, agent cards and metrics open', async () => {
-    for (const path of [
-      '/healthz',
-      '/readyz',
-      '/metrics',
-      '/a2a',
-      '/a2a/agent/helper/.well-known/agent-card.json',
-    ])
+  it('keeps health, readiness, agent cards and metrics open, and asks a key for the /a2a list', async () => {
+    for (const path of ['/healthz', '/readyz', '/metrics', '/a2a/agent/helper/.well-known/agent-card.json'])
       expect((await fetch(`${base}${path}`)).status, path).toBe(200)
+    // The list names every agent: it shows a key what that key may call.
+    expect((await fetch(`${base}/a2a`)).status).toBe(401)
+    expect((await fetch(`${base}/a2a`, { headers: { authorization: `Bearer ${first.key}` } })).status).toBe(
+      200,
+    )
   })
 
   it('lets the A2A SDK in with a key (JSON-RPC), and refuses a call without one with a JSON-RPC error', async () => {

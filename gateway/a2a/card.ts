@@ -25,11 +25,11 @@ const TEXT_MODES = ['text/plain', 'application/json']
 /** What A2A serves: an agent, or a team of them. */
 export type A2ATarget = ResourceOf<'Agent'> | ResourceOf<'Team'>
 
-/** The v1.0 card of an agent or team whose JSON-RPC endpoint is `url`. */
 /** The name cards give ark's API keys among their security schemes. */
 const API_KEY = 'apiKey'
 const API_KEY_DESCRIPTION = 'An ark API key, as Authorization: Bearer <key>.'
 
+/** The v1.0 card of an agent or team whose JSON-RPC endpoint is `url`. */
 export function agentCard(
   catalog: Catalog,
   target: A2ATarget,

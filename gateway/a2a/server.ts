@@ -28,11 +28,13 @@ import {
   UnauthenticatedUser,
   validateVersion,
 } from '@a2a-js/sdk/server'
-import type { ExecutionEventBusManager, PushNotificationStore, TaskStore } from '@a2a-js/sdk/server'
+import type { ExecutionEventBusManager, PushNotificationStore, TaskStore, User } from '@a2a-js/sdk/server'
 import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server'
 import type { ObjectRef } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
 import type { Admission } from '../admission.ts'
+import { FORBIDDEN, notAllowedMessage } from '../auth/scope.ts'
+import type { Principal } from '../auth/scope.ts'
 import type { NetPolicy } from '../../sandbox/index.ts'
 import type { Logger } from '../log.ts'
 import { PolicyPushSender, pushUrlRefusal } from './push.ts'
@@ -105,22 +107,33 @@ export class A2AEndpoints {
     })
   }
 
-  /** GET /a2a: the cards of the agents and teams that can take a task now. */
-  list(request: Request): Response {
+  /** GET /a2a: the cards of the agents and teams that can take a task now (and `who` may call). */
+  list(request: Request, who?: Principal): Response {
     const { catalog } = this.#deps
     const v1 = isV1(request.headers.get('a2a-version'))
     const available = (r: A2ATarget) =>
       catalog.status(r.key)?.conditions.find((c) => c.type === 'Available')?.status === 'True'
     const cards = (targets: readonly A2ATarget[]) =>
-      targets.filter(available).map((t) => {
-        const card = this.#card(request, t)
-        return v1 ? cardJson(card) : legacyCard(card)
-      })
+      targets
+        .filter((t) => available(t) && (who === undefined || who.allowsTarget(t.kind, t.ref)))
+        .map((t) => {
+          const card = this.#card(request, t)
+          return v1 ? cardJson(card) : legacyCard(card)
+        })
     return Response.json({ agents: cards(catalog.list('Agent')), teams: cards(catalog.list('Team')) })
   }
 
-  /** POST `<base>`: one JSON-RPC request (`body`, parsed) to the agent or team at `ref`. */
-  async rpc(request: Request, kind: A2ATarget['kind'], ref: ObjectRef, body: unknown): Promise<Response> {
+  /**
+   * POST `<base>`: one JSON-RPC request (`body`, parsed) to the agent or team at `ref`, from `who` when the
+   * gateway asks for API keys. A key sees only the tasks it made.
+   */
+  async rpc(
+    request: Request,
+    kind: A2ATarget['kind'],
+    ref: ObjectRef,
+    body: unknown,
+    who?: Principal,
+  ): Promise<Response> {
     const version = request.headers.get('a2a-version')?.trim() ?? ''
     const legacy = !isV1(version)
     const mapError = (err: unknown): unknown =>
@@ -128,6 +141,14 @@ export class A2AEndpoints {
         ? LegacyJsonRpcTransportHandler.mapToLegacyJSONRPCError(err)
         : JsonRpcTransportHandler.mapToJSONRPCError(err)
     const id = idOf(body)
+    // Whether or not it exists: a scope does not tell what lies outside it.
+    if (who !== undefined && !who.allowsTarget(kind, ref))
+      return rpcError(
+        403,
+        id,
+        FORBIDDEN,
+        notAllowedMessage(who, `${kind === 'Team' ? 'team' : 'agent'}/${ref.namespace}/${ref.name}`),
+      )
     const agent = this.#target(kind, ref)
     if (agent === undefined) return rpcError(404, id, NOT_SERVED, notServed(kind, ref))
     if (!isObject(body)) {
@@ -139,10 +160,13 @@ export class A2AEndpoints {
       )
     }
     const { card, transports } = this.#served(request, agent)
-    const state = new Map<string, unknown>([[AGENT_SCOPE, agent.key]])
+    // Tasks are kept per agent and, with API keys, per key: another key's GetTask finds nothing.
+    const state = new Map<string, unknown>([
+      [AGENT_SCOPE, who === undefined ? agent.key : `${agent.key}@${who.id}`],
+    ])
     const context = new ServerCallContext({
       requestedVersion: version === '' ? '0.3' : version,
-      user: new UnauthenticatedUser(),
+      user: who === undefined ? new UnauthenticatedUser() : new KeyUser(who.id),
       state,
     })
     try {
@@ -370,6 +394,20 @@ export class A2AEndpoints {
         'x-accel-buffering': 'no',
       },
     })
+  }
+}
+
+/** The SDK's view of a caller with an API key: authenticated, named by the key's id. */
+class KeyUser implements User {
+  readonly #id: string
+  constructor(id: string) {
+    this.#id = id
+  }
+  get isAuthenticated(): boolean {
+    return true
+  }
+  get userName(): string {
+    return this.#id
   }
 }
 

@@ -10,15 +10,54 @@ describe('KeyRing', () => {
     const ring = new KeyRing()
     expect(ring.verify(a.key)).toBeUndefined()
     ring.replace([{ id: 'ci', sha256: a.sha256 }])
-    expect(ring.verify(a.key)).toBe('ci')
+    expect(ring.verify(a.key)?.id).toBe('ci')
     expect(ring.verify(b.key)).toBeUndefined()
     // The digest is not a key: presenting it gets nowhere.
     expect(ring.verify(a.sha256)).toBeUndefined()
     ring.replace([{ id: 'next', sha256: b.sha256 }])
     expect(ring.verify(a.key)).toBeUndefined()
-    expect(ring.verify(b.key)).toBe('next')
+    expect(ring.verify(b.key)?.id).toBe('next')
     expect(ring.verify('')).toBeUndefined()
     expect(ring.verify('x'.repeat(10_000))).toBeUndefined()
+  })
+
+  it('tells who listens when a key is removed or rescoped, and no one else', () => {
+    const a = newKey()
+    const b = newKey()
+    const ring = new KeyRing()
+    ring.replace([
+      { id: 'a', sha256: a.sha256 },
+      { id: 'b', sha256: b.sha256 },
+    ])
+    const told: string[] = []
+    const stopA = ring.onRevoked('a', () => told.push('a'))
+    ring.onRevoked('b', () => told.push('b'))
+    // The same keys again: nothing changed for anyone.
+    ring.replace([
+      { id: 'a', sha256: a.sha256 },
+      { id: 'b', sha256: b.sha256 },
+    ])
+    expect(told).toEqual([])
+    // b rescoped: told once; a listener that stopped hears nothing.
+    stopA()
+    ring.replace([
+      { id: 'a', sha256: a.sha256, scope: { routes: ['openai'] } },
+      { id: 'b', sha256: b.sha256, scope: { namespaces: ['x'] } },
+    ])
+    expect(told).toEqual(['b'])
+    ring.replace([])
+    expect(told).toEqual(['b'])
+    expect(ring.verify(b.key)).toBeUndefined()
+  })
+
+  it('gives each key its scope', () => {
+    const a = newKey()
+    const ring = new KeyRing()
+    ring.replace([{ id: 'a', sha256: a.sha256, scope: { namespaces: ['team-a'] } }])
+    const who = ring.verify(a.key)
+    expect(who?.unrestricted).toBe(false)
+    expect(who?.allowsTarget('Agent', { namespace: 'team-a', name: 'x' })).toBe(true)
+    expect(who?.allowsTarget('Agent', { namespace: 'default', name: 'x' })).toBe(false)
   })
 })
 
@@ -30,6 +69,29 @@ describe('parseKeysFile', () => {
       { id: 'ci', sha256: digest },
     ])
     expect(parseKeysFile('keys: []\n')).toEqual([])
+  })
+
+  it('reads a scope beside a digest, and refuses one that is wrong, saying where', () => {
+    expect(
+      parseKeysFile(
+        `keys:\n  - id: a\n    sha256: ${digest}\n    namespaces: [team-*]\n    targets: [agent/*, team/prod/x]\n    routes: [openai, mcp]\n`,
+      ),
+    ).toEqual([
+      {
+        id: 'a',
+        sha256: digest,
+        scope: { namespaces: ['team-*'], targets: ['agent/*', 'team/prod/x'], routes: ['openai', 'mcp'] },
+      },
+    ])
+    expect(parseKeysFile(`keys:\n  - { id: a, sha256: ${digest}, targets: [] }`)).toEqual([
+      { id: 'a', sha256: digest, scope: { targets: [] } },
+    ])
+    expect(() => parseKeysFile(`keys:\n  - { id: a, sha256: ${digest}, routes: [web] }`)).toThrow(
+      'keys[0].routes[0]: "web" is not one of openai, a2a, mcp, metrics',
+    )
+    expect(() => parseKeysFile(`keys:\n  - { id: a, sha256: ${digest}, targets: agent/x }`)).toThrow(
+      'keys[0].targets: must be a list of strings',
+    )
   })
 
   it('refuses what is wrong, saying where, and never repeats a key written in the open', () => {
@@ -66,7 +128,16 @@ describe('parseKeysFile', () => {
     const cases: [string, string][] = [
       [`keys:\n  - { id: ci, key: ${secret} }`, 'keys[0]: a `key` field: the file holds digests, never keys'],
       [`keys:\n  - { id: ci, sha256: ${secret} }`, 'keys[0].sha256: must be'],
-      [`keys:\n  - { id: ci, ${secret} }`, 'keys[0]: a field other than id and sha256'],
+      [`keys:\n  - { id: ci, ${secret} }`, 'keys[0]: a field other than id, sha256'],
+      [
+        `keys:\n  - { id: ci, sha256: ${digest}, targets: [${secret}] }`,
+        'keys[0].targets[0]: is not a target',
+      ],
+      [`keys:\n  - { id: ci, sha256: ${digest}, routes: [${secret}] }`, 'keys[0].routes[0]: is not one of'],
+      [
+        `keys:\n  - { id: ci, sha256: ${digest}, namespaces: [${secret}] }`,
+        'keys[0].namespaces[0]: is not a namespace',
+      ],
       [`keys:\n  - id: ${secret}\n    sha256: ${digest}`, 'keys[0]: the id must be'],
       [`keys:\n  - id: ci\n    sha256: >${secret} x\n`, 'not YAML ('],
       [`keys:\n  - id: ci\n    sha256: !${secret} x\n`, 'keys[0].sha256: must be'],
@@ -90,12 +161,31 @@ describe('parseKeysFile', () => {
 describe('keysFromSecret', () => {
   it('reads each data key as an id and its value as the digest; a bad value is refused by its id', () => {
     expect(keysFromSecret({ ci: `${'c'.repeat(64)}\n` })).toEqual([{ id: 'ci', sha256: 'c'.repeat(64) }])
-    expect(() => keysFromSecret({ ci: 'ark_plaintext' })).toThrow('data.ci.sha256: must be')
+    expect(() => keysFromSecret({ ci: 'ark_plaintext' })).toThrow("data.ci: must be the key's SHA-256 digest")
     expect(() => keysFromSecret({ ci: 'ark_plaintext' })).not.toThrow('ark_plaintext')
     // A key where its id belongs is named by position only.
     expect(() => keysFromSecret({ ark_Plain_Key: 'c'.repeat(64) })).toThrow(
       'data entry 1 (its name is not a valid key id)',
     )
     expect(() => keysFromSecret({ ark_Plain_Key: 'c'.repeat(64) })).not.toThrow('ark_Plain_Key')
+  })
+
+  it('reads a value that is a mapping of the digest and a scope (YAML or JSON)', () => {
+    const digest = 'd'.repeat(64)
+    expect(keysFromSecret({ a: `sha256: ${digest}\nnamespaces: [team-a]\n` })).toEqual([
+      { id: 'a', sha256: digest, scope: { namespaces: ['team-a'] } },
+    ])
+    expect(keysFromSecret({ a: JSON.stringify({ sha256: digest, routes: ['metrics'] }) })).toEqual([
+      { id: 'a', sha256: digest, scope: { routes: ['metrics'] } },
+    ])
+    expect(() => keysFromSecret({ a: `sha256: ${digest}\nrole: admin\n` })).toThrow(
+      'data.a: a field other than sha256, routes, namespaces and targets',
+    )
+    expect(() => keysFromSecret({ a: `{sha256: ${digest}, targets: [agent/a/b/c]}` })).toThrow(
+      'data.a.targets[0]: "agent/a/b/c" is not a target pattern',
+    )
+    // Text YAML cannot read is refused without YAML's excerpt of it.
+    expect(() => keysFromSecret({ a: '{ark_secret: [' })).toThrow("data.a: must be the key's SHA-256 digest")
+    expect(() => keysFromSecret({ a: '{ark_secret: [' })).not.toThrow('ark_secret')
   })
 })

@@ -9,12 +9,16 @@
  */
 import { hash, randomBytes } from 'node:crypto'
 import { parse } from 'yaml'
+import { Principal, parseScope } from './scope.ts'
+import type { ScopeSpec } from './scope.ts'
 
 export interface ApiKeyEntry {
   /** A name for the key: logs and metrics say it instead of the key. */
   readonly id: string
   /** The key's SHA-256 digest, 64 lowercase hex digits. */
   readonly sha256: string
+  /** What the key may do (scope.ts); absent: everything. */
+  readonly scope?: ScopeSpec
 }
 
 const ID = /^[a-z0-9]([-a-z0-9._]{0,61}[a-z0-9])?$/
@@ -38,7 +42,14 @@ export function newKey(): { readonly key: string; readonly sha256: string } {
 
 /** The keys a gateway accepts now; replaced whole when its source changes. */
 export class KeyRing {
-  #byDigest: ReadonlyMap<string, string> = new Map()
+  #byDigest: ReadonlyMap<string, Principal> = new Map()
+  readonly #defaultNamespace: string
+
+  /** `defaultNamespace`: the catalog's, which scopes' targets named without a namespace are in. */
+  constructor(defaultNamespace = 'default') {
+    this.#defaultNamespace = defaultNamespace
+  }
+
   #entries: readonly ApiKeyEntry[] = []
 
   /** How many keys are accepted. */
@@ -52,12 +63,44 @@ export class KeyRing {
   }
 
   replace(entries: readonly ApiKeyEntry[]): void {
-    this.#byDigest = new Map(entries.map((e) => [e.sha256, e.id]))
+    const before = this.#entries
+    this.#byDigest = new Map(
+      entries.map((e) => [e.sha256, new Principal(e.id, e.scope, this.#defaultNamespace)]),
+    )
     this.#entries = entries
+    if (this.#revoked.size === 0) return
+    // A key that is gone, or whose scope changed, ends what it holds open (streams): it is let in again, if at
+    // all, on its new terms.
+    const now = new Map(entries.map((e) => [e.sha256, JSON.stringify(e)]))
+    for (const e of before) {
+      if (now.get(e.sha256) === JSON.stringify(e)) continue
+      for (const listener of this.#revoked.get(e.id) ?? []) listener()
+    }
   }
 
-  /** The id of the key `token` is, or undefined. */
-  verify(token: string): string | undefined {
+  readonly #revoked = new Map<string, Set<() => void>>()
+
+  /**
+   * Calls `listener` once the key `id` is removed or its scope changes; the returned function stops that
+   * (call it when what the listener ends has ended by itself).
+   */
+  onRevoked(id: string, listener: () => void): () => void {
+    let set = this.#revoked.get(id)
+    if (set === undefined) this.#revoked.set(id, (set = new Set()))
+    const once = () => {
+      stop()
+      listener()
+    }
+    const stop = () => {
+      set.delete(once)
+      if (set.size === 0 && this.#revoked.get(id) === set) this.#revoked.delete(id)
+    }
+    set.add(once)
+    return stop
+  }
+
+  /** Who `token` is the key of, or undefined. */
+  verify(token: string): Principal | undefined {
     // Keys are short; anything long is not one, and is not worth hashing.
     if (token.length === 0 || token.length > 256) return undefined
     return this.#byDigest.get(digestOf(token))
@@ -70,6 +113,11 @@ export class KeyRing {
  *     keys:
  *       - id: ci
  *         sha256: 5f2b...   # of the key, never the key itself: `ark keys new` prints both
+ *       - id: team-a
+ *         sha256: 9c1e...
+ *         namespaces: [team-a]          # a scope (scope.ts): optional, each field narrows
+ *         targets: [agent/*, team/*]
+ *         routes: [openai, a2a]
  *
  * Throws with the path of what is wrong (`keys[1].sha256: must be 64 hex digits`), never with the file's
  * text: a key pasted into it by mistake (as a `key:` field, a field name, a digest that is not one, or text
@@ -94,7 +142,7 @@ export function parseKeysFile(text: string): ApiKeyEntry[] {
     keys.map((k: unknown, i) => {
       const at = `keys[${String(i)}]`
       if (typeof k !== 'object' || k === null) throw new Error(`${at}: must be {id, sha256}`)
-      const { id, sha256, ...rest } = k as Record<string, unknown>
+      const { id, sha256, routes, namespaces, targets, ...rest } = k as Record<string, unknown>
       const extra = Object.keys(rest)
       // Named only when it is a short word a person would write; anything else could be a key.
       const first = extra[0] ?? ''
@@ -104,31 +152,47 @@ export function parseKeysFile(text: string): ApiKeyEntry[] {
         )
       if (extra.length > 0)
         throw new Error(
-          `${at}: a field other than id and sha256${/^[a-z]{1,20}$/.test(first) ? ` (${first})` : ''}`,
+          `${at}: a field other than id, sha256, routes, namespaces and targets${/^[a-z]{1,20}$/.test(first) ? ` (${first})` : ''}`,
         )
-      return { at, id, sha256 }
+      return { at, id, sha256, scope: parseScope({ routes, namespaces, targets }, at) }
     }),
   )
 }
 
 /**
- * A Secret's data as keys: each data key is a key id, its value the key's digest. An entry is named by its id
- * when that is a valid one, else by its position: a key put where its id belongs must not be repeated.
+ * A Secret's data as keys: each data key is a key id, its value the key's digest, or a YAML (or JSON) mapping
+ * of `sha256` and a scope (`{sha256: 5f2b..., namespaces: [team-a]}`). An entry is named by its id when that
+ * is a valid one, else by its position: a key put where its id belongs must not be repeated. A value is never
+ * repeated either, nor is YAML's reading of it.
  */
 export function keysFromSecret(data: Readonly<Record<string, string>>): ApiKeyEntry[] {
   return checked(
-    Object.entries(data).map(([id, sha256], i) => ({
-      at: ID.test(id) ? `data.${id}` : `data entry ${String(i + 1)} (its name is not a valid key id)`,
-      id,
-      sha256: sha256.trim(),
-    })),
+    Object.entries(data).map(([id, value], i) => {
+      const at = ID.test(id) ? `data.${id}` : `data entry ${String(i + 1)} (its name is not a valid key id)`
+      const text = value.trim()
+      if (DIGEST.test(text)) return { at, id, sha256: text }
+      const neither = `${at}: must be the key's SHA-256 digest (64 lowercase hex digits), or a YAML mapping of sha256 and a scope`
+      let doc: unknown
+      try {
+        doc = parse(text, { maxAliasCount: 0, logLevel: 'error' })
+      } catch {
+        throw new Error(neither)
+      }
+      if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new Error(neither)
+      const { sha256, routes, namespaces, targets, ...rest } = doc as Record<string, unknown>
+      if (Object.keys(rest).length > 0)
+        throw new Error(`${at}: a field other than sha256, routes, namespaces and targets`)
+      return { at, id, sha256, scope: parseScope({ routes, namespaces, targets }, at) }
+    }),
   )
 }
 
-function checked(entries: readonly { at: string; id: unknown; sha256: unknown }[]): ApiKeyEntry[] {
+function checked(
+  entries: readonly { at: string; id: unknown; sha256: unknown; scope?: ScopeSpec | undefined }[],
+): ApiKeyEntry[] {
   const ids = new Set<string>()
   const digests = new Set<string>()
-  return entries.map(({ at, id, sha256 }) => {
+  return entries.map(({ at, id, sha256, scope }) => {
     if (typeof id !== 'string' || !ID.test(id))
       throw new Error(
         `${at}: the id must be a name of lowercase letters, digits, '-', '.' or '_' (at most 63)`,
@@ -139,6 +203,6 @@ function checked(entries: readonly { at: string; id: unknown; sha256: unknown }[
     if (digests.has(sha256)) throw new Error(`${at}.sha256: the same key is listed twice`)
     ids.add(id)
     digests.add(sha256)
-    return { id, sha256 }
+    return scope === undefined ? { id, sha256 } : { id, sha256, scope }
   })
 }

@@ -3,23 +3,30 @@
  * carries `Authorization: Bearer <key>`, and one without a valid key is refused with 401 in its protocol's
  * own shape: OpenAI's error body on /v1, a JSON-RPC error on /a2a and /mcp, plain text on /metrics, each with
  * `WWW-Authenticate: Bearer` (what MCP and A2A clients look for). The key is never repeated, not even in
- * part; the request goes on with the key's id for whatever counts it.
+ * part; the request goes on with its Principal (the key's id and scope) for the routes to check targets
+ * against and for whatever counts it.
  *
- * Open without a key: /healthz and /readyz (kubelets and load balancers), A2A agent cards and the /a2a list
- * (discovery: a card is how a client learns it needs a key; the list names the agents and teams), and
- * /metrics unless `metrics` is set (its auth counter names key ids).
+ * A key whose scope leaves out the route's face (`routes`: openai, a2a, mcp, metrics) is refused with 403, in
+ * the same shapes. Targets are the routes' to check (admission, the lists), as only they know what is named.
  *
- * The JSON-RPC code of a refusal is -32040, a server error no protocol here reserves: A2A's -32001 is
- * TaskNotFound, and MCP's SDK reads -32000 and -32001 as a closed connection and a timeout.
+ * A key that is revoked, or whose scope changes, ends the event streams it holds open (a chat completion's,
+ * an A2A task's, an MCP session's): each gets a last error event in its protocol's shape, and its run is
+ * cancelled as when a client leaves.
+ *
+ * Open without a key: /healthz and /readyz (kubelets and load balancers), A2A agent cards (discovery: a card
+ * is how a client learns it needs a key) and /metrics unless `metrics` is set. The /a2a list needs a key, and
+ * shows what that key may call.
  */
 import type { MiddlewareHandler } from 'hono'
 import { Counter } from 'prom-client'
 import type { Registry } from 'prom-client'
 import type { KeyRing } from '../auth/keys.ts'
+import { FORBIDDEN, UNAUTHENTICATED } from '../auth/scope.ts'
+import type { RouteGroup } from '../auth/scope.ts'
 import { rpcError } from '../a2a/server.ts'
 import { jsonRpcError } from '../mcp/server.ts'
 import type { GatewayEnv } from '../openai/chat.ts'
-import { errorResponse } from '../openai/errors.ts'
+import { errorBody, errorEvent, errorResponse } from '../openai/errors.ts'
 
 export interface AuthenticateOptions {
   readonly keys: KeyRing
@@ -28,15 +35,13 @@ export interface AuthenticateOptions {
   readonly registry?: Registry
 }
 
-export const UNAUTHENTICATED = -32040
-
 /** Exactly the card routes of app.ts: /a2a/{agent,team}/[<namespace>/]<name>/.well-known/agent[-card].json. */
 const CARD = /^\/a2a\/(agent|team)\/[^/]+(\/[^/]+)?\/\.well-known\/agent(-card)?\.json$/
 
 export function authenticate(options: AuthenticateOptions): MiddlewareHandler<GatewayEnv> {
   const counter = new Counter({
     name: 'ark_auth_requests_total',
-    help: 'Requests that needed an API key, by key id (empty when refused) and result: ok, missing, invalid.',
+    help: 'Requests that needed an API key, by key id (empty when unknown) and result: ok, missing, invalid, forbidden (the scope leaves the route out).',
     labelNames: ['key', 'result'],
     registers: options.registry === undefined ? [] : [options.registry],
   })
@@ -47,8 +52,8 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler<Ga
     if (isOpen(path, c.req.method, options.metrics === true)) return next()
     const header = c.req.header('authorization')
     const bearer = header !== undefined && /^bearer /i.test(header)
-    const id = bearer ? options.keys.verify(header.slice(7).trim()) : undefined
-    if (id === undefined) {
+    const principal = bearer ? options.keys.verify(header.slice(7).trim()) : undefined
+    if (principal === undefined) {
       const result = header === undefined ? 'missing' : 'invalid'
       counter.inc({ key: '', result })
       const message =
@@ -59,19 +64,112 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler<Ga
             : 'only API keys are accepted, as Authorization: Bearer <key>'
       return refuse(path, message, result === 'invalid')
     }
+    const { id } = principal
+    const group = groupOf(path)
+    if (group !== undefined && !principal.allowsRoute(group)) {
+      counter.inc({ key: id, result: 'forbidden' })
+      return forbid(
+        group,
+        `the API key "${id}" may not call ${group === 'openai' ? 'the OpenAI routes' : `/${group}`}: its scope's routes leave them out`,
+      )
+    }
     let child = ok.get(id)
     if (child === undefined) ok.set(id, (child = counter.labels({ key: id, result: 'ok' })))
     child.inc()
-    c.set('apiKey', id)
-    return next()
+    c.set('principal', principal)
+    await next()
+    const body = c.res.body
+    if (
+      body !== null &&
+      group !== undefined &&
+      c.res.headers.get('content-type')?.startsWith('text/event-stream')
+    ) {
+      const res = c.res
+      c.res = undefined
+      c.res = new Response(revocable(body, options.keys, id, revokedEvent(group)), res)
+    }
+    return undefined
   }
+}
+
+/** The face a path belongs to, for a scope's `routes`. */
+function groupOf(path: string): RouteGroup | undefined {
+  if (path.startsWith('/v1/')) return 'openai'
+  if (path === '/a2a' || path.startsWith('/a2a/')) return 'a2a'
+  if (path === '/mcp' || path.startsWith('/mcp/')) return 'mcp'
+  if (path === '/metrics') return 'metrics'
+  return undefined
+}
+
+const REVOKED = 'the API key of this stream was revoked or its scope changed'
+
+/** The last event of a stream whose key was revoked, in its protocol's shape. */
+function revokedEvent(group: RouteGroup): Uint8Array {
+  const text =
+    group === 'openai'
+      ? errorEvent(errorBody(401, REVOKED, { type: 'invalid_request_error', code: 'invalid_api_key' }))
+      : `event: error\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: UNAUTHENTICATED, message: REVOKED } })}\n\n`
+  return new TextEncoder().encode(text)
+}
+
+/**
+ * `body`, ended with `last` when the key `id` is revoked: what it read from is cancelled (which cancels the
+ * run behind it, as a client that leaves does). Pulled one chunk at a time, so the ring's listener is the
+ * only thing a stream adds, and it goes when the stream ends.
+ */
+function revocable(
+  body: ReadableStream<Uint8Array>,
+  keys: KeyRing,
+  id: string,
+  last: Uint8Array,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader()
+  let ended = false
+  let stop = () => {}
+  return new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        stop = keys.onRevoked(id, () => {
+          if (ended) return
+          ended = true
+          controller.enqueue(last)
+          controller.close()
+          reader.cancel(new DOMException(REVOKED, 'AbortError')).catch(() => undefined)
+        })
+      },
+      async pull(controller) {
+        const { done, value } = await reader.read()
+        if (ended) return
+        if (done) {
+          ended = true
+          stop()
+          controller.close()
+        } else controller.enqueue(value)
+      },
+      cancel(reason) {
+        ended = true
+        stop()
+        return reader.cancel(reason)
+      },
+    },
+    { highWaterMark: 0 },
+  )
 }
 
 function isOpen(path: string, method: string, metricsNeedKey: boolean): boolean {
   if (path === '/healthz' || path === '/readyz') return true
   if (path === '/metrics') return !metricsNeedKey
   // Hono answers HEAD with the GET route: both are reads.
-  return (method === 'GET' || method === 'HEAD') && (path === '/a2a' || CARD.test(path))
+  return (method === 'GET' || method === 'HEAD') && CARD.test(path)
+}
+
+/** 403 in the shape of the route's protocol. */
+export function forbid(group: RouteGroup, message: string): Response {
+  if (group === 'mcp') return jsonRpcError(403, FORBIDDEN, message)
+  if (group === 'a2a') return rpcError(403, null, FORBIDDEN, message)
+  if (group === 'metrics')
+    return new Response(`${message}\n`, { status: 403, headers: { 'content-type': 'text/plain' } })
+  return errorResponse(403, message, { code: 'route_not_allowed' })
 }
 
 function refuse(path: string, message: string, invalid: boolean): Response {

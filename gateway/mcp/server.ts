@@ -33,6 +33,8 @@ import {
 import type { ObjectRef, ResourceOf } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
 import type { Admission, Refusal } from '../admission.ts'
+import { FORBIDDEN, notAllowedMessage } from '../auth/scope.ts'
+import type { Principal } from '../auth/scope.ts'
 import { failureOf } from '../admission.ts'
 import type { Logger } from '../log.ts'
 import type { AgentEvent } from '../runtime/events.ts'
@@ -62,6 +64,10 @@ type Target = ResourceOf<'Agent'> | ResourceOf<'Team'>
 
 interface Session {
   readonly scope: string
+  /** The API key's id that opened it: another key cannot use it (its requests find no such session). */
+  readonly key: string | undefined
+  /** Who calls now: the key's latest scope, which the tool list and calls follow. */
+  principal: Principal | undefined
   /** When a request last came in or a call last ended. */
   lastUsed: number
   /** Tool calls running: a session with one is never swept, however long the call takes. */
@@ -94,8 +100,11 @@ export class McpEndpoints {
     ;(this.#sweeper as { unref?: () => void }).unref?.()
   }
 
-  /** Answers one HTTP request to an MCP endpoint; `body` is the parsed JSON of a POST. */
-  async handle(request: Request, scope: McpScope, body: unknown): Promise<Response> {
+  /**
+   * Answers one HTTP request to an MCP endpoint; `body` is the parsed JSON of a POST, `principal` who sends it
+   * when the gateway asks for API keys.
+   */
+  async handle(request: Request, scope: McpScope, body: unknown, principal?: Principal): Promise<Response> {
     const scopeKey =
       'agent' in scope
         ? `${scope.agent.namespace}/${scope.agent.name}`
@@ -105,7 +114,7 @@ export class McpEndpoints {
     const id = request.headers.get('mcp-session-id')
     if (id !== null) {
       const held = this.#sessions.get(id)
-      if (held === undefined || held.session.scope !== scopeKey) {
+      if (held === undefined || held.session.scope !== scopeKey || held.session.key !== principal?.id) {
         return jsonRpcError(
           404,
           SESSION_NOT_FOUND,
@@ -113,6 +122,7 @@ export class McpEndpoints {
         )
       }
       held.session.lastUsed = Date.now()
+      held.session.principal = principal
       return held.transport.handleRequest(request, request.method === 'POST' ? { parsedBody: body } : {})
     }
     if (request.method !== 'POST' || !isInitialize(body)) {
@@ -125,6 +135,14 @@ export class McpEndpoints {
     if (!('all' in scope)) {
       const [kind, ref] =
         'agent' in scope ? (['agent', scope.agent] as const) : (['team', scope.team] as const)
+      if (principal !== undefined && !principal.allowsTarget(kind === 'agent' ? 'Agent' : 'Team', ref)) {
+        // Whether or not it exists: a scope does not tell what lies outside it.
+        return jsonRpcError(
+          403,
+          FORBIDDEN,
+          notAllowedMessage(principal, `${kind}/${ref.namespace}/${ref.name}`),
+        )
+      }
       const found =
         kind === 'agent' ? this.#deps.catalog.get('Agent', ref) : this.#deps.catalog.get('Team', ref)
       if (found === undefined) {
@@ -146,7 +164,13 @@ export class McpEndpoints {
         { 'retry-after': '5' },
       )
     }
-    const session: Session = { scope: scopeKey, lastUsed: Date.now(), running: 0 }
+    const session: Session = {
+      scope: scopeKey,
+      key: principal?.id,
+      principal,
+      lastUsed: Date.now(),
+      running: 0,
+    }
     const server = this.#server(scope, session)
     const transport: Transport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: () => crypto.randomUUID(),
@@ -194,9 +218,13 @@ export class McpEndpoints {
       instructions:
         'Each tool is an agent or a team of agents of ark: send it a message, and it answers after running its own tools and models.',
     })
-    server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: this.#targets(scope).map(toolOf) }))
+    server.setRequestHandler(ListToolsRequestSchema, () => ({
+      tools: this.#targets(scope, session.principal).map(toolOf),
+    }))
     server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
-      const agent = this.#targets(scope, true).find((a) => nameOf(a) === request.params.name)
+      const agent = this.#targets(scope, session.principal, true).find(
+        (a) => nameOf(a) === request.params.name,
+      )
       if (agent === undefined) {
         throw new McpError(
           ErrorCode.InvalidParams,
@@ -206,13 +234,18 @@ export class McpEndpoints {
       const progressToken = request.params._meta?.progressToken
       session.running++
       try {
-        return await this.#call(agent, request.params.arguments ?? {}, extra.signal, (message, progress) =>
-          progressToken === undefined
-            ? Promise.resolve()
-            : extra.sendNotification({
-                method: 'notifications/progress',
-                params: { progressToken, progress, message },
-              }),
+        return await this.#call(
+          agent,
+          request.params.arguments ?? {},
+          session.principal,
+          extra.signal,
+          (message, progress) =>
+            progressToken === undefined
+              ? Promise.resolve()
+              : extra.sendNotification({
+                  method: 'notifications/progress',
+                  params: { progressToken, progress, message },
+                }),
         )
       } finally {
         session.running--
@@ -223,10 +256,10 @@ export class McpEndpoints {
   }
 
   /**
-   * The agents and teams the scope serves: Available ones for tools/list; with `any`, unavailable ones too (a
-   * call says why).
+   * The agents and teams the scope serves and the caller's key may call: Available ones for tools/list; with
+   * `any`, unavailable ones too (a call says why).
    */
-  #targets(scope: McpScope, any = false): Target[] {
+  #targets(scope: McpScope, who: Principal | undefined, any = false): Target[] {
     const { catalog } = this.#deps
     const candidates: Target[] =
       'agent' in scope
@@ -234,8 +267,12 @@ export class McpEndpoints {
         : 'team' in scope
           ? [catalog.get('Team', scope.team)].filter((t) => t !== undefined)
           : [...catalog.list('Agent'), ...catalog.list('Team')]
-    if (any) return candidates
-    return candidates.filter(
+    const allowed =
+      who === undefined || who.unrestricted
+        ? candidates
+        : candidates.filter((t) => who.allowsTarget(t.kind, t.ref))
+    if (any) return allowed
+    return allowed.filter(
       (a) => catalog.status(a.key)?.conditions.find((c) => c.type === 'Available')?.status === 'True',
     )
   }
@@ -243,6 +280,7 @@ export class McpEndpoints {
   async #call(
     agent: Target,
     args: Record<string, unknown>,
+    who: Principal | undefined,
     signal: AbortSignal,
     progress: (message: string, step: number) => Promise<void>,
   ): Promise<CallToolResult> {
@@ -250,7 +288,7 @@ export class McpEndpoints {
     if ('error' in input) return errorResult(input.error)
     const { admission } = this.#deps
     const name = `${agent.kind === 'Team' ? 'team' : 'agent'}/${agent.ref.namespace}/${agent.ref.name}`
-    const checked = admission.check(name, input.parameters)
+    const checked = admission.check(name, input.parameters, who)
     if ('refusal' in checked) return errorResult(refusalText(checked.refusal))
     let step = 0
     const onEvent = (event: AgentEvent) => {

@@ -8,6 +8,8 @@ import type { Context } from 'hono'
 import type { ResourceOf } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
 import type { Admission, Refusal, Run } from '../admission.ts'
+import { notAllowedMessage } from '../auth/scope.ts'
+import type { Principal } from '../auth/scope.ts'
 import { failureOf } from '../admission.ts'
 import type { BodyVariables } from '../http/body.ts'
 import type { StreamLimits } from '../http/response-stream.ts'
@@ -37,8 +39,8 @@ export interface ChatDeps {
 export interface GatewayVariables extends BodyVariables {
   /** The target a handler resolved (`agent/x`), for the metrics label. */
   target: string | undefined
-  /** The id of the API key the request came with (http/authenticate.ts), when keys are required. */
-  apiKey: string | undefined
+  /** Who the request comes from (http/authenticate.ts): the API key's id and scope, when keys are required. */
+  principal: Principal | undefined
 }
 
 /** The gateway app's Hono environment: the adapter's connection bindings, and the variables above. */
@@ -54,6 +56,14 @@ export async function chatCompletions(c: Context<GatewayEnv>, deps: ChatDeps): P
   if (typeof named === 'string') {
     const direct = deps.catalog.resolveTarget(named)
     if (direct?.kind === 'Model') {
+      const who = c.var.principal
+      if (who !== undefined && !who.allowsTarget('Model', direct.resource.ref)) {
+        return errorResponse(
+          403,
+          notAllowedMessage(who, deps.catalog.targetId('Model', direct.resource.ref)),
+          { param: 'model', code: 'target_not_allowed', retry: false },
+        )
+      }
       return directCompletion(
         c,
         deps,
@@ -66,7 +76,7 @@ export async function chatCompletions(c: Context<GatewayEnv>, deps: ChatDeps): P
   if (!checked.ok) return errorResponse(400, checked.message, { param: checked.param })
   const request = checked.value
 
-  const admissible = deps.admission.check(request.model, request.metadata)
+  const admissible = deps.admission.check(request.model, request.metadata, c.var.principal)
   if ('refusal' in admissible) {
     if (admissible.refusal.target !== undefined) c.set('target', admissible.refusal.target)
     return renderRefusal(admissible.refusal)

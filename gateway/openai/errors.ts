@@ -26,6 +26,8 @@ export interface ErrorOptions {
 
 const DEFAULT_TYPE: Record<number, string> = {
   400: 'invalid_request_error',
+  401: 'invalid_request_error',
+  403: 'invalid_request_error',
   404: 'invalid_request_error',
   405: 'invalid_request_error',
   408: 'invalid_request_error',

@@ -1,5 +1,6 @@
 /** `GET /v1/models`: every agent, team and model a client can name, in OpenAI's list shape. */
 import type { ResourceOf } from '../../controller/api/index.ts'
+import type { Principal } from '../auth/scope.ts'
 import type { Catalog, TargetKind } from '../../controller/store/index.ts'
 
 const KINDS: readonly TargetKind[] = ['Agent', 'Team', 'Model']
@@ -12,8 +13,14 @@ export interface ModelEntry {
   readonly ark: Readonly<Record<string, string>>
 }
 
-export function listModels(catalog: Catalog): { object: 'list'; data: ModelEntry[] } {
-  const data = KINDS.flatMap((kind) => catalog.list(kind).map((r) => modelEntry(catalog, kind, r)))
+/** What `who` may call (everything without API keys): a key sees nothing it could not call. */
+export function listModels(catalog: Catalog, who?: Principal): { object: 'list'; data: ModelEntry[] } {
+  const data = KINDS.flatMap((kind) =>
+    catalog
+      .list(kind)
+      .filter((r) => who === undefined || who.allowsTarget(kind, r.ref))
+      .map((r) => modelEntry(catalog, kind, r)),
+  )
   data.sort((a, b) => a.id.localeCompare(b.id))
   return { object: 'list', data }
 }
