@@ -68,10 +68,13 @@ Usage:
                                    (env ARK_CORS_ORIGINS)
         --api-keys <file>          Every call needs Authorization: Bearer <key> of a key this file lists
                                    ({keys: [{id, sha256}]}; ark keys new makes them), reread when it
-                                   changes; /healthz, /readyz, A2A cards, the /a2a list and /metrics stay
-                                   open (env ARK_API_KEYS). 401 in each protocol's shape; metrics say key ids
-        --api-keys-secret <ns/n>   The same from a Secret (data: <id>: <sha256>) in a watched namespace,
-                                   ark gateway on a cluster (env ARK_API_KEYS_SECRET)
+                                   changes; /healthz, /readyz, A2A cards and /metrics stay open (env
+                                   ARK_API_KEYS). 401 in each protocol's shape; metrics say key ids. A key
+                                   may have a scope (namespaces, targets, routes) and limits
+                                   (requestsPerSecond, burst, tokensPerDay); namespaces: limits namespaces
+        --api-keys-secret <ns/n>   The same from a Secret (data: <id>: <sha256> or a YAML mapping of it, a
+                                   scope and limits; _namespaces: namespaces' limits) in a watched
+                                   namespace, ark gateway on a cluster (env ARK_API_KEYS_SECRET)
         --metrics-auth <bool>      /metrics needs a key too (env ARK_METRICS_AUTH, default false)
         --a2a-push-hosts <hosts>   Hosts A2A push notifications may be sent to, comma-separated, as a
                                    webhook tool's allowedHosts (* = any public host); default none: push

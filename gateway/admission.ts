@@ -28,9 +28,12 @@ import type { Task, TaskResult } from './runtime/task.ts'
 import { succeeded } from './runtime/task.ts'
 import { runTeam } from './runtime/team/run.ts'
 import type { TokenBudget } from './runtime/budget.ts'
+import type { QuotaGrant, Quotas } from './auth/quotas.ts'
 import { notAllowedMessage } from './auth/scope.ts'
 import type { Principal } from './auth/scope.ts'
 import { secondsUntilReset, secondsUntil, spentMessage } from './runtime/budget.ts'
+
+const NO_HEADERS: Readonly<Record<string, string>> = {}
 
 /** Why a request was not admitted, for a protocol to render. */
 export interface Refusal {
@@ -50,6 +53,8 @@ export interface Refusal {
   readonly retryAfterSeconds?: number
   /** False when retrying would fail the same way (the target is misconfigured, not busy). */
   readonly retry?: boolean
+  /** Response headers that go with it (a quota's `x-ratelimit-*`). */
+  readonly headers?: Readonly<Record<string, string>>
 }
 
 /** What a caller asks of the target that `check` found. */
@@ -89,6 +94,8 @@ export interface Run {
   readonly kind: 'Agent' | 'Team'
   readonly ref: ObjectRef
   readonly result: Promise<TaskResult>
+  /** Response headers that go with the answer (the caller's quotas, `x-ratelimit-*`); may be empty. */
+  readonly headers: Readonly<Record<string, string>>
 }
 
 export type Admitted = { readonly run: Run } | { readonly refusal: Refusal }
@@ -116,6 +123,8 @@ export interface AdmissionDeps {
    * as a 429 every protocol can render. The runtime enforces it either way.
    */
   readonly budget?: TokenBudget
+  /** Keys' and namespaces' quotas (auth/quotas.ts): a run they do not allow is refused (429). Absent: none. */
+  readonly quotas?: Quotas
 }
 
 /** A target that may run now: what `check` found, for `submit`. */
@@ -125,12 +134,18 @@ export type Checked =
       readonly agent: ResourceOf<'Agent'>
       /** The target as clients name it (`agent/x`): the label for metrics, the `model` of an answer. */
       readonly target: string
+      /** Who asks (with API keys): whose quotas the run counts to. */
+      readonly who?: Principal
+      /** The quotas' consent, when `reserve` got it before `submit`. */
+      readonly grant?: QuotaGrant
     }
   | {
       readonly kind: 'Team'
       readonly team: ResourceOf<'Team'>
       /** `team/x`, as for an agent. */
       readonly target: string
+      readonly who?: Principal
+      readonly grant?: QuotaGrant
     }
 
 export class Admission {
@@ -187,7 +202,7 @@ export class Admission {
         const refusal = unrunnable(agent, parameters, id, catalog.targetId('Agent', agent.ref))
         if (refusal !== undefined) return { refusal }
       }
-      return { kind: 'Team', team, target: id }
+      return { kind: 'Team', team, target: id, ...(who === undefined ? {} : { who }) }
     }
     if (target.kind !== 'Agent') {
       return refuse({
@@ -204,12 +219,39 @@ export class Admission {
     if (notAvailable !== undefined) return { refusal: notAvailable }
     const refusal = unrunnable(agent, parameters, id)
     if (refusal !== undefined) return { refusal }
-    return { kind: 'Agent', agent, target: id }
+    return { kind: 'Agent', agent, target: id, ...(who === undefined ? {} : { who }) }
+  }
+
+  /**
+   * Takes the run's share of the caller's quotas (a request token) now, for a protocol that answers a refusal
+   * before it hands the run on (A2A, before the SDK's task begins); `submit` does it otherwise.
+   */
+  async reserve(checked: Checked): Promise<Checked | { readonly refusal: Refusal }> {
+    const quotas = this.#deps.quotas
+    const ns = checked.kind === 'Agent' ? checked.agent.ref.namespace : checked.team.ref.namespace
+    if (quotas === undefined || checked.grant !== undefined || !quotas.applies(checked.who, ns))
+      return checked
+    const decided = await quotas.admit(checked.who, ns)
+    if ('status' in decided) return refuse({ ...decided, target: checked.target })
+    return { ...checked, grant: decided }
   }
 
   /** Submits the task to the agent's pool: the run, or the refusal of a full or unreachable queue. */
   async submit(checked: Checked, request: SubmitRequest): Promise<Admitted> {
-    // First, and only for agents with a daily budget: nothing is loaded for a request that cannot run.
+    // First the caller's quotas and the agent's daily budget: nothing is loaded for a request that cannot run.
+    // No detour (no turn of the event loop) when no limit applies.
+    const quotas = this.#deps.quotas
+    const reserved =
+      quotas === undefined ||
+      checked.grant !== undefined ||
+      !quotas.applies(
+        checked.who,
+        checked.kind === 'Agent' ? checked.agent.ref.namespace : checked.team.ref.namespace,
+      )
+        ? checked
+        : await this.reserve(checked)
+    if ('refusal' in reserved) return reserved
+    const grant = reserved.grant
     if (checked.kind === 'Agent' && checked.agent.spec.limits.maxDailyTokens !== undefined) {
       const spent = await this.#spent(checked.agent, checked.target)
       if (spent !== undefined) return { refusal: spent }
@@ -229,6 +271,7 @@ export class Admission {
         // A team hands the history on to each member, whose runtime fits it to its own budget.
         history.length === 0 ? recalled.messages : [...history, ...recalled.messages],
         'remember' in recalled ? recalled.remember : undefined,
+        grant,
       )
     const { agent, target } = checked
     const task: Task = {
@@ -274,9 +317,19 @@ export class Admission {
     const remember = 'remember' in recalled ? recalled.remember : undefined
     const recorded = result.then((r) => {
       this.#finished(target, pool, task, r, started)
+      grant?.charge(r.usage.totalTokens)
       return remember === undefined ? r : remember(r).then(() => r)
     })
-    return { run: { id: task.id, target, kind: 'Agent', ref: agent.ref, result: recorded } }
+    return {
+      run: {
+        id: task.id,
+        target,
+        kind: 'Agent',
+        ref: agent.ref,
+        result: recorded,
+        headers: grant?.headers ?? NO_HEADERS,
+      },
+    }
   }
 
   /**
@@ -290,6 +343,7 @@ export class Admission {
     request: SubmitRequest,
     messages: readonly ChatMessage[],
     remember: Remember | undefined,
+    grant: QuotaGrant | undefined,
   ): Admitted {
     const id = request.id ?? crypto.randomUUID()
     const label = `team:${team.ref.namespace}/${team.ref.name}`
@@ -318,10 +372,13 @@ export class Admission {
       },
     ).then(async (r) => {
       this.#finished(target, label, { id }, r, started)
+      grant?.charge(r.usage.totalTokens)
       await remember?.(r)
       return r
     })
-    return { run: { id, target, kind: 'Team', ref: team.ref, result } }
+    return {
+      run: { id, target, kind: 'Team', ref: team.ref, result, headers: grant?.headers ?? NO_HEADERS },
+    }
   }
 
   /** The refusal of an agent whose daily token budget is spent; undefined when it may run (or has no limit). */

@@ -13,6 +13,7 @@ import type { ExecutionEventBusManager, PushNotificationStore, TaskStore } from 
 import type { NetPolicy } from '../sandbox/index.ts'
 import { Admission } from './admission.ts'
 import type { KeyRing } from './auth/keys.ts'
+import type { Quotas } from './auth/quotas.ts'
 import { authenticate } from './http/authenticate.ts'
 import { jsonBody } from './http/body.ts'
 import type { AllowedHosts } from './http/guards.ts'
@@ -77,6 +78,8 @@ export interface AppDeps {
    * they are loaded (readiness fails meanwhile). Absent: open.
    */
   readonly auth?: { readonly keys: KeyRing; readonly metrics?: boolean; readonly ready?: () => boolean }
+  /** Keys' and namespaces' quotas (auth/quotas.ts); absent: none. */
+  readonly quotas?: Quotas
   /** A2A push notifications: where configs are kept and the hosts deliveries may reach. Absent: off. */
   readonly a2aPush?: { readonly store: PushNotificationStore; readonly policy: NetPolicy }
 }

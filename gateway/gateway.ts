@@ -10,6 +10,7 @@ import { NetPolicy } from '../sandbox/index.ts'
 import { RedisA2A } from './a2a/redis.ts'
 import { createApp } from './app.ts'
 import type { KeyRing } from './auth/keys.ts'
+import { MemoryRateLimiter, Quotas, RedisRateLimiter } from './auth/quotas.ts'
 import type { RedisSettings, RuntimeSettings } from './assemble.ts'
 import { DEFAULTS, assemble } from './assemble.ts'
 import type { AllowedHosts } from './http/guards.ts'
@@ -107,6 +108,22 @@ export function createGateway(options: GatewayOptions): Gateway {
     log,
     ...(options.redis === undefined ? {} : { redis: options.redis }),
   })
+  // Quotas come with keys: they are set where keys are (a key's limits, and namespaces').
+  const quotas =
+    options.auth === undefined
+      ? undefined
+      : new Quotas({
+          namespaceLimits: (ns) => options.auth?.keys.namespaceLimits(ns),
+          limiter:
+            options.redis === undefined
+              ? new MemoryRateLimiter()
+              : new RedisRateLimiter({
+                  url: options.redis.url,
+                  ...(options.redis.prefix === undefined ? {} : { prefix: options.redis.prefix }),
+                }),
+          budget: assembly.budget,
+          log,
+        })
   const http = createApp({
     catalog,
     runtime,
@@ -123,6 +140,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     ready: options.ready ?? (() => true),
     ...(options.mcpSessions === undefined ? {} : { mcpSessions: options.mcpSessions }),
     ...(options.auth === undefined ? {} : { auth: options.auth }),
+    ...(quotas === undefined ? {} : { quotas }),
     ...(a2a === undefined ? {} : { a2a: { store: a2a.store, buses: a2a.buses } }),
     ...(options.a2aPushHosts === undefined || options.a2aPushHosts.length === 0
       ? {}
@@ -144,6 +162,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     memories,
     async close() {
       await http.close()
+      await quotas?.close()
       await assembly.close()
       await memories.close()
       await a2a?.close()

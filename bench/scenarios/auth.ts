@@ -1,11 +1,13 @@
 /**
- * auth: what API keys cost the agent path. Issue 21's target: authentication costs at most 5% of the agent
- * path's throughput on the mock model.
+ * auth: what API keys and quotas cost the agent path. Issue 21's target: authentication and quota checks
+ * cost at most 5% of the agent path's throughput on the mock model.
  *
- * - In process (the gate): two gateways built by createGateway over one catalog, one open and one asking
- *   for keys, each answering the same agent request (in-process mock) through its app's fetch, in
- *   alternating batches. No sockets and no other process, so the ratio of their times is the middleware's
- *   share; two identical processes over HTTP differ by up to 7% on this machine, more than the effect.
+ * - In process (the gate): three gateways built by createGateway over one catalog, one open, one asking for
+ *   keys (a key without scope or limits), and one whose key has a scope and every limit (none of which it
+ *   reaches, so each check a limited key goes through is paid), each answering the same agent request
+ *   (in-process mock) through its app's fetch, in alternating batches. No sockets and no other process, so
+ *   the ratio of their times is the middleware's share; two identical processes over HTTP differ by up to 7%
+ *   on this machine, more than the effect.
  * - Over HTTP (reported): two `ark dev`, open and with `--api-keys`, under load, interleaved.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -41,11 +43,23 @@ spec: { prompt: I help. }
   const { key, sha256 } = newKey()
   const keys = new KeyRing()
   keys.replace([{ id: 'bench', sha256 }])
-  const open = createGateway({ catalog: cp.catalog })
-  const keyed = createGateway({ catalog: cp.catalog, auth: { keys } })
+  const limitedKeys = new KeyRing()
+  limitedKeys.replace([
+    {
+      id: 'bench',
+      sha256,
+      scope: { namespaces: ['default'], targets: ['agent/*'] },
+      limits: { requestsPerSecond: 1e9, burst: 1e9, tokensPerDay: 1e15 },
+    },
+  ])
+  const gateways = {
+    open: createGateway({ catalog: cp.catalog }),
+    keys: createGateway({ catalog: cp.catalog, auth: { keys } }),
+    limits: createGateway({ catalog: cp.catalog, auth: { keys: limitedKeys } }),
+  }
   const headers = { 'content-type': 'application/json', host: '127.0.0.1' }
-  const time = async (which: 'open' | 'keys', n: number): Promise<number> => {
-    const gateway = which === 'open' ? open : keyed
+  const time = async (which: keyof typeof gateways, n: number): Promise<number> => {
+    const gateway = gateways[which]
     const h = which === 'open' ? headers : { ...headers, authorization: `Bearer ${key}` }
     const t0 = performance.now()
     for (let i = 0; i < n; i++) {
@@ -58,20 +72,22 @@ spec: { prompt: I help. }
     }
     return ((performance.now() - t0) * 1000) / n
   }
-  // Warm both (JIT, prepared agents) before anything is measured.
-  await time('open', 2000)
-  await time('keys', 2000)
+  // Warm all (JIT, prepared agents) before anything is measured.
+  for (const which of ['open', 'keys', 'limits'] as const) await time(which, 2000)
   return {
-    /** keys/open over one pair of batches of `n`, in alternating order. */
-    async ratio(n: number, flip: boolean): Promise<{ ratio: number; open: number; keys: number }> {
-      const first = flip ? await time('keys', n) : await time('open', n)
-      const second = flip ? await time('open', n) : await time('keys', n)
+    /** `which`/open over one pair of batches of `n`, in alternating order. */
+    async ratio(
+      n: number,
+      flip: boolean,
+      which: 'keys' | 'limits' = 'keys',
+    ): Promise<{ ratio: number; open: number; keys: number }> {
+      const first = flip ? await time(which, n) : await time('open', n)
+      const second = flip ? await time('open', n) : await time(which, n)
       const [o, k] = flip ? [second, first] : [first, second]
       return { ratio: k / o, open: o, keys: k }
     },
     async close() {
-      await open.close()
-      await keyed.close()
+      for (const g of Object.values(gateways)) await g.close()
       await cp.close()
       await rm(dir, { recursive: true, force: true })
     },
@@ -115,11 +131,15 @@ const ratio = (m: Map<string, RoundReport[]>, pick: (r: RoundReport) => number) 
   med(m, 'keys', pick) / med(m, 'open', pick)
 
 async function run(context: RunContext): Promise<ScenarioResult> {
-  context.log('auth: in process, 9 pairs of 3,000 requests')
+  context.log('auth: in process, 9 pairs of 3,000 requests each, for keys and for limits')
   const local = await inProcess()
   const pairs: { ratio: number; open: number; keys: number }[] = []
+  const limited: { ratio: number; open: number; keys: number }[] = []
   try {
-    for (let i = 0; i < 9; i++) pairs.push(await local.ratio(3000, i % 2 === 1))
+    for (let i = 0; i < 9; i++) {
+      pairs.push(await local.ratio(3000, i % 2 === 1))
+      limited.push(await local.ratio(3000, i % 2 === 1, 'limits'))
+    }
   } finally {
     await local.close()
   }
@@ -144,6 +164,13 @@ async function run(context: RunContext): Promise<ScenarioResult> {
           unit: 'x',
           target: { op: '<=', value: 1.05 },
           note: `keys ${median(pairs.map((p) => p.keys)).toFixed(1)} us, open ${median(pairs.map((p) => p.open)).toFixed(1)} us a request; pairs ${pairs.map((p) => p.ratio.toFixed(3)).join(' ')}`,
+        },
+        {
+          name: 'limits/open time per request, in process',
+          value: median(limited.map((p) => p.ratio)),
+          unit: 'x',
+          target: { op: '<=', value: 1.05 },
+          note: `a key with a scope, a request rate and a daily token limit: ${median(limited.map((p) => p.keys)).toFixed(1)} us, open ${median(limited.map((p) => p.open)).toFixed(1)} us a request; pairs ${limited.map((p) => p.ratio.toFixed(3)).join(' ')}`,
         },
         {
           name: 'keys/open CPU per request @50',
@@ -180,7 +207,10 @@ async function gate(context: RunContext): Promise<GateSession> {
   return {
     async sample() {
       flip = !flip
-      return { 'keys/open time per request, in process': (await local.ratio(1000, flip)).ratio }
+      return {
+        'keys/open time per request, in process': (await local.ratio(1000, flip)).ratio,
+        'limits/open time per request, in process': (await local.ratio(1000, flip, 'limits')).ratio,
+      }
     },
     close: () => local.close(),
   }

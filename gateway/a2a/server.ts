@@ -32,7 +32,7 @@ import type { ExecutionEventBusManager, PushNotificationStore, TaskStore, User }
 import { LegacyJsonRpcTransportHandler } from '@a2a-js/sdk/compat/v0_3/server'
 import type { ObjectRef } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
-import type { Admission } from '../admission.ts'
+import type { Admission, Refusal } from '../admission.ts'
 import { FORBIDDEN, notAllowedMessage } from '../auth/scope.ts'
 import type { Principal } from '../auth/scope.ts'
 import type { NetPolicy } from '../../sandbox/index.ts'
@@ -185,7 +185,7 @@ export class A2AEndpoints {
       }
     }
     if (method !== undefined && SEND.has(method)) {
-      const refused = await this.#admit(agent, body, context, state, STREAMING.has(method))
+      const refused = await this.#admit(agent, body, context, state, STREAMING.has(method), who)
       if (refused !== undefined)
         return rpcError(refused.status, id, refused.code, refused.message, refused.headers)
     }
@@ -283,6 +283,7 @@ export class A2AEndpoints {
     context: ServerCallContext,
     state: Map<string, unknown>,
     streaming: boolean,
+    who: Principal | undefined,
   ): Promise<
     { status: number; code: number; message: string; headers?: Record<string, string> } | undefined
   > {
@@ -299,21 +300,22 @@ export class A2AEndpoints {
       }
     }
     const { admission, catalog, store } = this.#deps
-    const checked = admission.check(catalog.targetId(agent.kind, agent.ref), parameters)
-    if ('refusal' in checked) {
-      const { refusal } = checked
-      return {
-        status: refusal.status,
-        code: refusal.code === 'missing_parameter' ? INVALID_PARAMS : NOT_SERVED,
-        message:
-          refusal.code === 'missing_parameter'
-            ? `${refusal.target ?? agent.ref.name} needs the parameter ${JSON.stringify(refusal.param?.slice('metadata.'.length))}: send it in params.metadata`
-            : `${refusal.code}: ${refusal.message}`,
+    const refused = (refusal: Refusal) => ({
+      status: refusal.status,
+      code: refusal.code === 'missing_parameter' ? INVALID_PARAMS : NOT_SERVED,
+      message:
+        refusal.code === 'missing_parameter'
+          ? `${refusal.target ?? agent.ref.name} needs the parameter ${JSON.stringify(refusal.param?.slice('metadata.'.length))}: send it in params.metadata`
+          : `${refusal.code}: ${refusal.message}`,
+      headers: {
+        ...refusal.headers,
         ...(refusal.retryAfterSeconds === undefined
           ? {}
-          : { headers: { 'retry-after': String(refusal.retryAfterSeconds) } }),
-      }
-    }
+          : { 'retry-after': String(refusal.retryAfterSeconds) }),
+      },
+    })
+    const found = admission.check(catalog.targetId(agent.kind, agent.ref), parameters, who)
+    if ('refusal' in found) return refused(found.refusal)
     const message = isObject(params) ? params.message : undefined
     const taskId = isObject(message) ? message.taskId : undefined
     if (typeof taskId === 'string' && taskId !== '') {
@@ -329,6 +331,9 @@ export class A2AEndpoints {
         }
       }
     }
+    // The caller's quotas last: a run they refuse is a JSON-RPC error (429, Retry-After), not a rejected task.
+    const checked = await admission.reserve(found)
+    if ('refusal' in checked) return refused(checked.refusal)
     const contextId = isObject(message) ? message.contextId : undefined
     const call: CallState = {
       checked,

@@ -65,17 +65,17 @@ describe('parseKeysFile', () => {
   const digest = 'a'.repeat(64)
 
   it('reads ids and digests', () => {
-    expect(parseKeysFile(`keys:\n  - id: ci\n    sha256: ${digest}\n`)).toEqual([
+    expect(parseKeysFile(`keys:\n  - id: ci\n    sha256: ${digest}\n`).keys).toEqual([
       { id: 'ci', sha256: digest },
     ])
-    expect(parseKeysFile('keys: []\n')).toEqual([])
+    expect(parseKeysFile('keys: []\n')).toEqual({ keys: [], namespaces: new Map() })
   })
 
   it('reads a scope beside a digest, and refuses one that is wrong, saying where', () => {
     expect(
       parseKeysFile(
         `keys:\n  - id: a\n    sha256: ${digest}\n    namespaces: [team-*]\n    targets: [agent/*, team/prod/x]\n    routes: [openai, mcp]\n`,
-      ),
+      ).keys,
     ).toEqual([
       {
         id: 'a',
@@ -83,7 +83,7 @@ describe('parseKeysFile', () => {
         scope: { namespaces: ['team-*'], targets: ['agent/*', 'team/prod/x'], routes: ['openai', 'mcp'] },
       },
     ])
-    expect(parseKeysFile(`keys:\n  - { id: a, sha256: ${digest}, targets: [] }`)).toEqual([
+    expect(parseKeysFile(`keys:\n  - { id: a, sha256: ${digest}, targets: [] }`).keys).toEqual([
       { id: 'a', sha256: digest, scope: { targets: [] } },
     ])
     expect(() => parseKeysFile(`keys:\n  - { id: a, sha256: ${digest}, routes: [web] }`)).toThrow(
@@ -158,9 +158,48 @@ describe('parseKeysFile', () => {
   })
 })
 
+describe('limits', () => {
+  const digest = 'e'.repeat(64)
+  it("reads a key's limits and namespaces' limits, from a file and from a Secret", () => {
+    const file = parseKeysFile(
+      `keys:\n  - id: a\n    sha256: ${digest}\n    limits: { requestsPerSecond: 2, tokensPerDay: 500 }\nnamespaces:\n  team-a: { tokensPerDay: 9000 }\n`,
+    )
+    expect(file.keys).toEqual([
+      { id: 'a', sha256: digest, limits: { requestsPerSecond: 2, tokensPerDay: 500 } },
+    ])
+    expect([...file.namespaces]).toEqual([['team-a', { tokensPerDay: 9000 }]])
+    const secret = keysFromSecret({
+      a: `sha256: ${digest}\nlimits: { burst: 3, requestsPerSecond: 1 }`,
+      _namespaces: 'team-b: { requestsPerSecond: 10 }',
+    })
+    expect(secret.keys).toEqual([{ id: 'a', sha256: digest, limits: { requestsPerSecond: 1, burst: 3 } }])
+    expect(secret.namespaces.get('team-b')).toEqual({ requestsPerSecond: 10 })
+    expect(() => parseKeysFile(`keys: []\nnamespaces:\n  Team_A: { tokensPerDay: 1 }\n`)).toThrow(
+      "namespaces: a name that is not a namespace's",
+    )
+    expect(() => parseKeysFile(`keys: []\nnamespaces:\n  a: { tokensPerDay: 0 }\n`)).toThrow(
+      'namespaces.a.tokensPerDay: must be a whole number',
+    )
+    expect(() => parseKeysFile(`keys: []\nquotas: {}\n`)).toThrow(
+      'quotas: a top-level field other than keys and namespaces',
+    )
+    expect(() => keysFromSecret({ _namespaces: '[' })).toThrow('data._namespaces: not YAML')
+  })
+
+  it('keeps the streams of a key whose limits alone change', () => {
+    const ring = new KeyRing()
+    ring.replace([{ id: 'a', sha256: digest }])
+    let told = 0
+    ring.onRevoked('a', () => told++)
+    ring.replace([{ id: 'a', sha256: digest, limits: { tokensPerDay: 5 } }])
+    expect(told).toBe(0)
+    expect(ring.verify('x')).toBeUndefined()
+  })
+})
+
 describe('keysFromSecret', () => {
   it('reads each data key as an id and its value as the digest; a bad value is refused by its id', () => {
-    expect(keysFromSecret({ ci: `${'c'.repeat(64)}\n` })).toEqual([{ id: 'ci', sha256: 'c'.repeat(64) }])
+    expect(keysFromSecret({ ci: `${'c'.repeat(64)}\n` }).keys).toEqual([{ id: 'ci', sha256: 'c'.repeat(64) }])
     expect(() => keysFromSecret({ ci: 'ark_plaintext' })).toThrow("data.ci: must be the key's SHA-256 digest")
     expect(() => keysFromSecret({ ci: 'ark_plaintext' })).not.toThrow('ark_plaintext')
     // A key where its id belongs is named by position only.
@@ -172,14 +211,14 @@ describe('keysFromSecret', () => {
 
   it('reads a value that is a mapping of the digest and a scope (YAML or JSON)', () => {
     const digest = 'd'.repeat(64)
-    expect(keysFromSecret({ a: `sha256: ${digest}\nnamespaces: [team-a]\n` })).toEqual([
+    expect(keysFromSecret({ a: `sha256: ${digest}\nnamespaces: [team-a]\n` }).keys).toEqual([
       { id: 'a', sha256: digest, scope: { namespaces: ['team-a'] } },
     ])
-    expect(keysFromSecret({ a: JSON.stringify({ sha256: digest, routes: ['metrics'] }) })).toEqual([
+    expect(keysFromSecret({ a: JSON.stringify({ sha256: digest, routes: ['metrics'] }) }).keys).toEqual([
       { id: 'a', sha256: digest, scope: { routes: ['metrics'] } },
     ])
     expect(() => keysFromSecret({ a: `sha256: ${digest}\nrole: admin\n` })).toThrow(
-      'data.a: a field other than sha256, routes, namespaces and targets',
+      'data.a: a field other than sha256, routes, namespaces, targets and limits',
     )
     expect(() => keysFromSecret({ a: `{sha256: ${digest}, targets: [agent/a/b/c]}` })).toThrow(
       'data.a.targets[0]: "agent/a/b/c" is not a target pattern',

@@ -9,6 +9,8 @@
  */
 import { hash, randomBytes } from 'node:crypto'
 import { parse } from 'yaml'
+import { parseLimits } from './quotas.ts'
+import type { Limits } from './quotas.ts'
 import { Principal, parseScope } from './scope.ts'
 import type { ScopeSpec } from './scope.ts'
 
@@ -19,7 +21,17 @@ export interface ApiKeyEntry {
   readonly sha256: string
   /** What the key may do (scope.ts); absent: everything. */
   readonly scope?: ScopeSpec
+  /** How much it may run (quotas.ts); absent: no limit of its own. */
+  readonly limits?: Limits
 }
+
+/** What a keys file or Secret holds: the keys, and the limits of namespaces. */
+export interface KeysConfig {
+  readonly keys: readonly ApiKeyEntry[]
+  readonly namespaces: ReadonlyMap<string, Limits>
+}
+
+const NO_NAMESPACES: ReadonlyMap<string, Limits> = new Map()
 
 const ID = /^[a-z0-9]([-a-z0-9._]{0,61}[a-z0-9])?$/
 const DIGEST = /^[0-9a-f]{64}$/
@@ -51,6 +63,7 @@ export class KeyRing {
   }
 
   #entries: readonly ApiKeyEntry[] = []
+  #namespaces: ReadonlyMap<string, Limits> = NO_NAMESPACES
 
   /** How many keys are accepted. */
   get size(): number {
@@ -62,18 +75,30 @@ export class KeyRing {
     return this.#entries
   }
 
-  replace(entries: readonly ApiKeyEntry[]): void {
+  /** The namespaces' limits now. */
+  get namespaces(): ReadonlyMap<string, Limits> {
+    return this.#namespaces
+  }
+
+  /** The limits of `namespace`, if it has any. */
+  namespaceLimits(namespace: string): Limits | undefined {
+    return this.#namespaces.get(namespace)
+  }
+
+  replace(entries: readonly ApiKeyEntry[], namespaces: ReadonlyMap<string, Limits> = NO_NAMESPACES): void {
     const before = this.#entries
     this.#byDigest = new Map(
-      entries.map((e) => [e.sha256, new Principal(e.id, e.scope, this.#defaultNamespace)]),
+      entries.map((e) => [e.sha256, new Principal(e.id, e.scope, this.#defaultNamespace, e.limits)]),
     )
     this.#entries = entries
+    this.#namespaces = namespaces
     if (this.#revoked.size === 0) return
     // A key that is gone, or whose scope changed, ends what it holds open (streams): it is let in again, if at
-    // all, on its new terms.
-    const now = new Map(entries.map((e) => [e.sha256, JSON.stringify(e)]))
+    // all, on its new terms. New limits apply to runs to come, not to those running.
+    const terms = (e: ApiKeyEntry) => JSON.stringify([e.id, e.scope])
+    const now = new Map(entries.map((e) => [e.sha256, terms(e)]))
     for (const e of before) {
-      if (now.get(e.sha256) === JSON.stringify(e)) continue
+      if (now.get(e.sha256) === terms(e)) continue
       for (const listener of this.#revoked.get(e.id) ?? []) listener()
     }
   }
@@ -118,13 +143,16 @@ export class KeyRing {
  *         namespaces: [team-a]          # a scope (scope.ts): optional, each field narrows
  *         targets: [agent/*, team/*]
  *         routes: [openai, a2a]
+ *         limits: { requestsPerSecond: 5, burst: 10, tokensPerDay: 1000000 }   # quotas.ts
+ *     namespaces:                       # limits of namespaces, whoever calls
+ *       team-a: { requestsPerSecond: 50, tokensPerDay: 20000000 }
  *
  * Throws with the path of what is wrong (`keys[1].sha256: must be 64 hex digits`), never with the file's
  * text: a key pasted into it by mistake (as a `key:` field, a field name, a digest that is not one, or text
  * YAML cannot read) must not reach a log. YAML's own messages quote the source: its warnings are not printed
  * (logLevel error) and its errors are replaced by their code and position.
  */
-export function parseKeysFile(text: string): ApiKeyEntry[] {
+export function parseKeysFile(text: string): KeysConfig {
   let doc: unknown
   try {
     doc = parse(text, { maxAliasCount: 0, logLevel: 'error' })
@@ -138,34 +166,81 @@ export function parseKeysFile(text: string): ApiKeyEntry[] {
   }
   const keys = (doc as { keys?: unknown } | null)?.keys
   if (!Array.isArray(keys)) throw new Error('keys: must be a list of {id, sha256}')
-  return checked(
-    keys.map((k: unknown, i) => {
-      const at = `keys[${String(i)}]`
-      if (typeof k !== 'object' || k === null) throw new Error(`${at}: must be {id, sha256}`)
-      const { id, sha256, routes, namespaces, targets, ...rest } = k as Record<string, unknown>
-      const extra = Object.keys(rest)
-      // Named only when it is a short word a person would write; anything else could be a key.
-      const first = extra[0] ?? ''
-      if (extra.includes('key'))
-        throw new Error(
-          `${at}: a \`key\` field: the file holds digests, never keys (\`ark keys new\` prints the digest)`,
-        )
-      if (extra.length > 0)
-        throw new Error(
-          `${at}: a field other than id, sha256, routes, namespaces and targets${/^[a-z]{1,20}$/.test(first) ? ` (${first})` : ''}`,
-        )
-      return { at, id, sha256, scope: parseScope({ routes, namespaces, targets }, at) }
-    }),
-  )
+  const { namespaces } = doc as Record<string, unknown>
+  const stray = Object.keys(doc as object).find((k) => k !== 'keys' && k !== 'namespaces')
+  if (stray !== undefined)
+    throw new Error(
+      `${/^[a-z]{1,20}$/.test(stray) ? `${stray}: ` : ''}a top-level field other than keys and namespaces`,
+    )
+  return {
+    keys: checked(
+      keys.map((k: unknown, i) => {
+        const at = `keys[${String(i)}]`
+        if (typeof k !== 'object' || k === null) throw new Error(`${at}: must be {id, sha256}`)
+        const { id, sha256, routes, namespaces, targets, limits, ...rest } = k as Record<string, unknown>
+        const extra = Object.keys(rest)
+        // Named only when it is a short word a person would write; anything else could be a key.
+        const first = extra[0] ?? ''
+        if (extra.includes('key'))
+          throw new Error(
+            `${at}: a \`key\` field: the file holds digests, never keys (\`ark keys new\` prints the digest)`,
+          )
+        if (extra.length > 0)
+          throw new Error(
+            `${at}: a field other than id, sha256, routes, namespaces, targets and limits${/^[a-z]{1,20}$/.test(first) ? ` (${first})` : ''}`,
+          )
+        return {
+          at,
+          id,
+          sha256,
+          scope: parseScope({ routes, namespaces, targets }, at),
+          limits: parseLimits(limits, `${at}.limits`),
+        }
+      }),
+    ),
+    namespaces: namespaceLimits(namespaces, 'namespaces'),
+  }
+}
+
+/** `namespaces:` of a keys file (or a Secret's `_namespaces`): each namespace's limits. */
+function namespaceLimits(value: unknown, at: string): ReadonlyMap<string, Limits> {
+  if (value === undefined || value === null) return NO_NAMESPACES
+  if (typeof value !== 'object' || Array.isArray(value))
+    throw new Error(`${at}: must be a mapping of namespace names to their limits`)
+  const out = new Map<string, Limits>()
+  for (const [name, limits] of Object.entries(value as Record<string, unknown>)) {
+    if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(name))
+      throw new Error(`${at}: a name that is not a namespace's`)
+    const parsed = parseLimits(limits, `${at}.${name}`)
+    if (parsed !== undefined) out.set(name, parsed)
+  }
+  return out
 }
 
 /**
  * A Secret's data as keys: each data key is a key id, its value the key's digest, or a YAML (or JSON) mapping
- * of `sha256` and a scope (`{sha256: 5f2b..., namespaces: [team-a]}`). An entry is named by its id when that
- * is a valid one, else by its position: a key put where its id belongs must not be repeated. A value is never
- * repeated either, nor is YAML's reading of it.
+ * of `sha256`, a scope and limits (`{sha256: 5f2b..., namespaces: [team-a]}`). An entry is named by its id when
+ * that is a valid one, else by its position: a key put where its id belongs must not be repeated. A value is
+ * never repeated either, nor is YAML's reading of it. The data key `_namespaces` (no key id starts with `_`)
+ * holds namespaces' limits, as a keys file's `namespaces:`.
  */
-export function keysFromSecret(data: Readonly<Record<string, string>>): ApiKeyEntry[] {
+export function keysFromSecret(data: Readonly<Record<string, string>>): KeysConfig {
+  const { _namespaces: namespaces, ...keys } = data
+  let nsDoc: unknown
+  if (namespaces !== undefined) {
+    try {
+      nsDoc = parse(namespaces, { maxAliasCount: 0, logLevel: 'error' })
+    } catch {
+      throw new Error('data._namespaces: not YAML')
+    }
+  }
+  return {
+    keys: keysOfSecret(keys),
+    namespaces: namespaceLimits(nsDoc, 'data._namespaces'),
+  }
+}
+
+function keysOfSecret(data: Readonly<Record<string, string>>): ApiKeyEntry[] {
   return checked(
     Object.entries(data).map(([id, value], i) => {
       const at = ID.test(id) ? `data.${id}` : `data entry ${String(i + 1)} (its name is not a valid key id)`
@@ -179,20 +254,32 @@ export function keysFromSecret(data: Readonly<Record<string, string>>): ApiKeyEn
         throw new Error(neither)
       }
       if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new Error(neither)
-      const { sha256, routes, namespaces, targets, ...rest } = doc as Record<string, unknown>
+      const { sha256, routes, namespaces, targets, limits, ...rest } = doc as Record<string, unknown>
       if (Object.keys(rest).length > 0)
-        throw new Error(`${at}: a field other than sha256, routes, namespaces and targets`)
-      return { at, id, sha256, scope: parseScope({ routes, namespaces, targets }, at) }
+        throw new Error(`${at}: a field other than sha256, routes, namespaces, targets and limits`)
+      return {
+        at,
+        id,
+        sha256,
+        scope: parseScope({ routes, namespaces, targets }, at),
+        limits: parseLimits(limits, `${at}.limits`),
+      }
     }),
   )
 }
 
 function checked(
-  entries: readonly { at: string; id: unknown; sha256: unknown; scope?: ScopeSpec | undefined }[],
+  entries: readonly {
+    at: string
+    id: unknown
+    sha256: unknown
+    scope?: ScopeSpec | undefined
+    limits?: Limits | undefined
+  }[],
 ): ApiKeyEntry[] {
   const ids = new Set<string>()
   const digests = new Set<string>()
-  return entries.map(({ at, id, sha256, scope }) => {
+  return entries.map(({ at, id, sha256, scope, limits }) => {
     if (typeof id !== 'string' || !ID.test(id))
       throw new Error(
         `${at}: the id must be a name of lowercase letters, digits, '-', '.' or '_' (at most 63)`,
@@ -203,6 +290,11 @@ function checked(
     if (digests.has(sha256)) throw new Error(`${at}.sha256: the same key is listed twice`)
     ids.add(id)
     digests.add(sha256)
-    return scope === undefined ? { id, sha256 } : { id, sha256, scope }
+    return {
+      id,
+      sha256,
+      ...(scope === undefined ? {} : { scope }),
+      ...(limits === undefined ? {} : { limits }),
+    }
   })
 }

@@ -15,6 +15,7 @@
  */
 import type { ObjectRef } from '../../controller/api/index.ts'
 import type { TargetKind } from '../../controller/store/index.ts'
+import type { Limits } from './quotas.ts'
 
 /**
  * The JSON-RPC codes of a request refused for its key (A2A and MCP): -32040 without a valid one, -32041 when
@@ -124,10 +125,13 @@ export class Principal {
   readonly #namespaces: readonly RegExp[] | undefined
   readonly #targets: readonly TargetPattern[] | undefined
   readonly #defaultNamespace: string
+  /** How much the key may run (quotas.ts); absent: no limit of its own. */
+  readonly limits: Limits | undefined
 
   /** `defaultNamespace`: the namespace of targets named without one, as the catalog has it. */
-  constructor(id: string, scope?: ScopeSpec, defaultNamespace = 'default') {
+  constructor(id: string, scope?: ScopeSpec, defaultNamespace = 'default', limits?: Limits) {
     this.id = id
+    this.limits = limits
     this.#defaultNamespace = defaultNamespace
     this.unrestricted = scope === undefined
     this.#routes = scope?.routes === undefined ? undefined : new Set(scope.routes)

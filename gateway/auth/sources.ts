@@ -23,7 +23,10 @@ export interface KeySource {
 
 /** After a refused version: the keys before it that it still names by digest. */
 function stillListed(ring: KeyRing, text: string): void {
-  ring.replace(ring.entries.filter((e) => text.includes(e.sha256)))
+  ring.replace(
+    ring.entries.filter((e) => text.includes(e.sha256)),
+    ring.namespaces,
+  )
 }
 
 const reason = (err: unknown): string =>
@@ -43,7 +46,8 @@ export async function followKeysFile(
   let last: string
   try {
     last = await readFile(path, 'utf8')
-    ring.replace(parseKeysFile(last))
+    const config = parseKeysFile(last)
+    ring.replace(config.keys, config.namespaces)
   } catch (err) {
     throw new Error(`--api-keys ${path}: ${reason(err)}`, { cause: err })
   }
@@ -58,7 +62,8 @@ export async function followKeysFile(
         if (text === last) return
         last = text
         try {
-          ring.replace(parseKeysFile(text))
+          const config = parseKeysFile(text)
+          ring.replace(config.keys, config.namespaces)
           log.info('API keys reloaded', { file: path, keys: ring.size })
         } catch (err) {
           stillListed(ring, text)
@@ -108,7 +113,8 @@ export function followKeysSecret(catalog: Catalog, ref: ObjectRef, ring: KeyRing
     if (said === version) return
     said = version
     try {
-      ring.replace(keysFromSecret(secret.spec.data))
+      const config = keysFromSecret(secret.spec.data)
+      ring.replace(config.keys, config.namespaces)
       loaded = true
       log.info('API keys loaded', { secret: where, keys: ring.size })
     } catch (err) {

@@ -132,7 +132,7 @@ export async function chatCompletions(c: Context<GatewayEnv>, deps: ChatDeps): P
     return renderRefusal(inOpenAITerms(admitted.refusal))
   }
   void stream(deps, admitted.run, out, chunks, request.includeUsage).finally(cleanup)
-  return new Response(out.body, { headers: streamHeaders(who.id) })
+  return new Response(out.body, { headers: { ...admitted.run.headers, ...streamHeaders(who.id) } })
 }
 
 /** A refusal's `param` as this API names the field: the conversation id is `metadata.conversation_id` here. */
@@ -145,7 +145,7 @@ async function once(run: Run, who: CompletionIdentity, cleanup: () => void): Pro
     const result = await run.result
     if (succeeded(result)) {
       return Response.json(completionBody(who, result.content ?? '', 'stop', result.usage), {
-        headers: { 'x-request-id': who.id },
+        headers: { ...run.headers, 'x-request-id': who.id },
       })
     }
     const { status, message, code, retryAfterSeconds } = failureOf(result)

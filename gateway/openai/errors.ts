@@ -57,7 +57,7 @@ const OPENAI_CODES: Readonly<Record<string, string>> = { not_found: 'model_not_f
 
 /** A refusal (gateway/admission.ts, gateway/http/body.ts) as OpenAI's error response. */
 export function renderRefusal(refusal: Refusal): Response {
-  const headers: Record<string, string> = {}
+  const headers: Record<string, string> = { ...refusal.headers }
   if (refusal.retryAfterSeconds !== undefined) headers['retry-after'] = String(refusal.retryAfterSeconds)
   const code = OPENAI_CODES[refusal.code] ?? refusal.code
   const message = refusal.code === 'not_found' ? `The model ${refusal.message}` : refusal.message

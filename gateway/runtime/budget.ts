@@ -34,6 +34,26 @@ export function utcDay(now: Date): string {
   return now.toISOString().slice(0, 10)
 }
 
+/**
+ * utcDay, remembered until the day ends: toISOString is the dearest part of counting a run, and every run of
+ * a limited agent or key asks it twice.
+ */
+export class UtcDays {
+  #start = 0
+  #end = 0
+  #day = ''
+
+  of(now: Date): string {
+    const t = now.getTime()
+    if (t < this.#start || t >= this.#end) {
+      this.#day = utcDay(now)
+      this.#start = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate())
+      this.#end = nextUtcMidnight(now).getTime()
+    }
+    return this.#day
+  }
+}
+
 /** When the UTC day of `now` ends: the next UTC midnight, when budgets reset. */
 export function nextUtcMidnight(now: Date): Date {
   return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + 1))
@@ -61,6 +81,7 @@ export interface BudgetOptions {
 /** Budgets kept in this process: right when this process runs every task of the agents it counts. */
 export class MemoryBudget implements TokenBudget {
   readonly #now: () => Date
+  readonly #calendar = new UtcDays()
   readonly #days = new Map<string, { day: string; used: number }>()
 
   constructor(options: BudgetOptions = {}) {
@@ -69,12 +90,12 @@ export class MemoryBudget implements TokenBudget {
 
   usedToday(agent: ObjectRef): Promise<number> {
     const e = this.#days.get(agentKey(agent))
-    return Promise.resolve(e !== undefined && e.day === utcDay(this.#now()) ? e.used : 0)
+    return Promise.resolve(e !== undefined && e.day === this.#calendar.of(this.#now()) ? e.used : 0)
   }
 
   add(agent: ObjectRef, tokens: number): Promise<number> {
     const key = agentKey(agent)
-    const day = utcDay(this.#now())
+    const day = this.#calendar.of(this.#now())
     let e = this.#days.get(key)
     if (e === undefined || e.day !== day) this.#days.set(key, (e = { day, used: 0 }))
     e.used += Math.max(0, Math.floor(tokens))
@@ -113,6 +134,7 @@ interface Day {
 
 /** Budgets shared by every runtime on one Redis. */
 export class RedisBudget implements TokenBudget {
+  readonly #calendar = new UtcDays()
   readonly #redis: Redis
   readonly #prefix: string
   readonly #now: () => Date
@@ -215,7 +237,7 @@ export class RedisBudget implements TokenBudget {
   /** This process's view of the agent's current day, a fresh one after midnight. */
   #day(agent: ObjectRef): Day {
     const key = agentKey(agent)
-    const day = utcDay(this.#now())
+    const day = this.#calendar.of(this.#now())
     let d = this.#days.get(key)
     // Tokens of a day that ended and never reached Redis are dropped: that day's budget no longer matters.
     if (d === undefined || d.day !== day) this.#days.set(key, (d = { day, known: 0, knownAt: 0, pending: 0 }))
