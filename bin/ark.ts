@@ -84,6 +84,11 @@ Usage:
         --body-timeout <s>         A request's body must arrive within (env ARK_BODY_TIMEOUT, default 30)
         --idle-timeout <s>         Idle keep-alive connections close after (env ARK_IDLE_TIMEOUT, default 5;
                                    Node only)
+        --drain-delay <s>          On SIGTERM, /readyz fails this long while requests are still served
+                                   (env ARK_DRAIN_DELAY; default 5 for ark gateway, 0 for ark dev)
+        --shutdown-grace <s>       Then no new connection is taken and requests in flight get this long to
+                                   finish before they are cut (env ARK_SHUTDOWN_GRACE; default 25 for ark
+                                   gateway, 10 for ark dev). A second signal stops at once
         --stream-write-timeout <s> A streaming client that reads nothing this long while the answer waits
                                    is cut and its run cancelled (env ARK_STREAM_WRITE_TIMEOUT, default 30)
         --stream-max-buffer <n>    Bytes one streamed answer may hold for a slow client; past it the stream
@@ -220,6 +225,7 @@ async function main(argv: string[]): Promise<number> {
       agent: { type: 'string' },
       concurrency: { type: 'string' },
       'shutdown-grace': { type: 'string' },
+      'drain-delay': { type: 'string' },
       id: { type: 'string' },
       kubeconfig: { type: 'string' },
       namespaces: { type: 'string' },
@@ -594,6 +600,10 @@ Or in a Secret (ark gateway --api-keys-secret <namespace>/<name>):
         corsOrigins: list('cors-origins', 'ARK_CORS_ORIGINS') ?? [],
         a2aPushHosts: list('a2a-push-hosts', 'ARK_A2A_PUSH_HOSTS') ?? [],
         auth: apiKeys(),
+        // A laptop's Ctrl-C should not wait for a load balancer; a gateway replica's SIGTERM should.
+        drainDelayMs: number('drain-delay', 'ARK_DRAIN_DELAY', command === 'gateway' ? 5 : 0, 0) * 1000,
+        shutdownGraceMs:
+          number('shutdown-grace', 'ARK_SHUTDOWN_GRACE', command === 'gateway' ? 25 : 10, 0) * 1000,
         timeouts: {
           headersMs:
             number('headers-timeout', 'ARK_HEADERS_TIMEOUT', SERVE_DEFAULTS.headersMs / 1000, 1) * 1000,
@@ -658,6 +668,9 @@ interface DevOptions {
   readonly auth:
     { readonly file?: string; readonly secret?: ObjectRef; readonly metrics: boolean } | undefined
   readonly timeouts: ServeTimeouts
+  /** On SIGTERM: how long readiness fails while requests are still served, then the grace of those in flight. */
+  readonly drainDelayMs: number
+  readonly shutdownGraceMs: number
   readonly stream: Pick<StreamLimits, 'writeTimeoutMs' | 'maxBufferedBytes'>
   readonly maxIterations: number
   readonly taskTimeoutMs: number
@@ -706,8 +719,10 @@ async function dev(options: DevOptions): Promise<number> {
           onError: (path, err) => log.warn('list/watch failed; retrying', { path, error: String(err) }),
         })
   if (cluster !== undefined) log.info('reading resources from the cluster', { server: cluster.server })
+  const draining = { now: false }
   const system = await startEmbedded({
     manifests,
+    draining: () => draining.now,
     ...(cluster === undefined ? {} : { cluster }),
     onWatchError: (err) => log.warn('watch error', { error: String(err) }),
     maxBodyBytes: options.maxBodyBytes,
@@ -822,13 +837,43 @@ async function dev(options: DevOptions): Promise<number> {
       },
     )
   await untilStopped()
-  log.info('stopping')
+  // Graceful: readiness fails first while requests are still served (load balancers take a few seconds to
+  // stop sending), then no new connection is taken and requests in flight get the grace to finish. A second
+  // signal cuts the wait short.
+  draining.now = true
+  const hurry = new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve)
+    process.once('SIGTERM', resolve)
+  })
+  if (options.drainDelayMs > 0) {
+    log.info('draining: readiness fails; still serving meanwhile', { seconds: options.drainDelayMs / 1000 })
+    await Promise.race([sleep(options.drainDelayMs), hurry])
+  }
+  // As workers say it: no new connections from here on, and requests in flight have the grace.
+  log.info('stopping', { graceSeconds: options.shutdownGraceMs / 1000 })
+  const { cut } = await Promise.race([
+    server.drain(options.shutdownGraceMs),
+    hurry.then(() => server.close().then(() => ({ cut: -1 }))),
+  ])
+  if (cut !== 0)
+    log.warn(
+      cut < 0
+        ? 'stopped at a second signal: requests in flight were cut'
+        : 'requests still in flight at the end of the grace were cut',
+      cut < 0 ? {} : { requests: cut },
+    )
+  log.info('stopped serving')
   keysFile?.close()
   keysSecret.source?.close()
-  await server.close()
   await system.close()
   return 0
 }
+
+const sleep = (ms: number) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms)
+    ;(timer as { unref?: () => void }).unref?.()
+  })
 
 main(process.argv.slice(2)).then(
   (code) => {

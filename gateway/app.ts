@@ -66,6 +66,8 @@ export interface AppDeps {
   readonly corsOrigins: readonly string[]
   /** True once the manifests are loaded and reconciled. */
   readonly ready: () => boolean
+  /** True once the process is shutting down: /readyz says 503 so that load balancers send no more. */
+  readonly draining?: () => boolean
   /** MCP sessions held at once and their idle lifetime (defaults: mcp/server.ts). */
   readonly mcpSessions?: { readonly max?: number; readonly idleMs?: number }
   /**
@@ -165,11 +167,13 @@ export function createApp(deps: AppDeps): App {
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/readyz', (c) =>
-    !deps.ready()
-      ? c.json({ status: 'loading manifests' }, 503)
-      : deps.auth?.ready?.() === false
-        ? c.json({ status: 'waiting for API keys' }, 503)
-        : c.json({ status: 'ready' }),
+    deps.draining?.() === true
+      ? c.json({ status: 'draining' }, 503)
+      : !deps.ready()
+        ? c.json({ status: 'loading manifests' }, 503)
+        : deps.auth?.ready?.() === false
+          ? c.json({ status: 'waiting for API keys' }, 503)
+          : c.json({ status: 'ready' }),
   )
   app.get('/metrics', async (c) => {
     const text = await deps.metrics.text()

@@ -55,6 +55,8 @@ export interface GatewayOptions extends RuntimeSettings {
   readonly processMetrics?: boolean
   /** Readiness beyond "constructed" (default: always ready). */
   readonly ready?: () => boolean
+  /** True once the process is shutting down: readiness fails (503 `draining`) while requests are still served. */
+  readonly draining?: () => boolean
   /** MCP sessions this replica holds at once (default 1000) and how long an idle one lives (default 30 min). */
   readonly mcpSessions?: { readonly max?: number; readonly idleMs?: number }
   /**
@@ -138,6 +140,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     allowedHosts: options.allowedHosts ?? 'any',
     corsOrigins: options.corsOrigins ?? [],
     ready: options.ready ?? (() => true),
+    ...(options.draining === undefined ? {} : { draining: options.draining }),
     ...(options.mcpSessions === undefined ? {} : { mcpSessions: options.mcpSessions }),
     ...(options.auth === undefined ? {} : { auth: options.auth }),
     ...(quotas === undefined ? {} : { quotas }),

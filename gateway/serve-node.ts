@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream'
 import { DOT_SEGMENT_MESSAGE, hasDotSegment } from './http/guards.ts'
 import { errorBody } from './openai/errors.ts'
 import type { ServeFetch, ServeHandle, ServeOptions } from './serve.ts'
-import { SERVE_DEFAULTS } from './serve.ts'
+import { DRAINING_BODY, SERVE_DEFAULTS } from './serve.ts'
 
 export function serveNode(fetch: ServeFetch, options: ServeOptions): Promise<ServeHandle> {
   const timeouts = { ...SERVE_DEFAULTS, ...options.timeouts }
@@ -28,6 +28,10 @@ export function serveNode(fetch: ServeFetch, options: ServeOptions): Promise<Ser
         ),
     },
   )
+  // Requests in flight (a response counts until it is closed, streams included), for drain.
+  let active = 0
+  let draining = false
+  let idle: (() => void) | undefined
   const server = createServer(
     {
       // A connection that sends nothing, or its headers slowly, is cut after headersMs (Node counts from
@@ -47,6 +51,23 @@ export function serveNode(fetch: ServeFetch, options: ServeOptions): Promise<Ser
         res.end(body)
         return
       }
+      if (draining) {
+        // A kept-alive connection's next request, after the listener closed: its client retries elsewhere.
+        res.shouldKeepAlive = false
+        res.writeHead(503, {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(DRAINING_BODY),
+          'retry-after': '1',
+          connection: 'close',
+        })
+        res.end(DRAINING_BODY)
+        return
+      }
+      active++
+      res.once('close', () => {
+        active--
+        if (active === 0) idle?.()
+      })
       void listener(req, res)
     },
   )
@@ -80,6 +101,23 @@ export function serveNode(fetch: ServeFetch, options: ServeOptions): Promise<Ser
             // Keep-alive connections would hold close() open until clients hang up.
             server.closeAllConnections()
           }),
+        drain: async (graceMs) => {
+          draining = true
+          const closed = new Promise<void>((done) => server.close(() => done()))
+          server.closeIdleConnections()
+          if (active > 0) {
+            let timer: ReturnType<typeof setTimeout> | undefined
+            await Promise.race([
+              new Promise<void>((done) => (idle = done)),
+              new Promise<void>((done) => (timer = setTimeout(done, graceMs))),
+            ])
+            clearTimeout(timer)
+          }
+          const cut = active
+          server.closeAllConnections()
+          await closed
+          return { cut }
+        },
       })
     })
   })

@@ -32,7 +32,31 @@ export const SERVE_DEFAULTS: ServeTimeouts = { headersMs: 10_000, requestMs: 30_
 export interface ServeHandle {
   /** The port bound (useful with port 0). */
   readonly port: number
+  /** Closes at once: requests in flight are cut. */
   close(): Promise<void>
+  /**
+   * Closes gracefully: no new connection is accepted, a new request on a kept-alive one gets 503 with
+   * `Connection: close` (its client retries elsewhere), and requests in flight, streams included, get up to
+   * `graceMs` to finish; what is left then is cut. Resolves with how many were cut.
+   */
+  drain(graceMs: number): Promise<{ readonly cut: number }>
+}
+
+/** The body of the answer to a request that arrives while the server drains (503, Connection: close). */
+export const DRAINING_BODY = JSON.stringify({
+  error: {
+    message: 'this gateway is shutting down; retry, and another replica will answer',
+    type: 'service_unavailable',
+    param: null,
+    code: 'shutting_down',
+  },
+})
+
+export function drainingResponse(): Response {
+  return new Response(DRAINING_BODY, {
+    status: 503,
+    headers: { 'content-type': 'application/json', connection: 'close', 'retry-after': '1' },
+  })
 }
 
 /** Serves `fetch` on whichever runtime this is. */
