@@ -84,6 +84,9 @@ Usage:
         --body-timeout <s>         A request's body must arrive within (env ARK_BODY_TIMEOUT, default 30)
         --idle-timeout <s>         Idle keep-alive connections close after (env ARK_IDLE_TIMEOUT, default 5;
                                    Node only)
+        --wait-for-workers <bool>  ark gateway: queue a run for a pool no worker serves (one autoscaled from
+                                   zero) instead of answering 503 no_workers at once (env
+                                   ARK_WAIT_FOR_WORKERS, default false)
         --drain-delay <s>          On SIGTERM, /readyz fails this long while requests are still served
                                    (env ARK_DRAIN_DELAY; default 5 for ark gateway, 0 for ark dev)
         --shutdown-grace <s>       Then no new connection is taken and requests in flight get this long to
@@ -226,6 +229,7 @@ async function main(argv: string[]): Promise<number> {
       concurrency: { type: 'string' },
       'shutdown-grace': { type: 'string' },
       'drain-delay': { type: 'string' },
+      'wait-for-workers': { type: 'string' },
       id: { type: 'string' },
       kubeconfig: { type: 'string' },
       namespaces: { type: 'string' },
@@ -585,11 +589,18 @@ Or in a Secret (ark gateway --api-keys-secret <namespace>/<name>):
         throw new Error(
           '--kubeconfig and --source cluster are for ark gateway, ark worker, ark get and ark controller; ark dev reads a folder',
         )
+      // A gateway without workers of its own answers at once for a pool that has none, unless pools start on
+      // a backlog (KEDA from zero). ark dev's workers are its own.
+      const waitForWorkers =
+        choice('wait-for-workers', 'ARK_WAIT_FOR_WORKERS', ['true', 'false'], 'false') === 'true'
       return dev({
         ...common,
         mode: command,
         ...source,
-        redis,
+        redis:
+          redis === undefined || command !== 'gateway'
+            ? redis
+            : { ...redis, requireWorkers: !waitForWorkers },
         port: number('port', 'PORT', 8080, 0),
         allowedHosts:
           hosts === undefined

@@ -11,7 +11,7 @@ import type { Provider } from './runtime/provider.ts'
 import type { Catalog } from '../controller/store/index.ts'
 import type { Logger } from './log.ts'
 import type { Metrics } from './metrics.ts'
-import { QueueFullError, QueueUnavailableError } from './pool/queue.ts'
+import { NoWorkersError, QueueFullError, QueueUnavailableError } from './pool/queue.ts'
 import type { TaskQueue } from './pool/queue.ts'
 import type { EventSink } from './runtime/events.ts'
 import type { ChatMessage } from './runtime/messages.ts'
@@ -40,8 +40,10 @@ export interface Refusal {
   /** The HTTP status that fits (400, 404, 429, 503, ...); protocols without HTTP map it. */
   readonly status: number
   /**
-   * Machine-readable: `not_found`, `target_not_allowed`, `unsupported_target`, `ScaledToZero`, `missing_parameter`, `queue_full`,
-   * `queue_unavailable`, or the target's Available reason (`ToolNotFound`, ...) when it is not Available.
+   * Machine-readable: `not_found`, `target_not_allowed`, `unsupported_target`, `ScaledToZero`,
+   * `missing_parameter`, `queue_full`, `queue_unavailable`, `no_workers`, a quota's `rate_limit_exceeded` or
+   * `daily_token_quota_exceeded`, or the target's Available reason (`ToolNotFound`, ...) when it is not
+   * Available.
    */
   readonly code: string
   readonly message: string
@@ -298,6 +300,15 @@ export class Admission {
         return refuse({
           status: 429,
           code: 'queue_full',
+          target,
+          message: err.message,
+          retryAfterSeconds: err.retryAfterSeconds,
+        })
+      }
+      if (err instanceof NoWorkersError) {
+        return refuse({
+          status: 503,
+          code: 'no_workers',
           target,
           message: err.message,
           retryAfterSeconds: err.retryAfterSeconds,

@@ -39,6 +39,11 @@ export interface RedisSettings {
   readonly url: string
   /** Key prefix, so that several ark installations can share one Redis (default `ark`). */
   readonly prefix?: string
+  /**
+   * Refuse a run at once (503 `no_workers`) when no worker of its pool is alive, rather than queue it until
+   * its deadline (default false: pools autoscaled from zero start on a backlog).
+   */
+  readonly requireWorkers?: boolean
 }
 
 export interface RuntimeSettings {
@@ -173,6 +178,7 @@ export function assemble(catalog: Catalog, options: AssemblyOptions): Assembly {
             return seconds === undefined ? taskTimeoutMs : seconds * 1000
           },
           log: options.log,
+          ...(redis.requireWorkers === undefined ? {} : { requireWorkers: redis.requireWorkers }),
         })
   runtime.submit = async (task, signal) => (await queue.submit(task, { signal })).result
   // submit_subtask: admitted (or refused, with the reason) now, the result collected later.

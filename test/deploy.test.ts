@@ -580,6 +580,10 @@ describe('the Helm chart (deploy/helm/ark)', () => {
     })
     const keda = await render(VARIATIONS.keda)
     expect(env(container(keda, 'ark-controller'), 'ARK_KEDA_TASKS_PER_WORKER')?.value).toBe('10')
+    // Pools scaled from zero start on a backlog: gateways queue for them then, and only then.
+    expect(env(container(keda, 'ark-gateway'), 'ARK_WAIT_FOR_WORKERS')?.value).toBe('true')
+    const plain = await render(VARIATIONS.default ?? [])
+    expect(env(container(plain, 'ark-gateway'), 'ARK_WAIT_FOR_WORKERS')).toBeUndefined()
   })
 
   it('picks the PodDisruptionBudget API by Kubernetes version', async () => {

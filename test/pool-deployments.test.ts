@@ -708,6 +708,20 @@ spec: { replicas: 2, model: llama3.2, systemPrompt: I scale. }
       },
       { timeout: 90_000, interval: 500 },
     )
+    // Gateways roll too: with KEDA they queue a run for a pool scaled to zero rather than refuse it.
+    const waiting = await vi.waitFor(
+      () => {
+        const g = component('gateway').find((p) => p.ready && p.env.ARK_WAIT_FOR_WORKERS === 'true')
+        if (g === undefined) throw new Error('no gateway waits for workers yet')
+        return g
+      },
+      { timeout: 90_000, interval: 500 },
+    )
+    openai = new OpenAI({
+      baseURL: `http://127.0.0.1:${String(waiting.port)}/v1`,
+      apiKey: KEY.key,
+      maxRetries: 0,
+    })
 
     const scaled = (await vi.waitFor(
       () =>

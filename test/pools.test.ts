@@ -86,6 +86,32 @@ const ask = (openai: OpenAI, model: string, content: string) =>
   openai.chat.completions.create({ model, messages: [{ role: 'user', content }] })
 
 describe('pools on Redis Streams, with real processes', () => {
+  it('answers 503 no_workers at once for a pool no worker serves, and runs once one does', async () => {
+    freshPrefix()
+    const gw = await gateway()
+    const openai = client(gw)
+    const t0 = performance.now()
+    const refused = await ask(openai, 'agent/echo', 'anyone?').then(
+      () => undefined,
+      (e: unknown) => e as InstanceType<typeof OpenAI.APIError>,
+    )
+    expect(refused).toBeInstanceOf(OpenAI.InternalServerError)
+    expect(refused).toMatchObject({ status: 503, code: 'no_workers' })
+    expect(refused?.headers?.get('retry-after')).toBe('5')
+    // At once: not at the task's 30 s deadline.
+    expect(performance.now() - t0).toBeLessThan(5000)
+    expect(await admin.xlen(`${prefix}:pool:default/echo`)).toBe(0)
+    await worker('default/echo')
+    await until(
+      () =>
+        ask(openai, 'agent/echo', 'now?').then(
+          (a) => a.choices[0]?.message.content === 'You said: now?',
+          () => false,
+        ),
+      'a run once a worker serves the pool',
+    )
+  })
+
   it('spreads 60 requests over two workers; each is answered once, with its own answer', async () => {
     freshPrefix()
     const gw = await gateway()

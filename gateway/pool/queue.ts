@@ -71,6 +71,23 @@ export class QueueUnavailableError extends Error {
   readonly retryAfterSeconds = 1
 }
 
+/** A worker that has not said it is alive for this long is not counted (it reports every ALIVE_EVERY_MS). */
+export const ALIVE_WINDOW_SECONDS = 10
+
+/**
+ * No worker serves the pool (none has said it is alive lately): the gateway answers 503 at once instead of
+ * holding the caller until the task's deadline.
+ */
+export class NoWorkersError extends Error {
+  override readonly name = 'NoWorkersError'
+  readonly retryAfterSeconds = 5
+  constructor(pool: ObjectRef) {
+    super(
+      `no worker serves agent ${pool.namespace}/${pool.name} now (none has reported alive in the last ${String(ALIVE_WINDOW_SECONDS)} s): its pool is not running, or still starting`,
+    )
+  }
+}
+
 /** The worker side: runs one task to its result. */
 export type TaskRunner = (
   task: Task,

@@ -6,7 +6,7 @@ import type { ObjectRef } from '../../controller/api/index.ts'
 import type { AgentEvent } from '../runtime/events.ts'
 import { NO_USAGE } from '../runtime/messages.ts'
 import type { Task, TaskResult } from '../runtime/task.ts'
-import { QueueFullError } from './queue.ts'
+import { NoWorkersError, QueueFullError } from './queue.ts'
 import type { TaskRunner } from './queue.ts'
 import { RedisQueue } from './redis-queue.ts'
 import { RedisWorker } from './redis-worker.ts'
@@ -47,10 +47,13 @@ const answer = (t: Task, content: string): TaskResult => ({
   iterations: 1,
 })
 
-function gateway(options: { concurrency?: number; maxQueued?: number; timeoutMs?: number } = {}): RedisQueue {
+function gateway(
+  options: { concurrency?: number; maxQueued?: number; timeoutMs?: number; requireWorkers?: boolean } = {},
+): RedisQueue {
   const q = new RedisQueue({
     url: server.url,
     prefix,
+    ...(options.requireWorkers === undefined ? {} : { requireWorkers: options.requireWorkers }),
     limitsOf: () => ({ concurrency: options.concurrency ?? 100, maxQueued: options.maxQueued ?? 1000 }),
     timeoutMsOf: () => options.timeoutMs ?? 10_000,
   })
@@ -199,6 +202,58 @@ describe('the Redis Streams queue', () => {
     const result = await (await g.submit(task('nobody'), { signal: never })).result
     expect(result.outcome).toBe('timeout')
     expect(result.error).toMatch(/no worker of default\/helper answered within 100 ms/)
+  })
+
+  it('with requireWorkers, refuses at once a pool no worker serves, and takes tasks once one does', async () => {
+    const g = gateway({ requireWorkers: true, timeoutMs: 60_000 })
+    const started = performance.now()
+    const refused = await g.submit(task('nobody'), { signal: never }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect(refused).toBeInstanceOf(NoWorkersError)
+    expect((refused as Error).message).toContain('no worker serves agent default/helper now')
+    // At once, not at the deadline; and nothing was queued for nobody.
+    expect(performance.now() - started).toBeLessThan(2000)
+    const redis = new Redis(server.url)
+    closers.push(() => {
+      redis.disconnect()
+      return Promise.resolve()
+    })
+    expect(await redis.xlen(keys.pool(prefix, AGENT))).toBe(0)
+
+    const { run } = recording('here now')
+    const w = await worker(run)
+    // The refusal is remembered a second at most.
+    let result: TaskResult | undefined
+    for (let i = 0; i < 40 && result === undefined; i++) {
+      const admitted = await g.submit(task('somebody'), { signal: never }).catch(() => undefined)
+      result = admitted === undefined ? (await sleep(100), undefined) : await admitted.result
+    }
+    expect(result?.content).toBe('here now')
+    // A worker that stops is no longer counted (the live answer is trusted two seconds).
+    await w.stop()
+    await sleep(2100)
+    await expect(g.submit(task('gone'), { signal: never })).rejects.toBeInstanceOf(NoWorkersError)
+  })
+
+  it('with requireWorkers, does not count a worker that died without a word, once it has been silent 10 s', async () => {
+    const redis = new Redis(server.url)
+    closers.push(() => {
+      redis.disconnect()
+      return Promise.resolve()
+    })
+    // What a killed worker leaves: its last heartbeat, 11 s ago by Redis's clock.
+    const [seconds = 0] = await redis.time()
+    await redis.zadd(keys.alive(prefix, AGENT), seconds - 11, 'killed')
+    await expect(
+      gateway({ requireWorkers: true }).submit(task('x'), { signal: never }),
+    ).rejects.toBeInstanceOf(NoWorkersError)
+    await redis.zadd(keys.alive(prefix, AGENT), seconds, 'fresh')
+    const admitted = await gateway({ requireWorkers: true, timeoutMs: 100 }).submit(task('y'), {
+      signal: never,
+    })
+    expect((await admitted.result).outcome).toBe('timeout')
   })
 
   it('refuses tasks beyond concurrency + maxQueued with QueueFullError', async () => {

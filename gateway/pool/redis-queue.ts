@@ -11,10 +11,11 @@ import { agentKey } from '../runtime/subtasks.ts'
 import { notRun } from '../runtime/task.ts'
 import type { Logger } from '../log.ts'
 import type { Admission, PoolLimits, PoolStats, SubmitOptions, TaskQueue } from './queue.ts'
-import { QueueFullError, QueueUnavailableError } from './queue.ts'
+import { ALIVE_WINDOW_SECONDS, NoWorkersError, QueueFullError, QueueUnavailableError } from './queue.ts'
 import type { ReplyEntry, StreamBatch } from './redis-streams.ts'
 import {
   BLOCK_MS,
+  COUNT_ALIVE,
   GROUP,
   KEEP_SECONDS,
   createGroup,
@@ -44,6 +45,11 @@ export interface RedisQueueOptions {
   readonly timeoutMsOf: (agent: ObjectRef) => number
   /** Connection problems, once per change (the URL's password never reaches it). */
   readonly log?: Logger
+  /**
+   * Refuse a task (NoWorkersError) when no worker of its pool has said it is alive lately, rather than queue
+   * it for nobody (default false: queue, as for pools autoscaled from zero, which start on a backlog).
+   */
+  readonly requireWorkers?: boolean
 }
 
 interface Pending {
@@ -72,6 +78,8 @@ export class RedisQueue implements TaskQueue {
   readonly #pending = new Map<string, Pending>()
   /** Pool keys whose consumer group this replica made sure of. */
   readonly #groups = new Set<string>()
+  /** Whether each pool had a live worker, and until when that answer is trusted (requireWorkers). */
+  readonly #alive = new Map<string, { readonly alive: boolean; readonly until: number }>()
   /** The pools its stats report, by key: those it submitted to, and those it watches. */
   readonly #pools = new Map<string, ObjectRef>()
   #closed = false
@@ -117,6 +125,21 @@ export class RedisQueue implements TaskQueue {
     this.#reading = this.#readReplies()
   }
 
+  /**
+   * Whether a worker of the pool said it was alive in the last ALIVE_WINDOW_SECONDS: asked of Redis at most
+   * once a second per pool (a live answer is trusted for two), so a flood costs one command a second.
+   */
+  async #hasWorkers(agent: ObjectRef): Promise<boolean> {
+    const key = keys.alive(this.#prefix, agent)
+    const now = Date.now()
+    const known = this.#alive.get(key)
+    if (known !== undefined && known.until > now) return known.alive
+    const count = Number(await this.#redis.eval(COUNT_ALIVE, 1, key, String(ALIVE_WINDOW_SECONDS)))
+    const alive = count > 0
+    this.#alive.set(key, { alive, until: now + (alive ? 2000 : 1000) })
+    return alive
+  }
+
   /** Reports this pool in stats() too, though this replica has not submitted to it (a worker's own pool). */
   watch(agent: ObjectRef): void {
     this.#pools.set(keys.pool(this.#prefix, agent), agent)
@@ -139,6 +162,8 @@ export class RedisQueue implements TaskQueue {
         this.#groups.add(pool)
         this.#pools.set(pool, task.agent)
       }
+      if (this.#options.requireWorkers === true && !(await this.#hasWorkers(task.agent)))
+        throw new NoWorkersError(task.agent)
       const backlog = await this.#redis.xlen(pool)
       if (backlog >= limits.concurrency + limits.maxQueued) {
         throw new QueueFullError(
@@ -148,6 +173,7 @@ export class RedisQueue implements TaskQueue {
         )
       }
     } catch (err) {
+      if (err instanceof NoWorkersError) throw err
       throw this.#unavailable(err)
     }
     const timeoutMs = this.#options.timeoutMsOf(task.agent)

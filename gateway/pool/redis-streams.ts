@@ -17,6 +17,9 @@
  *   is skipped when a worker picks it up.
  * - `<p>:handoff`: a pub/sub channel of pool keys whose tasks a stopping worker handed back, so the pool's
  *   other workers take them over at once instead of at their next takeover round.
+ * - `<p>:alive:<ns>/<name>`: a sorted set of the pool's running workers (consumer names, ready or not),
+ *   scored by when each last said it was alive (seconds, on Redis's clock): a gateway that finds nobody there
+ *   answers 503 at once rather than queueing for nobody.
  */
 import type { Redis } from 'ioredis'
 import type { ObjectRef } from '../../controller/api/index.ts'
@@ -36,7 +39,29 @@ export const keys = {
   cancelled: (prefix: string, task: string) => `${prefix}:cancelled:${task}`,
   cancelChannel: (prefix: string) => `${prefix}:cancel`,
   handoffChannel: (prefix: string) => `${prefix}:handoff`,
+  alive: (prefix: string, agent: ObjectRef) => `${prefix}:alive:${agentKey(agent)}`,
 }
+
+/** How often a ready worker says it is alive. */
+export const ALIVE_EVERY_MS = 2000
+
+/**
+ * A worker says it is alive (ARGV[1], its consumer name), on Redis's clock so that hosts' clocks do not
+ * matter; members silent for a minute are dropped, and the set with them when its pool is gone.
+ */
+export const SAY_ALIVE = `
+local now = tonumber(redis.call('TIME')[1])
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60)
+redis.call('EXPIRE', KEYS[1], 120)
+return now
+`
+
+/** How many of a pool's workers said they were alive in the last ARGV[1] seconds, on Redis's clock. */
+export const COUNT_ALIVE = `
+local now = tonumber(redis.call('TIME')[1])
+return redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[1]), '+inf')
+`
 
 /** Fields of a task entry in a pool stream. */
 export interface TaskEntry {

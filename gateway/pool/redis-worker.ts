@@ -12,8 +12,10 @@ import { notRun } from '../runtime/task.ts'
 import type { TaskRunner } from './queue.ts'
 import type { StreamBatch, TaskEntry } from './redis-streams.ts'
 import {
+  ALIVE_EVERY_MS,
   BLOCK_MS,
   GROUP,
+  SAY_ALIVE,
   KEEP_SECONDS,
   STREAM_MAXLEN,
   createGroup,
@@ -94,6 +96,7 @@ export class RedisWorker {
   #requestStop: () => void = () => {}
   #loop: Promise<void> | undefined
   #maintenance: ReturnType<typeof setInterval> | undefined
+  #heartbeat: ReturnType<typeof setInterval> | undefined
 
   constructor(options: RedisWorkerOptions) {
     this.#options = options
@@ -141,6 +144,16 @@ export class RedisWorker {
       } else if (channel === handoff && message === this.#pool) void this.#reclaim()
     })
     await this.#subscriber.subscribe(cancel, handoff)
+    // Gateways count the pool's workers by this. One that is not ready (its model fails the semantic check)
+    // still counts: it takes the pool's tasks once its model answers again, and they wait for it meanwhile.
+    const alive = () => {
+      if (this.#stopping) return
+      this.#redis
+        .eval(SAY_ALIVE, 1, keys.alive(this.#prefix, this.#options.agent), this.#consumer)
+        .catch(() => undefined)
+    }
+    alive()
+    this.#heartbeat = setInterval(alive, ALIVE_EVERY_MS)
     this.#loop = this.#take()
     const every = Math.max(10, Math.floor(this.#claimIdleMs / 3))
     this.#maintenance = setInterval(() => {
@@ -174,6 +187,9 @@ export class RedisWorker {
   async stop(options: { readonly graceMs?: number } = {}): Promise<void> {
     this.#stopping = true
     this.#requestStop()
+    // Not alive for gateways from now on: what they would send it, nobody would take.
+    clearInterval(this.#heartbeat)
+    await this.#redis.zrem(keys.alive(this.#prefix, this.#options.agent), this.#consumer).catch(() => 0)
     // A blocked read may lose entries it was being handed: they stay pending, unrenewed, and are taken over.
     this.#reader.disconnect()
     await this.#loop
