@@ -87,6 +87,30 @@ describe('ark validate', () => {
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('unknown kind "widgets"')
   })
+
+  it('refuses JWT flags that cannot work, saying which', async () => {
+    const dev = ['dev', '-f', 'examples', '--port', '0']
+    const cases: [string[], string][] = [
+      [['--jwt-issuer', 'https://idp'], 'JWTs need both --jwt-issuer (ARK_JWT_ISSUER) and --jwt-audience'],
+      [
+        ['--jwt-issuer', 'https://idp', '--jwt-audience', 'ark'],
+        'one of --jwks-url (ARK_JWKS_URL) or --jwks-file',
+      ],
+      [
+        ['--jwt-issuer', 'https://idp', '--jwt-audience', 'ark', '--jwks-url', 'http://idp.example/jwks'],
+        '--jwks-url (ARK_JWKS_URL) must be https (plain http only on loopback)',
+      ],
+      [
+        ['--jwt-issuer', 'https://idp', '--jwt-audience', 'ark', '--jwks-file', '/nope/jwks.json'],
+        '--jwks-file /nope/jwks.json: no such file',
+      ],
+    ]
+    for (const [flags, message] of cases) {
+      const r = await ark(...dev, ...flags)
+      expect(r.code, flags.join(' ')).toBe(2)
+      expect(r.stderr, flags.join(' ')).toContain(message)
+    }
+  }, 60_000)
 })
 
 describe('ark get', () => {

@@ -21,6 +21,7 @@ import {
   PROVIDER_DEFAULTS,
   SERVE_DEFAULTS,
   STREAM_DEFAULTS,
+  JwtVerifier,
   KeyRing,
   isKeyId,
   newKey,
@@ -33,7 +34,14 @@ import {
   serve,
 } from '../gateway/index.ts'
 import type { ObjectRef } from '../controller/api/index.ts'
-import type { AllowedHosts, KeySource, RedisSettings, ServeTimeouts, StreamLimits } from '../gateway/index.ts'
+import type {
+  AllowedHosts,
+  JwtOptions,
+  KeySource,
+  RedisSettings,
+  ServeTimeouts,
+  StreamLimits,
+} from '../gateway/index.ts'
 import { startEmbedded } from './embedded.ts'
 import { worker } from './worker.ts'
 import { renderGet, resolveKind } from './get.ts'
@@ -75,6 +83,11 @@ Usage:
         --api-keys-secret <ns/n>   The same from a Secret (data: <id>: <sha256> or a YAML mapping of it, a
                                    scope and limits; _namespaces: namespaces' limits) in a watched
                                    namespace, ark gateway on a cluster (env ARK_API_KEYS_SECRET)
+        --jwt-issuer <iss>         Also take JWTs as bearer tokens: signed by the identity provider whose
+                                   iss this is (env ARK_JWT_ISSUER), for --jwt-audience <aud> (env
+                                   ARK_JWT_AUDIENCE), with keys from --jwks-url <https url> or --jwks-file
+                                   <file> (env ARK_JWKS_URL, ARK_JWKS_FILE). Their scope claim's
+                                   ark:routes:, ark:namespaces:, ark:targets: entries narrow them
         --metrics-auth <bool>      /metrics needs a key too (env ARK_METRICS_AUTH, default false)
         --a2a-push-hosts <hosts>   Hosts A2A push notifications may be sent to, comma-separated, as a
                                    webhook tool's allowedHosts (* = any public host); default none: push
@@ -229,6 +242,10 @@ async function main(argv: string[]): Promise<number> {
       concurrency: { type: 'string' },
       'shutdown-grace': { type: 'string' },
       'drain-delay': { type: 'string' },
+      'jwt-issuer': { type: 'string' },
+      'jwt-audience': { type: 'string' },
+      'jwks-url': { type: 'string' },
+      'jwks-file': { type: 'string' },
       'wait-for-workers': { type: 'string' },
       id: { type: 'string' },
       kubeconfig: { type: 'string' },
@@ -466,7 +483,8 @@ Or in a Secret (ark gateway --api-keys-secret <namespace>/<name>):
         const given = (v: string | undefined): v is string => v !== undefined && v !== ''
         if (given(file) && given(secret))
           throw new Error('--api-keys (ARK_API_KEYS) and --api-keys-secret (ARK_API_KEYS_SECRET): give one')
-        if (given(file)) return { file, metrics }
+        const jwt = jwtOptions()
+        if (given(file)) return { file, metrics, ...(jwt === undefined ? {} : { jwt }) }
         if (given(secret)) {
           if (!('cluster' in cluster()))
             throw new Error(
@@ -487,11 +505,41 @@ Or in a Secret (ark gateway --api-keys-secret <namespace>/<name>):
             throw new Error(
               `--api-keys-secret (ARK_API_KEYS_SECRET) must be <namespace>/<name>, got ${JSON.stringify(secret)}`,
             )
-          return { secret: { namespace, name }, metrics }
+          return { secret: { namespace, name }, metrics, ...(jwt === undefined ? {} : { jwt }) }
         }
+        if (jwt !== undefined) return { metrics, jwt }
         if (metrics)
-          throw new Error('--metrics-auth (ARK_METRICS_AUTH) needs keys: --api-keys or --api-keys-secret')
+          throw new Error(
+            '--metrics-auth (ARK_METRICS_AUTH) needs keys or tokens: --api-keys, --api-keys-secret or --jwt-issuer',
+          )
         return undefined
+      }
+      const jwtOptions = (): JwtOptions | undefined => {
+        const issuer = values['jwt-issuer'] ?? process.env.ARK_JWT_ISSUER ?? ''
+        const audience = values['jwt-audience'] ?? process.env.ARK_JWT_AUDIENCE ?? ''
+        const url = values['jwks-url'] ?? process.env.ARK_JWKS_URL ?? ''
+        const file = values['jwks-file'] ?? process.env.ARK_JWKS_FILE ?? ''
+        if (issuer === '' && audience === '' && url === '' && file === '') return undefined
+        if (issuer === '' || audience === '')
+          throw new Error(
+            'JWTs need both --jwt-issuer (ARK_JWT_ISSUER) and --jwt-audience (ARK_JWT_AUDIENCE)',
+          )
+        if ((url === '') === (file === ''))
+          throw new Error(
+            'JWTs need their signing keys from one of --jwks-url (ARK_JWKS_URL) or --jwks-file (ARK_JWKS_FILE)',
+          )
+        if (url !== '') {
+          let u: URL
+          try {
+            u = new URL(url)
+          } catch {
+            throw new Error(`--jwks-url (ARK_JWKS_URL) is not a URL: ${JSON.stringify(url.slice(0, 200))}`)
+          }
+          if (u.protocol !== 'https:' && !isLoopbackHost(u.hostname.replace(/^\[|\]$/g, '')))
+            throw new Error('--jwks-url (ARK_JWKS_URL) must be https (plain http only on loopback)')
+          return { issuer, audience, jwks: { url } }
+        }
+        return { issuer, audience, jwks: { file } }
       }
       if (command === 'controller') {
         const namespaces = list('namespaces', 'ARK_NAMESPACES')
@@ -677,7 +725,14 @@ interface DevOptions {
   readonly a2aPushHosts: readonly string[]
   /** Where API keys come from; absent: no key is asked for. */
   readonly auth:
-    { readonly file?: string; readonly secret?: ObjectRef; readonly metrics: boolean } | undefined
+    | {
+        readonly file?: string
+        readonly secret?: ObjectRef
+        readonly metrics: boolean
+        /** JWTs from an identity provider, beside or instead of keys. */
+        readonly jwt?: JwtOptions
+      }
+    | undefined
   readonly timeouts: ServeTimeouts
   /** On SIGTERM: how long readiness fails while requests are still served, then the grace of those in flight. */
   readonly drainDelayMs: number
@@ -718,6 +773,7 @@ async function dev(options: DevOptions): Promise<number> {
     options.auth?.file === undefined || keys === undefined
       ? undefined
       : await followKeysFile(options.auth.file, keys, log)
+  const jwt = options.auth?.jwt === undefined ? undefined : await JwtVerifier.start(options.auth.jwt, log)
   // Followed once the catalog is up (below); read by readiness before that.
   const keysSecret: { source?: KeySource } = {}
   const cluster =
@@ -759,8 +815,9 @@ async function dev(options: DevOptions): Promise<number> {
           auth: {
             keys,
             metrics: options.auth?.metrics ?? false,
+            ...(jwt === undefined ? {} : { jwt }),
             // The Secret is followed once the catalog is up; until it has been read, the gateway is not ready.
-            ready: () => keysFile !== undefined || keysSecret.source?.loaded() === true,
+            ready: () => options.auth?.secret === undefined || keysSecret.source?.loaded() === true,
           },
         }),
     ...(options.redis === undefined
@@ -782,6 +839,9 @@ async function dev(options: DevOptions): Promise<number> {
         ? {}
         : { secret: `${options.auth.secret.namespace}/${options.auth.secret.name}` }),
       keys: keys.size,
+      ...(options.auth?.jwt === undefined
+        ? {}
+        : { jwtIssuer: options.auth.jwt.issuer, jwtAudience: options.auth.jwt.audience }),
       metrics: options.auth?.metrics === true,
     })
   const reported = new Set<string>()
@@ -876,6 +936,7 @@ async function dev(options: DevOptions): Promise<number> {
   log.info('stopped serving')
   keysFile?.close()
   keysSecret.source?.close()
+  jwt?.close()
   await system.close()
   return 0
 }

@@ -12,6 +12,7 @@ import { MemoryTaskStore } from './a2a/task-store.ts'
 import type { ExecutionEventBusManager, PushNotificationStore, TaskStore } from '@a2a-js/sdk/server'
 import type { NetPolicy } from '../sandbox/index.ts'
 import { Admission } from './admission.ts'
+import type { JwtVerifier } from './auth/jwt.ts'
 import type { KeyRing } from './auth/keys.ts'
 import type { Quotas } from './auth/quotas.ts'
 import { authenticate } from './http/authenticate.ts'
@@ -79,7 +80,12 @@ export interface AppDeps {
    * API keys every call needs (but health, discovery and, unless `metrics`, /metrics); `ready` is false until
    * they are loaded (readiness fails meanwhile). Absent: open.
    */
-  readonly auth?: { readonly keys: KeyRing; readonly metrics?: boolean; readonly ready?: () => boolean }
+  readonly auth?: {
+    readonly keys: KeyRing
+    readonly jwt?: JwtVerifier
+    readonly metrics?: boolean
+    readonly ready?: () => boolean
+  }
   /** Keys' and namespaces' quotas (auth/quotas.ts); absent: none. */
   readonly quotas?: Quotas
   /** A2A push notifications: where configs are kept and the hosts deliveries may reach. Absent: off. */

@@ -9,6 +9,7 @@ import { InMemoryPushNotificationStore } from '@a2a-js/sdk/server'
 import { NetPolicy } from '../sandbox/index.ts'
 import { RedisA2A } from './a2a/redis.ts'
 import { createApp } from './app.ts'
+import type { JwtVerifier } from './auth/jwt.ts'
 import type { KeyRing } from './auth/keys.ts'
 import { MemoryRateLimiter, Quotas, RedisRateLimiter } from './auth/quotas.ts'
 import type { RedisSettings, RuntimeSettings } from './assemble.ts'
@@ -65,7 +66,12 @@ export interface GatewayOptions extends RuntimeSettings {
    */
   readonly a2aPushHosts?: readonly string[]
   /** With keys, every call but health, discovery and metrics needs one (http/authenticate.ts). */
-  readonly auth?: { readonly keys: KeyRing; readonly metrics?: boolean; readonly ready?: () => boolean }
+  readonly auth?: {
+    readonly keys: KeyRing
+    readonly jwt?: JwtVerifier
+    readonly metrics?: boolean
+    readonly ready?: () => boolean
+  }
 }
 
 export interface Gateway {

@@ -668,6 +668,21 @@ describe('the Helm chart (deploy/helm/ark)', () => {
     // The gateway refuses a keys Secret outside the namespaces it reads: the release's is added to them.
     expect(env(gateway, 'ARK_NAMESPACES')?.value).toBe(`team-a,${NS}`)
     expect(env(container(keyed, 'ark-runtime'), 'ARK_API_KEYS_SECRET')).toBeUndefined()
+    // JWTs from an identity provider, with or without keys.
+    const tokens = container(
+      await render(
+        set(
+          'auth.jwt.issuer=https://idp.example.com',
+          'auth.jwt.audience=ark',
+          'auth.jwt.jwksUrl=https://idp.example.com/jwks',
+        ),
+      ),
+      'ark-gateway',
+    )
+    expect(env(tokens, 'ARK_JWT_ISSUER')?.value).toBe('https://idp.example.com')
+    expect(env(tokens, 'ARK_JWT_AUDIENCE')?.value).toBe('ark')
+    expect(env(tokens, 'ARK_JWKS_URL')?.value).toBe('https://idp.example.com/jwks')
+    expect(env(container(open, 'ark-gateway'), 'ARK_JWT_ISSUER')).toBeUndefined()
   })
 
   it("monitors the components and every pool's workers with the Prometheus Operator when asked", async () => {
@@ -728,6 +743,8 @@ describe('the Helm chart (deploy/helm/ark)', () => {
       [set('redis.password=p@ss'), /\/redis\/password/],
       [set('keda.tasksPerWorker=0'), /\/keda\/tasksPerWorker/],
       [set('controller.namespaces={Team_A}'), /\/controller\/namespaces\/0/],
+      [set('auth.jwt.issuer=https://idp'), /auth\.jwt\.audience: set it with auth\.jwt\.issuer/],
+      [set('auth.jwt.jwksUrl=http://idp/jwks'), /\/auth\/jwt\/jwksUrl/],
     ]
     for (const [args, message] of cases) expect(await refusal(args), args.join(' ')).toMatch(message)
   })

@@ -222,7 +222,7 @@ export class Quotas {
     const holders: Holder[] = []
     if (who?.limits !== undefined)
       holders.push({
-        label: `the API key "${who.id}"`,
+        label: who.named,
         bucket: `key:${who.id}`,
         day: { namespace: 'ark:key', name: who.id },
         limits: who.limits,

@@ -128,15 +128,30 @@ export class Principal {
   /** How much the key may run (quotas.ts); absent: no limit of its own. */
   readonly limits: Limits | undefined
 
+  /** What metrics count it under: the key's id; for JWT callers, whose subjects are unbounded, one label. */
+  readonly label: string
+
   /** `defaultNamespace`: the namespace of targets named without one, as the catalog has it. */
-  constructor(id: string, scope?: ScopeSpec, defaultNamespace = 'default', limits?: Limits) {
+  constructor(
+    id: string,
+    scope?: ScopeSpec,
+    defaultNamespace = 'default',
+    limits?: Limits,
+    label: string = id,
+  ) {
     this.id = id
+    this.label = label
     this.limits = limits
     this.#defaultNamespace = defaultNamespace
     this.unrestricted = scope === undefined
     this.#routes = scope?.routes === undefined ? undefined : new Set(scope.routes)
     this.#namespaces = scope?.namespaces?.map(globRegExp)
     this.#targets = scope?.targets?.map((t) => targetPattern(t)).filter((p) => p !== undefined)
+  }
+
+  /** How refusals name it: `the API key "ci"`, or `the token of jwt:alice`. */
+  get named(): string {
+    return this.label === this.id ? `the API key "${this.id}"` : `the token of ${this.id}`
   }
 
   allowsRoute(group: RouteGroup): boolean {
@@ -182,5 +197,5 @@ export class Principal {
 
 /** The target as a refusal names it, with the key's id: never the key. */
 export function notAllowedMessage(principal: Principal, target: string): string {
-  return `the API key "${principal.id}" may not call ${target.slice(0, 200)}: its scope (namespaces, targets) leaves it out`
+  return `${principal.named} may not call ${target.slice(0, 200)}: its scope (namespaces, targets) leaves it out`
 }

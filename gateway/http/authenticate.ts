@@ -20,6 +20,8 @@
 import type { MiddlewareHandler } from 'hono'
 import { Counter } from 'prom-client'
 import type { Registry } from 'prom-client'
+import type { JwtVerifier } from '../auth/jwt.ts'
+import { looksLikeJwt } from '../auth/jwt.ts'
 import type { KeyRing } from '../auth/keys.ts'
 import { FORBIDDEN, UNAUTHENTICATED } from '../auth/scope.ts'
 import type { RouteGroup } from '../auth/scope.ts'
@@ -30,6 +32,8 @@ import { errorBody, errorEvent, errorResponse } from '../openai/errors.ts'
 
 export interface AuthenticateOptions {
   readonly keys: KeyRing
+  /** JWTs from an identity provider, beside the keys (auth/jwt.ts); absent: keys only. */
+  readonly jwt?: JwtVerifier
   /** /metrics needs a key too (default: open, as Prometheus scrapes usually are inside the cluster). */
   readonly metrics?: boolean
   readonly registry?: Registry
@@ -52,29 +56,38 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler<Ga
     if (isOpen(path, c.req.method, options.metrics === true)) return next()
     const header = c.req.header('authorization')
     const bearer = header !== undefined && /^bearer /i.test(header)
-    const principal = bearer ? options.keys.verify(header.slice(7).trim()) : undefined
+    const token = bearer ? header.slice(7).trim() : ''
+    let principal = bearer ? options.keys.verify(token) : undefined
+    let refused: string | undefined
+    if (principal === undefined && options.jwt !== undefined && looksLikeJwt(token)) {
+      const verified = await options.jwt.verify(token)
+      if ('error' in verified) refused = verified.error
+      else principal = verified
+    }
     if (principal === undefined) {
       const result = header === undefined ? 'missing' : 'invalid'
       counter.inc({ key: '', result })
       const message =
         header === undefined
           ? 'no API key: send it as Authorization: Bearer <key>'
-          : bearer
-            ? 'the API key is not valid (it may have been rotated out)'
-            : 'only API keys are accepted, as Authorization: Bearer <key>'
+          : refused !== undefined
+            ? `the bearer token is not accepted: ${refused}`
+            : bearer
+              ? 'the API key is not valid (it may have been rotated out)'
+              : 'only API keys are accepted, as Authorization: Bearer <key>'
       return refuse(path, message, result === 'invalid')
     }
-    const { id } = principal
+    const { id, label } = principal
     const group = groupOf(path)
     if (group !== undefined && !principal.allowsRoute(group)) {
-      counter.inc({ key: id, result: 'forbidden' })
+      counter.inc({ key: label, result: 'forbidden' })
       return forbid(
         group,
-        `the API key "${id}" may not call ${group === 'openai' ? 'the OpenAI routes' : `/${group}`}: its scope's routes leave them out`,
+        `${principal.named} may not call ${group === 'openai' ? 'the OpenAI routes' : `/${group}`}: its scope's routes leave them out`,
       )
     }
-    let child = ok.get(id)
-    if (child === undefined) ok.set(id, (child = counter.labels({ key: id, result: 'ok' })))
+    let child = ok.get(label)
+    if (child === undefined) ok.set(label, (child = counter.labels({ key: label, result: 'ok' })))
     child.inc()
     c.set('principal', principal)
     await next()

@@ -1,0 +1,196 @@
+/**
+ * JWTs as bearer tokens, beside API keys: a token an identity provider signed, for this gateway's audience,
+ * is let in as its subject, with the scope its `scope` (or `scp`) claim grants. The signing keys come from a
+ * JWKS: a URL (fetched, cached, fetched again when a token names a key it has not seen, as providers rotate),
+ * or a file (read again when it changes). Verification is `jose`'s; a token verified once is remembered until
+ * it expires (at most five minutes), so a client that reuses its token pays for the signature once.
+ *
+ * Scope: entries of the claim that start with `ark:` narrow what the token may do, as a key's scope does
+ * (scope.ts): `ark:routes:openai`, `ark:namespaces:team-a`, `ark:targets:agent/*`; other entries are the
+ * provider's and are ignored. A token with no `ark:` entry may do everything its audience allows.
+ *
+ * Who: `jwt:<sub>` owns its A2A tasks and MCP sessions; metrics count every JWT caller under one label
+ * (`jwt`), since subjects are unbounded. Errors say what is wrong with a token (expired, wrong audience, bad
+ * signature), never the token.
+ */
+import { readFile } from 'node:fs/promises'
+import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify } from 'jose'
+import type { JSONWebKeySet, JWTVerifyGetKey } from 'jose'
+import type { Logger } from '../log.ts'
+import { Principal, parseScope } from './scope.ts'
+
+export interface JwtOptions {
+  /** The `iss` tokens must carry. */
+  readonly issuer: string
+  /** The `aud` tokens must name: this gateway. */
+  readonly audience: string
+  /** Where the signing keys are. */
+  readonly jwks: { readonly url: string } | { readonly file: string }
+  /** The catalog's default namespace, for scope targets named without one. */
+  readonly defaultNamespace?: string
+  /** How often a JWKS file is looked at for changes (default 1 s). */
+  readonly fileIntervalMs?: number
+}
+
+/** The label metrics give every JWT caller. */
+export const JWT_LABEL = 'jwt'
+
+const MAX_CACHED = 10_000
+const MAX_CACHE_MS = 5 * 60_000
+/** Tokens longer than this are not worth verifying. */
+const MAX_TOKEN = 16_384
+
+/** Whether a bearer token has a JWT's shape (three base64url parts); API keys never do. */
+export function looksLikeJwt(token: string): boolean {
+  return /^[\w-]+\.[\w-]+\.[\w-]*$/.test(token)
+}
+
+export class JwtVerifier {
+  readonly #options: JwtOptions
+  readonly #log: Logger
+  #keys: JWTVerifyGetKey | undefined
+  readonly #cache = new Map<string, { readonly principal: Principal; readonly until: number }>()
+  #timer: ReturnType<typeof setInterval> | undefined
+
+  private constructor(options: JwtOptions, log: Logger) {
+    this.#options = options
+    this.#log = log
+  }
+
+  /** A verifier whose keys are loaded (a JWKS file that cannot be read stops the start, saying why). */
+  static async start(options: JwtOptions, log: Logger): Promise<JwtVerifier> {
+    const v = new JwtVerifier(options, log)
+    const { jwks } = options
+    if ('url' in jwks) {
+      // Fetched on first use, kept for ten minutes, fetched again for a key id it has not seen: at most every
+      // 5 s, so tokens naming made-up key ids cost the provider one fetch in 5 s.
+      v.#keys = createRemoteJWKSet(new URL(jwks.url), { timeoutDuration: 5000, cooldownDuration: 5000 })
+    } else {
+      let last = await readFile(jwks.file, 'utf8').catch((err: unknown) => {
+        throw new Error(
+          `--jwks-file ${jwks.file}: ${(err as { code?: string }).code === 'ENOENT' ? 'no such file' : String(err)}`,
+          { cause: err },
+        )
+      })
+      v.#keys = localSet(last, jwks.file)
+      v.#timer = setInterval(() => {
+        void readFile(jwks.file, 'utf8').then(
+          (text) => {
+            if (text === last) return
+            last = text
+            try {
+              v.#keys = localSet(text, jwks.file)
+              v.#cache.clear()
+              log.info('JWKS reloaded', { file: jwks.file })
+            } catch (err) {
+              log.error('JWKS file refused; the keys before it stay', {
+                file: jwks.file,
+                error: err instanceof Error ? err.message : String(err),
+              })
+            }
+          },
+          () => undefined,
+        )
+      }, options.fileIntervalMs ?? 1000)
+      ;(v.#timer as { unref?: () => void }).unref?.()
+    }
+    return v
+  }
+
+  /** Who the token is, or why it is refused (never quoting it). */
+  async verify(token: string): Promise<Principal | { readonly error: string }> {
+    const now = Date.now()
+    const cached = this.#cache.get(token)
+    if (cached !== undefined) {
+      if (cached.until > now) return cached.principal
+      this.#cache.delete(token)
+    }
+    if (token.length > MAX_TOKEN) return { error: 'the token is too long' }
+    const keys = this.#keys
+    if (keys === undefined) return { error: 'no signing keys are loaded' }
+    let payload: Record<string, unknown>
+    try {
+      payload = (
+        await jwtVerify(token, keys, {
+          issuer: this.#options.issuer,
+          audience: this.#options.audience,
+          clockTolerance: 30,
+        })
+      ).payload
+    } catch (err) {
+      return { error: reasonOf(err) }
+    }
+    const sub = payload.sub
+    if (typeof sub !== 'string' || sub === '' || sub.length > 256)
+      return { error: 'the token has no subject (sub) of at most 256 characters' }
+    let principal: Principal
+    try {
+      principal = new Principal(
+        `jwt:${sub}`,
+        scopeOf(payload),
+        this.#options.defaultNamespace ?? 'default',
+        undefined,
+        JWT_LABEL,
+      )
+    } catch (err) {
+      return { error: err instanceof Error ? err.message : String(err) }
+    }
+    const exp = typeof payload.exp === 'number' ? payload.exp * 1000 : now + MAX_CACHE_MS
+    if (this.#cache.size >= MAX_CACHED) this.#cache.delete(this.#cache.keys().next().value ?? '')
+    this.#cache.set(token, { principal, until: Math.min(exp, now + MAX_CACHE_MS) })
+    return principal
+  }
+
+  close(): void {
+    clearInterval(this.#timer)
+    this.#cache.clear()
+    this.#log.debug('JWT verifier closed')
+  }
+}
+
+function localSet(text: string, file: string): JWTVerifyGetKey {
+  let doc: unknown
+  try {
+    doc = JSON.parse(text)
+  } catch {
+    throw new Error(`--jwks-file ${file}: not JSON`)
+  }
+  const keys = (doc as { keys?: unknown } | null)?.keys
+  if (!Array.isArray(keys)) throw new Error(`--jwks-file ${file}: must be a JWKS, {"keys": [...]}`)
+  if (keys.some((k: unknown) => typeof k === 'object' && k !== null && 'd' in k))
+    throw new Error(`--jwks-file ${file}: holds a private key (a "d" member): give it the public keys only`)
+  return createLocalJWKSet(doc as JSONWebKeySet)
+}
+
+/** The token's `ark:` scope entries, as a key's scope. */
+function scopeOf(payload: Record<string, unknown>): ReturnType<typeof parseScope> {
+  const raw = payload.scope ?? payload.scp
+  const entries =
+    typeof raw === 'string'
+      ? raw.split(' ')
+      : Array.isArray(raw)
+        ? raw.filter((e): e is string => typeof e === 'string')
+        : []
+  const fields: Record<string, string[]> = {}
+  for (const entry of entries) {
+    const m = /^ark:(routes|namespaces|targets):(.+)$/.exec(entry)
+    if (m === null) continue
+    ;(fields[m[1] ?? ''] ??= []).push(m[2] ?? '')
+  }
+  return parseScope(fields, "the token's scope claim")
+}
+
+function reasonOf(err: unknown): string {
+  if (err instanceof errors.JWTExpired) return 'the token has expired'
+  if (err instanceof errors.JWTClaimValidationFailed)
+    return `the token's ${err.claim} claim is not what this gateway takes (${err.reason})`
+  if (err instanceof errors.JWSSignatureVerificationFailed) return "the token's signature does not verify"
+  if (err instanceof errors.JWKSNoMatchingKey) return 'no signing key of the JWKS matches the token'
+  if (err instanceof errors.JWKSTimeout) return 'the JWKS could not be fetched in time'
+  if (err instanceof errors.JOSEAlgNotAllowed || err instanceof errors.JOSENotSupported)
+    return "the token's algorithm is not supported"
+  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid)
+    return 'the token is not a well-formed JWT'
+  if (err instanceof errors.JOSEError) return `the token was refused (${err.code})`
+  return 'the JWKS could not be read'
+}
