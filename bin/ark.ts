@@ -97,6 +97,9 @@ Usage:
         --body-timeout <s>         A request's body must arrive within (env ARK_BODY_TIMEOUT, default 30)
         --idle-timeout <s>         Idle keep-alive connections close after (env ARK_IDLE_TIMEOUT, default 5;
                                    Node only)
+        --max-in-flight <n>        Runs (chat completions, A2A sends, MCP tool calls) this gateway admits
+                                   at once; past it 503 overloaded with Retry-After 1 (env
+                                   ARK_MAX_IN_FLIGHT, default 4096)
         --wait-for-workers <bool>  ark gateway: queue a run for a pool no worker serves (one autoscaled from
                                    zero) instead of answering 503 no_workers at once (env
                                    ARK_WAIT_FOR_WORKERS, default false)
@@ -242,6 +245,7 @@ async function main(argv: string[]): Promise<number> {
       concurrency: { type: 'string' },
       'shutdown-grace': { type: 'string' },
       'drain-delay': { type: 'string' },
+      'max-in-flight': { type: 'string' },
       'jwt-issuer': { type: 'string' },
       'jwt-audience': { type: 'string' },
       'jwks-url': { type: 'string' },
@@ -687,6 +691,7 @@ Or in a Secret (ark gateway --api-keys-secret <namespace>/<name>):
         maxBodyBytes: number('max-body-bytes', 'ARK_MAX_BODY_BYTES', DEFAULTS.maxBodyBytes, 1024),
         poolConcurrency: number('pool-concurrency', 'ARK_POOL_CONCURRENCY', DEFAULTS.poolConcurrency, 1),
         maxQueued: number('queue-size', 'ARK_QUEUE_SIZE', DEFAULTS.maxQueued, 0),
+        maxInFlight: number('max-in-flight', 'ARK_MAX_IN_FLIGHT', 4096, 1),
         probeIntervalSeconds: number('probe-interval', 'ARK_PROBE_INTERVAL', 60, 0),
       })
     }
@@ -742,6 +747,8 @@ interface DevOptions {
   readonly taskTimeoutMs: number
   readonly poolConcurrency: number
   readonly maxQueued: number
+  /** Runs the gateway admits at once; past it 503 overloaded. */
+  readonly maxInFlight: number
   readonly providers: {
     env: NodeJS.ProcessEnv
     withoutKey: 'mock' | 'unavailable'
@@ -802,6 +809,7 @@ async function dev(options: DevOptions): Promise<number> {
     taskTimeoutMs: options.taskTimeoutMs,
     poolConcurrency: options.poolConcurrency,
     maxQueued: options.maxQueued,
+    maxInFlight: options.maxInFlight,
     providers: options.providers,
     probeIntervalSeconds: options.probeIntervalSeconds,
     sandboxThreads: options.sandboxThreads,

@@ -41,7 +41,7 @@ export interface Refusal {
   readonly status: number
   /**
    * Machine-readable: `not_found`, `target_not_allowed`, `unsupported_target`, `ScaledToZero`,
-   * `missing_parameter`, `queue_full`, `queue_unavailable`, `no_workers`, a quota's `rate_limit_exceeded` or
+   * `missing_parameter`, `overloaded`, `queue_full`, `queue_unavailable`, `no_workers`, a quota's `rate_limit_exceeded` or
    * `daily_token_quota_exceeded`, or the target's Available reason (`ToolNotFound`, ...) when it is not
    * Available.
    */
@@ -127,6 +127,12 @@ export interface AdmissionDeps {
   readonly budget?: TokenBudget
   /** Keys' and namespaces' quotas (auth/quotas.ts): a run they do not allow is refused (429). Absent: none. */
   readonly quotas?: Quotas
+  /**
+   * Runs this process admits at once, whatever their pools (default: no bound): past it a run is refused at
+   * once (503 `overloaded`, Retry-After 1), so that a flood fails fast here instead of piling up memory and
+   * sockets until everything times out.
+   */
+  readonly maxInFlight?: number
 }
 
 /** A target that may run now: what `check` found, for `submit`. */
@@ -152,6 +158,8 @@ export type Checked =
 
 export class Admission {
   readonly #deps: AdmissionDeps
+  /** Runs admitted here and not finished yet (maxInFlight). */
+  #inFlight = 0
 
   constructor(deps: AdmissionDeps) {
     this.#deps = deps
@@ -238,8 +246,49 @@ export class Admission {
     return { ...checked, grant: decided }
   }
 
+  /** Runs admitted here and not finished yet. */
+  get inFlight(): number {
+    return this.#inFlight
+  }
+
   /** Submits the task to the agent's pool: the run, or the refusal of a full or unreachable queue. */
   async submit(checked: Checked, request: SubmitRequest): Promise<Admitted> {
+    const max = this.#deps.maxInFlight
+    if (max === undefined) return this.#submit(checked, request)
+    if (this.#inFlight >= max) {
+      return refuse({
+        status: 503,
+        code: 'overloaded',
+        target: checked.target,
+        retryAfterSeconds: 1,
+        message: `this gateway runs as many requests at once as it may (${String(max)}, --max-in-flight); retry shortly, or on another replica`,
+      })
+    }
+    // The slot is taken now, before anything is awaited: concurrent requests cannot all pass the check.
+    this.#inFlight++
+    let admitted: Admitted
+    try {
+      admitted = await this.#submit(checked, request)
+    } catch (err) {
+      this.#inFlight--
+      throw err
+    }
+    if ('refusal' in admitted) {
+      this.#inFlight--
+      return admitted
+    }
+    const { run } = admitted
+    return {
+      run: {
+        ...run,
+        result: run.result.finally(() => {
+          this.#inFlight--
+        }),
+      },
+    }
+  }
+
+  async #submit(checked: Checked, request: SubmitRequest): Promise<Admitted> {
     // First the caller's quotas and the agent's daily budget: nothing is loaded for a request that cannot run.
     // No detour (no turn of the event loop) when no limit applies.
     const quotas = this.#deps.quotas

@@ -88,6 +88,8 @@ export interface AppDeps {
   }
   /** Keys' and namespaces' quotas (auth/quotas.ts); absent: none. */
   readonly quotas?: Quotas
+  /** Runs admitted at once by this gateway; past it 503 `overloaded` (admission.ts). Absent: no bound. */
+  readonly maxInFlight?: number
   /** A2A push notifications: where configs are kept and the hosts deliveries may reach. Absent: off. */
   readonly a2aPush?: { readonly store: PushNotificationStore; readonly policy: NetPolicy }
 }

@@ -56,6 +56,8 @@ export interface GatewayOptions extends RuntimeSettings {
   readonly processMetrics?: boolean
   /** Readiness beyond "constructed" (default: always ready). */
   readonly ready?: () => boolean
+  /** Runs this gateway admits at once; past it 503 `overloaded` (default: no bound). */
+  readonly maxInFlight?: number
   /** True once the process is shutting down: readiness fails (503 `draining`) while requests are still served. */
   readonly draining?: () => boolean
   /** MCP sessions this replica holds at once (default 1000) and how long an idle one lives (default 30 min). */
@@ -150,6 +152,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     ...(options.mcpSessions === undefined ? {} : { mcpSessions: options.mcpSessions }),
     ...(options.auth === undefined ? {} : { auth: options.auth }),
     ...(quotas === undefined ? {} : { quotas }),
+    ...(options.maxInFlight === undefined ? {} : { maxInFlight: options.maxInFlight }),
     ...(a2a === undefined ? {} : { a2a: { store: a2a.store, buses: a2a.buses } }),
     ...(options.a2aPushHosts === undefined || options.a2aPushHosts.length === 0
       ? {}

@@ -104,11 +104,9 @@ describe('graceful drain on SIGTERM', () => {
       (e: unknown) => e as Error,
     )
     await new Promise((r) => setTimeout(r, 200))
-    const started = performance.now()
     ark.signal('SIGTERM')
     expect(await ark.exited).toEqual({ code: 0, signal: null })
-    // At the end of the grace (none), not after the run's 1.5 s.
-    expect(performance.now() - started).toBeLessThan(1400)
+    // Cut at the end of the grace (none): it did not wait for the run's answer.
     expect(await cut).toBeInstanceOf(OpenAI.APIConnectionError)
     expect(ark.lines.find((l) => String(l.msg).includes('were cut'))).toMatchObject({ requests: 1 })
 

@@ -90,7 +90,6 @@ describe('pools on Redis Streams, with real processes', () => {
     freshPrefix()
     const gw = await gateway()
     const openai = client(gw)
-    const t0 = performance.now()
     const refused = await ask(openai, 'agent/echo', 'anyone?').then(
       () => undefined,
       (e: unknown) => e as InstanceType<typeof OpenAI.APIError>,
@@ -98,8 +97,7 @@ describe('pools on Redis Streams, with real processes', () => {
     expect(refused).toBeInstanceOf(OpenAI.InternalServerError)
     expect(refused).toMatchObject({ status: 503, code: 'no_workers' })
     expect(refused?.headers?.get('retry-after')).toBe('5')
-    // At once: not at the task's 30 s deadline.
-    expect(performance.now() - t0).toBeLessThan(5000)
+    // Refused, not queued (a queued task would be answered 504 at its 30 s deadline): nothing in the stream.
     expect(await admin.xlen(`${prefix}:pool:default/echo`)).toBe(0)
     await worker('default/echo')
     await until(

@@ -195,10 +195,14 @@ describe('quotas', () => {
     for (let i = 0; i < 3; i++) await refusal(ask(slow.key))
     expect(await refusal(ask(slow.key))).toBeInstanceOf(OpenAI.RateLimitError)
     await writeFile(join(dir, 'keys.yaml'), keys('{ requestsPerSecond: 1000, burst: 1000 }'))
-    await vi.waitFor(async () => expect((await ask(slow.key)).response.status).toBe(200), {
-      timeout: 10_000,
-      interval: 200,
-    })
+    // Taken once the file is read again (each second): the answers then carry the new limit.
+    await vi.waitFor(
+      async () => {
+        const r = await ask(slow.key).catch(() => undefined)
+        expect(r?.response.headers.get('x-ratelimit-limit-requests')).toBe('1000')
+      },
+      { timeout: 10_000, interval: 200 },
+    )
     for (let i = 0; i < 5; i++) expect((await ask(slow.key)).response.status).toBe(200)
   })
 })

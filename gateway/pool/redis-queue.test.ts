@@ -206,15 +206,13 @@ describe('the Redis Streams queue', () => {
 
   it('with requireWorkers, refuses at once a pool no worker serves, and takes tasks once one does', async () => {
     const g = gateway({ requireWorkers: true, timeoutMs: 60_000 })
-    const started = performance.now()
     const refused = await g.submit(task('nobody'), { signal: never }).then(
       () => undefined,
       (e: unknown) => e,
     )
     expect(refused).toBeInstanceOf(NoWorkersError)
     expect((refused as Error).message).toContain('no worker serves agent default/helper now')
-    // At once, not at the deadline; and nothing was queued for nobody.
-    expect(performance.now() - started).toBeLessThan(2000)
+    // Refused, not queued for nobody (a queued task would have been answered at its 60 s deadline).
     const redis = new Redis(server.url)
     closers.push(() => {
       redis.disconnect()
