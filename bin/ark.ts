@@ -945,7 +945,9 @@ async function dev(options: DevOptions): Promise<number> {
   keysFile?.close()
   keysSecret.source?.close()
   jwt?.close()
-  await system.close()
+  // Running tasks (its own pools') finish; a second signal does not wait for them.
+  const stopped = await Promise.race([system.close().then(() => true), hurry.then(() => false)])
+  if (!stopped) log.warn('stopped at a second signal: running tasks were cut')
   return 0
 }
 

@@ -35,6 +35,16 @@ import { secondsUntilReset, secondsUntil, spentMessage } from './runtime/budget.
 
 const NO_HEADERS: Readonly<Record<string, string>> = {}
 
+function overloaded(max: number, target: string): Refusal {
+  return {
+    status: 503,
+    code: 'overloaded',
+    target,
+    retryAfterSeconds: 1,
+    message: `this gateway runs as many requests at once as it may (${String(max)}, --max-in-flight); retry shortly, or on another replica`,
+  }
+}
+
 /** Why a request was not admitted, for a protocol to render. */
 export interface Refusal {
   /** The HTTP status that fits (400, 404, 429, 503, ...); protocols without HTTP map it. */
@@ -254,38 +264,77 @@ export class Admission {
   /** Submits the task to the agent's pool: the run, or the refusal of a full or unreachable queue. */
   async submit(checked: Checked, request: SubmitRequest): Promise<Admitted> {
     const max = this.#deps.maxInFlight
-    if (max === undefined) return this.#submit(checked, request)
-    if (this.#inFlight >= max) {
-      return refuse({
-        status: 503,
-        code: 'overloaded',
-        target: checked.target,
-        retryAfterSeconds: 1,
-        message: `this gateway runs as many requests at once as it may (${String(max)}, --max-in-flight); retry shortly, or on another replica`,
-      })
-    }
+    if (max !== undefined && this.#inFlight >= max) return { refusal: overloaded(max, checked.target) }
+    const onRevoked = checked.who?.onRevoked
+    if (max === undefined && onRevoked === undefined) return this.#submit(checked, request)
     // The slot is taken now, before anything is awaited: concurrent requests cannot all pass the check.
     this.#inFlight++
+    let done = () => {
+      this.#inFlight--
+    }
+    let req = request
+    if (onRevoked !== undefined) {
+      // A key revoked (or rescoped) while its run goes on cancels the run, whatever the protocol and
+      // whether or not its answer streams.
+      const cancel = new AbortController()
+      const outer = request.signal
+      const follow = () => cancel.abort(outer.reason)
+      if (outer.aborted) follow()
+      else outer.addEventListener('abort', follow, { once: true })
+      const stop = onRevoked(() =>
+        cancel.abort(new DOMException('the API key was revoked or its scope changed', 'AbortError')),
+      )
+      req = { ...request, signal: cancel.signal }
+      const release = done
+      done = () => {
+        release()
+        stop()
+        outer.removeEventListener('abort', follow)
+      }
+    }
     let admitted: Admitted
     try {
-      admitted = await this.#submit(checked, request)
+      admitted = await this.#submit(checked, req)
     } catch (err) {
-      this.#inFlight--
+      done()
       throw err
     }
     if ('refusal' in admitted) {
-      this.#inFlight--
+      done()
       return admitted
     }
     const { run } = admitted
-    return {
-      run: {
-        ...run,
-        result: run.result.finally(() => {
-          this.#inFlight--
-        }),
-      },
+    return { run: { ...run, result: run.result.finally(done) } }
+  }
+
+  /**
+   * A direct model call (`model/<name>`, which runs no agent pool) takes its share of the caller's quotas
+   * (a request token; refused when the day's tokens are spent) and a slot of --max-in-flight, released when
+   * its answer has been handed over. Its tokens are not counted to the key's or namespace's day.
+   */
+  async admitDirect(
+    who: Principal | undefined,
+    namespace: string,
+    target: string,
+  ): Promise<{ readonly release: () => void } | { readonly refusal: Refusal }> {
+    const max = this.#deps.maxInFlight
+    if (max !== undefined && this.#inFlight >= max) return { refusal: overloaded(max, target) }
+    this.#inFlight++
+    let released = false
+    const release = () => {
+      if (released) return
+      released = true
+      this.#inFlight--
     }
+    const quotas = this.#deps.quotas
+    if (quotas !== undefined && quotas.applies(who, namespace)) {
+      const decided = await quotas.admit(who, namespace)
+      if ('status' in decided) {
+        release()
+        return refuse({ ...decided, target })
+      }
+    }
+    return { release }
   }
 
   async #submit(checked: Checked, request: SubmitRequest): Promise<Admitted> {

@@ -175,6 +175,15 @@ describe('JWT bearer tokens', () => {
       [token(first, {}, { iss: 'https://evil.example' }), "the token's iss claim"],
       [token(stranger), "the token's signature does not verify"],
       ['a.b.c', 'the token is not a well-formed JWT'],
+      [
+        new SignJWT({})
+          .setProtectedHeader({ alg: 'ES256', kid: first.kid })
+          .setSubject('eve')
+          .setIssuer(ISSUER)
+          .setAudience(AUDIENCE)
+          .sign(first.privateKey),
+        "the token's exp claim",
+      ],
     ]
     for (const [pending, why] of cases) {
       const t = await pending

@@ -107,6 +107,10 @@ describe('quotas', () => {
     expect(refused?.message).toContain('the API key "slow" may start 2 runs a second (2 at once)')
     // Other keys are not held back by it.
     await ask(free.key)
+    // A direct model call takes from the same bucket (model/ runs no pool, but it is a request).
+    const direct = await refusal(ask(slow.key, 'model/default'))
+    expect(direct).toBeInstanceOf(OpenAI.RateLimitError)
+    expect(direct?.message).toContain('the API key "slow" may start 2 runs a second')
     // At 2 a second, a token is back within half a second.
     await vi.waitFor(
       async () => expect((await ask(slow.key)).data.choices[0]?.message.content).toBeTruthy(),

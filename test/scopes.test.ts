@@ -323,6 +323,13 @@ describe('API key scopes', () => {
       messages: [{ role: 'user', content: `answer: ${words}` }],
       stream: true,
     })
+    // A run whose answer does not stream is cancelled too.
+    const plain = failure(
+      openai(helperOnly.key).chat.completions.create({
+        model: 'agent/streamer',
+        messages: [{ role: 'user', content: `answer: ${words}` }],
+      }),
+    )
     const received: string[] = []
     const reading = (async () => {
       for await (const chunk of stream) received.push(chunk.choices[0]?.delta.content ?? '')
@@ -343,11 +350,12 @@ describe('API key scopes', () => {
     const ended = await reading
     expect(ended?.message).toContain('revoked or its scope changed')
     expect(received.join('')).not.toContain('w150')
-    // Its run was cancelled, as when a client leaves.
+    // Both runs were cancelled, as when a client leaves: the plain one's caller is told so.
+    expect(await plain).toBeInstanceOf(OpenAI.APIError)
     await vi.waitFor(
       async () =>
         expect(await (await fetch(`${base}/metrics`, { headers: bearer(admin.key) })).text()).toMatch(
-          /ark_agent_runs_total\{agent="default\/streamer",outcome="cancelled"\} 1/,
+          /ark_agent_runs_total\{agent="default\/streamer",outcome="cancelled"\} 2/,
         ),
       { timeout: 10_000, interval: 100 },
     )

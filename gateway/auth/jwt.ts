@@ -2,8 +2,9 @@
  * JWTs as bearer tokens, beside API keys: a token an identity provider signed, for this gateway's audience,
  * is let in as its subject, with the scope its `scope` (or `scp`) claim grants. The signing keys come from a
  * JWKS: a URL (fetched, cached, fetched again when a token names a key it has not seen, as providers rotate),
- * or a file (read again when it changes). Verification is `jose`'s; a token verified once is remembered until
- * it expires (at most five minutes), so a client that reuses its token pays for the signature once.
+ * or a file (read again when it changes; one that is gone or does not parse keeps the keys before it).
+ * Verification is `jose`'s, and a token must carry `exp` and `sub`; a token verified once is remembered
+ * until it expires (at most five minutes), so a client that reuses its token pays for the signature once.
  *
  * Scope: entries of the claim that start with `ark:` narrow what the token may do, as a key's scope does
  * (scope.ts): `ark:routes:openai`, `ark:namespaces:team-a`, `ark:targets:agent/*`; other entries are the
@@ -17,6 +18,7 @@ import { readFile } from 'node:fs/promises'
 import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify } from 'jose'
 import type { JSONWebKeySet, JWTVerifyGetKey } from 'jose'
 import type { Logger } from '../log.ts'
+import { digestOf } from './keys.ts'
 import { Principal, parseScope } from './scope.ts'
 
 export interface JwtOptions {
@@ -99,13 +101,15 @@ export class JwtVerifier {
 
   /** Who the token is, or why it is refused (never quoting it). */
   async verify(token: string): Promise<Principal | { readonly error: string }> {
+    if (token.length > MAX_TOKEN) return { error: 'the token is too long' }
     const now = Date.now()
-    const cached = this.#cache.get(token)
+    // By digest: the cache holds at most MAX_CACHED small keys, whatever the tokens' size.
+    const digest = digestOf(token)
+    const cached = this.#cache.get(digest)
     if (cached !== undefined) {
       if (cached.until > now) return cached.principal
-      this.#cache.delete(token)
+      this.#cache.delete(digest)
     }
-    if (token.length > MAX_TOKEN) return { error: 'the token is too long' }
     const keys = this.#keys
     if (keys === undefined) return { error: 'no signing keys are loaded' }
     let payload: Record<string, unknown>
@@ -114,6 +118,8 @@ export class JwtVerifier {
         await jwtVerify(token, keys, {
           issuer: this.#options.issuer,
           audience: this.#options.audience,
+          // A token without an expiry would be a credential nothing could take back.
+          requiredClaims: ['exp', 'sub'],
           clockTolerance: 30,
         })
       ).payload
@@ -135,9 +141,9 @@ export class JwtVerifier {
     } catch (err) {
       return { error: err instanceof Error ? err.message : String(err) }
     }
-    const exp = typeof payload.exp === 'number' ? payload.exp * 1000 : now + MAX_CACHE_MS
+    const exp = (payload.exp as number) * 1000
     if (this.#cache.size >= MAX_CACHED) this.#cache.delete(this.#cache.keys().next().value ?? '')
-    this.#cache.set(token, { principal, until: Math.min(exp, now + MAX_CACHE_MS) })
+    this.#cache.set(digest, { principal, until: Math.min(exp, now + MAX_CACHE_MS) })
     return principal
   }
 

@@ -88,7 +88,12 @@ export class KeyRing {
   replace(entries: readonly ApiKeyEntry[], namespaces: ReadonlyMap<string, Limits> = NO_NAMESPACES): void {
     const before = this.#entries
     this.#byDigest = new Map(
-      entries.map((e) => [e.sha256, new Principal(e.id, e.scope, this.#defaultNamespace, e.limits)]),
+      entries.map((e) => [
+        e.sha256,
+        new Principal(e.id, e.scope, this.#defaultNamespace, e.limits, e.id, (listener) =>
+          this.onRevoked(e.id, listener),
+        ),
+      ]),
     )
     this.#entries = entries
     this.#namespaces = namespaces

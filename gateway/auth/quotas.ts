@@ -44,7 +44,10 @@ export function parseLimits(value: unknown, at: string): Limits | undefined {
         `${at}: ${/^[a-zA-Z]{1,30}$/.test(name) ? `"${name}" is` : 'a field is'} not one of requestsPerSecond, burst, tokensPerDay`,
       )
   const { requestsPerSecond, burst, tokensPerDay } = fields
-  if (requestsPerSecond !== undefined && !(typeof requestsPerSecond === 'number' && requestsPerSecond > 0))
+  if (
+    requestsPerSecond !== undefined &&
+    !(typeof requestsPerSecond === 'number' && Number.isFinite(requestsPerSecond) && requestsPerSecond > 0)
+  )
     throw new Error(`${at}.requestsPerSecond: must be a number above 0`)
   if (burst !== undefined && !(Number.isInteger(burst) && (burst as number) >= 1))
     throw new Error(`${at}.burst: must be a whole number, at least 1`)
@@ -137,6 +140,7 @@ type TakeCommand = (key: string, rate: string, burst: string) => Promise<[number
 export class RedisRateLimiter implements RateLimiter {
   readonly #redis: Redis
   readonly #prefix: string
+  #firstConnection: Promise<void> | undefined
 
   constructor(options: {
     readonly url: string
@@ -144,9 +148,12 @@ export class RedisRateLimiter implements RateLimiter {
     readonly commandTimeoutMs?: number
   }) {
     this.#prefix = options.prefix ?? 'ark'
+    // No offline queue: while Redis is away a take fails at once (and the run goes through) instead of
+    // waiting out the command timeout.
     this.#redis = new Redis(options.url, {
       lazyConnect: true,
       maxRetriesPerRequest: 1,
+      enableOfflineQueue: false,
       commandTimeout: options.commandTimeoutMs ?? 1000,
     })
     // Failures reach the callers; the client reconnects itself.
@@ -155,13 +162,18 @@ export class RedisRateLimiter implements RateLimiter {
   }
 
   async take(key: string, rate: number, burst: number): Promise<Take> {
+    // Connected on first use (every take meanwhile waits for that one connection); later, ioredis
+    // reconnects by itself and takes fail at once while it does.
+    await (this.#firstConnection ??= this.#redis.connect().catch(() => undefined))
     const command = (this.#redis as unknown as { arkTakeToken: TakeCommand }).arkTakeToken.bind(this.#redis)
     const [allowed, tokens] = await command(`${this.#prefix}:ratelimit:${key}`, String(rate), String(burst))
     return taken(allowed === 1, Number(tokens), rate, burst)
   }
 
   async close(): Promise<void> {
-    await this.#redis.quit().catch(() => this.#redis.disconnect())
+    // Never used: nothing to say goodbye to (quit would connect first).
+    if (this.#redis.status === 'wait' || this.#redis.status === 'end') this.#redis.disconnect()
+    else await this.#redis.quit().catch(() => this.#redis.disconnect())
   }
 }
 

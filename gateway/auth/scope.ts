@@ -130,6 +130,11 @@ export class Principal {
 
   /** What metrics count it under: the key's id; for JWT callers, whose subjects are unbounded, one label. */
   readonly label: string
+  /**
+   * Calls the listener once this key is revoked or rescoped; the function returned stops that. Absent for
+   * callers nothing revokes (JWTs, which expire).
+   */
+  readonly onRevoked: ((listener: () => void) => () => void) | undefined
 
   /** `defaultNamespace`: the namespace of targets named without one, as the catalog has it. */
   constructor(
@@ -138,9 +143,11 @@ export class Principal {
     defaultNamespace = 'default',
     limits?: Limits,
     label: string = id,
+    onRevoked?: (listener: () => void) => () => void,
   ) {
     this.id = id
     this.label = label
+    this.onRevoked = onRevoked
     this.limits = limits
     this.#defaultNamespace = defaultNamespace
     this.unrestricted = scope === undefined

@@ -78,7 +78,8 @@ export async function followKeysFile(
         if (gone) return
         gone = true
         last = ''
-        ring.replace([])
+        // Namespaces' limits stay: JWT callers (auth/jwt.ts) still get in, and must still be held to them.
+        ring.replace([], ring.namespaces)
         log.error('API keys file unreadable: no key is accepted until it is back', {
           file: path,
           error: reason(err),
@@ -103,7 +104,7 @@ export function followKeysSecret(catalog: Catalog, ref: ObjectRef, ring: KeyRing
   const load = () => {
     const secret = catalog.store.get(key) as ResourceOf<'Secret'> | undefined
     if (secret === undefined) {
-      ring.replace([])
+      ring.replace([], ring.namespaces)
       if (said !== 'missing')
         log.warn('API keys Secret not found: every request is refused', { secret: where })
       said = 'missing'

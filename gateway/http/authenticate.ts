@@ -151,13 +151,22 @@ function revocable(
         })
       },
       async pull(controller) {
-        const { done, value } = await reader.read()
+        let next: Awaited<ReturnType<typeof reader.read>>
+        try {
+          next = await reader.read()
+        } catch (err) {
+          if (ended) return
+          ended = true
+          stop()
+          controller.error(err)
+          return
+        }
         if (ended) return
-        if (done) {
+        if (next.done) {
           ended = true
           stop()
           controller.close()
-        } else controller.enqueue(value)
+        } else controller.enqueue(next.value)
       },
       cancel(reason) {
         ended = true

@@ -64,12 +64,19 @@ export async function chatCompletions(c: Context<GatewayEnv>, deps: ChatDeps): P
           { param: 'model', code: 'target_not_allowed', retry: false },
         )
       }
-      return directCompletion(
-        c,
-        deps,
-        body as Record<string, unknown>,
-        direct.resource as ResourceOf<'Model'>,
-      )
+      const ref = direct.resource.ref
+      const slot = await deps.admission.admitDirect(who, ref.namespace, deps.catalog.targetId('Model', ref))
+      if ('refusal' in slot) return renderRefusal(slot.refusal)
+      try {
+        return await directCompletion(
+          c,
+          deps,
+          body as Record<string, unknown>,
+          direct.resource as ResourceOf<'Model'>,
+        )
+      } finally {
+        slot.release()
+      }
     }
   }
   const checked = checkChatRequest(body)

@@ -79,7 +79,7 @@ export class RedisQueue implements TaskQueue {
   /** Pool keys whose consumer group this replica made sure of. */
   readonly #groups = new Set<string>()
   /** Whether each pool had a live worker, and until when that answer is trusted (requireWorkers). */
-  readonly #alive = new Map<string, { readonly alive: boolean; readonly until: number }>()
+  readonly #alive = new Map<string, { readonly alive: Promise<boolean>; readonly until: number }>()
   /** The pools its stats report, by key: those it submitted to, and those it watches. */
   readonly #pools = new Map<string, ObjectRef>()
   #closed = false
@@ -134,9 +134,20 @@ export class RedisQueue implements TaskQueue {
     const now = Date.now()
     const known = this.#alive.get(key)
     if (known !== undefined && known.until > now) return known.alive
-    const count = Number(await this.#redis.eval(COUNT_ALIVE, 1, key, String(ALIVE_WINDOW_SECONDS)))
-    const alive = count > 0
-    this.#alive.set(key, { alive, until: now + (alive ? 2000 : 1000) })
+    // The question itself is shared: submits that arrive while it is asked wait for the same answer.
+    const alive = this.#redis
+      .eval(COUNT_ALIVE, 1, key, String(ALIVE_WINDOW_SECONDS))
+      .then((count) => Number(count) > 0)
+    this.#alive.set(key, { alive, until: now + 1000 })
+    alive.then(
+      (yes) => {
+        if (yes && this.#alive.get(key)?.alive === alive)
+          this.#alive.set(key, { alive, until: Date.now() + 2000 })
+      },
+      () => {
+        if (this.#alive.get(key)?.alive === alive) this.#alive.delete(key)
+      },
+    )
     return alive
   }
 

@@ -189,7 +189,8 @@ export class RedisWorker {
     this.#requestStop()
     // Not alive for gateways from now on: what they would send it, nobody would take.
     clearInterval(this.#heartbeat)
-    await this.#redis.zrem(keys.alive(this.#prefix, this.#options.agent), this.#consumer).catch(() => 0)
+    // Not awaited: a Redis that hangs must not eat into the grace of the tasks running.
+    void this.#redis.zrem(keys.alive(this.#prefix, this.#options.agent), this.#consumer).catch(() => 0)
     // A blocked read may lose entries it was being handed: they stay pending, unrenewed, and are taken over.
     this.#reader.disconnect()
     await this.#loop
