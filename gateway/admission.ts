@@ -35,6 +35,9 @@ import { secondsUntilReset, secondsUntil, spentMessage } from './runtime/budget.
 
 const NO_HEADERS: Readonly<Record<string, string>> = {}
 
+/** A direct model call's slot (release it once the answer is handed over), or why it has none. */
+type DirectSlot = { readonly release: () => void } | { readonly refusal: Refusal }
+
 function overloaded(max: number, target: string): Refusal {
   return {
     status: 503,
@@ -312,11 +315,11 @@ export class Admission {
    * (a request token; refused when the day's tokens are spent) and a slot of --max-in-flight, released when
    * its answer has been handed over. Its tokens are not counted to the key's or namespace's day.
    */
-  async admitDirect(
+  admitDirect(
     who: Principal | undefined,
     namespace: string,
     target: string,
-  ): Promise<{ readonly release: () => void } | { readonly refusal: Refusal }> {
+  ): DirectSlot | Promise<DirectSlot> {
     const max = this.#deps.maxInFlight
     if (max !== undefined && this.#inFlight >= max) return { refusal: overloaded(max, target) }
     this.#inFlight++
@@ -327,14 +330,13 @@ export class Admission {
       this.#inFlight--
     }
     const quotas = this.#deps.quotas
-    if (quotas !== undefined && quotas.applies(who, namespace)) {
-      const decided = await quotas.admit(who, namespace)
-      if ('status' in decided) {
-        release()
-        return refuse({ ...decided, target })
-      }
-    }
-    return { release }
+    // Synchronous unless a quota applies: the passthrough path takes no extra turn of the event loop.
+    if (quotas === undefined || !quotas.applies(who, namespace)) return { release }
+    return quotas.admit(who, namespace).then((decided) => {
+      if (!('status' in decided)) return { release }
+      release()
+      return refuse({ ...decided, target })
+    })
   }
 
   async #submit(checked: Checked, request: SubmitRequest): Promise<Admitted> {

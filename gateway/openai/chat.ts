@@ -65,7 +65,8 @@ export async function chatCompletions(c: Context<GatewayEnv>, deps: ChatDeps): P
         )
       }
       const ref = direct.resource.ref
-      const slot = await deps.admission.admitDirect(who, ref.namespace, deps.catalog.targetId('Model', ref))
+      const pending = deps.admission.admitDirect(who, ref.namespace, deps.catalog.targetId('Model', ref))
+      const slot = pending instanceof Promise ? await pending : pending
       if ('refusal' in slot) return renderRefusal(slot.refusal)
       try {
         return await directCompletion(
