@@ -38,6 +38,10 @@ const NO_HEADERS: Readonly<Record<string, string>> = {}
 /** A direct model call's slot (release it once the answer is handed over), or why it has none. */
 type DirectSlot = { readonly release: () => void } | { readonly refusal: Refusal }
 
+function namespaceOf(checked: Checked): string {
+  return checked.kind === 'Agent' ? checked.agent.ref.namespace : checked.team.ref.namespace
+}
+
 function overloaded(max: number, target: string): Refusal {
   return {
     status: 503,
@@ -250,13 +254,37 @@ export class Admission {
    * before it hands the run on (A2A, before the SDK's task begins); `submit` does it otherwise.
    */
   async reserve(checked: Checked): Promise<Checked | { readonly refusal: Refusal }> {
-    const quotas = this.#deps.quotas
-    const ns = checked.kind === 'Agent' ? checked.agent.ref.namespace : checked.team.ref.namespace
-    if (quotas === undefined || checked.grant !== undefined || !quotas.applies(checked.who, ns))
-      return checked
-    const decided = await quotas.admit(checked.who, ns)
+    const quotas = this.#quotasFor(checked)
+    if (quotas === undefined) return checked
+    const decided = await quotas.admit(checked.who, namespaceOf(checked))
     if ('status' in decided) return refuse({ ...decided, target: checked.target })
     return { ...checked, grant: decided }
+  }
+
+  /** The quotas a run still has to reserve, if any apply to it. */
+  #quotasFor(checked: Checked): Quotas | undefined {
+    const quotas = this.#deps.quotas
+    return quotas === undefined ||
+      checked.grant !== undefined ||
+      !quotas.applies(checked.who, namespaceOf(checked))
+      ? undefined
+      : quotas
+  }
+
+  /**
+   * Takes a slot of --max-in-flight before anything is awaited (concurrent requests cannot all pass the
+   * check): the function that gives it back (once, however often it is called), or the refusal.
+   */
+  #takeSlot(target: string): (() => void) | { readonly refusal: Refusal } {
+    const max = this.#deps.maxInFlight
+    if (max !== undefined && this.#inFlight >= max) return { refusal: overloaded(max, target) }
+    this.#inFlight++
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      this.#inFlight--
+    }
   }
 
   /** Runs admitted here and not finished yet. */
@@ -266,15 +294,11 @@ export class Admission {
 
   /** Submits the task to the agent's pool: the run, or the refusal of a full or unreachable queue. */
   async submit(checked: Checked, request: SubmitRequest): Promise<Admitted> {
-    const max = this.#deps.maxInFlight
-    if (max !== undefined && this.#inFlight >= max) return { refusal: overloaded(max, checked.target) }
     const onRevoked = checked.who?.onRevoked
-    if (max === undefined && onRevoked === undefined) return this.#submit(checked, request)
-    // The slot is taken now, before anything is awaited: concurrent requests cannot all pass the check.
-    this.#inFlight++
-    let done = () => {
-      this.#inFlight--
-    }
+    if (this.#deps.maxInFlight === undefined && onRevoked === undefined) return this.#submit(checked, request)
+    const slot = this.#takeSlot(checked.target)
+    if ('refusal' in slot) return slot
+    let done = slot
     let req = request
     if (onRevoked !== undefined) {
       // A key revoked (or rescoped) while its run goes on cancels the run, whatever the protocol and
@@ -320,15 +344,8 @@ export class Admission {
     namespace: string,
     target: string,
   ): DirectSlot | Promise<DirectSlot> {
-    const max = this.#deps.maxInFlight
-    if (max !== undefined && this.#inFlight >= max) return { refusal: overloaded(max, target) }
-    this.#inFlight++
-    let released = false
-    const release = () => {
-      if (released) return
-      released = true
-      this.#inFlight--
-    }
+    const release = this.#takeSlot(target)
+    if ('refusal' in release) return release
     const quotas = this.#deps.quotas
     // Synchronous unless a quota applies: the passthrough path takes no extra turn of the event loop.
     if (quotas === undefined || !quotas.applies(who, namespace)) return { release }
@@ -342,16 +359,7 @@ export class Admission {
   async #submit(checked: Checked, request: SubmitRequest): Promise<Admitted> {
     // First the caller's quotas and the agent's daily budget: nothing is loaded for a request that cannot run.
     // No detour (no turn of the event loop) when no limit applies.
-    const quotas = this.#deps.quotas
-    const reserved =
-      quotas === undefined ||
-      checked.grant !== undefined ||
-      !quotas.applies(
-        checked.who,
-        checked.kind === 'Agent' ? checked.agent.ref.namespace : checked.team.ref.namespace,
-      )
-        ? checked
-        : await this.reserve(checked)
+    const reserved = this.#quotasFor(checked) === undefined ? checked : await this.reserve(checked)
     if ('refusal' in reserved) return reserved
     const grant = reserved.grant
     if (checked.kind === 'Agent' && checked.agent.spec.limits.maxDailyTokens !== undefined) {
