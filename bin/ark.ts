@@ -118,6 +118,9 @@ Usage:
                                    (env ARK_POOL_CONCURRENCY, default 64)
         --queue-size <n>           Tasks waiting per agent beyond that; more get 429 (env ARK_QUEUE_SIZE,
                                    default 256)
+        --queue-wait <s>           ark dev, ark gateway: a request's task that no worker took in this time
+                                   leaves the queue and is answered 503 queue_timeout (env ARK_QUEUE_WAIT,
+                                   default 30; Queries wait until their deadline)
         --models-without-key <m>   mock | unavailable: what a model with no API key anywhere does
                                    (env ARK_MODELS_WITHOUT_KEY, default mock: the mock model answers)
         --provider-timeout <s>     Per-attempt timeout of a model call (env ARK_PROVIDER_TIMEOUT, default 60)
@@ -232,6 +235,7 @@ async function main(argv: string[]): Promise<number> {
       'task-timeout': { type: 'string' },
       'pool-concurrency': { type: 'string' },
       'queue-size': { type: 'string' },
+      'queue-wait': { type: 'string' },
       'models-without-key': { type: 'string' },
       'provider-timeout': { type: 'string' },
       'provider-retries': { type: 'string' },
@@ -692,6 +696,7 @@ Or in a Secret (ark gateway --api-keys-secret <namespace>/<name>):
         poolConcurrency: number('pool-concurrency', 'ARK_POOL_CONCURRENCY', DEFAULTS.poolConcurrency, 1),
         maxQueued: number('queue-size', 'ARK_QUEUE_SIZE', DEFAULTS.maxQueued, 0),
         maxInFlight: number('max-in-flight', 'ARK_MAX_IN_FLIGHT', 4096, 1),
+        maxQueueWaitMs: number('queue-wait', 'ARK_QUEUE_WAIT', 30, 1) * 1000,
         probeIntervalSeconds: number('probe-interval', 'ARK_PROBE_INTERVAL', 60, 0),
       })
     }
@@ -749,6 +754,8 @@ interface DevOptions {
   readonly maxQueued: number
   /** Runs the gateway admits at once; past it 503 overloaded. */
   readonly maxInFlight: number
+  /** How long a request's task may wait for a worker; past it 503 queue_timeout. */
+  readonly maxQueueWaitMs: number
   readonly providers: {
     env: NodeJS.ProcessEnv
     withoutKey: 'mock' | 'unavailable'
@@ -810,6 +817,7 @@ async function dev(options: DevOptions): Promise<number> {
     poolConcurrency: options.poolConcurrency,
     maxQueued: options.maxQueued,
     maxInFlight: options.maxInFlight,
+    maxQueueWaitMs: options.maxQueueWaitMs,
     providers: options.providers,
     probeIntervalSeconds: options.probeIntervalSeconds,
     sandboxThreads: options.sandboxThreads,

@@ -11,6 +11,7 @@ import type { Provider } from './runtime/provider.ts'
 import type { Catalog } from '../controller/store/index.ts'
 import type { Logger } from './log.ts'
 import type { Metrics } from './metrics.ts'
+import { InFlightBound } from './in-flight.ts'
 import { NoWorkersError, QueueFullError, QueueUnavailableError } from './pool/queue.ts'
 import type { TaskQueue } from './pool/queue.ts'
 import type { EventSink } from './runtime/events.ts'
@@ -42,13 +43,18 @@ function namespaceOf(checked: Checked): string {
   return checked.kind === 'Agent' ? checked.agent.ref.namespace : checked.team.ref.namespace
 }
 
-function overloaded(max: number, target: string): Refusal {
+function overloaded(bound: InFlightBound, namespace: string, target: string): Refusal {
+  const max = String(bound.max)
+  const held = bound.heldBy(namespace)
   return {
     status: 503,
     code: 'overloaded',
     target,
     retryAfterSeconds: 1,
-    message: `this gateway runs as many requests at once as it may (${String(max)}, --max-in-flight); retry shortly, or on another replica`,
+    message:
+      bound.total >= bound.max
+        ? `this gateway runs as many requests at once as it may (${max}, --max-in-flight); retry shortly, or on another replica`
+        : `this gateway is nearly full (${String(bound.total)} of ${max} requests in flight, --max-in-flight) and namespace ${namespace} holds more than its share of them (${String(held)}); the rest are kept for other namespaces: retry shortly, or on another replica`,
   }
 }
 
@@ -147,9 +153,15 @@ export interface AdmissionDeps {
   /**
    * Runs this process admits at once, whatever their pools (default: no bound): past it a run is refused at
    * once (503 `overloaded`, Retry-After 1), so that a flood fails fast here instead of piling up memory and
-   * sockets until everything times out.
+   * sockets until everything times out. Shared fairly across namespaces (in-flight.ts).
    */
   readonly maxInFlight?: number
+  /**
+   * How long a caller's task may wait for a free worker of its agent (--queue-wait); past it, the task is
+   * taken out of the queue and the caller told so (`queue_timeout`, 503). Default: until the task's deadline.
+   * Team members' turns and subtasks are not bounded here: their run is under way.
+   */
+  readonly maxQueueWaitMs?: number
 }
 
 /** A target that may run now: what `check` found, for `submit`. */
@@ -175,11 +187,12 @@ export type Checked =
 
 export class Admission {
   readonly #deps: AdmissionDeps
-  /** Runs admitted here and not finished yet (maxInFlight). */
-  #inFlight = 0
+  /** Runs admitted here and not finished yet, by namespace (maxInFlight). */
+  readonly #inFlight: InFlightBound | undefined
 
   constructor(deps: AdmissionDeps) {
     this.#deps = deps
+    this.#inFlight = deps.maxInFlight === undefined ? undefined : new InFlightBound(deps.maxInFlight)
   }
 
   /**
@@ -275,28 +288,17 @@ export class Admission {
    * Takes a slot of --max-in-flight before anything is awaited (concurrent requests cannot all pass the
    * check): the function that gives it back (once, however often it is called), or the refusal.
    */
-  #takeSlot(target: string): (() => void) | { readonly refusal: Refusal } {
-    const max = this.#deps.maxInFlight
-    if (max !== undefined && this.#inFlight >= max) return { refusal: overloaded(max, target) }
-    this.#inFlight++
-    let released = false
-    return () => {
-      if (released) return
-      released = true
-      this.#inFlight--
-    }
-  }
-
-  /** Runs admitted here and not finished yet. */
-  get inFlight(): number {
-    return this.#inFlight
+  #takeSlot(namespace: string, target: string): (() => void) | { readonly refusal: Refusal } {
+    const bound = this.#inFlight
+    if (bound === undefined) return NO_SLOT
+    return bound.take(namespace) ?? { refusal: overloaded(bound, namespace, target) }
   }
 
   /** Submits the task to the agent's pool: the run, or the refusal of a full or unreachable queue. */
   async submit(checked: Checked, request: SubmitRequest): Promise<Admitted> {
     const onRevoked = checked.who?.onRevoked
     if (this.#deps.maxInFlight === undefined && onRevoked === undefined) return this.#submit(checked, request)
-    const slot = this.#takeSlot(checked.target)
+    const slot = this.#takeSlot(namespaceOf(checked), checked.target)
     if ('refusal' in slot) return slot
     let done = slot
     let req = request
@@ -344,7 +346,7 @@ export class Admission {
     namespace: string,
     target: string,
   ): DirectSlot | Promise<DirectSlot> {
-    const release = this.#takeSlot(target)
+    const release = this.#takeSlot(namespace, target)
     if ('refusal' in release) return release
     const quotas = this.#deps.quotas
     // Synchronous unless a quota applies: the passthrough path takes no extra turn of the event loop.
@@ -397,9 +399,11 @@ export class Admission {
     const started = performance.now()
     let result: Promise<TaskResult>
     try {
+      const { maxQueueWaitMs } = this.#deps
       const admission = await this.#deps.queue.submit(task, {
         signal: request.signal,
         ...(request.onEvent === undefined ? {} : { onEvent: request.onEvent }),
+        ...(maxQueueWaitMs === undefined ? {} : { maxWaitMs: maxQueueWaitMs }),
       })
       result = admission.result
     } catch (err) {
@@ -731,6 +735,9 @@ export function failureOf(result: TaskResult): Failure {
   switch (result.outcome) {
     case 'timeout':
       return { status: 504, message, code: 'timeout' }
+    case 'queue_timeout':
+      // Nothing ran: a retry a moment later may find a free worker.
+      return { status: 503, message, code: 'queue_timeout', retryAfterSeconds: QUEUE_TIMEOUT_RETRY_SECONDS }
     case 'max_iterations':
       return { status: 422, message, code: 'max_iterations' }
     case 'token_limit':
@@ -754,6 +761,12 @@ export function failureOf(result: TaskResult): Failure {
 }
 
 const refuse = (refusal: Refusal): { readonly refusal: Refusal } => ({ refusal })
+
+/** When a caller whose task waited out --queue-wait may try again. */
+const QUEUE_TIMEOUT_RETRY_SECONDS = 5
+
+/** The release of a slot that was never bounded. */
+const NO_SLOT = (): void => {}
 
 /**
  * The largest exchange remembered (what the caller sent and the answer, as JSON): a bound on what one request

@@ -90,6 +90,8 @@ export interface AppDeps {
   readonly quotas?: Quotas
   /** Runs admitted at once by this gateway; past it 503 `overloaded` (admission.ts). Absent: no bound. */
   readonly maxInFlight?: number
+  /** How long a request's task may wait for a worker; past it 503 `queue_timeout` (admission.ts). */
+  readonly maxQueueWaitMs?: number
   /** A2A push notifications: where configs are kept and the hosts deliveries may reach. Absent: off. */
   readonly a2aPush?: { readonly store: PushNotificationStore; readonly policy: NetPolicy }
 }

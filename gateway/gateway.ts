@@ -58,6 +58,8 @@ export interface GatewayOptions extends RuntimeSettings {
   readonly ready?: () => boolean
   /** Runs this gateway admits at once; past it 503 `overloaded` (default: no bound). */
   readonly maxInFlight?: number
+  /** How long a request's task may wait for a worker; past it 503 `queue_timeout` (default: its deadline). */
+  readonly maxQueueWaitMs?: number
   /** True once the process is shutting down: readiness fails (503 `draining`) while requests are still served. */
   readonly draining?: () => boolean
   /** MCP sessions this replica holds at once (default 1000) and how long an idle one lives (default 30 min). */
@@ -153,6 +155,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     ...(options.auth === undefined ? {} : { auth: options.auth }),
     ...(quotas === undefined ? {} : { quotas }),
     ...(options.maxInFlight === undefined ? {} : { maxInFlight: options.maxInFlight }),
+    ...(options.maxQueueWaitMs === undefined ? {} : { maxQueueWaitMs: options.maxQueueWaitMs }),
     ...(a2a === undefined ? {} : { a2a: { store: a2a.store, buses: a2a.buses } }),
     ...(options.a2aPushHosts === undefined || options.a2aPushHosts.length === 0
       ? {}

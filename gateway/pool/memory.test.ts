@@ -266,6 +266,27 @@ describe('MemoryQueue: a full queue', () => {
   })
 })
 
+describe('MemoryQueue: a bounded wait', () => {
+  it('answers a task that no slot came to in its maxWaitMs queue_timeout, never runs it, and frees its place', async () => {
+    const runner = controlledRunner()
+    const queue = new MemoryQueue(runner.run, () => ({ concurrency: 1, maxQueued: 1 }))
+    await queue.submit(task('t1'), open())
+    const late = await queue.submit(task('t2'), { ...open(), maxWaitMs: 20 })
+    const answer = await late.result
+    expect(answer).toMatchObject({ task: 't2', outcome: 'queue_timeout', content: null })
+    expect(answer.error).toContain('waited 0 s for a free worker of agent team-a/helper')
+    expect(queue.stats()[0]).toMatchObject({ inFlight: 1, queued: 0 })
+    // Its place in the queue is free again (maxQueued 1), and when t1 ends the next task, not t2, runs.
+    const patient = await queue.submit(task('t3'), { ...open(), maxWaitMs: 60_000 })
+    runner.get('t1').finish()
+    await settle()
+    expect(runner.ids()).toEqual(['t1', 't3'])
+    runner.get('t3').finish()
+    // Started within its wait: its answer is the run's.
+    expect(await patient.result).toMatchObject({ outcome: 'answer', content: 't3 done' })
+  })
+})
+
 describe('MemoryQueue: cancellation', () => {
   it('resolves a waiting task whose signal aborts as cancelled, without running it', async () => {
     const runner = controlledRunner()

@@ -1,19 +1,21 @@
 /**
  * In-process pools: one per agent, each running at most `concurrency` tasks and holding at most `maxQueued`
- * more in FIFO order. Limits are read at each submit, so a changed replicas or maxConcurrentTasks applies to
- * the next task without a restart.
+ * more in FIFO order, each for at most its `maxWaitMs`. Limits are read at each submit, so a changed replicas
+ * or maxConcurrentTasks applies to the next task without a restart.
  */
 import type { ObjectRef } from '../../controller/api/index.ts'
 import type { Task, TaskResult } from '../runtime/task.ts'
 import { notRun } from '../runtime/task.ts'
 import type { Admission, PoolLimits, PoolStats, SubmitOptions, TaskQueue, TaskRunner } from './queue.ts'
-import { QueueFullError } from './queue.ts'
+import { QueueFullError, waitedTooLong } from './queue.ts'
 
 interface Waiting {
   readonly task: Task
   readonly options: SubmitOptions
   readonly resolve: (r: TaskResult) => void
   readonly onAbort: () => void
+  /** Answers `queue_timeout` when no slot came in the caller's maxWaitMs. */
+  readonly expiry: ReturnType<typeof setTimeout> | undefined
 }
 
 class Pool {
@@ -68,15 +70,24 @@ export class MemoryQueue implements TaskQueue {
     }
     const p = pool
     const result = new Promise<TaskResult>((resolve) => {
-      const onAbort = () => {
+      // Leaves the line (a cancel, or the wait ran out) with the answer that says why.
+      const leave = (answer: TaskResult) => {
         const i = p.waiting.indexOf(entry, p.head)
         if (i >= 0) {
           p.waiting[i] = undefined
           p.queued--
         }
-        resolve(cancelled(task))
+        clearTimeout(entry.expiry)
+        options.signal.removeEventListener('abort', onAbort)
+        resolve(answer)
       }
-      const entry: Waiting = { task, options, resolve, onAbort }
+      const onAbort = () => leave(cancelled(task))
+      const wait = options.maxWaitMs
+      const expiry =
+        wait === undefined || !Number.isFinite(wait)
+          ? undefined
+          : setTimeout(() => leave(waitedTooLong(task, wait)), wait)
+      const entry: Waiting = { task, options, resolve, onAbort, expiry }
       p.waiting.push(entry)
       p.queued++
       options.signal.addEventListener('abort', onAbort, { once: true })
@@ -106,6 +117,7 @@ export class MemoryQueue implements TaskQueue {
         const w = pool.waiting[i]
         if (w === undefined) continue
         pool.waiting[i] = undefined
+        clearTimeout(w.expiry)
         w.options.signal.removeEventListener('abort', w.onAbort)
         w.resolve(notRun(w.task, 'cancelled', 'the gateway shut down before the task started'))
       }
@@ -149,6 +161,7 @@ export class MemoryQueue implements TaskQueue {
       }
       if (w === undefined) continue
       pool.queued--
+      clearTimeout(w.expiry)
       w.options.signal.removeEventListener('abort', w.onAbort)
       void this.#start(pool, w.task, w.options).then(w.resolve)
     }

@@ -6,11 +6,26 @@
 import type { ObjectRef } from '../../controller/api/index.ts'
 import type { EventSink } from '../runtime/events.ts'
 import type { Task, TaskResult } from '../runtime/task.ts'
+import { notRun } from '../runtime/task.ts'
 
 export interface SubmitOptions {
   /** Aborting it cancels the task, waiting or running. */
   readonly signal: AbortSignal
   readonly onEvent?: EventSink
+  /**
+   * How long the task may wait for a worker; past it, if no worker has taken it, it is dropped from the queue
+   * and answered `queue_timeout` (nothing ran). Default: until its deadline.
+   */
+  readonly maxWaitMs?: number
+}
+
+/** What a task that waited too long is answered (outcome `queue_timeout`). */
+export function waitedTooLong(task: Task, waitedMs: number): TaskResult {
+  return notRun(
+    task,
+    'queue_timeout',
+    `the task waited ${String(Math.round(waitedMs / 1000))} s for a free worker of agent ${task.agent.namespace}/${task.agent.name} and was not started (--queue-wait); it is busy: retry later`,
+  )
 }
 
 /** A task the queue has accepted: it will produce exactly one result. */

@@ -184,6 +184,36 @@ describe('the Redis Streams queue', () => {
     expect(ran).toEqual([])
   })
 
+  it('a task no worker took within its maxWaitMs leaves the stream, is answered queue_timeout and never runs', async () => {
+    const ran: string[] = []
+    let release = () => {}
+    const busy = new Promise<void>((resolve) => (release = resolve))
+    await worker(async (t) => {
+      ran.push(t.id)
+      if (t.messages[0]?.content === 'long') await busy
+      else await sleep(600)
+      return answer(t, `done ${t.id}`)
+    }, 1)
+    const g = gateway()
+    const long = await g.submit(task('long'), { signal: never })
+    await sleep(100)
+    const waiting = task('waiting')
+    const result = await (await g.submit(waiting, { signal: never, maxWaitMs: 200 })).result
+    expect(result).toMatchObject({ outcome: 'queue_timeout', content: null })
+    expect(result.error).toContain('for a free worker of agent default/helper')
+    const redis = new Redis(server.url)
+    closers.push(() => Promise.resolve(redis.disconnect()))
+    // Only the running task is left in the pool's stream.
+    expect(await redis.xlen(keys.pool(prefix, AGENT))).toBe(1)
+    release()
+    expect((await long.result).outcome).toBe('answer')
+    // A task a worker took within its wait runs to its end, however long that takes past the wait.
+    const taken = await (await g.submit(task('taken'), { signal: never, maxWaitMs: 100 })).result
+    expect(taken).toMatchObject({ outcome: 'answer' })
+    expect(ran).not.toContain(waiting.id)
+    expect(ran).toHaveLength(2)
+  })
+
   it('a running task is stopped at its deadline', async () => {
     await worker(async (t, context) => {
       await new Promise<void>((resolve) =>

@@ -11,11 +11,18 @@ import { agentKey } from '../runtime/subtasks.ts'
 import { notRun } from '../runtime/task.ts'
 import type { Logger } from '../log.ts'
 import type { Admission, PoolLimits, PoolStats, SubmitOptions, TaskQueue } from './queue.ts'
-import { ALIVE_WINDOW_SECONDS, NoWorkersError, QueueFullError, QueueUnavailableError } from './queue.ts'
+import {
+  ALIVE_WINDOW_SECONDS,
+  NoWorkersError,
+  QueueFullError,
+  QueueUnavailableError,
+  waitedTooLong,
+} from './queue.ts'
 import type { ReplyEntry, StreamBatch } from './redis-streams.ts'
 import {
   BLOCK_MS,
   COUNT_ALIVE,
+  DROP_WAITING,
   GROUP,
   KEEP_SECONDS,
   createGroup,
@@ -58,6 +65,8 @@ interface Pending {
   readonly onEvent: EventSink | undefined
   readonly resolve: (r: TaskResult) => void
   readonly timer: ReturnType<typeof setTimeout>
+  /** The caller's maxWaitMs: past it, a task no worker has taken is dropped and answered `queue_timeout`. */
+  wait?: ReturnType<typeof setTimeout>
   /** Removed when the task settles: a long-lived signal (a parent run's) must not collect listeners. */
   detach?: () => void
   /** The run whose events the caller has been given: a retry's cannot be appended to them. */
@@ -203,8 +212,9 @@ export class RedisQueue implements TaskQueue {
       }, timeoutMs + DEADLINE_GRACE_MS)
       this.#pending.set(task.id, { task, onEvent: options.onEvent, resolve, timer })
     })
+    let entry: string | null
     try {
-      await this.#redis.xadd(
+      entry = await this.#redis.xadd(
         pool,
         '*',
         'task',
@@ -223,6 +233,11 @@ export class RedisQueue implements TaskQueue {
       this.#pending.delete(task.id)
       throw this.#unavailable(err)
     }
+    const wait = options.maxWaitMs
+    const p = this.#pending.get(task.id)
+    if (p !== undefined && entry !== null && wait !== undefined && wait < timeoutMs) {
+      p.wait = setTimeout(() => void this.#dropIfWaiting(p, pool, entry, wait), wait)
+    }
     const onAbort = () => {
       if (!this.#pending.has(task.id)) return
       void this.#cancel(task.id)
@@ -234,10 +249,23 @@ export class RedisQueue implements TaskQueue {
     else {
       const { signal } = options
       signal.addEventListener('abort', onAbort, { once: true })
-      const p = this.#pending.get(task.id)
       if (p !== undefined) p.detach = () => signal.removeEventListener('abort', onAbort)
     }
     return { result }
+  }
+
+  /**
+   * The caller's wait is over: a task no worker has taken yet leaves the pool's stream (it is not run later
+   * for nobody) and its caller is told; one a worker holds runs on to its deadline.
+   */
+  async #dropIfWaiting(p: Pending, pool: string, entry: string, waitedMs: number): Promise<void> {
+    if (this.#pending.get(p.task.id) !== p || p.attempt !== undefined) return
+    try {
+      const dropped = await this.#redis.eval(DROP_WAITING, 1, pool, GROUP, entry)
+      if (Number(dropped) === 1) this.#settle(p.task.id, waitedTooLong(p.task, waitedMs))
+    } catch {
+      // Redis is away: the task's deadline still answers the caller.
+    }
   }
 
   /**
@@ -328,6 +356,7 @@ export class RedisQueue implements TaskQueue {
     if (p === undefined) return
     this.#pending.delete(id)
     clearTimeout(p.timer)
+    clearTimeout(p.wait)
     p.detach?.()
     p.resolve(result)
   }

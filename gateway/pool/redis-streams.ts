@@ -63,6 +63,16 @@ local now = tonumber(redis.call('TIME')[1])
 return redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[1]), '+inf')
 `
 
+/**
+ * Drops a pool's task entry (ARGV[2]) that no worker of the group ARGV[1] has taken yet: 1 when it was
+ * dropped, 0 when a worker holds it or it is answered already. One script, so that no worker can take the
+ * entry between the look and the drop.
+ */
+export const DROP_WAITING = `
+if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) > 0 then return 0 end
+return redis.call('XDEL', KEYS[1], ARGV[2])
+`
+
 /** Fields of a task entry in a pool stream. */
 export interface TaskEntry {
   /** The Task, as JSON. */

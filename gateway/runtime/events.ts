@@ -16,6 +16,8 @@ export type Outcome =
   /** The agent's daily token budget (limits.maxDailyTokens) is spent: the run was not started, or stopped. */
   | 'budget_exceeded'
   | 'timeout'
+  /** The task waited in its pool's queue longer than the caller may wait (--queue-wait) and was not run. */
+  | 'queue_timeout'
   /** The caller went away (client disconnect) or cancelled. */
   | 'cancelled'
   /** The final answer does not match the agent's outputSchema. */
