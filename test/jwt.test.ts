@@ -213,6 +213,85 @@ describe('JWT bearer tokens', () => {
   }, 30_000)
 })
 
+describe('a JWKS URL that cannot be reached', () => {
+  it('answers 503 auth_unavailable, not 401, while no keys were ever fetched', async () => {
+    const closed = createServer()
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve))
+    const port = (closed.address() as { port: number }).port
+    await new Promise((r) => closed.close(r))
+    const d = await mkdtemp(join(tmpdir(), 'ark-jwt-down-'))
+    await writeFile(join(d, 'agents.yaml'), MANIFESTS)
+    const down = await startArk(
+      [
+        'dev',
+        '-f',
+        d,
+        '--port',
+        '0',
+        '--jwt-issuer',
+        ISSUER,
+        '--jwt-audience',
+        AUDIENCE,
+        '--jwks-url',
+        `http://127.0.0.1:${String(port)}/jwks.json`,
+      ],
+      { ready: 'serving' },
+    )
+    try {
+      const t = await token(first)
+      const err = await refusal(
+        new OpenAI({ baseURL: `${down.url}/v1`, apiKey: t, maxRetries: 0 }).chat.completions.create({
+          model: 'agent/helper',
+          messages: [{ role: 'user', content: 'hi' }],
+        }),
+      )
+      expect(err).toMatchObject({ status: 503, code: 'auth_unavailable' })
+      expect(err?.headers?.get('retry-after')).toBe('5')
+      expect(err?.message).toContain('the bearer token cannot be checked now: the JWKS could not be fetched')
+      expect(err?.message).not.toContain(t)
+      const a2a = await fetch(`${down.url}/a2a`, { headers: { authorization: `Bearer ${t}` } })
+      expect(a2a.status).toBe(503)
+      expect(await a2a.json()).toMatchObject({ error: { code: -32042 } })
+    } finally {
+      await down.stop()
+      await rm(d, { recursive: true, force: true })
+    }
+  })
+
+  it('verifies with the keys fetched before while the provider is down, and tells an unknown key apart', async () => {
+    let up = true
+    const key = await signingKey('u1')
+    const idp = createServer((_req, res) => {
+      if (!up) {
+        res.writeHead(502).end('bad gateway')
+        return
+      }
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ keys: [key.jwk] }))
+    })
+    await new Promise<void>((resolve) => idp.listen(0, '127.0.0.1', resolve))
+    const url = `http://127.0.0.1:${String((idp.address() as { port: number }).port)}/jwks.json`
+    const v = await JwtVerifier.start(
+      { issuer: ISSUER, audience: AUDIENCE, jwks: { url }, urlMaxAgeMs: 50 },
+      silentLogger,
+    )
+    try {
+      expect(await v.verify(await token(key))).toMatchObject({ id: 'jwt:alice' })
+      up = false
+      // Past the keys' age they are fetched again, the fetch fails, and the keys before still verify.
+      await new Promise((r) => setTimeout(r, 100))
+      expect(await v.verify(await token(key, {}, { sub: 'bob' }))).toMatchObject({ id: 'jwt:bob' })
+      // A key the provider never published is the token's fault, not the outage's.
+      const stranger = await signingKey('u2')
+      const refused = await v.verify(await token(stranger, {}, { sub: 'eve' }))
+      expect(refused).toEqual({ error: 'no signing key of the JWKS matches the token' })
+    } finally {
+      v.close()
+      await new Promise((r) => idp.close(r))
+    }
+  })
+})
+
 describe('JwtVerifier with a JWKS file', () => {
   it('verifies against the file, follows it, and refuses a file with a private key', async () => {
     const key = await signingKey('f1')

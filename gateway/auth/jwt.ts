@@ -1,8 +1,9 @@
 /**
  * JWTs as bearer tokens, beside API keys: a token an identity provider signed, for this gateway's audience,
  * is let in as its subject, with the scope its `scope` (or `scp`) claim grants. The signing keys come from a
- * JWKS: a URL (fetched, cached, fetched again when a token names a key it has not seen, as providers rotate),
- * or a file (read again when it changes; one that is gone or does not parse keeps the keys before it).
+ * JWKS: a URL (fetched, cached, fetched again when a token names a key it has not seen, as providers rotate;
+ * while the provider cannot be reached, the keys last fetched go on verifying, and with none yet the caller
+ * gets a 503 rather than a 401: the token may be fine), or a file (read again when it changes; one that is gone or does not parse keeps the keys before it).
  * Verification is `jose`'s, and a token must carry `exp` and `sub`; a token verified once is remembered
  * until it expires (at most five minutes), so a client that reuses its token pays for the signature once.
  *
@@ -32,6 +33,8 @@ export interface JwtOptions {
   readonly defaultNamespace?: string
   /** How often a JWKS file is looked at for changes (default 1 s). */
   readonly fileIntervalMs?: number
+  /** How long keys fetched from a JWKS URL are used before they are fetched again (default 10 min). */
+  readonly urlMaxAgeMs?: number
 }
 
 /** The label metrics give every JWT caller. */
@@ -39,6 +42,8 @@ export const JWT_LABEL = 'jwt'
 
 const MAX_CACHED = 10_000
 const MAX_CACHE_MS = 5 * 60_000
+/** While a JWKS URL cannot be fetched, how often it is tried again (the keys before verify meanwhile). */
+const OUTAGE_RETRY_MS = 5000
 /** Tokens longer than this are not worth verifying. */
 const MAX_TOKEN = 16_384
 
@@ -66,7 +71,35 @@ export class JwtVerifier {
     if ('url' in jwks) {
       // Fetched on first use, kept for ten minutes, fetched again for a key id it has not seen: at most every
       // 5 s, so tokens naming made-up key ids cost the provider one fetch in 5 s.
-      v.#keys = createRemoteJWKSet(new URL(jwks.url), { timeoutDuration: 5000, cooldownDuration: 5000 })
+      const remote = createRemoteJWKSet(new URL(jwks.url), {
+        timeoutDuration: 5000,
+        cooldownDuration: 5000,
+        cacheMaxAge: options.urlMaxAgeMs ?? 600_000,
+      })
+      // While the provider is away, the keys fetched before verify, and it is asked again only every 5 s: a
+      // provider that hangs must not cost each new token the fetch's timeout.
+      let stale: { readonly keys: JWTVerifyGetKey; readonly until: number } | undefined
+      v.#keys = async (header, token) => {
+        if (stale !== undefined && stale.until > Date.now()) return stale.keys(header, token)
+        try {
+          const key = await remote(header, token)
+          if (stale !== undefined) log.info('JWKS fetched again', { url: redactedJwksUrl(jwks.url) })
+          stale = undefined
+          return key
+        } catch (err) {
+          const last = remote.jwks()
+          if (!isOutage(err) || last === undefined) throw err
+          // An outage must not log everyone out. Keys the provider removed meanwhile are noticed once it
+          // answers again.
+          if (stale === undefined)
+            log.warn('JWKS cannot be fetched; the keys fetched before verify meanwhile', {
+              url: redactedJwksUrl(jwks.url),
+              error: reasonOf(err),
+            })
+          stale = { keys: createLocalJWKSet(last), until: Date.now() + OUTAGE_RETRY_MS }
+          return stale.keys(header, token)
+        }
+      }
     } else {
       let last = await readFile(jwks.file, 'utf8').catch((err: unknown) => {
         throw new Error(
@@ -99,8 +132,11 @@ export class JwtVerifier {
     return v
   }
 
-  /** Who the token is, or why it is refused (never quoting it). */
-  async verify(token: string): Promise<Principal | { readonly error: string }> {
+  /**
+   * Who the token is, or why it is refused (never quoting it); `unavailable` when the keys to tell could not
+   * be fetched (the caller may retry).
+   */
+  async verify(token: string): Promise<Principal | { readonly error: string; readonly unavailable?: true }> {
     if (token.length > MAX_TOKEN) return { error: 'the token is too long' }
     const now = Date.now()
     // By digest: the cache holds at most MAX_CACHED small keys, whatever the tokens' size.
@@ -124,7 +160,7 @@ export class JwtVerifier {
         })
       ).payload
     } catch (err) {
-      return { error: reasonOf(err) }
+      return isOutage(err) ? { error: reasonOf(err), unavailable: true } : { error: reasonOf(err) }
     }
     const sub = payload.sub
     if (typeof sub !== 'string' || sub === '' || sub.length > 256)
@@ -186,6 +222,24 @@ function scopeOf(payload: Record<string, unknown>): ReturnType<typeof parseScope
   return parseScope(fields, "the token's scope claim")
 }
 
+/**
+ * Whether verification failed because the JWKS could not be fetched (timeout, a connection refused, a
+ * non-200 or unparsable answer), rather than because of the token.
+ */
+function isOutage(err: unknown): boolean {
+  if (err instanceof errors.JWKSTimeout) return true
+  // jose's generic error is what its JWKS fetch throws for a non-200 or unparsable answer; every verdict on
+  // a token has a class of its own.
+  if (err instanceof errors.JOSEError) return err.code === 'ERR_JOSE_GENERIC'
+  return true
+}
+
+/** The JWKS URL for logs: without credentials or a query. */
+function redactedJwksUrl(url: string): string {
+  const u = new URL(url)
+  return `${u.protocol}//${u.host}${u.pathname}`
+}
+
 function reasonOf(err: unknown): string {
   if (err instanceof errors.JWTExpired) return 'the token has expired'
   if (err instanceof errors.JWTClaimValidationFailed)
@@ -197,6 +251,8 @@ function reasonOf(err: unknown): string {
     return "the token's algorithm is not supported"
   if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid)
     return 'the token is not a well-formed JWT'
+  if (err instanceof errors.JOSEError && err.code === 'ERR_JOSE_GENERIC')
+    return 'the JWKS answered with something other than a key set'
   if (err instanceof errors.JOSEError) return `the token was refused (${err.code})`
-  return 'the JWKS could not be read'
+  return 'the JWKS could not be fetched'
 }

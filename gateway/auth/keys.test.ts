@@ -50,6 +50,25 @@ describe('KeyRing', () => {
     expect(ring.verify(b.key)).toBeUndefined()
   })
 
+  it("tells a listener at once when its request's key was revoked before it listened", async () => {
+    const a = newKey()
+    const b = newKey()
+    const ring = new KeyRing()
+    ring.replace([
+      { id: 'a', sha256: a.sha256 },
+      { id: 'b', sha256: b.sha256 },
+    ])
+    // Both requests were let in; then, while they were on their way, a was removed and b left as it was.
+    const first = ring.verify(a.key)
+    const second = ring.verify(b.key)
+    ring.replace([{ id: 'b', sha256: b.sha256 }])
+    const told: string[] = []
+    first?.onRevoked?.(() => told.push('a'))
+    second?.onRevoked?.(() => told.push('b'))
+    await Promise.resolve()
+    expect(told).toEqual(['a'])
+  })
+
   it('gives each key its scope', () => {
     const a = newKey()
     const ring = new KeyRing()

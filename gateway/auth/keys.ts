@@ -87,26 +87,42 @@ export class KeyRing {
 
   replace(entries: readonly ApiKeyEntry[], namespaces: ReadonlyMap<string, Limits> = NO_NAMESPACES): void {
     const before = this.#entries
+    const previous = this.#byDigest
     this.#byDigest = new Map(
-      entries.map((e) => [
-        e.sha256,
-        new Principal(e.id, e.scope, this.#defaultNamespace, e.limits, e.id, (listener) =>
-          this.onRevoked(e.id, listener),
-        ),
-      ]),
+      entries.map((e) => {
+        const principal: Principal = new Principal(
+          e.id,
+          e.scope,
+          this.#defaultNamespace,
+          e.limits,
+          e.id,
+          (listener) => {
+            // Revoked between its request's authentication and now (while its body was read, or it was
+            // admitted): what it would hold open ends at once.
+            if (!this.#stale.has(principal)) return this.onRevoked(e.id, listener)
+            queueMicrotask(listener)
+            return () => {}
+          },
+        )
+        return [e.sha256, principal]
+      }),
     )
     this.#entries = entries
     this.#namespaces = namespaces
-    if (this.#revoked.size === 0) return
     // A key that is gone, or whose scope changed, ends what it holds open (streams): it is let in again, if at
     // all, on its new terms. New limits apply to runs to come, not to those running.
     const terms = (e: ApiKeyEntry) => JSON.stringify([e.id, e.scope])
     const now = new Map(entries.map((e) => [e.sha256, terms(e)]))
     for (const e of before) {
       if (now.get(e.sha256) === terms(e)) continue
+      const old = previous.get(e.sha256)
+      if (old !== undefined) this.#stale.add(old)
       for (const listener of this.#revoked.get(e.id) ?? []) listener()
     }
   }
+
+  /** Principals of keys revoked or rescoped since they were let in (requests still on their way hold them). */
+  readonly #stale = new WeakSet<Principal>()
 
   readonly #revoked = new Map<string, Set<() => void>>()
 

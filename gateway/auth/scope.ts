@@ -19,11 +19,13 @@ import type { Limits } from './quotas.ts'
 
 /**
  * The JSON-RPC codes of a request refused for its key (A2A and MCP): -32040 without a valid one, -32041 when
- * its scope leaves out what it asked. Server errors no protocol here reserves: A2A's -32001 is TaskNotFound,
+ * its scope leaves out what it asked, -32042 when its token cannot be checked now. Server errors no protocol here reserves: A2A's -32001 is TaskNotFound,
  * and MCP's SDK reads -32000 and -32001 as a closed connection and a timeout.
  */
 export const UNAUTHENTICATED = -32040
 export const FORBIDDEN = -32041
+/** A token that could not be checked now (its issuer's keys cannot be fetched): retry. */
+export const AUTH_UNAVAILABLE = -32042
 
 export const ROUTE_GROUPS = ['openai', 'a2a', 'mcp', 'metrics'] as const
 /** The faces of the gateway a key may be allowed, each a group of routes. */

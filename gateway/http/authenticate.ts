@@ -23,7 +23,7 @@ import type { Registry } from 'prom-client'
 import type { JwtVerifier } from '../auth/jwt.ts'
 import { looksLikeJwt } from '../auth/jwt.ts'
 import type { KeyRing } from '../auth/keys.ts'
-import { FORBIDDEN, UNAUTHENTICATED } from '../auth/scope.ts'
+import { AUTH_UNAVAILABLE, FORBIDDEN, UNAUTHENTICATED } from '../auth/scope.ts'
 import type { RouteGroup } from '../auth/scope.ts'
 import { rpcError } from '../a2a/server.ts'
 import { jsonRpcError } from '../mcp/server.ts'
@@ -45,7 +45,7 @@ const CARD = /^\/a2a\/(agent|team)\/[^/]+(\/[^/]+)?\/\.well-known\/agent(-card)?
 export function authenticate(options: AuthenticateOptions): MiddlewareHandler<GatewayEnv> {
   const counter = new Counter({
     name: 'ark_auth_requests_total',
-    help: 'Requests that needed an API key, by key id (empty when unknown) and result: ok, missing, invalid, forbidden (the scope leaves the route out).',
+    help: 'Requests that needed an API key, by key id (empty when unknown) and result: ok, missing, invalid, forbidden (the scope leaves the route out), unavailable (a JWT whose issuer keys cannot be fetched).',
     labelNames: ['key', 'result'],
     registers: options.registry === undefined ? [] : [options.registry],
   })
@@ -61,8 +61,11 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler<Ga
     let refused: string | undefined
     if (principal === undefined && options.jwt !== undefined && looksLikeJwt(token)) {
       const verified = await options.jwt.verify(token)
-      if ('error' in verified) refused = verified.error
-      else principal = verified
+      if (!('error' in verified)) principal = verified
+      else if (verified.unavailable === true) {
+        counter.inc({ key: '', result: 'unavailable' })
+        return unavailable(path, `the bearer token cannot be checked now: ${verified.error}; retry shortly`)
+      } else refused = verified.error
     }
     if (principal === undefined) {
       const result = header === undefined ? 'missing' : 'invalid'
@@ -77,7 +80,7 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler<Ga
               : 'only API keys are accepted, as Authorization: Bearer <key>'
       return refuse(path, message, result === 'invalid')
     }
-    const { id, label } = principal
+    const { label } = principal
     const group = groupOf(path)
     if (group !== undefined && !principal.allowsRoute(group)) {
       counter.inc({ key: label, result: 'forbidden' })
@@ -92,14 +95,16 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler<Ga
     c.set('principal', principal)
     await next()
     const body = c.res.body
+    const { onRevoked } = principal
     if (
       body !== null &&
       group !== undefined &&
+      onRevoked !== undefined &&
       c.res.headers.get('content-type')?.startsWith('text/event-stream')
     ) {
       const res = c.res
       c.res = undefined
-      c.res = new Response(revocable(body, options.keys, id, revokedEvent(group)), res)
+      c.res = new Response(revocable(body, onRevoked, revokedEvent(group)), res)
     }
     return undefined
   }
@@ -126,14 +131,13 @@ function revokedEvent(group: RouteGroup): Uint8Array {
 }
 
 /**
- * `body`, ended with `last` when the key `id` is revoked: what it read from is cancelled (which cancels the
- * run behind it, as a client that leaves does). Pulled one chunk at a time, so the ring's listener is the
- * only thing a stream adds, and it goes when the stream ends.
+ * `body`, ended with `last` when its key is revoked (or already was, while the request was on its way): what
+ * it read from is cancelled (which cancels the run behind it, as a client that leaves does). Pulled one chunk
+ * at a time, so the ring's listener is the only thing a stream adds, and it goes when the stream ends.
  */
 function revocable(
   body: ReadableStream<Uint8Array>,
-  keys: KeyRing,
-  id: string,
+  onRevoked: (listener: () => void) => () => void,
   last: Uint8Array,
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader()
@@ -142,7 +146,7 @@ function revocable(
   return new ReadableStream<Uint8Array>(
     {
       start(controller) {
-        stop = keys.onRevoked(id, () => {
+        stop = onRevoked(() => {
           if (ended) return
           ended = true
           controller.enqueue(last)
@@ -184,6 +188,20 @@ function isOpen(path: string, method: string, metricsNeedKey: boolean): boolean 
   // Hono answers HEAD with the GET route: both are reads.
   return (method === 'GET' || method === 'HEAD') && CARD.test(path)
 }
+
+/** When the token's issuer keys cannot be fetched: 503 in the shape of the route's protocol. */
+function unavailable(path: string, message: string): Response {
+  const retry = { 'retry-after': String(AUTH_RETRY_SECONDS) }
+  if (path === '/mcp' || path.startsWith('/mcp/')) return jsonRpcError(503, AUTH_UNAVAILABLE, message, retry)
+  if (path === '/a2a' || path.startsWith('/a2a/'))
+    return rpcError(503, null, AUTH_UNAVAILABLE, message, retry)
+  if (path === '/metrics')
+    return new Response(`${message}\n`, { status: 503, headers: { 'content-type': 'text/plain', ...retry } })
+  return errorResponse(503, message, { type: 'server_error', code: 'auth_unavailable', headers: retry })
+}
+
+/** When a caller whose token could not be checked may retry. */
+const AUTH_RETRY_SECONDS = 5
 
 /** 403 in the shape of the route's protocol. */
 export function forbid(group: RouteGroup, message: string): Response {
