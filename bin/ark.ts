@@ -938,6 +938,7 @@ async function dev(options: DevOptions): Promise<number> {
   }
   // As workers say it: no new connections from here on, and requests in flight have the grace.
   log.info('stopping', { graceSeconds: options.shutdownGraceMs / 1000 })
+  system.gateway.endIdleStreams()
   const { cut } = await Promise.race([
     server.drain(options.shutdownGraceMs),
     hurry.then(() => server.close().then(() => ({ cut: -1 }))),

@@ -100,6 +100,8 @@ export interface App {
   readonly app: Hono<GatewayEnv>
   /** Ends what the routes hold between requests (MCP sessions). */
   close(): Promise<void>
+  /** Ends the streams that would never end by themselves (MCP notification streams), for a drain. */
+  endIdleStreams(): void
 }
 
 export function createApp(deps: AppDeps): App {
@@ -319,5 +321,5 @@ export function createApp(deps: AppDeps): App {
       code: 'internal_error',
     })
   })
-  return { app, close: () => mcp.close() }
+  return { app, close: () => mcp.close(), endIdleStreams: () => mcp.endNotificationStreams() }
 }

@@ -91,6 +91,11 @@ export interface Gateway {
   readonly budget: TokenBudget
   /** Conversation memories, for whoever admits runs beside the routes (Query execution). */
   readonly memories: Memories
+  /**
+   * Ends the streams that would never end by themselves (MCP notification streams), so that a drain waits
+   * only for requests that finish.
+   */
+  endIdleStreams(): void
   /** Stops taking tasks and waits for running ones. */
   close(): Promise<void>
 }
@@ -175,6 +180,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     mcp: assembly.mcp,
     budget: assembly.budget,
     memories,
+    endIdleStreams: () => http.endIdleStreams(),
     async close() {
       await http.close()
       await quotas?.close()

@@ -1,11 +1,14 @@
 /**
  * Graceful drain of the real `ark dev` on SIGTERM: readiness fails at once while requests are still served
  * (--drain-delay), then no new connection is taken and requests in flight, streamed or not, finish within the
- * grace (--shutdown-grace); what is still running at its end is cut, and a second signal stops at once.
+ * grace (--shutdown-grace); what is still running at its end is cut, and a second signal stops at once. An
+ * MCP session's notification stream, which never ends by itself, does not hold the drain up.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startArk } from './ark-process.ts'
@@ -70,6 +73,19 @@ describe('graceful drain on SIGTERM', () => {
         for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? ''
         return text
       })
+    // An MCP session with its standalone GET stream open: the SDK's own, or this one if the SDK's is not
+    // there yet (the server holds one per session and answers a second with 409).
+    const mcp = new Client({ name: 'drain-test', version: '1.0.0' })
+    const transport = new StreamableHTTPClientTransport(new URL(`${base}/mcp`))
+    await mcp.connect(transport)
+    const notifications = await fetch(`${base}/mcp`, {
+      headers: {
+        accept: 'text/event-stream',
+        'mcp-session-id': transport.sessionId ?? '',
+        'mcp-protocol-version': transport.protocolVersion ?? '',
+      },
+    })
+    expect([200, 409]).toContain(notifications.status)
     await new Promise((r) => setTimeout(r, 300))
     ark.signal('SIGTERM')
     await ark.waitFor((l) => l.msg === 'draining: readiness fails; still serving meanwhile', 5000)
@@ -94,7 +110,10 @@ describe('graceful drain on SIGTERM', () => {
     expect((await late).choices[0]?.message.content).toBe('You said: sent during the delay')
     expect(await streamed).toBe(words)
     expect(await ark.exited).toEqual({ code: 0, signal: null })
+    // Nothing was cut: the notification stream was ended when the grace began, not at its end (20 s).
     expect(ark.lines.some((l) => String(l.msg).includes('were cut'))).toBe(false)
+    await notifications.body?.cancel().catch(() => undefined)
+    await mcp.close().catch(() => undefined)
   }, 30_000)
 
   it('cuts what is still running at the end of the grace, and stops at once on a second signal', async () => {

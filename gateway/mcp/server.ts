@@ -200,6 +200,15 @@ export class McpEndpoints {
     return this.#sessions.size
   }
 
+  /**
+   * Ends every session's standalone GET stream (server notifications), which never ends by itself: a gateway
+   * that drains would otherwise wait its whole grace for it. Tool calls in flight go on; a client reconnects
+   * its stream to another replica.
+   */
+  endNotificationStreams(): void {
+    for (const { transport } of this.#sessions.values()) transport.closeStandaloneSSEStream()
+  }
+
   async close(): Promise<void> {
     this.#closed = true
     clearInterval(this.#sweeper)
