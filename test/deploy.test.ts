@@ -60,6 +60,8 @@ interface EnvVar {
 interface Probe {
   httpGet?: { path: string; port: string | number }
   exec?: { command: string[] }
+  periodSeconds?: number
+  failureThreshold?: number
 }
 interface Container {
   name: string
@@ -378,6 +380,10 @@ describe('the Helm chart (deploy/helm/ark)', () => {
     probes(controller, 'metrics')
     expect(gateway.ports).toEqual([expect.objectContaining({ name: 'http', containerPort: 8080 })])
     probes(gateway, 'http')
+    // A draining gateway's /readyz fails for 5 s (ARK_DRAIN_DELAY) before it stops taking connections: the
+    // probe must see it within that time (Kubernetes' defaults: every 10 s, 3 failures).
+    const readiness = gateway.readinessProbe
+    expect((readiness?.periodSeconds ?? 10) * (readiness?.failureThreshold ?? 3)).toBeLessThan(5)
     expect(runtime.ports).toEqual([expect.objectContaining({ name: 'metrics', containerPort: 8081 })])
     probes(runtime, 'metrics')
 
