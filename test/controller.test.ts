@@ -11,12 +11,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import OpenAI from 'openai'
-import type { ArkProcess } from './ark-process.ts'
 import { startArk } from './ark-process.ts'
+import type { ControllerKit, QueryObject } from './controller-kit.ts'
+import { controllerKit, query } from './controller-kit.ts'
 import type { FakeUpstream } from './fakes/openai-upstream.ts'
 import { startFakeOpenAI } from './fakes/openai-upstream.ts'
 import type { KubeServer } from './kube.ts'
-import { restartApiServer, startKube } from './kube.ts'
+import { startKube } from './kube.ts'
 import { startEverything } from './mcp-everything.ts'
 import { startRedis } from './redis-server.ts'
 import { startRemoteA2A } from './fakes/a2a-remote.ts'
@@ -27,61 +28,27 @@ const run = promisify(execFile)
 
 let kube: KubeServer
 let upstream: FakeUpstream
-const processes: ArkProcess[] = []
+let kit: ControllerKit
 
 beforeAll(async () => {
   ;[kube, upstream] = await Promise.all([startKube(), startFakeOpenAI()])
+  kit = controllerKit(kube)
   await kube.installCrds()
 }, 120_000)
 
 afterEach(async () => {
-  await Promise.all(processes.splice(0).map((p) => p.stop()))
+  await kit.stopAll()
 })
+
+const controller: ControllerKit['controller'] = (...args) => kit.controller(...args)
+const apply: ControllerKit['apply'] = (...args) => kit.apply(...args)
+const getQuery: ControllerKit['getQuery'] = (...args) => kit.getQuery(...args)
+const phaseOf: ControllerKit['phaseOf'] = (...args) => kit.phaseOf(...args)
 
 afterAll(async () => {
   await upstream.close()
   await kube.stop()
 })
-
-/**
- * A controller for one namespace. `failover`: short leader-election durations (a 3 s Lease), so that a
- * takeover is quick; the other tests keep a 15 s Lease, so that a slow Lease renewal on a busy machine (two
- * test files and their servers share two cores) does not make a lone controller step down mid-Query.
- */
-async function controller(
-  ns: string,
-  extra: readonly string[] = [],
-  options: { readonly failover?: boolean } = {},
-): Promise<ArkProcess> {
-  const [lease, renew, retry] = options.failover === true ? ['3', '2', '1'] : ['15', '10', '2']
-  const p = await startArk(
-    [
-      'controller',
-      '--kubeconfig',
-      kube.kubeconfig,
-      '--namespaces',
-      ns,
-      '--lease-namespace',
-      ns,
-      '--port',
-      '0',
-      '--probe-interval',
-      '0',
-      '--lease-duration',
-      lease,
-      '--renew-deadline',
-      renew,
-      '--retry-period',
-      retry,
-      ...extra,
-    ],
-    { ready: 'synced' },
-  )
-  processes.push(p)
-  return p
-}
-
-const apply = (ns: string, yaml: string) => kube.kubectl(['apply', '-n', ns, '-f', '-'], { input: yaml })
 
 const MOCK = SUPPORT_AGENT_ON_MOCK
 
@@ -102,43 +69,6 @@ kind: Agent
 metadata: { name: slow }
 spec: { prompt: hi, modelRef: { name: upstream } }
 `
-
-const query = (name: string, target: string, extra = '') => `apiVersion: ark.mckinsey.com/v1alpha1
-kind: Query
-metadata: { name: ${name} }
-spec:
-  input: How do I reset my password?
-  targets: [{ type: agent, name: ${target} }]
-${extra}`
-
-interface QueryObject {
-  metadata: { finalizers?: string[] }
-  status?: {
-    phase?: string
-    duration?: string
-    conditions?: { type: string; status: string; reason: string; message: string }[]
-    responses?: { content: string; raw?: string; phase: string; target: { type: string; name: string } }[]
-    tokenUsage?: { promptTokens: number; completionTokens: number; totalTokens: number }
-  }
-}
-
-async function getQuery(ns: string, name: string): Promise<QueryObject | undefined> {
-  const text = await kube.kubectl(['get', 'query', name, '-n', ns, '-o', 'json', '--ignore-not-found'])
-  return text.trim() === '' ? undefined : (JSON.parse(text) as QueryObject)
-}
-
-async function phaseOf(ns: string, name: string, phase: string, timeout = 20_000): Promise<QueryObject> {
-  let found: QueryObject | undefined
-  await vi.waitFor(
-    async () => {
-      found = await getQuery(ns, name)
-      // The status in the message: a Query that ended otherwise says why.
-      expect(found?.status?.phase, JSON.stringify(found?.status)).toBe(phase)
-    },
-    { timeout, interval: 200 },
-  )
-  return found as QueryObject
-}
 
 const completed = (q: QueryObject) => q.status?.conditions?.find((c) => c.type === 'Completed')
 
@@ -683,12 +613,12 @@ spec: { input: "over the wire", targets: [{ type: agent, name: remote }] }
     try {
       const common = ['--kubeconfig', kube.kubeconfig, '--redis-url', redis.url]
       const gateway = await startArk(['gateway', ...common, '--namespaces', ns, '--port', '0'], {})
-      processes.push(gateway)
+      kit.processes.push(gateway)
       const worker = await startArk(
         ['worker', ...common, '--agent', `${ns}/support-agent`, '--port', '0'],
         {},
       )
-      processes.push(worker)
+      kit.processes.push(worker)
       const client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'unused', maxRetries: 0 })
       const ask = () =>
         client.chat.completions.create({
@@ -731,27 +661,8 @@ spec: { input: "over the wire", targets: [{ type: agent, name: remote }] }
       ])
       expect(queries.stdout).toMatch(/via-redis\s.*done/)
     } finally {
-      await Promise.all(processes.splice(0).map((p) => p.stop()))
+      await kit.stopAll()
       await redis.stop()
     }
   }, 90_000)
-
-  it('survives its API server being away for 60 s, and carries on', async () => {
-    const ns = await kube.namespace('away')
-    await apply(ns, MOCK)
-    const ctl = await controller(ns, ['--leader-elect', 'false'])
-    await ctl.waitFor((l) => l.msg === 'leading')
-    await restartApiServer(kube, 60_000)
-    expect(ctl.lines.some((l) => l.msg === 'list/watch failed; retrying')).toBe(true)
-    // Once the controller has read the cluster again, its agent is Available: a Query reconciled before that
-    // ends in TargetNotAvailable, which is not what is tested here.
-    await vi.waitFor(
-      async () =>
-        expect(await kube.kubectl(['get', 'agents', 'support-agent', '-n', ns])).toMatch(/\sTrue\s/),
-      { timeout: 30_000, interval: 300 },
-    )
-    await apply(ns, query('after-outage', 'support-agent'))
-    await phaseOf(ns, 'after-outage', 'done', 60_000)
-    expect(ctl.lines.some((l) => l.level === 'error')).toBe(false)
-  }, 180_000)
 })
