@@ -311,7 +311,9 @@ export class Admission {
       if (outer.aborted) follow()
       else outer.addEventListener('abort', follow, { once: true })
       const stop = onRevoked(() =>
-        cancel.abort(new DOMException('the API key was revoked or its scope changed', 'AbortError')),
+        cancel.abort(
+          new DOMException('the API key was revoked or its scope changed, or its token expired', 'AbortError'),
+        ),
       )
       req = { ...request, signal: cancel.signal }
       const release = done

@@ -292,6 +292,33 @@ describe('a JWKS URL that cannot be reached', () => {
   })
 })
 
+describe('a token that expires', () => {
+  it('ends what it holds open when it expires (past the 30 s leeway), as a revoked key does', async () => {
+    const key = await signingKey('e1')
+    const d = await mkdtemp(join(tmpdir(), 'ark-jwt-exp-'))
+    const file = join(d, 'jwks.json')
+    await writeFile(file, JSON.stringify({ keys: [key.jwk] }))
+    const v = await JwtVerifier.start({ issuer: ISSUER, audience: AUDIENCE, jwks: { file } }, silentLogger)
+    try {
+      const who = await v.verify(await token(key, {}, { exp: '10s' }))
+      if ('error' in who) throw new Error(who.error)
+      vi.useFakeTimers({ now: Date.now(), toFake: ['setTimeout', 'clearTimeout', 'Date'] })
+      const told: string[] = []
+      who.onRevoked?.(() => told.push('stream'))
+      const stop = who.onRevoked?.(() => told.push('ended before'))
+      stop?.()
+      vi.advanceTimersByTime(35_000)
+      expect(told).toEqual([])
+      vi.advanceTimersByTime(6_000)
+      expect(told).toEqual(['stream'])
+    } finally {
+      vi.useRealTimers()
+      v.close()
+      await rm(d, { recursive: true, force: true })
+    }
+  })
+})
+
 describe('JwtVerifier with a JWKS file', () => {
   it('verifies against the file, follows it, and refuses a file with a private key', async () => {
     const key = await signingKey('f1')

@@ -42,6 +42,24 @@ export const JWT_LABEL = 'jwt'
 
 const MAX_CACHED = 10_000
 const MAX_CACHE_MS = 5 * 60_000
+/** Leeway for the clocks of the token's issuer and this gateway (exp, nbf, iat). */
+const CLOCK_TOLERANCE_S = 30
+/** The longest delay a timer takes (about 24.8 days); longer ones are armed again. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+/** Calls `listener` at `until` (epoch ms); the function returned stops that. */
+function atExpiry(until: number, listener: () => void): () => void {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const arm = () => {
+    const left = until - Date.now()
+    timer = setTimeout(left > MAX_TIMER_MS ? arm : listener, Math.max(0, Math.min(left, MAX_TIMER_MS)))
+    // An open stream keeps the process alive, not its expiry.
+    ;(timer as { unref?: () => void }).unref?.()
+  }
+  arm()
+  return () => clearTimeout(timer)
+}
+
 /** While a JWKS URL cannot be fetched, how often it is tried again (the keys before verify meanwhile). */
 const OUTAGE_RETRY_MS = 5000
 /** Tokens longer than this are not worth verifying. */
@@ -156,7 +174,7 @@ export class JwtVerifier {
           audience: this.#options.audience,
           // A token without an expiry would be a credential nothing could take back.
           requiredClaims: ['exp', 'sub'],
-          clockTolerance: 30,
+          clockTolerance: CLOCK_TOLERANCE_S,
         })
       ).payload
     } catch (err) {
@@ -173,6 +191,8 @@ export class JwtVerifier {
         this.#options.defaultNamespace ?? 'default',
         undefined,
         JWT_LABEL,
+        // What the token holds open (streams, runs) ends when it expires, as a revoked key's does.
+        (listener) => atExpiry((payload.exp as number) * 1000 + CLOCK_TOLERANCE_S * 1000, listener),
       )
     } catch (err) {
       return { error: err instanceof Error ? err.message : String(err) }

@@ -133,8 +133,8 @@ export class Principal {
   /** What metrics count it under: the key's id; for JWT callers, whose subjects are unbounded, one label. */
   readonly label: string
   /**
-   * Calls the listener once this key is revoked or rescoped; the function returned stops that. Absent for
-   * callers nothing revokes (JWTs, which expire).
+   * Calls the listener once this key is revoked or rescoped, or this token expires; the function returned
+   * stops that. Absent for callers nothing ends.
    */
   readonly onRevoked: ((listener: () => void) => () => void) | undefined
 

@@ -119,7 +119,8 @@ function groupOf(path: string): RouteGroup | undefined {
   return undefined
 }
 
-const REVOKED = 'the API key of this stream was revoked or its scope changed'
+const REVOKED =
+  'the API key of this stream was revoked or its scope changed, or its token expired: reconnect with a valid one'
 
 /** The last event of a stream whose key was revoked, in its protocol's shape. */
 function revokedEvent(group: RouteGroup): Uint8Array {
