@@ -19,6 +19,7 @@ import { readFile } from 'node:fs/promises'
 import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify } from 'jose'
 import type { JSONWebKeySet, JWTVerifyGetKey } from 'jose'
 import type { Logger } from '../log.ts'
+import { followFile } from './follow-file.ts'
 import { digestOf } from './keys.ts'
 import { Principal, parseScope } from './scope.ts'
 
@@ -75,7 +76,8 @@ export class JwtVerifier {
   readonly #log: Logger
   #keys: JWTVerifyGetKey | undefined
   readonly #cache = new Map<string, { readonly principal: Principal; readonly until: number }>()
-  #timer: ReturnType<typeof setInterval> | undefined
+  /** Stops following a JWKS file. */
+  #stop: () => void = () => {}
 
   private constructor(options: JwtOptions, log: Logger) {
     this.#options = options
@@ -119,33 +121,30 @@ export class JwtVerifier {
         }
       }
     } else {
-      let last = await readFile(jwks.file, 'utf8').catch((err: unknown) => {
+      const last = await readFile(jwks.file, 'utf8').catch((err: unknown) => {
         throw new Error(
           `--jwks-file ${jwks.file}: ${(err as { code?: string }).code === 'ENOENT' ? 'no such file' : String(err)}`,
           { cause: err },
         )
       })
       v.#keys = localSet(last, jwks.file)
-      v.#timer = setInterval(() => {
-        void readFile(jwks.file, 'utf8').then(
-          (text) => {
-            if (text === last) return
-            last = text
-            try {
-              v.#keys = localSet(text, jwks.file)
-              v.#cache.clear()
-              log.info('JWKS reloaded', { file: jwks.file })
-            } catch (err) {
-              log.error('JWKS file refused; the keys before it stay', {
-                file: jwks.file,
-                error: err instanceof Error ? err.message : String(err),
-              })
-            }
-          },
-          () => undefined,
-        )
-      }, options.fileIntervalMs ?? 1000)
-      ;(v.#timer as { unref?: () => void }).unref?.()
+      v.#stop = followFile(jwks.file, last, options.fileIntervalMs ?? 1000, {
+        changed(text) {
+          try {
+            v.#keys = localSet(text, jwks.file)
+            v.#cache.clear()
+            log.info('JWKS reloaded', { file: jwks.file })
+          } catch (err) {
+            log.error('JWKS file refused; the keys before it stay', {
+              file: jwks.file,
+              error: err instanceof Error ? err.message : String(err),
+            })
+          }
+        },
+        gone() {
+          log.error('JWKS file unreadable; the keys before it stay', { file: jwks.file })
+        },
+      })
     }
     return v
   }
@@ -204,7 +203,7 @@ export class JwtVerifier {
   }
 
   close(): void {
-    clearInterval(this.#timer)
+    this.#stop()
     this.#cache.clear()
     this.#log.debug('JWT verifier closed')
   }

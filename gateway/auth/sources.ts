@@ -1,7 +1,6 @@
 /**
  * Where a KeyRing's digests come from, followed live so that keys rotate without a restart:
- * - a keys file (`--api-keys`), read again every second when it changed. A mounted Secret or ConfigMap is
- *   swapped by the kubelet through a symlink, which a file watch can miss; reading a small file cannot.
+ * - a keys file (`--api-keys`), read again every second (follow-file.ts).
  * - a Secret in the catalog (`--api-keys-secret ns/name`), as the store delivers it.
  * A version that does not parse is refused and said (its path, never a value). Of the keys before it, only
  * those whose digest it still holds stay: an edit that revokes a key and breaks the file revokes it all the
@@ -12,6 +11,7 @@ import { resourceKey } from '../../controller/api/index.ts'
 import type { ObjectRef, ResourceOf } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
 import type { Logger } from '../log.ts'
+import { followFile } from './follow-file.ts'
 import type { KeyRing } from './keys.ts'
 import { keysFromSecret, parseKeysFile } from './keys.ts'
 
@@ -51,45 +51,31 @@ export async function followKeysFile(
   } catch (err) {
     throw new Error(`--api-keys ${path}: ${reason(err)}`, { cause: err })
   }
-  let reading = false
-  let gone = false
-  const timer = setInterval(() => {
-    if (reading) return
-    reading = true
-    void readFile(path, 'utf8')
-      .then((text) => {
-        gone = false
-        if (text === last) return
-        last = text
-        try {
-          const config = parseKeysFile(text)
-          ring.replace(config.keys, config.namespaces)
-          log.info('API keys reloaded', { file: path, keys: ring.size })
-        } catch (err) {
-          stillListed(ring, text)
-          log.error('API keys file refused; of the keys before it, those it still lists stay', {
-            file: path,
-            keys: ring.size,
-            error: reason(err),
-          })
-        }
-      })
-      .catch((err: unknown) => {
-        if (gone) return
-        gone = true
-        last = ''
-        // Namespaces' limits stay: JWT callers (auth/jwt.ts) still get in, and must still be held to them.
-        ring.replace([], ring.namespaces)
-        log.error('API keys file unreadable: no key is accepted until it is back', {
+  const stop = followFile(path, last, intervalMs, {
+    changed(text) {
+      try {
+        const config = parseKeysFile(text)
+        ring.replace(config.keys, config.namespaces)
+        log.info('API keys reloaded', { file: path, keys: ring.size })
+      } catch (err) {
+        stillListed(ring, text)
+        log.error('API keys file refused; of the keys before it, those it still lists stay', {
           file: path,
+          keys: ring.size,
           error: reason(err),
         })
+      }
+    },
+    gone(err) {
+      // Namespaces' limits stay: JWT callers (auth/jwt.ts) still get in, and must still be held to them.
+      ring.replace([], ring.namespaces)
+      log.error('API keys file unreadable: no key is accepted until it is back', {
+        file: path,
+        error: reason(err),
       })
-      .finally(() => (reading = false))
-  }, intervalMs)
-  // A process that has nothing else to do may end: the keys file is no reason to stay up.
-  ;(timer as { unref?: () => void }).unref?.()
-  return { loaded: () => true, close: () => clearInterval(timer) }
+    },
+  })
+  return { loaded: () => true, close: stop }
 }
 
 /**
