@@ -46,20 +46,29 @@ export async function startKube(
     controllers?: readonly string[]
   } = {},
 ): Promise<KubeServer> {
-  const dir = mkdtempSync(join(tmpdir(), 'ark-kube-'))
   const controllers = options.controllers ?? []
-  await run('bash', [join(kubeDir, 'start.sh'), dir], {
-    timeout: 120_000,
-    env:
-      controllers.length === 0
-        ? process.env
-        : {
-            ...process.env,
-            KUBE_CONTROLLER_MANAGER: join(kubeDir, 'bin/kube-controller-manager'),
-            KUBE_CONTROLLERS: controllers.join(','),
-          },
-  })
-  const env = Object.fromEntries(
+  const env =
+    controllers.length === 0
+      ? process.env
+      : {
+          ...process.env,
+          KUBE_CONTROLLER_MANAGER: join(kubeDir, 'bin/kube-controller-manager'),
+          KUBE_CONTROLLERS: controllers.join(','),
+        }
+  // start.sh picks free ports, then starts etcd and the API server on them: another test file's servers,
+  // starting at the same moment, can take a port in between. Such a start is cleaned up and tried again.
+  let dir = ''
+  for (let attempt = 1; ; attempt++) {
+    dir = mkdtempSync(join(tmpdir(), 'ark-kube-'))
+    try {
+      await run('bash', [join(kubeDir, 'start.sh'), dir], { timeout: 120_000, env })
+      break
+    } catch (err) {
+      await run('bash', [join(kubeDir, 'stop.sh'), dir], { timeout: 30_000 }).catch(() => undefined)
+      if (attempt === 3 || !String(err).includes('address already in use')) throw err
+    }
+  }
+  const started = Object.fromEntries(
     readFileSync(join(dir, 'env'), 'utf8')
       .split('\n')
       .filter((l) => l.includes('='))
@@ -70,11 +79,11 @@ export async function startKube(
   let namespaces = 0
   const server: KubeServer = {
     kubeconfig,
-    server: env.KUBE_SERVER ?? '',
-    token: env.KUBE_TOKEN ?? '',
+    server: started.KUBE_SERVER ?? '',
+    token: started.KUBE_TOKEN ?? '',
     dir,
-    apiserverPid: Number(env.APISERVER_PID),
-    etcdPid: Number(env.ETCD_PID),
+    apiserverPid: Number(started.APISERVER_PID),
+    etcdPid: Number(started.ETCD_PID),
     config() {
       const kc = new k8s.KubeConfig()
       kc.loadFromFile(kubeconfig)
