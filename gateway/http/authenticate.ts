@@ -94,18 +94,20 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler<Ga
     child.inc()
     c.set('principal', principal)
     await next()
-    const body = c.res.body
     const { onRevoked } = principal
+    // The content type first: reading a Response's body makes a stream of a body that is a plain string,
+    // which costs more than the whole key check.
     if (
-      body !== null &&
-      group !== undefined &&
-      onRevoked !== undefined &&
-      c.res.headers.get('content-type')?.startsWith('text/event-stream')
-    ) {
-      const res = c.res
-      c.res = undefined
-      c.res = new Response(revocable(body, onRevoked, revokedEvent(group)), res)
-    }
+      group === undefined ||
+      onRevoked === undefined ||
+      c.res.headers.get('content-type')?.startsWith('text/event-stream') !== true
+    )
+      return undefined
+    const res = c.res
+    const body = res.body
+    if (body === null) return undefined
+    c.res = undefined
+    c.res = new Response(revocable(body, onRevoked, revokedEvent(group)), res)
     return undefined
   }
 }
