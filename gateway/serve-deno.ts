@@ -4,12 +4,11 @@
  * itself (gateway/http/), and the rest needs Node or a proxy in front (README, "Exposing ark").
  */
 import type { ServeFetch, ServeHandle, ServeOptions } from './serve.ts'
-import { drainingResponse } from './serve.ts'
+import { drainingResponse, onBodyEnd } from './serve.ts'
 
 interface DenoServer {
   readonly addr: { readonly port: number }
   readonly finished: Promise<void>
-  shutdown(): Promise<void>
 }
 declare const Deno: {
   serve(
@@ -19,21 +18,39 @@ declare const Deno: {
 }
 
 export function serveDeno(fetch: ServeFetch, options: ServeOptions): Promise<ServeHandle> {
-  // Aborting it closes the server at once, in-flight requests too: the end of a drain's grace.
+  // Aborting it closes the server at once, in-flight requests too: close(), and the end of a drain's grace.
+  // (Not Deno's shutdown(): once it has begun, aborting the server throws from inside Deno, uncaught.)
   const abort = new AbortController()
   let draining = false
   let active = 0
+  /** Told when the last request in flight ends, while a drain waits for that. */
+  let idle: (() => void) | undefined
+  const ended = () => {
+    active--
+    if (active === 0) idle?.()
+  }
   const server = Deno.serve(
     { port: options.port, hostname: options.host, onListen: () => {}, signal: abort.signal },
     async (request) => {
       if (draining) return drainingResponse()
       active++
+      let response: Response
       try {
-        return await fetch(request)
-      } finally {
-        // Deno.serve waits for a streamed body itself on shutdown; this counts what was cut before it began.
-        active--
+        response = await fetch(request)
+      } catch (err) {
+        ended()
+        throw err
       }
+      // A streamed answer (SSE) is in flight until its body ends, and a drain waits for it (or cuts and
+      // counts it). Only those: asking any other Response for its body would make a stream of a plain one.
+      const body = response.headers.get('content-type')?.startsWith('text/event-stream')
+        ? response.body
+        : null
+      if (body === null) {
+        ended()
+        return response
+      }
+      return new Response(onBodyEnd(body, ended), response)
     },
   )
   return Promise.resolve({
@@ -43,16 +60,17 @@ export function serveDeno(fetch: ServeFetch, options: ServeOptions): Promise<Ser
       await server.finished
     },
     drain: async (graceMs) => {
+      // Deno.serve cannot stop accepting without ending everything: until the grace is over, a new request
+      // gets 503 shutting_down with Connection: close, and requests in flight go on.
       draining = true
       let timer: ReturnType<typeof setTimeout> | undefined
-      // shutdown() stops accepting and waits for requests in flight, streamed bodies included.
-      const done = await Promise.race([
-        server.shutdown().then(() => true),
-        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), graceMs))),
-      ])
+      if (active > 0)
+        await new Promise<void>((resolve) => {
+          idle = resolve
+          timer = setTimeout(resolve, graceMs)
+        })
       clearTimeout(timer)
-      if (done) return { cut: 0 }
-      const cut = Math.max(1, active)
+      const cut = active
       abort.abort()
       await server.finished
       return { cut }

@@ -42,6 +42,41 @@ export interface ServeHandle {
   drain(graceMs: number): Promise<{ readonly cut: number }>
 }
 
+/**
+ * `body`, with `ended` called once when it has been read through, failed or been cancelled: how an adapter
+ * whose server does not say when a streamed answer is done counts it in flight until then.
+ */
+export function onBodyEnd(body: ReadableStream<Uint8Array>, ended: () => void): ReadableStream<Uint8Array> {
+  const reader = body.getReader()
+  let done = false
+  const end = () => {
+    if (done) return
+    done = true
+    ended()
+  }
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          const next = await reader.read()
+          if (next.done) {
+            end()
+            controller.close()
+          } else controller.enqueue(next.value)
+        } catch (err) {
+          end()
+          controller.error(err)
+        }
+      },
+      cancel(reason) {
+        end()
+        return reader.cancel(reason)
+      },
+    },
+    { highWaterMark: 0 },
+  )
+}
+
 /** The body of the answer to a request that arrives while the server drains (503, Connection: close). */
 export const DRAINING_BODY = JSON.stringify({
   error: {

@@ -116,6 +116,31 @@ describe('graceful drain on SIGTERM', () => {
     await mcp.close().catch(() => undefined)
   }, 30_000)
 
+  it('on Deno, counts the streams it cuts at the end of the grace', async () => {
+    const ark = await startArk(['dev', '-f', dir, '--port', '0', '--shutdown-grace', '1'], {
+      runtime: 'deno',
+    })
+    const words = Array.from({ length: 60 }, (_, i) => `w${String(i)}`).join(' ')
+    const stream = () =>
+      new OpenAI({ baseURL: `${ark.url}/v1`, apiKey: 'unused', maxRetries: 0 }).chat.completions
+        .create({
+          model: 'agent/slow',
+          messages: [{ role: 'user', content: `answer: ${words}` }],
+          stream: true,
+        })
+        .then(async (s) => {
+          for await (const chunk of s) void chunk
+        })
+        .catch(() => undefined)
+    const streams = [stream(), stream()]
+    await new Promise((r) => setTimeout(r, 500))
+    ark.signal('SIGTERM')
+    expect(await ark.exited).toEqual({ code: 0, signal: null })
+    // Both were still streaming (their answers take over 4 s) when the 1 s grace ended.
+    expect(ark.lines.find((l) => String(l.msg).includes('were cut'))).toMatchObject({ requests: 2 })
+    await Promise.all(streams)
+  }, 30_000)
+
   it('cuts what is still running at the end of the grace, and stops at once on a second signal', async () => {
     const ark = await startArk(['dev', '-f', dir, '--port', '0', '--shutdown-grace', '0'])
     const cut = ask(ark.url, 'too slow').then(
