@@ -5,8 +5,7 @@
  * rotated out of the file is refused within a couple of seconds and a new one let in; the key itself is in no
  * log line, and the metrics name the key's id.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { SendMessageRequest } from '@a2a-js/sdk'
 import { AgentCard, Role } from '@a2a-js/sdk'
@@ -18,6 +17,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { newKey } from '../gateway/index.ts'
 import type { ArkProcess } from './ark-process.ts'
 import { startArk } from './ark-process.ts'
+import type { KeyedArk } from './keyed-ark.ts'
+import { keysFile, startKeyedArk } from './keyed-ark.ts'
 import { startKube } from './kube.ts'
 import { startRedis } from './redis-server.ts'
 
@@ -36,26 +37,19 @@ spec: { prompt: I help. }
 const first = newKey()
 const second = newKey()
 const third = newKey()
-const keysFile = (...keys: { id: string; sha256: string }[]) =>
-  `keys:\n${keys.map((k) => `  - id: ${k.id}\n    sha256: ${k.sha256}\n`).join('')}`
-
-let dir: string
+let keyed: KeyedArk
 let ark: ArkProcess
+let dir: string
 let base: string
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'ark-auth-'))
-  await writeFile(join(dir, 'agents.yaml'), MANIFESTS)
-  await writeFile(join(dir, 'keys.yaml'), keysFile({ id: 'ci', sha256: first.sha256 }))
-  ark = await startArk(['dev', '-f', dir, '--port', '0', '--api-keys', join(dir, 'keys.yaml')], {
-    ready: 'API keys required',
-  })
+  keyed = await startKeyedArk('auth', MANIFESTS, keysFile([{ id: 'ci', sha256: first.sha256 }]))
+  ;({ ark, dir } = keyed)
   base = ark.url
 }, 30_000)
 
 afterAll(async () => {
-  await ark.stop()
-  await rm(dir, { recursive: true, force: true })
+  await keyed.stop()
 })
 
 /** A v1.0 SendMessage of one user text part, as the SDK's types spell it. */
@@ -254,7 +248,7 @@ describe('with --api-keys', () => {
   })
 
   it('rotates live: a key taken out of the file is refused, a key put in is let in', async () => {
-    await writeFile(join(dir, 'keys.yaml'), keysFile({ id: 'next', sha256: second.sha256 }))
+    await writeFile(keyed.keysPath, keysFile([{ id: 'next', sha256: second.sha256 }]))
     await vi.waitFor(
       async () => {
         expect(
@@ -268,14 +262,14 @@ describe('with --api-keys', () => {
     )
     // A file that does not parse is refused; a key it no longer lists is revoked all the same.
     await writeFile(
-      join(dir, 'keys.yaml'),
+      keyed.keysPath,
       `keys:\n  - id: next\n    sha256: ${second.sha256}\n  - id: third\n    key: ${third.key}\n`,
     )
     await ark.waitFor((l) => String(l.msg).startsWith('API keys file refused'), 10_000)
     expect(
       (await fetch(`${base}/v1/models`, { headers: { authorization: `Bearer ${second.key}` } })).status,
     ).toBe(200)
-    await writeFile(join(dir, 'keys.yaml'), `keys:\n  - id: other\n    sha256: not-a-digest\n`)
+    await writeFile(keyed.keysPath, `keys:\n  - id: other\n    sha256: not-a-digest\n`)
     await vi.waitFor(
       async () =>
         expect(
@@ -284,9 +278,9 @@ describe('with --api-keys', () => {
       { timeout: 10_000, interval: 200 },
     )
     // Gone: no one gets in until it is back.
-    await rm(join(dir, 'keys.yaml'))
+    await rm(keyed.keysPath)
     await ark.waitFor((l) => String(l.msg).startsWith('API keys file unreadable'), 10_000)
-    await writeFile(join(dir, 'keys.yaml'), keysFile({ id: 'ci', sha256: first.sha256 }))
+    await writeFile(keyed.keysPath, keysFile([{ id: 'ci', sha256: first.sha256 }]))
     await vi.waitFor(
       async () =>
         expect(
@@ -343,7 +337,7 @@ describe('ark keys new, and keys files ark refuses', () => {
 
   it('--metrics-auth puts /metrics behind a key too', async () => {
     const file = join(dir, 'metrics-keys.yaml')
-    await writeFile(file, keysFile({ id: 'scraper', sha256: second.sha256 }))
+    await writeFile(file, keysFile([{ id: 'scraper', sha256: second.sha256 }]))
     const p = await startArk(
       ['dev', '-f', dir, '--port', '0', '--api-keys', file, '--metrics-auth', 'true'],
       { ready: 'API keys required' },

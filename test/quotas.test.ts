@@ -5,16 +5,14 @@
  * error with HTTP 429, an MCP host a tool error; a bucket refills at its rate; a day's tokens reset at midnight
  * UTC (unit-tested with a clock: gateway/auth/quotas.test.ts); limits change live with the file.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { writeFile } from 'node:fs/promises'
 import { Client as McpClient } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { newKey } from '../gateway/index.ts'
-import type { ArkProcess } from './ark-process.ts'
-import { startArk } from './ark-process.ts'
+import type { KeyedArk } from './keyed-ark.ts'
+import { keysFile, refusal, startKeyedArk } from './keyed-ark.ts'
 
 const MANIFESTS = `
 apiVersion: ark.mckinsey.com/v1alpha1
@@ -47,38 +45,27 @@ const thrifty = newKey()
 const free = newKey()
 const other = newKey()
 
-const keys = (slowLimits: string) => `keys:
-  - id: slow
-    sha256: ${slow.sha256}
-    limits: ${slowLimits}
-  - id: thrifty
-    sha256: ${thrifty.sha256}
-    limits: { tokensPerDay: 40 }
-  - id: free
-    sha256: ${free.sha256}
-  - id: other
-    sha256: ${other.sha256}
-namespaces:
-  busy: { requestsPerSecond: 0.01, burst: 2 }
-`
+const keys = (slowLimits: string) =>
+  keysFile(
+    [
+      { id: 'slow', sha256: slow.sha256, more: `    limits: ${slowLimits}\n` },
+      { id: 'thrifty', sha256: thrifty.sha256, more: '    limits: { tokensPerDay: 40 }\n' },
+      { id: 'free', sha256: free.sha256 },
+      { id: 'other', sha256: other.sha256 },
+    ],
+    '  busy: { requestsPerSecond: 0.01, burst: 2 }\n',
+  )
 
-let dir: string
-let ark: ArkProcess
+let keyed: KeyedArk
 let base: string
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'ark-quotas-'))
-  await writeFile(join(dir, 'agents.yaml'), MANIFESTS)
-  await writeFile(join(dir, 'keys.yaml'), keys('{ requestsPerSecond: 2, burst: 2 }'))
-  ark = await startArk(['dev', '-f', dir, '--port', '0', '--api-keys', join(dir, 'keys.yaml')], {
-    ready: 'API keys required',
-  })
-  base = ark.url
+  keyed = await startKeyedArk('quotas', MANIFESTS, keys('{ requestsPerSecond: 2, burst: 2 }'))
+  base = keyed.ark.url
 }, 30_000)
 
 afterAll(async () => {
-  await ark.stop()
-  await rm(dir, { recursive: true, force: true })
+  await keyed.stop()
 })
 
 const openai = (key: string) => new OpenAI({ baseURL: `${base}/v1`, apiKey: key, maxRetries: 0 })
@@ -86,11 +73,6 @@ const ask = (key: string, model = 'agent/helper', content = 'hi') =>
   openai(key)
     .chat.completions.create({ model, messages: [{ role: 'user', content }] })
     .withResponse()
-const refusal = (p: Promise<unknown>) =>
-  p.then(
-    () => undefined,
-    (e: unknown) => e as InstanceType<typeof OpenAI.APIError>,
-  )
 
 describe('quotas', () => {
   it("refuses a key's runs past its rate with 429, Retry-After and x-ratelimit headers; the bucket refills", async () => {
@@ -198,7 +180,7 @@ describe('quotas', () => {
     // Use up the bucket, then raise the limit.
     for (let i = 0; i < 3; i++) await refusal(ask(slow.key))
     expect(await refusal(ask(slow.key))).toBeInstanceOf(OpenAI.RateLimitError)
-    await writeFile(join(dir, 'keys.yaml'), keys('{ requestsPerSecond: 1000, burst: 1000 }'))
+    await writeFile(keyed.keysPath, keys('{ requestsPerSecond: 1000, burst: 1000 }'))
     // Taken once the file is read again (each second): the answers then carry the new limit.
     await vi.waitFor(
       async () => {

@@ -5,16 +5,14 @@
  * SDK). Refusals are 403 in each protocol's shape, and say nothing about what lies outside the scope. A2A tasks
  * and MCP sessions belong to the key that made them. A key revoked, or rescoped, ends the streams it holds.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { writeFile } from 'node:fs/promises'
 import { Client as McpClient } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { newKey } from '../gateway/index.ts'
-import type { ArkProcess } from './ark-process.ts'
-import { startArk } from './ark-process.ts'
+import type { KeyEntry, KeyedArk } from './keyed-ark.ts'
+import { keysFile, startKeyedArk } from './keyed-ark.ts'
 
 const MANIFESTS = `
 apiVersion: ark.mckinsey.com/v1alpha1
@@ -66,43 +64,28 @@ const helperOnly = newKey()
 const a2aOnly = newKey()
 const prometheus = newKey()
 
-interface Entry {
-  readonly id: string
-  readonly sha256: string
-  readonly scope?: string
-}
-const keysFile = (...keys: Entry[]) =>
-  `keys:\n${keys.map((k) => `  - id: ${k.id}\n    sha256: ${k.sha256}\n${k.scope ?? ''}`).join('')}`
-const KEYS: readonly Entry[] = [
+const KEYS: readonly KeyEntry[] = [
   { id: 'admin', sha256: admin.sha256 },
-  { id: 'team-a', sha256: teamA.sha256, scope: '    namespaces: [team-a]\n' },
+  { id: 'team-a', sha256: teamA.sha256, more: '    namespaces: [team-a]\n' },
   {
     id: 'helper',
     sha256: helperOnly.sha256,
-    scope: '    targets: [agent/helper, agent/streamer, model/default]\n    routes: [openai]\n',
+    more: '    targets: [agent/helper, agent/streamer, model/default]\n    routes: [openai]\n',
   },
-  { id: 'a2a', sha256: a2aOnly.sha256, scope: '    targets: [agent/*/*]\n    routes: [a2a]\n' },
-  { id: 'prometheus', sha256: prometheus.sha256, scope: '    routes: [metrics]\n' },
+  { id: 'a2a', sha256: a2aOnly.sha256, more: '    targets: [agent/*/*]\n    routes: [a2a]\n' },
+  { id: 'prometheus', sha256: prometheus.sha256, more: '    routes: [metrics]\n' },
 ]
 
-let dir: string
-let ark: ArkProcess
+let keyed: KeyedArk
 let base: string
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'ark-scopes-'))
-  await writeFile(join(dir, 'agents.yaml'), MANIFESTS)
-  await writeFile(join(dir, 'keys.yaml'), keysFile(...KEYS))
-  ark = await startArk(
-    ['dev', '-f', dir, '--port', '0', '--api-keys', join(dir, 'keys.yaml'), '--metrics-auth', 'true'],
-    { ready: 'API keys required' },
-  )
-  base = ark.url
+  keyed = await startKeyedArk('scopes', MANIFESTS, keysFile(KEYS), ['--metrics-auth', 'true'])
+  base = keyed.ark.url
 }, 30_000)
 
 afterAll(async () => {
-  await ark.stop()
-  await rm(dir, { recursive: true, force: true })
+  await keyed.stop()
 })
 
 const openai = (key: string) => new OpenAI({ baseURL: `${base}/v1`, apiKey: key, maxRetries: 0 })
@@ -340,12 +323,15 @@ describe('API key scopes', () => {
     await vi.waitFor(() => expect(received.join('')).toContain('w3'), { timeout: 10_000, interval: 50 })
     // Rescoped: the key may no longer call the streamer.
     await writeFile(
-      join(dir, 'keys.yaml'),
-      keysFile(...KEYS.filter((k) => k.id !== 'helper'), {
-        id: 'helper',
-        sha256: helperOnly.sha256,
-        scope: '    targets: [agent/helper]\n    routes: [openai]\n',
-      }),
+      keyed.keysPath,
+      keysFile([
+        ...KEYS.filter((k) => k.id !== 'helper'),
+        {
+          id: 'helper',
+          sha256: helperOnly.sha256,
+          more: '    targets: [agent/helper]\n    routes: [openai]\n',
+        },
+      ]),
     )
     const ended = await reading
     expect(ended?.message).toContain('revoked or its scope changed')
@@ -370,7 +356,7 @@ describe('API key scopes', () => {
   })
 
   it('names no key in any log line', () => {
-    const logs = `${ark.lines.map((l) => JSON.stringify(l)).join('\n')}\n${ark.stderr()}`
+    const logs = `${keyed.ark.lines.map((l) => JSON.stringify(l)).join('\n')}\n${keyed.ark.stderr()}`
     for (const key of [admin, teamA, helperOnly, a2aOnly, prometheus]) expect(logs).not.toContain(key.key)
   })
 })
