@@ -132,6 +132,8 @@ export interface Failure {
   readonly message: string
   /** When the same request may succeed (a daily budget's reset): `Retry-After`. */
   readonly retryAfterSeconds?: number
+  /** True when nothing ran and a retry may succeed (clients' automatic retries are then welcome). */
+  readonly retry?: true
 }
 
 export interface AdmissionDeps {
@@ -311,9 +313,7 @@ export class Admission {
       if (outer.aborted) follow()
       else outer.addEventListener('abort', follow, { once: true })
       const stop = onRevoked(() =>
-        cancel.abort(
-          new DOMException('the API key was revoked or its scope changed, or its token expired', 'AbortError'),
-        ),
+        cancel.abort(new DOMException('the API key was revoked or its scope changed', 'AbortError')),
       )
       req = { ...request, signal: cancel.signal }
       const release = done
@@ -739,7 +739,13 @@ export function failureOf(result: TaskResult): Failure {
       return { status: 504, message, code: 'timeout' }
     case 'queue_timeout':
       // Nothing ran: a retry a moment later may find a free worker.
-      return { status: 503, message, code: 'queue_timeout', retryAfterSeconds: QUEUE_TIMEOUT_RETRY_SECONDS }
+      return {
+        status: 503,
+        message,
+        code: 'queue_timeout',
+        retryAfterSeconds: QUEUE_TIMEOUT_RETRY_SECONDS,
+        retry: true,
+      }
     case 'max_iterations':
       return { status: 422, message, code: 'max_iterations' }
     case 'token_limit':

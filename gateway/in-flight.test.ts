@@ -13,26 +13,28 @@ function fill(bound: InFlightBound, namespace: string, most = Infinity): (() => 
 }
 
 describe('InFlightBound', () => {
-  it('lets one namespace fill all but the reserve, which another namespace then finds free', () => {
+  it('lets one namespace fill all but the reserve, which others then find free however many flood', () => {
     const bound = new InFlightBound(100)
     expect(fill(bound, 'flood')).toHaveLength(90)
     expect(bound.take('flood')).toBeUndefined()
-    const quiet = fill(bound, 'quiet')
-    expect(quiet).toHaveLength(10)
+    // A second flood gets half the reserve; the other half is for namespaces that hold nothing.
+    expect(fill(bound, 'second')).toHaveLength(5)
+    for (const newcomer of ['c', 'd', 'e', 'f', 'g']) expect(fill(bound, newcomer), newcomer).toHaveLength(1)
     expect(bound.total).toBe(100)
     // Full: nobody gets in, whatever their share.
-    expect(bound.take('third')).toBeUndefined()
+    expect(bound.take('h')).toBeUndefined()
   })
 
   it('gives freed slots past the open part only to namespaces under their share', () => {
     const bound = new InFlightBound(100)
     const flood = fill(bound, 'flood')
     const quiet = fill(bound, 'quiet')
-    // Slots the flood frees go to the quiet namespace (10 of its share of 45), not back to the flood.
+    // Slots the flood frees go to the quiet namespace (under its share of 45), not back to the flood.
+    expect(quiet).toHaveLength(5)
     flood.splice(0, 5).forEach((release) => release())
     expect(bound.take('flood')).toBeUndefined()
     quiet.push(...fill(bound, 'quiet'))
-    expect(quiet).toHaveLength(15)
+    expect(quiet).toHaveLength(10)
     // Below the open part, anyone is admitted again.
     flood.splice(0, 20).forEach((release) => release())
     expect(bound.take('flood')).toBeTypeOf('function')

@@ -3,8 +3,9 @@
  *
  * A plain counter lets one namespace's flood take every slot, and then every other namespace is refused
  * until the flood drains: the starvation ARK's users report. Here the last tenth of the slots (the reserve)
- * goes only to namespaces holding less than an equal share of the rest. A namespace alone may fill all but
- * the reserve, so a newcomer always finds room; while several hold slots, one that is past its share is
+ * goes only to namespaces holding less than an equal share of the rest, and the last half of the reserve
+ * only to namespaces holding nothing. A namespace alone may fill all but the reserve, and however many
+ * flood, a namespace that holds nothing finds room; while several hold slots, one that is past its share is
  * refused first and the others keep theirs. Refusal rather than a waiting line: a refused caller gets a
  * fast 503 with Retry-After and may try another replica, and nothing piles up in memory.
  */
@@ -16,6 +17,8 @@ export class InFlightBound {
   readonly max: number
   /** Slots past which only namespaces under their share are admitted. */
   readonly #open: number
+  /** Slots at the end kept for namespaces that hold none. */
+  readonly #newcomers: number
   #total = 0
   /** Slots held, by namespace; a namespace holding none has no entry (its size counts who is active). */
   readonly #held = new Map<string, number>()
@@ -24,6 +27,7 @@ export class InFlightBound {
     this.max = max
     // Under ten slots none is reserved: a bound that small is a test's or a tiny replica's, used whole.
     this.#open = max - Math.floor(max * RESERVE)
+    this.#newcomers = Math.ceil((max - this.#open) / 2)
   }
 
   /** Runs in flight now. */
@@ -43,9 +47,10 @@ export class InFlightBound {
   take(namespace: string): (() => void) | undefined {
     if (this.#total >= this.max) return undefined
     const held = this.#held.get(namespace) ?? 0
-    if (this.#total >= this.#open) {
-      const active = this.#held.size + (held === 0 ? 1 : 0)
-      if (held >= this.#open / active) return undefined
+    // Past the open part: a namespace that holds nothing gets in while any slot is free; one that holds some
+    // only while it is under its share and the newcomers' slots are left free.
+    if (this.#total >= this.#open && held > 0) {
+      if (held >= this.#open / this.#held.size || this.#total >= this.max - this.#newcomers) return undefined
     }
     this.#total++
     this.#held.set(namespace, held + 1)

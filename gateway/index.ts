@@ -42,7 +42,7 @@ export { DEFAULT_WORKER_CONCURRENCY, createWorker } from './worker.ts'
 export type { PoolStatus } from './pool/workers.ts'
 export { PoolWorkers } from './pool/workers.ts'
 export { WorkerMetrics } from './pool/worker-metrics.ts'
-export { redactedUrl } from './pool/redis-streams.ts'
+export { redactedUrl } from './log.ts'
 /** A pool's Redis stream: what KEDA's redis-streams trigger reads the length of. */
 export { keys as redisKeys } from './pool/redis-streams.ts'
 import type { discoverAgentCard as DiscoverAgentCardFn } from './runtime/providers/a2a.ts'

@@ -31,3 +31,19 @@ export function createLogger(
 
 /** For embedders and tests that want silence. */
 export const silentLogger: Logger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} }
+
+/**
+ * A URL for logs: without its password, and without a query or fragment (ioredis reads `?password=`, and
+ * other URLs carry tokens there).
+ */
+export function redactedUrl(url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.password !== '') u.password = '***'
+    u.search = ''
+    u.hash = ''
+    return u.href
+  } catch {
+    return 'the configured URL'
+  }
+}

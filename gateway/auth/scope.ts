@@ -133,10 +133,15 @@ export class Principal {
   /** What metrics count it under: the key's id; for JWT callers, whose subjects are unbounded, one label. */
   readonly label: string
   /**
-   * Calls the listener once this key is revoked or rescoped, or this token expires; the function returned
-   * stops that. Absent for callers nothing ends.
+   * Calls the listener once this key is revoked or rescoped; the function returned stops that. What the key
+   * holds open (streams) and runs (its runs) then ends. Absent for callers nothing revokes (JWTs).
    */
   readonly onRevoked: ((listener: () => void) => () => void) | undefined
+  /**
+   * JWTs: calls the listener when the token expires. Its streams end then; runs admitted while it was valid
+   * go on (a client that refreshes its token near the end must not lose an answer under way).
+   */
+  readonly onExpired: ((listener: () => void) => () => void) | undefined
 
   /** `defaultNamespace`: the namespace of targets named without one, as the catalog has it. */
   constructor(
@@ -146,10 +151,12 @@ export class Principal {
     limits?: Limits,
     label: string = id,
     onRevoked?: (listener: () => void) => () => void,
+    onExpired?: (listener: () => void) => () => void,
   ) {
     this.id = id
     this.label = label
     this.onRevoked = onRevoked
+    this.onExpired = onExpired
     this.limits = limits
     this.#defaultNamespace = defaultNamespace
     this.unrestricted = scope === undefined

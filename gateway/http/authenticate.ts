@@ -94,7 +94,8 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler<Ga
     child.inc()
     c.set('principal', principal)
     await next()
-    const { onRevoked } = principal
+    // Streams end with their key's revocation, or their token's expiry.
+    const onRevoked = principal.onRevoked ?? principal.onExpired
     // The content type first: reading a Response's body makes a stream of a body that is a plain string,
     // which costs more than the whole key check.
     if (

@@ -156,12 +156,12 @@ async function once(run: Run, who: CompletionIdentity, cleanup: () => void): Pro
         headers: { ...run.headers, 'x-request-id': who.id },
       })
     }
-    const { status, message, code, retryAfterSeconds } = failureOf(result)
+    const { status, message, code, retryAfterSeconds, retry } = failureOf(result)
     // A failed run would fail the same way again, at full cost: the SDKs are told not to retry it (a spent
-    // daily budget says when it resets, for whoever retries by hand).
+    // daily budget says when it resets, for whoever retries by hand). One that never started may be retried.
     return errorResponse(status, message, {
       code,
-      retry: false,
+      ...(retry === true ? {} : { retry: false }),
       ...(retryAfterSeconds === undefined ? {} : { headers: { 'retry-after': String(retryAfterSeconds) } }),
     })
   } finally {

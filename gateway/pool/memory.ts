@@ -9,6 +9,9 @@ import { notRun } from '../runtime/task.ts'
 import type { Admission, PoolLimits, PoolStats, SubmitOptions, TaskQueue, TaskRunner } from './queue.ts'
 import { QueueFullError, waitedTooLong } from './queue.ts'
 
+/** The longest delay setTimeout takes. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
 interface Waiting {
   readonly task: Task
   readonly options: SubmitOptions
@@ -83,8 +86,9 @@ export class MemoryQueue implements TaskQueue {
       }
       const onAbort = () => leave(cancelled(task))
       const wait = options.maxWaitMs
+      // A wait longer than a timer takes (about 24.8 days) is no bound: Node would fire it at once.
       const expiry =
-        wait === undefined || !Number.isFinite(wait)
+        wait === undefined || wait > MAX_TIMER_MS
           ? undefined
           : setTimeout(() => leave(waitedTooLong(task, wait)), wait)
       const entry: Waiting = { task, options, resolve, onAbort, expiry }

@@ -191,7 +191,7 @@ describe('the Redis Streams queue', () => {
     await worker(async (t) => {
       ran.push(t.id)
       if (t.messages[0]?.content === 'long') await busy
-      else await sleep(600)
+      else await sleep(1500)
       return answer(t, `done ${t.id}`)
     }, 1)
     const g = gateway()
@@ -208,7 +208,7 @@ describe('the Redis Streams queue', () => {
     release()
     expect((await long.result).outcome).toBe('answer')
     // A task a worker took within its wait runs to its end, however long that takes past the wait.
-    const taken = await (await g.submit(task('taken'), { signal: never, maxWaitMs: 100 })).result
+    const taken = await (await g.submit(task('taken'), { signal: never, maxWaitMs: 1000 })).result
     expect(taken).toMatchObject({ outcome: 'answer' })
     expect(ran).not.toContain(waiting.id)
     expect(ran).toHaveLength(2)

@@ -10,6 +10,7 @@ import type { Task, TaskResult } from '../runtime/task.ts'
 import { agentKey } from '../runtime/subtasks.ts'
 import { notRun } from '../runtime/task.ts'
 import type { Logger } from '../log.ts'
+import { redactedUrl } from '../log.ts'
 import type { Admission, PoolLimits, PoolStats, SubmitOptions, TaskQueue } from './queue.ts'
 import {
   ALIVE_WINDOW_SECONDS,
@@ -28,7 +29,6 @@ import {
   createGroup,
   fieldsOf,
   keys,
-  redactedUrl,
   sleep,
 } from './redis-streams.ts'
 

@@ -119,18 +119,6 @@ export function entryTime(id: string): number {
   return Number(id.slice(0, id.indexOf('-')))
 }
 
-/** The URL for logs: without its password, and without a query (ioredis reads `?password=` too). */
-export function redactedUrl(url: string): string {
-  try {
-    const u = new URL(url)
-    if (u.password !== '') u.password = '***'
-    u.search = ''
-    u.hash = ''
-    return u.href
-  } catch {
-    return 'the configured URL'
-  }
-}
 
 export type StreamBatch = [key: string, entries: [id: string, fields: string[]][]][] | null
 

@@ -14,7 +14,7 @@ import type { ChatMessage } from '../messages.ts'
 import { parseMessage } from './decode.ts'
 import type { ConversationMemory, MemoryBounds } from './memory.ts'
 import { MemoryUnavailableError, conversationIdOrThrow, entryLimit } from './memory.ts'
-import { redactedUrl } from '../../pool/redis-streams.ts'
+import { redactedUrl } from '../../log.ts'
 
 /** A command Redis does not answer in this time fails (without it ioredis waits forever on a hung Redis). */
 const COMMAND_TIMEOUT_MS = 2000
