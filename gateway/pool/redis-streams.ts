@@ -119,7 +119,6 @@ export function entryTime(id: string): number {
   return Number(id.slice(0, id.indexOf('-')))
 }
 
-
 export type StreamBatch = [key: string, entries: [id: string, fields: string[]][]][] | null
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
