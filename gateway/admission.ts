@@ -316,9 +316,8 @@ export class Admission {
         cancel.abort(new DOMException('the API key was revoked or its scope changed', 'AbortError')),
       )
       req = { ...request, signal: cancel.signal }
-      const release = done
       done = () => {
-        release()
+        slot()
         stop()
         outer.removeEventListener('abort', follow)
       }

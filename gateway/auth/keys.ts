@@ -36,6 +36,38 @@ const NO_NAMESPACES: ReadonlyMap<string, Limits> = new Map()
 /** What a key may do, as one string: a change of it ends what the key holds open. */
 const termsOf = (e: ApiKeyEntry): string => JSON.stringify([e.id, e.scope])
 
+/**
+ * A key's terms and who listens for their end: the runs and streams of requests let in on them. A set rather
+ * than an AbortSignal every run follows: runs come and go by the thousand, and Node's AbortSignal.any keeps
+ * a weak reference per run in a long-lived signal (measured at about 4 us a run).
+ */
+class Revocation {
+  readonly terms: string
+  readonly #listeners = new Set<() => void>()
+  #revoked = false
+
+  constructor(terms: string) {
+    this.terms = terms
+  }
+
+  /** Calls `listener` at the revocation (soon, if it has happened); the function returned stops that. */
+  listen(listener: () => void): () => void {
+    if (this.#revoked) {
+      queueMicrotask(listener)
+      return () => {}
+    }
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  revoke(): void {
+    this.#revoked = true
+    const listeners = [...this.#listeners]
+    this.#listeners.clear()
+    for (const listener of listeners) listener()
+  }
+}
+
 const ID = /^[a-z0-9]([-a-z0-9._]{0,61}[a-z0-9])?$/
 const DIGEST = /^[0-9a-f]{64}$/
 
@@ -89,56 +121,44 @@ export class KeyRing {
   }
 
   replace(entries: readonly ApiKeyEntry[], namespaces: ReadonlyMap<string, Limits> = NO_NAMESPACES): void {
-    const before = this.#entries
-    const terms = new Map(entries.map((e) => [e.sha256, termsOf(e)]))
+    // One revocation per key and terms (id and scope), kept across reloads that leave them as they are: every
+    // request let in on a key's terms holds it, however many reloads ago it was let in, and is told when the
+    // key is removed or rescoped. New limits apply to runs to come, not to those running.
+    const before = this.#revocations
+    const revocations = new Map<string, Revocation>()
+    for (const e of entries) {
+      const terms = termsOf(e)
+      const kept = before.get(e.sha256)
+      revocations.set(e.sha256, kept !== undefined && kept.terms === terms ? kept : new Revocation(terms))
+    }
     this.#byDigest = new Map(
       entries.map((e) => {
-        const mine = terms.get(e.sha256)
+        const revocation = revocations.get(e.sha256) as Revocation
         return [
           e.sha256,
-          new Principal(e.id, e.scope, this.#defaultNamespace, e.limits, e.id, (listener) => {
-            // Revoked or rescoped since its request was let in (while its body was read, or it was admitted,
-            // however many reloads ago): what it would hold open ends at once.
-            if (this.#terms.get(e.sha256) === mine) return this.onRevoked(e.id, listener)
-            queueMicrotask(listener)
-            return () => {}
-          }),
+          new Principal(e.id, e.scope, this.#defaultNamespace, e.limits, e.id, (listener) =>
+            revocation.listen(listener),
+          ),
         ]
       }),
     )
     this.#entries = entries
     this.#namespaces = namespaces
-    this.#terms = terms
-    // A key that is gone, or whose scope changed, ends what it holds open (streams): it is let in again, if at
-    // all, on its new terms. New limits apply to runs to come, not to those running.
-    for (const e of before) {
-      if (terms.get(e.sha256) === termsOf(e)) continue
-      for (const listener of this.#revoked.get(e.id) ?? []) listener()
-    }
+    this.#revocations = revocations
+    for (const [sha256, r] of before) if (revocations.get(sha256) !== r) r.revoke()
   }
 
-  /** The terms (id and scope) of each key accepted now, by digest: what a change of revokes. */
-  #terms: ReadonlyMap<string, string> = new Map()
-
-  readonly #revoked = new Map<string, Set<() => void>>()
+  /** Each accepted key's revocation, by digest. */
+  #revocations: ReadonlyMap<string, Revocation> = new Map()
 
   /**
-   * Calls `listener` once the key `id` is removed or its scope changes; the returned function stops that
-   * (call it when what the listener ends has ended by itself).
+   * Calls `listener` once the key `id` (as it is now) is removed or its scope changes; the returned function
+   * stops that (call it when what the listener ends has ended by itself).
    */
   onRevoked(id: string, listener: () => void): () => void {
-    let set = this.#revoked.get(id)
-    if (set === undefined) this.#revoked.set(id, (set = new Set()))
-    const once = () => {
-      stop()
-      listener()
-    }
-    const stop = () => {
-      set.delete(once)
-      if (set.size === 0 && this.#revoked.get(id) === set) this.#revoked.delete(id)
-    }
-    set.add(once)
-    return stop
+    const entry = this.#entries.find((e) => e.id === id)
+    const revocation = entry === undefined ? undefined : this.#revocations.get(entry.sha256)
+    return revocation === undefined ? () => {} : revocation.listen(listener)
   }
 
   /** Who `token` is the key of, or undefined. */

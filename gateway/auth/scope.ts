@@ -133,8 +133,9 @@ export class Principal {
   /** What metrics count it under: the key's id; for JWT callers, whose subjects are unbounded, one label. */
   readonly label: string
   /**
-   * Calls the listener once this key is revoked or rescoped; the function returned stops that. What the key
-   * holds open (streams) and runs (its runs) then ends. Absent for callers nothing revokes (JWTs).
+   * Calls the listener once this key is revoked or rescoped (soon, if that happened while its request was on
+   * its way); the function returned stops that. Its runs are then cancelled and its streams end. Absent for
+   * callers nothing revokes (JWTs).
    */
   readonly onRevoked: ((listener: () => void) => () => void) | undefined
   /**
