@@ -296,6 +296,17 @@ export class Admission {
     return bound.take(namespace) ?? { refusal: overloaded(bound, namespace, target) }
   }
 
+  /**
+   * The refusal a run would get now for --max-in-flight, without taking a slot: for a protocol that answers
+   * refusals before it hands the run on (A2A, before the SDK's task begins). `submit` still takes the slot,
+   * and refuses then if others took the last one meanwhile.
+   */
+  overloaded(checked: Checked): Refusal | undefined {
+    const bound = this.#inFlight
+    const namespace = namespaceOf(checked)
+    return bound?.full(namespace) === true ? overloaded(bound, namespace, checked.target) : undefined
+  }
+
   /** Submits the task to the agent's pool: the run, or the refusal of a full or unreachable queue. */
   async submit(checked: Checked, request: SubmitRequest): Promise<Admitted> {
     const onRevoked = checked.who?.onRevoked

@@ -75,4 +75,14 @@ describe('InFlightBound', () => {
     expect(fill(bound, 'a')).toHaveLength(2)
     expect(bound.take('b')).toBeUndefined()
   })
+
+  it('says whether a namespace would be refused, as take decides, without taking', () => {
+    const bound = new InFlightBound(100)
+    fill(bound, 'flood')
+    expect(bound.full('flood')).toBe(true)
+    expect(bound.full('quiet')).toBe(false)
+    expect(bound.total).toBe(90)
+    fill(bound, 'quiet')
+    expect([bound.full('quiet'), bound.take('quiet')]).toEqual([true, undefined])
+  })
 })

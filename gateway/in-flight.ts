@@ -35,6 +35,22 @@ export class InFlightBound {
     return this.#total
   }
 
+  /** Whether a run of `namespace` would be refused now (for a protocol that answers before it takes). */
+  full(namespace: string): boolean {
+    return this.#refuses(this.#held.get(namespace) ?? 0)
+  }
+
+  #refuses(held: number): boolean {
+    if (this.#total >= this.max) return true
+    // Past the open part: a namespace that holds nothing gets in while any slot is free; one that holds some
+    // only while it is under its share and the newcomers' slots are left free.
+    return (
+      this.#total >= this.#open &&
+      held > 0 &&
+      (held >= this.#open / this.#held.size || this.#total >= this.max - this.#newcomers)
+    )
+  }
+
   /** Runs in flight now for one namespace. */
   heldBy(namespace: string): number {
     return this.#held.get(namespace) ?? 0
@@ -45,13 +61,8 @@ export class InFlightBound {
    * function that gives it back (once, however often it is called), or undefined when the run is refused.
    */
   take(namespace: string): (() => void) | undefined {
-    if (this.#total >= this.max) return undefined
     const held = this.#held.get(namespace) ?? 0
-    // Past the open part: a namespace that holds nothing gets in while any slot is free; one that holds some
-    // only while it is under its share and the newcomers' slots are left free.
-    if (this.#total >= this.#open && held > 0) {
-      if (held >= this.#open / this.#held.size || this.#total >= this.max - this.#newcomers) return undefined
-    }
+    if (this.#refuses(held)) return undefined
     this.#total++
     this.#held.set(namespace, held + 1)
     let released = false

@@ -72,6 +72,23 @@ describe('--max-in-flight', () => {
     expect(third).toMatchObject({ status: 503, code: 'overloaded' })
     expect(third?.headers?.get('retry-after')).toBe('1')
     expect(third?.message).toContain('--max-in-flight')
+    // A2A: a JSON-RPC error with HTTP 503 and Retry-After before any task begins, as quotas answer.
+    const a2a = await fetch(`${ark.url}/a2a/agent/slow`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'a2a-version': '1.0' },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 7,
+        method: 'SendMessage',
+        params: { message: { messageId: 'm1', role: 'ROLE_USER', parts: [{ text: 'x' }] } },
+      }),
+    })
+    expect(a2a.status).toBe(503)
+    expect(a2a.headers.get('retry-after')).toBe('1')
+    expect(await a2a.json()).toMatchObject({
+      id: 7,
+      error: { code: -32000, message: expect.stringContaining('overloaded: ') as string },
+    })
     expect(await first).toBe('You said: one')
     expect(await second).toBe('You said: two')
     // Both slots are free again; a refused request took none.

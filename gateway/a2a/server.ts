@@ -331,7 +331,10 @@ export class A2AEndpoints {
         }
       }
     }
-    // The caller's quotas last: a run they refuse is a JSON-RPC error (429, Retry-After), not a rejected task.
+    // The gateway's bound, then the caller's quotas: a run they refuse is a JSON-RPC error (503 or 429, with
+    // Retry-After), not a rejected task. Overload first, so that a refused run takes no request token.
+    const busy = admission.overloaded(found)
+    if (busy !== undefined) return refused(busy)
     const checked = await admission.reserve(found)
     if ('refusal' in checked) return refused(checked.refusal)
     const contextId = isObject(message) ? message.contextId : undefined
