@@ -29,6 +29,12 @@ function gate(scenarios: readonly string[], env: Record<string, string> = {}): P
 }
 
 const PLANTED = { ARK_FAILPOINT_LOOP_DELAY_US: '200' }
+/**
+ * End to end the agent gate compares ark's p50 with the upstream's, which a busy machine slows too: with the
+ * suite running three files at once, 200 us more a request read 2.92 against the gate's 3 (CI, 2026-12-07).
+ * A millisecond more a request still shows the gate failing a regression, whatever else runs beside it.
+ */
+const PLANTED_END_TO_END = { ARK_FAILPOINT_LOOP_DELAY_US: '1000' }
 
 describe('bench gate', () => {
   it('passes the tool loop as it is', { timeout: 180_000 }, async () => {
@@ -44,7 +50,7 @@ describe('bench gate', () => {
   })
 
   it('fails end to end: agents served by ark dev with the slower loop', { timeout: 180_000 }, async () => {
-    const run = await gate(['agent'], PLANTED)
+    const run = await gate(['agent'], PLANTED_END_TO_END)
     expect(run.stdout, run.stderr).toMatch(/^FAIL +agent /m)
     expect(run.code).toBe(1)
   })
