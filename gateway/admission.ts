@@ -268,22 +268,26 @@ export class Admission {
    * Takes the run's share of the caller's quotas (a request token) now, for a protocol that answers a refusal
    * before it hands the run on (A2A, before the SDK's task begins); `submit` does it otherwise.
    */
-  async reserve(checked: Checked): Promise<Checked | { readonly refusal: Refusal }> {
-    const quotas = this.#quotasFor(checked)
-    if (quotas === undefined) return checked
+  reserve(checked: Checked): Promise<Checked | { readonly refusal: Refusal }> {
+    const quotas = this.#toReserve(checked)
+    return quotas === undefined ? Promise.resolve(checked) : this.#reserve(checked, quotas)
+  }
+
+  async #reserve(checked: Checked, quotas: Quotas): Promise<Checked | { readonly refusal: Refusal }> {
     const decided = await quotas.admit(checked.who, namespaceOf(checked))
     if ('status' in decided) return refuse({ ...decided, target: checked.target })
     return { ...checked, grant: decided }
   }
 
-  /** The quotas a run still has to reserve, if any apply to it. */
-  #quotasFor(checked: Checked): Quotas | undefined {
+  /** The quotas that apply to a run by `who` in `namespace`, if any. */
+  #quotasFor(who: Principal | undefined, namespace: string): Quotas | undefined {
     const quotas = this.#deps.quotas
-    return quotas === undefined ||
-      checked.grant !== undefined ||
-      !quotas.applies(checked.who, namespaceOf(checked))
-      ? undefined
-      : quotas
+    return quotas !== undefined && quotas.applies(who, namespace) ? quotas : undefined
+  }
+
+  /** The quotas a run still has to reserve (none once `reserve` got their consent), if any apply to it. */
+  #toReserve(checked: Checked): Quotas | undefined {
+    return checked.grant === undefined ? this.#quotasFor(checked.who, namespaceOf(checked)) : undefined
   }
 
   /**
@@ -310,7 +314,7 @@ export class Admission {
   /** Submits the task to the agent's pool: the run, or the refusal of a full or unreachable queue. */
   async submit(checked: Checked, request: SubmitRequest): Promise<Admitted> {
     const onRevoked = checked.who?.onRevoked
-    if (this.#deps.maxInFlight === undefined && onRevoked === undefined) return this.#submit(checked, request)
+    if (this.#inFlight === undefined && onRevoked === undefined) return this.#submit(checked, request)
     const slot = this.#takeSlot(namespaceOf(checked), checked.target)
     if ('refusal' in slot) return slot
     let done = slot
@@ -360,9 +364,9 @@ export class Admission {
   ): DirectSlot | Promise<DirectSlot> {
     const release = this.#takeSlot(namespace, target)
     if ('refusal' in release) return release
-    const quotas = this.#deps.quotas
+    const quotas = this.#quotasFor(who, namespace)
     // Synchronous unless a quota applies: the passthrough path takes no extra turn of the event loop.
-    if (quotas === undefined || !quotas.applies(who, namespace)) return { release }
+    if (quotas === undefined) return { release }
     return quotas.admit(who, namespace).then((decided) => {
       if (!('status' in decided)) return { release }
       release()
@@ -373,7 +377,8 @@ export class Admission {
   async #submit(checked: Checked, request: SubmitRequest): Promise<Admitted> {
     // First the caller's quotas and the agent's daily budget: nothing is loaded for a request that cannot run.
     // No detour (no turn of the event loop) when no limit applies.
-    const reserved = this.#quotasFor(checked) === undefined ? checked : await this.reserve(checked)
+    const quotas = this.#toReserve(checked)
+    const reserved = quotas === undefined ? checked : await this.#reserve(checked, quotas)
     if ('refusal' in reserved) return reserved
     const grant = reserved.grant
     if (checked.kind === 'Agent' && checked.agent.spec.limits.maxDailyTokens !== undefined) {
