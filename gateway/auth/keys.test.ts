@@ -30,8 +30,8 @@ describe('KeyRing', () => {
       { id: 'b', sha256: b.sha256 },
     ])
     const told: string[] = []
-    const stopA = ring.onRevoked('a', () => told.push('a'))
-    ring.onRevoked('b', () => told.push('b'))
+    const stopA = ring.verify(a.key)?.onRevoked?.(() => told.push('a'))
+    ring.verify(b.key)?.onRevoked?.(() => told.push('b'))
     // The same keys again: nothing changed for anyone.
     ring.replace([
       { id: 'a', sha256: a.sha256 },
@@ -39,7 +39,7 @@ describe('KeyRing', () => {
     ])
     expect(told).toEqual([])
     // b rescoped: told once; a listener that stopped hears nothing.
-    stopA()
+    stopA?.()
     ring.replace([
       { id: 'a', sha256: a.sha256, scope: { routes: ['openai'] } },
       { id: 'b', sha256: b.sha256, scope: { namespaces: ['x'] } },
@@ -210,13 +210,18 @@ describe('limits', () => {
     expect(() => keysFromSecret({ _namespaces: '[' })).toThrow('data._namespaces: not YAML')
   })
 
-  it('keeps the streams of a key whose limits alone change', () => {
+  it('keeps the streams of a key whose limits alone change', async () => {
+    const { key, sha256 } = newKey()
     const ring = new KeyRing()
-    ring.replace([{ id: 'a', sha256: digest }])
+    ring.replace([{ id: 'a', sha256 }])
     let told = 0
-    ring.onRevoked('a', () => told++)
-    ring.replace([{ id: 'a', sha256: digest, limits: { tokensPerDay: 5 } }])
+    ring.verify(key)?.onRevoked?.(() => told++)
+    ring.replace([{ id: 'a', sha256, limits: { tokensPerDay: 5 } }])
     expect(told).toBe(0)
+    // It was listening all along: removing the key tells it.
+    ring.replace([])
+    await Promise.resolve()
+    expect(told).toBe(1)
     expect(ring.verify('x')).toBeUndefined()
   })
 })

@@ -151,16 +151,6 @@ export class KeyRing {
   /** Each accepted key's revocation, by digest. */
   #revocations: ReadonlyMap<string, Revocation> = new Map()
 
-  /**
-   * Calls `listener` once the key `id` (as it is now) is removed or its scope changes; the returned function
-   * stops that (call it when what the listener ends has ended by itself).
-   */
-  onRevoked(id: string, listener: () => void): () => void {
-    const entry = this.#entries.find((e) => e.id === id)
-    const revocation = entry === undefined ? undefined : this.#revocations.get(entry.sha256)
-    return revocation === undefined ? () => {} : revocation.listen(listener)
-  }
-
   /** Who `token` is the key of, or undefined. */
   verify(token: string): Principal | undefined {
     // Keys are short; anything long is not one, and is not worth hashing.
