@@ -54,6 +54,7 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler<Ga
   return async (c, next) => {
     const path = c.req.path
     if (isOpen(path, c.req.method, options.metrics === true)) return next()
+    const group = groupOf(path)
     const header = c.req.header('authorization')
     const bearer = header !== undefined && /^bearer /i.test(header)
     const token = bearer ? header.slice(7).trim() : ''
@@ -64,7 +65,7 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler<Ga
       if (!('error' in verified)) principal = verified
       else if (verified.unavailable === true) {
         counter.inc({ key: '', result: 'unavailable' })
-        return unavailable(path, `the bearer token cannot be checked now: ${verified.error}; retry shortly`)
+        return unavailable(group, `the bearer token cannot be checked now: ${verified.error}; retry shortly`)
       } else refused = verified.error
     }
     if (principal === undefined) {
@@ -78,10 +79,9 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler<Ga
             : bearer
               ? 'the API key is not valid (it may have been rotated out)'
               : 'only API keys are accepted, as Authorization: Bearer <key>'
-      return refuse(path, message, result === 'invalid')
+      return refuse(group, message, result === 'invalid')
     }
     const { label } = principal
-    const group = groupOf(path)
     if (group !== undefined && !principal.allowsRoute(group)) {
       counter.inc({ key: label, result: 'forbidden' })
       return forbid(
@@ -96,8 +96,7 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler<Ga
     await next()
     // Streams end with their key's revocation, or their token's expiry.
     const onRevoked = principal.onRevoked ?? principal.onExpired
-    // The content type first: reading a Response's body makes a stream of a body that is a plain string,
-    // which costs more than the whole key check.
+    // Only event streams are wrapped: plain answers are left as they are, their bodies untouched.
     if (
       group === undefined ||
       onRevoked === undefined ||
@@ -194,12 +193,11 @@ function isOpen(path: string, method: string, metricsNeedKey: boolean): boolean 
 }
 
 /** When the token's issuer keys cannot be fetched: 503 in the shape of the route's protocol. */
-function unavailable(path: string, message: string): Response {
+function unavailable(group: RouteGroup | undefined, message: string): Response {
   const retry = { 'retry-after': String(AUTH_RETRY_SECONDS) }
-  if (path === '/mcp' || path.startsWith('/mcp/')) return jsonRpcError(503, AUTH_UNAVAILABLE, message, retry)
-  if (path === '/a2a' || path.startsWith('/a2a/'))
-    return rpcError(503, null, AUTH_UNAVAILABLE, message, retry)
-  if (path === '/metrics')
+  if (group === 'mcp') return jsonRpcError(503, AUTH_UNAVAILABLE, message, retry)
+  if (group === 'a2a') return rpcError(503, null, AUTH_UNAVAILABLE, message, retry)
+  if (group === 'metrics')
     return new Response(`${message}\n`, { status: 503, headers: { 'content-type': 'text/plain', ...retry } })
   return errorResponse(503, message, { type: 'server_error', code: 'auth_unavailable', headers: retry })
 }
@@ -216,16 +214,14 @@ export function forbid(group: RouteGroup, message: string): Response {
   return errorResponse(403, message, { code: 'route_not_allowed' })
 }
 
-function refuse(path: string, message: string, invalid: boolean): Response {
+function refuse(group: RouteGroup | undefined, message: string, invalid: boolean): Response {
   // RFC 6750: a token that was sent and refused says so in the challenge.
   const challenge = {
     'www-authenticate': invalid ? 'Bearer realm="ark", error="invalid_token"' : 'Bearer realm="ark"',
   }
-  if (path === '/mcp' || path.startsWith('/mcp/'))
-    return jsonRpcError(401, UNAUTHENTICATED, message, challenge)
-  if (path === '/a2a' || path.startsWith('/a2a/'))
-    return rpcError(401, null, UNAUTHENTICATED, message, challenge)
-  if (path === '/metrics')
+  if (group === 'mcp') return jsonRpcError(401, UNAUTHENTICATED, message, challenge)
+  if (group === 'a2a') return rpcError(401, null, UNAUTHENTICATED, message, challenge)
+  if (group === 'metrics')
     return new Response(`${message}\n`, {
       status: 401,
       headers: { 'content-type': 'text/plain', ...challenge },
