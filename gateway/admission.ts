@@ -29,7 +29,7 @@ import type { Task, TaskResult } from './runtime/task.ts'
 import { succeeded } from './runtime/task.ts'
 import { runTeam } from './runtime/team/run.ts'
 import type { TokenBudget } from './runtime/budget.ts'
-import type { QuotaGrant, Quotas } from './auth/quotas.ts'
+import type { QuotaDecision, QuotaGrant, Quotas } from './auth/quotas.ts'
 import { notAllowedMessage } from './auth/scope.ts'
 import type { Principal } from './auth/scope.ts'
 import { secondsUntilReset, secondsUntil, spentMessage } from './runtime/budget.ts'
@@ -91,6 +91,11 @@ export interface SubmitRequest {
   readonly stream: boolean
   /** Aborting it cancels the run, waiting or running. */
   readonly signal: AbortSignal
+  /**
+   * Aborts `signal`, when the caller holds its controller: how admission cancels the run itself (its key
+   * revoked). Without it, admission follows `signal` with a controller of its own, at a cost on every run.
+   */
+  readonly abort?: (reason: unknown) => void
   /**
    * The run's events. A promise returned for `llm.delta` pauses the run until it settles (backpressure from a
    * slow client), where the run is in this process.
@@ -187,6 +192,15 @@ export type Checked =
       readonly grant?: QuotaGrant
     }
 
+type GrantOrRefusal = QuotaGrant | { readonly refusal: Refusal }
+
+function grantOrRefusal(decided: QuotaDecision, target: string): GrantOrRefusal {
+  return 'status' in decided ? refuse({ ...decided, target }) : decided
+}
+
+/** Why a run was cancelled under its caller: its key went away. */
+const KEY_REVOKED = 'the API key was revoked or its scope changed'
+
 export class Admission {
   readonly #deps: AdmissionDeps
   /** Runs admitted here and not finished yet, by namespace (maxInFlight). */
@@ -268,15 +282,19 @@ export class Admission {
    * Takes the run's share of the caller's quotas (a request token) now, for a protocol that answers a refusal
    * before it hands the run on (A2A, before the SDK's task begins); `submit` does it otherwise.
    */
-  reserve(checked: Checked): Promise<Checked | { readonly refusal: Refusal }> {
+  async reserve(checked: Checked): Promise<Checked | { readonly refusal: Refusal }> {
     const quotas = this.#toReserve(checked)
-    return quotas === undefined ? Promise.resolve(checked) : this.#reserve(checked, quotas)
+    if (quotas === undefined) return checked
+    const granted = await this.#grant(checked, quotas)
+    return 'refusal' in granted ? granted : { ...checked, grant: granted }
   }
 
-  async #reserve(checked: Checked, quotas: Quotas): Promise<Checked | { readonly refusal: Refusal }> {
-    const decided = await quotas.admit(checked.who, namespaceOf(checked))
-    if ('status' in decided) return refuse({ ...decided, target: checked.target })
-    return { ...checked, grant: decided }
+  /** The run's grant from its quotas, or their refusal: at once when every count is in this process. */
+  #grant(checked: Checked, quotas: Quotas): GrantOrRefusal | Promise<GrantOrRefusal> {
+    const decided = quotas.admit(checked.who, namespaceOf(checked))
+    return decided instanceof Promise
+      ? decided.then((d) => grantOrRefusal(d, checked.target))
+      : grantOrRefusal(decided, checked.target)
   }
 
   /** The quotas that apply to a run by `who` in `namespace`, if any. */
@@ -322,19 +340,24 @@ export class Admission {
     if (onRevoked !== undefined) {
       // A key revoked (or rescoped) while its run goes on cancels the run, whatever the protocol and
       // whether or not its answer streams.
-      const cancel = new AbortController()
-      const outer = request.signal
-      const follow = () => cancel.abort(outer.reason)
-      if (outer.aborted) follow()
-      else outer.addEventListener('abort', follow, { once: true })
-      const stop = onRevoked(() =>
-        cancel.abort(new DOMException('the API key was revoked or its scope changed', 'AbortError')),
-      )
-      req = { ...request, signal: cancel.signal }
+      let abort = request.abort
+      let unfollow: (() => void) | undefined
+      if (abort === undefined) {
+        const cancel = new AbortController()
+        const outer = request.signal
+        const follow = () => cancel.abort(outer.reason)
+        if (outer.aborted) follow()
+        else outer.addEventListener('abort', follow, { once: true })
+        unfollow = () => outer.removeEventListener('abort', follow)
+        abort = (reason) => cancel.abort(reason)
+        req = { ...request, signal: cancel.signal }
+      }
+      const revoke = abort
+      const stop = onRevoked(() => revoke(new DOMException(KEY_REVOKED, 'AbortError')))
       done = () => {
         slot()
         stop()
-        outer.removeEventListener('abort', follow)
+        unfollow?.()
       }
     }
     let admitted: Admitted
@@ -365,22 +388,28 @@ export class Admission {
     const release = this.#takeSlot(namespace, target)
     if ('refusal' in release) return release
     const quotas = this.#quotasFor(who, namespace)
-    // Synchronous unless a quota applies: the passthrough path takes no extra turn of the event loop.
+    // Synchronous unless a quota held elsewhere (Redis) applies: the passthrough path takes no extra turn.
     if (quotas === undefined) return { release }
-    return quotas.admit(who, namespace).then((decided) => {
+    const slot = (decided: QuotaDecision): DirectSlot => {
       if (!('status' in decided)) return { release }
       release()
       return refuse({ ...decided, target })
-    })
+    }
+    const decided = quotas.admit(who, namespace)
+    return decided instanceof Promise ? decided.then(slot) : slot(decided)
   }
 
   async #submit(checked: Checked, request: SubmitRequest): Promise<Admitted> {
     // First the caller's quotas and the agent's daily budget: nothing is loaded for a request that cannot run.
     // No detour (no turn of the event loop) when no limit applies.
     const quotas = this.#toReserve(checked)
-    const reserved = quotas === undefined ? checked : await this.#reserve(checked, quotas)
-    if ('refusal' in reserved) return reserved
-    const grant = reserved.grant
+    let grant = checked.grant
+    if (quotas !== undefined) {
+      const pending = this.#grant(checked, quotas)
+      const granted = pending instanceof Promise ? await pending : pending
+      if ('refusal' in granted) return granted
+      grant = granted
+    }
     if (checked.kind === 'Agent' && checked.agent.spec.limits.maxDailyTokens !== undefined) {
       const spent = await this.#spent(checked.agent, checked.target)
       if (spent !== undefined) return { refusal: spent }

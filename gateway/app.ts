@@ -192,7 +192,7 @@ export function createApp(deps: AppDeps): App {
     return c.body(text, 200, { 'content-type': deps.metrics.contentType })
   })
 
-  app.get('/v1/models', (c) => c.json(listModels(deps.catalog, c.var.principal)))
+  app.get('/v1/models', (c) => c.json(listModels(deps.catalog, c.get('principal'))))
   // Ids hold slashes (agent/ns/name), so the id is the rest of the path.
   app.get('/v1/models/*', (c) => {
     let id: string
@@ -206,7 +206,7 @@ export function createApp(deps: AppDeps): App {
       )
     }
     const target = deps.catalog.resolveTarget(id)
-    const who = c.var.principal
+    const who = c.get('principal')
     // Only the id /v1/models lists (to this key), not every spelling a chat request may use.
     const model =
       target === undefined ||
@@ -248,8 +248,8 @@ export function createApp(deps: AppDeps): App {
     ],
   ]
   for (const [path, scope] of mcpRoutes) {
-    app.post(path, mcpBody, (c) => mcp.handle(c.req.raw, scope(c), c.get('body'), c.var.principal))
-    app.on(['GET', 'DELETE'], path, (c) => mcp.handle(c.req.raw, scope(c), undefined, c.var.principal))
+    app.post(path, mcpBody, (c) => mcp.handle(c.req.raw, scope(c), c.get('body'), c.get('principal')))
+    app.on(['GET', 'DELETE'], path, (c) => mcp.handle(c.req.raw, scope(c), undefined, c.get('principal')))
     app.all(path, (c) =>
       jsonRpcError(
         405,
@@ -268,7 +268,7 @@ export function createApp(deps: AppDeps): App {
   const a2aBody = jsonBody({ maxBytes: deps.maxBodyBytes, timeoutMs: deps.bodyTimeoutMs }, (refusal) =>
     rpcError(refusal.status, null, refusal.code === 'invalid_json' ? -32700 : -32600, refusal.message),
   )
-  app.get('/a2a', (c) => a2a.list(c.req.raw, c.var.principal))
+  app.get('/a2a', (c) => a2a.list(c.req.raw, c.get('principal')))
   for (const [kind, base] of [
     ['Agent', '/a2a/agent/:name'],
     ['Agent', '/a2a/agent/:namespace/:name'],
@@ -277,7 +277,7 @@ export function createApp(deps: AppDeps): App {
   ] as const) {
     app.get(`${base}/.well-known/agent-card.json`, (c) => a2a.card(c.req.raw, kind, refOf(c), false))
     app.get(`${base}/.well-known/agent.json`, (c) => a2a.card(c.req.raw, kind, refOf(c), true))
-    app.post(base, a2aBody, (c) => a2a.rpc(c.req.raw, kind, refOf(c), c.get('body'), c.var.principal))
+    app.post(base, a2aBody, (c) => a2a.rpc(c.req.raw, kind, refOf(c), c.get('body'), c.get('principal')))
     app.all(base, (c) =>
       rpcError(405, null, -32600, `${c.req.method} is not allowed on ${c.req.path.slice(0, 200)}; use POST`, {
         allow: 'POST',

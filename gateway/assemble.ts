@@ -32,6 +32,9 @@ export const DEFAULTS = {
   taskTimeoutMs: 120_000,
   poolConcurrency: 64,
   maxQueued: 256,
+  /** `ark dev` and `ark gateway` set these two; a gateway built without them has no such bound. */
+  maxInFlight: 4096,
+  maxQueueWaitMs: 30_000,
 } as const
 
 /** Where pools live when they are not in this process. */

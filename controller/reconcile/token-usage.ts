@@ -19,8 +19,8 @@ export const BUDGET_EXCEEDED = 'BudgetExceeded'
 
 /** Where agents' usage is counted (the gateway's TokenBudget). */
 export interface TokenUsageSource {
-  /** Tokens the agent used today (UTC); rejects when that cannot be known now. */
-  usedToday(agent: ObjectRef): Promise<number>
+  /** Tokens the agent used today (UTC), at once or later; rejects when that cannot be known now. */
+  usedToday(agent: ObjectRef): number | Promise<number>
 }
 
 export interface TokenUsageOptions {

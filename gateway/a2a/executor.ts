@@ -124,6 +124,7 @@ export class ArkAgentExecutor implements AgentExecutor {
         parameters: call.parameters,
         stream: call.streaming,
         signal: cancel.signal,
+        abort: (reason: unknown) => cancel.abort(reason),
         // The A2A context is the conversation: with a Memory, a later message in it sees the earlier ones.
         ...(call.conversation === undefined ? {} : { conversation: { id: call.conversation } }),
         ...(onEvent === undefined ? {} : { onEvent }),

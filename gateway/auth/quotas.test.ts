@@ -11,28 +11,28 @@ const warnings: string[] = []
 const log = createLogger('test', (line) => warnings.push(line))
 
 describe('MemoryRateLimiter', () => {
-  it('gives a burst at once, then a token per 1/rate seconds, never more than the burst', async () => {
+  it('gives a burst at once, then a token per 1/rate seconds, never more than the burst', () => {
     let now = 0
     const limiter = new MemoryRateLimiter(() => now)
     const take = () => limiter.take('k', 2, 3)
-    expect((await take()).allowed).toBe(true)
-    expect((await take()).allowed).toBe(true)
-    const third = await take()
+    expect(take().allowed).toBe(true)
+    expect(take().allowed).toBe(true)
+    const third = take()
     expect(third).toMatchObject({ allowed: true, remaining: 0 })
     expect(third.resetMs).toBeCloseTo(1500)
-    const refused = await take()
+    const refused = take()
     expect(refused.allowed).toBe(false)
     expect(refused.retryAfterMs).toBeCloseTo(500)
     now = 499
-    expect((await take()).allowed).toBe(false)
+    expect(take().allowed).toBe(false)
     now = 1000
-    expect((await take()).allowed).toBe(true)
+    expect(take().allowed).toBe(true)
     // A long quiet spell fills it up to the burst, not past it.
     now = 100_000
-    for (let i = 0; i < 3; i++) expect((await take()).allowed).toBe(true)
-    expect((await take()).allowed).toBe(false)
+    for (let i = 0; i < 3; i++) expect(take().allowed).toBe(true)
+    expect(take().allowed).toBe(false)
     // Buckets are separate.
-    expect((await limiter.take('other', 2, 3)).allowed).toBe(true)
+    expect(limiter.take('other', 2, 3).allowed).toBe(true)
   })
 })
 
@@ -93,6 +93,32 @@ describe('Quotas', () => {
     const d = grant(await quotas.admit(new Principal('free'), 'default'))
     expect(d.headers).toEqual({})
     expect(grant(await quotas.admit(undefined, 'default')).headers).toEqual({})
+  })
+
+  it('decides at once when every count is in this process, and follows a change of limits', () => {
+    const namespaces: Record<string, Limits> = { team: { requestsPerSecond: 10, tokensPerDay: 100 } }
+    const { quotas, budget } = make(namespaces)
+    const who = new Principal('ci', undefined, 'default', { requestsPerSecond: 5, tokensPerDay: 1000 })
+    // Memory buckets and days: no promise, so a limited run takes no more turns than an open one.
+    const first = quotas.admit(who, 'team')
+    expect(first).not.toBeInstanceOf(Promise)
+    const granted = grant(first as QuotaGrant | QuotaRefusal)
+    expect(granted.headers).toMatchObject({
+      'x-ratelimit-limit-tokens': '100',
+      'x-ratelimit-limit-requests': '5',
+    })
+    // Both days are charged, the key's and the namespace's.
+    granted.charge(40)
+    expect(budget.usedToday({ namespace: 'ark:key', name: 'ci' })).toBe(40)
+    expect(budget.usedToday({ namespace: 'ark:namespace', name: 'team' })).toBe(40)
+    // New limits for the namespace (a reload) apply to the next run, not those built for the old ones.
+    namespaces.team = { requestsPerSecond: 2, tokensPerDay: 50 }
+    const next = grant(quotas.admit(who, 'team') as QuotaGrant | QuotaRefusal)
+    expect(next.headers).toMatchObject({
+      'x-ratelimit-limit-tokens': '50',
+      'x-ratelimit-remaining-tokens': '10',
+      'x-ratelimit-limit-requests': '2',
+    })
   })
 
   it("refuses a key's runs past its rate, with Retry-After and OpenAI's headers", async () => {

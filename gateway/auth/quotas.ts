@@ -74,8 +74,11 @@ export interface Take {
 }
 
 export interface RateLimiter {
-  /** Takes a token from bucket `key`, of `rate` tokens a second and `burst` at most. */
-  take(key: string, rate: number, burst: number): Promise<Take>
+  /**
+   * Takes a token from bucket `key`, of `rate` tokens a second and `burst` at most: at once when the bucket
+   * is in this process, else a promise (which may reject: the bucket's keeper cannot be asked).
+   */
+  take(key: string, rate: number, burst: number): Take | Promise<Take>
   close(): Promise<void>
 }
 
@@ -97,14 +100,14 @@ export class MemoryRateLimiter implements RateLimiter {
     this.#now = now
   }
 
-  take(key: string, rate: number, burst: number): Promise<Take> {
+  take(key: string, rate: number, burst: number): Take {
     const now = this.#now()
     const b = this.#buckets.get(key)
     let tokens = b === undefined ? burst : Math.min(burst, b.tokens + ((now - b.at) / 1000) * rate)
     const allowed = tokens >= 1
     if (allowed) tokens -= 1
     this.#buckets.set(key, { tokens, at: now })
-    return Promise.resolve(taken(allowed, tokens, rate, burst))
+    return taken(allowed, tokens, rate, burst)
   }
 
   close(): Promise<void> {
@@ -188,6 +191,9 @@ export interface QuotaRefusal {
   readonly headers: Readonly<Record<string, string>>
 }
 
+/** What `Quotas.admit` decides: the run's grant, or why it is refused. */
+export type QuotaDecision = QuotaGrant | QuotaRefusal
+
 /** An admitted run's part in its quotas: the headers to answer with, and what to count once it ends. */
 export interface QuotaGrant {
   readonly headers: Readonly<Record<string, string>>
@@ -196,14 +202,42 @@ export interface QuotaGrant {
 }
 
 const chargeNothing = (): void => undefined
+/** The reset of a check without day limits: never read. */
+const NO_RESET = { seconds: 0, text: '' }
 const FREE: QuotaGrant = { headers: {}, charge: chargeNothing }
 
-/** Whose limits a check applies: a key's or a namespace's. */
+/**
+ * Whose limits a check applies, a key's or a namespace's, with everything a check needs that does not change
+ * between runs: built once per key and per namespace's limits, not per run (runs come by the thousand).
+ */
 interface Holder {
   readonly label: string
   readonly bucket: string
   readonly day: ObjectRef
   readonly limits: Limits
+  /** The limits as the x-ratelimit headers spell them. */
+  readonly tokensText: string
+  readonly burst: number
+  readonly burstText: string
+  /** Counts a finished run's tokens to the holder's day. */
+  readonly charge: (tokens: number) => void
+}
+
+function holder(label: string, bucket: string, day: ObjectRef, limits: Limits, budget: TokenBudget): Holder {
+  const rate = limits.requestsPerSecond
+  const burst = rate === undefined ? 0 : (limits.burst ?? Math.max(1, Math.ceil(rate)))
+  return {
+    label,
+    bucket,
+    day,
+    limits,
+    tokensText: String(limits.tokensPerDay ?? 0),
+    burst,
+    burstText: String(burst),
+    charge: (tokens) => {
+      if (tokens > 0) void budget.add(day, tokens)
+    },
+  }
 }
 
 export interface QuotaDeps {
@@ -219,6 +253,10 @@ export class Quotas {
   readonly #deps: QuotaDeps
   /** When the limiter last failed to answer (a warning a minute at most). */
   #warnedAt = 0
+  /** Each key's holder, for as long as its Principal lives (a reload makes new ones). */
+  readonly #keys = new WeakMap<Principal, Holder>()
+  /** Each namespace's holder, rebuilt when its limits change; as many as namespaces with limits. */
+  readonly #namespaces = new Map<string, Holder>()
 
   constructor(deps: QuotaDeps) {
     this.#deps = deps
@@ -229,113 +267,62 @@ export class Quotas {
     return who?.limits !== undefined || this.#deps.namespaceLimits(namespace) !== undefined
   }
 
-  /** Whether a run by `who` in `namespace` may start now; takes its request token(s) when it may. */
-  async admit(who: Principal | undefined, namespace: string): Promise<QuotaGrant | QuotaRefusal> {
-    const holders: Holder[] = []
-    if (who?.limits !== undefined)
-      holders.push({
-        label: who.named,
-        bucket: `key:${who.id}`,
-        day: { namespace: 'ark:key', name: who.id },
-        limits: who.limits,
-      })
-    const nsLimits = this.#deps.namespaceLimits(namespace)
-    if (nsLimits !== undefined)
-      holders.push({
-        label: `namespace ${namespace}`,
-        bucket: `namespace:${namespace}`,
-        day: { namespace: 'ark:namespace', name: namespace },
-        limits: nsLimits,
-      })
-    if (holders.length === 0) return FREE
+  #keyHolder(who: Principal, limits: Limits): Holder {
+    let h = this.#keys.get(who)
+    if (h === undefined)
+      this.#keys.set(
+        who,
+        (h = holder(
+          who.named,
+          `key:${who.id}`,
+          { namespace: 'ark:key', name: who.id },
+          limits,
+          this.#deps.budget,
+        )),
+      )
+    return h
+  }
 
-    const now = this.#deps.now?.() ?? new Date()
-    const headers: Record<string, string> = {}
-    // Days first: a run refused for its day takes no request token.
-    let tightestTokens = Infinity
-    let reset: { seconds: number; text: string } | undefined
-    for (const h of holders) {
-      const limit = h.limits.tokensPerDay
-      if (limit === undefined) continue
-      reset ??= this.#resetOf(now)
-      let used: number
-      try {
-        used = await this.#deps.budget.usedToday(h.day)
-      } catch {
-        return {
-          status: 503,
-          code: 'quota_unavailable',
-          message: `the token count of ${h.label} cannot be read now; retry shortly`,
-          retryAfterSeconds: 5,
-          retry: true,
-          headers: {},
-        }
-      }
-      const remaining = Math.max(0, limit - used)
-      if (remaining < tightestTokens) {
-        tightestTokens = remaining
-        headers['x-ratelimit-limit-tokens'] = String(limit)
-        headers['x-ratelimit-remaining-tokens'] = String(remaining)
-        headers['x-ratelimit-reset-tokens'] = reset.text
-      }
-      if (remaining === 0)
-        return {
-          status: 429,
-          code: 'daily_token_quota_exceeded',
-          message: `${h.label} has used its ${String(limit)} tokens for today (UTC); it resets at midnight UTC`,
-          retryAfterSeconds: reset.seconds,
-          retry: false,
-          headers,
-        }
+  #namespaceHolder(namespace: string, limits: Limits): Holder {
+    let h = this.#namespaces.get(namespace)
+    if (h?.limits !== limits) {
+      h = holder(
+        `namespace ${namespace}`,
+        `namespace:${namespace}`,
+        { namespace: 'ark:namespace', name: namespace },
+        limits,
+        this.#deps.budget,
+      )
+      this.#namespaces.set(namespace, h)
     }
-    let tightestRequests = Infinity
-    for (const h of holders) {
-      const rate = h.limits.requestsPerSecond
-      if (rate === undefined) continue
-      const burst = h.limits.burst ?? Math.max(1, Math.ceil(rate))
-      let take: Take
-      try {
-        take = await this.#deps.limiter.take(h.bucket, rate, burst)
-      } catch (err) {
-        this.#warn(err)
-        continue
-      }
-      if (!take.allowed || take.remaining < tightestRequests) {
-        tightestRequests = take.allowed ? take.remaining : -1
-        headers['x-ratelimit-limit-requests'] = String(burst)
-        headers['x-ratelimit-remaining-requests'] = String(take.remaining)
-        headers['x-ratelimit-reset-requests'] = duration(take.resetMs)
-      }
-      if (!take.allowed)
-        return {
-          status: 429,
-          code: 'rate_limit_exceeded',
-          message: `${h.label} may start ${String(rate)} runs a second (${String(burst)} at once); retry after the time Retry-After says`,
-          retryAfterSeconds: Math.max(1, Math.ceil(take.retryAfterMs / 1000)),
-          retry: true,
-          headers,
-        }
-    }
-    const days = holders.filter((h) => h.limits.tokensPerDay !== undefined).map((h) => h.day)
-    const budget = this.#deps.budget
-    return {
-      headers,
-      charge:
-        days.length === 0
-          ? chargeNothing
-          : (tokens) => {
-              if (tokens > 0) for (const day of days) void budget.add(day, tokens)
-            },
-    }
+    return h
+  }
+
+  /**
+   * Whether a run by `who` in `namespace` may start now; takes its request token(s) when it may. Decided at
+   * once when every count it reads is in this process (`ark dev`), so that a limited run takes no more turns
+   * than an open one; a promise when one is elsewhere (Redis).
+   */
+  admit(who: Principal | undefined, namespace: string): QuotaDecision | Promise<QuotaDecision> {
+    const keyLimits = who?.limits
+    const nsLimits = this.#deps.namespaceLimits(namespace)
+    const holders: Holder[] = []
+    if (who !== undefined && keyLimits !== undefined) holders.push(this.#keyHolder(who, keyLimits))
+    if (nsLimits !== undefined) holders.push(this.#namespaceHolder(namespace, nsLimits))
+    if (holders.length === 0) return FREE
+    const reset = holders.some((h) => h.limits.tokensPerDay !== undefined)
+      ? this.#resetOf(this.#deps.now?.().getTime() ?? Date.now())
+      : NO_RESET
+    return new QuotaCheck(holders, this.#deps, reset, (err) => this.#warn(err)).days(0)
   }
 
   #reset = { at: 0, seconds: 0, text: '' }
 
   /** Seconds to the next UTC midnight and their spelling, worked out once a second. */
-  #resetOf(now: Date): { seconds: number; text: string } {
-    const second = Math.floor(now.getTime() / 1000)
+  #resetOf(nowMs: number): { seconds: number; text: string } {
+    const second = Math.floor(nowMs / 1000)
     if (this.#reset.at !== second) {
-      const seconds = secondsUntilReset(now)
+      const seconds = secondsUntilReset(new Date(nowMs))
       this.#reset = { at: second, seconds, text: duration(seconds * 1000) }
     }
     return this.#reset
@@ -352,6 +339,145 @@ export class Quotas {
 
   close(): Promise<void> {
     return this.#deps.limiter.close()
+  }
+}
+
+/**
+ * One run's check of its holders' limits, in order: every day's tokens first (a run refused for its day takes
+ * no request token), then each request bucket. Each step goes on at once with a count this process holds,
+ * and after the promise of one held elsewhere.
+ */
+class QuotaCheck {
+  readonly #holders: readonly Holder[]
+  readonly #deps: QuotaDeps
+  readonly #reset: { readonly seconds: number; readonly text: string }
+  readonly #warn: (err: unknown) => void
+  readonly #headers: Record<string, string> = {}
+  #tightestTokens = Infinity
+  #tightestRequests = Infinity
+
+  constructor(
+    holders: readonly Holder[],
+    deps: QuotaDeps,
+    reset: { readonly seconds: number; readonly text: string },
+    warn: (err: unknown) => void,
+  ) {
+    this.#holders = holders
+    this.#deps = deps
+    this.#reset = reset
+    this.#warn = warn
+  }
+
+  /** The days of holders `from` on, then the requests. */
+  days(from: number): QuotaDecision | Promise<QuotaDecision> {
+    for (let i = from; i < this.#holders.length; i++) {
+      const h = this.#holders[i] as Holder
+      if (h.limits.tokensPerDay === undefined) continue
+      let used: number | Promise<number>
+      try {
+        used = this.#deps.budget.usedToday(h.day)
+      } catch {
+        return this.#unreadable(h)
+      }
+      if (used instanceof Promise)
+        return used.then(
+          (n) => this.#day(h, n) ?? this.days(i + 1),
+          () => this.#unreadable(h),
+        )
+      const refused = this.#day(h, used)
+      if (refused !== undefined) return refused
+    }
+    return this.requests(0)
+  }
+
+  /** The request buckets of holders `from` on, then the grant. */
+  requests(from: number): QuotaDecision | Promise<QuotaDecision> {
+    for (let i = from; i < this.#holders.length; i++) {
+      const h = this.#holders[i] as Holder
+      const rate = h.limits.requestsPerSecond
+      if (rate === undefined) continue
+      let take: Take | Promise<Take>
+      try {
+        take = this.#deps.limiter.take(h.bucket, rate, h.burst)
+      } catch (err) {
+        this.#warn(err)
+        continue
+      }
+      if (take instanceof Promise)
+        return take.then(
+          (t) => this.#request(h, rate, t) ?? this.requests(i + 1),
+          (err: unknown) => {
+            // A bucket that cannot be asked lets the run through (see the top of this file).
+            this.#warn(err)
+            return this.requests(i + 1)
+          },
+        )
+      const refused = this.#request(h, rate, take)
+      if (refused !== undefined) return refused
+    }
+    return this.#grant()
+  }
+
+  /** Counts `used` tokens of `h`'s day into the headers; the refusal when none are left. */
+  #day(h: Holder, used: number): QuotaRefusal | undefined {
+    const remaining = Math.max(0, (h.limits.tokensPerDay ?? 0) - used)
+    if (remaining >= this.#tightestTokens) return undefined
+    this.#tightestTokens = remaining
+    const headers = this.#headers
+    headers['x-ratelimit-limit-tokens'] = h.tokensText
+    headers['x-ratelimit-remaining-tokens'] = String(remaining)
+    headers['x-ratelimit-reset-tokens'] = this.#reset.text
+    if (remaining > 0) return undefined
+    return {
+      status: 429,
+      code: 'daily_token_quota_exceeded',
+      message: `${h.label} has used its ${h.tokensText} tokens for today (UTC); it resets at midnight UTC`,
+      retryAfterSeconds: this.#reset.seconds,
+      retry: false,
+      headers,
+    }
+  }
+
+  /** Counts a token taken from `h`'s bucket into the headers; the refusal when there was none. */
+  #request(h: Holder, rate: number, take: Take): QuotaRefusal | undefined {
+    if (take.allowed && take.remaining >= this.#tightestRequests) return undefined
+    this.#tightestRequests = take.allowed ? take.remaining : -1
+    const headers = this.#headers
+    headers['x-ratelimit-limit-requests'] = h.burstText
+    headers['x-ratelimit-remaining-requests'] = String(take.remaining)
+    headers['x-ratelimit-reset-requests'] = duration(take.resetMs)
+    if (take.allowed) return undefined
+    return {
+      status: 429,
+      code: 'rate_limit_exceeded',
+      message: `${h.label} may start ${String(rate)} runs a second (${h.burstText} at once); retry after the time Retry-After says`,
+      retryAfterSeconds: Math.max(1, Math.ceil(take.retryAfterMs / 1000)),
+      retry: true,
+      headers,
+    }
+  }
+
+  #unreadable(h: Holder): QuotaRefusal {
+    return {
+      status: 503,
+      code: 'quota_unavailable',
+      message: `the token count of ${h.label} cannot be read now; retry shortly`,
+      retryAfterSeconds: 5,
+      retry: true,
+      headers: {},
+    }
+  }
+
+  #grant(): QuotaGrant {
+    const days = this.#holders.filter((h) => h.limits.tokensPerDay !== undefined)
+    if (days.length === 0) return { headers: this.#headers, charge: chargeNothing }
+    if (days.length === 1) return { headers: this.#headers, charge: (days[0] as Holder).charge }
+    return {
+      headers: this.#headers,
+      charge: (tokens) => {
+        for (const h of days) h.charge(tokens)
+      },
+    }
   }
 }
 

@@ -17,7 +17,7 @@
  * is how a client learns it needs a key) and /metrics unless `metrics` is set. The /a2a list needs a key, and
  * shows what that key may call.
  */
-import type { MiddlewareHandler } from 'hono'
+import type { Context, MiddlewareHandler } from 'hono'
 import { Counter } from 'prom-client'
 import type { Registry } from 'prom-client'
 import type { JwtVerifier } from '../auth/jwt.ts'
@@ -97,12 +97,7 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler<Ga
     // Streams end with their key's revocation, or their token's expiry.
     const onRevoked = principal.onRevoked ?? principal.onExpired
     // Only event streams are wrapped: plain answers are left as they are, their bodies untouched.
-    if (
-      group === undefined ||
-      onRevoked === undefined ||
-      c.res.headers.get('content-type')?.startsWith('text/event-stream') !== true
-    )
-      return undefined
+    if (group === undefined || onRevoked === undefined || !isEventStream(c, group)) return undefined
     const res = c.res
     const body = res.body
     if (body === null) return undefined
@@ -110,6 +105,21 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler<Ga
     c.res = new Response(revocable(body, onRevoked, revokedEvent(group)), res)
     return undefined
   }
+}
+
+/**
+ * Whether the answer is an event stream, as its content type says. On the OpenAI routes only a request that
+ * asked for a stream (`stream: true`) can get one, and the others are told apart without the answer's
+ * headers: on Node, asking for them builds a Headers object, each header checked, that @hono/node-server
+ * would not otherwise build (it writes a record of headers straight out).
+ */
+function isEventStream(c: Context<GatewayEnv>, group: RouteGroup): boolean {
+  if (group === 'openai') {
+    const body: unknown = c.get('body')
+    if (typeof body !== 'object' || body === null || (body as { stream?: unknown }).stream !== true)
+      return false
+  }
+  return c.res.headers.get('content-type')?.startsWith('text/event-stream') === true
 }
 
 /** The face a path belongs to, for a scope's `routes`. */

@@ -29,7 +29,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true })
 const JSON_TYPE = /^application\/([\w.+-]*\+)?json\s*(;|$)/i
 
 /**
- * Parses the JSON body into `c.var.body`, or answers with the refusal that says why it cannot. A body that
+ * Parses the JSON body into `c.get('body')`, or answers with the refusal that says why it cannot. A body that
  * is not JSON by its Content-Type is refused before it is read: browsers send such bodies cross-site
  * without asking (form posts, `text/plain` fetches), so a JSON-only API is not reachable that way.
  */

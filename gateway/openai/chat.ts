@@ -35,7 +35,10 @@ export interface ChatDeps {
   readonly stream: StreamLimits
 }
 
-/** Variables handlers leave for the middleware around them. */
+/**
+ * Variables handlers leave for the middleware around them. Read with `c.get(name)`: Hono's `c.var` builds a
+ * new object of all of them on every read (Object.fromEntries), a cost on every request.
+ */
 export interface GatewayVariables extends BodyVariables {
   /** The target a handler resolved (`agent/x`), for the metrics label. */
   target: string | undefined
@@ -50,13 +53,13 @@ export interface GatewayEnv {
 }
 
 export async function chatCompletions(c: Context<GatewayEnv>, deps: ChatDeps): Promise<Response> {
-  const body = c.var.body
+  const body = c.get('body')
   // A direct model call is checked only as far as its upstream needs: route it before the agent checks.
   const named = typeof body === 'object' && body !== null ? (body as { model?: unknown }).model : undefined
   if (typeof named === 'string') {
     const direct = deps.catalog.resolveTarget(named)
     if (direct?.kind === 'Model') {
-      const who = c.var.principal
+      const who = c.get('principal')
       if (who !== undefined && !who.allowsTarget('Model', direct.resource.ref)) {
         return errorResponse(
           403,
@@ -84,7 +87,7 @@ export async function chatCompletions(c: Context<GatewayEnv>, deps: ChatDeps): P
   if (!checked.ok) return errorResponse(400, checked.message, { param: checked.param })
   const request = checked.value
 
-  const admissible = deps.admission.check(request.model, request.metadata, c.var.principal)
+  const admissible = deps.admission.check(request.model, request.metadata, c.get('principal'))
   if ('refusal' in admissible) {
     if (admissible.refusal.target !== undefined) c.set('target', admissible.refusal.target)
     return renderRefusal(admissible.refusal)
@@ -108,6 +111,7 @@ export async function chatCompletions(c: Context<GatewayEnv>, deps: ChatDeps): P
     parameters: request.metadata,
     stream: request.stream,
     signal: cancel.signal,
+    abort: (reason: unknown) => cancel.abort(reason),
     // OpenAI's chat API has no conversation of its own: `metadata.conversation_id` names ark's.
     ...(conversation === undefined ? {} : { conversation: { id: conversation } }),
   }
@@ -152,8 +156,10 @@ async function once(run: Run, who: CompletionIdentity, cleanup: () => void): Pro
   try {
     const result = await run.result
     if (succeeded(result)) {
-      return Response.json(completionBody(who, result.content ?? '', 'stop', result.usage), {
-        headers: { ...run.headers, 'x-request-id': who.id },
+      // Headers as a plain record, not Response.json's Headers: on Node, @hono/node-server writes a record
+      // straight to the socket, where a Headers object is built and checked header by header first.
+      return new Response(JSON.stringify(completionBody(who, result.content ?? '', 'stop', result.usage)), {
+        headers: { 'content-type': 'application/json', ...run.headers, 'x-request-id': who.id },
       })
     }
     const { status, message, code, retryAfterSeconds, retry } = failureOf(result)

@@ -58,10 +58,10 @@ describe('MemoryBudget', () => {
     expect(await budget.add(FRUGAL, 30)).toBe(30)
     expect(await budget.add(FRUGAL, 12)).toBe(42)
     await budget.add(other, 5)
-    expect(await budget.usedToday(FRUGAL)).toBe(42)
-    expect(await budget.usedToday(other)).toBe(5)
+    expect(budget.usedToday(FRUGAL)).toBe(42)
+    expect(budget.usedToday(other)).toBe(5)
     now = new Date('2026-03-02T00:00:01.000Z')
-    expect(await budget.usedToday(FRUGAL)).toBe(0)
+    expect(budget.usedToday(FRUGAL)).toBe(0)
     expect(await budget.add(FRUGAL, 7)).toBe(7)
   })
 })
@@ -144,11 +144,11 @@ describe('the runtime and the daily budget', () => {
     const first = await run(runtime, task('answer: hello'))
     expect(first.outcome).toBe('answer')
     expect(first.usage.totalTokens).toBeGreaterThan(0)
-    expect(await budget.usedToday(FRUGAL)).toBe(first.usage.totalTokens)
+    expect(budget.usedToday(FRUGAL)).toBe(first.usage.totalTokens)
     // The mock counts a token per 4 characters: a long question spends the rest of the day's 30.
     const second = await run(runtime, task(`answer: ${'many words '.repeat(20)}`))
     expect(second.outcome).toBe('answer')
-    expect(await budget.usedToday(FRUGAL)).toBeGreaterThanOrEqual(30)
+    expect(budget.usedToday(FRUGAL)).toBeGreaterThanOrEqual(30)
 
     const events: AgentEvent[] = []
     const refused = await run(runtime, task('answer: once more'), events)
@@ -165,7 +165,7 @@ describe('the runtime and the daily budget', () => {
     expect((await run(runtime, task('answer: hi', { namespace: 'default', name: 'lavish' }))).outcome).toBe(
       'answer',
     )
-    expect(await budget.usedToday({ namespace: 'default', name: 'lavish' })).toBe(0)
+    expect(budget.usedToday({ namespace: 'default', name: 'lavish' })).toBe(0)
   })
 
   it('stops a run that crosses the budget before its next model call', async () => {
@@ -186,7 +186,7 @@ describe('the runtime and the daily budget', () => {
     expect(events.filter((e) => e.type === 'tool.complete')).toHaveLength(1)
     expect(events.at(-1)).toMatchObject({ type: 'agent.complete', outcome: 'budget_exceeded' })
     expect(result.resetsAt).toBe('2026-03-02T00:00:00.000Z')
-    expect(await budget.usedToday(FRUGAL)).toBe(result.usage.totalTokens)
+    expect(budget.usedToday(FRUGAL)).toBe(result.usage.totalTokens)
 
     // The same script with budget to spare runs every turn.
     const roomy = await runtimeWith(1_000_000, new MemoryBudget({ now: clock }))
@@ -205,7 +205,7 @@ describe('the runtime and the daily budget', () => {
     now = new Date('2026-03-02T00:00:00.000Z')
     const next = await run(runtime, task('answer: a new day'))
     expect(next.outcome).toBe('answer')
-    expect(await budget.usedToday(FRUGAL)).toBe(next.usage.totalTokens)
+    expect(budget.usedToday(FRUGAL)).toBe(next.usage.totalTokens)
     const refused = await run(runtime, task('answer: hello'))
     expect(refused.resetsAt).toBe('2026-03-03T00:00:00.000Z')
   })

@@ -17,8 +17,11 @@ import type { ObjectRef } from '../../controller/api/index.ts'
 import { agentKey } from './subtasks.ts'
 
 export interface TokenBudget {
-  /** Tokens the agent used today (UTC). Rejects with BudgetUnavailableError when that cannot be known. */
-  usedToday(agent: ObjectRef): Promise<number>
+  /**
+   * Tokens the agent used today (UTC): at once when this process keeps the count, else a promise, which
+   * rejects with BudgetUnavailableError when that cannot be known.
+   */
+  usedToday(agent: ObjectRef): number | Promise<number>
   /** Counts tokens to the agent's day; resolves to the day's total as best known (it never rejects). */
   add(agent: ObjectRef, tokens: number): Promise<number>
   close(): Promise<void>
@@ -43,12 +46,14 @@ export class UtcDays {
   #end = 0
   #day = ''
 
-  of(now: Date): string {
-    const t = now.getTime()
+  /** The UTC day of `now` (a Date, or epoch milliseconds: no Date is made until the day changes). */
+  of(now: Date | number): string {
+    const t = typeof now === 'number' ? now : now.getTime()
     if (t < this.#start || t >= this.#end) {
-      this.#day = utcDay(now)
-      this.#start = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate())
-      this.#end = nextUtcMidnight(now).getTime()
+      const at = typeof now === 'number' ? new Date(now) : now
+      this.#day = utcDay(at)
+      this.#start = Date.UTC(at.getUTCFullYear(), at.getUTCMonth(), at.getUTCDate())
+      this.#end = nextUtcMidnight(at).getTime()
     }
     return this.#day
   }
@@ -80,17 +85,19 @@ export interface BudgetOptions {
 
 /** Budgets kept in this process: right when this process runs every task of the agents it counts. */
 export class MemoryBudget implements TokenBudget {
-  readonly #now: () => Date
+  /** Epoch milliseconds: a Date a run is not worth making. */
+  readonly #now: () => number
   readonly #calendar = new UtcDays()
   readonly #days = new Map<string, { day: string; used: number }>()
 
   constructor(options: BudgetOptions = {}) {
-    this.#now = options.now ?? (() => new Date())
+    const now = options.now
+    this.#now = now === undefined ? Date.now : () => now().getTime()
   }
 
-  usedToday(agent: ObjectRef): Promise<number> {
+  usedToday(agent: ObjectRef): number {
     const e = this.#days.get(agentKey(agent))
-    return Promise.resolve(e !== undefined && e.day === this.#calendar.of(this.#now()) ? e.used : 0)
+    return e !== undefined && e.day === this.#calendar.of(this.#now()) ? e.used : 0
   }
 
   add(agent: ObjectRef, tokens: number): Promise<number> {
