@@ -695,8 +695,8 @@ Or in a Secret (ark gateway --api-keys-secret <namespace>/<name>):
         maxBodyBytes: number('max-body-bytes', 'ARK_MAX_BODY_BYTES', DEFAULTS.maxBodyBytes, 1024),
         poolConcurrency: number('pool-concurrency', 'ARK_POOL_CONCURRENCY', DEFAULTS.poolConcurrency, 1),
         maxQueued: number('queue-size', 'ARK_QUEUE_SIZE', DEFAULTS.maxQueued, 0),
-        maxInFlight: number('max-in-flight', 'ARK_MAX_IN_FLIGHT', 4096, 1),
-        maxQueueWaitMs: number('queue-wait', 'ARK_QUEUE_WAIT', 30, 1) * 1000,
+        maxInFlight: number('max-in-flight', 'ARK_MAX_IN_FLIGHT', DEFAULTS.maxInFlight, 1),
+        maxQueueWaitMs: number('queue-wait', 'ARK_QUEUE_WAIT', DEFAULTS.maxQueueWaitMs / 1000, 1) * 1000,
         probeIntervalSeconds: number('probe-interval', 'ARK_PROBE_INTERVAL', 60, 0),
       })
     }

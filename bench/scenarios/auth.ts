@@ -2,87 +2,61 @@
  * auth: what API keys and quotas cost the agent path. Issue 21's target: authentication and quota checks
  * cost at most 5% of the agent path's throughput on the mock model.
  *
- * - In process (the gate): three gateways built by createGateway over one catalog, one open, one asking for
- *   keys (a key without scope or limits), and one whose key has a scope and every limit (none of which it
- *   reaches, so each check a limited key goes through is paid), each answering the same agent request
- *   (in-process mock) through its app's fetch, in alternating batches, timed by the process's CPU time. No
- *   sockets and no other process, so the ratio of their times is the middleware's share; two identical
- *   processes over HTTP differ by up to 7% on this machine, more than the effect.
+ * - In process (the gate): three gateways built as `ark dev` builds its own, one open, one asking for keys
+ *   (a key without scope or limits), and one whose key has a scope and every limit (none of which it
+ *   reaches, so each check a limited key goes through is paid), in a worker thread
+ *   (bench/lib/auth-gateways.ts), answering the same agent request (in-process mock) through
+ *   @hono/node-server's listener as a served request is, without a socket (bench/lib/node-inject.ts), in
+ *   alternating batches, timed by the process's CPU time. No kernel, no HTTP parser and no other process:
+ *   two identical processes over HTTP differ by up to 7% on this machine, more than the effect. Without
+ *   those the agent path costs about half of what it does served, so the checks' share reads about twice
+ *   what it is over HTTP; and the three gateways' shared code sees three shapes of request where a
+ *   server's sees one. Both err against ark.
  * - Over HTTP (reported): two `ark dev`, open and with `--api-keys`, under load, interleaved.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startControlPlane } from '../../controller/index.ts'
-import { KeyRing, createGateway, newKey } from '../../gateway/index.ts'
+import { Worker } from 'node:worker_threads'
+import { newKey } from '../../gateway/index.ts'
+import type { Answer, Ask, Which } from '../lib/auth-gateways.ts'
 import type { RoundReport } from '../lib/load.ts'
 import { loadRounds } from '../lib/load.ts'
 import type { GateSession, RunContext, Scenario, ScenarioResult } from '../lib/scenario.ts'
 import { median } from '../lib/stats.ts'
 import { CHAT_MESSAGES, JSON_HEADERS, expectCompletion, startArk, stopAll } from '../lib/stack.ts'
 
-const BODY = JSON.stringify({ model: 'agent/helper', messages: CHAT_MESSAGES })
-
-/** The two gateways, and a function timing `n` requests to one of them (microseconds per request). */
+/** The in-process gateways (bench/lib/auth-gateways.ts, in a worker), and ratios of their CPU per request. */
 async function inProcess() {
-  const dir = await mkdtemp(join(tmpdir(), 'ark-bench-auth-'))
-  await writeFile(
-    join(dir, 'agents.yaml'),
-    `apiVersion: ark.mckinsey.com/v1alpha1
-kind: Model
-metadata: { name: default }
-spec: { provider: mock, model: { value: mock-1 } }
----
-apiVersion: ark.mckinsey.com/v1alpha1
-kind: Agent
-metadata: { name: helper }
-spec: { prompt: I help. }
-`,
-  )
-  const cp = await startControlPlane(dir, { watch: false })
-  const { key, sha256 } = newKey()
-  const keys = new KeyRing()
-  keys.replace([{ id: 'bench', sha256 }])
-  const limitedKeys = new KeyRing()
-  limitedKeys.replace([
-    {
-      id: 'bench',
-      sha256,
-      scope: { namespaces: ['default'], targets: ['agent/*'] },
-      limits: { requestsPerSecond: 1e9, burst: 1e9, tokensPerDay: 1e15 },
-    },
-  ])
-  const gateways = {
-    open: createGateway({ catalog: cp.catalog }),
-    keys: createGateway({ catalog: cp.catalog, auth: { keys } }),
-    limits: createGateway({ catalog: cp.catalog, auth: { keys: limitedKeys } }),
+  const worker = new Worker(new URL('../lib/auth-gateways.ts', import.meta.url))
+  const answers: ((a: Answer) => void)[] = []
+  const failed = new Promise<never>((_, reject) => {
+    worker.once('error', reject)
+    worker.once('exit', (code) => reject(new Error(`the auth gateways' worker exited (${String(code)})`)))
+  })
+  failed.catch(() => undefined)
+  worker.on('message', (a: Answer) => answers.shift()?.(a))
+  const next = () => Promise.race([new Promise<Answer>((resolve) => answers.push(resolve)), failed])
+  const close = async () => {
+    const exited = new Promise((resolve) => worker.once('exit', resolve))
+    worker.postMessage({ close: true } satisfies Ask)
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000).unref())])
+    await worker.terminate()
   }
-  const headers = { 'content-type': 'application/json', host: '127.0.0.1' }
-  const time = async (which: keyof typeof gateways, n: number): Promise<number> => {
-    const gateway = gateways[which]
-    // The same request to each, Authorization included: the OpenAI SDK sends one to an open gateway too
-    // (its apiKey is required), so the header's own cost is not the checks'.
-    const h = { ...headers, authorization: `Bearer ${key}` }
-    // CPU time, not wall time: everything a request costs is this process's, and on a shared VM wall time
-    // also counts what other tenants took (batches read 0.7 to 2.1 by wall time, the same code).
-    const c0 = process.cpuUsage()
-    for (let i = 0; i < n; i++) {
-      const res = await gateway.fetch(
-        new Request('http://127.0.0.1/v1/chat/completions', { method: 'POST', headers: h, body: BODY }),
-        undefined,
-      )
-      if (res.status !== 200) throw new Error(`${which}: ${String(res.status)} ${await res.text()}`)
-      await res.text()
-      // Back to the event loop now and then, as a server is between requests: until the microtask queue
-      // drains, every WeakRef made meanwhile keeps its target (a run's composed AbortSignals), and a batch
-      // that never yields grew the heap by 1.7 KB a request and paid ever longer collections for it.
-      if (i % 50 === 49) await new Promise((resolve) => setImmediate(resolve))
-    }
-    const used = process.cpuUsage(c0)
-    return (used.user + used.system) / n
+  try {
+    // The first message says the gateways are built and warm.
+    await next()
+  } catch (err) {
+    await worker.terminate()
+    throw err
   }
-  // Warm all (JIT, prepared agents) before anything is measured.
-  for (const which of ['open', 'keys', 'limits'] as const) await time(which, 2000)
+  const time = async (which: Which, n: number): Promise<number> => {
+    const answer = next()
+    worker.postMessage({ which, n } satisfies Ask)
+    const a = await answer
+    if ('error' in a) throw new Error(a.error)
+    return a.microseconds
+  }
   return {
     /** `which`/open over one pair of batches of `n`, in alternating order. */
     async ratio(
@@ -95,11 +69,7 @@ spec: { prompt: I help. }
       const [o, k] = flip ? [second, first] : [first, second]
       return { ratio: k / o, open: o, keys: k }
     },
-    async close() {
-      for (const g of Object.values(gateways)) await g.close()
-      await cp.close()
-      await rm(dir, { recursive: true, force: true })
-    },
+    close,
   }
 }
 
