@@ -12,7 +12,8 @@
  *   those the agent path costs about half of what it does served, so the checks' share reads about twice
  *   what it is over HTTP; and the three gateways' shared code sees three shapes of request where a
  *   server's sees one. Both err against ark.
- * - Over HTTP (reported): two `ark dev`, open and with `--api-keys`, under load, interleaved.
+ * - Over HTTP (reported): three `ark dev`, open, with `--api-keys`, and with a key that has limits, under
+ *   load, interleaved.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -24,6 +25,7 @@ import type { RoundReport } from '../lib/load.ts'
 import { loadRounds } from '../lib/load.ts'
 import type { GateSession, RunContext, Scenario, ScenarioResult } from '../lib/scenario.ts'
 import { median } from '../lib/stats.ts'
+import type { ArkProcess } from '../lib/stack.ts'
 import { CHAT_MESSAGES, JSON_HEADERS, expectCompletion, startArk, stopAll } from '../lib/stack.ts'
 
 /** The in-process gateways (bench/lib/auth-gateways.ts, in a worker), and ratios of their CPU per request. */
@@ -77,28 +79,38 @@ async function start() {
   const dir = await mkdtemp(join(tmpdir(), 'ark-bench-keys-'))
   const { key, sha256 } = newKey()
   await writeFile(join(dir, 'keys.yaml'), `keys:\n  - id: bench\n    sha256: ${sha256}\n`)
-  const open = await startArk('http://127.0.0.1:9')
-  const keyed = await startArk('http://127.0.0.1:9', { ARK_API_KEYS: join(dir, 'keys.yaml') }).catch(
-    async (err: unknown) => {
-      await stopAll([open])
-      throw err
-    },
+  // The same key with a scope and every limit, none of which it reaches, as in process.
+  await writeFile(
+    join(dir, 'limits.yaml'),
+    `keys:\n  - id: bench\n    sha256: ${sha256}\n    namespaces: [default]\n    targets: [agent/*]\n    limits: { requestsPerSecond: 1000000000, burst: 1000000000, tokensPerDay: 1000000000000000 }\n`,
   )
+  const started: ArkProcess[] = []
   const close = async () => {
-    await stopAll([open, keyed])
+    await stopAll(started)
     await rm(dir, { recursive: true, force: true })
+  }
+  let open: ArkProcess, keyed: ArkProcess, limited: ArkProcess
+  try {
+    started.push((open = await startArk('http://127.0.0.1:9')))
+    started.push((keyed = await startArk('http://127.0.0.1:9', { ARK_API_KEYS: join(dir, 'keys.yaml') })))
+    started.push((limited = await startArk('http://127.0.0.1:9', { ARK_API_KEYS: join(dir, 'limits.yaml') })))
+  } catch (err) {
+    await close()
+    throw err
   }
   try {
     const body = JSON.stringify({ model: 'agent/mock-agent', messages: CHAT_MESSAGES })
     const withKey = { ...JSON_HEADERS, authorization: `Bearer ${key}` }
     await expectCompletion(open.completions, withKey, body)
     await expectCompletion(keyed.completions, withKey, body)
-    // The same request to both, as the OpenAI SDK sends it to an open gateway too.
+    await expectCompletion(limited.completions, withKey, body)
+    // The same request to each, as the OpenAI SDK sends it to an open gateway too.
     const targets = [
       { label: 'open', url: open.completions, headers: withKey, body, pid: open.pid },
       { label: 'keys', url: keyed.completions, headers: withKey, body, pid: keyed.pid },
+      { label: 'limits', url: limited.completions, headers: withKey, body, pid: limited.pid },
     ]
-    return { targets, pids: [open.pid, keyed.pid], close }
+    return { targets, pids: [open.pid, keyed.pid, limited.pid], close }
   } catch (err) {
     await close()
     throw err
@@ -107,8 +119,8 @@ async function start() {
 
 const med = (m: Map<string, RoundReport[]>, label: string, pick: (r: RoundReport) => number) =>
   median((m.get(label) ?? []).map(pick))
-const ratio = (m: Map<string, RoundReport[]>, pick: (r: RoundReport) => number) =>
-  med(m, 'keys', pick) / med(m, 'open', pick)
+const ratio = (m: Map<string, RoundReport[]>, pick: (r: RoundReport) => number, label = 'keys') =>
+  med(m, label, pick) / med(m, 'open', pick)
 
 async function run(context: RunContext): Promise<ScenarioResult> {
   context.log('auth: in process, 9 pairs of 3,000 requests each, for keys and for limits')
@@ -162,7 +174,21 @@ async function run(context: RunContext): Promise<ScenarioResult> {
           name: 'keys/open req/s @50',
           value: ratio(fifty, (x) => x.perSecond),
           unit: 'x',
+          target: { op: '>=', value: 0.95 },
           note: `keys ${med(fifty, 'keys', (x) => x.perSecond).toFixed(0)} req/s, open ${med(fifty, 'open', (x) => x.perSecond).toFixed(0)}`,
+        },
+        {
+          name: 'limits/open CPU per request @50',
+          value: ratio(fifty, (x) => x.cpuPerRequest, 'limits'),
+          unit: 'x',
+          note: `limits ${cpu(fifty, 'limits')} us, open ${cpu(fifty, 'open')} us a request`,
+        },
+        {
+          name: 'limits/open req/s @50',
+          value: ratio(fifty, (x) => x.perSecond, 'limits'),
+          unit: 'x',
+          target: { op: '>=', value: 0.95 },
+          note: `limits ${med(fifty, 'limits', (x) => x.perSecond).toFixed(0)} req/s, open ${med(fifty, 'open', (x) => x.perSecond).toFixed(0)}`,
         },
         {
           name: 'keys/open p50 @1',
@@ -172,7 +198,7 @@ async function run(context: RunContext): Promise<ScenarioResult> {
         },
       ],
       notes: [
-        'Two `ark dev` on the same manifests, one with --api-keys and a valid key on every request; interleaved rounds, medians: at 1 connection 5 rounds of 2 s, servers pinned; at 50, 5 rounds of 3 s.',
+        'Three `ark dev` on the same manifests: open, with --api-keys, and with --api-keys whose key has a scope and every limit; a valid key on every request to each; interleaved rounds, medians: at 1 connection 5 rounds of 2 s, servers pinned; at 50, 5 rounds of 3 s.',
       ],
     }
   } finally {
