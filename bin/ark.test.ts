@@ -263,5 +263,7 @@ describe('ark dev', () => {
       ...redis,
     )
     expect(policy.stderr).toContain('--worker-pull-policy (ARK_WORKER_PULL_POLICY) must be one of Always')
-  })
+    // Nine processes started in turn, each loading the CLI: under CI's three test files at once this took
+    // 20.05 s, past the default bound; alone, about 10 s.
+  }, 60_000)
 })
