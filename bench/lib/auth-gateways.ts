@@ -2,8 +2,9 @@
  * The auth scenario's in-process gateways, in a worker thread (bench/scenarios/auth.ts starts it): `open`;
  * `keys`, asking for a key without scope or limits; and `limits`, whose key has a scope and every limit
  * (none of which it reaches, so each check a limited key goes through is paid). Each is built as `ark dev`
- * builds its gateway (--max-in-flight, --queue-wait) over one catalog with a mock agent, and called through
- * @hono/node-server's listener (node-inject.ts), as a served request is.
+ * builds its gateway (--max-in-flight, --queue-wait) over one catalog of the bench's manifests (stack.ts),
+ * and called with the HTTP half's request to agent/mock-agent through @hono/node-server's listener
+ * (node-inject.ts), as a served request is.
  *
  * A worker, because the adapter replaces the global Request and Response (as in a server), which must not
  * change what the other scenarios of the same bench run measure. The three share it, and so share its
@@ -22,7 +23,7 @@ import { join } from 'node:path'
 import { parentPort } from 'node:worker_threads'
 import { startControlPlane } from '../../controller/index.ts'
 import { DEFAULTS, KeyRing, createGateway, newKey } from '../../gateway/index.ts'
-import { CHAT_MESSAGES } from './stack.ts'
+import { CHAT_MESSAGES, manifests } from './stack.ts'
 import { nodeInjector } from './node-inject.ts'
 
 export type Which = 'open' | 'keys' | 'limits'
@@ -34,19 +35,8 @@ if (port === null) throw new Error('auth-gateways.ts runs in a worker thread (be
 const send = (answer: Answer) => port.postMessage(answer)
 
 const dir = await mkdtemp(join(tmpdir(), 'ark-bench-auth-'))
-await writeFile(
-  join(dir, 'agents.yaml'),
-  `apiVersion: ark.mckinsey.com/v1alpha1
-kind: Model
-metadata: { name: default }
-spec: { provider: mock, model: { value: mock-1 } }
----
-apiVersion: ark.mckinsey.com/v1alpha1
-kind: Agent
-metadata: { name: helper }
-spec: { prompt: I help. }
-`,
-)
+// The bench's manifests, as `ark dev` in the HTTP half serves them; no request here reaches the upstream.
+await writeFile(join(dir, 'bench.yaml'), manifests('http://127.0.0.1:9'))
 const cp = await startControlPlane(dir, { watch: false })
 const { key, sha256 } = newKey()
 const keys = new KeyRing()
@@ -81,7 +71,7 @@ const request = {
   // The same request to each, Authorization included: the OpenAI SDK sends one to an open gateway too (its
   // apiKey is required), so the header's own cost is not the checks'.
   headers: { host: '127.0.0.1', 'content-type': 'application/json', authorization: `Bearer ${key}` },
-  body: JSON.stringify({ model: 'agent/helper', messages: CHAT_MESSAGES }),
+  body: JSON.stringify({ model: 'agent/mock-agent', messages: CHAT_MESSAGES }),
 }
 
 async function time(which: Which, n: number): Promise<number> {

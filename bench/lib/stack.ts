@@ -37,7 +37,7 @@ export function startBareProxy(upstreamUrl: string): Promise<ServerProcess> {
  * each: `agent/mock-agent` and `agent/openai-agent`; `team/mock-team`, four agents like mock-agent taking
  * their turns in sequence.
  */
-function manifests(upstreamUrl: string): string {
+export function manifests(upstreamUrl: string): string {
   return `apiVersion: ark.mckinsey.com/v1alpha1
 kind: Model
 metadata: { name: upstream }
