@@ -391,9 +391,10 @@ export class Admission {
     // Synchronous unless a quota held elsewhere (Redis) applies: the passthrough path takes no extra turn.
     if (quotas === undefined) return { release }
     const slot = (decided: QuotaDecision): DirectSlot => {
-      if (!('status' in decided)) return { release }
+      const granted = grantOrRefusal(decided, target)
+      if (!('refusal' in granted)) return { release }
       release()
-      return refuse({ ...decided, target })
+      return granted
     }
     const decided = quotas.admit(who, namespace)
     return decided instanceof Promise ? decided.then(slot) : slot(decided)
