@@ -313,7 +313,7 @@ export class Quotas {
     const reset = holders.some((h) => h.limits.tokensPerDay !== undefined)
       ? this.#resetOf(this.#deps.now?.().getTime() ?? Date.now())
       : NO_RESET
-    return new QuotaCheck(holders, this.#deps, reset, (err) => this.#warn(err)).days(0)
+    return new QuotaCheck(holders, this.#deps, reset, this.#warn).days(0)
   }
 
   #reset = { at: 0, seconds: 0, text: '' }
@@ -328,7 +328,8 @@ export class Quotas {
     return this.#reset
   }
 
-  #warn(err: unknown): void {
+  /** Says that buckets cannot be asked, once a minute at most. A bound function: each run's check is given it. */
+  readonly #warn = (err: unknown): void => {
     const now = Date.now()
     if (now - this.#warnedAt < 60_000) return
     this.#warnedAt = now
