@@ -62,6 +62,11 @@ export interface RoundOptions {
    * release after (bench/lib/processes.ts, pinServers, says why); the scheduler decides when absent.
    */
   readonly pinServers?: readonly number[]
+  /**
+   * Each round starts one target later than the one before, so that no target always runs right after the
+   * same other one (whose garbage, page cache and CPU frequency it would inherit every time).
+   */
+  readonly rotate?: boolean
 }
 
 /**
@@ -86,10 +91,11 @@ async function measureRounds(
   options: RoundOptions,
   loadCpus: string | undefined,
 ): Promise<Map<string, RoundReport[]>> {
-  const { connections, seconds, rounds, quick = false } = options
+  const { connections, seconds, rounds, quick = false, rotate = false } = options
   const out = new Map<string, RoundReport[]>(targets.map((t) => [t.label, []]))
   for (let round = 0; round < rounds; round++) {
-    for (const t of targets) {
+    const first = rotate ? round % targets.length : 0
+    for (const t of [...targets.slice(first), ...targets.slice(0, first)]) {
       const spec = { mode: 'load', url: t.url, headers: t.headers, body: t.body, connections } as const
       const warmupSeconds = round === 0 && !quick ? 1 : 0.3
       const list = out.get(t.label)

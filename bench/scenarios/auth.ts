@@ -13,7 +13,7 @@
  *   what it is over HTTP; and the three gateways' shared code sees three shapes of request where a
  *   server's sees one. Both err against ark.
  * - Over HTTP (reported): three `ark dev`, open, with `--api-keys`, and with a key that has limits, under
- *   load, interleaved.
+ *   load, interleaved, and a fourth, open again, whose ratio to the first is what the noise alone reads.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -89,11 +89,13 @@ async function start() {
     await stopAll(started)
     await rm(dir, { recursive: true, force: true })
   }
-  let open: ArkProcess, keyed: ArkProcess, limited: ArkProcess
+  let open: ArkProcess, keyed: ArkProcess, limited: ArkProcess, again: ArkProcess
   try {
     started.push((open = await startArk('http://127.0.0.1:9')))
     started.push((keyed = await startArk('http://127.0.0.1:9', { ARK_API_KEYS: join(dir, 'keys.yaml') })))
     started.push((limited = await startArk('http://127.0.0.1:9', { ARK_API_KEYS: join(dir, 'limits.yaml') })))
+    // A second open one: what two identical processes differ by in the same rounds, the noise floor.
+    started.push((again = await startArk('http://127.0.0.1:9')))
   } catch (err) {
     await close()
     throw err
@@ -104,13 +106,16 @@ async function start() {
     await expectCompletion(open.completions, withKey, body)
     await expectCompletion(keyed.completions, withKey, body)
     await expectCompletion(limited.completions, withKey, body)
+    await expectCompletion(again.completions, withKey, body)
     // The same request to each, as the OpenAI SDK sends it to an open gateway too.
     const targets = [
       { label: 'open', url: open.completions, headers: withKey, body, pid: open.pid },
       { label: 'keys', url: keyed.completions, headers: withKey, body, pid: keyed.pid },
       { label: 'limits', url: limited.completions, headers: withKey, body, pid: limited.pid },
     ]
-    return { targets, pids: [open.pid, keyed.pid, limited.pid], close }
+    const control = { label: 'open again', url: again.completions, headers: withKey, body, pid: again.pid }
+    // The control goes through every round the others do: the same warm-up, the same JIT state.
+    return { targets: [...targets, control], pids: [open.pid, keyed.pid, limited.pid, again.pid], close }
   } catch (err) {
     await close()
     throw err
@@ -121,6 +126,16 @@ const med = (m: Map<string, RoundReport[]>, label: string, pick: (r: RoundReport
   median((m.get(label) ?? []).map(pick))
 const ratio = (m: Map<string, RoundReport[]>, pick: (r: RoundReport) => number, label = 'keys') =>
   med(m, label, pick) / med(m, 'open', pick)
+/**
+ * `label`'s throughput over the open gateway's, round by round (the two ran one after the other, on the
+ * machine as it was then), and the median of those.
+ */
+function throughputRatio(m: Map<string, RoundReport[]>, label: string): { value: number; rounds: number[] } {
+  const open = m.get('open') ?? []
+  const rounds = (m.get(label) ?? []).map((r, i) => r.perSecond / (open[i]?.perSecond ?? NaN))
+  return { value: median(rounds), rounds }
+}
+const listed = (xs: readonly number[]) => xs.map((x) => x.toFixed(2)).join(' ')
 
 async function run(context: RunContext): Promise<ScenarioResult> {
   context.log('auth: in process, 9 pairs of 3,000 requests each, for keys and for limits')
@@ -145,7 +160,15 @@ async function run(context: RunContext): Promise<ScenarioResult> {
       pinServers: stack.pids,
     })
     context.log('auth: 50 connections')
-    const fifty = await loadRounds(stack.targets, { connections: 50, seconds: 3, rounds: 5 })
+    const fifty = await loadRounds(stack.targets, {
+      connections: 50,
+      seconds: 3,
+      rounds: 8,
+      rotate: true,
+    })
+    const keysPerSecond = throughputRatio(fifty, 'keys')
+    const limitsPerSecond = throughputRatio(fifty, 'limits')
+    const noise = throughputRatio(fifty, 'open again')
     const cpu = (m: Map<string, RoundReport[]>, label: string) =>
       med(m, label, (x) => x.cpuPerRequest).toFixed(0)
     return {
@@ -172,10 +195,10 @@ async function run(context: RunContext): Promise<ScenarioResult> {
         },
         {
           name: 'keys/open req/s @50',
-          value: ratio(fifty, (x) => x.perSecond),
+          value: keysPerSecond.value,
           unit: 'x',
           target: { op: '>=', value: 0.95 },
-          note: `keys ${med(fifty, 'keys', (x) => x.perSecond).toFixed(0)} req/s, open ${med(fifty, 'open', (x) => x.perSecond).toFixed(0)}`,
+          note: `keys ${med(fifty, 'keys', (x) => x.perSecond).toFixed(0)} req/s, open ${med(fifty, 'open', (x) => x.perSecond).toFixed(0)}; rounds ${listed(keysPerSecond.rounds)}`,
         },
         {
           name: 'limits/open CPU per request @50',
@@ -185,10 +208,16 @@ async function run(context: RunContext): Promise<ScenarioResult> {
         },
         {
           name: 'limits/open req/s @50',
-          value: ratio(fifty, (x) => x.perSecond, 'limits'),
+          value: limitsPerSecond.value,
           unit: 'x',
           target: { op: '>=', value: 0.95 },
-          note: `limits ${med(fifty, 'limits', (x) => x.perSecond).toFixed(0)} req/s, open ${med(fifty, 'open', (x) => x.perSecond).toFixed(0)}`,
+          note: `limits ${med(fifty, 'limits', (x) => x.perSecond).toFixed(0)} req/s, open ${med(fifty, 'open', (x) => x.perSecond).toFixed(0)}; rounds ${listed(limitsPerSecond.rounds)}`,
+        },
+        {
+          name: 'open again/open req/s @50',
+          value: noise.value,
+          unit: 'x',
+          note: `two identical open gateways in the same rounds: how far apart the noise alone puts them; rounds ${listed(noise.rounds)}`,
         },
         {
           name: 'keys/open p50 @1',
@@ -198,7 +227,7 @@ async function run(context: RunContext): Promise<ScenarioResult> {
         },
       ],
       notes: [
-        'Three `ark dev` on the same manifests: open, with --api-keys, and with --api-keys whose key has a scope and every limit; a valid key on every request to each; interleaved rounds, medians: at 1 connection 5 rounds of 2 s, servers pinned; at 50, 5 rounds of 3 s.',
+        "Four `ark dev` on the same manifests: open, with --api-keys, with --api-keys whose key has a scope and every limit, and open again (the noise floor); a valid key on every request to each; interleaved rounds: at 1 connection 5 rounds of 2 s, servers pinned, medians; at 50, 8 rounds of 3 s, each round starting one gateway later, throughput as the median of each round's ratio to the open gateway.",
       ],
     }
   } finally {
