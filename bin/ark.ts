@@ -26,6 +26,7 @@ import {
   isKeyId,
   newKey,
   createLogger,
+  startTracing,
   defaultAllowedHosts,
   followKeysFile,
   followKeysSecret,
@@ -199,6 +200,8 @@ executionengines, evaluations, services, settings, configmaps, secrets, all
 Environment:
   ARK_MANIFESTS    default manifests folder
   ARK_LOG_LEVEL    debug | info | warn | error (default info)
+  OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, ...
+                   traces as OTLP over HTTP (JSON) when set; off otherwise (README, Traces)
   OPENAI_API_KEY, OPENAI_BASE_URL (e.g. Ollama's http://localhost:11434/v1), AZURE_OPENAI_API_KEY,
   ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL
                    defaults for Models that do not set them, and for ArkAgent model ids
@@ -404,305 +407,308 @@ Or in a Secret (ark gateway --api-keys-secret <namespace>/<name>):
     case 'gateway':
     case 'worker':
     case 'controller': {
-      const number = (flag: string, env: string, fallback: number, min: number) => {
-        const raw = (values as Record<string, string | undefined>)[flag] ?? process.env[env]
-        if (raw === undefined || raw === '') return fallback
-        const n = Number(raw)
-        if (!Number.isInteger(n) || n < min) {
-          throw new Error(
-            `--${flag} (${env}) must be an integer >= ${String(min)}, got ${JSON.stringify(raw)}`,
-          )
-        }
-        return n
+      // Tracing first (the OTEL_* variables; off unless they ask): what the command builds is traced from the
+      // start, and its last spans are exported when it stops.
+      const tracing = await startTracing(process.env, `ark-${command}`, createLogger('tracing'))
+      try {
+        return await serveCommand(command)
+      } finally {
+        await tracing?.shutdown()
       }
-      const choice = <T extends string>(flag: string, env: string, options: readonly T[], fallback: T): T => {
-        const raw = (values as Record<string, string | undefined>)[flag] ?? process.env[env]
-        if (raw === undefined || raw === '') return fallback
-        if (!(options as readonly string[]).includes(raw)) {
-          throw new Error(
-            `--${flag} (${env}) must be one of ${options.join(', ')}, got ${JSON.stringify(raw)}`,
-          )
-        }
-        return raw as T
-      }
-      const redisUrl = values['redis-url'] ?? process.env.REDIS_URL
-      const redis: RedisSettings | undefined =
-        redisUrl === undefined || redisUrl === ''
-          ? undefined
-          : { url: redisUrl, prefix: values['redis-prefix'] ?? process.env.ARK_REDIS_PREFIX ?? 'ark' }
-      if (redis !== undefined) checkRedisUrl(redis.url)
-      if (command !== 'dev' && command !== 'controller' && redis === undefined)
-        throw new Error(
-          `ark ${command} needs Redis: set --redis-url or REDIS_URL (e.g. redis://127.0.0.1:6379)`,
-        )
-      const common = {
-        manifests,
-        host: values.host ?? process.env.HOST ?? '127.0.0.1',
-        maxIterations: number('max-iterations', 'ARK_MAX_ITERATIONS', DEFAULTS.maxIterations, 1),
-        taskTimeoutMs: number('task-timeout', 'ARK_TASK_TIMEOUT', DEFAULTS.taskTimeoutMs / 1000, 1) * 1000,
-        providers: {
-          env: process.env,
-          withoutKey: choice('models-without-key', 'ARK_MODELS_WITHOUT_KEY', ['mock', 'unavailable'], 'mock'),
-          timeoutMs:
-            number('provider-timeout', 'ARK_PROVIDER_TIMEOUT', PROVIDER_DEFAULTS.timeoutMs / 1000, 1) * 1000,
-          maxRetries: number('provider-retries', 'ARK_PROVIDER_RETRIES', PROVIDER_DEFAULTS.maxRetries, 0),
-        },
-        sandboxThreads: number('sandbox-threads', 'ARK_SANDBOX_THREADS', 4, 1),
-        claimIdleMs: number('claim-idle', 'ARK_CLAIM_IDLE', 30, 1) * 1000,
-        maxAttempts: number('max-attempts', 'ARK_MAX_ATTEMPTS', 3, 1),
-      }
-      const list = (flag: string, env: string): string[] | undefined => {
-        const raw = (values as Record<string, string | undefined>)[flag] ?? process.env[env]
-        if (raw === undefined || raw.trim() === '') return undefined
-        return raw
-          .split(',')
-          .map((x) => x.trim())
-          .filter((x) => x !== '')
-      }
-      /**
-       * Where the gateway and workers read resources: a folder (default), or a cluster with --source cluster
-       * (in a pod: its ServiceAccount; else KUBECONFIG or ~/.kube/config) or --kubeconfig <file>.
-       */
-      const cluster = (): { cluster?: { kubeconfig?: string; namespaces?: string[] } } => {
-        const from = choice(
-          'source',
-          'ARK_SOURCE',
-          ['folder', 'cluster'],
-          values.kubeconfig === undefined ? 'folder' : 'cluster',
-        )
-        if (from === 'folder') {
-          if (values.kubeconfig !== undefined)
-            throw new Error('--kubeconfig reads a cluster: it cannot go with --source folder')
-          return {}
-        }
-        const namespaces = list('namespaces', 'ARK_NAMESPACES')
-        return {
-          cluster: {
-            ...(values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig }),
-            ...(namespaces === undefined ? {} : { namespaces }),
-          },
-        }
-      }
-      /** --api-keys <file> or --api-keys-secret <ns>/<name>: who may call (ark dev, ark gateway). */
-      const apiKeys = (): DevOptions['auth'] => {
-        const file = values['api-keys'] ?? process.env.ARK_API_KEYS
-        const secret = values['api-keys-secret'] ?? process.env.ARK_API_KEYS_SECRET
-        const metrics = choice('metrics-auth', 'ARK_METRICS_AUTH', ['true', 'false'], 'false') === 'true'
-        const given = (v: string | undefined): v is string => v !== undefined && v !== ''
-        if (given(file) && given(secret))
-          throw new Error('--api-keys (ARK_API_KEYS) and --api-keys-secret (ARK_API_KEYS_SECRET): give one')
-        const jwt = jwtOptions()
-        if (given(file)) return { file, metrics, ...(jwt === undefined ? {} : { jwt }) }
-        if (given(secret)) {
-          if (!('cluster' in cluster()))
-            throw new Error(
-              '--api-keys-secret reads a Secret of the cluster: it needs --source cluster or --kubeconfig',
-            )
-          const [namespace = '', name = '', ...rest] = secret.split('/')
-          const watched = list('namespaces', 'ARK_NAMESPACES')
-          if (watched !== undefined && !watched.includes(namespace))
-            throw new Error(
-              `--api-keys-secret ${secret}: namespace ${namespace} is not in --namespaces (${watched.join(',')}), so the Secret would never be read`,
-            )
-          if (
-            // A namespace is a DNS label (no dots); a Secret's name a DNS subdomain.
-            !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace) ||
-            !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name) ||
-            rest.length > 0
-          )
-            throw new Error(
-              `--api-keys-secret (ARK_API_KEYS_SECRET) must be <namespace>/<name>, got ${JSON.stringify(secret)}`,
-            )
-          return { secret: { namespace, name }, metrics, ...(jwt === undefined ? {} : { jwt }) }
-        }
-        if (jwt !== undefined) return { metrics, jwt }
-        if (metrics)
-          throw new Error(
-            '--metrics-auth (ARK_METRICS_AUTH) needs keys or tokens: --api-keys, --api-keys-secret or --jwt-issuer',
-          )
-        return undefined
-      }
-      const jwtOptions = (): JwtOptions | undefined => {
-        const issuer = values['jwt-issuer'] ?? process.env.ARK_JWT_ISSUER ?? ''
-        const audience = values['jwt-audience'] ?? process.env.ARK_JWT_AUDIENCE ?? ''
-        const url = values['jwks-url'] ?? process.env.ARK_JWKS_URL ?? ''
-        const file = values['jwks-file'] ?? process.env.ARK_JWKS_FILE ?? ''
-        if (issuer === '' && audience === '' && url === '' && file === '') return undefined
-        if (issuer === '' || audience === '')
-          throw new Error(
-            'JWTs need both --jwt-issuer (ARK_JWT_ISSUER) and --jwt-audience (ARK_JWT_AUDIENCE)',
-          )
-        if ((url === '') === (file === ''))
-          throw new Error(
-            'JWTs need their signing keys from one of --jwks-url (ARK_JWKS_URL) or --jwks-file (ARK_JWKS_FILE)',
-          )
-        if (url !== '') {
-          let u: URL
-          try {
-            u = new URL(url)
-          } catch {
-            throw new Error(`--jwks-url (ARK_JWKS_URL) is not a URL: ${JSON.stringify(url.slice(0, 200))}`)
-          }
-          if (u.protocol !== 'https:' && !isLoopbackHost(u.hostname.replace(/^\[|\]$/g, '')))
-            throw new Error('--jwks-url (ARK_JWKS_URL) must be https (plain http only on loopback)')
-          return { issuer, audience, jwks: { url } }
-        }
-        return { issuer, audience, jwks: { file } }
-      }
-      if (command === 'controller') {
-        const namespaces = list('namespaces', 'ARK_NAMESPACES')
-        const leaseNamespace = values['lease-namespace'] ?? process.env.POD_NAMESPACE
-        const kubeconfig = values.kubeconfig ?? process.env.KUBECONFIG
-        const image = values['worker-image'] ?? process.env.ARK_WORKER_IMAGE
-        const keda = choice('keda', 'ARK_KEDA', ['true', 'false'], 'false') === 'true'
-        if (image !== undefined && image !== '' && redis === undefined)
-          throw new Error(
-            '--worker-image (ARK_WORKER_IMAGE) needs --redis-url (REDIS_URL): pools work through Redis',
-          )
-        if (keda && (image === undefined || image === ''))
-          throw new Error(
-            '--keda (ARK_KEDA) scales the pools --worker-image (ARK_WORKER_IMAGE) creates: set both',
-          )
-        const pullPolicy =
-          values['worker-pull-policy'] === undefined && process.env.ARK_WORKER_PULL_POLICY === undefined
-            ? undefined
-            : choice(
-                'worker-pull-policy',
-                'ARK_WORKER_PULL_POLICY',
-                ['Always', 'IfNotPresent', 'Never'],
-                'IfNotPresent',
-              )
-        // The Kubernetes client loads only for the commands that talk to a cluster.
-        const { controller } = await import('./controller.ts')
-        return controller({
-          ...common,
-          redis,
-          ...(kubeconfig === undefined ? {} : { kubeconfig }),
-          ...(namespaces === undefined ? {} : { namespaces }),
-          port: number('port', 'PORT', 8082, 0),
-          id:
-            values.id ??
-            process.env.ARK_ID ??
-            process.env.POD_NAME ??
-            `${hostname()}-${crypto.randomUUID().slice(0, 8)}`,
-          leaderElect: choice('leader-elect', 'ARK_LEADER_ELECT', ['true', 'false'], 'true') === 'true',
-          ...(leaseNamespace === undefined || leaseNamespace === '' ? {} : { leaseNamespace }),
-          leaseDurationSeconds: number('lease-duration', 'ARK_LEASE_DURATION', 15, 2),
-          renewDeadlineSeconds: number('renew-deadline', 'ARK_RENEW_DEADLINE', 10, 1),
-          retryPeriodSeconds: number('retry-period', 'ARK_RETRY_PERIOD', 2, 1),
-          maxConcurrentQueries: number('max-concurrent-queries', 'ARK_MAX_CONCURRENT_QUERIES', 64, 1),
-          eventQps: number('event-qps', 'ARK_EVENT_QPS', 50, 1),
-          eventBurst: number('event-burst', 'ARK_EVENT_BURST', 100, 1),
-          probeIntervalSeconds: number('probe-interval', 'ARK_PROBE_INTERVAL', 60, 0),
-          poolConcurrency: number('pool-concurrency', 'ARK_POOL_CONCURRENCY', DEFAULTS.poolConcurrency, 1),
-          maxQueued: number('queue-size', 'ARK_QUEUE_SIZE', DEFAULTS.maxQueued, 0),
-          ...(image === undefined || image === ''
-            ? {}
-            : {
-                pools: {
-                  image,
-                  ...(pullPolicy === undefined ? {} : { imagePullPolicy: pullPolicy }),
-                  pullSecrets: list('worker-pull-secrets', 'ARK_WORKER_PULL_SECRETS') ?? [],
-                  ...(keda
-                    ? {
-                        keda: {
-                          tasksPerWorker: number('keda-tasks-per-worker', 'ARK_KEDA_TASKS_PER_WORKER', 5, 1),
-                          cooldownSeconds: number('keda-cooldown', 'ARK_KEDA_COOLDOWN', 300, 0),
-                          pollingSeconds: 15,
-                        },
-                      }
-                    : {}),
-                },
-              }),
-        })
-      }
-      if (command === 'worker') {
-        const agent = values.agent ?? process.env.ARK_AGENT
-        const shared = values.shared === true || process.env.ARK_WORKER_SHARED === 'true'
-        if (shared && agent !== undefined && agent !== '')
-          throw new Error('ark worker takes --agent <namespace>/<name> or --shared, not both')
-        if (!shared && (agent === undefined || agent === ''))
-          throw new Error(
-            'ark worker needs --agent <namespace>/<name> (or ARK_AGENT), or --shared for every agent without a pool',
-          )
-        const concurrency = number('concurrency', 'ARK_WORKER_CONCURRENCY', 0, 1)
-        return worker({
-          ...common,
-          ...cluster(),
-          redis: redis as RedisSettings,
-          agents: shared ? 'shared' : (agent ?? ''),
-          port: number('port', 'PORT', 8081, 0),
-          ...(concurrency === 0 ? {} : { concurrency }),
-          shutdownGraceMs: number('shutdown-grace', 'ARK_SHUTDOWN_GRACE', 25, 0) * 1000,
-          ...(values.id === undefined && process.env.ARK_ID === undefined
-            ? {}
-            : { id: values.id ?? process.env.ARK_ID ?? '' }),
-        })
-      }
-      const hosts = list('allowed-hosts', 'ARK_ALLOWED_HOSTS')
-      const source = cluster()
-      if ('cluster' in source && command !== 'gateway')
-        throw new Error(
-          '--kubeconfig and --source cluster are for ark gateway, ark worker, ark get and ark controller; ark dev reads a folder',
-        )
-      // A gateway without workers of its own answers at once for a pool that has none, unless pools start on
-      // a backlog (KEDA from zero). ark dev's workers are its own.
-      const waitForWorkers =
-        choice('wait-for-workers', 'ARK_WAIT_FOR_WORKERS', ['true', 'false'], 'false') === 'true'
-      return dev({
-        ...common,
-        mode: command,
-        ...source,
-        redis:
-          redis === undefined || command !== 'gateway'
-            ? redis
-            : { ...redis, requireWorkers: !waitForWorkers },
-        port: number('port', 'PORT', 8080, 0),
-        allowedHosts:
-          hosts === undefined
-            ? defaultAllowedHosts(common.host)
-            : hosts.includes('*')
-              ? 'any'
-              : hosts.map((h) => h.toLowerCase()),
-        corsOrigins: list('cors-origins', 'ARK_CORS_ORIGINS') ?? [],
-        a2aPushHosts: list('a2a-push-hosts', 'ARK_A2A_PUSH_HOSTS') ?? [],
-        auth: apiKeys(),
-        // A laptop's Ctrl-C should not wait for a load balancer; a gateway replica's SIGTERM should.
-        drainDelayMs: number('drain-delay', 'ARK_DRAIN_DELAY', command === 'gateway' ? 5 : 0, 0) * 1000,
-        shutdownGraceMs:
-          number('shutdown-grace', 'ARK_SHUTDOWN_GRACE', command === 'gateway' ? 25 : 10, 0) * 1000,
-        timeouts: {
-          headersMs:
-            number('headers-timeout', 'ARK_HEADERS_TIMEOUT', SERVE_DEFAULTS.headersMs / 1000, 1) * 1000,
-          requestMs: number('body-timeout', 'ARK_BODY_TIMEOUT', DEFAULTS.bodyTimeoutMs / 1000, 1) * 1000,
-          idleMs: number('idle-timeout', 'ARK_IDLE_TIMEOUT', SERVE_DEFAULTS.idleMs / 1000, 1) * 1000,
-        },
-        stream: {
-          writeTimeoutMs:
-            number(
-              'stream-write-timeout',
-              'ARK_STREAM_WRITE_TIMEOUT',
-              STREAM_DEFAULTS.writeTimeoutMs / 1000,
-              1,
-            ) * 1000,
-          maxBufferedBytes: number(
-            'stream-max-buffer',
-            'ARK_STREAM_MAX_BUFFER',
-            STREAM_DEFAULTS.maxBufferedBytes,
-            STREAM_DEFAULTS.highWaterBytes,
-          ),
-        },
-        maxBodyBytes: number('max-body-bytes', 'ARK_MAX_BODY_BYTES', DEFAULTS.maxBodyBytes, 1024),
-        poolConcurrency: number('pool-concurrency', 'ARK_POOL_CONCURRENCY', DEFAULTS.poolConcurrency, 1),
-        maxQueued: number('queue-size', 'ARK_QUEUE_SIZE', DEFAULTS.maxQueued, 0),
-        maxInFlight: number('max-in-flight', 'ARK_MAX_IN_FLIGHT', DEFAULTS.maxInFlight, 1),
-        maxQueueWaitMs: number('queue-wait', 'ARK_QUEUE_WAIT', DEFAULTS.maxQueueWaitMs / 1000, 1) * 1000,
-        probeIntervalSeconds: number('probe-interval', 'ARK_PROBE_INTERVAL', 60, 0),
-      })
     }
     default:
       console.error(`ark: unknown command "${command}" (see ark --help)`)
       return 2
+  }
+
+  async function serveCommand(command: 'dev' | 'gateway' | 'worker' | 'controller'): Promise<number> {
+    const number = (flag: string, env: string, fallback: number, min: number) => {
+      const raw = (values as Record<string, string | undefined>)[flag] ?? process.env[env]
+      if (raw === undefined || raw === '') return fallback
+      const n = Number(raw)
+      if (!Number.isInteger(n) || n < min) {
+        throw new Error(`--${flag} (${env}) must be an integer >= ${String(min)}, got ${JSON.stringify(raw)}`)
+      }
+      return n
+    }
+    const choice = <T extends string>(flag: string, env: string, options: readonly T[], fallback: T): T => {
+      const raw = (values as Record<string, string | undefined>)[flag] ?? process.env[env]
+      if (raw === undefined || raw === '') return fallback
+      if (!(options as readonly string[]).includes(raw)) {
+        throw new Error(`--${flag} (${env}) must be one of ${options.join(', ')}, got ${JSON.stringify(raw)}`)
+      }
+      return raw as T
+    }
+    const redisUrl = values['redis-url'] ?? process.env.REDIS_URL
+    const redis: RedisSettings | undefined =
+      redisUrl === undefined || redisUrl === ''
+        ? undefined
+        : { url: redisUrl, prefix: values['redis-prefix'] ?? process.env.ARK_REDIS_PREFIX ?? 'ark' }
+    if (redis !== undefined) checkRedisUrl(redis.url)
+    if (command !== 'dev' && command !== 'controller' && redis === undefined)
+      throw new Error(
+        `ark ${command} needs Redis: set --redis-url or REDIS_URL (e.g. redis://127.0.0.1:6379)`,
+      )
+    const common = {
+      manifests,
+      host: values.host ?? process.env.HOST ?? '127.0.0.1',
+      maxIterations: number('max-iterations', 'ARK_MAX_ITERATIONS', DEFAULTS.maxIterations, 1),
+      taskTimeoutMs: number('task-timeout', 'ARK_TASK_TIMEOUT', DEFAULTS.taskTimeoutMs / 1000, 1) * 1000,
+      providers: {
+        env: process.env,
+        withoutKey: choice('models-without-key', 'ARK_MODELS_WITHOUT_KEY', ['mock', 'unavailable'], 'mock'),
+        timeoutMs:
+          number('provider-timeout', 'ARK_PROVIDER_TIMEOUT', PROVIDER_DEFAULTS.timeoutMs / 1000, 1) * 1000,
+        maxRetries: number('provider-retries', 'ARK_PROVIDER_RETRIES', PROVIDER_DEFAULTS.maxRetries, 0),
+      },
+      sandboxThreads: number('sandbox-threads', 'ARK_SANDBOX_THREADS', 4, 1),
+      claimIdleMs: number('claim-idle', 'ARK_CLAIM_IDLE', 30, 1) * 1000,
+      maxAttempts: number('max-attempts', 'ARK_MAX_ATTEMPTS', 3, 1),
+    }
+    const list = (flag: string, env: string): string[] | undefined => {
+      const raw = (values as Record<string, string | undefined>)[flag] ?? process.env[env]
+      if (raw === undefined || raw.trim() === '') return undefined
+      return raw
+        .split(',')
+        .map((x) => x.trim())
+        .filter((x) => x !== '')
+    }
+    /**
+     * Where the gateway and workers read resources: a folder (default), or a cluster with --source cluster
+     * (in a pod: its ServiceAccount; else KUBECONFIG or ~/.kube/config) or --kubeconfig <file>.
+     */
+    const cluster = (): { cluster?: { kubeconfig?: string; namespaces?: string[] } } => {
+      const from = choice(
+        'source',
+        'ARK_SOURCE',
+        ['folder', 'cluster'],
+        values.kubeconfig === undefined ? 'folder' : 'cluster',
+      )
+      if (from === 'folder') {
+        if (values.kubeconfig !== undefined)
+          throw new Error('--kubeconfig reads a cluster: it cannot go with --source folder')
+        return {}
+      }
+      const namespaces = list('namespaces', 'ARK_NAMESPACES')
+      return {
+        cluster: {
+          ...(values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig }),
+          ...(namespaces === undefined ? {} : { namespaces }),
+        },
+      }
+    }
+    /** --api-keys <file> or --api-keys-secret <ns>/<name>: who may call (ark dev, ark gateway). */
+    const apiKeys = (): DevOptions['auth'] => {
+      const file = values['api-keys'] ?? process.env.ARK_API_KEYS
+      const secret = values['api-keys-secret'] ?? process.env.ARK_API_KEYS_SECRET
+      const metrics = choice('metrics-auth', 'ARK_METRICS_AUTH', ['true', 'false'], 'false') === 'true'
+      const given = (v: string | undefined): v is string => v !== undefined && v !== ''
+      if (given(file) && given(secret))
+        throw new Error('--api-keys (ARK_API_KEYS) and --api-keys-secret (ARK_API_KEYS_SECRET): give one')
+      const jwt = jwtOptions()
+      if (given(file)) return { file, metrics, ...(jwt === undefined ? {} : { jwt }) }
+      if (given(secret)) {
+        if (!('cluster' in cluster()))
+          throw new Error(
+            '--api-keys-secret reads a Secret of the cluster: it needs --source cluster or --kubeconfig',
+          )
+        const [namespace = '', name = '', ...rest] = secret.split('/')
+        const watched = list('namespaces', 'ARK_NAMESPACES')
+        if (watched !== undefined && !watched.includes(namespace))
+          throw new Error(
+            `--api-keys-secret ${secret}: namespace ${namespace} is not in --namespaces (${watched.join(',')}), so the Secret would never be read`,
+          )
+        if (
+          // A namespace is a DNS label (no dots); a Secret's name a DNS subdomain.
+          !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace) ||
+          !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name) ||
+          rest.length > 0
+        )
+          throw new Error(
+            `--api-keys-secret (ARK_API_KEYS_SECRET) must be <namespace>/<name>, got ${JSON.stringify(secret)}`,
+          )
+        return { secret: { namespace, name }, metrics, ...(jwt === undefined ? {} : { jwt }) }
+      }
+      if (jwt !== undefined) return { metrics, jwt }
+      if (metrics)
+        throw new Error(
+          '--metrics-auth (ARK_METRICS_AUTH) needs keys or tokens: --api-keys, --api-keys-secret or --jwt-issuer',
+        )
+      return undefined
+    }
+    const jwtOptions = (): JwtOptions | undefined => {
+      const issuer = values['jwt-issuer'] ?? process.env.ARK_JWT_ISSUER ?? ''
+      const audience = values['jwt-audience'] ?? process.env.ARK_JWT_AUDIENCE ?? ''
+      const url = values['jwks-url'] ?? process.env.ARK_JWKS_URL ?? ''
+      const file = values['jwks-file'] ?? process.env.ARK_JWKS_FILE ?? ''
+      if (issuer === '' && audience === '' && url === '' && file === '') return undefined
+      if (issuer === '' || audience === '')
+        throw new Error('JWTs need both --jwt-issuer (ARK_JWT_ISSUER) and --jwt-audience (ARK_JWT_AUDIENCE)')
+      if ((url === '') === (file === ''))
+        throw new Error(
+          'JWTs need their signing keys from one of --jwks-url (ARK_JWKS_URL) or --jwks-file (ARK_JWKS_FILE)',
+        )
+      if (url !== '') {
+        let u: URL
+        try {
+          u = new URL(url)
+        } catch {
+          throw new Error(`--jwks-url (ARK_JWKS_URL) is not a URL: ${JSON.stringify(url.slice(0, 200))}`)
+        }
+        if (u.protocol !== 'https:' && !isLoopbackHost(u.hostname.replace(/^\[|\]$/g, '')))
+          throw new Error('--jwks-url (ARK_JWKS_URL) must be https (plain http only on loopback)')
+        return { issuer, audience, jwks: { url } }
+      }
+      return { issuer, audience, jwks: { file } }
+    }
+    if (command === 'controller') {
+      const namespaces = list('namespaces', 'ARK_NAMESPACES')
+      const leaseNamespace = values['lease-namespace'] ?? process.env.POD_NAMESPACE
+      const kubeconfig = values.kubeconfig ?? process.env.KUBECONFIG
+      const image = values['worker-image'] ?? process.env.ARK_WORKER_IMAGE
+      const keda = choice('keda', 'ARK_KEDA', ['true', 'false'], 'false') === 'true'
+      if (image !== undefined && image !== '' && redis === undefined)
+        throw new Error(
+          '--worker-image (ARK_WORKER_IMAGE) needs --redis-url (REDIS_URL): pools work through Redis',
+        )
+      if (keda && (image === undefined || image === ''))
+        throw new Error(
+          '--keda (ARK_KEDA) scales the pools --worker-image (ARK_WORKER_IMAGE) creates: set both',
+        )
+      const pullPolicy =
+        values['worker-pull-policy'] === undefined && process.env.ARK_WORKER_PULL_POLICY === undefined
+          ? undefined
+          : choice(
+              'worker-pull-policy',
+              'ARK_WORKER_PULL_POLICY',
+              ['Always', 'IfNotPresent', 'Never'],
+              'IfNotPresent',
+            )
+      // The Kubernetes client loads only for the commands that talk to a cluster.
+      const { controller } = await import('./controller.ts')
+      return controller({
+        ...common,
+        redis,
+        ...(kubeconfig === undefined ? {} : { kubeconfig }),
+        ...(namespaces === undefined ? {} : { namespaces }),
+        port: number('port', 'PORT', 8082, 0),
+        id:
+          values.id ??
+          process.env.ARK_ID ??
+          process.env.POD_NAME ??
+          `${hostname()}-${crypto.randomUUID().slice(0, 8)}`,
+        leaderElect: choice('leader-elect', 'ARK_LEADER_ELECT', ['true', 'false'], 'true') === 'true',
+        ...(leaseNamespace === undefined || leaseNamespace === '' ? {} : { leaseNamespace }),
+        leaseDurationSeconds: number('lease-duration', 'ARK_LEASE_DURATION', 15, 2),
+        renewDeadlineSeconds: number('renew-deadline', 'ARK_RENEW_DEADLINE', 10, 1),
+        retryPeriodSeconds: number('retry-period', 'ARK_RETRY_PERIOD', 2, 1),
+        maxConcurrentQueries: number('max-concurrent-queries', 'ARK_MAX_CONCURRENT_QUERIES', 64, 1),
+        eventQps: number('event-qps', 'ARK_EVENT_QPS', 50, 1),
+        eventBurst: number('event-burst', 'ARK_EVENT_BURST', 100, 1),
+        probeIntervalSeconds: number('probe-interval', 'ARK_PROBE_INTERVAL', 60, 0),
+        poolConcurrency: number('pool-concurrency', 'ARK_POOL_CONCURRENCY', DEFAULTS.poolConcurrency, 1),
+        maxQueued: number('queue-size', 'ARK_QUEUE_SIZE', DEFAULTS.maxQueued, 0),
+        ...(image === undefined || image === ''
+          ? {}
+          : {
+              pools: {
+                image,
+                ...(pullPolicy === undefined ? {} : { imagePullPolicy: pullPolicy }),
+                pullSecrets: list('worker-pull-secrets', 'ARK_WORKER_PULL_SECRETS') ?? [],
+                ...(keda
+                  ? {
+                      keda: {
+                        tasksPerWorker: number('keda-tasks-per-worker', 'ARK_KEDA_TASKS_PER_WORKER', 5, 1),
+                        cooldownSeconds: number('keda-cooldown', 'ARK_KEDA_COOLDOWN', 300, 0),
+                        pollingSeconds: 15,
+                      },
+                    }
+                  : {}),
+              },
+            }),
+      })
+    }
+    if (command === 'worker') {
+      const agent = values.agent ?? process.env.ARK_AGENT
+      const shared = values.shared === true || process.env.ARK_WORKER_SHARED === 'true'
+      if (shared && agent !== undefined && agent !== '')
+        throw new Error('ark worker takes --agent <namespace>/<name> or --shared, not both')
+      if (!shared && (agent === undefined || agent === ''))
+        throw new Error(
+          'ark worker needs --agent <namespace>/<name> (or ARK_AGENT), or --shared for every agent without a pool',
+        )
+      const concurrency = number('concurrency', 'ARK_WORKER_CONCURRENCY', 0, 1)
+      return worker({
+        ...common,
+        ...cluster(),
+        redis: redis as RedisSettings,
+        agents: shared ? 'shared' : (agent ?? ''),
+        port: number('port', 'PORT', 8081, 0),
+        ...(concurrency === 0 ? {} : { concurrency }),
+        shutdownGraceMs: number('shutdown-grace', 'ARK_SHUTDOWN_GRACE', 25, 0) * 1000,
+        ...(values.id === undefined && process.env.ARK_ID === undefined
+          ? {}
+          : { id: values.id ?? process.env.ARK_ID ?? '' }),
+      })
+    }
+    const hosts = list('allowed-hosts', 'ARK_ALLOWED_HOSTS')
+    const source = cluster()
+    if ('cluster' in source && command !== 'gateway')
+      throw new Error(
+        '--kubeconfig and --source cluster are for ark gateway, ark worker, ark get and ark controller; ark dev reads a folder',
+      )
+    // A gateway without workers of its own answers at once for a pool that has none, unless pools start on
+    // a backlog (KEDA from zero). ark dev's workers are its own.
+    const waitForWorkers =
+      choice('wait-for-workers', 'ARK_WAIT_FOR_WORKERS', ['true', 'false'], 'false') === 'true'
+    return dev({
+      ...common,
+      mode: command,
+      ...source,
+      redis:
+        redis === undefined || command !== 'gateway' ? redis : { ...redis, requireWorkers: !waitForWorkers },
+      port: number('port', 'PORT', 8080, 0),
+      allowedHosts:
+        hosts === undefined
+          ? defaultAllowedHosts(common.host)
+          : hosts.includes('*')
+            ? 'any'
+            : hosts.map((h) => h.toLowerCase()),
+      corsOrigins: list('cors-origins', 'ARK_CORS_ORIGINS') ?? [],
+      a2aPushHosts: list('a2a-push-hosts', 'ARK_A2A_PUSH_HOSTS') ?? [],
+      auth: apiKeys(),
+      // A laptop's Ctrl-C should not wait for a load balancer; a gateway replica's SIGTERM should.
+      drainDelayMs: number('drain-delay', 'ARK_DRAIN_DELAY', command === 'gateway' ? 5 : 0, 0) * 1000,
+      shutdownGraceMs:
+        number('shutdown-grace', 'ARK_SHUTDOWN_GRACE', command === 'gateway' ? 25 : 10, 0) * 1000,
+      timeouts: {
+        headersMs:
+          number('headers-timeout', 'ARK_HEADERS_TIMEOUT', SERVE_DEFAULTS.headersMs / 1000, 1) * 1000,
+        requestMs: number('body-timeout', 'ARK_BODY_TIMEOUT', DEFAULTS.bodyTimeoutMs / 1000, 1) * 1000,
+        idleMs: number('idle-timeout', 'ARK_IDLE_TIMEOUT', SERVE_DEFAULTS.idleMs / 1000, 1) * 1000,
+      },
+      stream: {
+        writeTimeoutMs:
+          number(
+            'stream-write-timeout',
+            'ARK_STREAM_WRITE_TIMEOUT',
+            STREAM_DEFAULTS.writeTimeoutMs / 1000,
+            1,
+          ) * 1000,
+        maxBufferedBytes: number(
+          'stream-max-buffer',
+          'ARK_STREAM_MAX_BUFFER',
+          STREAM_DEFAULTS.maxBufferedBytes,
+          STREAM_DEFAULTS.highWaterBytes,
+        ),
+      },
+      maxBodyBytes: number('max-body-bytes', 'ARK_MAX_BODY_BYTES', DEFAULTS.maxBodyBytes, 1024),
+      poolConcurrency: number('pool-concurrency', 'ARK_POOL_CONCURRENCY', DEFAULTS.poolConcurrency, 1),
+      maxQueued: number('queue-size', 'ARK_QUEUE_SIZE', DEFAULTS.maxQueued, 0),
+      maxInFlight: number('max-in-flight', 'ARK_MAX_IN_FLIGHT', DEFAULTS.maxInFlight, 1),
+      maxQueueWaitMs: number('queue-wait', 'ARK_QUEUE_WAIT', DEFAULTS.maxQueueWaitMs / 1000, 1) * 1000,
+      probeIntervalSeconds: number('probe-interval', 'ARK_PROBE_INTERVAL', 60, 0),
+    })
   }
 }
 

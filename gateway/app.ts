@@ -21,6 +21,7 @@ import type { AllowedHosts } from './http/guards.ts'
 import { DOT_SEGMENT_MESSAGE, hasDotSegment, hostAllowed } from './http/guards.ts'
 import type { StreamLimits } from './http/response-stream.ts'
 import type { Logger } from './log.ts'
+import { traceRequests, tracer } from './trace/tracing.ts'
 import { McpEndpoints, jsonRpcError } from './mcp/server.ts'
 import type { McpScope } from './mcp/server.ts'
 import type { Metrics } from './metrics.ts'
@@ -126,6 +127,9 @@ export function createApp(deps: AppDeps): App {
     authenticated: deps.auth !== undefined,
   })
 
+  // Tracing is decided when the process starts (trace/tracing.ts): off, not even a middleware is added.
+  const traces = tracer()
+  if (traces !== undefined) app.use(traceRequests(traces))
   app.use(async (c, next) => {
     const started = performance.now()
     await next()

@@ -65,6 +65,8 @@ export type { StreamLimits } from './http/response-stream.ts'
 export { STREAM_DEFAULTS } from './http/response-stream.ts'
 
 export { upstreamFetch } from './upstream-fetch.ts'
+export type { Tracing, TracingConfig } from './trace/tracing.ts'
+export { startTracing, tracingConfig } from './trace/tracing.ts'
 export type { Admitted, Checked as AdmissionChecked, Refusal, Run, SubmitRequest } from './admission.ts'
 export { Admission, failureOf } from './admission.ts'
 export { succeeded } from './runtime/task.ts'

@@ -5,6 +5,7 @@
  */
 import type { Redactor } from './runtime/redactor.ts'
 import { knownSecrets } from './runtime/redactor.ts'
+import { activeIds } from './trace/tracing.ts'
 
 type Level = 'debug' | 'info' | 'warn' | 'error'
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 }
@@ -22,8 +23,17 @@ export function createLogger(
     (lv: Level) =>
     (msg: string, fields: Record<string, unknown> = {}) => {
       if (ORDER[lv] < min) return
-      // Fields first: a field named like one of ours must not overwrite it.
-      const line = JSON.stringify({ ...fields, time: new Date().toISOString(), level: lv, component, msg })
+      // Fields first: a field named like one of ours must not overwrite it. Inside a span (tracing on), the
+      // line carries its trace_id and span_id, so that logs and traces join up.
+      const ids = activeIds()
+      const line = JSON.stringify({
+        ...fields,
+        ...ids,
+        time: new Date().toISOString(),
+        level: lv,
+        component,
+        msg,
+      })
       write(secrets.redactor.text(line))
     }
   return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }

@@ -6,6 +6,7 @@
 import type { ObjectRef } from '../../controller/api/index.ts'
 import type { Task, TaskResult } from '../runtime/task.ts'
 import { notRun } from '../runtime/task.ts'
+import { withCarrier } from '../trace/tracing.ts'
 import type { Admission, PoolLimits, PoolStats, SubmitOptions, TaskQueue, TaskRunner } from './queue.ts'
 import { QueueFullError, waitedTooLong } from './queue.ts'
 
@@ -50,8 +51,9 @@ export class MemoryQueue implements TaskQueue {
     this.#limitsOf = limitsOf
   }
 
-  submit(task: Task, options: SubmitOptions): Promise<Admission> {
+  submit(queued: Task, options: SubmitOptions): Promise<Admission> {
     if (this.#closed) return Promise.reject(new Error('the queue is closed'))
+    const task = withCarrier(queued)
     // Nobody is waiting for it any more: do not let it take a slot.
     if (options.signal.aborted) return Promise.resolve({ result: Promise.resolve(cancelled(task)) })
     const key = `${task.agent.namespace}/${task.agent.name}`

@@ -10,6 +10,7 @@ import type { Task, TaskResult } from '../runtime/task.ts'
 import { agentKey } from '../runtime/subtasks.ts'
 import { notRun } from '../runtime/task.ts'
 import type { Logger } from '../log.ts'
+import { withCarrier } from '../trace/tracing.ts'
 import { redactedUrl } from '../log.ts'
 import type { Admission, PoolLimits, PoolStats, SubmitOptions, TaskQueue } from './queue.ts'
 import {
@@ -170,8 +171,10 @@ export class RedisQueue implements TaskQueue {
     return this.#up
   }
 
-  async submit(task: Task, options: SubmitOptions): Promise<Admission> {
+  async submit(queued: Task, options: SubmitOptions): Promise<Admission> {
     if (this.#closed) throw new Error('the queue is closed')
+    // The trace context crosses Redis inside the task, to whichever worker takes it.
+    const task = withCarrier(queued)
     if (options.signal.aborted) return { result: Promise.resolve(cancelled(task)) }
     const pool = keys.pool(this.#prefix, task.agent)
     await this.#connected()

@@ -22,7 +22,10 @@ import { Redactor } from './redactor.ts'
 import type { Enqueue, Submit } from './subtasks.ts'
 import { RunTasks, checkDepth, childTask } from './subtasks.ts'
 import type { Task, TaskResult } from './task.ts'
-import { notRun } from './task.ts'
+import { notRun, succeeded } from './task.ts'
+import type { Tracer } from '@opentelemetry/api'
+import { SpanKind } from '@opentelemetry/api'
+import { contextOf, failed, inSpan, tracer } from '../trace/tracing.ts'
 import type { BuiltinTool } from './tools/tool.ts'
 import type { ServerTools, ToolKinds } from './tools/kinds.ts'
 import type { PluginSpec, Sandbox } from '../../sandbox/index.ts'
@@ -388,7 +391,58 @@ export class AgentRuntime {
     }
   }
 
-  async run(task: Task, context: RunContext): Promise<TaskResult> {
+  run(task: Task, context: RunContext): Promise<TaskResult> {
+    const t = tracer()
+    return t === undefined ? this.#run(task, context) : this.#tracedRun(t, task, context)
+  }
+
+  /**
+   * A run in an `invoke_agent` span, child of whoever queued the task (its carrier), after a `queue wait`
+   * span for the time it waited in its pool.
+   */
+  #tracedRun(t: Tracer, task: Task, context: RunContext): Promise<TaskResult> {
+    const parent = contextOf(task.trace)
+    const pool = `${task.agent.namespace}/${task.agent.name}`
+    if (task.trace !== undefined && Number.isFinite(task.trace.queuedAt)) {
+      t.startSpan(
+        'queue wait',
+        {
+          kind: SpanKind.CONSUMER,
+          startTime: task.trace.queuedAt,
+          attributes: { 'ark.pool': pool, 'ark.task.id': task.id },
+        },
+        parent,
+      ).end()
+    }
+    return inSpan(
+      t,
+      `invoke_agent ${task.agent.name}`,
+      {
+        kind: SpanKind.INTERNAL,
+        attributes: {
+          'gen_ai.operation.name': 'invoke_agent',
+          'gen_ai.agent.name': task.agent.name,
+          'gen_ai.agent.id': pool,
+          'ark.task.id': task.id,
+          'ark.depth': task.depth,
+        },
+      },
+      parent,
+      async (span) => {
+        const result = await this.#run(task, context)
+        span.setAttributes({
+          'gen_ai.usage.input_tokens': result.usage.promptTokens,
+          'gen_ai.usage.output_tokens': result.usage.completionTokens,
+          'ark.outcome': result.outcome,
+          'ark.iterations': result.iterations,
+        })
+        if (!succeeded(result)) failed(span, result.outcome, result.error ?? result.outcome)
+        return result
+      },
+    )
+  }
+
+  async #run(task: Task, context: RunContext): Promise<TaskResult> {
     const agent = this.#catalog.get('Agent', task.agent)
     if (agent === undefined)
       return notRun(task, 'error', `Agent ${task.agent.namespace}/${task.agent.name} not found`)

@@ -11,9 +11,12 @@ import type { AgentEvent, EventSink, Outcome, ToolOutcome } from './events.ts'
 import { LOOP_DELAY_US, spin } from './failpoint.ts'
 import type { AssistantMessage, ChatMessage, ToolCall, ToolDefinition, Usage } from './messages.ts'
 import { NO_USAGE, addUsage, textOf } from './messages.ts'
-import type { Provider } from './provider.ts'
+import type { Completion, CompletionRequest, Provider } from './provider.ts'
 import type { JsonValidator } from './schema.ts'
 import type { PreparedTool, ToolContext, ToolResult } from './tools/tool.ts'
+import type { Tracer } from '@opentelemetry/api'
+import { SpanKind, context as traceContext } from '@opentelemetry/api'
+import { failed, inSpan, tracer } from '../trace/tracing.ts'
 
 export interface LoopAgent {
   /** `agent/<name>` or `agent/<ns>/<name>`: how events name the agent. */
@@ -135,18 +138,20 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
     let finishReason: string
     const before = usage.totalTokens
     try {
+      const request: CompletionRequest = {
+        messages,
+        tools: agent.toolDefinitions,
+        ...(agent.outputSchema === undefined ? {} : { outputSchema: agent.outputSchema }),
+        ...(maxTokens === undefined ? {} : { replyBudget: maxTokens }),
+        ...(agent.defaults === undefined ? {} : { defaults: agent.defaults }),
+        ...(agent.json === true ? { json: true } : {}),
+        signal,
+        ...(onDelta === undefined ? {} : { onDelta }),
+      }
+      const t = tracer()
       // A provider that ignores the signal must not hold the run past its deadline either.
       const completion = await untilAborted(
-        provider.complete({
-          messages,
-          tools: agent.toolDefinitions,
-          ...(agent.outputSchema === undefined ? {} : { outputSchema: agent.outputSchema }),
-          ...(maxTokens === undefined ? {} : { replyBudget: maxTokens }),
-          ...(agent.defaults === undefined ? {} : { defaults: agent.defaults }),
-          ...(agent.json === true ? { json: true } : {}),
-          signal,
-          ...(onDelta === undefined ? {} : { onDelta }),
-        }),
+        t === undefined ? provider.complete(request) : tracedCompletion(t, provider, request),
         signal,
       )
       reply = completion.message
@@ -221,7 +226,14 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
     }
 
     messages.push(reply)
-    const results = await Promise.all(calls.map((call) => callTool(agent, call, iteration, context, tell)))
+    const t = tracer()
+    const results = await Promise.all(
+      calls.map((call) =>
+        t === undefined
+          ? callTool(agent, call, iteration, context, tell)
+          : tracedTool(t, agent, call, iteration, context, tell),
+      ),
+    )
     let terminated: string | undefined
     for (let i = 0; i < calls.length; i++) {
       const call = calls[i] as ToolCall
@@ -241,6 +253,66 @@ export async function runLoop(agent: LoopAgent, input: LoopInput): Promise<LoopR
     'max_iterations',
     lastText,
     `${agent.id} did not finish within ${String(agent.maxIterations)} iterations (the model kept calling tools)`,
+  )
+}
+
+/** A model call in a `chat` span (GenAI semantic conventions), which its HTTP request carries upstream. */
+function tracedCompletion(t: Tracer, provider: Provider, request: CompletionRequest): Promise<Completion> {
+  return inSpan(
+    t,
+    `chat ${provider.model}`,
+    {
+      kind: SpanKind.CLIENT,
+      attributes: {
+        'gen_ai.operation.name': 'chat',
+        'gen_ai.provider.name': provider.provider,
+        'gen_ai.request.model': provider.model,
+      },
+    },
+    traceContext.active(),
+    async (span) => {
+      const completion = await provider.complete(request)
+      span.setAttributes({
+        'gen_ai.usage.input_tokens': completion.usage.promptTokens,
+        'gen_ai.usage.output_tokens': completion.usage.completionTokens,
+        'gen_ai.response.finish_reasons': [completion.finishReason],
+      })
+      return completion
+    },
+  )
+}
+
+/** A tool call in an `execute_tool` span; a call that does not end `ok` marks it failed, with its outcome. */
+function tracedTool(
+  t: Tracer,
+  agent: LoopAgent,
+  call: ToolCall,
+  iteration: number,
+  context: ToolContext,
+  tell: (event: AgentEvent) => void,
+): Promise<ToolResult> {
+  const name = call.function.name
+  return inSpan(
+    t,
+    `execute_tool ${name}`,
+    {
+      kind: SpanKind.INTERNAL,
+      attributes: {
+        'gen_ai.operation.name': 'execute_tool',
+        'gen_ai.tool.name': name,
+        'gen_ai.tool.call.id': call.id,
+        'gen_ai.tool.type': 'function',
+      },
+    },
+    traceContext.active(),
+    (span) =>
+      callTool(agent, call, iteration, context, (event) => {
+        if (event.type === 'tool.complete') {
+          span.setAttribute('ark.tool.outcome', event.outcome)
+          if (event.outcome !== 'ok') failed(span, event.outcome, `${name}: ${event.outcome}`)
+        }
+        tell(event)
+      }),
   )
 }
 

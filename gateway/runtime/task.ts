@@ -3,6 +3,7 @@
  * so that the Redis Streams queue can carry it unchanged.
  */
 import type { ObjectRef, TurnLimits } from '../../controller/api/index.ts'
+import type { TraceCarrier } from '../trace/tracing.ts'
 import type { Outcome } from './events.ts'
 import type { ChatMessage, Usage } from './messages.ts'
 import { NO_USAGE } from './messages.ts'
@@ -30,6 +31,8 @@ export interface Task {
    * client sent: `delegate` refuses to hand work back to one of them (a cycle would only bounce until a limit).
    */
   readonly chain?: readonly string[]
+  /** The trace context of whoever queued it, when tracing is on (trace/tracing.ts). */
+  readonly trace?: TraceCarrier
 }
 
 export interface TaskResult {

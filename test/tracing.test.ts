@@ -1,0 +1,259 @@
+/**
+ * Issue 22's traces, end to end: `ark dev` (and a gateway with a worker on Redis) exporting OTLP/HTTP to a
+ * receiver written for the tests, called by the OpenAI SDK with a `traceparent`, its model a fake OpenAI
+ * upstream that records the `traceparent` each call carried.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import OpenAI from 'openai'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import type { ArkProcess } from './ark-process.ts'
+import { startArk } from './ark-process.ts'
+import type { FakeUpstream } from './fakes/openai-upstream.ts'
+import { startFakeOpenAI } from './fakes/openai-upstream.ts'
+import type { OtlpReceiver, ReceivedSpan } from './fakes/otlp-receiver.ts'
+import { startOtlpReceiver } from './fakes/otlp-receiver.ts'
+import type { RedisServer } from './redis-server.ts'
+import { startRedis } from './redis-server.ts'
+
+const manifests = (upstream: string) => `
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Model
+metadata: { name: default }
+spec:
+  provider: openai
+  model: { value: gpt-4o }
+  pollInterval: 1h
+  config: { openai: { baseUrl: { value: "${upstream}" }, apiKey: { value: sk-test } } }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: helper }
+spec:
+  prompt: You help, using a calculator.
+  tools: [{ type: built-in, name: calculator }]
+`
+
+const SERVER = 2
+const CLIENT = 3
+const ERROR = 2
+
+/** A W3C traceparent of a caller's own span, ids chosen by the test. */
+function callerContext() {
+  const hex = (n: number) =>
+    Array.from({ length: n }, () => Math.floor(Math.random() * 16).toString(16)).join('')
+  const traceId = hex(32)
+  const spanId = hex(16)
+  return { traceId, spanId, traceparent: `00-${traceId}-${spanId}-01` }
+}
+
+const ASK = 'calculator {"expression": "20 + 22"}'
+
+describe('traces (OpenTelemetry, OTLP over HTTP)', () => {
+  let receiver: OtlpReceiver
+  let upstream: FakeUpstream
+  let redis: RedisServer
+  let dir: string
+  const processes: ArkProcess[] = []
+  const otel = () => ({
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+    OTEL_BSP_SCHEDULE_DELAY: '100',
+  })
+
+  beforeAll(async () => {
+    receiver = await startOtlpReceiver()
+    upstream = await startFakeOpenAI()
+    redis = await startRedis()
+    dir = await mkdtemp(join(tmpdir(), 'ark-tracing-'))
+    await writeFile(join(dir, 'all.yaml'), manifests(upstream.url))
+  }, 30_000)
+
+  afterAll(async () => {
+    await Promise.all(processes.map((p) => p.stop()))
+    await receiver.close()
+    await upstream.close()
+    await redis.stop()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  const start = async (args: readonly string[], env: Record<string, string>, ready?: string) => {
+    const p = await startArk(args, { env, ...(ready === undefined ? {} : { ready }) })
+    processes.push(p)
+    return p
+  }
+  const ask = (gateway: ArkProcess, headers: Record<string, string> = {}) =>
+    new OpenAI({
+      baseURL: `${gateway.url}/v1`,
+      apiKey: 'none',
+      maxRetries: 0,
+      defaultHeaders: headers,
+    }).chat.completions.create({
+      model: 'agent/helper',
+      messages: [{ role: 'user', content: ASK }],
+    })
+  const inTrace = (traceId: string) => receiver.spans.filter((s) => s.traceId === traceId)
+  const one = (spans: readonly ReceivedSpan[], name: string): ReceivedSpan => {
+    const found = spans.filter((s) => s.name === name)
+    expect(
+      found.map((s) => s.name),
+      `spans named ${name} in ${spans.map((s) => s.name).join(', ')}`,
+    ).toEqual([name])
+    return found[0] as ReceivedSpan
+  }
+  /** The upstream calls since `from` and the traceparent each carried. */
+  const upstreamParents = (from: number) =>
+    upstream.calls
+      .slice(from)
+      .filter((c) => c.path.endsWith('/chat/completions'))
+      .map((c) => c.headers.traceparent)
+
+  it('ark dev: a request, its queue wait, the agent, each model and tool call, one trace under the caller', async () => {
+    const ark = await start(['dev', '-f', dir, '--port', '0', '--probe-interval', '0'], otel())
+    const caller = callerContext()
+    const before = upstream.calls.length
+    const answer = await ask(ark, { traceparent: caller.traceparent })
+    expect(answer.choices[0]?.message.content).toBe('calculator: 42')
+
+    await vi.waitFor(
+      () => expect(inTrace(caller.traceId).some((s) => s.name === 'POST /v1/chat/completions')).toBe(true),
+      {
+        timeout: 10_000,
+        interval: 100,
+      },
+    )
+    const spans = inTrace(caller.traceId)
+    expect(new Set(spans.map((s) => s.service))).toEqual(new Set(['ark-dev']))
+
+    const server = one(spans, 'POST /v1/chat/completions')
+    expect(server.parentSpanId).toBe(caller.spanId)
+    expect(server.kind).toBe(SERVER)
+    expect(server.attributes).toMatchObject({
+      'http.request.method': 'POST',
+      'http.route': '/v1/chat/completions',
+      'http.response.status_code': 200,
+    })
+
+    const wait = one(spans, 'queue wait')
+    expect(wait.parentSpanId).toBe(server.spanId)
+    expect(wait.attributes['ark.pool']).toBe('default/helper')
+
+    const agent = one(spans, 'invoke_agent helper')
+    expect(agent.parentSpanId).toBe(server.spanId)
+    expect(agent.status).not.toBe(ERROR)
+    expect(agent.attributes).toMatchObject({
+      'gen_ai.operation.name': 'invoke_agent',
+      'gen_ai.agent.name': 'helper',
+      'gen_ai.agent.id': 'default/helper',
+      'ark.outcome': 'answer',
+      'ark.iterations': 2,
+    })
+    expect(agent.attributes['gen_ai.usage.input_tokens']).toBeGreaterThan(0)
+
+    const chats = spans.filter((s) => s.name === 'chat gpt-4o')
+    expect(chats).toHaveLength(2)
+    for (const chat of chats) {
+      expect(chat.parentSpanId).toBe(agent.spanId)
+      expect(chat.kind).toBe(CLIENT)
+      expect(chat.attributes).toMatchObject({
+        'gen_ai.operation.name': 'chat',
+        'gen_ai.provider.name': 'openai',
+        'gen_ai.request.model': 'gpt-4o',
+      })
+      expect(chat.attributes['gen_ai.usage.output_tokens']).toBeGreaterThan(0)
+    }
+    expect(chats.map((c) => c.attributes['gen_ai.response.finish_reasons'])).toEqual(
+      expect.arrayContaining([['tool_calls'], ['stop']]),
+    )
+
+    const tool = one(spans, 'execute_tool calculator')
+    expect(tool.parentSpanId).toBe(agent.spanId)
+    expect(tool.attributes).toMatchObject({
+      'gen_ai.tool.name': 'calculator',
+      'gen_ai.operation.name': 'execute_tool',
+      'ark.tool.outcome': 'ok',
+    })
+
+    // Each model call carried its own chat span upstream, in the caller's trace.
+    const parents = upstreamParents(before)
+    expect(parents).toHaveLength(2)
+    expect(new Set(parents)).toEqual(new Set(chats.map((c) => `00-${caller.traceId}-${c.spanId}-01`)))
+  })
+
+  it('starts a trace of its own for a caller that sends none, and marks a failed run', async () => {
+    const ark = processes[0] as ArkProcess
+    const known = new Set(receiver.spans.map((s) => s.traceId))
+    upstream.next({
+      status: 400,
+      body: { error: { message: 'bad request, says the upstream', type: 'invalid_request_error' } },
+    })
+    await expect(ask(ark)).rejects.toThrow()
+    await vi.waitFor(
+      () =>
+        expect(receiver.spans.some((s) => !known.has(s.traceId) && s.name === 'invoke_agent helper')).toBe(
+          true,
+        ),
+      { timeout: 10_000, interval: 100 },
+    )
+    const traceId =
+      receiver.spans.find((s) => !known.has(s.traceId) && s.name === 'invoke_agent helper')?.traceId ?? ''
+    await vi.waitFor(
+      () => expect(inTrace(traceId).some((s) => s.name === 'POST /v1/chat/completions')).toBe(true),
+      {
+        timeout: 10_000,
+        interval: 100,
+      },
+    )
+    const spans = inTrace(traceId)
+    expect(one(spans, 'POST /v1/chat/completions').parentSpanId).toBe('')
+    const agent = one(spans, 'invoke_agent helper')
+    expect(agent.status).toBe(ERROR)
+    expect(agent.attributes['error.type']).toBe('error')
+    expect(one(spans, 'chat gpt-4o').status).toBe(ERROR)
+  })
+
+  it('carries the trace across Redis: the worker that runs the task continues the gateway’s request', async () => {
+    const env = { ...otel(), REDIS_URL: redis.url, ARK_REDIS_PREFIX: `tracing-${String(process.pid)}` }
+    const gateway = await start(['gateway', '-f', dir, '--port', '0', '--probe-interval', '0'], env)
+    await start(['worker', '--agent', 'default/helper', '-f', dir, '--port', '0'], env, 'taking tasks')
+    const caller = callerContext()
+    const before = upstream.calls.length
+    const answer = await ask(gateway, { traceparent: caller.traceparent })
+    expect(answer.choices[0]?.message.content).toBe('calculator: 42')
+    await vi.waitFor(
+      () => {
+        const names = inTrace(caller.traceId).map((s) => s.name)
+        expect(names).toContain('POST /v1/chat/completions')
+        expect(names).toContain('invoke_agent helper')
+      },
+      { timeout: 10_000, interval: 100 },
+    )
+    const spans = inTrace(caller.traceId)
+    const server = one(spans, 'POST /v1/chat/completions')
+    const agent = one(spans, 'invoke_agent helper')
+    expect(server.service).toBe('ark-gateway')
+    expect(agent.service).toBe('ark-worker')
+    expect(agent.parentSpanId).toBe(server.spanId)
+    expect(one(spans, 'queue wait').service).toBe('ark-worker')
+    const chats = spans.filter((s) => s.name === 'chat gpt-4o')
+    expect(chats).toHaveLength(2)
+    expect(new Set(upstreamParents(before))).toEqual(
+      new Set(chats.map((c) => `00-${caller.traceId}-${c.spanId}-01`)),
+    )
+  })
+
+  it('is off without the OTEL variables: no traceparent goes upstream, even one the caller sent', async () => {
+    const ark = await start(['dev', '-f', dir, '--port', '0', '--probe-interval', '0'], {})
+    const before = upstream.calls.length
+    await ask(ark, { traceparent: callerContext().traceparent })
+    expect(upstreamParents(before)).toEqual([undefined, undefined])
+  })
+
+  it('refuses to start on a protocol it cannot send, naming the variable', async () => {
+    const ark = startArk(['dev', '-f', dir, '--port', '0'], {
+      env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' },
+    })
+    await expect(ark).rejects.toThrow(/OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" is not supported/)
+  })
+})
