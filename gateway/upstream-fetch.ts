@@ -1,5 +1,5 @@
 import type { Fetch } from './runtime/provider.ts'
-import { injectInto, tracer } from './trace/tracing.ts'
+import { injectIntoHeaders, tracer } from './trace/tracing.ts'
 
 /**
  * The HTTP client for upstream model calls on whichever runtime this is: Deno's native fetch, or on Node the
@@ -15,11 +15,8 @@ export async function upstreamFetch(): Promise<Fetch> {
 /** `fetch` with the active span's `traceparent` and `tracestate` added to every request's headers. */
 export function tracedFetch(fetch: Fetch): Fetch {
   return (input, init = {}) => {
-    const extra: Record<string, string> = {}
-    injectInto(extra)
-    if (Object.keys(extra).length === 0) return fetch(input, init)
     const headers = new Headers(init.headers)
-    for (const [name, value] of Object.entries(extra)) headers.set(name, value)
+    injectIntoHeaders(headers)
     return fetch(input, { ...init, headers })
   }
 }

@@ -4,6 +4,8 @@
  * upstream that records the `traceparent` each call carried.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import OpenAI from 'openai'
@@ -33,6 +35,13 @@ metadata: { name: helper }
 spec:
   prompt: You help, using a calculator.
   tools: [{ type: built-in, name: calculator }]
+`
+
+const MOCK_MODEL = `---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Model
+metadata: { name: default }
+spec: { provider: mock, model: { value: mock-1 } }
 `
 
 const SERVER = 2
@@ -241,6 +250,125 @@ describe('traces (OpenTelemetry, OTLP over HTTP)', () => {
     expect(new Set(upstreamParents(before))).toEqual(
       new Set(chats.map((c) => `00-${caller.traceId}-${c.spanId}-01`)),
     )
+  })
+
+  it('sends the trace on to webhook tools, MCP servers and remote A2A agents, whose spans join it', async () => {
+    // The remote end is another ark, traced to the same receiver: an agent served over MCP and over A2A.
+    const remoteDir = await mkdtemp(join(tmpdir(), 'ark-tracing-remote-'))
+    await writeFile(
+      join(remoteDir, 'all.yaml'),
+      `apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: echoer }
+spec: { prompt: You echo. }
+${MOCK_MODEL}`,
+    )
+    const remote = await start(['dev', '-f', remoteDir, '--port', '0', '--probe-interval', '0'], {
+      ...otel(),
+      OTEL_SERVICE_NAME: 'remote',
+    })
+    const hooked: (string | undefined)[] = []
+    const hook = createServer((req, res) => {
+      hooked.push(req.headers.traceparent as string | undefined)
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('hooked')
+    })
+    await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve))
+    const hookUrl = `http://127.0.0.1:${String((hook.address() as AddressInfo).port)}`
+    const frontDir = await mkdtemp(join(tmpdir(), 'ark-tracing-front-'))
+    await writeFile(
+      join(frontDir, 'all.yaml'),
+      `apiVersion: ark.mckinsey.com/v1alpha1
+kind: Tool
+metadata: { name: hook }
+spec:
+  type: http
+  http: { url: "${hookUrl}/hook" }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: MCPServer
+metadata: { name: remote-mcp }
+spec: { address: { value: "${remote.url}/mcp/agent/echoer" }, transport: http, timeout: 10s }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Tool
+metadata: { name: ask-remote }
+spec: { type: mcp, mcp: { mcpServerRef: { name: remote-mcp }, toolName: echoer } }
+---
+apiVersion: ark.mckinsey.com/v1prealpha1
+kind: A2AServer
+metadata: { name: remote-a2a }
+spec: { address: { value: "${remote.url}/a2a/agent/echoer" }, pollInterval: 1h }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: caller }
+spec:
+  prompt: You call out.
+  tools: [{ type: custom, name: hook }, { type: custom, name: ask-remote }]
+${MOCK_MODEL}`,
+    )
+    try {
+      const front = await start(['dev', '-f', frontDir, '--port', '0', '--probe-interval', '0'], otel())
+      const client = new OpenAI({ baseURL: `${front.url}/v1`, apiKey: 'none', maxRetries: 0 })
+      // Both answer once discovered (the MCP server's tools, the A2A server's card).
+      await vi.waitFor(
+        async () => {
+          for (const model of ['agent/caller', 'agent/remote-a2a'])
+            await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'ready?' }] })
+        },
+        { timeout: 15_000, interval: 300 },
+      )
+
+      // A webhook tool and an MCP tool, one turn each.
+      const caller = callerContext()
+      await client.chat.completions.create(
+        {
+          model: 'agent/caller',
+          messages: [{ role: 'user', content: 'hook {}\nask-remote {"message": "hi"}' }],
+        },
+        { headers: { traceparent: caller.traceparent } },
+      )
+      await vi.waitFor(
+        () => {
+          const names = inTrace(caller.traceId).map((s) => `${s.service} ${s.name}`)
+          expect(names).toContain('ark-dev execute_tool hook')
+          expect(names).toContain('ark-dev execute_tool ask-remote')
+          expect(names).toContain('remote invoke_agent echoer')
+        },
+        { timeout: 10_000, interval: 100 },
+      )
+      const spans = inTrace(caller.traceId)
+      const hookSpan = one(spans, 'execute_tool hook')
+      expect(hooked).toEqual([`00-${caller.traceId}-${hookSpan.spanId}-01`])
+      const mcpSpan = one(spans, 'execute_tool ask-remote')
+      const remoteServer = spans.filter((s) => s.service === 'remote' && s.kind === SERVER)
+      expect(remoteServer.map((s) => s.parentSpanId)).toContain(mcpSpan.spanId)
+
+      // A remote A2A agent: the model call that sends the message is the remote request's parent.
+      const viaA2A = callerContext()
+      await client.chat.completions.create(
+        { model: 'agent/remote-a2a', messages: [{ role: 'user', content: 'hello' }] },
+        { headers: { traceparent: viaA2A.traceparent } },
+      )
+      await vi.waitFor(
+        () =>
+          expect(inTrace(viaA2A.traceId).map((s) => `${s.service} ${s.name}`)).toContain(
+            'remote invoke_agent echoer',
+          ),
+        { timeout: 10_000, interval: 100 },
+      )
+      const a2aSpans = inTrace(viaA2A.traceId)
+      const chat = a2aSpans.find((s) => s.service === 'ark-dev' && s.name.startsWith('chat '))
+      expect(chat?.kind).toBe(CLIENT)
+      expect(chat?.attributes['gen_ai.provider.name']).toBe('a2a')
+      const remoteRequests = a2aSpans.filter((s) => s.service === 'remote' && s.kind === SERVER)
+      expect(remoteRequests.map((s) => s.parentSpanId)).toContain(chat?.spanId)
+    } finally {
+      hook.closeAllConnections()
+      await new Promise((resolve) => hook.close(resolve))
+      await rm(frontDir, { recursive: true, force: true })
+      await rm(remoteDir, { recursive: true, force: true })
+    }
   })
 
   it('is off without the OTEL variables: no traceparent goes upstream, even one the caller sent', async () => {

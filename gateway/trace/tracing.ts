@@ -251,10 +251,16 @@ export function contextOf(carrier: TraceCarrier | undefined): Context {
   return propagation.extract(ROOT_CONTEXT, fields)
 }
 
-/** Adds `traceparent` (and `tracestate`) of the active span to outgoing request headers. */
+/** Adds `traceparent` (and `tracestate`) of the active span to outgoing request headers, when tracing is on. */
 export function injectInto(headers: Record<string, string>): void {
   if (active === undefined) return
   propagation.inject(context.active(), headers)
+}
+
+/** As injectInto, on a Headers object (the SDKs' fetch wrappers build one anyway). */
+export function injectIntoHeaders(headers: Headers): void {
+  if (active === undefined) return
+  propagation.inject(context.active(), headers, { set: (h, name, value) => h.set(name, value) })
 }
 
 /**

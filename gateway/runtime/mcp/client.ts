@@ -45,6 +45,7 @@ import type { McpTool } from './content.ts'
 import { checkTool, describe, isValidationError, MAX_ERROR_CHARS, oneLine, toToolResult } from './content.ts'
 import type { JsonRpcId } from './wire.ts'
 import { bounded, mediaType, parseUrl, requestIdOf } from './wire.ts'
+import { injectIntoHeaders } from '../../trace/tracing.ts'
 
 export type { McpTool } from './content.ts'
 
@@ -895,6 +896,8 @@ class Connection {
       const headers = new Headers(init?.headers)
       // The SDK's own headers (accept, content-type, mcp-session-id, mcp-protocol-version) win.
       for (const [name, value] of this.#headers) if (!headers.has(name)) headers.set(name, value)
+      // The tool call's span, when tracing is on: the server's spans join the caller's trace.
+      injectIntoHeaders(headers)
       const response = await fetch(input, { ...init, headers })
       const body = response.body
       if (body === null || response.status < 200 || response.status > 599) return response

@@ -16,6 +16,7 @@ import type { AgentCard } from '@a2a-js/sdk'
 import { NO_USAGE, textOf } from '../messages.ts'
 import type { Completion, CompletionRequest, Fetch, Provider } from '../provider.ts'
 import { ProviderError } from '../provider.ts'
+import { injectIntoHeaders } from '../../trace/tracing.ts'
 
 export interface A2AProviderConfig {
   /** The remote agent's base URL (its card is under it), or its card's URL (ending in .json). */
@@ -324,6 +325,8 @@ function withHeaders(
   const wrapped = (input: string | URL | Request, init: RequestInit = {}) => {
     const merged = new Headers(init.headers)
     for (const [k, v] of Object.entries(headers)) merged.set(k, v)
+    // The model call's span, when tracing is on: the remote agent's spans join the caller's trace.
+    injectIntoHeaders(merged)
     // No redirects: they would carry the Secret-held headers to wherever the remote sends them.
     return base(input, {
       ...init,

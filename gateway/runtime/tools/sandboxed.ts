@@ -13,6 +13,7 @@ import type { ToolDefinition } from '../messages.ts'
 import { compileJsonSchema } from '../schema.ts'
 import { parseTemplate } from '../template.ts'
 import type { PreparedTool, ToolResult } from './tool.ts'
+import { injectInto, tracer } from '../../trace/tracing.ts'
 
 /** The agent cannot use the tool as declared; prepare.ts turns it into a PrepareError. */
 export class ToolSpecError extends Error {
@@ -147,7 +148,7 @@ export function webhookTool(
       : body === undefined
         ? JSON.stringify({ ...args, ...fixed })
         : body.render(values, bodyEncoding)
-    const request = JSON.stringify({ url: target.href, method: spec.method, headers })
+    const request = JSON.stringify({ url: target.href, method: spec.method, headers: traced(headers) })
     const output = await (await plugin()).call(encoder.encode(`${request}\n${payload}`), { signal })
     const text = decoder.decode(output)
     const newline = text.indexOf('\n')
@@ -156,6 +157,14 @@ export function webhookTool(
     if (status >= 400) return { content: `error: HTTP ${String(status)}: ${answer}`, isError: true }
     return { content: answer }
   })
+}
+
+/** `headers` with the tool call's `traceparent` added when tracing is on (a copy: they are the Tool's own). */
+function traced(headers: Readonly<Record<string, string>>): Readonly<Record<string, string>> {
+  if (tracer() === undefined) return headers
+  const out = { ...headers }
+  injectInto(out)
+  return out
 }
 
 /** The built-in webhook plugin, granted only the URL's own host; throws ToolSpecError for a bad template. */
