@@ -97,7 +97,7 @@ describe('Prometheus rules and the Grafana dashboard in deploy/', () => {
     for (const registry of [gateway.metrics.registry, side])
       for (const m of registry.getMetricsAsArray()) {
         const metric = m as unknown as { name: string; type: string; labelNames?: readonly string[] }
-        registered.set(metric.name, { type: String(metric.type), labels: new Set(metric.labelNames ?? []) })
+        registered.set(metric.name, { type: metric.type, labels: new Set(metric.labelNames ?? []) })
       }
   }, 60_000)
 
