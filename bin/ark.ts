@@ -75,6 +75,7 @@ Usage:
                                    names (DNS rebinding), any other --host every name (env ARK_ALLOWED_HOSTS)
         --cors-origins <origins>   Origins browsers may call from, comma-separated; default none
                                    (env ARK_CORS_ORIGINS)
+        --access-log               A JSON line per request (component "access"; env ARK_ACCESS_LOG=true)
         --api-keys <file>          Every call needs Authorization: Bearer <key> of a key this file lists
                                    ({keys: [{id, sha256}]}; ark keys new makes them), reread when it
                                    changes; /healthz, /readyz, A2A cards and /metrics stay open (env
@@ -229,6 +230,7 @@ async function main(argv: string[]): Promise<number> {
       'allowed-hosts': { type: 'string' },
       'a2a-push-hosts': { type: 'string' },
       'cors-origins': { type: 'string' },
+      'access-log': { type: 'boolean' },
       'headers-timeout': { type: 'string' },
       'body-timeout': { type: 'string' },
       'idle-timeout': { type: 'string' },
@@ -675,6 +677,10 @@ Or in a Secret (ark gateway --api-keys-secret <namespace>/<name>):
             ? 'any'
             : hosts.map((h) => h.toLowerCase()),
       corsOrigins: list('cors-origins', 'ARK_CORS_ORIGINS') ?? [],
+      // The flag, or else the variable (true or false, checked).
+      accessLog:
+        values['access-log'] === true ||
+        choice('access-log', 'ARK_ACCESS_LOG', ['true', 'false'], 'false') === 'true',
       a2aPushHosts: list('a2a-push-hosts', 'ARK_A2A_PUSH_HOSTS') ?? [],
       auth: apiKeys(),
       // A laptop's Ctrl-C should not wait for a load balancer; a gateway replica's SIGTERM should.
@@ -738,6 +744,7 @@ interface DevOptions {
   readonly maxBodyBytes: number
   readonly allowedHosts: AllowedHosts
   readonly corsOrigins: readonly string[]
+  readonly accessLog: boolean
   readonly a2aPushHosts: readonly string[]
   /** Where API keys come from; absent: no key is asked for. */
   readonly auth:
@@ -816,6 +823,7 @@ async function dev(options: DevOptions): Promise<number> {
     bodyTimeoutMs: options.timeouts.requestMs,
     allowedHosts: options.allowedHosts,
     corsOrigins: options.corsOrigins,
+    accessLog: options.accessLog,
     a2aPushHosts: options.a2aPushHosts,
     stream: options.stream,
     maxIterations: options.maxIterations,

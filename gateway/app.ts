@@ -66,6 +66,11 @@ export interface AppDeps {
   readonly allowedHosts: AllowedHosts
   /** Origins allowed to call from a browser (CORS); none by default. */
   readonly corsOrigins: readonly string[]
+  /**
+   * Where a line per request goes (method, path, route, status, duration, target, key id, and inside a trace
+   * its ids); absent: no access log.
+   */
+  readonly accessLog?: Logger
   /** True once the manifests are loaded and reconciled. */
   readonly ready: () => boolean
   /** True once the process is shutting down: /readyz says 503 so that load balancers send no more. */
@@ -130,23 +135,37 @@ export function createApp(deps: AppDeps): App {
   // Tracing is decided when the process starts (trace/tracing.ts): off, not even a middleware is added.
   const traces = tracer()
   if (traces !== undefined) app.use(traceRequests(traces))
+  const access = deps.accessLog
   app.use(async (c, next) => {
     const started = performance.now()
     await next()
     const route = routePath(c)
-    deps.metrics.http(
-      {
-        // Deno.serve accepts any method token: only known ones become label values (OpenTelemetry's _OTHER).
-        method: KNOWN_METHODS.has(c.req.method) ? c.req.method : '_OTHER',
-        // Unmatched paths share one label value: paths are client input, label values must stay bounded.
-        route: route === '/*' || route === '*' ? 'unmatched' : route,
-        // A client that went away got nothing: 499, as proxies log it, not the status nobody received.
-        status: c.req.raw.signal.aborted ? 499 : c.res.status,
-        // Set by handlers that resolved a target; unset (undefined at run time) elsewhere.
-        target: c.get('target') ?? '',
-      },
-      (performance.now() - started) / 1000,
-    )
+    const seconds = (performance.now() - started) / 1000
+    const labels = {
+      // Deno.serve accepts any method token: only known ones become label values (OpenTelemetry's _OTHER).
+      method: KNOWN_METHODS.has(c.req.method) ? c.req.method : '_OTHER',
+      // Unmatched paths share one label value: paths are client input, label values must stay bounded.
+      route: route === '/*' || route === '*' ? 'unmatched' : route,
+      // A client that went away got nothing: 499, as proxies log it, not the status nobody received.
+      status: c.req.raw.signal.aborted ? 499 : c.res.status,
+      // Set by handlers that resolved a target; unset (undefined at run time) elsewhere.
+      target: c.get('target') ?? '',
+    }
+    deps.metrics.http(labels, seconds)
+    if (access !== undefined) {
+      access.info('request', {
+        method: labels.method,
+        // The path without its query (which may carry what a client should not have put in a URL), at most
+        // 200 characters: it is client input.
+        path: c.req.path.slice(0, 200),
+        route: labels.route,
+        status: labels.status,
+        ms: Math.round(seconds * 10_000) / 10,
+        ...(labels.target === '' ? {} : { target: labels.target }),
+        // The key's id, never the key.
+        ...(c.get('principal') === undefined ? {} : { key: c.get('principal')?.id }),
+      })
+    }
   })
 
   // Before any route: where a request may come from and what its path may hold.

@@ -19,7 +19,7 @@ import type { StreamLimits } from './http/response-stream.ts'
 import { STREAM_DEFAULTS } from './http/response-stream.ts'
 import type { Logger } from './log.ts'
 import type { ServeFetch } from './serve.ts'
-import { silentLogger } from './log.ts'
+import { createLogger, silentLogger } from './log.ts'
 import type { Metrics } from './metrics.ts'
 import type { TaskQueue } from './pool/queue.ts'
 import type { AgentRuntime } from './runtime/agent-runtime.ts'
@@ -45,6 +45,8 @@ export interface GatewayOptions extends RuntimeSettings {
   readonly allowedHosts?: AllowedHosts
   /** Origins a browser may call from (CORS); default none. */
   readonly corsOrigins?: readonly string[]
+  /** One log line per request served (component `access`); default off. */
+  readonly accessLog?: boolean
   /**
    * Submit tasks to the pools' Redis streams, for `ark worker` processes to run, instead of running them in
    * this process. Default: in-process pools.
@@ -154,6 +156,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     stream: { ...STREAM_DEFAULTS, ...options.stream },
     allowedHosts: options.allowedHosts ?? 'any',
     corsOrigins: options.corsOrigins ?? [],
+    ...(options.accessLog === true ? { accessLog: createLogger('access') } : {}),
     ready: options.ready ?? (() => true),
     ...(options.draining === undefined ? {} : { draining: options.draining }),
     ...(options.mcpSessions === undefined ? {} : { mcpSessions: options.mcpSessions }),

@@ -12,6 +12,7 @@ import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { ArkProcess } from './ark-process.ts'
 import { startArk } from './ark-process.ts'
+import { newKey } from '../gateway/index.ts'
 import type { FakeUpstream } from './fakes/openai-upstream.ts'
 import { startFakeOpenAI } from './fakes/openai-upstream.ts'
 import type { OtlpReceiver, ReceivedSpan } from './fakes/otlp-receiver.ts'
@@ -368,6 +369,61 @@ ${MOCK_MODEL}`,
       await new Promise((resolve) => hook.close(resolve))
       await rm(frontDir, { recursive: true, force: true })
       await rm(remoteDir, { recursive: true, force: true })
+    }
+  })
+
+  it('writes an access log line per request, with the key id and the trace ids, never the key', async () => {
+    const { key, sha256 } = newKey()
+    const keysFile = join(dir, 'keys.json')
+    await writeFile(keysFile, JSON.stringify({ keys: [{ id: 'ci', sha256 }] }))
+    try {
+      const ark = await start(
+        ['dev', '-f', dir, '--port', '0', '--probe-interval', '0', '--access-log', '--api-keys', keysFile],
+        otel(),
+      )
+      const caller = callerContext()
+      await new OpenAI({ baseURL: `${ark.url}/v1`, apiKey: key, maxRetries: 0 }).chat.completions.create(
+        { model: 'agent/helper', messages: [{ role: 'user', content: 'hi' }] },
+        { headers: { traceparent: caller.traceparent } },
+      )
+      const refused = await fetch(`${ark.url}/v1/models?secret=query-text`, {
+        headers: { authorization: 'Bearer wrong' },
+      })
+      expect(refused.status).toBe(401)
+      const served = await ark.waitFor((l) => l.component === 'access' && l.status === 200)
+      expect(served).toMatchObject({
+        level: 'info',
+        msg: 'request',
+        method: 'POST',
+        path: '/v1/chat/completions',
+        route: '/v1/chat/completions',
+        key: 'ci',
+        trace_id: caller.traceId,
+      })
+      expect(served.target).toContain('helper')
+      expect(typeof served.ms).toBe('number')
+      // The server span's id: the line was written inside it.
+      await vi.waitFor(
+        () => expect(inTrace(caller.traceId).map((s) => s.name)).toContain('POST /v1/chat/completions'),
+        {
+          timeout: 10_000,
+          interval: 100,
+        },
+      )
+      expect(served.span_id).toBe(one(inTrace(caller.traceId), 'POST /v1/chat/completions').spanId)
+      const denied = await ark.waitFor((l) => l.component === 'access' && l.status === 401)
+      expect(denied).toMatchObject({
+        method: 'GET',
+        // Refused before any route ran: the route is not known, as in the request metrics.
+        route: 'unmatched',
+        path: '/v1/models',
+      })
+      expect(denied.key).toBeUndefined()
+      const everything = JSON.stringify(ark.lines) + ark.stderr()
+      expect(everything).not.toContain(key)
+      expect(everything).not.toContain('query-text')
+    } finally {
+      await rm(keysFile, { force: true })
     }
   })
 
