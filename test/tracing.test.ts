@@ -36,6 +36,16 @@ metadata: { name: helper }
 spec:
   prompt: You help, using a calculator.
   tools: [{ type: built-in, name: calculator }]
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: second }
+spec: { prompt: You go second. }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Team
+metadata: { name: pair }
+spec: { strategy: sequential, members: [{ name: helper, type: agent }, { name: second, type: agent }] }
 `
 
 const MOCK_MODEL = `---
@@ -189,6 +199,39 @@ describe('traces (OpenTelemetry, OTLP over HTTP)', () => {
     const parents = upstreamParents(before)
     expect(parents).toHaveLength(2)
     expect(new Set(parents)).toEqual(new Set(chats.map((c) => `00-${caller.traceId}-${c.spanId}-01`)))
+  })
+
+  it('a team: its run, a span per turn, and each member’s run under its turn', async () => {
+    const ark = processes[0] as ArkProcess
+    const caller = callerContext()
+    await new OpenAI({ baseURL: `${ark.url}/v1`, apiKey: 'none', maxRetries: 0 }).chat.completions.create(
+      { model: 'team/pair', messages: [{ role: 'user', content: 'hello' }] },
+      { headers: { traceparent: caller.traceparent } },
+    )
+    await vi.waitFor(
+      () => {
+        const names = inTrace(caller.traceId).map((s) => s.name)
+        expect(names).toContain('POST /v1/chat/completions')
+        expect(names).toContain('invoke_agent pair')
+        expect(names).toContain('invoke_agent second')
+      },
+      { timeout: 10_000, interval: 100 },
+    )
+    const spans = inTrace(caller.traceId)
+    const server = one(spans, 'POST /v1/chat/completions')
+    const team = one(spans, 'invoke_agent pair')
+    expect(team.parentSpanId).toBe(server.spanId)
+    expect(team.attributes).toMatchObject({
+      'gen_ai.agent.id': 'team/default/pair',
+      'ark.team.strategy': 'sequential',
+      'ark.outcome': 'answer',
+    })
+    for (const member of ['helper', 'second']) {
+      const turn = one(spans, `team_turn ${member}`)
+      expect(turn.parentSpanId).toBe(team.spanId)
+      expect(turn.attributes).toMatchObject({ 'ark.team.member': member, 'ark.outcome': 'answer' })
+      expect(one(spans, `invoke_agent ${member}`).parentSpanId).toBe(turn.spanId)
+    }
   })
 
   it('starts a trace of its own for a caller that sends none, and marks a failed run', async () => {

@@ -30,6 +30,8 @@ import { notRun, succeeded } from '../task.ts'
 import { runPipeline } from './pipeline.ts'
 import { selectNext } from './selector.ts'
 import { Stop } from './stop.ts'
+import { context as traceContext } from '@opentelemetry/api'
+import { failed, inSpan, tracer } from '../../trace/tracing.ts'
 
 /** Turns of a team that could go on by itself (selector, a graph with a cycle) when it sets no maxTurns. */
 export const DEFAULT_MAX_TURNS = 20
@@ -77,7 +79,32 @@ export async function runTeam(
   request: TeamRequest,
   deps: TeamDeps,
 ): Promise<TaskResult> {
-  return new TeamRun(team, request, deps).run()
+  const t = tracer()
+  if (t === undefined) return new TeamRun(team, request, deps).run()
+  // A team answers its caller as an agent does; its turns are spans under it, each member's run under its turn.
+  return inSpan(
+    t,
+    `invoke_agent ${team.ref.name}`,
+    {
+      attributes: {
+        'gen_ai.operation.name': 'invoke_agent',
+        'gen_ai.agent.name': team.ref.name,
+        'gen_ai.agent.id': `team/${team.ref.namespace}/${team.ref.name}`,
+        'ark.team.strategy': team.spec.strategy,
+      },
+    },
+    traceContext.active(),
+    async (span) => {
+      const result = await new TeamRun(team, request, deps).run()
+      span.setAttributes({
+        'gen_ai.usage.input_tokens': result.usage.promptTokens,
+        'gen_ai.usage.output_tokens': result.usage.completionTokens,
+        'ark.outcome': result.outcome,
+      })
+      if (!succeeded(result)) failed(span, result.outcome, result.error ?? result.outcome)
+      return result
+    },
+  )
 }
 
 /** One run of a team: the conversation so far, the usage, the turns, and the deadline of every member. */
@@ -352,7 +379,29 @@ export class TeamRun {
    * the member agent's pool, or the member team here. `last` marks a turn known to give the team's answer:
    * its text is streamed as it comes.
    */
-  async turn(
+  turn(
+    member: TeamMember,
+    options: { readonly last: boolean; readonly input?: readonly ChatMessage[] },
+  ): Promise<TurnOutcome> {
+    const t = tracer()
+    if (t === undefined) return this.#turn(member, options)
+    // The member's task is queued inside this span: its run on the member's pool is the turn's child.
+    return inSpan(
+      t,
+      `team_turn ${member.name}`,
+      { attributes: { 'ark.team.member': member.name, 'ark.team.member_type': member.type } },
+      traceContext.active(),
+      async (span) => {
+        const outcome = await this.#turn(member, options)
+        span.setAttribute('ark.outcome', outcome.result.outcome)
+        if (!succeeded(outcome.result))
+          failed(span, outcome.result.outcome, outcome.result.error ?? outcome.result.outcome)
+        return outcome
+      },
+    )
+  }
+
+  async #turn(
     member: TeamMember,
     options: { readonly last: boolean; readonly input?: readonly ChatMessage[] },
   ): Promise<TurnOutcome> {
