@@ -267,3 +267,62 @@ describe('ark dev', () => {
     // 20.05 s, past the default bound; alone, about 10 s.
   }, 60_000)
 })
+
+describe('ark query', () => {
+  it('runs an agent of a folder and prints it as kubectl describe prints a Query', async () => {
+    const q = await ark('query', '-f', 'examples', 'agent/math-agent', 'calculator {"expression": "6*7"}')
+    expect(q.stderr).toBe('')
+    expect(q.code).toBe(0)
+    expect(q.stdout).toMatch(/^Name: +agent\/default\/math-agent$/m)
+    expect(q.stdout).toMatch(/^Phase: +done$/m)
+    expect(q.stdout).toMatch(/^Token Usage: +prompt \d+, completion \d+, total \d+$/m)
+    expect(q.stdout).toContain('Response:\n  calculator: 42\n')
+    // The Events seed 000 shows, in order.
+    const reasons = [...q.stdout.matchAll(/^ {2}Normal +(\w+)/gm)].map((m) => m[1])
+    expect(reasons).toEqual([
+      'AgentExecutionStart',
+      'LLMCallStart',
+      'LLMCallComplete',
+      'ToolCallStart',
+      'ToolCallComplete',
+      'LLMCallStart',
+      'LLMCallComplete',
+      'AgentExecutionComplete',
+    ])
+  })
+
+  it('reads the input from stdin, runs teams, and prints Events as they come with --watch', async () => {
+    const child = spawn(
+      process.execPath,
+      ['bin/ark.ts', 'query', '-f', 'examples', '--watch', 'team/support-desk'],
+      {
+        env: { ...process.env, ARK_MANIFESTS: '' },
+      },
+    )
+    child.stdin.end('hello from stdin')
+    let stdout = ''
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
+    const code = await new Promise((resolve) => child.once('exit', resolve))
+    expect(code).toBe(0)
+    expect(stdout).toMatch(/^Input: +hello from stdin$/m)
+    // Watched: each Event on a line of its own, before the description.
+    const described = stdout.indexOf('Name:')
+    expect(stdout.slice(0, described)).toMatch(
+      /^\d+\.\d\ds {2}Normal {3}TeamExecutionStart +Executing team support-desk/m,
+    )
+    expect(stdout.slice(described)).toContain('TeamTurnComplete')
+  })
+
+  it('exits 1 for a target that cannot run, 2 for a target or input it cannot read', async () => {
+    const missing = await ark('query', '-f', 'examples', 'agent/nope', 'hi')
+    expect(missing.code).toBe(1)
+    expect(missing.stdout).toMatch(/^Phase: +error$/m)
+    expect(missing.stdout).toMatch(/^Reason: +TargetNotFound$/m)
+    const bad = await ark('query', '-f', 'examples', 'widget/x/y/z', 'hi')
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toContain('is not agent/<name>, team/<name>, model/<name>')
+    const param = await ark('query', '-f', 'examples', '-p', 'novalue', 'agent/math-agent', 'hi')
+    expect(param.code).toBe(2)
+    expect(param.stderr).toContain('--param "novalue" is not name=value')
+  })
+})

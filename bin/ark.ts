@@ -44,6 +44,7 @@ import type {
   StreamLimits,
 } from '../gateway/index.ts'
 import { startEmbedded } from './embedded.ts'
+import { runQuery } from './query.ts'
 import { worker } from './worker.ts'
 import { renderGet, resolveKind } from './get.ts'
 import { renderValidation } from './validate.ts'
@@ -60,6 +61,15 @@ Usage:
         -A, --all-namespaces       Every namespace
         -o, --output <format>      wide | name | yaml | json (yaml/json print ark's resolved view)
         --kubeconfig <file>        Read from a cluster instead of a folder (the status ark controller wrote)
+  ark query <target> [input]       Run one query on a manifests folder in this process and print it as
+                                   kubectl describe prints a Query (phase, usage, response, Events).
+                                   <target>: agent/<name>, team/<name>, model/<name> (or <kind>/<ns>/<name>,
+                                   or an agent's name); the input is read from stdin when not given.
+                                   Exits 0 when done, 1 when the target failed or could not run.
+        -f, --manifests <path>     (env ARK_MANIFESTS, default ./examples)
+        -p, --param <name=value>   A query parameter (repeatable)
+        --watch                    Print each Event as it happens
+        --task-timeout <s>         (default 120)
   ark crds [--out <dir>]           Print the CRDs, or write one file per CRD into <dir>.
   ark keys new [--id <name>]       Make an API key: prints the key once, and its digest for --api-keys.
   ark dev                          Serve the agents of a manifests folder: OpenAI-compatible API,
@@ -220,6 +230,8 @@ async function main(argv: string[]): Promise<number> {
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean' },
       manifests: { type: 'string', short: 'f' },
+      param: { type: 'string', short: 'p', multiple: true },
+      watch: { type: 'boolean' },
       namespace: { type: 'string', short: 'n' },
       'all-namespaces': { type: 'boolean', short: 'A' },
       output: { type: 'string', short: 'o' },
@@ -358,6 +370,46 @@ async function main(argv: string[]): Promise<number> {
       } finally {
         await cp.close()
       }
+    }
+    case 'query': {
+      const [target, ...words] = rest
+      if (target === undefined) {
+        console.error('ark query: which target? Usage: ark query <agent/name|team/name|model/name> [input]')
+        return 2
+      }
+      const parameters: Record<string, string> = {}
+      for (const p of values.param ?? []) {
+        const at = p.indexOf('=')
+        if (at <= 0) {
+          console.error(`ark query: --param ${JSON.stringify(p.slice(0, 100))} is not name=value`)
+          return 2
+        }
+        parameters[p.slice(0, at)] = p.slice(at + 1)
+      }
+      const input = words.length > 0 ? words.join(' ') : await readStdin()
+      if (input.trim() === '') {
+        console.error('ark query: no input: give it after the target, or on stdin')
+        return 2
+      }
+      const timeout = Number(values['task-timeout'] ?? 120)
+      if (!(Number.isInteger(timeout) && timeout > 0)) {
+        console.error('ark query: --task-timeout must be a whole number of seconds above 0')
+        return 2
+      }
+      const code = await runQuery({
+        manifests,
+        target,
+        input,
+        parameters,
+        watch: values.watch === true,
+        withoutKey: 'mock',
+        timeoutSeconds: timeout,
+        out: (text) => process.stdout.write(text),
+        err: (text) => process.stderr.write(text),
+      })
+      // Done. A name lookup still under way (another agent's unreachable MCP server: getaddrinfo cannot be
+      // cancelled) would hold the process for the resolver's timeout: leave once the output is written.
+      return exitOnceWritten(code)
     }
     case 'keys': {
       if (rest[0] !== 'new') {
@@ -972,6 +1024,20 @@ async function dev(options: DevOptions): Promise<number> {
   const stopped = await Promise.race([system.close().then(() => true), hurry.then(() => false)])
   if (!stopped) log.warn('stopped at a second signal: running tasks were cut')
   return 0
+}
+
+/** Exits with `code` once what was written to stdout has been handed on. */
+async function exitOnceWritten(code: number): Promise<never> {
+  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()))
+  process.exit(code)
+}
+
+/** All of stdin, as text (`echo hi | ark query agent/x`); empty when it is a terminal. */
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) return ''
+  const chunks: Buffer[] = []
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks).toString('utf8')
 }
 
 const sleep = (ms: number) =>
