@@ -114,6 +114,20 @@ describe('traces (OpenTelemetry, OTLP over HTTP)', () => {
       messages: [{ role: 'user', content: ASK }],
     })
   const inTrace = (traceId: string) => receiver.spans.filter((s) => s.traceId === traceId)
+  /**
+   * The spans of a trace once every one named has been exported (a name, or `<service> <name>`). Each process
+   * exports a span after its children, so the children of a span waited for are there too.
+   */
+  const exported = async (traceId: string, ...names: string[]): Promise<ReceivedSpan[]> => {
+    await vi.waitFor(
+      () => {
+        const seen = new Set(inTrace(traceId).flatMap((s) => [s.name, `${s.service} ${s.name}`]))
+        expect(names.filter((n) => !seen.has(n))).toEqual([])
+      },
+      { timeout: 10_000, interval: 100 },
+    )
+    return inTrace(traceId)
+  }
   const one = (spans: readonly ReceivedSpan[], name: string): ReceivedSpan => {
     const found = spans.filter((s) => s.name === name)
     expect(
@@ -136,14 +150,7 @@ describe('traces (OpenTelemetry, OTLP over HTTP)', () => {
     const answer = await ask(ark, { traceparent: caller.traceparent })
     expect(answer.choices[0]?.message.content).toBe('calculator: 42')
 
-    await vi.waitFor(
-      () => expect(inTrace(caller.traceId).some((s) => s.name === 'POST /v1/chat/completions')).toBe(true),
-      {
-        timeout: 10_000,
-        interval: 100,
-      },
-    )
-    const spans = inTrace(caller.traceId)
+    const spans = await exported(caller.traceId, 'POST /v1/chat/completions')
     expect(new Set(spans.map((s) => s.service))).toEqual(new Set(['ark-dev']))
 
     const server = one(spans, 'POST /v1/chat/completions')
@@ -208,16 +215,12 @@ describe('traces (OpenTelemetry, OTLP over HTTP)', () => {
       { model: 'team/pair', messages: [{ role: 'user', content: 'hello' }] },
       { headers: { traceparent: caller.traceparent } },
     )
-    await vi.waitFor(
-      () => {
-        const names = inTrace(caller.traceId).map((s) => s.name)
-        expect(names).toContain('POST /v1/chat/completions')
-        expect(names).toContain('invoke_agent pair')
-        expect(names).toContain('invoke_agent second')
-      },
-      { timeout: 10_000, interval: 100 },
+    const spans = await exported(
+      caller.traceId,
+      'POST /v1/chat/completions',
+      'invoke_agent pair',
+      'invoke_agent second',
     )
-    const spans = inTrace(caller.traceId)
     const server = one(spans, 'POST /v1/chat/completions')
     const team = one(spans, 'invoke_agent pair')
     expect(team.parentSpanId).toBe(server.spanId)
@@ -251,14 +254,7 @@ describe('traces (OpenTelemetry, OTLP over HTTP)', () => {
     )
     const traceId =
       receiver.spans.find((s) => !known.has(s.traceId) && s.name === 'invoke_agent helper')?.traceId ?? ''
-    await vi.waitFor(
-      () => expect(inTrace(traceId).some((s) => s.name === 'POST /v1/chat/completions')).toBe(true),
-      {
-        timeout: 10_000,
-        interval: 100,
-      },
-    )
-    const spans = inTrace(traceId)
+    const spans = await exported(traceId, 'POST /v1/chat/completions')
     expect(one(spans, 'POST /v1/chat/completions').parentSpanId).toBe('')
     const agent = one(spans, 'invoke_agent helper')
     expect(agent.status).toBe(ERROR)
@@ -274,15 +270,7 @@ describe('traces (OpenTelemetry, OTLP over HTTP)', () => {
     const before = upstream.calls.length
     const answer = await ask(gateway, { traceparent: caller.traceparent })
     expect(answer.choices[0]?.message.content).toBe('calculator: 42')
-    await vi.waitFor(
-      () => {
-        const names = inTrace(caller.traceId).map((s) => s.name)
-        expect(names).toContain('POST /v1/chat/completions')
-        expect(names).toContain('invoke_agent helper')
-      },
-      { timeout: 10_000, interval: 100 },
-    )
-    const spans = inTrace(caller.traceId)
+    const spans = await exported(caller.traceId, 'POST /v1/chat/completions', 'invoke_agent helper')
     const server = one(spans, 'POST /v1/chat/completions')
     const agent = one(spans, 'invoke_agent helper')
     expect(server.service).toBe('ark-gateway')
@@ -372,16 +360,12 @@ ${MOCK_MODEL}`,
         },
         { headers: { traceparent: caller.traceparent } },
       )
-      await vi.waitFor(
-        () => {
-          const names = inTrace(caller.traceId).map((s) => `${s.service} ${s.name}`)
-          expect(names).toContain('ark-dev execute_tool hook')
-          expect(names).toContain('ark-dev execute_tool ask-remote')
-          expect(names).toContain('remote invoke_agent echoer')
-        },
-        { timeout: 10_000, interval: 100 },
+      const spans = await exported(
+        caller.traceId,
+        'ark-dev execute_tool hook',
+        'ark-dev execute_tool ask-remote',
+        'remote invoke_agent echoer',
       )
-      const spans = inTrace(caller.traceId)
       const hookSpan = one(spans, 'execute_tool hook')
       expect(hooked).toEqual([`00-${caller.traceId}-${hookSpan.spanId}-01`])
       const mcpSpan = one(spans, 'execute_tool ask-remote')
@@ -394,14 +378,7 @@ ${MOCK_MODEL}`,
         { model: 'agent/remote-a2a', messages: [{ role: 'user', content: 'hello' }] },
         { headers: { traceparent: viaA2A.traceparent } },
       )
-      await vi.waitFor(
-        () =>
-          expect(inTrace(viaA2A.traceId).map((s) => `${s.service} ${s.name}`)).toContain(
-            'remote invoke_agent echoer',
-          ),
-        { timeout: 10_000, interval: 100 },
-      )
-      const a2aSpans = inTrace(viaA2A.traceId)
+      const a2aSpans = await exported(viaA2A.traceId, 'remote invoke_agent echoer')
       const chat = a2aSpans.find((s) => s.service === 'ark-dev' && s.name.startsWith('chat '))
       expect(chat?.kind).toBe(CLIENT)
       expect(chat?.attributes['gen_ai.provider.name']).toBe('a2a')
@@ -446,14 +423,8 @@ ${MOCK_MODEL}`,
       expect(served.target).toContain('helper')
       expect(typeof served.ms).toBe('number')
       // The server span's id: the line was written inside it.
-      await vi.waitFor(
-        () => expect(inTrace(caller.traceId).map((s) => s.name)).toContain('POST /v1/chat/completions'),
-        {
-          timeout: 10_000,
-          interval: 100,
-        },
-      )
-      expect(served.span_id).toBe(one(inTrace(caller.traceId), 'POST /v1/chat/completions').spanId)
+      const spans = await exported(caller.traceId, 'POST /v1/chat/completions')
+      expect(served.span_id).toBe(one(spans, 'POST /v1/chat/completions').spanId)
       const denied = await ark.waitFor((l) => l.component === 'access' && l.status === 401)
       expect(denied).toMatchObject({
         method: 'GET',
