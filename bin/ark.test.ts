@@ -4,6 +4,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { newKey } from '../gateway/index.ts'
+import { startArk } from '../test/ark-process.ts'
+import { startFakeOpenAI } from '../test/fakes/openai-upstream.ts'
 import { HOSTILE_CASES, writeHostileManifests } from '../test/fixtures/hostile-manifests/hostile.ts'
 
 const run = promisify(execFile)
@@ -324,5 +327,93 @@ describe('ark query', () => {
     const param = await ark('query', '-f', 'examples', '-p', 'novalue', 'agent/math-agent', 'hi')
     expect(param.code).toBe(2)
     expect(param.stderr).toContain('--param "novalue" is not name=value')
+  })
+})
+
+/** Runs `ark chat` with `lines` on its stdin; resolves with what it printed and its exit code. */
+async function chat(
+  args: readonly string[],
+  lines: string,
+  env: Record<string, string> = {},
+): Promise<{ code: unknown; stdout: string }> {
+  const child = spawn(process.execPath, ['bin/ark.ts', 'chat', ...args], {
+    env: { ...process.env, ARK_MANIFESTS: '', ...env },
+  })
+  child.stdin.end(lines)
+  let stdout = ''
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
+  const code = await new Promise((resolve) => child.once('exit', resolve))
+  return { code, stdout }
+}
+
+describe('ark chat', () => {
+  it('holds a conversation a line at a time with the manifests of a folder, and starts again on /reset', async () => {
+    const { code, stdout } = await chat(
+      ['-f', 'examples', 'agent/math-agent'],
+      'hello\ncalculator {"expression": "6*7"}\n/reset\nagain\n/exit\nnever sent\n',
+    )
+    expect(code).toBe(0)
+    expect(stdout).toBe('You said: hello\ncalculator: 42\nYou said: again\n')
+  })
+
+  it('talks to a running gateway with the key from ARK_API_KEY, sends the conversation, says when a turn fails', async () => {
+    const upstream = await startFakeOpenAI()
+    const folder = await mkdtemp(join(dir, 'chat-'))
+    await writeFile(
+      join(folder, 'agent.yaml'),
+      `apiVersion: ark.mckinsey.com/v1alpha1
+kind: Model
+metadata: { name: default }
+spec:
+  provider: openai
+  model: { value: gpt-4o }
+  pollInterval: 1h
+  config: { openai: { baseUrl: { value: "${upstream.url}" }, apiKey: { value: sk-test } } }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: talker }
+spec: { prompt: You talk. }
+`,
+    )
+    const { key, sha256 } = newKey()
+    await writeFile(join(dir, 'chat-keys.json'), JSON.stringify({ keys: [{ id: 'chat', sha256 }] }))
+    const gateway = await startArk([
+      'dev',
+      '-f',
+      folder,
+      '--port',
+      '0',
+      '--probe-interval',
+      '0',
+      '--api-keys',
+      join(dir, 'chat-keys.json'),
+    ])
+    try {
+      const keyed = await chat(['--url', gateway.url, 'agent/talker'], 'first\nsecond\n/reset\nthird\n', {
+        ARK_API_KEY: key,
+      })
+      expect(keyed).toEqual({ code: 0, stdout: 'You said: first\nYou said: second\nYou said: third\n' })
+      // Each turn sent the conversation so far; /reset started it again.
+      const sent = upstream.calls
+        .filter((c) => c.path.endsWith('/chat/completions'))
+        .map((c) =>
+          (c.body as { messages: { role: string; content: string }[] }).messages
+            .filter((m) => m.role !== 'system')
+            .map((m) => `${m.role}: ${m.content}`),
+        )
+      expect(sent).toEqual([
+        ['user: first'],
+        ['user: first', 'assistant: You said: first', 'user: second'],
+        ['user: third'],
+      ])
+      const keyless = await chat(['--url', gateway.url, 'agent/talker'], 'hi\n')
+      expect(keyless.code).toBe(1)
+      expect(keyless.stdout).toMatch(/^error: 401 /)
+      expect(keyless.stdout).not.toContain(key)
+    } finally {
+      await gateway.stop()
+      await upstream.close()
+    }
   })
 })

@@ -45,6 +45,7 @@ import type {
 } from '../gateway/index.ts'
 import { startEmbedded } from './embedded.ts'
 import { runQuery } from './query.ts'
+import { runChat } from './chat.ts'
 import { worker } from './worker.ts'
 import { renderGet, resolveKind } from './get.ts'
 import { renderValidation } from './validate.ts'
@@ -70,6 +71,12 @@ Usage:
         -p, --param <name=value>   A query parameter (repeatable)
         --watch                    Print each Event as it happens
         --task-timeout <s>         (default 120)
+  ark chat <target>                Talk with an agent, team or model a line at a time, answers streamed.
+                                   /reset starts again, /exit (or the end of input) leaves; exits 1 when
+                                   a turn failed.
+        -f, --manifests <path>     The folder to serve in this process (env ARK_MANIFESTS, default ./examples)
+        --url <url>                A running gateway instead (http://localhost:8080); its key from the
+                                   environment, ARK_API_KEY
   ark crds [--out <dir>]           Print the CRDs, or write one file per CRD into <dir>.
   ark keys new [--id <name>]       Make an API key: prints the key once, and its digest for --api-keys.
   ark dev                          Serve the agents of a manifests folder: OpenAI-compatible API,
@@ -232,6 +239,7 @@ async function main(argv: string[]): Promise<number> {
       manifests: { type: 'string', short: 'f' },
       param: { type: 'string', short: 'p', multiple: true },
       watch: { type: 'boolean' },
+      url: { type: 'string' },
       namespace: { type: 'string', short: 'n' },
       'all-namespaces': { type: 'boolean', short: 'A' },
       output: { type: 'string', short: 'o' },
@@ -409,6 +417,31 @@ async function main(argv: string[]): Promise<number> {
       })
       // Done. A name lookup still under way (another agent's unreachable MCP server: getaddrinfo cannot be
       // cancelled) would hold the process for the resolver's timeout: leave once the output is written.
+      return exitOnceWritten(code)
+    }
+    case 'chat': {
+      const target = rest[0]
+      if (target === undefined || rest.length > 1) {
+        console.error(
+          'ark chat: which target? Usage: ark chat <agent/name|team/name|model/name> [--url <gateway>]',
+        )
+        return 2
+      }
+      const url = values.url
+      if (url !== undefined && !/^https?:\/\/[^/]/.test(url)) {
+        console.error('ark chat: --url must be an http(s) URL, e.g. http://localhost:8080')
+        return 2
+      }
+      const apiKey = process.env.ARK_API_KEY
+      const code = await runChat({
+        target,
+        ...(url === undefined ? {} : { url }),
+        ...(apiKey === undefined || apiKey === '' ? {} : { apiKey }),
+        manifests,
+        input: process.stdin,
+        output: process.stdout,
+        prompt: process.stdin.isTTY,
+      })
       return exitOnceWritten(code)
     }
     case 'keys': {

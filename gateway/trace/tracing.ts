@@ -1,8 +1,12 @@
 /**
  * Traces, with the OpenTelemetry GenAI semantic conventions: a span for each request the gateway serves, the
- * time a task waited in its pool's queue, the agent's run (`invoke_agent`), each model call (`chat`) and each
- * tool call (`execute_tool`). A caller's `traceparent` is the parent; a task carries its context across the
- * queue (Redis included) to the worker that runs it; model calls send it on upstream.
+ * time a task waited in its pool's queue, the agent's or team's run (`invoke_agent`), each team turn, each
+ * model call (`chat`) and each tool call (`execute_tool`). A caller's `traceparent` is the parent; a task
+ * carries its context across the queue (Redis included) to the worker that runs it; every call out (models,
+ * webhook tools, MCP servers, remote A2A agents) sends it on.
+ *
+ * Attributes hold names, ids, counts and outcomes, and a failure's message as its caller is told it (already
+ * free of secrets); never prompts, answers or tool arguments.
  *
  * Off unless the standard variables ask for it (`OTEL_EXPORTER_OTLP_ENDPOINT`,
  * `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, or `OTEL_TRACES_EXPORTER=otlp`); then spans go out as OTLP over HTTP
