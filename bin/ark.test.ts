@@ -417,3 +417,84 @@ spec: { prompt: You talk. }
     }
   })
 })
+
+describe('ark run', () => {
+  /** Seed 003's shape: ArkAgents on model ids (no Model resource), and an ArkTeam of them. */
+  const SEED_003 = `apiVersion: arkonis.dev/v1alpha1
+kind: ArkAgent
+metadata: { name: researcher }
+spec:
+  model: llama3.2
+  systemPrompt: You are a research agent. Gather and summarize information accurately and concisely.
+---
+apiVersion: arkonis.dev/v1alpha1
+kind: ArkAgent
+metadata: { name: writer }
+spec: { model: gpt-4o, systemPrompt: You write. }
+---
+apiVersion: arkonis.dev/v1alpha1
+kind: ArkTeam
+metadata: { name: research-team }
+spec:
+  roles: [{ name: research, arkAgent: researcher }, { name: write, arkAgent: writer }]
+  pipeline: [{ role: research }, { role: write, dependsOn: [research] }]
+`
+
+  it('runs the team a file declares on the mock model, printed as ark query prints it', async () => {
+    const file = join(dir, 'team.yaml')
+    await writeFile(file, SEED_003)
+    // A key in the environment must not matter: --provider mock keeps every call in the process.
+    const { stdout, stderr } = await run(
+      process.execPath,
+      ['bin/ark.ts', 'run', file, '--provider', 'mock', 'find out about tides'],
+      { env: { ...process.env, ARK_MANIFESTS: '', OPENAI_API_KEY: 'sk-would-be-sent' } },
+    )
+    expect(stderr).toBe('')
+    expect(stdout).toMatch(/^Name: +team\/default\/research-team$/m)
+    expect(stdout).toMatch(/^Phase: +done$/m)
+    expect(stdout).toContain('TeamExecutionStart')
+    expect(stdout).toContain('Executing member research in team research-team')
+  })
+
+  it('--dry-run names what would run and estimates each first call, running nothing', async () => {
+    const file = join(dir, 'team-dry.yaml')
+    await writeFile(file, SEED_003)
+    const dry = await ark('run', file, '--dry-run', 'find out about tides')
+    expect(dry.code).toBe(0)
+    expect(dry.stdout).toMatch(/^Would run: +team\/default\/research-team \(pipeline, 2 members\)$/m)
+    const row = (name: string) => new RegExp(`^${name} +(\\S+) +\\d+ +True +(\\d+)$`, 'm').exec(dry.stdout)
+    const researcher = row('researcher')
+    const writer = row('writer')
+    expect(researcher?.[1]).toBe('llama3.2')
+    expect(writer?.[1]).toBe('gpt-4o')
+    // The system prompt, the input and the tool definitions, 4 characters a token.
+    const estimate = (m: RegExpExecArray | null) => Number(m?.[2])
+    const prompt = 'You are a research agent. Gather and summarize information accurately and concisely.'
+    expect(estimate(researcher)).toBeGreaterThan(
+      Math.ceil((prompt.length + 'find out about tides'.length) / 4),
+    )
+    expect(estimate(writer)).toBeLessThan(estimate(researcher))
+    expect(dry.stdout).not.toContain('Phase:')
+  })
+
+  it('asks which one when a file declares several, and refuses a bad --provider', async () => {
+    const several = await ark('run', 'examples/agents.yaml', 'hi')
+    expect(several.code).toBe(2)
+    expect(several.stderr).toMatch(
+      /the file declares several: agent\/default\/\S+, .*; say which with --target/,
+    )
+    const picked = await ark(
+      'run',
+      'examples/support-agent.yaml',
+      '--target',
+      'agent/support-agent',
+      '--provider',
+      'mock',
+      'hi',
+    )
+    expect(picked.stdout).toMatch(/^Name: +agent\/default\/support-agent$/m)
+    const bad = await ark('run', 'examples/support-agent.yaml', '--provider', 'openai', 'hi')
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toContain('--provider must be mock or auto')
+  })
+})

@@ -46,6 +46,7 @@ import type {
 import { startEmbedded } from './embedded.ts'
 import { runQuery } from './query.ts'
 import { runChat } from './chat.ts'
+import { runFile } from './run.ts'
 import { worker } from './worker.ts'
 import { renderGet, resolveKind } from './get.ts'
 import { renderValidation } from './validate.ts'
@@ -71,6 +72,13 @@ Usage:
         -p, --param <name=value>   A query parameter (repeatable)
         --watch                    Print each Event as it happens
         --task-timeout <s>         (default 120)
+  ark run <file> [input]           Run the team (or agent) a file declares, in this process, printed as
+                                   ark query prints it; the input is read from stdin when not given.
+        --target <target>          Which one, when the file declares several (as ark query names it)
+        --provider mock|auto       mock: every model answered by the mock, nothing leaves the process;
+                                   auto (default): real models where a key is set, the mock otherwise
+        --dry-run                  Run nothing: what would run, and each agent's first-call input tokens
+        --watch, -p, --task-timeout   As for ark query
   ark chat <target>                Talk with an agent, team or model a line at a time, answers streamed.
                                    /reset starts again, /exit (or the end of input) leaves; exits 1 when
                                    a turn failed.
@@ -240,6 +248,9 @@ async function main(argv: string[]): Promise<number> {
       param: { type: 'string', short: 'p', multiple: true },
       watch: { type: 'boolean' },
       url: { type: 'string' },
+      target: { type: 'string' },
+      provider: { type: 'string' },
+      'dry-run': { type: 'boolean' },
       namespace: { type: 'string', short: 'n' },
       'all-namespaces': { type: 'boolean', short: 'A' },
       output: { type: 'string', short: 'o' },
@@ -379,42 +390,63 @@ async function main(argv: string[]): Promise<number> {
         await cp.close()
       }
     }
-    case 'query': {
-      const [target, ...words] = rest
-      if (target === undefined) {
-        console.error('ark query: which target? Usage: ark query <agent/name|team/name|model/name> [input]')
+    case 'query':
+    case 'run': {
+      const [first, ...words] = rest
+      if (first === undefined) {
+        console.error(
+          command === 'query'
+            ? 'ark query: which target? Usage: ark query <agent/name|team/name|model/name> [input]'
+            : 'ark run: which file? Usage: ark run <file> [input]',
+        )
         return 2
       }
       const parameters: Record<string, string> = {}
       for (const p of values.param ?? []) {
         const at = p.indexOf('=')
         if (at <= 0) {
-          console.error(`ark query: --param ${JSON.stringify(p.slice(0, 100))} is not name=value`)
+          console.error(`ark ${command}: --param ${JSON.stringify(p.slice(0, 100))} is not name=value`)
           return 2
         }
         parameters[p.slice(0, at)] = p.slice(at + 1)
       }
       const input = words.length > 0 ? words.join(' ') : await readStdin()
       if (input.trim() === '') {
-        console.error('ark query: no input: give it after the target, or on stdin')
+        console.error(
+          `ark ${command}: no input: give it after the ${command === 'query' ? 'target' : 'file'}, or on stdin`,
+        )
         return 2
       }
       const timeout = Number(values['task-timeout'] ?? 120)
       if (!(Number.isInteger(timeout) && timeout > 0)) {
-        console.error('ark query: --task-timeout must be a whole number of seconds above 0')
+        console.error(`ark ${command}: --task-timeout must be a whole number of seconds above 0`)
         return 2
       }
-      const code = await runQuery({
-        manifests,
-        target,
+      const provider = values.provider ?? 'auto'
+      if (provider !== 'mock' && provider !== 'auto') {
+        console.error(
+          `ark ${command}: --provider must be mock or auto, got ${JSON.stringify(provider.slice(0, 40))}`,
+        )
+        return 2
+      }
+      const common = {
         input,
         parameters,
         watch: values.watch === true,
-        withoutKey: 'mock',
         timeoutSeconds: timeout,
-        out: (text) => process.stdout.write(text),
-        err: (text) => process.stderr.write(text),
-      })
+        out: (text: string) => process.stdout.write(text),
+        err: (text: string) => process.stderr.write(text),
+      }
+      const code =
+        command === 'query'
+          ? await runQuery({ ...common, manifests, target: first, withoutKey: 'mock' })
+          : await runFile({
+              ...common,
+              file: first,
+              ...(values.target === undefined ? {} : { target: values.target }),
+              provider,
+              dryRun: values['dry-run'] === true,
+            })
       // Done. A name lookup still under way (another agent's unreachable MCP server: getaddrinfo cannot be
       // cancelled) would hold the process for the resolver's timeout: leave once the output is written.
       return exitOnceWritten(code)

@@ -8,6 +8,7 @@
 import type { QueryTarget } from '../controller/api/index.ts'
 import type { Logger } from '../gateway/index.ts'
 import { silentLogger } from '../gateway/index.ts'
+import type { Embedded } from './embedded.ts'
 import { startEmbedded } from './embedded.ts'
 import { queryRunner } from './query-runner.ts'
 
@@ -58,65 +59,86 @@ export async function runQuery(options: QueryOptions): Promise<number> {
     options.err(`ark query: ${parsed.error}\n`)
     return 2
   }
-  const { namespace, target } = parsed
-  const log = options.log ?? silentLogger
-  const system = await startEmbedded({
-    manifests: options.manifests,
-    providers: { withoutKey: options.withoutKey },
-    probeIntervalSeconds: 0,
-    taskTimeoutMs: options.timeoutSeconds * 1000,
-    log,
-    watch: false,
-  })
-  const events: Event[] = []
-  const started = performance.now()
-  const name = `${target.type}/${namespace}/${target.name}`
+  const system = await startLocal(options.manifests, options)
   try {
-    // Not waiting for every reconcile to settle (an unreachable MCP server of another agent would hold it
-    // for its timeout): the runner waits for its own target's availability verdict, as on a cluster.
-    const controller = new AbortController()
-    const timer = setTimeout(() => {
-      controller.abort(new DOMException('the query timed out', 'TimeoutError'))
-    }, options.timeoutSeconds * 1000)
-    const outcome = await queryRunner(system.controlPlane.catalog, system.gateway, log)
-      .run({
-        namespace,
-        target,
-        messages: [{ role: 'user', content: options.input }],
-        parameters: options.parameters,
-        signal: controller.signal,
-        onEvent: (reason, message, type = 'Normal') => {
-          const e = { type, reason, message, at: performance.now() - started }
-          events.push(e)
-          if (options.watch)
-            options.out(`${seconds(e.at)}  ${type.padEnd(7)}  ${reason.padEnd(24)}  ${message}\n`)
-        },
-      })
-      .finally(() => {
-        clearTimeout(timer)
-      })
-    const lines: [string, string][] = [
-      ['Name', name],
-      ['Input', oneLine(options.input)],
-      ['Phase', outcome.ok ? 'done' : 'error'],
-      ['Duration', seconds(performance.now() - started)],
-    ]
-    if (!outcome.ok) lines.push(['Reason', outcome.reason], ['Message', outcome.message])
-    const usage = outcome.usage
-    if (usage !== undefined)
-      lines.push([
-        'Token Usage',
-        `prompt ${String(usage.promptTokens)}, completion ${String(usage.completionTokens)}, total ${String(usage.totalTokens)}`,
-      ])
-    const width = Math.max(...lines.map(([k]) => k.length)) + 2
-    let text = lines.map(([k, v]) => `${`${k}:`.padEnd(width)}${v}\n`).join('')
-    if (outcome.ok) text += `Response:\n${indent(outcome.content)}\n`
-    text += events.length === 0 ? 'Events:  <none>\n' : `Events:\n${eventTable(events)}`
-    options.out(text)
-    return outcome.ok ? 0 : 1
+    return await queryOn(system, parsed, options)
   } finally {
     await system.close()
   }
+}
+
+/** The manifests of a folder or file, served in this process for one command: no watch, no probes. */
+export function startLocal(
+  manifests: string,
+  options: Pick<QueryOptions, 'withoutKey' | 'timeoutSeconds' | 'log'> & {
+    readonly mockEverything?: boolean
+  },
+): Promise<Embedded> {
+  return startEmbedded({
+    manifests,
+    providers: {
+      withoutKey: options.withoutKey,
+      ...(options.mockEverything === true ? { mockEverything: true } : {}),
+    },
+    probeIntervalSeconds: 0,
+    taskTimeoutMs: options.timeoutSeconds * 1000,
+    log: options.log ?? silentLogger,
+    watch: false,
+  })
+}
+
+/** Runs the query on a started system and prints it; the exit status. */
+export async function queryOn(
+  system: Embedded,
+  { namespace, target }: { readonly namespace: string; readonly target: QueryTarget },
+  options: Omit<QueryOptions, 'target' | 'manifests' | 'withoutKey'>,
+): Promise<number> {
+  const log = options.log ?? silentLogger
+  const events: Event[] = []
+  const started = performance.now()
+  const name = `${target.type}/${namespace}/${target.name}`
+  // Not waiting for every reconcile to settle (an unreachable MCP server of another agent would hold it
+  // for its timeout): the runner waits for its own target's availability verdict, as on a cluster.
+  const controller = new AbortController()
+  const timer = setTimeout(() => {
+    controller.abort(new DOMException('the query timed out', 'TimeoutError'))
+  }, options.timeoutSeconds * 1000)
+  const outcome = await queryRunner(system.controlPlane.catalog, system.gateway, log)
+    .run({
+      namespace,
+      target,
+      messages: [{ role: 'user', content: options.input }],
+      parameters: options.parameters,
+      signal: controller.signal,
+      onEvent: (reason, message, type = 'Normal') => {
+        const e = { type, reason, message, at: performance.now() - started }
+        events.push(e)
+        if (options.watch)
+          options.out(`${seconds(e.at)}  ${type.padEnd(7)}  ${reason.padEnd(24)}  ${message}\n`)
+      },
+    })
+    .finally(() => {
+      clearTimeout(timer)
+    })
+  const lines: [string, string][] = [
+    ['Name', name],
+    ['Input', oneLine(options.input)],
+    ['Phase', outcome.ok ? 'done' : 'error'],
+    ['Duration', seconds(performance.now() - started)],
+  ]
+  if (!outcome.ok) lines.push(['Reason', outcome.reason], ['Message', outcome.message])
+  const usage = outcome.usage
+  if (usage !== undefined)
+    lines.push([
+      'Token Usage',
+      `prompt ${String(usage.promptTokens)}, completion ${String(usage.completionTokens)}, total ${String(usage.totalTokens)}`,
+    ])
+  const width = Math.max(...lines.map(([k]) => k.length)) + 2
+  let text = lines.map(([k, v]) => `${`${k}:`.padEnd(width)}${v}\n`).join('')
+  if (outcome.ok) text += `Response:\n${indent(outcome.content)}\n`
+  text += events.length === 0 ? 'Events:  <none>\n' : `Events:\n${eventTable(events)}`
+  options.out(text)
+  return outcome.ok ? 0 : 1
 }
 
 function seconds(ms: number): string {

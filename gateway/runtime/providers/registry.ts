@@ -81,6 +81,8 @@ export interface ProviderSettings {
   readonly env?: Readonly<Record<string, string | undefined>>
   /** A model with no API key anywhere: answered by the mock (`ark dev` on a laptop) or unavailable (default). */
   readonly withoutKey?: 'mock' | 'unavailable'
+  /** Every model answered by the mock, keys or not (`ark run --provider mock`): nothing leaves the process. */
+  readonly mockEverything?: boolean
   /** Per-attempt timeout of a provider call (default 60 s). */
   readonly timeoutMs?: number
   /** Retries of a failed call: 429, 5xx, connection errors (default 2). */
@@ -102,6 +104,12 @@ export function providerFactory(
     return v === undefined || v === '' ? undefined : v
   }
   return (given) => {
+    if (settings.mockEverything === true)
+      return createMockProvider({
+        ...given,
+        provider: 'mock',
+        properties: given.provider === 'mock' ? given.properties : {},
+      })
     const config = withDefaults(given, read, settings)
     // From the config with the environment's key in it: that key is as secret as one from a Secret.
     const redactor = redactorOf(config)
