@@ -153,6 +153,7 @@ export function createApp(deps: AppDeps): App {
     }
     deps.metrics.http(labels, seconds)
     if (access !== undefined) {
+      const who = c.get('principal')
       access.info('request', {
         method: labels.method,
         // The path without its query (which may carry what a client should not have put in a URL), at most
@@ -163,7 +164,7 @@ export function createApp(deps: AppDeps): App {
         ms: Math.round(seconds * 10_000) / 10,
         ...(labels.target === '' ? {} : { target: labels.target }),
         // The key's id, never the key.
-        ...(c.get('principal') === undefined ? {} : { key: c.get('principal')?.id }),
+        ...(who === undefined ? {} : { key: who.id }),
       })
     }
   })
