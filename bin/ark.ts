@@ -44,7 +44,8 @@ import type {
   StreamLimits,
 } from '../gateway/index.ts'
 import { startEmbedded } from './embedded.ts'
-import { runQuery } from './query.ts'
+import { parseTarget, runQuery } from './query.ts'
+import { queryOnCluster } from './query-cluster.ts'
 import { runChat } from './chat.ts'
 import { runFile } from './run.ts'
 import { worker } from './worker.ts'
@@ -72,6 +73,8 @@ Usage:
         -p, --param <name=value>   A query parameter (repeatable)
         --watch                    Print each Event as it happens
         --task-timeout <s>         (default 120)
+        --kubeconfig <file>        Create a Query on that cluster instead, in -n <namespace> (default
+                                   default), and wait for ark controller to run it
   ark run <file> [input]           Run the team (or agent) a file declares, in this process, printed as
                                    ark query prints it; the input is read from stdin when not given.
         --target <target>          Which one, when the file declares several (as ark query names it)
@@ -436,6 +439,19 @@ async function main(argv: string[]): Promise<number> {
         timeoutSeconds: timeout,
         out: (text: string) => process.stdout.write(text),
         err: (text: string) => process.stderr.write(text),
+      }
+      const kubeconfig = values.kubeconfig
+      if (command === 'query' && kubeconfig !== undefined) {
+        const parsed = parseTarget(first)
+        if ('error' in parsed) {
+          console.error(`ark query: ${parsed.error}`)
+          return 2
+        }
+        // A namespace in the target wins; else -n; else default.
+        const namespace = first.split('/').length === 3 ? parsed.namespace : (values.namespace ?? 'default')
+        return exitOnceWritten(
+          await queryOnCluster({ ...common, kubeconfig, namespace, target: parsed.target }),
+        )
       }
       const code =
         command === 'query'

@@ -29,7 +29,8 @@ export interface QueryOptions {
   readonly log?: Logger
 }
 
-interface Event {
+/** An Event as the description lists it: `at` in ms from the start of the command. */
+export interface DescribedEvent {
   readonly type: 'Normal' | 'Warning'
   readonly reason: string
   readonly message: string
@@ -94,7 +95,7 @@ export async function queryOn(
   options: Omit<QueryOptions, 'target' | 'manifests' | 'withoutKey'>,
 ): Promise<number> {
   const log = options.log ?? silentLogger
-  const events: Event[] = []
+  const events: DescribedEvent[] = []
   const started = performance.now()
   const name = `${target.type}/${namespace}/${target.name}`
   // Not waiting for every reconcile to settle (an unreachable MCP server of another agent would hold it
@@ -122,12 +123,28 @@ export async function queryOn(
     })
   const lines: [string, string][] = [
     ['Name', name],
-    ['Input', oneLine(options.input)],
+    ['Input', options.input],
     ['Phase', outcome.ok ? 'done' : 'error'],
     ['Duration', seconds(performance.now() - started)],
   ]
   if (!outcome.ok) lines.push(['Reason', outcome.reason], ['Message', outcome.message])
-  const usage = outcome.usage
+  options.out(describeQuery(lines, outcome.usage, outcome.ok ? outcome.content : undefined, events))
+  return outcome.ok ? 0 : 1
+}
+
+/**
+ * A Query as `kubectl describe` lays one out: its fields (an input on one line, cut at 100 characters), the
+ * token usage, the response when there is one, and the Events.
+ */
+export function describeQuery(
+  fields: readonly (readonly [string, string])[],
+  usage:
+    | { readonly promptTokens: number; readonly completionTokens: number; readonly totalTokens: number }
+    | undefined,
+  response: string | undefined,
+  events: readonly DescribedEvent[],
+): string {
+  const lines = fields.map(([k, v]) => [k, k === 'Input' ? oneLine(v) : v] as const)
   if (usage !== undefined)
     lines.push([
       'Token Usage',
@@ -135,13 +152,12 @@ export async function queryOn(
     ])
   const width = Math.max(...lines.map(([k]) => k.length)) + 2
   let text = lines.map(([k, v]) => `${`${k}:`.padEnd(width)}${v}\n`).join('')
-  if (outcome.ok) text += `Response:\n${indent(outcome.content)}\n`
+  if (response !== undefined) text += `Response:\n${indent(response)}\n`
   text += events.length === 0 ? 'Events:  <none>\n' : `Events:\n${eventTable(events)}`
-  options.out(text)
-  return outcome.ok ? 0 : 1
+  return text
 }
 
-function seconds(ms: number): string {
+export function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(2)}s`
 }
 
@@ -158,7 +174,7 @@ function indent(text: string): string {
 }
 
 /** As kubectl describe prints Events: type, reason, age (here: when, from the start), message. */
-function eventTable(events: readonly Event[]): string {
+function eventTable(events: readonly DescribedEvent[]): string {
   const rows = [
     ['Type', 'Reason', 'At', 'Message'],
     ['----', '------', '--', '-------'],

@@ -136,6 +136,42 @@ describe('ark controller on a real API server', () => {
     expect(agents).toMatch(/support-agent\s+default\s+True\s+AllDependenciesReady/)
   })
 
+  it('ark query --kubeconfig creates a Query, waits for the controller to run it and describes it', async () => {
+    const ns = await kube.namespace('cli')
+    await apply(ns, MOCK)
+    await controller(ns)
+    const cli = await run(
+      process.execPath,
+      [
+        'bin/ark.ts',
+        'query',
+        '--kubeconfig',
+        kube.kubeconfig,
+        '-n',
+        ns,
+        'agent/support-agent',
+        'How do I log in?',
+      ],
+      { env: { ...process.env, ARK_MANIFESTS: '' }, timeout: 60_000 },
+    )
+    expect(cli.stderr).toBe('')
+    const name = /^Name: +(\S+)\/(ark-query-\w+)$/m.exec(cli.stdout)
+    expect(name?.[1]).toBe(ns)
+    expect(cli.stdout).toMatch(/^Phase: +done$/m)
+    expect(cli.stdout).toMatch(/^Token Usage: +prompt \d+, completion \d+, total \d+$/m)
+    expect(cli.stdout).toMatch(/^Response:\n {2}.*How do I log in\?/m)
+    // The Events the controller recorded on it, in their order.
+    const listed = SEED_000_EVENTS.map((r) => cli.stdout.indexOf(`Normal  ${r}`))
+    expect(
+      listed.every((at) => at >= 0),
+      cli.stdout,
+    ).toBe(true)
+    expect([...listed].sort((a, b) => a - b)).toEqual(listed)
+    // It is a Query on the cluster like any other, there to be read again.
+    const q = await kit.getQuery(ns, name?.[2] ?? '')
+    expect(q?.status?.phase).toBe('done')
+  })
+
   it('a team Query runs its members in turn, tells each turn in Events, and files its exchange in memory', async () => {
     const ns = await kube.namespace('team-query')
     const service = new FakeMemoryService()
