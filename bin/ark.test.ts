@@ -493,6 +493,11 @@ spec:
       'hi',
     )
     expect(picked.stdout).toMatch(/^Name: +agent\/default\/support-agent$/m)
+    const broken = join(dir, 'broken.yaml')
+    await writeFile(broken, SEED_003.replace('model: llama3.2', 'model: [not, a, string]'))
+    const unreadable = await ark('run', broken, 'hi')
+    expect(unreadable.code).toBe(1)
+    expect(unreadable.stderr).toMatch(/^ark run: .*broken\.yaml.*ArkAgent default\/researcher: spec\.model/m)
     const bad = await ark('run', 'examples/support-agent.yaml', '--provider', 'openai', 'hi')
     expect(bad.code).toBe(2)
     expect(bad.stderr).toContain('--provider must be mock or auto')

@@ -6,7 +6,7 @@
  * each first model call (4 characters a token, as ark's own budget checks estimate them).
  */
 import type { ObjectRef, QueryTarget } from '../controller/api/index.ts'
-import { resourceKey } from '../controller/api/index.ts'
+import { formatProblem, resourceKey } from '../controller/api/index.ts'
 import type { Embedded } from './embedded.ts'
 import type { QueryOptions } from './query.ts'
 import { parseTarget, queryOn, startLocal } from './query.ts'
@@ -27,9 +27,10 @@ export async function runFile(options: RunOptions): Promise<number> {
     ...(options.log === undefined ? {} : { log: options.log }),
   })
   try {
-    const problems = system.controlPlane.store.problems()
-    if (problems.length > 0) {
-      for (const p of problems) options.err(`ark run: ${JSON.stringify(p)}\n`)
+    // A file that does not read (YAML, schema) does not run; warnings (unknown fields, other kinds) do not stop it.
+    const errors = system.controlPlane.store.problems().filter((p) => p.severity === 'error')
+    if (errors.length > 0) {
+      for (const p of errors) options.err(`ark run: ${formatProblem(p)}\n`)
       return 1
     }
     const chosen = options.target === undefined ? onlyTarget(system) : parseTarget(options.target)
