@@ -228,21 +228,15 @@ export async function startTracing(
   }
 }
 
-/** The trace context of whatever runs now, for a task about to be queued; undefined when tracing is off. */
-export function carrierNow(): TraceCarrier | undefined {
-  if (active === undefined) return undefined
-  const out: { traceparent?: string; tracestate?: string } = {}
-  propagation.inject(context.active(), out)
-  return { ...out, queuedAt: Date.now() }
-}
-
 /**
- * `task` with the trace context of whatever queues it (a request's span, a tool call's), for the worker that
- * will run it, here or on another process; `task` itself when tracing is off.
+ * `task` with the trace context of whatever queues it (a request's span, a tool call's) and the time, for the
+ * worker that will run it, here or on another process; `task` itself when tracing is off.
  */
 export function withCarrier<T extends { readonly trace?: TraceCarrier }>(task: T): T {
-  const trace = carrierNow()
-  return trace === undefined ? task : { ...task, trace }
+  if (active === undefined) return task
+  const fields: { traceparent?: string; tracestate?: string } = {}
+  propagation.inject(context.active(), fields)
+  return { ...task, trace: { ...fields, queuedAt: Date.now() } }
 }
 
 /** The context a carrier names (a task's, read back on a worker): its parent, or none. */
