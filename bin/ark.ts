@@ -442,16 +442,12 @@ async function main(argv: string[]): Promise<number> {
       }
       const kubeconfig = values.kubeconfig
       if (command === 'query' && kubeconfig !== undefined) {
-        const parsed = parseTarget(first)
+        const parsed = parseTarget(first, values.namespace)
         if ('error' in parsed) {
           console.error(`ark query: ${parsed.error}`)
           return 2
         }
-        // A namespace in the target wins; else -n; else default.
-        const namespace = first.split('/').length === 3 ? parsed.namespace : (values.namespace ?? 'default')
-        return exitOnceWritten(
-          await queryOnCluster({ ...common, kubeconfig, namespace, target: parsed.target }),
-        )
+        return exitOnceWritten(await queryOnCluster({ ...common, kubeconfig, ...parsed }))
       }
       const code =
         command === 'query'

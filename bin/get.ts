@@ -3,6 +3,7 @@ import { stringify } from 'yaml'
 import { KINDS } from '../controller/api/index.ts'
 import type { AnyResource, Kind } from '../controller/api/index.ts'
 import type { Catalog, ResourceView } from '../controller/index.ts'
+import { textTable } from './table.ts'
 
 /** What `ark get` reads: a folder's control plane or a cluster's catalog. */
 export interface CatalogView {
@@ -178,11 +179,5 @@ function view(cp: CatalogView, r: AnyResource): Record<string, unknown> {
 
 function table(columns: Column[], rows: AnyResource[]): string {
   const cells = rows.map((r) => columns.map(([, v]) => v(r).replaceAll('\n', ' ')))
-  const widths = columns.map(([h], i) => Math.max(h.length, ...cells.map((c) => c[i]?.length ?? 0)))
-  const line = (values: string[]) =>
-    values
-      .map((v, i) => (i === values.length - 1 ? v : v.padEnd(widths[i] ?? 0)))
-      .join('   ')
-      .trimEnd()
-  return [line(columns.map(([h]) => h)), ...cells.map(line)].join('\n')
+  return textTable([columns.map(([h]) => h), ...cells])
 }

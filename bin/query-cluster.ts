@@ -8,7 +8,7 @@
 import type * as K8s from '@kubernetes/client-node'
 import type { QueryTarget } from '../controller/api/index.ts'
 import type { DescribedEvent } from './query.ts'
-import { describeQuery, seconds } from './query.ts'
+import { describeQuery, eventLine } from './query.ts'
 
 export interface ClusterQueryOptions {
   /** A kubeconfig file; absent: the default (KUBECONFIG, ~/.kube/config, or in-cluster). */
@@ -84,7 +84,7 @@ export async function queryOnCluster(options: ClusterQueryOptions): Promise<numb
           const key = `${e.reason}/${e.message}/${String(e.at)}`
           if (printed.has(key)) continue
           printed.add(key)
-          options.out(`${seconds(e.at)}  ${e.type.padEnd(7)}  ${e.reason.padEnd(24)}  ${e.message}\n`)
+          options.out(eventLine(e))
         }
     }
     if (ENDED.has(query.status?.phase ?? '') || Date.now() > deadline) break

@@ -39,14 +39,19 @@ export interface DescribedEvent {
 
 const KINDS = new Set(['agent', 'team', 'model'])
 
-/** The target as a Query names it, or why it cannot be one. */
-export function parseTarget(text: string): { namespace: string; target: QueryTarget } | { error: string } {
+/**
+ * The target as a Query names it, or why it cannot be one. A namespace in the text wins over `namespace`
+ * (`-n` on a cluster).
+ */
+export function parseTarget(
+  text: string,
+  namespace = 'default',
+): { namespace: string; target: QueryTarget } | { error: string } {
   const parts = text.split('/')
   const [first = '', second = '', third = ''] = parts
-  if (parts.length === 1 && first !== '')
-    return { namespace: 'default', target: { type: 'agent', name: first } }
+  if (parts.length === 1 && first !== '') return { namespace, target: { type: 'agent', name: first } }
   if (parts.length === 2 && KINDS.has(first) && second !== '')
-    return { namespace: 'default', target: { type: first as QueryTarget['type'], name: second } }
+    return { namespace, target: { type: first as QueryTarget['type'], name: second } }
   if (parts.length === 3 && KINDS.has(first) && second !== '' && third !== '')
     return { namespace: second, target: { type: first as QueryTarget['type'], name: third } }
   return {
@@ -114,8 +119,7 @@ export async function queryOn(
       onEvent: (reason, message, type = 'Normal') => {
         const e = { type, reason, message, at: performance.now() - started }
         events.push(e)
-        if (options.watch)
-          options.out(`${seconds(e.at)}  ${type.padEnd(7)}  ${reason.padEnd(24)}  ${message}\n`)
+        if (options.watch) options.out(eventLine(e))
       },
     })
     .finally(() => {
@@ -157,7 +161,12 @@ export function describeQuery(
   return text
 }
 
-export function seconds(ms: number): string {
+/** An Event as `--watch` prints it when it happens. */
+export function eventLine(e: DescribedEvent): string {
+  return `${seconds(e.at)}  ${e.type.padEnd(7)}  ${e.reason.padEnd(24)}  ${e.message}\n`
+}
+
+function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(2)}s`
 }
 

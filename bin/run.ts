@@ -10,6 +10,7 @@ import { formatProblem, resourceKey } from '../controller/api/index.ts'
 import type { Embedded } from './embedded.ts'
 import type { QueryOptions } from './query.ts'
 import { parseTarget, queryOn, startLocal } from './query.ts'
+import { textTable } from './table.ts'
 
 export interface RunOptions extends Omit<QueryOptions, 'manifests' | 'target' | 'withoutKey'> {
   readonly file: string
@@ -89,8 +90,7 @@ async function plan(
     options.err(`ark run: --dry-run plans teams and agents, not ${target.type}s\n`)
     return 2
   }
-  const header = ['AGENT', 'MODEL', 'TOOLS', 'AVAILABLE', 'FIRST CALL ~TOKENS']
-  const rows: string[][] = [header]
+  const rows: string[][] = [['AGENT', 'MODEL', 'TOOLS', 'AVAILABLE', 'FIRST CALL ~TOKENS']]
   let total = 0
   let unavailable = 0
   for (const a of agents) {
@@ -130,17 +130,8 @@ async function plan(
       tokens,
     ])
   }
-  const widths = header.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
   let text = `Would run:  ${head}\nInput:      ${options.input.replace(/\s+/g, ' ').trim().slice(0, 100)}\nProvider:   ${options.provider}\n\n`
-  text += rows
-    .map(
-      (r) =>
-        `${r
-          .map((c, i) => c.padEnd(widths[i] ?? 0))
-          .join('   ')
-          .trimEnd()}\n`,
-    )
-    .join('')
+  text += `${textTable(rows)}\n`
   text += `\nAbout ${String(total)} input tokens in the first call of each agent (4 characters a token; later calls add answers and tool results). Nothing was run.\n`
   options.out(text)
   return unavailable > 0 ? 1 : 0
