@@ -6,7 +6,7 @@ import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { newKey } from '../gateway/index.ts'
 import { startArk } from '../test/ark-process.ts'
-import { startFakeOpenAI } from '../test/fakes/openai-upstream.ts'
+import { fakeModelManifest, startFakeOpenAI } from '../test/fakes/openai-upstream.ts'
 import { HOSTILE_CASES, writeHostileManifests } from '../test/fixtures/hostile-manifests/hostile.ts'
 
 const run = promisify(execFile)
@@ -361,15 +361,7 @@ describe('ark chat', () => {
     const folder = await mkdtemp(join(dir, 'chat-'))
     await writeFile(
       join(folder, 'agent.yaml'),
-      `apiVersion: ark.mckinsey.com/v1alpha1
-kind: Model
-metadata: { name: default }
-spec:
-  provider: openai
-  model: { value: gpt-4o }
-  pollInterval: 1h
-  config: { openai: { baseUrl: { value: "${upstream.url}" }, apiKey: { value: sk-test } } }
----
+      `${fakeModelManifest(upstream.url)}---
 apiVersion: ark.mckinsey.com/v1alpha1
 kind: Agent
 metadata: { name: talker }

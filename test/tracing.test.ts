@@ -14,22 +14,13 @@ import type { ArkProcess } from './ark-process.ts'
 import { startArk } from './ark-process.ts'
 import { newKey } from '../gateway/index.ts'
 import type { FakeUpstream } from './fakes/openai-upstream.ts'
-import { startFakeOpenAI } from './fakes/openai-upstream.ts'
+import { fakeModelManifest, startFakeOpenAI } from './fakes/openai-upstream.ts'
 import type { OtlpReceiver, ReceivedSpan } from './fakes/otlp-receiver.ts'
 import { startOtlpReceiver } from './fakes/otlp-receiver.ts'
 import type { RedisServer } from './redis-server.ts'
 import { startRedis } from './redis-server.ts'
 
-const manifests = (upstream: string) => `
-apiVersion: ark.mckinsey.com/v1alpha1
-kind: Model
-metadata: { name: default }
-spec:
-  provider: openai
-  model: { value: gpt-4o }
-  pollInterval: 1h
-  config: { openai: { baseUrl: { value: "${upstream}" }, apiKey: { value: sk-test } } }
----
+const manifests = (upstream: string) => `${fakeModelManifest(upstream)}---
 apiVersion: ark.mckinsey.com/v1alpha1
 kind: Agent
 metadata: { name: helper }
@@ -103,16 +94,22 @@ describe('traces (OpenTelemetry, OTLP over HTTP)', () => {
     processes.push(p)
     return p
   }
-  const ask = (gateway: ArkProcess, headers: Record<string, string> = {}) =>
+  /** A chat completion through the OpenAI SDK: by default ASK to agent/helper, with no traceparent and no key. */
+  const ask = (
+    gateway: ArkProcess,
+    options: { traceparent?: string; model?: string; content?: string; apiKey?: string } = {},
+  ) =>
     new OpenAI({
       baseURL: `${gateway.url}/v1`,
-      apiKey: 'none',
+      apiKey: options.apiKey ?? 'none',
       maxRetries: 0,
-      defaultHeaders: headers,
-    }).chat.completions.create({
-      model: 'agent/helper',
-      messages: [{ role: 'user', content: ASK }],
-    })
+    }).chat.completions.create(
+      {
+        model: options.model ?? 'agent/helper',
+        messages: [{ role: 'user', content: options.content ?? ASK }],
+      },
+      options.traceparent === undefined ? {} : { headers: { traceparent: options.traceparent } },
+    )
   const inTrace = (traceId: string) => receiver.spans.filter((s) => s.traceId === traceId)
   /**
    * The spans of a trace once every one named has been exported (a name, or `<service> <name>`). Each process
@@ -211,10 +208,7 @@ describe('traces (OpenTelemetry, OTLP over HTTP)', () => {
   it('a team: its run, a span per turn, and each member’s run under its turn', async () => {
     const ark = processes[0] as ArkProcess
     const caller = callerContext()
-    await new OpenAI({ baseURL: `${ark.url}/v1`, apiKey: 'none', maxRetries: 0 }).chat.completions.create(
-      { model: 'team/pair', messages: [{ role: 'user', content: 'hello' }] },
-      { headers: { traceparent: caller.traceparent } },
-    )
+    await ask(ark, { model: 'team/pair', content: 'hello', traceparent: caller.traceparent })
     const spans = await exported(
       caller.traceId,
       'POST /v1/chat/completions',
@@ -341,25 +335,22 @@ ${MOCK_MODEL}`,
     )
     try {
       const front = await start(['dev', '-f', frontDir, '--port', '0', '--probe-interval', '0'], otel())
-      const client = new OpenAI({ baseURL: `${front.url}/v1`, apiKey: 'none', maxRetries: 0 })
       // Both answer once discovered (the MCP server's tools, the A2A server's card).
       await vi.waitFor(
         async () => {
           for (const model of ['agent/caller', 'agent/remote-a2a'])
-            await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'ready?' }] })
+            await ask(front, { model, content: 'ready?' })
         },
         { timeout: 15_000, interval: 300 },
       )
 
       // A webhook tool and an MCP tool, one turn each.
       const caller = callerContext()
-      await client.chat.completions.create(
-        {
-          model: 'agent/caller',
-          messages: [{ role: 'user', content: 'hook {}\nask-remote {"message": "hi"}' }],
-        },
-        { headers: { traceparent: caller.traceparent } },
-      )
+      await ask(front, {
+        model: 'agent/caller',
+        content: 'hook {}\nask-remote {"message": "hi"}',
+        traceparent: caller.traceparent,
+      })
       const spans = await exported(
         caller.traceId,
         'ark-dev execute_tool hook',
@@ -374,10 +365,7 @@ ${MOCK_MODEL}`,
 
       // A remote A2A agent: the model call that sends the message is the remote request's parent.
       const viaA2A = callerContext()
-      await client.chat.completions.create(
-        { model: 'agent/remote-a2a', messages: [{ role: 'user', content: 'hello' }] },
-        { headers: { traceparent: viaA2A.traceparent } },
-      )
+      await ask(front, { model: 'agent/remote-a2a', content: 'hello', traceparent: viaA2A.traceparent })
       const a2aSpans = await exported(viaA2A.traceId, 'remote invoke_agent echoer')
       const chat = a2aSpans.find((s) => s.service === 'ark-dev' && s.name.startsWith('chat '))
       expect(chat?.kind).toBe(CLIENT)
@@ -402,10 +390,7 @@ ${MOCK_MODEL}`,
         otel(),
       )
       const caller = callerContext()
-      await new OpenAI({ baseURL: `${ark.url}/v1`, apiKey: key, maxRetries: 0 }).chat.completions.create(
-        { model: 'agent/helper', messages: [{ role: 'user', content: 'hi' }] },
-        { headers: { traceparent: caller.traceparent } },
-      )
+      await ask(ark, { content: 'hi', apiKey: key, traceparent: caller.traceparent })
       const refused = await fetch(`${ark.url}/v1/models?secret=query-text`, {
         headers: { authorization: 'Bearer wrong' },
       })

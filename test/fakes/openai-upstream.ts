@@ -111,6 +111,19 @@ interface State {
   modelsEcho: FakeUpstream['modelsEcho']
 }
 
+/** An ARK Model (gpt-4o on the openai provider) whose calls go to a fake at `url`, its base URL. */
+export function fakeModelManifest(url: string, name = 'default'): string {
+  return `apiVersion: ark.mckinsey.com/v1alpha1
+kind: Model
+metadata: { name: ${name} }
+spec:
+  provider: openai
+  model: { value: gpt-4o }
+  pollInterval: 1h
+  config: { openai: { baseUrl: { value: "${url}" }, apiKey: { value: sk-test } } }
+`
+}
+
 export async function startFakeOpenAI(options: FakeOptions = {}): Promise<FakeUpstream> {
   const state: State = {
     calls: [],
