@@ -8,7 +8,7 @@
  *
  * tsc compiles what bin/ark.ts reaches (tsconfig.build.json names the entry points, so tests and benchmarks
  * stay out) and rewrites `.ts` import specifiers to `.js`; the built-in Wasm plugins are copied beside it, where
- * sandbox/modules.ts looks for them; a package.json marks the output as ES modules wherever it is copied. The
+ * sandbox/modules.ts looks for them, and so are the dashboard's page and script (gateway/ui/assets); a package.json marks the output as ES modules wherever it is copied. The
  * packages it imports resolve from the node_modules above it, or from one installed beside it.
  */
 import { execFileSync } from 'node:child_process'
@@ -50,6 +50,11 @@ execFileSync(node, [tsc, '-p', join(root, 'tsconfig.build.json'), '--outDir', ou
 
 mkdirSync(join(out, 'plugins'), { recursive: true })
 cpSync(join(root, 'plugins', 'dist'), join(out, 'plugins', 'dist'), { recursive: true })
+// The dashboard's page, script and style (gateway/ui/assets.ts reads them from beside itself); not its tsconfig.
+cpSync(join(root, 'gateway', 'ui', 'assets'), join(out, 'gateway', 'ui', 'assets'), {
+  recursive: true,
+  filter: (source) => !source.endsWith('tsconfig.json'),
+})
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
   name: string
   version: string

@@ -19,6 +19,7 @@ export function queryRunner(catalog: Catalog, gateway: Gateway, log: Logger): Qu
     providerFor: (agent) => gateway.runtime.providerFor(agent),
     memories: gateway.memories,
     budget: gateway.budget,
+    runs: gateway.runs,
   })
   return {
     async run(request: TargetRequest): Promise<TargetOutcome> {
@@ -70,6 +71,7 @@ export function queryRunner(catalog: Catalog, gateway: Gateway, log: Logger): Qu
         request.onEvent('AgentExecutionStart', `Executing agent ${namespace}/${target.name}`)
       const conversation = request.conversationId ?? request.sessionId
       const admitted = await admission.submit(found, {
+        via: 'query',
         messages,
         parameters: request.parameters,
         stream: false,

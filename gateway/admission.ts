@@ -29,6 +29,7 @@ import type { Task, TaskResult } from './runtime/task.ts'
 import { succeeded } from './runtime/task.ts'
 import { runTeam } from './runtime/team/run.ts'
 import type { TokenBudget } from './runtime/budget.ts'
+import type { RecentRun, RecentRuns, Via } from './ui/recent-runs.ts'
 import type { QuotaDecision, QuotaGrant, Quotas } from './auth/quotas.ts'
 import { notAllowedMessage } from './auth/scope.ts'
 import type { Principal } from './auth/scope.ts'
@@ -103,6 +104,8 @@ export interface SubmitRequest {
   readonly onEvent?: EventSink
   /** The task id (the protocol's own request id); default random. */
   readonly id?: string
+  /** The face the request came through, for the dashboard's recent runs. */
+  readonly via?: Via
   /**
    * The conversation this request continues (OpenAI `metadata.conversation_id`, an A2A contextId, a Query's
    * conversationId or sessionId, the MCP tool's `conversation_id`): with a Memory that applies, its history
@@ -169,6 +172,8 @@ export interface AdmissionDeps {
    * Team members' turns and subtasks are not bounded here: their run is under way.
    */
   readonly maxQueueWaitMs?: number
+  /** Where admitted runs are recorded for the dashboard (ui/recent-runs.ts); absent: nowhere. */
+  readonly runs?: RecentRuns
 }
 
 /** A target that may run now: what `check` found, for `submit`. */
@@ -431,6 +436,7 @@ export class Admission {
         history.length === 0 ? recalled.messages : [...history, ...recalled.messages],
         'remember' in recalled ? recalled.remember : undefined,
         grant,
+        this.#recent(checked, request, request.id ?? crypto.randomUUID()),
       )
     const { agent, target } = checked
     const task: Task = {
@@ -485,8 +491,9 @@ export class Admission {
       throw err
     }
     const remember = 'remember' in recalled ? recalled.remember : undefined
+    const entry = this.#recent(checked, request, task.id)
     const recorded = result.then((r) => {
-      this.#finished(target, pool, task, r, started)
+      this.#finished(target, pool, task, r, started, entry)
       grant?.charge(r.usage.totalTokens)
       return remember === undefined ? r : remember(r).then(() => r)
     })
@@ -514,8 +521,9 @@ export class Admission {
     messages: readonly ChatMessage[],
     remember: Remember | undefined,
     grant: QuotaGrant | undefined,
+    entry: RecentRun | undefined,
   ): Admitted {
-    const id = request.id ?? crypto.randomUUID()
+    const id = entry?.id ?? request.id ?? crypto.randomUUID()
     const label = `team:${team.ref.namespace}/${team.ref.name}`
     const started = performance.now()
     const { queue, catalog, providerFor } = this.#deps
@@ -541,7 +549,7 @@ export class Admission {
         },
       },
     ).then(async (r) => {
-      this.#finished(target, label, { id }, r, started)
+      this.#finished(target, label, { id }, r, started, entry)
       grant?.charge(r.usage.totalTokens)
       await remember?.(r)
       return r
@@ -690,12 +698,29 @@ export class Admission {
     return this.#deps.queue.cancel(taskId)
   }
 
-  #finished(id: string, pool: string, task: Pick<Task, 'id'>, result: TaskResult, started: number): void {
-    this.#deps.metrics.invocation(
-      pool,
-      succeeded(result) ? '' : result.outcome,
-      (performance.now() - started) / 1000,
-    )
+  /** The run's entry among the dashboard's recent runs, if they are kept. */
+  #recent(checked: Checked, request: SubmitRequest, id: string): RecentRun | undefined {
+    return this.#deps.runs?.start({
+      id,
+      target: checked.target,
+      kind: checked.kind,
+      namespace: namespaceOf(checked),
+      via: request.via,
+      key: checked.who?.id,
+    })
+  }
+
+  #finished(
+    id: string,
+    pool: string,
+    task: Pick<Task, 'id'>,
+    result: TaskResult,
+    started: number,
+    entry: RecentRun | undefined,
+  ): void {
+    const seconds = (performance.now() - started) / 1000
+    this.#deps.metrics.invocation(pool, succeeded(result) ? '' : result.outcome, seconds)
+    if (entry !== undefined) this.#deps.runs?.finish(entry, result, seconds)
     if (!succeeded(result) && result.outcome !== 'cancelled') {
       this.#deps.log.warn('run failed', {
         target: id,

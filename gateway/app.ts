@@ -33,6 +33,9 @@ import type { TaskQueue } from './pool/queue.ts'
 import type { AgentRuntime } from './runtime/agent-runtime.ts'
 import type { Memories } from './runtime/memory/registry.ts'
 import type { TokenBudget } from './runtime/budget.ts'
+import type { RecentRuns } from './ui/recent-runs.ts'
+import { dashboardRoutes } from './ui/routes.ts'
+import type { QueryEvents } from './ui/state.ts'
 
 const KNOWN_METHODS = new Set([
   'GET',
@@ -100,6 +103,10 @@ export interface AppDeps {
   readonly maxQueueWaitMs?: number
   /** A2A push notifications: where configs are kept and the hosts deliveries may reach. Absent: off. */
   readonly a2aPush?: { readonly store: PushNotificationStore; readonly policy: NetPolicy }
+  /** The runs admitted lately, which the dashboard lists (every face records its runs there). */
+  readonly runs: RecentRuns
+  /** Queries' Events, where this process keeps them (`ark dev`): the dashboard shows them. */
+  readonly queryEvents?: QueryEvents
 }
 
 export interface App {
@@ -308,6 +315,8 @@ export function createApp(deps: AppDeps): App {
       }),
     )
   }
+
+  dashboardRoutes(app, { ...deps, admission })
 
   for (const [path, allow] of [
     ['/v1/chat/completions', 'POST'],

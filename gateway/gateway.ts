@@ -26,6 +26,8 @@ import type { AgentRuntime } from './runtime/agent-runtime.ts'
 import type { TokenBudget } from './runtime/budget.ts'
 import type { McpClients } from './runtime/mcp/client.ts'
 import { Memories } from './runtime/memory/registry.ts'
+import { RecentRuns } from './ui/recent-runs.ts'
+import type { QueryEvents } from './ui/state.ts'
 
 export { DEFAULTS } from './assemble.ts'
 
@@ -78,6 +80,8 @@ export interface GatewayOptions extends RuntimeSettings {
     readonly metrics?: boolean
     readonly ready?: () => boolean
   }
+  /** Queries' Events where this process keeps them (`ark dev`), for the dashboard. */
+  readonly queryEvents?: QueryEvents
 }
 
 export interface Gateway {
@@ -93,6 +97,8 @@ export interface Gateway {
   readonly budget: TokenBudget
   /** Conversation memories, for whoever admits runs beside the routes (Query execution). */
   readonly memories: Memories
+  /** The runs admitted lately (the dashboard's list), for whoever admits runs beside the routes. */
+  readonly runs: RecentRuns
   /**
    * Ends the streams that would never end by themselves (MCP notification streams), so that a drain waits
    * only for requests that finish.
@@ -143,8 +149,11 @@ export function createGateway(options: GatewayOptions): Gateway {
           budget: assembly.budget,
           log,
         })
+  const runs = new RecentRuns()
   const http = createApp({
     catalog,
+    runs,
+    ...(options.queryEvents === undefined ? {} : { queryEvents: options.queryEvents }),
     runtime,
     memories,
     budget: assembly.budget,
@@ -183,6 +192,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     mcp: assembly.mcp,
     budget: assembly.budget,
     memories,
+    runs,
     endIdleStreams: () => http.endIdleStreams(),
     async close() {
       await http.close()

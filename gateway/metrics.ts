@@ -120,7 +120,7 @@ export class Metrics {
       labelNames: ['pool'],
       registers,
     })
-    const poolGauge = (name: string, help: string, value: (p: PoolStats) => number) =>
+    const poolGauge = (name: string, help: string, value: (p: PoolStats) => number | undefined) =>
       new Gauge({
         name,
         help,
@@ -129,7 +129,10 @@ export class Metrics {
         async collect() {
           const stats = await pools()
           this.reset()
-          for (const p of stats) this.labels(p.pool).set(value(p))
+          for (const p of stats) {
+            const v = value(p)
+            if (v !== undefined) this.labels(p.pool).set(v)
+          }
         },
       })
     poolGauge(
@@ -146,6 +149,11 @@ export class Metrics {
       'ark_pool_concurrency',
       'Tasks each agent pool runs at once (replicas x maxConcurrentTasks).',
       (p) => p.concurrency,
+    )
+    poolGauge(
+      'ark_pool_workers',
+      'Workers of each agent pool on Redis that reported alive in the last 10 s (pools in this process have none).',
+      (p) => p.workers,
     )
     new Gauge({
       name: 'ark_resource_available',

@@ -65,6 +65,13 @@ describe('the compiled build', () => {
     expect(files).toContain('sandbox/worker.js')
     expect(files).toContain('controller/store/parse-worker.js')
     expect(files).toEqual(expect.arrayContaining(['plugins/dist/text-stats.wasm', 'plugins/dist/http.wasm']))
+    expect(files).toEqual(
+      expect.arrayContaining([
+        'gateway/ui/assets/index.html',
+        'gateway/ui/assets/app.js',
+        'gateway/ui/assets/style.css',
+      ]),
+    )
     expect(files.filter((f) => f.endsWith('.ts'))).toEqual([])
     expect(files.filter((f) => /\.test\.|^bench\/|^test\//.test(f))).toEqual([])
     const { stdout } = await run(process.execPath, [...NODE_FLAGS, join(out, 'bin', 'ark.js'), '--version'])
@@ -121,6 +128,10 @@ spec: { prompt: hi }
     })
     const answer = completion.choices[0]?.message.content ?? ''
     expect(JSON.parse(answer.replace(/^stats: /, ''))).toMatchObject({ words: 3, lines: 1 })
+    // The dashboard's files are found beside the compiled gateway.
+    const page = await fetch(`${dev.url}/ui/app.js`)
+    expect(page.status).toBe(200)
+    expect(await page.text()).toContain('/ui/api/state')
   })
 
   it("ark controller runs seed 000's Query to done on the real API server", async () => {

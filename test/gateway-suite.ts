@@ -759,6 +759,130 @@ export const cases: readonly Case[] = [
       await res.body?.cancel()
     },
   },
+  {
+    name: "the dashboard's page and files: a content security policy, no framing, revalidated by etag",
+    async run({ url }) {
+      const page = await fetch(`${url}/ui`)
+      assert.equal(page.status, 200)
+      assert.match(page.headers.get('content-type') ?? '', /^text\/html/)
+      const csp = page.headers.get('content-security-policy') ?? ''
+      assert.match(csp, /default-src 'none'/)
+      assert.match(csp, /script-src 'self'/)
+      assert.match(csp, /frame-ancestors 'none'/)
+      assert.equal(page.headers.get('x-content-type-options'), 'nosniff')
+      assert.match(await page.text(), /<script type="module" src="\/ui\/app\.js">/)
+      const script = await fetch(`${url}/ui/app.js`)
+      assert.match(script.headers.get('content-type') ?? '', /^text\/javascript/)
+      const etag = script.headers.get('etag') ?? ''
+      assert.match(await script.text(), /\/ui\/api\/state/)
+      const again = await fetch(`${url}/ui/app.js`, { headers: { 'if-none-match': etag } })
+      assert.equal(again.status, 304)
+      const css = await fetch(`${url}/ui/style.css`)
+      assert.match(css.headers.get('content-type') ?? '', /^text\/css/)
+      await css.body?.cancel()
+      const missing = await fetch(`${url}/ui/secrets.json`)
+      assert.equal(missing.status, 404)
+      assert.equal(((await missing.json()) as { error: { code: string } }).error.code, 'not_found')
+      const wrong = await fetch(`${url}/ui/api/state`, { method: 'DELETE' })
+      assert.equal(wrong.status, 405)
+      assert.equal(wrong.headers.get('allow'), 'GET')
+      await wrong.body?.cancel()
+    },
+  },
+  {
+    name: 'GET /ui/api/state: agents with availability and reasons, pools, and the runs admitted, without their text',
+    async run({ url, client }) {
+      const secret = `dashboard-canary-${String(Date.now())}`
+      await client.chat.completions.create({ model: 'agent/support-agent', messages: user(secret) })
+      const res = await fetch(`${url}/ui/api/state`)
+      assert.equal(res.status, 200)
+      assert.equal(res.headers.get('cache-control'), 'no-store')
+      const text = await res.text()
+      // What was asked and answered is not shown to whoever reads the dashboard.
+      assert.ok(!text.includes(secret), "a run's text leaked into the dashboard state")
+      const state = JSON.parse(text) as {
+        agents: {
+          id: string
+          available: { status: string; reason?: string; message?: string }
+          tools: string[]
+        }[]
+        teams: { id: string; members: string[] }[]
+        models: { id: string; provider: string }[]
+        pools: { agent: string; concurrency: number; inFlight: number; queued: number }[]
+        runs: { target: string; via?: string; status: string; outcome?: string; tokens?: { total: number } }[]
+      }
+      const math = state.agents.find((a) => a.id === 'agent/math-agent')
+      assert.equal(math?.available.status, 'True')
+      assert.ok(math.tools.includes('calculator'), math.tools.join(','))
+      const broken = state.agents.find((a) => a.id === 'agent/broken-agent')
+      assert.equal(broken?.available.status, 'False')
+      assert.equal(broken.available.reason, 'ToolNotFound')
+      assert.match(broken.available.message ?? '', /does-not-exist/)
+      assert.ok(state.teams.some((t) => t.id === 'team/crew'))
+      assert.ok(state.models.some((m) => m.id === 'model/default' && m.provider === 'mock'))
+      const pool = state.pools.find((p) => p.agent === 'default/support-agent')
+      assert.equal(pool?.concurrency, SUITE_LIMITS.poolConcurrency)
+      const run = state.runs.find((r) => r.target === 'agent/support-agent' && r.via === 'openai')
+      assert.equal(run?.status, 'succeeded')
+      assert.equal(run.outcome, 'answer')
+      assert.ok((run.tokens?.total ?? 0) > 0)
+    },
+  },
+  {
+    name: 'POST /ui/api/chat streams the run: model calls, each tool call with its arguments and result, the answer',
+    async run({ url }) {
+      const chat = (body: unknown) =>
+        fetch(`${url}/ui/api/chat`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        })
+      const res = await chat({
+        model: 'agent/math-agent',
+        messages: user('calculator {"expression": "6*7"}'),
+      })
+      assert.equal(res.status, 200)
+      assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/)
+      const events = (await res.text())
+        .split('\n\n')
+        .filter((block) => block.startsWith('data: '))
+        .map((block) => JSON.parse(block.slice(6)) as Record<string, unknown>)
+      const types = events.map((e) => e.type)
+      assert.deepEqual(
+        types.filter((t) => t !== 'delta'),
+        ['llm.start', 'llm.complete', 'tool.start', 'tool.complete', 'llm.start', 'llm.complete', 'done'],
+      )
+      const start = events.find((e) => e.type === 'tool.start')
+      assert.equal(start?.tool, 'calculator')
+      assert.equal(start.arguments, '{"expression": "6*7"}')
+      const done = events.find((e) => e.type === 'tool.complete')
+      assert.equal(done?.outcome, 'ok')
+      assert.equal(done.result, '42')
+      const answer = events
+        .filter((e) => e.type === 'delta')
+        .map((e) => String(e.text))
+        .join('')
+      assert.equal(answer, 'calculator: 42')
+      assert.equal(events.at(-1)?.content, 'calculator: 42')
+      // Bad input: the OpenAI face's errors, with the field named.
+      const bad = await chat({ model: 'agent/math-agent', messages: [] })
+      assert.equal(bad.status, 400)
+      assert.equal(((await bad.json()) as { error: { param: string } }).error.param, 'messages')
+      const unknown = await chat({ model: 'agent/nobody', messages: user('hi') })
+      assert.equal(unknown.status, 404)
+      assert.equal(((await unknown.json()) as { error: { code: string } }).error.code, 'model_not_found')
+      const broken = await chat({ model: 'agent/broken-agent', messages: user('hi') })
+      assert.equal(broken.status, 503)
+      assert.equal(((await broken.json()) as { error: { code: string } }).error.code, 'ToolNotFound')
+      const notJson = await fetch(`${url}/ui/api/chat`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"model":',
+      })
+      assert.equal(notJson.status, 400)
+      assert.equal(((await notJson.json()) as { error: { code: string } }).error.code, 'invalid_json')
+    },
+  },
 ]
 
 /**

@@ -311,7 +311,18 @@ spec:
     for (const p of [gw, w]) {
       expect(await metric(p, 'ark_pool_queue_depth', { pool: 'default/picky' })).toBe(1)
       expect(await metric(p, 'ark_pool_in_flight', { pool: 'default/picky' })).toBe(0)
+      // The worker counts as one of the pool's, ready or not: it is running.
+      expect(await metric(p, 'ark_pool_workers', { pool: 'default/picky' })).toBe(1)
     }
+    // The dashboard's view of the pool, from the gateway: one task waiting, one worker.
+    const state = (await (await fetch(`${gw.url}/ui/api/state`)).json()) as {
+      agents: { id: string; pool?: { queued: number; inFlight: number; workers?: number } }[]
+    }
+    expect(state.agents.find((a) => a.id === 'agent/picky')?.pool).toMatchObject({
+      queued: 1,
+      inFlight: 0,
+      workers: 1,
+    })
 
     // The model gets better (here: the check is fixed); the worker is ready again and takes the task.
     await writeFile(join(dir, 'picky.yaml'), manifest('Reply with exactly one word: HEALTHY'))

@@ -120,6 +120,7 @@ export class ArkAgentExecutor implements AgentExecutor {
         : undefined
       const admitted = await this.#admission.submit(call.checked, {
         id: taskId,
+        via: 'a2a',
         messages: [{ role: 'user', content: input.text }],
         parameters: call.parameters,
         stream: call.streaming,

@@ -111,7 +111,7 @@ describe('parseKeysFile', () => {
       { id: 'a', sha256: digest, scope: { targets: [] } },
     ])
     expect(() => parseKeysFile(`keys:\n  - { id: a, sha256: ${digest}, routes: [web] }`)).toThrow(
-      'keys[0].routes[0]: "web" is not one of openai, a2a, mcp, metrics',
+      'keys[0].routes[0]: "web" is not one of openai, a2a, mcp, metrics, ui',
     )
     expect(() => parseKeysFile(`keys:\n  - { id: a, sha256: ${digest}, targets: agent/x }`)).toThrow(
       'keys[0].targets: must be a list of strings',

@@ -27,7 +27,7 @@ export const FORBIDDEN = -32041
 /** A token that could not be checked now (its issuer's keys cannot be fetched): retry. */
 export const AUTH_UNAVAILABLE = -32042
 
-export const ROUTE_GROUPS = ['openai', 'a2a', 'mcp', 'metrics'] as const
+export const ROUTE_GROUPS = ['openai', 'a2a', 'mcp', 'metrics', 'ui'] as const
 /** The faces of the gateway a key may be allowed, each a group of routes. */
 export type RouteGroup = (typeof ROUTE_GROUPS)[number]
 

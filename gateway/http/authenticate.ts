@@ -6,7 +6,7 @@
  * part; the request goes on with its Principal (the key's id and scope) for the routes to check targets
  * against and for whatever counts it.
  *
- * A key whose scope leaves out the route's face (`routes`: openai, a2a, mcp, metrics) is refused with 403, in
+ * A key whose scope leaves out the route's face (`routes`: openai, a2a, mcp, metrics, ui) is refused with 403, in
  * the same shapes. Targets are the routes' to check (admission, the lists), as only they know what is named.
  *
  * A key that is revoked, or whose scope changes, ends the event streams it holds open (a chat completion's,
@@ -14,7 +14,8 @@
  * cancelled as when a client leaves.
  *
  * Open without a key: /healthz and /readyz (kubelets and load balancers), A2A agent cards (discovery: a card
- * is how a client learns it needs a key) and /metrics unless `metrics` is set. The /a2a list needs a key, and
+ * is how a client learns it needs a key), the dashboard's page and files (they hold nothing; the page asks for
+ * a key, which its /ui/api calls carry) and /metrics unless `metrics` is set. The /a2a list needs a key, and
  * shows what that key may call.
  */
 import type { Context, MiddlewareHandler } from 'hono'
@@ -29,6 +30,7 @@ import { rpcError } from '../a2a/server.ts'
 import { jsonRpcError } from '../mcp/server.ts'
 import type { GatewayEnv } from '../openai/chat.ts'
 import { errorBody, errorEvent, errorResponse } from '../openai/errors.ts'
+import { PAGE_PATHS } from '../ui/routes.ts'
 
 export interface AuthenticateOptions {
   readonly keys: KeyRing
@@ -144,6 +146,7 @@ function groupOf(path: string): RouteGroup | undefined {
   if (path === '/a2a' || path.startsWith('/a2a/')) return 'a2a'
   if (path === '/mcp' || path.startsWith('/mcp/')) return 'mcp'
   if (path === '/metrics') return 'metrics'
+  if (path === '/ui' || path.startsWith('/ui/')) return 'ui'
   return undefined
 }
 
@@ -153,7 +156,7 @@ const REVOKED =
 /** The last event of a stream whose key was revoked, in its protocol's shape. */
 function revokedEvent(group: RouteGroup): Uint8Array {
   const text =
-    group === 'openai'
+    group === 'openai' || group === 'ui'
       ? errorEvent(errorBody(401, REVOKED, { type: 'invalid_request_error', code: 'invalid_api_key' }))
       : `event: error\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: UNAUTHENTICATED, message: REVOKED } })}\n\n`
   return new TextEncoder().encode(text)
@@ -215,7 +218,7 @@ function isOpen(path: string, method: string, metricsNeedKey: boolean): boolean 
   if (path === '/healthz' || path === '/readyz') return true
   if (path === '/metrics') return !metricsNeedKey
   // Hono answers HEAD with the GET route: both are reads.
-  return (method === 'GET' || method === 'HEAD') && CARD.test(path)
+  return (method === 'GET' || method === 'HEAD') && (PAGE_PATHS.has(path) || CARD.test(path))
 }
 
 /** When the token's issuer keys cannot be fetched: 503 in the shape of the route's protocol. */

@@ -309,6 +309,7 @@ export class McpEndpoints {
       return undefined
     }
     const admitted = await admission.submit(checked, {
+      via: 'mcp',
       messages: [{ role: 'user', content: input.message }],
       parameters: input.parameters,
       stream: false,

@@ -107,6 +107,7 @@ export async function chatCompletions(c: Context<GatewayEnv>, deps: ChatDeps): P
   const conversation = request.metadata.conversation_id
   const task = {
     id: who.id,
+    via: 'openai' as const,
     messages: request.messages,
     parameters: request.metadata,
     stream: request.stream,

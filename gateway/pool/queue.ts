@@ -48,6 +48,8 @@ export interface PoolStats {
   /** Tasks no worker has taken yet. */
   readonly queued: number
   readonly concurrency: number
+  /** Workers of the pool that said they were alive lately (Redis pools); absent where the pool is this process. */
+  readonly workers?: number
 }
 
 export interface TaskQueue {

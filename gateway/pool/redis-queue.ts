@@ -279,7 +279,11 @@ export class RedisQueue implements TaskQueue {
     if (!this.#up || this.#pools.size === 0) return []
     const pools = [...this.#pools]
     const pipeline = this.#redis.pipeline()
-    for (const [pool] of pools) pipeline.xlen(pool).xpending(pool, GROUP)
+    for (const [pool, agent] of pools)
+      pipeline
+        .xlen(pool)
+        .xpending(pool, GROUP)
+        .eval(COUNT_ALIVE, 1, keys.alive(this.#prefix, agent), String(ALIVE_WINDOW_SECONDS))
     let replies: [Error | null, unknown][] | null
     try {
       replies = await pipeline.exec()
@@ -288,8 +292,9 @@ export class RedisQueue implements TaskQueue {
     }
     const out: PoolStats[] = []
     pools.forEach(([, agent], i) => {
-      const length = replies?.[2 * i]?.[1]
-      const pending = replies?.[2 * i + 1]?.[1]
+      const length = replies?.[3 * i]?.[1]
+      const pending = replies?.[3 * i + 1]?.[1]
+      const workers = replies?.[3 * i + 2]?.[1]
       if (typeof length !== 'number' || !Array.isArray(pending)) return
       const held = Number(pending[0] ?? 0)
       out.push({
@@ -297,6 +302,7 @@ export class RedisQueue implements TaskQueue {
         inFlight: held,
         queued: Math.max(0, length - held),
         concurrency: this.#options.limitsOf(agent).concurrency,
+        ...(typeof workers === 'number' ? { workers } : {}),
       })
     })
     return out

@@ -1,0 +1,84 @@
+/**
+ * The dashboard at /ui: a page (gateway/ui/assets/) that reads one JSON document (`GET /ui/api/state`, state.ts)
+ * every few seconds and runs the playground through `POST /ui/api/chat` (chat.ts).
+ *
+ * The page and its files are open, as a login page is: with API keys they hold nothing, and the page asks for a
+ * key, which every /ui/api call then carries (a scope's `routes` names this face `ui`). They are served with a
+ * content security policy that allows only this origin's own script, style and requests, and no framing.
+ */
+import type { Hono } from 'hono'
+import type { Admission } from '../admission.ts'
+import { jsonBody } from '../http/body.ts'
+import type { StreamLimits } from '../http/response-stream.ts'
+import type { Logger } from '../log.ts'
+import type { GatewayEnv } from '../openai/chat.ts'
+import { errorResponse, renderRefusal } from '../openai/errors.ts'
+import { asset } from './assets.ts'
+import { playgroundChat } from './chat.ts'
+import type { StateSources } from './state.ts'
+import { dashboardState } from './state.ts'
+
+export interface DashboardDeps extends StateSources {
+  readonly admission: Admission
+  readonly stream: StreamLimits
+  readonly log: Logger
+  readonly maxBodyBytes: number
+  readonly bodyTimeoutMs: number
+}
+
+/** The files of the page, as their paths under /ui name them: what authentication leaves open. */
+export const PAGE_PATHS: ReadonlySet<string> = new Set([
+  '/ui',
+  '/ui/',
+  '/ui/app.js',
+  '/ui/style.css',
+  '/ui/favicon.svg',
+])
+
+const PAGE_HEADERS: Readonly<Record<string, string>> = {
+  'content-security-policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+  'cache-control': 'no-cache',
+}
+
+export function dashboardRoutes(app: Hono<GatewayEnv>, deps: DashboardDeps): void {
+  const serve = (name: string) => (c: { req: { header: (n: string) => string | undefined } }) => {
+    const file = asset(name)
+    if (file === undefined)
+      return errorResponse(404, `there is no file ${name} in the dashboard`, { code: 'not_found' })
+    const headers = { ...PAGE_HEADERS, etag: file.etag, 'content-type': file.type }
+    if (c.req.header('if-none-match') === file.etag) return new Response(null, { status: 304, headers })
+    return new Response(file.body, { headers })
+  }
+  app.get('/ui', serve('index.html'))
+  app.get('/ui/', serve('index.html'))
+  for (const name of ['app.js', 'style.css', 'favicon.svg']) app.get(`/ui/${name}`, serve(name))
+
+  app.get('/ui/api/state', async (c) => {
+    const state = await dashboardState(deps, c.get('principal'))
+    return new Response(JSON.stringify(state), {
+      headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
+    })
+  })
+  app.post(
+    '/ui/api/chat',
+    jsonBody({ maxBytes: deps.maxBodyBytes, timeoutMs: deps.bodyTimeoutMs }, renderRefusal),
+    (c) => playgroundChat(c, deps),
+  )
+  for (const [path, allow] of [
+    ['/ui/api/state', 'GET'],
+    ['/ui/api/chat', 'POST'],
+    ['/ui', 'GET'],
+    ['/ui/', 'GET'],
+  ] as const) {
+    app.all(path, (c) =>
+      errorResponse(405, `${c.req.method} is not allowed on ${c.req.path.slice(0, 200)}; use ${allow}`, {
+        code: 'method_not_allowed',
+        headers: { allow },
+      }),
+    )
+  }
+}
