@@ -966,6 +966,8 @@ async function dev(options: DevOptions): Promise<number> {
     sandboxThreads: options.sandboxThreads,
     // Commands in manifests run only from the user's own folder, never from what a cluster says.
     mcpStdio: options.mode === 'dev' && cluster === undefined,
+    // A folder's Queries run where one process owns the folder; a cluster's, in `ark controller`.
+    queries: options.mode === 'dev' && cluster === undefined,
     log: createLogger('gateway'),
     processMetrics: !('Deno' in globalThis),
     ...(keys === undefined

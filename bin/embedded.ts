@@ -11,7 +11,9 @@ import {
   CAPABILITIES,
   A2ADiscoveryController,
   McpDiscoveryController,
+  MemoryEvents,
   ModelProbeController,
+  QueryController,
   TokenUsageController,
   ToolModuleController,
   startControlPlane,
@@ -29,6 +31,7 @@ import {
   silentLogger,
   upstreamFetch,
 } from '../gateway/index.ts'
+import { queryRunner } from './query-runner.ts'
 
 export interface EmbeddedOptions extends Omit<GatewayOptions, 'catalog'> {
   readonly manifests: string
@@ -47,6 +50,11 @@ export interface EmbeddedOptions extends Omit<GatewayOptions, 'catalog'> {
   readonly probeIntervalSeconds?: number
   /** With `redis`: run a worker for every agent in this process (default true). */
   readonly workers?: boolean
+  /**
+   * Run the folder's Queries, as `ark controller` runs a cluster's: once each, their status and Events kept in
+   * memory (`ark dev`; default false). Never with `cluster`, whose controller runs them.
+   */
+  readonly queries?: boolean
   /** Worker settings, with `redis` and `workers`. */
   readonly claimIdleMs?: number
   readonly maxAttempts?: number
@@ -103,6 +111,8 @@ export interface Embedded {
   readonly tokenUsage: TokenUsageController | undefined
   /** This process's pool workers, with `redis` (and `workers` not false). */
   readonly pools: PoolWorkers | undefined
+  /** The folder's Queries, with `queries`. */
+  readonly queries: QueryController | undefined
   close(): Promise<void>
 }
 
@@ -116,6 +126,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     workers,
     claimIdleMs,
     maxAttempts,
+    queries: runQueries,
     ...gatewayOptions
   } = options
   const folder =
@@ -127,8 +138,11 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
         })
       : undefined
   const cp: EmbeddedCatalog = folder ?? (cluster as EmbeddedCatalog)
+  // A folder has no API server to keep Events: they stay here, for the dashboard to show.
+  const events = runQueries === true && folder !== undefined ? new MemoryEvents() : undefined
   const gateway = createGateway({
     ...gatewayOptions,
+    ...(events === undefined ? {} : { queryEvents: (ns, name) => events.of('Query', ns, name) }),
     catalog: cp.catalog,
     providers: { fetch: await upstreamFetch(), ...gatewayOptions.providers },
   })
@@ -190,6 +204,25 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
           },
         })
   tokenUsage?.start()
+  // One process owns the folder: a claim needs no write, and there is no object to delete or finalize.
+  const queries =
+    events === undefined || folder === undefined
+      ? undefined
+      : new QueryController(folder.catalog, folder.store, {
+          runner: queryRunner(folder.catalog, gateway, log),
+          objects: {
+            metadataOf: () => undefined,
+            claim: () => Promise.resolve(true),
+            setFinalizer: () => Promise.resolve(),
+            delete: () => Promise.resolve(),
+          },
+          events,
+          identity: 'ark-dev',
+          onError: (key, err) => {
+            log.warn('query failed', { resource: key, error: String(err) })
+          },
+        })
+  await queries?.start()
   let pools: PoolWorkers | undefined
   if (options.redis !== undefined && workers !== false) {
     pools = new PoolWorkers({
@@ -214,7 +247,9 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     a2aDiscovery,
     tokenUsage,
     pools,
+    queries,
     async close() {
+      await queries?.close()
       await pools?.stop()
       tokenUsage?.close()
       discovery?.close()

@@ -27,6 +27,8 @@ export type {
 } from './query.ts'
 export { CLAIMED_BY, QUERY_FINALIZER, QueryController } from './query.ts'
 export { FairSlots } from './fair.ts'
+export type { RecordedEvent } from './memory-events.ts'
+export { MemoryEvents } from './memory-events.ts'
 export { recordAvailabilityEvents } from './condition-events.ts'
 export type { RejectionSource } from './validity.ts'
 export { VALID, ValidityController } from './validity.ts'
