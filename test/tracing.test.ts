@@ -89,8 +89,13 @@ describe('traces (OpenTelemetry, OTLP over HTTP)', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  const start = async (args: readonly string[], env: Record<string, string>, ready?: string) => {
-    const p = await startArk(args, { env, ...(ready === undefined ? {} : { ready }) })
+  const start = async (
+    args: readonly string[],
+    env: Record<string, string>,
+    ready?: string,
+    runtime: 'node' | 'deno' = 'node',
+  ) => {
+    const p = await startArk(args, { env, runtime, ...(ready === undefined ? {} : { ready }) })
     processes.push(p)
     return p
   }
@@ -424,6 +429,52 @@ ${MOCK_MODEL}`,
     } finally {
       await rm(keysFile, { force: true })
     }
+  })
+
+  /** The one trace of a request to agent/helper: server span, agent run, two model calls and the tool call. */
+  const expectHelperTrace = async (ark: ArkProcess, service: string) => {
+    const caller = callerContext()
+    const answer = await ask(ark, { traceparent: caller.traceparent })
+    expect(answer.choices[0]?.message.content).toBe('calculator: 42')
+    const spans = await exported(caller.traceId, 'POST /v1/chat/completions')
+    expect(new Set(spans.map((s) => s.service))).toEqual(new Set([service]))
+    const server = one(spans, 'POST /v1/chat/completions')
+    expect(server.parentSpanId).toBe(caller.spanId)
+    expect(server.kind).toBe(SERVER)
+    expect(server.attributes['http.response.status_code']).toBe(200)
+    const agent = one(spans, 'invoke_agent helper')
+    expect(agent.parentSpanId).toBe(server.spanId)
+    expect(agent.attributes).toMatchObject({ 'ark.outcome': 'answer', 'ark.iterations': 2 })
+    const chats = spans.filter((s) => s.name === 'chat gpt-4o')
+    expect(chats.map((c) => [c.parentSpanId, c.kind])).toEqual([
+      [agent.spanId, CLIENT],
+      [agent.spanId, CLIENT],
+    ])
+    expect(one(spans, 'execute_tool calculator').parentSpanId).toBe(agent.spanId)
+    expect(one(spans, 'queue wait').parentSpanId).toBe(server.spanId)
+  }
+
+  it('sends OTLP as protobuf when OTEL_EXPORTER_OTLP_PROTOCOL is http/protobuf', async () => {
+    const types = receiver.contentTypes.length
+    const ark = await start(['dev', '-f', dir, '--port', '0', '--probe-interval', '0'], {
+      ...otel(),
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+      OTEL_SERVICE_NAME: 'ark-proto',
+    })
+    await expectHelperTrace(ark, 'ark-proto')
+    expect(new Set(receiver.contentTypes.slice(types))).toEqual(new Set(['application/x-protobuf']))
+    await ark.stop()
+  })
+
+  it('on Deno: ark dev sends the same trace (its context crosses awaits there too)', async () => {
+    const ark = await start(
+      ['dev', '-f', dir, '--port', '0', '--probe-interval', '0'],
+      { ...otel(), OTEL_SERVICE_NAME: 'ark-on-deno' },
+      undefined,
+      'deno',
+    )
+    await expectHelperTrace(ark, 'ark-on-deno')
+    await ark.stop()
   })
 
   it('is off without the OTEL variables: no traceparent goes upstream, even one the caller sent', async () => {

@@ -23,6 +23,7 @@ describe('tracingConfig: the OTEL_* variables', () => {
     expect(tracingConfig(endpoint, 'ark-worker')).toEqual({
       serviceName: 'ark-worker',
       url: 'http://127.0.0.1:4318/v1/traces',
+      protocol: 'http/json',
       headers: {},
       timeoutMillis: 10_000,
       scheduledDelayMillis: 5000,
@@ -65,8 +66,8 @@ describe('tracingConfig: the OTEL_* variables', () => {
   it('refuses what it cannot honour, naming the variable', () => {
     const refused = (env: Record<string, string>) => () => tracingConfig({ ...endpoint, ...env }, 'ark-dev')
     expect(refused({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' })).toThrow(/^OTEL_EXPORTER_OTLP_PROTOCOL: "grpc"/)
-    expect(refused({ OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/protobuf' })).toThrow(
-      /^OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "http\/protobuf" is not supported/,
+    expect(refused({ OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'grpc' })).toThrow(
+      /^OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "grpc" is not supported; ark sends OTLP over HTTP/,
     )
     expect(refused({ OTEL_TRACES_EXPORTER: 'zipkin' })).toThrow(/^OTEL_TRACES_EXPORTER: "zipkin"/)
     expect(refused({ OTEL_TRACES_SAMPLER: 'sometimes' })).toThrow(/^OTEL_TRACES_SAMPLER: "sometimes"/)
@@ -88,6 +89,16 @@ describe('tracingConfig: the OTEL_* variables', () => {
     expect(
       refused({ OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }),
     ).not.toThrow()
+    expect(
+      tracingConfig(
+        {
+          ...endpoint,
+          OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/protobuf',
+          OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+        },
+        'ark-dev',
+      )?.protocol,
+    ).toBe('http/protobuf')
   })
 })
 

@@ -41,6 +41,8 @@ export interface TracingConfig {
   readonly serviceName: string
   /** Where spans are posted: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces. */
   readonly url: string
+  /** How they are encoded (OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL; default http/json). */
+  readonly protocol: 'http/json' | 'http/protobuf'
   /** OTEL_EXPORTER_OTLP_(TRACES_)HEADERS: often a collector's token, so never logged. */
   readonly headers: Readonly<Record<string, string>>
   /** OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT, ms (default 10000). */
@@ -87,11 +89,15 @@ export function tracingConfig(
       throw new Error(
         `OTEL_TRACES_EXPORTER: "${e.slice(0, 40)}" is not supported; ark exports otlp (or none)`,
       )
+  let protocol: TracingConfig['protocol'] = 'http/json'
   for (const name of ['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', 'OTEL_EXPORTER_OTLP_PROTOCOL']) {
-    const protocol = set(name)
-    if (protocol === undefined) continue
-    if (protocol !== 'http/json')
-      throw new Error(`${name}: "${protocol.slice(0, 40)}" is not supported; ark sends OTLP as http/json`)
+    const asked = set(name)
+    if (asked === undefined) continue
+    if (asked !== 'http/json' && asked !== 'http/protobuf')
+      throw new Error(
+        `${name}: "${asked.slice(0, 40)}" is not supported; ark sends OTLP over HTTP, as http/json or http/protobuf (a collector's OTLP receiver takes both on port 4318)`,
+      )
+    protocol = asked
     break
   }
   const samplerName = (set('OTEL_TRACES_SAMPLER') ?? 'parentbased_always_on').toLowerCase()
@@ -128,6 +134,7 @@ export function tracingConfig(
   return {
     serviceName: set('OTEL_SERVICE_NAME') ?? defaultService,
     url,
+    protocol,
     headers: {
       ...headerList(set('OTEL_EXPORTER_OTLP_HEADERS'), 'OTEL_EXPORTER_OTLP_HEADERS'),
       ...headerList(set('OTEL_EXPORTER_OTLP_TRACES_HEADERS'), 'OTEL_EXPORTER_OTLP_TRACES_HEADERS'),
@@ -184,7 +191,10 @@ export async function startTracing(
     { W3CTraceContextPropagator },
   ] = await Promise.all([
     import('@opentelemetry/sdk-trace'),
-    import('@opentelemetry/exporter-trace-otlp-http'),
+    // The two exporters take the same options; only the one asked for is loaded.
+    config.protocol === 'http/protobuf'
+      ? import('@opentelemetry/exporter-trace-otlp-proto')
+      : import('@opentelemetry/exporter-trace-otlp-http'),
     import('@opentelemetry/resources'),
     import('@opentelemetry/context-async-hooks'),
     import('@opentelemetry/core'),

@@ -1,10 +1,11 @@
 /**
  * An OTLP/HTTP trace receiver for tests: what an OpenTelemetry Collector's `otlphttp` receiver accepts on
- * POST /v1/traces, as JSON (ExportTraceServiceRequest), kept as flat spans to assert on. Anything else gets
- * 404 or 400, as a collector would answer.
+ * POST /v1/traces, as JSON or protobuf (ExportTraceServiceRequest, by its content type), kept as flat spans to
+ * assert on. Anything else gets 404 or 400, as a collector would answer.
  */
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { decodeTraceRequest } from './otlp-protobuf.ts'
 
 type AnyValue = {
   stringValue?: string
@@ -81,12 +82,18 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
         res.writeHead(404).end()
         return
       }
-      contentTypes.push(req.headers['content-type'] ?? '')
+      const type = req.headers['content-type'] ?? ''
+      contentTypes.push(type)
       let body: ExportRequest
       try {
-        body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as ExportRequest
+        const bytes = Buffer.concat(chunks)
+        body = (
+          type.startsWith('application/x-protobuf')
+            ? decodeTraceRequest(bytes)
+            : JSON.parse(bytes.toString('utf8'))
+        ) as ExportRequest
       } catch {
-        res.writeHead(400, { 'content-type': 'application/json' }).end('{"message":"not JSON"}')
+        res.writeHead(400, { 'content-type': 'application/json' }).end('{"message":"not OTLP"}')
         return
       }
       for (const rs of body.resourceSpans ?? []) {
