@@ -192,7 +192,13 @@ const set = (...pairs: string[]) => pairs.flatMap((p) => ['--set', p])
 const VARIATIONS: Readonly<Record<string, readonly string[]>> = {
   default: [],
   keda: set('keda.enabled=true', 'keda.tasksPerWorker=10'),
-  monitoring: set('monitoring.serviceMonitor.enabled=true', 'monitoring.serviceMonitor.labels.release=prom'),
+  monitoring: set(
+    'monitoring.serviceMonitor.enabled=true',
+    'monitoring.serviceMonitor.labels.release=prom',
+    'monitoring.prometheusRule.enabled=true',
+    'monitoring.prometheusRule.labels.release=prom',
+    'monitoring.grafanaDashboard.enabled=true',
+  ),
   'external redis': set('redis.enabled=false', 'redis.url=rediss://:s3cret@redis.example.com:6380/0'),
   'existing secret': set('redis.enabled=false', 'redis.existingSecret=my-redis'),
   everything: set(
@@ -736,6 +742,39 @@ describe('the Helm chart (deploy/helm/ark)', () => {
       },
       podMetricsEndpoints: [{ port: 'metrics', path: '/metrics', interval: '30s' }],
     })
+  })
+
+  it("ships deploy/'s alerting rules as a PrometheusRule and its Grafana dashboard as a sidecar's ConfigMap", async () => {
+    // The chart's copies are deploy/'s files as they are (a chart cannot read outside itself).
+    for (const [copy, original] of [
+      ['files/ark-alerts.yaml', 'deploy/prometheus/ark-alerts.yaml'],
+      ['files/ark-dashboard.json', 'deploy/grafana/ark-dashboard.json'],
+    ] as const) {
+      expect(
+        await readFile(join(CHART, copy), 'utf8'),
+        `${copy}: cp ${original} deploy/helm/ark/${copy}`,
+      ).toBe(await readFile(join(ROOT, original), 'utf8'))
+    }
+    const objs = await render(VARIATIONS.monitoring)
+    const rule = find(objs, 'PrometheusRule', 'ark') as Obj & { spec: unknown }
+    expect(rule.apiVersion).toBe('monitoring.coreos.com/v1')
+    expect(rule.metadata.labels?.release).toBe('prom')
+    // The rules arrive whole, their {{ $labels.x }} annotations untouched by Helm's templating.
+    expect(rule.spec).toEqual(parse(await readFile(join(ROOT, 'deploy/prometheus/ark-alerts.yaml'), 'utf8')))
+    expect(JSON.stringify(rule.spec)).toContain('{{ $labels.agent }}')
+    const dashboard = find(objs, 'ConfigMap', 'ark-grafana-dashboard') as Obj & {
+      data: Record<string, string>
+    }
+    expect(dashboard.metadata.labels?.grafana_dashboard).toBe('1')
+    expect(JSON.parse(dashboard.data['ark-dashboard.json'] ?? '')).toEqual(
+      JSON.parse(await readFile(join(ROOT, 'deploy/grafana/ark-dashboard.json'), 'utf8')),
+    )
+    // Off by default.
+    const plain = await render([])
+    expect([
+      ...kinds(plain, 'PrometheusRule'),
+      ...kinds(plain, 'ConfigMap').filter((c) => c.metadata.name === 'ark-grafana-dashboard'),
+    ]).toEqual([])
   })
 
   it('refuses values that make no sense, naming the value', async () => {
