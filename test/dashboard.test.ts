@@ -182,6 +182,19 @@ describe('the dashboard at /ui, in chromium', () => {
     expect(await page.locator('.message.assistant').nth(1).textContent()).toBe('calculator: 2')
     await shot(page, 'playground')
 
+    // A team: each member's turn is marked, and the team's output is the answer.
+    await page.click('#chat-reset')
+    await page.selectOption('#chat-target', 'team/crew')
+    await page.fill('#chat-input', 'hello crew')
+    await page.click('#chat-send')
+    await page.locator('.message.assistant[data-done="true"]').waitFor()
+    expect(await page.locator('#chat-log .step').allTextContents()).toContain('turn 1: echo-agent')
+    expect(await page.locator('.message.member').allTextContents()).toEqual(['You said: hello crew'])
+    expect(await page.locator('.message.assistant[data-done="true"]').textContent()).toBe(
+      'You said: hello crew',
+    )
+    await shot(page, 'playground-team')
+
     await page.click('nav a[data-view="runs"]')
     const runs = page
       .locator('#runs-table tbody tr', { hasText: 'agent/math-agent' })

@@ -334,8 +334,11 @@ async function send(event) {
   conversation.push({ role: 'user', content: text })
   log.append(el('div', text, 'message user'))
   const turn = el('div', undefined, 'turn')
-  const answer = el('div', '', 'message assistant')
   log.append(turn)
+  // The text streaming now: the agent's answer, or in a team the current member's turn (each its own).
+  /** @type {HTMLElement | null} */
+  let streaming = null
+  let teamTurns = 0
   /** @type {Map<string, HTMLElement>} */
   const toolCards = new Map()
   const scroll = () => (log.scrollTop = log.scrollHeight)
@@ -357,8 +360,11 @@ async function send(event) {
           turn.append(el('div', `calling model ${e.model}`, 'step'))
           break
         case 'delta':
-          if (answer.parentNode === null) turn.append(answer)
-          answer.textContent += e.text
+          if (streaming === null) {
+            streaming = el('div', '', teamTurns > 0 ? 'message assistant member' : 'message assistant')
+            turn.append(streaming)
+          }
+          streaming.textContent += e.text
           break
         case 'tool.start': {
           const card = el('div', undefined, 'tool-call')
@@ -376,22 +382,28 @@ async function send(event) {
           break
         }
         case 'team.turn':
+          teamTurns++
+          streaming = null
           turn.append(el('div', `turn ${e.turn}: ${e.member}`, 'step'))
           break
-        case 'done':
-          // A non-streamed last turn (or a team's output) arrives whole: show it if nothing streamed.
-          if (answer.textContent === '') answer.textContent = e.content
-          if (answer.parentNode === null) turn.append(answer)
+        case 'done': {
+          // An agent's streamed text is its answer; a team's answer is its output, after its members' turns.
+          let answer = teamTurns > 0 ? null : streaming
+          if (answer === null) {
+            answer = el('div', e.content, 'message assistant')
+            turn.append(answer)
+          }
           answer.dataset.done = 'true'
           conversation.push({ role: 'assistant', content: e.content })
           turn.append(
             el(
               'div',
-              `${e.outcome} · ${e.iterations} model call(s) · ${e.usage.totalTokens} tokens`,
+              `${e.outcome} · ${teamTurns > 0 ? `${teamTurns} turn(s)` : `${e.iterations} model call(s)`} · ${e.usage.totalTokens} tokens`,
               'usage',
             ),
           )
           break
+        }
         case 'error':
           turn.append(el('div', e.error.message, 'message failed'))
           conversation.pop()
