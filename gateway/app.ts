@@ -325,6 +325,10 @@ export function createApp(deps: AppDeps): App {
     ['/metrics', 'GET'],
     ['/healthz', 'GET'],
     ['/readyz', 'GET'],
+    ['/ui', 'GET'],
+    ['/ui/', 'GET'],
+    ['/ui/api/state', 'GET'],
+    ['/ui/api/chat', 'POST'],
   ] as const) {
     app.all(path, (c) =>
       errorResponse(405, `${c.req.method} is not allowed on ${c.req.path.slice(0, 200)}; use ${allow}`, {

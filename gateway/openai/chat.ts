@@ -7,7 +7,7 @@
 import type { Context } from 'hono'
 import type { ResourceOf } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
-import type { Admission, Refusal, Run } from '../admission.ts'
+import type { Admission, Checked, Refusal, Run } from '../admission.ts'
 import { notAllowedMessage } from '../auth/scope.ts'
 import type { Principal } from '../auth/scope.ts'
 import { failureOf } from '../admission.ts'
@@ -24,6 +24,8 @@ import { ChunkEncoder, completionBody, newIdentity, streamHeaders } from './comp
 import type { CompletionIdentity } from './completion.ts'
 import { cutStreamEvent, errorBody, errorResponse, renderRefusal } from './errors.ts'
 import { checkChatRequest } from './request.ts'
+import type { ChatRequest } from './request.ts'
+import { followClient } from '../http/client-gone.ts'
 import { directCompletion } from './direct.ts'
 
 export interface ChatDeps {
@@ -83,27 +85,15 @@ export async function chatCompletions(c: Context<GatewayEnv>, deps: ChatDeps): P
       }
     }
   }
-  const checked = checkChatRequest(body)
-  if (!checked.ok) return errorResponse(400, checked.message, { param: checked.param })
-  const request = checked.value
-
-  const admissible = deps.admission.check(request.model, request.metadata, c.get('principal'))
-  if ('refusal' in admissible) {
-    if (admissible.refusal.target !== undefined) c.set('target', admissible.refusal.target)
-    return renderRefusal(admissible.refusal)
-  }
-  c.set('target', admissible.target)
+  const checked = checkChat(c, deps.admission)
+  if (checked instanceof Response) return checked
+  const { request, admissible } = checked
   // The model the client sees is the target as clients name it (agent/x), whatever spelling it sent.
   const who = newIdentity(admissible.target)
 
   // The run is cancelled when the client goes away, whether the response is streaming or not, and when a
   // streaming client stops reading.
-  const cancel = new AbortController()
-  const clientGone = c.req.raw.signal
-  const onClientGone = () => cancel.abort(new DOMException('the client disconnected', 'AbortError'))
-  if (clientGone.aborted) onClientGone()
-  else clientGone.addEventListener('abort', onClientGone, { once: true })
-  const cleanup = () => clientGone.removeEventListener('abort', onClientGone)
+  const { cancel, cleanup } = followClient(c.req.raw)
   const conversation = request.metadata.conversation_id
   const task = {
     id: who.id,
@@ -146,6 +136,26 @@ export async function chatCompletions(c: Context<GatewayEnv>, deps: ChatDeps): P
   }
   void stream(deps, admitted.run, out, chunks, request.includeUsage).finally(cleanup)
   return new Response(out.body, { headers: { ...admitted.run.headers, ...streamHeaders(who.id) } })
+}
+
+/**
+ * A chat body checked as OpenAI checks it, and its target as admission finds it (the metrics label set
+ * either way); or the response that refuses it. The agent faces that take OpenAI's body share it.
+ */
+export function checkChat(
+  c: Context<GatewayEnv>,
+  admission: Admission,
+): { request: ChatRequest; admissible: Checked } | Response {
+  const checked = checkChatRequest(c.get('body'))
+  if (!checked.ok) return errorResponse(400, checked.message, { param: checked.param })
+  const request = checked.value
+  const admissible = admission.check(request.model, request.metadata, c.get('principal'))
+  if ('refusal' in admissible) {
+    if (admissible.refusal.target !== undefined) c.set('target', admissible.refusal.target)
+    return renderRefusal(admissible.refusal)
+  }
+  c.set('target', admissible.target)
+  return { request, admissible }
 }
 
 /** A refusal's `param` as this API names the field: the conversation id is `metadata.conversation_id` here. */

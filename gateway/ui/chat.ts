@@ -14,9 +14,10 @@ import { failureOf } from '../admission.ts'
 import type { StreamLimits } from '../http/response-stream.ts'
 import { ResponseStream } from '../http/response-stream.ts'
 import type { Logger } from '../log.ts'
+import { followClient } from '../http/client-gone.ts'
 import type { GatewayEnv } from '../openai/chat.ts'
-import { errorBody, errorResponse, renderRefusal } from '../openai/errors.ts'
-import { checkChatRequest } from '../openai/request.ts'
+import { checkChat } from '../openai/chat.ts'
+import { errorBody, renderRefusal } from '../openai/errors.ts'
 import type { AgentEvent } from '../runtime/events.ts'
 import { succeeded } from '../runtime/task.ts'
 
@@ -74,22 +75,11 @@ function pageEvent(e: AgentEvent): Record<string, unknown> | undefined {
 const sse = (data: unknown): string => `data: ${JSON.stringify(data)}\n\n`
 
 export async function playgroundChat(c: Context<GatewayEnv>, deps: PlaygroundDeps): Promise<Response> {
-  const checked = checkChatRequest(c.get('body'))
-  if (!checked.ok) return errorResponse(400, checked.message, { param: checked.param })
-  const request = checked.value
-  const admissible = deps.admission.check(request.model, request.metadata, c.get('principal'))
-  if ('refusal' in admissible) {
-    if (admissible.refusal.target !== undefined) c.set('target', admissible.refusal.target)
-    return renderRefusal(admissible.refusal)
-  }
-  c.set('target', admissible.target)
+  const checked = checkChat(c, deps.admission)
+  if (checked instanceof Response) return checked
+  const { request, admissible } = checked
   const id = `ui-${crypto.randomUUID()}`
-  const cancel = new AbortController()
-  const clientGone = c.req.raw.signal
-  const onClientGone = () => cancel.abort(new DOMException('the client disconnected', 'AbortError'))
-  if (clientGone.aborted) onClientGone()
-  else clientGone.addEventListener('abort', onClientGone, { once: true })
-  const cleanup = () => clientGone.removeEventListener('abort', onClientGone)
+  const { cancel, cleanup } = followClient(c.req.raw)
   const out = new ResponseStream(
     deps.stream,
     (why) => {

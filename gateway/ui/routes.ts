@@ -68,17 +68,4 @@ export function dashboardRoutes(app: Hono<GatewayEnv>, deps: DashboardDeps): voi
     jsonBody({ maxBytes: deps.maxBodyBytes, timeoutMs: deps.bodyTimeoutMs }, renderRefusal),
     (c) => playgroundChat(c, deps),
   )
-  for (const [path, allow] of [
-    ['/ui/api/state', 'GET'],
-    ['/ui/api/chat', 'POST'],
-    ['/ui', 'GET'],
-    ['/ui/', 'GET'],
-  ] as const) {
-    app.all(path, (c) =>
-      errorResponse(405, `${c.req.method} is not allowed on ${c.req.path.slice(0, 200)}; use ${allow}`, {
-        code: 'method_not_allowed',
-        headers: { allow },
-      }),
-    )
-  }
 }
