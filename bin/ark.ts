@@ -162,8 +162,9 @@ Usage:
                                    (env ARK_SANDBOX_THREADS, default 4)
         --redis-url <url>          Pools on Redis Streams (env REDIS_URL; default: in-process pools)
         --redis-prefix <p>         Key prefix in Redis (env ARK_REDIS_PREFIX, default ark)
-        --claim-idle <s>           A task a silent worker held this long is taken over by another
-                                   (env ARK_CLAIM_IDLE, default 30); each retry waits twice as long
+        --claim-idle <s>           A task held this long without renewal is taken over by another worker
+                                   (env ARK_CLAIM_IDLE, default 30); each retry waits twice as long. A
+                                   dead worker's tasks (silent 3 s) are taken over within seconds anyway
         --max-attempts <n>         Attempts before a task is dead-lettered (env ARK_MAX_ATTEMPTS, default 3)
   ark gateway                      The edge only: the same API and flags as ark dev, every task submitted
                                    to its pool's Redis stream for ark worker processes; needs --redis-url.

@@ -467,4 +467,60 @@ describe('the Redis Streams queue', () => {
     expect(stopped).toBe(true)
     expect(ran).toHaveLength(1)
   })
+
+  it('the task of a worker that died without a word is taken over in seconds, not after claimIdleMs', async () => {
+    const g = gateway({ timeoutMs: 20_000 })
+    const t = task('orphaned')
+    const admission = await g.submit(t, { signal: never })
+    // A worker that took the task, said it was alive once, and died: its consumer holds the entry for ever.
+    const redis = new Redis(server.url)
+    const pool = keys.pool(prefix, AGENT)
+    await redis.xgroup('CREATE', pool, 'workers', '0', 'MKSTREAM').catch(() => undefined)
+    await redis.xreadgroup('GROUP', 'workers', 'ghost', 'COUNT', 1, 'STREAMS', pool, '>')
+    const [seconds] = await redis.time()
+    await redis.zadd(keys.alive(prefix, AGENT), Number(seconds) - 1, 'ghost')
+    redis.disconnect()
+    const { ran, run } = recording('from the survivor')
+    // A minute of idle time before a takeover by idle time: the test's 10 s bound leaves only the silence.
+    await worker(run, 1, { claimIdleMs: 60_000 })
+    expect(await admission.result).toMatchObject({ outcome: 'answer', content: 'from the survivor' })
+    expect(ran).toEqual([t.id])
+  }, 10_000)
+
+  it('a stopping worker that left the alive set keeps the task it finishes in its grace: nobody takes it over', async () => {
+    const ran: string[] = []
+    const first = new RedisWorker({
+      url: server.url,
+      prefix,
+      agent: AGENT,
+      consumer: 'first',
+      maxConcurrentTasks: 1,
+      run: async (x) => {
+        ran.push(`first ${x.id}`)
+        // Longer than a dead worker's silence and its tasks' idle time together.
+        await sleep(5000)
+        return answer(x, 'from the first')
+      },
+    })
+    await first.start()
+    const g = gateway({ timeoutMs: 20_000 })
+    const t = task('mine to finish')
+    const admission = await g.submit(t, { signal: never })
+    const redis = new Redis(server.url)
+    await untilTaken(redis)
+    const stopping = first.stop({ graceMs: 15_000 })
+    // Gone from the pool's alive set at once (gateways send it nothing more), while it still runs the task.
+    for (let i = 0; (await redis.zscore(keys.alive(prefix, AGENT), 'first')) !== null; i++) {
+      expect(i).toBeLessThan(50)
+      await sleep(20)
+    }
+    redis.disconnect()
+    await worker(async (x) => {
+      ran.push(`second ${x.id}`)
+      return Promise.resolve(answer(x, 'from the second'))
+    }, 1)
+    expect(await admission.result).toMatchObject({ content: 'from the first' })
+    await stopping
+    expect(ran).toEqual([`first ${t.id}`])
+  }, 15_000)
 })

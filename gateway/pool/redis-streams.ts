@@ -19,7 +19,8 @@
  *   other workers take them over at once instead of at their next takeover round.
  * - `<p>:alive:<ns>/<name>`: a sorted set of the pool's running workers (consumer names, ready or not),
  *   scored by when each last said it was alive (seconds, on Redis's clock): a gateway that finds nobody there
- *   answers 503 at once rather than queueing for nobody.
+ *   answers 503 at once rather than queueing for nobody, and a worker takes over at once the tasks of a
+ *   consumer that stopped saying so (it died without a word) instead of waiting for their idle time.
  */
 import type { Redis } from 'ioredis'
 import type { ObjectRef } from '../../controller/api/index.ts'
@@ -42,15 +43,24 @@ export const keys = {
   alive: (prefix: string, agent: ObjectRef) => `${prefix}:alive:${agentKey(agent)}`,
 }
 
-/** How often a ready worker says it is alive. */
-export const ALIVE_EVERY_MS = 2000
+/** How often a running worker says it is alive. */
+export const ALIVE_EVERY_MS = 1000
 
 /**
- * A worker says it is alive (ARGV[1], its consumer name), on Redis's clock so that hosts' clocks do not
- * matter; members silent for a minute are dropped, and the set with them when its pool is gone.
+ * A consumer silent this long is dead: its tasks are taken over as soon as they have also gone unrenewed
+ * for ORPHAN_IDLE_MS (a worker that stops cleanly leaves the set at once but renews what it still runs).
+ */
+export const DEAD_AFTER_SECONDS = 3
+/** How long a dead consumer's task must have gone unrenewed (workers renew theirs every second). */
+export const ORPHAN_IDLE_MS = 3000
+
+/**
+ * A worker says it is alive (ARGV[1], its consumer name), on Redis's clock (to the microsecond) so that hosts'
+ * clocks do not matter; members silent for a minute are dropped, and the set with them when its pool is gone.
  */
 export const SAY_ALIVE = `
-local now = tonumber(redis.call('TIME')[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60)
 redis.call('EXPIRE', KEYS[1], 120)
@@ -61,6 +71,22 @@ return now
 export const COUNT_ALIVE = `
 local now = tonumber(redis.call('TIME')[1])
 return redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[1]), '+inf')
+`
+
+/**
+ * The pending entries of the pool stream KEYS[1] (group ARGV[1]) idle at least ARGV[3] ms, at most ARGV[4] of
+ * them, whose consumer has not said it is alive (KEYS[2]) in the last ARGV[2] seconds: XPENDING's rows of
+ * tasks whose worker died. One script, on Redis's clock.
+ */
+export const ORPHANED = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local out = {}
+for _, e in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', tonumber(ARGV[3]), '-', '+', tonumber(ARGV[4]))) do
+  local seen = redis.call('ZSCORE', KEYS[2], e[2])
+  if not seen or now - tonumber(seen) > tonumber(ARGV[2]) then out[#out + 1] = e end
+end
+return out
 `
 
 /**

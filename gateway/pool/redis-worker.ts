@@ -14,7 +14,10 @@ import type { StreamBatch, TaskEntry } from './redis-streams.ts'
 import {
   ALIVE_EVERY_MS,
   BLOCK_MS,
+  DEAD_AFTER_SECONDS,
   GROUP,
+  ORPHANED,
+  ORPHAN_IDLE_MS,
   SAY_ALIVE,
   KEEP_SECONDS,
   STREAM_MAXLEN,
@@ -54,9 +57,11 @@ export interface RedisWorkerOptions {
   readonly maxConcurrentTasks: number | (() => number)
   readonly run: TaskRunner
   /**
-   * A task held this long by a worker that shows no sign of life is taken over (default 30 s). Live workers
-   * renew their running tasks at a third of it, so only a dead or stuck worker's tasks go idle. Each further
-   * attempt waits twice as long as the one before (backoff).
+   * A task held this long without renewal is taken over (default 30 s), whoever holds it: a worker that is
+   * alive but stuck. Live workers renew their running tasks every second (or at a third of this, if less),
+   * so only a dead or stuck worker's tasks go idle. Each further attempt waits twice as long as the one before
+   * (backoff). The tasks of a worker that died (it stopped saying it is alive) are taken over within about
+   * four seconds instead, whatever this says.
    */
   readonly claimIdleMs?: number
   /** Attempts before a task goes to the dead-letter stream (default 3). */
@@ -155,9 +160,12 @@ export class RedisWorker {
     alive()
     this.#heartbeat = setInterval(alive, ALIVE_EVERY_MS)
     this.#loop = this.#take()
-    const every = Math.max(10, Math.floor(this.#claimIdleMs / 3))
+    // Renewals every second keep a dead worker's tasks told apart from a live one's within seconds.
+    const every = Math.max(10, Math.min(1000, Math.floor(this.#claimIdleMs / 3)))
     this.#maintenance = setInterval(() => {
-      void this.#renew().then(() => this.#reclaim())
+      void this.#renew()
+        .then(() => this.#reclaimOrphans())
+        .then(() => this.#reclaim())
     }, every)
   }
 
@@ -361,28 +369,76 @@ export class RedisWorker {
       // The n-th attempt waits base * 2^(n-1) after the previous one.
       const wait = base * 2 ** Math.max(0, deliveries - 1)
       if (idle < wait) continue
-      let claimed: [string, string[]][]
-      try {
-        claimed = (await this.#redis.xclaim(this.#pool, GROUP, this.#consumer, wait, id)) as typeof claimed
-      } catch {
-        return
-      }
-      const entry = claimed[0]
-      // Another worker took it first, or it was answered and deleted meanwhile.
-      if (entry === undefined || entry[1].length === 0) continue
-      if (this.#isStopping()) {
-        // stop() began while this was being claimed: give it straight back.
-        await this.#release([id])
-        return
-      }
-      taken++
-      this.#options.observer?.reclaimed()
-      const fields = fieldsOf(entry[1]) as TaskEntry
-      const attempts = deliveries + 1
-      if (attempts > (this.#options.maxAttempts ?? 3))
-        await this.#deadLetter(id, fields, attempts - 1, consumer).catch(() => {})
-      else this.#start(id, fields, true)
+      const took = await this.#takeOver(id, consumer, deliveries, wait)
+      if (took === 'stop') return
+      if (took) taken++
     }
+  }
+
+  /**
+   * Takes over at once the tasks of consumers that stopped saying they are alive (killed, their host gone):
+   * idle since their worker's last renewal, without the backoff of tasks that may be what kills workers
+   * (those use up their attempts and are dead-lettered all the same).
+   */
+  async #reclaimOrphans(): Promise<void> {
+    const room = this.#max() - this.#running.size
+    if (room <= 0 || this.#stopping || !this.#ready()) return
+    let orphans: [string, string, number, number][]
+    try {
+      orphans = (await this.#redis.eval(
+        ORPHANED,
+        2,
+        this.#pool,
+        keys.alive(this.#prefix, this.#options.agent),
+        GROUP,
+        String(DEAD_AFTER_SECONDS),
+        String(ORPHAN_IDLE_MS),
+        String(Math.min(room, 50)),
+      )) as typeof orphans
+    } catch {
+      return
+    }
+    let taken = 0
+    for (const [id, consumer, , deliveries] of orphans) {
+      if (taken >= room) return
+      if (this.#running.has(id) || consumer === this.#consumer) continue
+      const took = await this.#takeOver(id, consumer, deliveries, ORPHAN_IDLE_MS)
+      if (took === 'stop') return
+      if (took) taken++
+    }
+  }
+
+  /**
+   * Claims one entry still idle `minIdleMs` (so of two workers that try, one gets it) and runs it, or
+   * dead-letters it past maxAttempts: true when this worker took it, 'stop' when it should look no further.
+   */
+  async #takeOver(
+    id: string,
+    consumer: string,
+    deliveries: number,
+    minIdleMs: number,
+  ): Promise<boolean | 'stop'> {
+    let claimed: [string, string[]][]
+    try {
+      claimed = (await this.#redis.xclaim(this.#pool, GROUP, this.#consumer, minIdleMs, id)) as typeof claimed
+    } catch {
+      return 'stop'
+    }
+    const entry = claimed[0]
+    // Another worker took it first, or it was answered and deleted meanwhile.
+    if (entry === undefined || entry[1].length === 0) return false
+    if (this.#isStopping()) {
+      // stop() began while this was being claimed: give it straight back.
+      await this.#release([id])
+      return 'stop'
+    }
+    this.#options.observer?.reclaimed()
+    const fields = fieldsOf(entry[1]) as TaskEntry
+    const attempts = deliveries + 1
+    if (attempts > (this.#options.maxAttempts ?? 3))
+      await this.#deadLetter(id, fields, attempts - 1, consumer).catch(() => {})
+    else this.#start(id, fields, true)
+    return true
   }
 
   async #deadLetter(entryId: string, fields: TaskEntry, attempts: number, lastConsumer: string) {
