@@ -46,7 +46,6 @@ import type {
 import { startEmbedded } from './embedded.ts'
 import { parseTarget, runQuery } from './query.ts'
 import { queryOnCluster } from './query-cluster.ts'
-import { runChat } from './chat.ts'
 import { runFile } from './run.ts'
 import { worker } from './worker.ts'
 import { renderGet, resolveKind } from './get.ts'
@@ -478,6 +477,8 @@ async function main(argv: string[]): Promise<number> {
         return 2
       }
       const apiKey = process.env.ARK_API_KEY
+      // Loaded here: the openai SDK it talks through costs every other command's process about 30 MiB.
+      const { runChat } = await import('./chat.ts')
       const code = await runChat({
         target,
         ...(url === undefined ? {} : { url }),

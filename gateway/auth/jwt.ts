@@ -16,7 +16,7 @@
  * signature), never the token.
  */
 import { readFile } from 'node:fs/promises'
-import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify } from 'jose'
+import type * as Jose from 'jose'
 import type { JSONWebKeySet, JWTVerifyGetKey } from 'jose'
 import type { Logger } from '../log.ts'
 import { redactedUrl } from '../log.ts'
@@ -62,6 +62,12 @@ function atExpiry(until: number, listener: () => void): () => void {
   return () => clearTimeout(timer)
 }
 
+/**
+ * jose, loaded by the first JwtVerifier.start (every verifier is made there): a gateway without JWTs does not
+ * carry it.
+ */
+let jose: typeof Jose
+
 /** While a JWKS URL cannot be fetched, how often it is tried again (the keys before verify meanwhile). */
 const OUTAGE_RETRY_MS = 5000
 /** Tokens longer than this are not worth verifying. */
@@ -87,12 +93,13 @@ export class JwtVerifier {
 
   /** A verifier whose keys are loaded (a JWKS file that cannot be read stops the start, saying why). */
   static async start(options: JwtOptions, log: Logger): Promise<JwtVerifier> {
+    jose = await import('jose')
     const v = new JwtVerifier(options, log)
     const { jwks } = options
     if ('url' in jwks) {
       // Fetched on first use, kept for ten minutes, fetched again for a key id it has not seen: at most every
       // 5 s, so tokens naming made-up key ids cost the provider one fetch in 5 s.
-      const remote = createRemoteJWKSet(new URL(jwks.url), {
+      const remote = jose.createRemoteJWKSet(new URL(jwks.url), {
         timeoutDuration: 5000,
         cooldownDuration: 5000,
         cacheMaxAge: options.urlMaxAgeMs ?? 600_000,
@@ -109,7 +116,7 @@ export class JwtVerifier {
             error: causeOf(err),
           })
         const last = remote.jwks()
-        const stale = last === undefined ? undefined : createLocalJWKSet(last)
+        const stale = last === undefined ? undefined : jose.createLocalJWKSet(last)
         outage = {
           until: Date.now() + OUTAGE_RETRY_MS,
           error: err,
@@ -196,7 +203,7 @@ export class JwtVerifier {
     let payload: Record<string, unknown>
     try {
       payload = (
-        await jwtVerify(token, keys, {
+        await jose.jwtVerify(token, keys, {
           issuer: this.#options.issuer,
           audience: this.#options.audience,
           // A token without an expiry would be a credential nothing could take back.
@@ -249,7 +256,7 @@ function localSet(text: string, file: string): JWTVerifyGetKey {
   if (!Array.isArray(keys)) throw new Error(`--jwks-file ${file}: must be a JWKS, {"keys": [...]}`)
   if (keys.some((k: unknown) => typeof k === 'object' && k !== null && 'd' in k))
     throw new Error(`--jwks-file ${file}: holds a private key (a "d" member): give it the public keys only`)
-  return createLocalJWKSet(doc as JSONWebKeySet)
+  return jose.createLocalJWKSet(doc as JSONWebKeySet)
 }
 
 /** The token's `ark:` scope entries, as a key's scope. */
@@ -275,10 +282,10 @@ function scopeOf(payload: Record<string, unknown>): ReturnType<typeof parseScope
  * non-200 or unparsable answer), rather than because of the token.
  */
 function isOutage(err: unknown): boolean {
-  if (err instanceof errors.JWKSTimeout) return true
+  if (err instanceof jose.errors.JWKSTimeout) return true
   // jose's generic error is what its JWKS fetch throws for a non-200 or unparsable answer; every verdict on
   // a token has a class of its own.
-  if (err instanceof errors.JOSEError) return err.code === 'ERR_JOSE_GENERIC'
+  if (err instanceof jose.errors.JOSEError) return err.code === 'ERR_JOSE_GENERIC'
   return true
 }
 
@@ -290,18 +297,19 @@ function causeOf(err: unknown): string {
 }
 
 function reasonOf(err: unknown): string {
-  if (err instanceof errors.JWTExpired) return 'the token has expired'
-  if (err instanceof errors.JWTClaimValidationFailed)
+  if (err instanceof jose.errors.JWTExpired) return 'the token has expired'
+  if (err instanceof jose.errors.JWTClaimValidationFailed)
     return `the token's ${err.claim} claim is not what this gateway takes (${err.reason})`
-  if (err instanceof errors.JWSSignatureVerificationFailed) return "the token's signature does not verify"
-  if (err instanceof errors.JWKSNoMatchingKey) return 'no signing key of the JWKS matches the token'
-  if (err instanceof errors.JWKSTimeout) return 'the JWKS could not be fetched in time'
-  if (err instanceof errors.JOSEAlgNotAllowed || err instanceof errors.JOSENotSupported)
+  if (err instanceof jose.errors.JWSSignatureVerificationFailed)
+    return "the token's signature does not verify"
+  if (err instanceof jose.errors.JWKSNoMatchingKey) return 'no signing key of the JWKS matches the token'
+  if (err instanceof jose.errors.JWKSTimeout) return 'the JWKS could not be fetched in time'
+  if (err instanceof jose.errors.JOSEAlgNotAllowed || err instanceof jose.errors.JOSENotSupported)
     return "the token's algorithm is not supported"
-  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid)
+  if (err instanceof jose.errors.JWSInvalid || err instanceof jose.errors.JWTInvalid)
     return 'the token is not a well-formed JWT'
-  if (err instanceof errors.JOSEError && err.code === 'ERR_JOSE_GENERIC')
+  if (err instanceof jose.errors.JOSEError && err.code === 'ERR_JOSE_GENERIC')
     return 'the JWKS answered with something other than a key set'
-  if (err instanceof errors.JOSEError) return `the token was refused (${err.code})`
+  if (err instanceof jose.errors.JOSEError) return `the token was refused (${err.code})`
   return 'the JWKS could not be fetched'
 }
