@@ -3,10 +3,11 @@
  * availability), and what a target lookup costs next to a bare Map.get of the same size (the baseline,
  * measured in the same run).
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startControlPlane } from '../../controller/index.ts'
+import { writeManyAgents } from '../lib/many-agents.ts'
 import type { RunContext, Scenario, ScenarioResult } from '../lib/scenario.ts'
 import { median } from '../lib/stats.ts'
 
@@ -14,27 +15,6 @@ const AGENTS = 1000
 const FILES = 10
 const RUNS = 7
 const LOOKUPS = 2_000_000
-
-async function writeManifests(dir: string): Promise<void> {
-  await writeFile(
-    join(dir, 'model.yaml'),
-    'apiVersion: ark.mckinsey.com/v1alpha1\nkind: Model\nmetadata: { name: default }\nspec: { provider: mock, model: { value: mock } }\n',
-  )
-  const per = AGENTS / FILES
-  for (let f = 0; f < FILES; f++) {
-    const docs: string[] = []
-    for (let i = 0; i < per; i++) {
-      const n = f * per + i
-      // Alternate dialects so both adapters are on the measured path.
-      docs.push(
-        n % 2 === 0
-          ? `apiVersion: ark.mckinsey.com/v1alpha1\nkind: Agent\nmetadata: { name: agent-${n} }\nspec:\n  prompt: "You are agent {{.n}}."\n  parameters: [{ name: n, value: "${n}" }]\n  tools: [{ type: built-in, name: calculator }]\n`
-          : `apiVersion: arkonis.dev/v1alpha1\nkind: ArkAgent\nmetadata: { name: agent-${n} }\nspec:\n  replicas: 2\n  model: mock\n  systemPrompt: You are agent ${n}.\n  limits: { timeoutSeconds: 60 }\n`,
-      )
-    }
-    await writeFile(join(dir, `agents-${f}.yaml`), docs.join('---\n'))
-  }
-}
 
 function heapPerOp(fn: () => void, ops: number): number {
   const gc = (globalThis as { gc?: () => void }).gc
@@ -50,7 +30,7 @@ async function run(context: RunContext): Promise<ScenarioResult> {
   const dir = await mkdtemp(join(tmpdir(), 'ark-bench-catalog-'))
   try {
     context.log(`catalog: writing ${String(AGENTS)} agents in ${String(FILES)} files`)
-    await writeManifests(dir)
+    await writeManyAgents(dir, AGENTS, FILES)
     const loads: number[] = []
     let cp = await startControlPlane(dir, { watch: false })
     await cp.close()
