@@ -58,8 +58,20 @@ async function start(env?: Record<string, string>) {
 const targetsOf = (routes: readonly Route[]): LoadTarget[] =>
   routes.map((r) => ({ label: r.label, url: r.url, headers: JSON_HEADERS, body: bodyOf(r), pid: r.pid }))
 
-const measure = (routes: readonly Route[], connections: number, seconds: number, rounds: number) =>
-  loadRounds(targetsOf(routes), { connections, seconds, rounds })
+const measure = (
+  routes: readonly Route[],
+  connections: number,
+  seconds: number,
+  rounds: number,
+  more: readonly LoadTarget[] = [],
+) => loadRounds([...targetsOf(routes), ...more], { connections, seconds, rounds })
+
+/** The openai agent asked to stream: issue 23's streamed throughput, beside the same agent not streaming. */
+const STREAMED = 'openai agent stream'
+const streamedOf = (routes: readonly Route[]): LoadTarget[] =>
+  routes
+    .filter((r) => r.label === 'openai agent')
+    .map((r) => ({ label: STREAMED, url: r.url, headers: JSON_HEADERS, body: bodyOf(r, true), pid: r.pid }))
 
 const measureQuick = (routes: readonly Route[], connections: number, pinServers?: readonly number[]) =>
   loadRounds(targetsOf(routes), { connections, seconds: 1, rounds: 1, quick: true, pinServers })
@@ -73,7 +85,7 @@ async function run(context: RunContext): Promise<ScenarioResult> {
     context.log('agent: 1 connection')
     const one = await measure(stack.routes, 1, 3, 3)
     context.log('agent: 50 connections')
-    const fifty = await measure(stack.routes, 50, 3, 3)
+    const fifty = await measure(stack.routes, 50, 3, 3, streamedOf(stack.routes))
     context.log('agent: streaming, time to first chunk')
     const firstChunk = new Map<string, LoadReport>()
     for (const r of stack.routes) {
@@ -122,6 +134,21 @@ async function run(context: RunContext): Promise<ScenarioResult> {
         })
       }
     }
+    const streamed = med(fifty, STREAMED, (x) => x.perSecond)
+    measures.push(
+      {
+        name: `${STREAMED} req/s @50`,
+        value: streamed,
+        unit: 'req/s',
+        note: `p50 ${med(fifty, STREAMED, (x) => x.p50).toFixed(0)} us; CPU per request ${med(fifty, STREAMED, (x) => x.cpuPerRequest).toFixed(0)} us (the ark process)`,
+      },
+      {
+        name: 'openai agent streamed / not streamed req/s @50',
+        value: streamed / med(fifty, 'openai agent', (x) => x.perSecond),
+        unit: 'x',
+        target: { op: '>=', value: 0.8 },
+      },
+    )
     measures.push({
       name: 'mock agent / direct req/s @50',
       value: med(fifty, 'mock agent', (x) => x.perSecond) / med(fifty, 'direct', (x) => x.perSecond),

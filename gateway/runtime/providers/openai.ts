@@ -6,17 +6,14 @@
  * connection errors, exponential backoff, Retry-After honoured) and the per-attempt timeout are the SDK's own;
  * the task's signal reaches every request, so a cancelled or timed-out task aborts the upstream call.
  *
- * Calls that need no streaming (`forward` for model/<name>, and non-streamed completions) are the exception:
+ * Chat completions (`forward` for model/<name>, and the agents' calls, streamed or not) are the exception:
  * they send the body themselves, to the URL and with the headers the SDK works out once, under the same
- * retry policy (retry.ts). On those paths the SDK's per-call work was most of ark's CPU (bench/ passthrough
- * and agent). Streams still go through the SDK, whose stream reader ark uses.
+ * retry policy (retry.ts), and read a stream's events with sse.ts. On those paths the SDK's per-call work
+ * was most of ark's CPU (bench/ passthrough and agent). The SDK still builds that URL and those headers,
+ * and serves the probes.
  */
 import OpenAI, { AzureOpenAI } from 'openai'
-import type {
-  ChatCompletion,
-  ChatCompletionChunk,
-  ChatCompletionCreateParams,
-} from 'openai/resources/chat/completions'
+import type { ChatCompletion, ChatCompletionChunk } from 'openai/resources/chat/completions'
 import type { AssistantMessage, ToolCall, Usage } from '../messages.ts'
 import type { Completion, FinishReason, Provider, ProviderConfig } from '../provider.ts'
 import {
@@ -29,6 +26,7 @@ import {
 } from '../provider.ts'
 import type { Redactor } from '../redactor.ts'
 import { fetchWithRetries } from './retry.ts'
+import { sseData } from './sse.ts'
 
 const OPENAI_BASE_URL = 'https://api.openai.com/v1'
 const AZURE_API_VERSION = '2024-10-21'
@@ -120,13 +118,8 @@ export function createOpenAIProvider(config: ProviderConfig): Provider {
           const res = await post(params, signal)
           return completionOf((await res.json()) as ChatCompletion, config.model)
         }
-        const body = {
-          ...params,
-          stream: true,
-          stream_options: { include_usage: true },
-        } as unknown as ChatCompletionCreateParams & { stream: true }
-        const stream = await client.chat.completions.create(body, { signal })
-        return await collect(stream, onDelta, config.model)
+        const res = await post({ ...params, stream: true, stream_options: { include_usage: true } }, signal)
+        return await collect(chunksOf(res, signal), onDelta, config.model)
       } catch (err) {
         throw fail(err, signal)
       }
@@ -293,6 +286,28 @@ function completionOf(res: ChatCompletion, model: string): Completion {
   const message: AssistantMessage =
     calls.length === 0 ? { role: 'assistant', content } : { role: 'assistant', content, tool_calls: calls }
   return { message, usage: usageOf(res.usage), finishReason: finishOf(choice.finish_reason, calls.length) }
+}
+
+/**
+ * The chunks of a streamed chat completion. An `error` event (what OpenAI-compatible servers send when they
+ * fail mid-stream) becomes the SDK's APIError, as the SDK's own stream reader raises it.
+ */
+async function* chunksOf(res: Response, signal: AbortSignal): AsyncGenerator<ChatCompletionChunk> {
+  // Plain errors: providerError words them as an answer that could not be read, through the redactor.
+  if (res.body === null) throw new Error('the stream has no body')
+  for await (const data of sseData(res.body, signal)) {
+    if (data === '[DONE]') return
+    let chunk: unknown
+    try {
+      chunk = JSON.parse(data)
+    } catch {
+      throw new Error('an event of the stream is not JSON')
+    }
+    if (typeof chunk !== 'object' || chunk === null) throw new Error('an event of the stream is not a chunk')
+    if ('error' in chunk && chunk.error !== undefined && chunk.error !== null)
+      throw new OpenAI.APIError(undefined, chunk.error, undefined, res.headers)
+    yield chunk as ChatCompletionChunk
+  }
 }
 
 /** Assembles a stream: text goes to `onDelta` as it arrives, tool calls are put together from their fragments. */
