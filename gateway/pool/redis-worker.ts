@@ -160,12 +160,20 @@ export class RedisWorker {
     alive()
     this.#heartbeat = setInterval(alive, ALIVE_EVERY_MS)
     this.#loop = this.#take()
-    // Renewals every second keep a dead worker's tasks told apart from a live one's within seconds.
-    const every = Math.max(10, Math.min(1000, Math.floor(this.#claimIdleMs / 3)))
+    // Renewals and the look for dead workers' tasks every second tell a dead worker's tasks apart from a live
+    // one's within seconds; the takeover of idle tasks (a live but stuck worker's) keeps its own, slower pace.
+    const idleEvery = Math.max(10, Math.floor(this.#claimIdleMs / 3))
+    const every = Math.min(1000, idleEvery)
+    let lastIdleRound = 0
     this.#maintenance = setInterval(() => {
       void this.#renew()
         .then(() => this.#reclaimOrphans())
-        .then(() => this.#reclaim())
+        .then(() => {
+          const now = Date.now()
+          if (now - lastIdleRound < idleEvery - every / 2) return undefined
+          lastIdleRound = now
+          return this.#reclaim()
+        })
     }, every)
   }
 
