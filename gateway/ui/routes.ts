@@ -26,14 +26,11 @@ export interface DashboardDeps extends StateSources {
   readonly bodyTimeoutMs: number
 }
 
-/** The files of the page, as their paths under /ui name them: what authentication leaves open. */
-export const PAGE_PATHS: ReadonlySet<string> = new Set([
-  '/ui',
-  '/ui/',
-  '/ui/app.js',
-  '/ui/style.css',
-  '/ui/favicon.svg',
-])
+/** The page's files besides the page itself (index.html, at /ui and /ui/). */
+const FILES = ['app.js', 'style.css', 'favicon.svg'] as const
+
+/** The page and its files, as their paths under /ui name them: what authentication leaves open. */
+export const PAGE_PATHS: ReadonlySet<string> = new Set(['/ui', '/ui/', ...FILES.map((f) => `/ui/${f}`)])
 
 const PAGE_HEADERS: Readonly<Record<string, string>> = {
   'content-security-policy':
@@ -55,7 +52,7 @@ export function dashboardRoutes(app: Hono<GatewayEnv>, deps: DashboardDeps): voi
   }
   app.get('/ui', serve('index.html'))
   app.get('/ui/', serve('index.html'))
-  for (const name of ['app.js', 'style.css', 'favicon.svg']) app.get(`/ui/${name}`, serve(name))
+  for (const name of FILES) app.get(`/ui/${name}`, serve(name))
 
   app.get('/ui/api/state', async (c) => {
     const state = await dashboardState(deps, c.get('principal'))

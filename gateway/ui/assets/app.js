@@ -72,7 +72,8 @@ async function errorOf(res) {
 }
 
 async function refresh() {
-  if (refreshing) return
+  // Known to need a key and none given yet: asking again would only be refused again.
+  if (refreshing || (apiKey === null && !byId('key-form').hidden)) return
   refreshing = true
   try {
     const res = await fetch('/ui/api/state', { headers: headers(), cache: 'no-store' })
