@@ -161,7 +161,7 @@ export function renderGet(
 }
 
 function available(cp: CatalogView, r: AnyResource) {
-  return cp.store.status(r.key)?.conditions.find((c) => c.type === 'Available')
+  return cp.catalog.available(r.key)
 }
 
 /** ark's resolved view: how it understood the manifest, and the status in the resource's own dialect. */

@@ -199,7 +199,7 @@ async function runModel(
   if (model === undefined) {
     return { ok: false, reason: 'TargetNotFound', message: `model ${ref.namespace}/${ref.name} not found` }
   }
-  const available = catalog.status(model.key)?.conditions.find((c) => c.type === 'Available')
+  const available = catalog.available(model.key)
   if (available?.status !== 'True') {
     return {
       ok: false,

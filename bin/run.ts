@@ -100,9 +100,7 @@ async function plan(
       unavailable++
       continue
     }
-    const available = catalog
-      .status(resourceKey('Agent', a.namespace, a.name))
-      ?.conditions.find((c) => c.type === 'Available')
+    const available = catalog.available(resourceKey('Agent', a.namespace, a.name))
     const ok = available?.status !== 'False'
     if (!ok) unavailable++
     let tokens: string

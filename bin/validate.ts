@@ -7,7 +7,7 @@ import { isConsequential } from '../controller/index.ts'
 export function renderValidation(cp: ControlPlane): { text: string; errors: number; warnings: number } {
   const problems: Problem[] = [...cp.store.problems()]
   for (const r of cp.store.list()) {
-    const c = cp.store.status(r.key)?.conditions.find((x) => x.type === 'Available')
+    const c = cp.catalog.available(r.key)
     if (c === undefined || c.status === 'True') continue
     problems.push({
       // A dependency's trouble is reported on the dependency; a missing feature is not a mistake.

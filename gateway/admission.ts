@@ -789,7 +789,7 @@ function unrunnable(
 
 /** The refusal for a target whose Available condition is not True, with its reason as the code. */
 export function unavailable(catalog: Catalog, key: string, id: string): Refusal | undefined {
-  const available = catalog.status(key)?.conditions.find((x) => x.type === 'Available')
+  const available = catalog.available(key)
   if (available?.status === 'True') return undefined
   const reason = available?.reason ?? 'Pending'
   return {

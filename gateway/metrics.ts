@@ -164,7 +164,7 @@ export class Metrics {
         this.reset()
         for (const kind of ['Agent', 'Model', 'Tool', 'Team'] as const) {
           for (const r of catalog.list(kind)) {
-            const c = catalog.status(r.key)?.conditions.find((x) => x.type === 'Available')
+            const c = catalog.available(r.key)
             if (c !== undefined)
               this.labels(kind, r.ref.namespace, r.ref.name).set(c.status === 'True' ? 1 : 0)
           }

@@ -231,7 +231,7 @@ function valueFailures(r: AnyResource, catalog: Catalog): Failure[] {
       })
       continue
     }
-    const available = catalog.status(target.key)?.conditions.find((c) => c.type === 'Available')
+    const available = catalog.available(target.key)
     if (available !== undefined && available.status !== 'True') {
       out.push({
         reason: `${ref.kind}NotAvailable`,

@@ -4,7 +4,15 @@
  * values (ConfigMap keys, Secret keys) are read live, so a changed ConfigMap is seen at once.
  */
 import { referencesOf, resourceKey } from '../api/index.ts'
-import type { AnyResource, Kind, ObjectRef, ResourceOf, Status, ValueSource } from '../api/index.ts'
+import type {
+  AnyResource,
+  Condition,
+  Kind,
+  ObjectRef,
+  ResourceOf,
+  Status,
+  ValueSource,
+} from '../api/index.ts'
 import type { ResourceView, StoreEvent } from './store.ts'
 
 /** The kinds a client can address: `agent/x`, `team/x`, `model/x`. */
@@ -64,6 +72,11 @@ export class Catalog {
 
   status(key: string): Status | undefined {
     return this.#store.status(key)
+  }
+
+  /** The resource's Available condition (whether it can serve, and why not), if it has one yet. */
+  available(key: string): Condition | undefined {
+    return this.#store.status(key)?.conditions.find((c) => c.type === 'Available')
   }
 
   /**

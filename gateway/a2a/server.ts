@@ -111,8 +111,7 @@ export class A2AEndpoints {
   list(request: Request, who?: Principal): Response {
     const { catalog } = this.#deps
     const v1 = isV1(request.headers.get('a2a-version'))
-    const available = (r: A2ATarget) =>
-      catalog.status(r.key)?.conditions.find((c) => c.type === 'Available')?.status === 'True'
+    const available = (r: A2ATarget) => catalog.available(r.key)?.status === 'True'
     const cards = (targets: readonly A2ATarget[]) =>
       targets
         .filter((t) => available(t) && (who === undefined || who.allowsTarget(t.kind, t.ref)))

@@ -281,9 +281,7 @@ export class McpEndpoints {
         ? candidates
         : candidates.filter((t) => who.allowsTarget(t.kind, t.ref))
     if (any) return allowed
-    return allowed.filter(
-      (a) => catalog.status(a.key)?.conditions.find((c) => c.type === 'Available')?.status === 'True',
-    )
+    return allowed.filter((a) => catalog.available(a.key)?.status === 'True')
   }
 
   async #call(

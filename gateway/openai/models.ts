@@ -26,7 +26,7 @@ export function listModels(catalog: Catalog, who?: Principal): { object: 'list';
 }
 
 export function modelEntry(catalog: Catalog, kind: TargetKind, r: ResourceOf<TargetKind>): ModelEntry {
-  const available = catalog.status(r.key)?.conditions.find((c) => c.type === 'Available')
+  const available = catalog.available(r.key)
   return {
     id: catalog.targetId(kind, r.ref),
     object: 'model',

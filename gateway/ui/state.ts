@@ -7,13 +7,7 @@
  * Nothing here holds a secret: model settings, tool configurations and prompts are left out, and a Query's
  * answer is shown as its status has it (cut short), as `kubectl describe query` shows it to whoever may read it.
  */
-import type {
-  AnyResource,
-  Condition,
-  ObjectRef,
-  QueryTarget,
-  ResourceOf,
-} from '../../controller/api/index.ts'
+import type { AnyResource, ObjectRef, QueryTarget, ResourceOf } from '../../controller/api/index.ts'
 import type { Catalog, TargetKind } from '../../controller/store/index.ts'
 import type { Principal } from '../auth/scope.ts'
 import type { PoolStats, TaskQueue } from '../pool/queue.ts'
@@ -212,7 +206,7 @@ function description(text: string | undefined): { description?: string } {
 }
 
 function availability(catalog: Catalog, key: string): Availability {
-  const c: Condition | undefined = catalog.status(key)?.conditions.find((x) => x.type === 'Available')
+  const c = catalog.available(key)
   if (c === undefined) return { status: 'Unknown' }
   return { status: c.status, reason: c.reason, message: c.message }
 }
