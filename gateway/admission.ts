@@ -427,6 +427,7 @@ export class Admission {
         : await this.#recall(checked, request, request.conversation, this.#deps.memories)
     if ('refusal' in recalled) return recalled
     const history = ('history' in recalled ? recalled.history : undefined) ?? []
+    const id = request.id ?? crypto.randomUUID()
     if (checked.kind === 'Team')
       return this.#submitTeam(
         checked.team,
@@ -436,11 +437,12 @@ export class Admission {
         history.length === 0 ? recalled.messages : [...history, ...recalled.messages],
         'remember' in recalled ? recalled.remember : undefined,
         grant,
-        this.#recent(checked, request, request.id ?? crypto.randomUUID()),
+        id,
+        this.#recent(checked, request, id),
       )
     const { agent, target } = checked
     const task: Task = {
-      id: request.id ?? crypto.randomUUID(),
+      id,
       agent: agent.ref,
       messages: recalled.messages,
       ...(history.length === 0 ? {} : { history }),
@@ -521,9 +523,9 @@ export class Admission {
     messages: readonly ChatMessage[],
     remember: Remember | undefined,
     grant: QuotaGrant | undefined,
+    id: string,
     entry: RecentRun | undefined,
   ): Admitted {
-    const id = entry?.id ?? request.id ?? crypto.randomUUID()
     const label = `team:${team.ref.namespace}/${team.ref.name}`
     const started = performance.now()
     const { queue, catalog, providerFor } = this.#deps
