@@ -22,7 +22,7 @@ import type { AgentEvent } from '../runtime/events.ts'
 import { succeeded } from '../runtime/task.ts'
 import { ChunkEncoder, completionBody, newIdentity, streamHeaders } from './completion.ts'
 import type { CompletionIdentity } from './completion.ts'
-import { cutStreamEvent, errorBody, errorResponse, renderRefusal } from './errors.ts'
+import { cutStreamEvent, errorBody, errorResponse, renderRefusal, streamFailure } from './errors.ts'
 import { checkChatRequest } from './request.ts'
 import type { ChatRequest } from './request.ts'
 import { followClient } from '../http/client-gone.ts'
@@ -205,12 +205,7 @@ async function stream(
       void out.write(chunks.error(errorBody(status, message, { code })))
     }
   } catch (err) {
-    deps.log.error('stream failed', { task: run.id, error: err instanceof Error ? err.message : String(err) })
-    void out.write(
-      chunks.error(
-        errorBody(500, 'the gateway failed while streaming; see its log', { code: 'internal_error' }),
-      ),
-    )
+    void out.write(chunks.error(streamFailure(deps.log, run.id, err)))
   } finally {
     out.close()
   }

@@ -1,5 +1,6 @@
 import type { Refusal } from '../admission.ts'
 import type { StreamAbort } from '../http/response-stream.ts'
+import type { Logger } from '../log.ts'
 
 /**
  * Errors in OpenAI's body shape, `{"error":{"message","type","param","code"}}`, so that every OpenAI client
@@ -79,6 +80,18 @@ export function errorEvent(body: OpenAIErrorBody): string {
  * again; nothing when the client itself went away.
  */
 export function cutStreamEvent(why: StreamAbort): string | undefined {
+  const body = cutStreamError(why)
+  return body === undefined ? undefined : errorEvent(body)
+}
+
+/** Why ark cut a stream, as an error body; nothing when the client itself went away. */
+export function cutStreamError(why: StreamAbort): OpenAIErrorBody | undefined {
   if (why.reason === 'client_gone') return undefined
-  return errorEvent(errorBody(408, `the stream was cut: ${why.message}`, { code: 'stream_stalled' }))
+  return errorBody(408, `the stream was cut: ${why.message}`, { code: 'stream_stalled' })
+}
+
+/** A stream that failed in the gateway itself, after its answer began: logged, and told as a 500 body. */
+export function streamFailure(log: Logger, task: string, err: unknown): OpenAIErrorBody {
+  log.error('stream failed', { task, error: err instanceof Error ? err.message : String(err) })
+  return errorBody(500, 'the gateway failed while streaming; see its log', { code: 'internal_error' })
 }

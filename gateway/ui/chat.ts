@@ -17,7 +17,7 @@ import type { Logger } from '../log.ts'
 import { followClient } from '../http/client-gone.ts'
 import type { GatewayEnv } from '../openai/chat.ts'
 import { checkChat } from '../openai/chat.ts'
-import { errorBody, renderRefusal } from '../openai/errors.ts'
+import { cutStreamError, errorBody, renderRefusal, streamFailure } from '../openai/errors.ts'
 import type { AgentEvent } from '../runtime/events.ts'
 import { succeeded } from '../runtime/task.ts'
 
@@ -84,12 +84,8 @@ export async function playgroundChat(c: Context<GatewayEnv>, deps: PlaygroundDep
     deps.stream,
     (why) => {
       cancel.abort(why)
-      return why.reason === 'client_gone'
-        ? undefined
-        : sse({
-            type: 'error',
-            error: errorBody(408, `the stream was cut: ${why.message}`, { code: 'stream_stalled' }),
-          })
+      const error = cutStreamError(why)
+      return error === undefined ? undefined : sse({ type: 'error', error })
     },
     c.env?.drop,
   )
@@ -137,18 +133,8 @@ export async function playgroundChat(c: Context<GatewayEnv>, deps: PlaygroundDep
         }
       },
       (err: unknown) => {
-        deps.log.error('playground stream failed', {
-          task: run.id,
-          error: err instanceof Error ? err.message : String(err),
-        })
-        void out.write(
-          sse({
-            type: 'error',
-            error: errorBody(500, 'the gateway failed while streaming; see its log', {
-              code: 'internal_error',
-            }),
-          }),
-        )
+        // The task id (ui-...) tells the playground's failures apart in the log.
+        void out.write(sse({ type: 'error', error: streamFailure(deps.log, run.id, err) }))
       },
     )
     .finally(() => {
