@@ -120,6 +120,13 @@ export class Metrics {
       labelNames: ['pool'],
       registers,
     })
+    // prom-client collects every metric of a scrape at once: the pool gauges share one read of the pools' stats
+    // (on Redis, one pipeline per scrape rather than one per gauge).
+    let reading: Promise<readonly PoolStats[]> | undefined
+    const statsOfThisScrape = (): Promise<readonly PoolStats[]> =>
+      (reading ??= Promise.resolve(pools()).finally(() => {
+        reading = undefined
+      }))
     const poolGauge = (name: string, help: string, value: (p: PoolStats) => number | undefined) =>
       new Gauge({
         name,
@@ -127,7 +134,7 @@ export class Metrics {
         labelNames: ['pool'],
         registers,
         async collect() {
-          const stats = await pools()
+          const stats = await statsOfThisScrape()
           this.reset()
           for (const p of stats) {
             const v = value(p)
