@@ -1060,6 +1060,7 @@ async function dev(options: DevOptions): Promise<number> {
     host: options.host,
     port: options.port,
     timeouts: options.timeouts,
+    ...(system.gateway.lane === undefined ? {} : { lane: system.gateway.lane }),
   })
   const url = `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${String(server.port)}`
   log.info('serving', { url, openai: `${url}/v1`, mcp: `${url}/mcp`, metrics: `${url}/metrics` })

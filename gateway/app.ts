@@ -16,6 +16,7 @@ import type { JwtVerifier } from './auth/jwt.ts'
 import type { KeyRing } from './auth/keys.ts'
 import type { Quotas } from './auth/quotas.ts'
 import { authenticate } from './http/authenticate.ts'
+import { requestRecorder } from './http/request-record.ts'
 import { jsonBody } from './http/body.ts'
 import type { AllowedHosts } from './http/guards.ts'
 import { DOT_SEGMENT_MESSAGE, hasDotSegment, hostAllowed } from './http/guards.ts'
@@ -27,6 +28,7 @@ import type { McpScope } from './mcp/server.ts'
 import type { Metrics } from './metrics.ts'
 import type { ChatDeps, GatewayEnv } from './openai/chat.ts'
 import { chatCompletions } from './openai/chat.ts'
+import type { LaneDeps } from './openai/node-lane.ts'
 import { errorResponse, renderRefusal } from './openai/errors.ts'
 import { listModels, modelEntry } from './openai/models.ts'
 import type { TaskQueue } from './pool/queue.ts'
@@ -111,6 +113,11 @@ export interface AppDeps {
 
 export interface App {
   readonly app: Hono<GatewayEnv>
+  /**
+   * What Node's lane (openai/node-lane.ts) needs to answer passthrough calls beside the app, with the app's
+   * own parts; absent when every request must go through the app (tracing).
+   */
+  readonly lane: LaneDeps | undefined
   /** Ends what the routes hold between requests (MCP sessions). */
   close(): Promise<void>
   /** Ends the streams that would never end by themselves (MCP notification streams), for a drain. */
@@ -142,38 +149,24 @@ export function createApp(deps: AppDeps): App {
   // Tracing is decided when the process starts (trace/tracing.ts): off, not even a middleware is added.
   const traces = tracer()
   if (traces !== undefined) app.use(traceRequests(traces))
-  const access = deps.accessLog
+  const record = requestRecorder(deps.metrics, deps.accessLog)
   app.use(async (c, next) => {
     const started = performance.now()
     await next()
     const route = routePath(c)
-    const seconds = (performance.now() - started) / 1000
-    const labels = {
+    record({
       // Deno.serve accepts any method token: only known ones become label values (OpenTelemetry's _OTHER).
       method: KNOWN_METHODS.has(c.req.method) ? c.req.method : '_OTHER',
+      path: c.req.path,
       // Unmatched paths share one label value: paths are client input, label values must stay bounded.
       route: route === '/*' || route === '*' ? 'unmatched' : route,
       // A client that went away got nothing: 499, as proxies log it, not the status nobody received.
       status: c.req.raw.signal.aborted ? 499 : c.res.status,
+      seconds: (performance.now() - started) / 1000,
       // Set by handlers that resolved a target; unset (undefined at run time) elsewhere.
       target: c.get('target') ?? '',
-    }
-    deps.metrics.http(labels, seconds)
-    if (access !== undefined) {
-      const who = c.get('principal')
-      access.info('request', {
-        method: labels.method,
-        // The path without its query (which may carry what a client should not have put in a URL), at most
-        // 200 characters: it is client input.
-        path: c.req.path.slice(0, 200),
-        route: labels.route,
-        status: labels.status,
-        ms: Math.round(seconds * 10_000) / 10,
-        ...(labels.target === '' ? {} : { target: labels.target }),
-        // The key's id, never the key.
-        ...(who === undefined ? {} : { key: who.id }),
-      })
-    }
+      principal: c.get('principal'),
+    })
   })
 
   // Before any route: where a request may come from and what its path may hold.
@@ -206,7 +199,9 @@ export function createApp(deps: AppDeps): App {
     )
   }
 
-  if (deps.auth !== undefined) app.use(authenticate({ ...deps.auth, registry: deps.metrics.registry }))
+  const auth =
+    deps.auth === undefined ? undefined : authenticate({ ...deps.auth, registry: deps.metrics.registry })
+  if (auth !== undefined) app.use(auth.middleware)
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/readyz', (c) =>
@@ -358,5 +353,23 @@ export function createApp(deps: AppDeps): App {
       code: 'internal_error',
     })
   })
-  return { app, close: () => mcp.close(), endIdleStreams: () => mcp.endNotificationStreams() }
+  const bodyLimits = { maxBytes: deps.maxBodyBytes, timeoutMs: deps.bodyTimeoutMs }
+  return {
+    app,
+    // Tracing on, every request gets its server span: no lane around the app.
+    lane:
+      traces !== undefined
+        ? undefined
+        : {
+            chat,
+            allowedHosts: deps.allowedHosts,
+            cors: deps.corsOrigins.length > 0,
+            auth,
+            body: bodyLimits,
+            record,
+            log: deps.log,
+          },
+    close: () => mcp.close(),
+    endIdleStreams: () => mcp.endNotificationStreams(),
+  }
 }

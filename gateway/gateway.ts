@@ -19,6 +19,7 @@ import type { StreamLimits } from './http/response-stream.ts'
 import { STREAM_DEFAULTS } from './http/response-stream.ts'
 import type { Logger } from './log.ts'
 import type { ServeFetch } from './serve.ts'
+import type { LaneDeps } from './openai/node-lane.ts'
 import { createLogger, silentLogger } from './log.ts'
 import type { Metrics } from './metrics.ts'
 import type { TaskQueue } from './pool/queue.ts'
@@ -87,6 +88,8 @@ export interface GatewayOptions extends RuntimeSettings {
 export interface Gateway {
   /** The app; `env` carries what the runtime adapter lets it do to the connection (serve.ts). */
   readonly fetch: ServeFetch
+  /** The Node lane beside `fetch` (openai/node-lane.ts), for serve's options; absent under tracing. */
+  readonly lane: LaneDeps | undefined
   readonly runtime: AgentRuntime
   readonly sandbox: Sandbox | undefined
   /** The MCP client connections (undefined with `mcp: false`); MCPServer discovery holds them too. */
@@ -185,6 +188,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   })
   return {
     fetch: (request, env) => http.app.fetch(request, env),
+    lane: http.lane,
     runtime,
     queue,
     metrics,

@@ -2,21 +2,40 @@
  * Serving on Node: the app's fetch behind @hono/node-server's request listener, on a node:http server that
  * bounds how long a connection may take over each phase, and answers what Node refuses before the app sees
  * it (a header block too large, broken framing, an `Expect` it does not know, a slow request) in the same
- * JSON error shape as the app, instead of Node's empty bodies.
+ * JSON error shape as the app, instead of Node's empty bodies. Passthrough calls, given a lane, are answered
+ * beside the app (openai/node-lane.ts).
  */
 import { getRequestListener } from '@hono/node-server'
 import { STATUS_CODES, createServer } from 'node:http'
+import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
+import type { Parsed } from './http/body.ts'
 import { DOT_SEGMENT_MESSAGE, hasDotSegment } from './http/guards.ts'
+import { nodeLane } from './openai/node-lane.ts'
 import { errorBody } from './openai/errors.ts'
 import type { ServeFetch, ServeHandle, ServeOptions } from './serve.ts'
 import { DRAINING_BODY, SERVE_DEFAULTS } from './serve.ts'
 
+const PARSED = Symbol('parsed by the lane')
+
+/** A request whose body the lane read before handing it to the app. */
+interface ReadByLane {
+  /** What @hono/node-server reads as the body instead of the stream. */
+  rawBody: Buffer
+  [PARSED]: Parsed
+}
+
 export function serveNode(fetch: ServeFetch, options: ServeOptions): Promise<ServeHandle> {
   const timeouts = { ...SERVE_DEFAULTS, ...options.timeouts }
-  // The app may drop a connection (a stalled stream): the outgoing message's socket, destroyed.
+  // The app may drop a connection (a stalled stream): the outgoing message's socket, destroyed. A body the
+  // lane read goes with the request: its bytes as the adapter's `rawBody` (it reads those instead of the
+  // spent stream), parsed as the app's `body`.
   const listener = getRequestListener(
-    (request, env) => fetch(request, { drop: () => env.outgoing.destroy() }),
+    (request, env) => {
+      const drop = () => env.outgoing.destroy()
+      const body = (env.incoming as Partial<ReadByLane>)[PARSED]
+      return fetch(request, body === undefined ? { drop } : { drop, body })
+    },
     {
       // The adapter could not make a Request of it (an empty or malformed Host, an unusable URL): Node's own
       // answer would be an empty 400.
@@ -29,6 +48,7 @@ export function serveNode(fetch: ServeFetch, options: ServeOptions): Promise<Ser
     },
   )
   // Requests in flight (a response counts until it is closed, streams included), for drain.
+  const lane = options.lane === undefined ? undefined : nodeLane(options.lane)
   let active = 0
   let draining = false
   let idle: (() => void) | undefined
@@ -68,7 +88,18 @@ export function serveNode(fetch: ServeFetch, options: ServeOptions): Promise<Ser
         active--
         if (active === 0) idle?.()
       })
-      void listener(req, res)
+      if (lane === undefined) {
+        void listener(req, res)
+        return
+      }
+      lane(req, res, (body) => {
+        if (body !== undefined) {
+          const read = req as IncomingMessage & ReadByLane
+          read.rawBody = body.bytes
+          read[PARSED] = body.parsed
+        }
+        void listener(req, res)
+      })
     },
   )
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => refuseRaw(err, socket))

@@ -1,3 +1,6 @@
+import type { Parsed } from './http/body.ts'
+import type { LaneDeps } from './openai/node-lane.ts'
+
 /**
  * What a runtime adapter passes the app beside each request (Hono's `c.env`): ways to act on the client's
  * connection that a Web-standard Response cannot express.
@@ -5,6 +8,11 @@
 export interface ConnectionBindings {
   /** Closes the connection now (Node). Deno.serve offers no such thing: absent there. */
   readonly drop?: () => void
+  /**
+   * The request's JSON body, when the adapter has read and parsed it already by http/body.ts's rules (the
+   * Node lane, serve-node.ts, reads a chat body to see whether it is its own before handing it on).
+   */
+  readonly body?: Parsed
 }
 
 /** The app, as the adapters call it. */
@@ -16,6 +24,11 @@ export interface ServeOptions {
   readonly host: string
   /** Connection bounds (Node; Deno.serve offers none of these, see serve-deno.ts). */
   readonly timeouts?: Partial<ServeTimeouts>
+  /**
+   * Passthrough calls answered beside the app, on node:http directly (openai/node-lane.ts says which and
+   * why). Node only: Deno serves everything through the app.
+   */
+  readonly lane?: LaneDeps
 }
 
 export interface ServeTimeouts {

@@ -46,7 +46,13 @@ export async function startGateway(
     ...SUITE_LIMITS,
     ...options,
   })
-  const server = await serve(system.gateway.fetch, { host: '127.0.0.1', port: 0 })
+  // With the Node lane, as `ark dev` serves (Deno has none): the suite's passthrough cases go through it.
+  const lane = system.gateway.lane
+  const server = await serve(system.gateway.fetch, {
+    host: '127.0.0.1',
+    port: 0,
+    ...(lane === undefined ? {} : { lane }),
+  })
   return {
     url: `http://127.0.0.1:${String(server.port)}`,
     async close() {

@@ -238,7 +238,12 @@ beforeAll(async () => {
     // Nothing waits: a pool at its concurrency refuses at once (the maxConcurrentTasks test).
     maxQueued: 0,
   })
-  server = await serve(system.gateway.fetch, { host: '127.0.0.1', port: 0 })
+  const lane = system.gateway.lane
+  server = await serve(system.gateway.fetch, {
+    host: '127.0.0.1',
+    port: 0,
+    ...(lane === undefined ? {} : { lane }),
+  })
   client = new OpenAI({
     apiKey: 'unused',
     baseURL: `http://127.0.0.1:${String(server.port)}/v1`,

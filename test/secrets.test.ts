@@ -202,7 +202,12 @@ async function inProcess(): Promise<Ark> {
     providers: { env: env(), withoutKey: 'unavailable', timeoutMs: 5000, maxRetries: 0 },
     probeIntervalSeconds: 3600,
   })
-  const server: ServeHandle = await serve(system.gateway.fetch, { host: '127.0.0.1', port: 0 })
+  const lane = system.gateway.lane
+  const server: ServeHandle = await serve(system.gateway.fetch, {
+    host: '127.0.0.1',
+    port: 0,
+    ...(lane === undefined ? {} : { lane }),
+  })
   const settled = async () => {
     for (let i = 0; i < 3; i++) {
       await system.probes?.idle()

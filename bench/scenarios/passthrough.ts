@@ -190,6 +190,20 @@ async function run(context: RunContext): Promise<{ measures: Measure[]; notes: s
         note: `upstream ${us(med(fifty.get('direct'), (r) => r.cpuPerRequest))} when called direct; portkey ${us(med(fifty.get('portkey'), (r) => r.cpuPerRequest))}`,
       },
       {
+        name: 'bare proxy CPU per request @50',
+        value: med(fifty.get('bare proxy'), (r) => r.cpuPerRequest),
+        unit: 'us',
+      },
+      {
+        // What ark adds on top of the least a Node proxy does, free of how the 2 cores are shared: at 50
+        // connections ark's one thread is the bottleneck, so its throughput is about 1 / this CPU.
+        name: 'ark / bare proxy CPU per request @50',
+        value:
+          med(fifty.get('ark'), (r) => r.cpuPerRequest) /
+          med(fifty.get('bare proxy'), (r) => r.cpuPerRequest),
+        unit: 'x',
+      },
+      {
         name: 'ark / direct req/s @50',
         value: rps('ark') / rps('direct'),
         unit: 'x',
@@ -213,8 +227,9 @@ async function run(context: RunContext): Promise<{ measures: Measure[]; notes: s
       notes: [
         'Latency: 3 rounds of 3 s per route at 1 connection, routes interleaved; medians of the rounds. Added = route minus direct.',
         'Throughput: 3 rounds of 3 s at 50 connections; the load generator, the upstream and the gateway share the 2 cores.',
-        "Why the targets are missed: on this machine the floor of any Node proxy is above them. A bare Hono + node:http proxy with no logic at all, measured the same way (2026-11-21), cost 123 us of CPU per request, reached 0.41 of direct at 50 connections and added about 300 us at p50 and over 1 ms at p99 at 1 connection (two more process wake-ups per request on 2 shared cores). ark's own CPU per request is in the table (about 290 us with the OpenAI SDK over the global fetch, before).",
-        'What would get there: a forwarding hop that is not a Node HTTP server and client (a native proxy in front for model/ routes, or a uWebSockets-class server), or more ark processes where cores are free. 10x Portkey cannot be met in this setup at all: Portkey does 1.4k to 1.8k requests/s here, so 10x is about what the upstream alone serves directly.',
+        "At 50 connections ark's one JS thread is the bottleneck: its throughput is about 1 / its CPU per request, so the req/s ratio to the bare proxy follows the CPU ratio in the table.",
+        "model/ calls that are not streamed take the Node lane (gateway/openai/node-lane.ts), node:http directly: @hono/node-server and Hono alone, with no logic at all, cost 1.5x the bare proxy's CPU (2026-12-08: a Hono proxy over the same upstream call, 117 us a request against 78). What is left above the bare proxy is the work the bare proxy skips: the key and scope, admission, the retry policy with its timers, redaction, two metrics, an upstream request with the SDK's dozen headers, and the promise chain around them.",
+        '10x Portkey cannot be met in this setup: Portkey does 1.4k to 1.8k requests/s here, so 10x is about what the upstream alone serves directly.',
       ],
     }
   } finally {

@@ -25,7 +25,7 @@ import type { JwtVerifier } from '../auth/jwt.ts'
 import { looksLikeJwt } from '../auth/jwt.ts'
 import type { KeyRing } from '../auth/keys.ts'
 import { AUTH_UNAVAILABLE, FORBIDDEN, UNAUTHENTICATED } from '../auth/scope.ts'
-import type { RouteGroup } from '../auth/scope.ts'
+import type { Principal, RouteGroup } from '../auth/scope.ts'
 import { rpcError } from '../a2a/server.ts'
 import { jsonRpcError } from '../mcp/server.ts'
 import type { GatewayEnv } from '../openai/chat.ts'
@@ -44,7 +44,21 @@ export interface AuthenticateOptions {
 /** Exactly the card routes of app.ts: /a2a/{agent,team}/[<namespace>/]<name>/.well-known/agent[-card].json. */
 const CARD = /^\/a2a\/(agent|team)\/[^/]+(\/[^/]+)?\/\.well-known\/agent(-card)?\.json$/
 
-export function authenticate(options: AuthenticateOptions): MiddlewareHandler<GatewayEnv> {
+export interface Authentication {
+  /** The check, as the app's middleware. */
+  readonly middleware: MiddlewareHandler<GatewayEnv>
+  /**
+   * The Principal of an API key sent as `Authorization: Bearer <key>` that may call `group`, checked
+   * synchronously; undefined for anything else (no key, a wrong one, a JWT, a scope that leaves the face
+   * out), whose answer is the middleware's to give. Counted only once `admitted` is called with it: a
+   * caller that hands the request on to the app does not count it twice.
+   */
+  keyFor(header: string | undefined, group: RouteGroup): Principal | undefined
+  /** Counts a request admitted with `keyFor`'s Principal, as the middleware counts its own. */
+  admitted(principal: Principal): void
+}
+
+export function authenticate(options: AuthenticateOptions): Authentication {
   // Counted in plain numbers and handed to prom-client when scraped: its labelled inc (a label hash per call)
   // cost about as much as the rest of a key's check. Key ids are few and configured, results five.
   const counts = new Map<string, { readonly key: string; readonly result: string; n: number }>()
@@ -69,13 +83,24 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler<Ga
       for (const { key, result, n } of counts.values()) this.inc({ key, result }, n)
     },
   })
-  return async (c, next) => {
+  const admitted = (principal: Principal) => {
+    const { label } = principal
+    let tally = ok.get(label)
+    if (tally === undefined) ok.set(label, (tally = tallyOf(label, 'ok')))
+    tally.n += 1
+  }
+  const keyFor = (header: string | undefined, group: RouteGroup) => {
+    const token = bearerToken(header)
+    const principal = token === undefined ? undefined : options.keys.verify(token)
+    return principal?.allowsRoute(group) === true ? principal : undefined
+  }
+  const middleware: MiddlewareHandler<GatewayEnv> = async (c, next) => {
     const path = c.req.path
     if (isOpen(path, c.req.method, options.metrics === true)) return next()
     const group = groupOf(path)
     const header = c.req.header('authorization')
     const bearer = header !== undefined && /^bearer /i.test(header)
-    const token = bearer ? header.slice(7).trim() : ''
+    const token = bearerToken(header) ?? ''
     let principal = bearer ? options.keys.verify(token) : undefined
     let refused: string | undefined
     if (principal === undefined && options.jwt !== undefined && looksLikeJwt(token)) {
@@ -107,9 +132,7 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler<Ga
         `${principal.named} may not call ${group === 'openai' ? 'the OpenAI routes' : `/${group}`}: its scope's routes leave them out`,
       )
     }
-    let tally = ok.get(label)
-    if (tally === undefined) ok.set(label, (tally = tallyOf(label, 'ok')))
-    tally.n += 1
+    admitted(principal)
     c.set('principal', principal)
     await next()
     // Streams end with their key's revocation, or their token's expiry.
@@ -123,6 +146,12 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler<Ga
     c.res = new Response(revocable(body, onRevoked, revokedEvent(group)), res)
     return undefined
   }
+  return { middleware, keyFor, admitted }
+}
+
+/** The token of `Authorization: Bearer <token>`; undefined for any other scheme, or none. */
+function bearerToken(header: string | undefined): string | undefined {
+  return header !== undefined && /^bearer /i.test(header) ? header.slice(7).trim() : undefined
 }
 
 /**

@@ -6,6 +6,7 @@
  */
 import type { MiddlewareHandler } from 'hono'
 import type { Refusal } from '../admission.ts'
+import type { ConnectionBindings } from '../serve.ts'
 
 export interface BodyLimits {
   /** Largest body accepted, in bytes. */
@@ -32,13 +33,15 @@ const JSON_TYPE = /^application\/([\w.+-]*\+)?json\s*(;|$)/i
  * Parses the JSON body into `c.get('body')`, or answers with the refusal that says why it cannot. A body that
  * is not JSON by its Content-Type is refused before it is read: browsers send such bodies cross-site
  * without asking (form posts, `text/plain` fetches), so a JSON-only API is not reachable that way.
+ *
+ * A body the runtime adapter has parsed already, by these same rules (serve-node's lane), is taken as it is.
  */
 export function jsonBody(
   limits: BodyLimits,
   render: RefusalRenderer,
-): MiddlewareHandler<{ Variables: BodyVariables }> {
+): MiddlewareHandler<{ Bindings: ConnectionBindings | undefined; Variables: BodyVariables }> {
   return async (c, next) => {
-    const parsed = await readJson(c.req.raw, limits)
+    const parsed = c.env?.body ?? (await readJson(c.req.raw, limits))
     if ('refusal' in parsed) return render(parsed.refusal)
     c.set('body', parsed.value)
     await next()
@@ -46,7 +49,7 @@ export function jsonBody(
   }
 }
 
-type Parsed = { readonly value: unknown } | { readonly refusal: Refusal }
+export type Parsed = { readonly value: unknown } | { readonly refusal: Refusal }
 
 const refuse = (status: number, code: string, message: string): Parsed => ({
   refusal: { status, code, message },
@@ -54,24 +57,15 @@ const refuse = (status: number, code: string, message: string): Parsed => ({
 
 export async function readJson(req: Request, limits: BodyLimits): Promise<Parsed> {
   const type = req.headers.get('content-type')
-  if (type === null || !JSON_TYPE.test(type.trim())) {
-    return refuse(
-      415,
-      'unsupported_media_type',
-      type === null
-        ? "the request has no Content-Type; send the body as JSON with Content-Type: application/json (curl: -H 'Content-Type: application/json')"
-        : `Content-Type must be application/json, got ${JSON.stringify(type.slice(0, 100))} (curl: add -H 'Content-Type: application/json')`,
-    )
-  }
+  const notJson = jsonTypeRefusal(type)
+  if (notJson !== undefined) return notJson
   let bytes: Uint8Array | 'too_large' | 'too_slow'
   try {
     bytes = await readBody(req, limits)
   } catch {
     // The client went away mid-body (nobody waits for the answer; 499 is how it is counted), or sent framing
     // the runtime could not read.
-    return req.signal.aborted
-      ? refuse(499, 'client_closed_request', 'the client closed the request while sending its body')
-      : refuse(400, 'invalid_body', 'the request body could not be read to its end')
+    return unreadable(req.signal.aborted)
   }
   if (bytes === 'too_large') {
     return refuse(
@@ -80,13 +74,42 @@ export async function readJson(req: Request, limits: BodyLimits): Promise<Parsed
       `the request body is larger than ${String(limits.maxBytes)} bytes (ark dev --max-body-bytes, ARK_MAX_BODY_BYTES)`,
     )
   }
-  if (bytes === 'too_slow') {
+  if (bytes === 'too_slow') return tooSlow(limits)
+  return parseJson(bytes)
+}
+
+/** The refusal of a Content-Type that is not JSON (or of none); undefined for JSON. */
+export function jsonTypeRefusal(type: string | null | undefined): Parsed | undefined {
+  if (type === null || type === undefined || !JSON_TYPE.test(type.trim())) {
     return refuse(
-      408,
-      'request_timeout',
-      `the request body did not arrive within ${String(limits.timeoutMs / 1000)} s (ark dev --body-timeout, ARK_BODY_TIMEOUT)`,
+      415,
+      'unsupported_media_type',
+      type === null || type === undefined
+        ? "the request has no Content-Type; send the body as JSON with Content-Type: application/json (curl: -H 'Content-Type: application/json')"
+        : `Content-Type must be application/json, got ${JSON.stringify(type.slice(0, 100))} (curl: add -H 'Content-Type: application/json')`,
     )
   }
+  return undefined
+}
+
+/** The refusal of a body that could not be read to its end: the client went away, or its framing broke. */
+export function unreadable(clientGone: boolean): Parsed {
+  return clientGone
+    ? refuse(499, 'client_closed_request', 'the client closed the request while sending its body')
+    : refuse(400, 'invalid_body', 'the request body could not be read to its end')
+}
+
+/** The refusal of a body that did not arrive within the time bound. */
+export function tooSlow(limits: BodyLimits): Parsed {
+  return refuse(
+    408,
+    'request_timeout',
+    `the request body did not arrive within ${String(limits.timeoutMs / 1000)} s (ark dev --body-timeout, ARK_BODY_TIMEOUT)`,
+  )
+}
+
+/** A whole body's bytes as JSON: UTF-8, not empty, parsed; or the refusal that says which of those it is not. */
+export function parseJson(bytes: Uint8Array): Parsed {
   let text: string
   try {
     text = utf8.decode(bytes)

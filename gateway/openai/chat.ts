@@ -5,10 +5,8 @@
  * stream of chunks. A client that goes away, or stops reading its stream, cancels its run.
  */
 import type { Context } from 'hono'
-import type { ResourceOf } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
 import type { Admission, Checked, Refusal, Run } from '../admission.ts'
-import { notAllowedMessage } from '../auth/scope.ts'
 import type { Principal } from '../auth/scope.ts'
 import { failureOf } from '../admission.ts'
 import type { BodyVariables } from '../http/body.ts'
@@ -26,7 +24,7 @@ import { cutStreamEvent, errorBody, errorResponse, renderRefusal, streamFailure 
 import { checkChatRequest } from './request.ts'
 import type { ChatRequest } from './request.ts'
 import { followClient } from '../http/client-gone.ts'
-import { directCompletion } from './direct.ts'
+import { directModel, directModelOf, plainResponse } from './direct.ts'
 
 export interface ChatDeps {
   readonly catalog: Catalog
@@ -57,33 +55,17 @@ export interface GatewayEnv {
 export async function chatCompletions(c: Context<GatewayEnv>, deps: ChatDeps): Promise<Response> {
   const body = c.get('body')
   // A direct model call is checked only as far as its upstream needs: route it before the agent checks.
-  const named = typeof body === 'object' && body !== null ? (body as { model?: unknown }).model : undefined
-  if (typeof named === 'string') {
-    const direct = deps.catalog.resolveTarget(named)
-    if (direct?.kind === 'Model') {
-      const who = c.get('principal')
-      if (who !== undefined && !who.allowsTarget('Model', direct.resource.ref)) {
-        return errorResponse(
-          403,
-          notAllowedMessage(who, deps.catalog.targetId('Model', direct.resource.ref)),
-          { param: 'model', code: 'target_not_allowed', retry: false },
-        )
-      }
-      const ref = direct.resource.ref
-      const pending = deps.admission.admitDirect(who, ref.namespace, deps.catalog.targetId('Model', ref))
-      const slot = pending instanceof Promise ? await pending : pending
-      if ('refusal' in slot) return renderRefusal(slot.refusal)
-      try {
-        return await directCompletion(
-          c,
-          deps,
-          body as Record<string, unknown>,
-          direct.resource as ResourceOf<'Model'>,
-        )
-      } finally {
-        slot.release()
-      }
-    }
+  const model = directModelOf(deps.catalog, body)
+  if (model !== undefined) {
+    const { target, answer } = await directModel(
+      deps,
+      body as Record<string, unknown>,
+      model,
+      c.get('principal'),
+      { signal: c.req.raw.signal, drop: c.env?.drop },
+    )
+    if (target !== undefined) c.set('target', target)
+    return 'plain' in answer ? plainResponse(answer.plain) : answer.response
   }
   const checked = checkChat(c, deps.admission)
   if (checked instanceof Response) return checked

@@ -11,13 +11,15 @@
  * streamed, error events included), the headers passed on, and ark's own error messages all go through the
  * provider's redactor; mapped answers and errors come out of the provider redacted already.
  */
-import type { Context } from 'hono'
 import type { ResourceOf } from '../../controller/api/index.ts'
+import type { Catalog } from '../../controller/store/index.ts'
+import { notAllowedMessage } from '../auth/scope.ts'
+import type { Principal } from '../auth/scope.ts'
 import type { Provider } from '../runtime/provider.ts'
 import { ProviderError } from '../runtime/provider.ts'
 import { PrepareError } from '../runtime/prepare.ts'
 import { Redactor } from '../runtime/redactor.ts'
-import type { ChatDeps, GatewayEnv } from './chat.ts'
+import type { ChatDeps } from './chat.ts'
 import { ChunkEncoder, completionBody, newIdentity, streamHeaders } from './completion.ts'
 import type { CompletionIdentity } from './completion.ts'
 import { cutStreamEvent, errorBody, errorEvent, errorResponse, renderRefusal } from './errors.ts'
@@ -35,27 +37,90 @@ import type { DirectRequest } from './request.ts'
  */
 const MAX_ANSWER_BYTES = 16 * 1024 * 1024
 
-export async function directCompletion(
-  c: Context<GatewayEnv>,
+/**
+ * A non-streamed answer passed on as it came: status, headers and bytes. The app makes a Response of it; the
+ * Node lane (node-lane.ts) writes it to the socket as is.
+ */
+export interface PlainAnswer {
+  readonly status: number
+  readonly headers: Readonly<Record<string, string>>
+  /** null: no body at all (a 204 or 304 may not have one, not even an empty one). */
+  readonly bytes: Uint8Array | null
+}
+
+/** What a direct call answers: bytes passed on, or a Response ark made (refusals, mapped answers, streams). */
+export type DirectAnswer = { readonly plain: PlainAnswer } | { readonly response: Response }
+
+/** The connection a direct call is answered on. */
+export interface DirectConnection {
+  /** Aborted when the client goes away. */
+  readonly signal: AbortSignal
+  /** Closes the connection now (a stalled stream); absent where the runtime cannot. */
+  readonly drop?: (() => void) | undefined
+}
+
+/** The Model a chat body names as `model/<name>` (or any spelling of it), if it names one. */
+export function directModelOf(catalog: Catalog, body: unknown): ResourceOf<'Model'> | undefined {
+  const named = typeof body === 'object' && body !== null ? (body as { model?: unknown }).model : undefined
+  if (typeof named !== 'string') return undefined
+  const target = catalog.resolveTarget(named)
+  return target?.kind === 'Model' ? (target.resource as ResourceOf<'Model'>) : undefined
+}
+
+/**
+ * A chat body that names a Model, answered: the caller's scope, admission (quotas, in-flight bounds), then
+ * the call. `target` is the metrics label, once the Model is known to the caller.
+ */
+export async function directModel(
   deps: ChatDeps,
   body: Record<string, unknown>,
   model: ResourceOf<'Model'>,
-): Promise<Response> {
+  who: Principal | undefined,
+  connection: DirectConnection,
+): Promise<{ readonly target: string | undefined; readonly answer: DirectAnswer }> {
   const id = deps.catalog.targetId('Model', model.ref)
-  c.set('target', id)
+  if (who !== undefined && !who.allowsTarget('Model', model.ref)) {
+    const response = errorResponse(403, notAllowedMessage(who, id), {
+      param: 'model',
+      code: 'target_not_allowed',
+      retry: false,
+    })
+    return { target: undefined, answer: { response } }
+  }
+  const pending = deps.admission.admitDirect(who, model.ref.namespace, id)
+  const slot = pending instanceof Promise ? await pending : pending
+  if ('refusal' in slot) return { target: undefined, answer: { response: renderRefusal(slot.refusal) } }
+  try {
+    return { target: id, answer: await directCompletion(deps, body, model, id, connection) }
+  } finally {
+    slot.release()
+  }
+}
 
+async function directCompletion(
+  deps: ChatDeps,
+  body: Record<string, unknown>,
+  model: ResourceOf<'Model'>,
+  id: string,
+  connection: DirectConnection,
+): Promise<DirectAnswer> {
   const notAvailable = unavailable(deps.catalog, model.key, id)
   // A Model that is not reachable now may be soon (a probe, a rate limit): the SDKs may retry, unlike an
   // agent that is misconfigured.
-  if (notAvailable !== undefined) return renderRefusal({ ...notAvailable, retry: true })
+  if (notAvailable !== undefined) return { response: renderRefusal({ ...notAvailable, retry: true }) }
   let provider: Provider
   try {
     provider = deps.runtime.modelProvider(model)
   } catch (err) {
     if (!(err instanceof PrepareError)) throw err
-    return errorResponse(503, `${id} cannot serve: ${err.message}`, { code: 'ModelNotReady', retry: false })
+    return {
+      response: errorResponse(503, `${id} cannot serve: ${err.message}`, {
+        code: 'ModelNotReady',
+        retry: false,
+      }),
+    }
   }
-  const signal = c.req.raw.signal
+  const { signal, drop } = connection
   const started = performance.now()
   const done = (error: boolean) => {
     deps.metrics.modelCall(provider.provider, provider.model, error, (performance.now() - started) / 1000)
@@ -63,13 +128,13 @@ export async function directCompletion(
 
   if (provider.forward !== undefined && provider.standIn === undefined) {
     const checked = checkForwardedRequest(body)
-    if (!checked.ok) return errorResponse(400, checked.message, { param: checked.param })
+    if (!checked.ok) return { response: errorResponse(400, checked.message, { param: checked.param }) }
     let upstream: Response
     try {
       upstream = await provider.forward(body, signal)
     } catch (err) {
       done(true)
-      return upstreamFailure(id, provider, err)
+      return { response: upstreamFailure(id, provider, err) }
     }
     done(false)
     const redactor = provider.redactor ?? Redactor.none
@@ -86,35 +151,43 @@ export async function directCompletion(
       try {
         whole = await readAnswer(upstream)
       } catch (err) {
-        return upstreamFailure(id, provider, err)
+        return { response: upstreamFailure(id, provider, err) }
       }
       if (whole === 'too_large') {
-        return errorResponse(
-          502,
-          `${id} (${provider.provider}): the upstream's answer is larger than ${String(MAX_ANSWER_BYTES)} bytes; ask for fewer tokens or stream it`,
-          { code: 'bad_upstream_response', retry: false },
-        )
+        return {
+          response: errorResponse(
+            502,
+            `${id} (${provider.provider}): the upstream's answer is larger than ${String(MAX_ANSWER_BYTES)} bytes; ask for fewer tokens or stream it`,
+            { code: 'bad_upstream_response', retry: false },
+          ),
+        }
       }
-      // Empty as no body: a 204 or 304 may not have one, not even an empty one.
       const bytes = redactor.bytes(whole)
-      return new Response(bytes.byteLength === 0 ? null : bytes, { status: upstream.status, headers })
+      return { plain: { status: upstream.status, headers, bytes: bytes.byteLength === 0 ? null : bytes } }
     }
-    if (upstream.body === null) return new Response(null, { status: upstream.status, headers })
+    if (upstream.body === null) return { plain: { status: upstream.status, headers, bytes: null } }
     headers['cache-control'] = 'no-cache'
     headers['x-accel-buffering'] = 'no'
     // Pulled at the client's pace, bounded and timed like every stream ark writes (a stalled client is cut
     // and the upstream request closed).
-    const out = new ResponseStream(deps.stream, cutStreamEvent, c.env?.drop)
+    const out = new ResponseStream(deps.stream, cutStreamEvent, drop)
     void out.pipeFrom(guardEvents(upstream.body, (why) => streamError(id, why), redactor))
-    return new Response(out.body, { status: upstream.status, headers })
+    return { response: new Response(out.body, { status: upstream.status, headers }) }
   }
 
   const checked = checkMappedRequest(body)
-  if (!checked.ok) return errorResponse(400, checked.message, { param: checked.param })
+  if (!checked.ok) return { response: errorResponse(400, checked.message, { param: checked.param }) }
   const who = newIdentity(provider.model)
-  return checked.value.stream
-    ? mappedStream(id, provider, checked.value, who, signal, done, deps.stream, c.env?.drop)
-    : mappedOnce(id, provider, checked.value, who, signal, done)
+  return {
+    response: checked.value.stream
+      ? mappedStream(id, provider, checked.value, who, signal, done, deps.stream, drop)
+      : await mappedOnce(id, provider, checked.value, who, signal, done),
+  }
+}
+
+/** A PlainAnswer as a Response, for the app. */
+export function plainResponse(plain: PlainAnswer): Response {
+  return new Response(plain.bytes, { status: plain.status, headers: plain.headers })
 }
 
 /**

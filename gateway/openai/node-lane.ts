@@ -1,0 +1,185 @@
+/**
+ * The Node lane: `POST /v1/chat/completions` naming a Model (`model/<name>`), not streamed, answered on
+ * node:http directly instead of through @hono/node-server and the app.
+ *
+ * Why: a passthrough call is a second hop, and what a Node proxy costs beyond the least it can do is what
+ * bench/ passthrough measures against a bare node:http proxy. Built as Web Request and Response objects and
+ * run through Hono's middleware, the same call cost about 1.6 times the bare proxy's CPU; the adapter and
+ * Hono alone, with no logic at all, already 1.3 times. The lane keeps the call's work (the caller's key and
+ * scope, admission, the upstream call, redaction, metrics) and drops the objects.
+ *
+ * The lane answers only what it would answer exactly as the app does, with the app's own functions
+ * (direct.ts for the call, http/body.ts's rules for the body, the key check and the request record of
+ * app.ts). Everything else goes on to the app, `next()`: other paths, streams, agents and teams, browsers
+ * when CORS is on, requests without a Content-Length, any key it cannot check synchronously and any
+ * refusal of the request itself (a wrong key, a wrong Host, a Content-Type that is not JSON, a body that
+ * does not parse). A body already read goes on with it, parsed, so that the app reads it only once.
+ * Tracing on, there is no lane: every request gets its server span.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Authentication } from '../http/authenticate.ts'
+import type { BodyLimits, Parsed } from '../http/body.ts'
+import { jsonTypeRefusal, parseJson, tooSlow, unreadable } from '../http/body.ts'
+import type { AllowedHosts } from '../http/guards.ts'
+import { hostAllowed } from '../http/guards.ts'
+import type { Logger } from '../log.ts'
+import type { RequestRecord } from '../http/request-record.ts'
+import type { ChatDeps } from './chat.ts'
+import type { PlainAnswer } from './direct.ts'
+import { directModel, directModelOf } from './direct.ts'
+import { errorResponse, renderRefusal } from './errors.ts'
+
+/** The one path the lane serves, exactly (with a query, a request is the app's). */
+const LANE_PATH = '/v1/chat/completions'
+
+/** What the lane needs of the app: the same parts the app's routes are built from. */
+export interface LaneDeps {
+  readonly chat: ChatDeps
+  readonly allowedHosts: AllowedHosts
+  /** CORS is on: requests from browsers (with an Origin) are the app's. */
+  readonly cors: boolean
+  /** API keys are required: only keys checked synchronously are the lane's. */
+  readonly auth: Authentication | undefined
+  readonly body: BodyLimits
+  /** The metrics and access-log line of a request, as the app records its own. */
+  readonly record: (request: RequestRecord) => void
+  readonly log: Logger
+}
+
+/** Hands the request to the app; with the body when the lane has read it. */
+export type LaneNext = (body?: { readonly bytes: Buffer; readonly parsed: Parsed }) => void
+
+export type NodeLane = (req: IncomingMessage, res: ServerResponse, next: LaneNext) => void
+
+export function nodeLane(deps: LaneDeps): NodeLane {
+  return (req, res, next) => {
+    const headers = req.headers
+    const length = headers['content-length']
+    if (
+      req.url !== LANE_PATH ||
+      req.method !== 'POST' ||
+      (deps.cors && headers.origin !== undefined) ||
+      !hostAllowed(headers.host, deps.allowedHosts) ||
+      jsonTypeRefusal(headers['content-type']) !== undefined ||
+      length === undefined ||
+      !/^\d{1,12}$/.test(length) ||
+      Number(length) > deps.body.maxBytes
+    ) {
+      next()
+      return
+    }
+    const who = deps.auth?.keyFor(headers.authorization, 'openai')
+    if (deps.auth !== undefined && who === undefined) {
+      next()
+      return
+    }
+    const started = performance.now()
+    readWhole(req, deps.body.timeoutMs, (read) => {
+      if (read === 'too_slow' || read === 'failed') {
+        const refused = read === 'too_slow' ? tooSlow(deps.body) : unreadable(res.destroyed)
+        if (who !== undefined) deps.auth?.admitted(who)
+        const refusal = 'refusal' in refused ? refused.refusal : undefined
+        if (refusal !== undefined) {
+          void answer(deps, req, res, started, who, undefined, { response: renderRefusal(refusal) })
+        }
+        return
+      }
+      const parsed = parseJson(read)
+      const body = 'value' in parsed ? parsed.value : undefined
+      const model = directModelOf(deps.chat.catalog, body)
+      const stream = (body as { stream?: unknown } | undefined)?.stream
+      if (model === undefined || (stream !== undefined && stream !== false)) {
+        next({ bytes: read, parsed })
+        return
+      }
+      if (who !== undefined) deps.auth?.admitted(who)
+      const gone = new AbortController()
+      res.once('close', () => {
+        if (!res.writableFinished) gone.abort(new DOMException('the client closed the request', 'AbortError'))
+      })
+      directModel(deps.chat, body as Record<string, unknown>, model, who, { signal: gone.signal }).then(
+        ({ target, answer: a }) => answer(deps, req, res, started, who, target, a),
+        (err: unknown) => {
+          deps.log.error('request failed', {
+            method: 'POST',
+            path: LANE_PATH,
+            error: err instanceof Error ? err.message : String(err),
+          })
+          const response = errorResponse(500, 'the gateway failed to handle the request; see its log', {
+            code: 'internal_error',
+          })
+          return answer(deps, req, res, started, who, undefined, { response })
+        },
+      )
+    })
+  }
+}
+
+/** Writes the answer and records the request, as the app's middleware records its own. */
+async function answer(
+  deps: LaneDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  started: number,
+  who: RequestRecord['principal'],
+  target: string | undefined,
+  a: { readonly plain: PlainAnswer } | { readonly response: Response },
+): Promise<void> {
+  const plain = 'plain' in a ? a.plain : await plainOf(a.response)
+  const gone = res.destroyed
+  if (!gone) {
+    res.writeHead(
+      plain.status,
+      plain.bytes === null ? plain.headers : { ...plain.headers, 'content-length': plain.bytes.byteLength },
+    )
+    res.end(plain.bytes ?? undefined)
+  }
+  deps.record({
+    method: 'POST',
+    path: LANE_PATH,
+    route: LANE_PATH,
+    // A client that went away got nothing: 499, as the app counts it.
+    status: gone ? 499 : plain.status,
+    seconds: (performance.now() - started) / 1000,
+    target: target ?? '',
+    principal: who,
+  })
+}
+
+/**
+ * A Response ark made (a refusal, an error, a mapped answer), as bytes: the lane never takes a stream, so
+ * every Response it writes is small and whole.
+ */
+async function plainOf(response: Response): Promise<PlainAnswer> {
+  const headers: Record<string, string> = {}
+  response.headers.forEach((value, name) => {
+    headers[name] = value
+  })
+  const bytes = response.body === null ? null : new Uint8Array(await response.arrayBuffer())
+  return { status: response.status, headers, bytes }
+}
+
+/**
+ * The body whole, as the HTTP parser holds it to its Content-Length; `too_slow` past the body time bound
+ * (counted from here, as the app counts from its handler's start), `failed` when the client goes away or
+ * its framing breaks.
+ */
+function readWhole(
+  req: IncomingMessage,
+  timeoutMs: number,
+  done: (read: Buffer | 'too_slow' | 'failed') => void,
+): void {
+  const chunks: Buffer[] = []
+  let finished = false
+  const finish = (read: Buffer | 'too_slow' | 'failed') => {
+    if (finished) return
+    finished = true
+    clearTimeout(timer)
+    done(read)
+  }
+  const timer = setTimeout(() => finish('too_slow'), timeoutMs)
+  req.on('data', (chunk: Buffer) => chunks.push(chunk))
+  req.once('end', () => finish(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)))
+  req.once('error', () => finish('failed'))
+  req.once('close', () => finish('failed'))
+}
