@@ -17,6 +17,7 @@
  * Tracing on, there is no lane: every request gets its server span.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { ResourceOf } from '../../controller/api/index.ts'
 import type { Authentication } from '../http/authenticate.ts'
 import type { BodyLimits, Parsed } from '../http/body.ts'
 import { jsonTypeRefusal, parseJson, tooSlow, unreadable } from '../http/body.ts'
@@ -24,6 +25,7 @@ import type { AllowedHosts } from '../http/guards.ts'
 import { hostAllowed } from '../http/guards.ts'
 import type { Logger } from '../log.ts'
 import type { RequestRecord } from '../http/request-record.ts'
+import type { Principal } from '../auth/scope.ts'
 import type { ChatDeps } from './chat.ts'
 import type { PlainAnswer } from './direct.ts'
 import { directModel, directModelOf } from './direct.ts'
@@ -75,64 +77,91 @@ export function nodeLane(deps: LaneDeps): NodeLane {
     }
     const started = performance.now()
     readWhole(req, deps.body.timeoutMs, (read) => {
-      if (read === 'too_slow' || read === 'failed') {
-        const refused = read === 'too_slow' ? tooSlow(deps.body) : unreadable(res.destroyed)
-        if (who !== undefined) deps.auth?.admitted(who)
-        const refusal = 'refusal' in refused ? refused.refusal : undefined
-        if (refusal !== undefined) {
-          void answer(deps, req, res, started, who, undefined, { response: renderRefusal(refusal) })
+      if (Buffer.isBuffer(read)) {
+        const parsed = parseJson(read)
+        const body = 'value' in parsed ? parsed.value : undefined
+        const model = directModelOf(deps.chat.catalog, body)
+        const stream = (body as { stream?: unknown } | undefined)?.stream
+        if (model === undefined || (stream !== undefined && stream !== false)) {
+          next({ bytes: read, parsed })
+          return
         }
-        return
-      }
-      const parsed = parseJson(read)
-      const body = 'value' in parsed ? parsed.value : undefined
-      const model = directModelOf(deps.chat.catalog, body)
-      const stream = (body as { stream?: unknown } | undefined)?.stream
-      if (model === undefined || (stream !== undefined && stream !== false)) {
-        next({ bytes: read, parsed })
+        if (who !== undefined) deps.auth?.admitted(who)
+        void settle(deps, res, started, who, () =>
+          call(res, deps, body as Record<string, unknown>, model, who),
+        )
         return
       }
       if (who !== undefined) deps.auth?.admitted(who)
-      const gone = new AbortController()
-      res.once('close', () => {
-        if (!res.writableFinished) gone.abort(new DOMException('the client closed the request', 'AbortError'))
-      })
-      directModel(deps.chat, body as Record<string, unknown>, model, who, { signal: gone.signal }).then(
-        ({ target, answer: a }) => answer(deps, req, res, started, who, target, a),
-        (err: unknown) => {
-          deps.log.error('request failed', {
-            method: 'POST',
-            path: LANE_PATH,
-            error: err instanceof Error ? err.message : String(err),
-          })
-          const response = errorResponse(500, 'the gateway failed to handle the request; see its log', {
-            code: 'internal_error',
-          })
-          return answer(deps, req, res, started, who, undefined, { response })
-        },
-      )
+      const refused = read === 'too_slow' ? tooSlow(deps.body) : unreadable(res.destroyed)
+      if ('refusal' in refused) {
+        const response = renderRefusal(refused.refusal)
+        void settle(deps, res, started, who, () =>
+          Promise.resolve({ target: undefined, answer: { response } }),
+        )
+      }
     })
   }
 }
 
-/** Writes the answer and records the request, as the app's middleware records its own. */
-async function answer(
+/** The call, cancelled when the client goes away. */
+function call(
+  res: ServerResponse,
   deps: LaneDeps,
-  req: IncomingMessage,
+  body: Record<string, unknown>,
+  model: ResourceOf<'Model'>,
+  who: Principal | undefined,
+): ReturnType<typeof directModel> {
+  const gone = new AbortController()
+  res.once('close', () => {
+    if (!res.writableFinished) gone.abort(new DOMException('the client closed the request', 'AbortError'))
+  })
+  return directModel(deps.chat, body, model, who, { signal: gone.signal })
+}
+
+/**
+ * Writes what `work` answers and records the request, as the app's middleware records its own. What fails
+ * on the way is answered as the app's onError answers it: logged, and a 500 that says where to look.
+ */
+async function settle(
+  deps: LaneDeps,
   res: ServerResponse,
   started: number,
-  who: RequestRecord['principal'],
-  target: string | undefined,
-  a: { readonly plain: PlainAnswer } | { readonly response: Response },
+  who: Principal | undefined,
+  work: () => ReturnType<typeof directModel>,
 ): Promise<void> {
-  const plain = 'plain' in a ? a.plain : await plainOf(a.response)
+  let target: string | undefined
+  let plain: PlainAnswer
+  try {
+    const done = await work()
+    target = done.target
+    plain = 'plain' in done.answer ? done.answer.plain : await plainOf(done.answer.response)
+  } catch (err) {
+    deps.log.error('request failed', {
+      method: 'POST',
+      path: LANE_PATH,
+      error: err instanceof Error ? err.message : String(err),
+    })
+    plain = await plainOf(
+      errorResponse(500, 'the gateway failed to handle the request; see its log', { code: 'internal_error' }),
+    )
+  }
   const gone = res.destroyed
   if (!gone) {
-    res.writeHead(
-      plain.status,
-      plain.bytes === null ? plain.headers : { ...plain.headers, 'content-length': plain.bytes.byteLength },
-    )
-    res.end(plain.bytes ?? undefined)
+    try {
+      res.writeHead(
+        plain.status,
+        plain.bytes === null ? plain.headers : { ...plain.headers, 'content-length': plain.bytes.byteLength },
+      )
+      res.end(plain.bytes ?? undefined)
+    } catch (err) {
+      // Node refused a header (a value it will not send): the client gets a cut connection, not a hang.
+      deps.log.error('response failed', {
+        path: LANE_PATH,
+        error: err instanceof Error ? err.message : String(err),
+      })
+      res.destroy()
+    }
   }
   deps.record({
     method: 'POST',
