@@ -4,8 +4,12 @@
  *
  * One SDK client per Model, reused for every call, so connections stay warm. Retries (408/409/429/5xx and
  * connection errors, exponential backoff, retry-after and retry-after-ms honoured) and the per-attempt timeout
- * are the SDK's own; the task's signal reaches every request, so a cancelled or timed-out task aborts the
+ * are the SDK's policy; the task's signal reaches every request, so a cancelled or timed-out task aborts the
  * upstream call.
+ *
+ * Messages, streamed or not, go out without the SDK's per-call work (wire.ts: the URL and headers the SDK
+ * works out once, the same retry policy), and a stream's events are read with sse.ts. The SDK serves the
+ * probes, and its error classes are still what failures are mapped from.
  *
  * The conversation is OpenAI-shaped; the Messages API differs in ways this file bridges: the system prompt is
  * a parameter, tool results are blocks of a user message, roles must alternate, `max_tokens` is required, and
@@ -42,6 +46,8 @@ import { textOf } from '../messages.ts'
 import type { Completion, CompletionRequest, FinishReason, Provider, ProviderConfig } from '../provider.ts'
 import { ProviderError, abortReason, propertyValues, redact, redactorOf } from '../provider.ts'
 import type { Redactor } from '../redactor.ts'
+import { sseObjects } from './sse.ts'
+import { poster, wireOf } from './wire.ts'
 
 const ANTHROPIC_BASE_URL = 'https://api.anthropic.com'
 /** Anthropic refuses a request without max_tokens; this is what a Model that names none gets. */
@@ -99,6 +105,16 @@ export function createAnthropicProvider(config: ProviderConfig): Provider {
     logLevel: 'off',
   })
   const defaults = samplingOf(propertyValues(config.properties), false)
+  const post = poster({
+    send: config.fetch ?? fetch,
+    wire: async () => wireOf(await client.buildRequest({ method: 'post', path: '/v1/messages', body: {} })),
+    timeoutMs: config.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    maxRetries: config.maxRetries ?? 2,
+    errors: {
+      connection: (cause) => new APIConnectionError({ cause }),
+      status: (status, json, text, headers) => APIError.generate(status, json, text, headers),
+    },
+  })
   const fail = (err: unknown, signal: AbortSignal): ProviderError => {
     if (signal.aborted) throw abortReason(signal)
     return providerError(err, secrets, config)
@@ -119,12 +135,12 @@ export function createAnthropicProvider(config: ProviderConfig): Provider {
       const { signal, onDelta } = request
       try {
         if (onDelta === undefined) {
-          const message = await client.messages.create({ ...params, stream: false }, { signal })
-          return completionOf(message, answer, config.model)
+          const res = await post({ ...params, stream: false }, signal)
+          return completionOf((await res.json()) as Message, answer, config.model)
         }
-        const stream = await client.messages.create({ ...params, stream: true }, { signal })
+        const res = await post({ ...params, stream: true }, signal)
         const completion = await collect(
-          stream,
+          eventsOf(res, signal),
           answer === undefined ? onDelta : undefined,
           config.model,
           answer,
@@ -475,6 +491,21 @@ async function collect(
     }
   }
   return assemble(parts, stop, usageOf(input, cacheCreation, cacheRead, output), answer)
+}
+
+/**
+ * The events of a streamed answer. An `error` event (overloaded_error, ...) becomes the SDK's APIError with
+ * the upstream's type, as the SDK's own stream raises it; pings and events this does not know pass, and
+ * `collect` skips them.
+ */
+async function* eventsOf(res: Response, signal: AbortSignal): AsyncGenerator<RawMessageStreamEvent> {
+  // Plain errors (sse.ts): providerError words them as an answer that could not be read, through the redactor.
+  for await (const event of sseObjects(res, signal)) {
+    // The SDK's error takes the upstream's type from the event's `error.type`.
+    if ((event as { type?: unknown }).type === 'error')
+      throw new APIError(undefined, event, undefined, res.headers)
+    yield event as RawMessageStreamEvent
+  }
 }
 
 function assemble(

@@ -7,26 +7,19 @@
  * the task's signal reaches every request, so a cancelled or timed-out task aborts the upstream call.
  *
  * Chat completions (`forward` for model/<name>, and the agents' calls, streamed or not) are the exception:
- * they send the body themselves, to the URL and with the headers the SDK works out once, under the same
- * retry policy (retry.ts), and read a stream's events with sse.ts. On those paths the SDK's per-call work
- * was most of ark's CPU (bench/ passthrough and agent). The SDK still builds that URL and those headers,
- * and serves the probes.
+ * they go out through wire.ts, to the URL and with the headers the SDK works out once, under the same retry
+ * policy, and a stream's events are read with sse.ts. On those paths the SDK's per-call work was most of
+ * ark's CPU (bench/ passthrough and agent). The SDK still builds that URL and those headers, and serves the
+ * probes.
  */
 import OpenAI, { AzureOpenAI } from 'openai'
 import type { ChatCompletion, ChatCompletionChunk } from 'openai/resources/chat/completions'
 import type { AssistantMessage, ToolCall, Usage } from '../messages.ts'
 import type { Completion, FinishReason, Provider, ProviderConfig } from '../provider.ts'
-import {
-  PROVIDER_DEFAULTS,
-  ProviderError,
-  abortReason,
-  propertyValues,
-  redact,
-  redactorOf,
-} from '../provider.ts'
+import { ProviderError, abortReason, propertyValues, redact, redactorOf } from '../provider.ts'
 import type { Redactor } from '../redactor.ts'
-import { fetchWithRetries } from './retry.ts'
-import { sseData } from './sse.ts'
+import { sseObjects } from './sse.ts'
+import { poster, wireOf } from './wire.ts'
 
 const OPENAI_BASE_URL = 'https://api.openai.com/v1'
 const AZURE_API_VERSION = '2024-10-21'
@@ -40,47 +33,23 @@ export function createOpenAIProvider(config: ProviderConfig): Provider {
   const maxTokensField =
     config.provider === 'azure' || config.baseUrl === undefined ? 'max_completion_tokens' : 'max_tokens'
   const fail = (err: unknown, signal: AbortSignal) => providerError(err, signal, secrets, config.timeoutMs)
-  const send = config.fetch ?? fetch
-  let wire: Promise<Wire> | undefined
-
-  /**
-   * POST /chat/completions without the SDK's per-call work: the body as given, to the URL and with the
-   * headers the SDK works out once, under the SDKs' retry policy. The response when it is 2xx; otherwise
-   * throws the SDK's own error for the status (a fetch TypeError becomes its connection error), so that
-   * `fail` maps both paths alike.
-   */
-  const post = async (params: Readonly<Record<string, unknown>>, signal: AbortSignal): Promise<Response> => {
-    const payload = JSON.stringify(params)
-    wire ??= wireOf(client, config.model).catch((err: unknown) => {
-      wire = undefined
-      throw err
-    })
-    const { url, headers } = await wire
-    let res: Response
-    try {
-      res = await fetchWithRetries(
-        send,
-        url,
-        { method: 'POST', headers, body: payload },
-        {
-          signal,
-          timeoutMs: config.timeoutMs ?? PROVIDER_DEFAULTS.timeoutMs,
-          maxRetries: config.maxRetries ?? PROVIDER_DEFAULTS.maxRetries,
-        },
-      )
-    } catch (err) {
-      throw err instanceof TypeError ? new OpenAI.APIConnectionError({ cause: err }) : err
-    }
-    if (res.ok) return res
-    const text = await res.text()
-    const json = parseJson(text)
-    throw OpenAI.APIError.generate(
-      res.status,
-      json as object | undefined,
-      json === undefined ? text : undefined,
-      res.headers,
-    )
-  }
+  const post = poster({
+    send: config.fetch ?? fetch,
+    wire: async () =>
+      wireOf(
+        await client.buildRequest({
+          method: 'post',
+          path: '/chat/completions',
+          body: { model: config.model },
+        }),
+      ),
+    timeoutMs: config.timeoutMs,
+    maxRetries: config.maxRetries,
+    errors: {
+      connection: (cause) => new OpenAI.APIConnectionError({ cause }),
+      status: (status, json, text, headers) => OpenAI.APIError.generate(status, json, text, headers),
+    },
+  })
 
   return {
     provider: config.provider,
@@ -154,40 +123,6 @@ export function createOpenAIProvider(config: ProviderConfig): Provider {
         throw fail(err, signal)
       }
     },
-  }
-}
-
-interface Wire {
-  readonly url: string
-  readonly headers: Readonly<Record<string, string>>
-}
-
-/** Headers that describe one attempt, not the Model: the transport and the retry loop set their own. */
-const PER_ATTEMPT = new Set([
-  'content-length',
-  'idempotency-key',
-  'x-stainless-retry-count',
-  'x-stainless-timeout',
-])
-
-/**
- * Where a chat completion goes and what it carries (authentication, Azure's deployment path and api-version,
- * the Model's headers), as the SDK itself builds it; asked once per provider, which is per key.
- */
-async function wireOf(client: OpenAI, model: string): Promise<Wire> {
-  const built = await client.buildRequest({ method: 'post', path: '/chat/completions', body: { model } })
-  const headers: Record<string, string> = {}
-  new Headers(built.req.headers).forEach((value, name) => {
-    if (!PER_ATTEMPT.has(name)) headers[name] = value
-  })
-  return { url: built.url, headers }
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown
-  } catch {
-    return undefined
   }
 }
 
@@ -293,17 +228,8 @@ function completionOf(res: ChatCompletion, model: string): Completion {
  * fail mid-stream) becomes the SDK's APIError, as the SDK's own stream reader raises it.
  */
 async function* chunksOf(res: Response, signal: AbortSignal): AsyncGenerator<ChatCompletionChunk> {
-  // Plain errors: providerError words them as an answer that could not be read, through the redactor.
-  if (res.body === null) throw new Error('the stream has no body')
-  for await (const data of sseData(res.body, signal)) {
-    if (data === '[DONE]') return
-    let chunk: unknown
-    try {
-      chunk = JSON.parse(data)
-    } catch {
-      throw new Error('an event of the stream is not JSON')
-    }
-    if (typeof chunk !== 'object' || chunk === null) throw new Error('an event of the stream is not a chunk')
+  // Plain errors (sse.ts): providerError words them as an answer that could not be read, through the redactor.
+  for await (const chunk of sseObjects(res, signal, '[DONE]')) {
     if ('error' in chunk && chunk.error !== undefined && chunk.error !== null)
       throw new OpenAI.APIError(undefined, chunk.error, undefined, res.headers)
     yield chunk as ChatCompletionChunk

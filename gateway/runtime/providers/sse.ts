@@ -64,6 +64,26 @@ export async function* sseData(
   }
 }
 
+/**
+ * Each event's data of a response's stream, as the JSON object it must be; a data of exactly `end` ends the
+ * stream (OpenAI's `[DONE]`). Anything else is an Error that says which rule the stream broke.
+ */
+export async function* sseObjects(res: Response, signal: AbortSignal, end?: string): AsyncGenerator<object> {
+  if (res.body === null) throw new Error('the stream has no body')
+  for await (const data of sseData(res.body, signal)) {
+    if (data === end) return
+    let event: unknown
+    try {
+      event = JSON.parse(data)
+    } catch {
+      throw new Error('an event of the stream is not JSON')
+    }
+    if (typeof event !== 'object' || event === null)
+      throw new Error('an event of the stream is not an object')
+    yield event
+  }
+}
+
 function dataOf(event: string): string | undefined {
   let data: string | undefined
   for (const line of event.split('\n')) {
