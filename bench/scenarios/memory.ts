@@ -123,7 +123,7 @@ async function run(context: RunContext): Promise<ScenarioResult> {
       measures,
       notes: [
         `VmRSS ${String(SETTLE_MS / 1000)} s after each process said it was ready (gateway: serving; worker: taking tasks), median of ${String(RUNS)} starts (ARK_BENCH_RUNS). ${String(AGENTS)} agents in files of 5, half ARK Agents, half ArkAgents, on the mock model; a real redis-server.`,
-        'Where the memory goes (2026-12-08, heap snapshots of the gateway with 0 and 1,000 agents): the live JS heap grows by about 4 MiB for 1,000 agents; the rest of the growth is V8 heap space kept after loading them. The floor of the gateway itself is mostly its modules: hono, prom-client, typebox, yaml and @a2a-js/sdk (with jose) about 45 MiB over bare node, the MCP SDK (with zod) about 17, ioredis about 10.',
+        'Where the memory goes (2026-12-08, heap snapshots of the gateway with 0 and 1,000 agents): the live JS heap grows by about 4 MiB for 1,000 agents; the rest of the growth is V8 heap space kept after loading them. The floor of the gateway itself is mostly its modules: hono, prom-client, typebox, yaml and @a2a-js/sdk (with jose) about 45 MiB over bare node, ioredis about 10. The MCP SDK (with zod) loads with the first MCP session or connection (2026-12-08, two runs: 184 to 143 and 148 MiB for the gateway, 185 to 146 and 153 for the worker).',
       ],
     }
   } finally {

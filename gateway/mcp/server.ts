@@ -21,15 +21,12 @@
  *   names cannot hold `_`, so it cannot clash); a team is always `team__<namespace>__<name>`, whose two
  *   separators no agent's name has.
  */
-import { Server } from '@modelcontextprotocol/sdk/server/index.js'
-import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js'
+import type { Server } from '@modelcontextprotocol/sdk/server/index.js'
+import type * as ServerModule from '@modelcontextprotocol/sdk/server/index.js'
+import type { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js'
+import type * as TransportModule from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js'
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js'
-import {
-  CallToolRequestSchema,
-  ErrorCode,
-  ListToolsRequestSchema,
-  McpError,
-} from '@modelcontextprotocol/sdk/types.js'
+import type * as Types from '@modelcontextprotocol/sdk/types.js'
 import type { ObjectRef, ResourceOf } from '../../controller/api/index.ts'
 import type { Catalog } from '../../controller/store/index.ts'
 import type { Admission, Refusal } from '../admission.ts'
@@ -80,7 +77,49 @@ const SESSION_NOT_FOUND = -32001
 /** Implementation-defined server error (JSON-RPC reserves -32000 to -32099): no room for another session. */
 const SERVER_BUSY = -32000
 
+/** JSON-RPC's codes for a request that is not valid, and for params that are not (the SDK's ErrorCode). */
+const INVALID_REQUEST = -32600
+const INVALID_PARAMS = -32602
+
 type Transport = WebStandardStreamableHTTPServerTransport
+
+/**
+ * The SDK's server parts, loaded with the first session: with the zod schemas of its types they are about
+ * 20 MiB of a process, which a gateway that nobody reaches over MCP never needs.
+ */
+interface Sdk {
+  // eslint-disable-next-line @typescript-eslint/no-deprecated -- see #server
+  readonly Server: typeof ServerModule.Server
+  readonly Transport: typeof TransportModule.WebStandardStreamableHTTPServerTransport
+  readonly McpError: typeof Types.McpError
+  readonly ListToolsRequestSchema: typeof Types.ListToolsRequestSchema
+  readonly CallToolRequestSchema: typeof Types.CallToolRequestSchema
+}
+
+let loadingSdk: Promise<Sdk> | undefined
+
+function loadSdk(): Promise<Sdk> {
+  loadingSdk ??= Promise.all([
+    import('@modelcontextprotocol/sdk/server/index.js'),
+    import('@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js'),
+    import('@modelcontextprotocol/sdk/types.js'),
+  ]).then(
+    ([server, transport, types]) => ({
+      // eslint-disable-next-line @typescript-eslint/no-deprecated -- see #server
+      Server: server.Server,
+      Transport: transport.WebStandardStreamableHTTPServerTransport,
+      McpError: types.McpError,
+      ListToolsRequestSchema: types.ListToolsRequestSchema,
+      CallToolRequestSchema: types.CallToolRequestSchema,
+    }),
+    (err: unknown) => {
+      // A failed load (a broken install) is tried again by the next session.
+      loadingSdk = undefined
+      throw err
+    },
+  )
+  return loadingSdk
+}
 
 /** The MCP endpoints of one gateway: sessions, and a handler per request. */
 export class McpEndpoints {
@@ -128,7 +167,7 @@ export class McpEndpoints {
     if (request.method !== 'POST' || !isInitialize(body)) {
       return jsonRpcError(
         400,
-        ErrorCode.InvalidRequest,
+        INVALID_REQUEST,
         'no Mcp-Session-Id header: the first request of a session is a POST of initialize',
       )
     }
@@ -148,7 +187,7 @@ export class McpEndpoints {
       if (found === undefined) {
         return jsonRpcError(
           404,
-          ErrorCode.InvalidParams,
+          INVALID_PARAMS,
           `there is no ${kind} ${ref.namespace}/${ref.name}; POST /mcp lists every agent and team`,
         )
       }
@@ -171,8 +210,25 @@ export class McpEndpoints {
       lastUsed: Date.now(),
       running: 0,
     }
-    const server = this.#server(scope, session)
-    const transport: Transport = new WebStandardStreamableHTTPServerTransport({
+    this.#opening++
+    try {
+      const sdk = await loadSdk()
+      return await this.#open(sdk, scope, session, request, body)
+    } finally {
+      this.#opening--
+    }
+  }
+
+  /** A new session's server and transport, connected, answering its initialize. */
+  async #open(
+    sdk: Sdk,
+    scope: McpScope,
+    session: Session,
+    request: Request,
+    body: unknown,
+  ): Promise<Response> {
+    const server = this.#server(sdk, scope, session)
+    const transport: Transport = new sdk.Transport({
       sessionIdGenerator: () => crypto.randomUUID(),
       onsessioninitialized: (sessionId) => {
         if (this.#closed) void transport.close()
@@ -186,13 +242,8 @@ export class McpEndpoints {
     transport.onclose = () => {
       if (transport.sessionId !== undefined) this.#sessions.delete(transport.sessionId)
     }
-    this.#opening++
-    try {
-      await server.connect(transport)
-      return await transport.handleRequest(request, { parsedBody: body })
-    } finally {
-      this.#opening--
-    }
+    await server.connect(transport)
+    return transport.handleRequest(request, { parsedBody: body })
   }
 
   /** How many sessions this replica holds (for tests and metrics). */
@@ -220,23 +271,22 @@ export class McpEndpoints {
   // The low-level Server, not McpServer: the tools are the catalog's agents, listed afresh on each
   // tools/list with JSON Schemas, where McpServer wants tools registered up front with zod schemas.
   // eslint-disable-next-line @typescript-eslint/no-deprecated
-  #server(scope: McpScope, session: Session): Server {
-    // eslint-disable-next-line @typescript-eslint/no-deprecated
-    const server = new Server(SERVER_INFO, {
+  #server(sdk: Sdk, scope: McpScope, session: Session): Server {
+    const server = new sdk.Server(SERVER_INFO, {
       capabilities: { tools: { listChanged: false } },
       instructions:
         'Each tool is an agent or a team of agents of ark: send it a message, and it answers after running its own tools and models.',
     })
-    server.setRequestHandler(ListToolsRequestSchema, () => ({
+    server.setRequestHandler(sdk.ListToolsRequestSchema, () => ({
       tools: this.#targets(scope, session.principal).map(toolOf),
     }))
-    server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+    server.setRequestHandler(sdk.CallToolRequestSchema, async (request, extra) => {
       const agent = this.#targets(scope, session.principal, true).find(
         (a) => nameOf(a) === request.params.name,
       )
       if (agent === undefined) {
-        throw new McpError(
-          ErrorCode.InvalidParams,
+        throw new sdk.McpError(
+          INVALID_PARAMS,
           `there is no tool ${JSON.stringify(request.params.name.slice(0, 200))} here; tools/list names the agents this endpoint serves`,
         )
       }

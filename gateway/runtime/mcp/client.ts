@@ -26,17 +26,14 @@
  * - Secrets: header values (and credentials in the url) are redacted from every error, warning, log line and
  *   result, and the url is only ever shown without its query.
  */
-import { Client } from '@modelcontextprotocol/sdk/client/index.js'
-import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import type * as ClientModule from '@modelcontextprotocol/sdk/client/index.js'
+import type * as SseModule from '@modelcontextprotocol/sdk/client/sse.js'
+import type * as StdioModule from '@modelcontextprotocol/sdk/client/stdio.js'
+import type * as HttpModule from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type { FetchLike, Transport } from '@modelcontextprotocol/sdk/shared/transport.js'
-import {
-  ErrorCode,
-  McpError,
-  ResultSchema,
-  ToolListChangedNotificationSchema,
-} from '@modelcontextprotocol/sdk/types.js'
+import type { McpError } from '@modelcontextprotocol/sdk/types.js'
+import type * as Types from '@modelcontextprotocol/sdk/types.js'
 import type { Logger } from '../../log.ts'
 import { silentLogger } from '../../log.ts'
 import { knownSecrets, Redactor } from '../redactor.ts'
@@ -274,6 +271,7 @@ function unref<T>(timer: T): T {
 
 /** One live SDK client and its transport: one connection attempt. */
 interface Session {
+  readonly sdk: Sdk
   readonly gen: number
   readonly client: Client
   readonly transport: Transport
@@ -300,8 +298,62 @@ interface CallRecord {
 const TIMED_OUT = Symbol('timed out')
 const CANCELLED = Symbol('cancelled')
 const TOO_LARGE = Symbol('too large')
-const REQUEST_TIMEOUT: number = ErrorCode.RequestTimeout
-const CONNECTION_CLOSED: number = ErrorCode.ConnectionClosed
+/** The SDK's ErrorCode.RequestTimeout and ErrorCode.ConnectionClosed (its types load with the SDK, below). */
+const REQUEST_TIMEOUT = -32001
+const CONNECTION_CLOSED = -32000
+
+/**
+ * The SDK's parts this client uses, loaded with the first connection: with the zod schemas of its types they
+ * are about 20 MiB of a process (bench/ memory: a worker's RSS, 122 against 102 MiB), which one whose agents
+ * have no MCP server never needs.
+ */
+interface Sdk {
+  readonly Client: typeof ClientModule.Client
+  /** Deprecated in MCP, still served (seed 003). */
+  // eslint-disable-next-line @typescript-eslint/no-deprecated
+  readonly SSEClientTransport: typeof SseModule.SSEClientTransport
+  readonly StdioClientTransport: typeof StdioModule.StdioClientTransport
+  readonly StreamableHTTPClientTransport: typeof HttpModule.StreamableHTTPClientTransport
+  readonly McpError: typeof McpError
+  readonly ResultSchema: typeof Types.ResultSchema
+  readonly ToolListChangedNotificationSchema: typeof Types.ToolListChangedNotificationSchema
+}
+
+let sdk: Sdk | undefined
+let loadingSdk: Promise<Sdk> | undefined
+
+function loadSdk(): Promise<Sdk> {
+  loadingSdk ??= Promise.all([
+    import('@modelcontextprotocol/sdk/client/index.js'),
+    import('@modelcontextprotocol/sdk/client/sse.js'),
+    import('@modelcontextprotocol/sdk/client/stdio.js'),
+    import('@modelcontextprotocol/sdk/client/streamableHttp.js'),
+    import('@modelcontextprotocol/sdk/types.js'),
+  ]).then(
+    ([client, sse, stdio, http, types]) =>
+      (sdk = {
+        Client: client.Client,
+        // eslint-disable-next-line @typescript-eslint/no-deprecated -- deprecated in MCP, still served (seed 003)
+        SSEClientTransport: sse.SSEClientTransport,
+        StdioClientTransport: stdio.StdioClientTransport,
+        StreamableHTTPClientTransport: http.StreamableHTTPClientTransport,
+        McpError: types.McpError,
+        ResultSchema: types.ResultSchema,
+        ToolListChangedNotificationSchema: types.ToolListChangedNotificationSchema,
+      }),
+    (err: unknown) => {
+      // A failed load (a broken install) is tried again by the next connection.
+      loadingSdk = undefined
+      throw err
+    },
+  )
+  return loadingSdk
+}
+
+/** A JSON-RPC error as the SDK raises it; there is none before the SDK is loaded. */
+function isMcpError(err: unknown): err is McpError {
+  return sdk !== undefined && err instanceof sdk.McpError
+}
 
 /**
  * An error the SDK made up itself: a request's timeout (it carries `{ timeout }`) or the connection closing
@@ -309,7 +361,7 @@ const CONNECTION_CLOSED: number = ErrorCode.ConnectionClosed
  * (the SDK's ConnectionClosed) for anything.
  */
 function sdkMade(err: unknown): 'timeout' | 'closed' | undefined {
-  if (!(err instanceof McpError)) return undefined
+  if (!isMcpError(err)) return undefined
   const data: unknown = err.data
   if (err.code === REQUEST_TIMEOUT && typeof data === 'object' && data !== null && 'timeout' in data)
     return 'timeout'
@@ -478,7 +530,12 @@ class Connection {
     let phase = 'connect to'
     let session: Session | undefined
     try {
-      session = this.#open(gen, this.#url)
+      const loaded = await untilAborted(loadSdk(), deadline.signal)
+      if (gen !== this.#gen) {
+        clearTimeout(timer)
+        return
+      }
+      session = this.#open(loaded, gen, this.#url)
       this.#session = session
       await untilAborted(
         session.client.connect(session.transport, { signal: deadline.signal, timeout: this.#timeoutMs }),
@@ -508,8 +565,8 @@ class Connection {
   }
 
   /** A new SDK client and transport, wired to this connection; not yet connected. */
-  #open(gen: number, url: URL | undefined): Session {
-    const client = new Client(
+  #open(sdk: Sdk, gen: number, url: URL | undefined): Session {
+    const client = new sdk.Client(
       { name: this.#settings.clientInfo.name, version: this.#settings.clientInfo.version },
       { capabilities: {} },
     )
@@ -518,12 +575,16 @@ class Connection {
     const transport: Transport =
       this.#endpoint.transport === 'stdio' || url === undefined
         ? // The SDK's default environment (PATH, HOME, USER, ...), never this process's keys and tokens.
-          new StdioClientTransport({ command: command[0] ?? '', args: command.slice(1), stderr: 'ignore' })
+          new sdk.StdioClientTransport({
+            command: command[0] ?? '',
+            args: command.slice(1),
+            stderr: 'ignore',
+          })
         : this.#endpoint.transport === 'sse'
-          ? // eslint-disable-next-line @typescript-eslint/no-deprecated -- deprecated in MCP, still served (seed 003)
-            new SSEClientTransport(url, { fetch: fetchFn })
-          : new StreamableHTTPClientTransport(url, { fetch: fetchFn })
+          ? new sdk.SSEClientTransport(url, { fetch: fetchFn })
+          : new sdk.StreamableHTTPClientTransport(url, { fetch: fetchFn })
     const session: Session = {
+      sdk,
       gen,
       client,
       transport,
@@ -556,7 +617,7 @@ class Connection {
     client.onclose = () => {
       if (session.live && session.gen === this.#gen) this.#lost(session, 'the transport closed')
     }
-    client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
+    client.setNotificationHandler(sdk.ToolListChangedNotificationSchema, () => {
       if (session.gen !== this.#gen) return
       session.dirty = true
       if (session.live) this.#scheduleRefresh(session)
@@ -582,7 +643,7 @@ class Connection {
     for (let page = 0; ; page++) {
       const result = await session.client.request(
         { method: 'tools/list', params: cursor === undefined ? {} : { cursor } },
-        ResultSchema,
+        session.sdk.ResultSchema,
         { signal, timeout: this.#timeoutMs },
       )
       const entries = result.tools
@@ -653,7 +714,7 @@ class Connection {
         (err: unknown) => {
           if (session.gen !== this.#gen) return
           // A JSON-RPC error from the server (a server without ping) still proves it is there.
-          if (err instanceof McpError && sdkMade(err) === undefined) {
+          if (isMcpError(err) && sdkMade(err) === undefined) {
             this.#schedulePing(session)
             return
           }
@@ -735,7 +796,11 @@ class Connection {
   async #dispose(session: Session, polite: boolean): Promise<void> {
     session.live = false
     const transport = session.transport
-    if (polite && transport instanceof StreamableHTTPClientTransport && transport.sessionId !== undefined) {
+    if (
+      polite &&
+      transport instanceof session.sdk.StreamableHTTPClientTransport &&
+      transport.sessionId !== undefined
+    ) {
       let timer: ReturnType<typeof setTimeout> | undefined
       await Promise.race([
         transport.terminateSession().catch(() => {}),
@@ -832,7 +897,7 @@ class Connection {
       try {
         pending = session.client.request(
           { method: 'tools/call', params: { name: tool, arguments: args } },
-          ResultSchema,
+          session.sdk.ResultSchema,
           {
             signal: controller.signal,
             // A backstop only: our own timer fires first, and says which call it was.
@@ -866,7 +931,7 @@ class Connection {
           'error',
         )
       }
-      if (err instanceof McpError) {
+      if (isMcpError(err)) {
         return fail(`the MCP server ${server} returned an error for ${tool}: ${mcpErrorText(err)}`, 'error')
       }
       if (isValidationError(err)) {
