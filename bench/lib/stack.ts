@@ -24,6 +24,14 @@ export function startUpstream(): Promise<ServerProcess> {
   })
 }
 
+/** The fake Anthropic Messages API (test/fakes/anthropic-upstream.ts), the same mock model behind it. */
+export function startAnthropicUpstream(): Promise<ServerProcess> {
+  return startServer('mock anthropic upstream', {
+    args: [root('test/fakes/anthropic-upstream.ts'), '--port', '0'],
+    ready: (line) => /^listening (\S+)/.exec(line)?.[1],
+  })
+}
+
 /** bench/lib/bare-proxy.ts in front of the upstream: the floor of any Node proxy, for passthrough. */
 export function startBareProxy(upstreamUrl: string): Promise<ServerProcess> {
   return startServer('bare proxy', {
@@ -35,9 +43,33 @@ export function startBareProxy(upstreamUrl: string): Promise<ServerProcess> {
 /**
  * Model `upstream` (openai, at the mock upstream), Model `mock` (ark's in-process mock), and one agent on
  * each: `agent/mock-agent` and `agent/openai-agent`; `team/mock-team`, four agents like mock-agent taking
- * their turns in sequence.
+ * their turns in sequence. With `anthropicUrl`, also Model `claude` (anthropic, there) and
+ * `agent/anthropic-agent` on it.
  */
-export function manifests(upstreamUrl: string): string {
+export function manifests(upstreamUrl: string, anthropicUrl?: string): string {
+  const anthropic =
+    anthropicUrl === undefined
+      ? ''
+      : `---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Model
+metadata: { name: claude }
+spec:
+  provider: anthropic
+  model: { value: claude-sonnet-4-5 }
+  pollInterval: 1h
+  config:
+    anthropic:
+      baseUrl: { value: "${anthropicUrl}" }
+      apiKey: { value: sk-ant-bench }
+---
+apiVersion: ark.mckinsey.com/v1alpha1
+kind: Agent
+metadata: { name: anthropic-agent }
+spec:
+  prompt: You answer in one sentence.
+  modelRef: { name: claude }
+`
   return `apiVersion: ark.mckinsey.com/v1alpha1
 kind: Model
 metadata: { name: upstream }
@@ -85,7 +117,7 @@ metadata: { name: mock-team }
 spec:
   strategy: sequential
   members: [${TEAM_MEMBERS.map((name) => `{ name: ${name}, type: agent }`).join(', ')}]
-`
+${anthropic}`
 }
 
 /** The members of `team/mock-team`, in turn order. */
@@ -98,15 +130,16 @@ export interface ArkProcess extends ServerProcess {
 
 /**
  * `ark dev` (or `ark gateway`, with REDIS_URL in `env`) over the bench manifests. The upstream URL may be
- * any when no route calls agent/openai-agent.
+ * any when no route calls agent/openai-agent; with `anthropicUrl`, agent/anthropic-agent calls it.
  */
 export async function startArk(
   upstreamUrl: string,
   env: Readonly<Record<string, string>> = {},
   command: 'dev' | 'gateway' = 'dev',
+  anthropicUrl?: string,
 ): Promise<ArkProcess> {
   const dir = await mkdtemp(join(tmpdir(), 'ark-bench-'))
-  await writeFile(join(dir, 'bench.yaml'), manifests(upstreamUrl))
+  await writeFile(join(dir, 'bench.yaml'), manifests(upstreamUrl, anthropicUrl))
   let ark: ServerProcess
   try {
     ark = await startServer(`ark ${command}`, {

@@ -1,8 +1,9 @@
 /**
  * agent: `agent/<name>` completions end to end through POST /v1/chat/completions on `ark dev`: the agent on
- * ark's in-process mock model, and the agent on the openai provider calling the mock upstream. The baseline
- * is the mock upstream answering the same request directly: an HTTP server producing the same completion
- * from the same mock model, without the gateway, pool and loop. Each in a process of its own.
+ * ark's in-process mock model, the agent on the openai provider calling the mock upstream, and the agent on
+ * the anthropic provider calling the fake Messages API. The baseline is the mock upstream answering the
+ * same request directly: an HTTP server producing the same completion from the same mock model, without
+ * the gateway, pool and loop. Each in a process of its own.
  */
 import type { LoadReport, LoadTarget, RoundReport } from '../lib/load.ts'
 import { loadRounds, runLoad } from '../lib/load.ts'
@@ -14,6 +15,7 @@ import {
   JSON_HEADERS,
   UPSTREAM_MODEL,
   expectCompletion,
+  startAnthropicUpstream,
   startArk,
   startUpstream,
   stopAll,
@@ -33,6 +35,7 @@ function routesOf(upstream: ServerProcess, ark: ArkProcess): Route[] {
     { label: 'direct', url: `${upstream.url}/chat/completions`, model: UPSTREAM_MODEL, pid: upstream.pid },
     { label: 'mock agent', url: ark.completions, model: 'agent/mock-agent', pid: ark.pid },
     { label: 'openai agent', url: ark.completions, model: 'agent/openai-agent', pid: ark.pid },
+    { label: 'anthropic agent', url: ark.completions, model: 'agent/anthropic-agent', pid: ark.pid },
   ]
 }
 
@@ -41,15 +44,17 @@ const bodyOf = (r: Route, stream = false) =>
 
 async function start(env?: Record<string, string>) {
   const upstream = await startUpstream()
+  let anthropic: ServerProcess | undefined
   let ark: ArkProcess | undefined
   try {
-    ark = await startArk(upstream.url, env)
+    anthropic = await startAnthropicUpstream()
+    ark = await startArk(upstream.url, env, 'dev', anthropic.url)
     const routes = routesOf(upstream, ark)
     for (const r of routes) await expectCompletion(r.url, JSON_HEADERS, bodyOf(r))
-    const servers = [upstream, ark]
+    const servers = [upstream, anthropic, ark]
     return { routes, pids: [upstream.pid, ark.pid], close: () => stopAll(servers) }
   } catch (err) {
-    await stopAll([upstream, ark])
+    await stopAll([upstream, anthropic, ark])
     throw err
   }
 }
@@ -66,12 +71,18 @@ const measure = (
   more: readonly LoadTarget[] = [],
 ) => loadRounds([...targetsOf(routes), ...more], { connections, seconds, rounds })
 
-/** The openai agent asked to stream: issue 23's streamed throughput, beside the same agent not streaming. */
-const STREAMED = 'openai agent stream'
+/** The provider agents asked to stream: issue 23's streamed throughput, beside the same agents not streaming. */
+const STREAMED = ['openai agent', 'anthropic agent'] as const
 const streamedOf = (routes: readonly Route[]): LoadTarget[] =>
   routes
-    .filter((r) => r.label === 'openai agent')
-    .map((r) => ({ label: STREAMED, url: r.url, headers: JSON_HEADERS, body: bodyOf(r, true), pid: r.pid }))
+    .filter((r) => (STREAMED as readonly string[]).includes(r.label))
+    .map((r) => ({
+      label: `${r.label} stream`,
+      url: r.url,
+      headers: JSON_HEADERS,
+      body: bodyOf(r, true),
+      pid: r.pid,
+    }))
 
 const measureQuick = (routes: readonly Route[], connections: number, pinServers?: readonly number[]) =>
   loadRounds(targetsOf(routes), { connections, seconds: 1, rounds: 1, quick: true, pinServers })
@@ -134,21 +145,29 @@ async function run(context: RunContext): Promise<ScenarioResult> {
         })
       }
     }
-    const streamed = med(fifty, STREAMED, (x) => x.perSecond)
-    measures.push(
-      {
-        name: `${STREAMED} req/s @50`,
-        value: streamed,
-        unit: 'req/s',
-        note: `p50 ${med(fifty, STREAMED, (x) => x.p50).toFixed(0)} us; CPU per request ${med(fifty, STREAMED, (x) => x.cpuPerRequest).toFixed(0)} us (the ark process)`,
-      },
-      {
-        name: 'openai agent streamed / not streamed req/s @50',
-        value: streamed / med(fifty, 'openai agent', (x) => x.perSecond),
-        unit: 'x',
-        target: { op: '>=', value: 0.8 },
-      },
-    )
+    for (const agent of STREAMED) {
+      const label = `${agent} stream`
+      const streamed = med(fifty, label, (x) => x.perSecond)
+      measures.push(
+        {
+          name: `${label} req/s @50`,
+          value: streamed,
+          unit: 'req/s',
+          note: `p50 ${med(fifty, label, (x) => x.p50).toFixed(0)} us; CPU per request ${med(fifty, label, (x) => x.cpuPerRequest).toFixed(0)} us (the ark process)`,
+        },
+        {
+          name: `${agent} streamed / not streamed req/s @50`,
+          value: streamed / med(fifty, agent, (x) => x.perSecond),
+          unit: 'x',
+          ...(agent === 'openai agent' ? { target: { op: '>=' as const, value: 0.8 } } : {}),
+        },
+        {
+          name: `${agent} streamed / not streamed CPU per request @50`,
+          value: med(fifty, label, (x) => x.cpuPerRequest) / med(fifty, agent, (x) => x.cpuPerRequest),
+          unit: 'x',
+        },
+      )
+    }
     measures.push({
       name: 'mock agent / direct req/s @50',
       value: med(fifty, 'mock agent', (x) => x.perSecond) / med(fifty, 'direct', (x) => x.perSecond),
@@ -157,7 +176,7 @@ async function run(context: RunContext): Promise<ScenarioResult> {
     return {
       measures,
       notes: [
-        "direct = the mock upstream answering the same request itself (the baseline); mock agent = agent/mock-agent on ark's in-process mock model; openai agent = agent/openai-agent on the openai provider, calling that same upstream.",
+        "direct = the mock upstream answering the same request itself (the baseline); mock agent = agent/mock-agent on ark's in-process mock model; openai agent = agent/openai-agent on the openai provider, calling that same upstream; anthropic agent = agent/anthropic-agent on the anthropic provider, calling the fake Messages API (test/fakes/anthropic-upstream.ts) with the same mock model behind it.",
         'Throughput and latency: 3 rounds of 3 s per route, routes interleaved, medians of the rounds. First chunk: 500 sequential streaming requests, the first 50 not counted.',
       ],
     }
@@ -169,7 +188,7 @@ async function run(context: RunContext): Promise<ScenarioResult> {
 async function gate(context: RunContext, env?: Record<string, string>): Promise<GateSession> {
   context.log('agent gate: mock agent vs direct at 1 and 50 connections')
   const stack = await start(env)
-  const routes = stack.routes.filter((r) => r.label !== 'openai agent')
+  const routes = stack.routes.filter((r) => r.label === 'direct' || r.label === 'mock agent')
   return {
     async sample() {
       const one = await measureQuick(routes, 1, stack.pids)
@@ -187,7 +206,7 @@ async function gate(context: RunContext, env?: Record<string, string>): Promise<
 const scenario: Scenario = {
   name: 'agent',
   summary:
-    'agent/<name> completions end to end on ark dev (mock model; openai provider to a mock upstream), vs the upstream direct',
+    'agent/<name> completions end to end on ark dev (mock model; openai and anthropic providers to mock upstreams), vs the upstream direct',
   run,
   gate: (context) => gate(context),
 }
