@@ -115,7 +115,7 @@ export interface App {
   readonly app: Hono<GatewayEnv>
   /**
    * What Node's lane (openai/node-lane.ts) needs to answer passthrough calls beside the app, with the app's
-   * own parts; absent when every request must go through the app (tracing).
+   * own parts; absent when every request must go through the app (tracing, CORS).
    */
   readonly lane: LaneDeps | undefined
   /** Ends what the routes hold between requests (MCP sessions). */
@@ -356,14 +356,13 @@ export function createApp(deps: AppDeps): App {
   const bodyLimits = { maxBytes: deps.maxBodyBytes, timeoutMs: deps.bodyTimeoutMs }
   return {
     app,
-    // Tracing on, every request gets its server span: no lane around the app.
+    // Tracing or CORS on, every request gets its server span or its CORS headers: no lane around the app.
     lane:
-      traces !== undefined
+      traces !== undefined || deps.corsOrigins.length > 0
         ? undefined
         : {
             chat,
             allowedHosts: deps.allowedHosts,
-            cors: deps.corsOrigins.length > 0,
             auth,
             body: bodyLimits,
             record,

@@ -11,7 +11,7 @@ import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import OpenAI from 'openai'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { startEmbedded } from '../bin/embedded.ts'
 import type { Embedded } from '../bin/embedded.ts'
 import { KeyRing, serve, silentLogger } from '../gateway/index.ts'
@@ -118,12 +118,29 @@ interface Sent {
   readonly method?: string
   readonly path?: string
   readonly headers?: Record<string, string>
+  /** Headers sent once more each, after the others: a name given twice. */
+  readonly twice?: Record<string, string>
   /** Absent: none. A stream: sent chunked, without a Content-Length. */
   readonly body?: string | Uint8Array | { readonly chunked: string }
 }
 
 /** One request over node:http, which sends the headers given (fetch would set its own Host). */
 function send(server: ServeHandle, sent: Sent): Promise<Answer> {
+  const body = sent.body
+  const whole = typeof body === 'string' || body instanceof Uint8Array ? body : undefined
+  const chunked = typeof body === 'object' && !(body instanceof Uint8Array) ? body.chunked : undefined
+  const headers: [string, string][] = [
+    ...Object.entries({
+      // Given as a list, the headers are all Node sends: Host too.
+      host: `127.0.0.1:${String(server.port)}`,
+      authorization: `Bearer ${KEY}`,
+      'content-type': 'application/json',
+      ...sent.headers,
+    }),
+    ...Object.entries(sent.twice ?? {}),
+  ]
+  if (whole !== undefined) headers.push(['content-length', String(Buffer.byteLength(whole))])
+  if (chunked !== undefined) headers.push(['transfer-encoding', 'chunked'])
   return new Promise((resolve, reject) => {
     const req = request(
       {
@@ -131,29 +148,29 @@ function send(server: ServeHandle, sent: Sent): Promise<Answer> {
         port: server.port,
         method: sent.method ?? 'POST',
         path: sent.path ?? '/v1/chat/completions',
-        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json', ...sent.headers },
+        // A flat list of names and values: Node sends a name given twice as it is.
+        headers: headers.flat(),
       },
       (res) => {
         const chunks: Buffer[] = []
         res.on('data', (c: Buffer) => chunks.push(c))
         res.on('end', () => {
-          const headers: Record<string, string> = {}
+          const answer: Record<string, string> = {}
           for (const [name, value] of Object.entries(res.headers))
-            if (name !== 'date' && value !== undefined) headers[name] = String(value)
-          resolve({ status: res.statusCode ?? 0, headers, body: Buffer.concat(chunks).toString('utf8') })
+            if (name !== 'date' && value !== undefined) answer[name] = String(value)
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: answer,
+            body: Buffer.concat(chunks).toString('utf8'),
+          })
         })
       },
     )
     req.on('error', reject)
-    const body = sent.body
-    if (body === undefined) req.end()
-    else if (typeof body === 'object' && 'chunked' in body) {
-      req.write(body.chunked.slice(0, 10))
-      req.end(body.chunked.slice(10))
-    } else {
-      req.setHeader('content-length', Buffer.byteLength(body))
-      req.end(body)
-    }
+    if (chunked !== undefined) {
+      req.write(chunked.slice(0, 10))
+      req.end(chunked.slice(10))
+    } else req.end(whole)
   })
 }
 
@@ -222,7 +239,7 @@ describe('the Node lane', () => {
 
   it('hands everything else to the app, which answers it as it would', async () => {
     const body = JSON.stringify({ model: 'model/up', ...CHAT })
-    const cases: [string, Sent, number][] = [
+    const cases: [string, Sent, number | undefined][] = [
       ['an agent', { body: JSON.stringify({ model: 'agent/helper', ...CHAT }) }, 200],
       ['an unknown model', { body: JSON.stringify({ model: 'model/nope', ...CHAT }) }, 404],
       ['a stream', { body: JSON.stringify({ model: 'model/up', stream: true, ...CHAT }) }, 200],
@@ -234,12 +251,16 @@ describe('the Node lane', () => {
       ['not UTF-8', { body: new Uint8Array([0x7b, 0xff, 0x7d]) }, 400],
       ['too large', { body: JSON.stringify({ model: 'model/up', pad: 'x'.repeat(5000), ...CHAT }) }, 413],
       ['a query', { body, path: '/v1/chat/completions?x=1' }, 200],
+      // Node keeps the first of these, the app sees them joined: whatever it answers, the lane leaves it.
+      ['Host twice', { body, twice: { host: 'evil.example' } }, undefined],
+      ['Authorization twice', { body, twice: { authorization: 'Bearer nope' } }, undefined],
+      ['Content-Type twice', { body, twice: { 'content-type': 'text/plain' } }, undefined],
       ['GET', { method: 'GET' }, 405],
     ]
     for (const [what, init, status] of cases) {
       const { lane, app, byLane } = await both(init)
       expect(byLane, what).toBe(false)
-      expect(lane.status, what).toBe(status)
+      if (status !== undefined) expect(lane.status, what).toBe(status)
       if (what !== 'a stream' && what !== 'an agent') sameAnswer(lane, app)
       else expect(lane.body, what).toContain('chat.completion')
     }
@@ -273,32 +294,78 @@ describe('the Node lane', () => {
     sameAnswer(lane, app)
   })
 
-  it('refuses a body that stops coming with the 408 the app gives', async () => {
+  it('refuses a body that stops coming with the 408 the app gives, and ends the connection', async () => {
     const slow = async (server: ServeHandle) => {
       const socket = connect(server.port, '127.0.0.1')
+      const closed = new Promise<boolean>((resolve) => {
+        socket.once('close', () => resolve(true))
+        setTimeout(() => resolve(false), 3000).unref()
+      })
       socket.write(
         `POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${KEY}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"model":`,
       )
       let text = ''
       socket.on('data', (d: Buffer) => (text += d.toString()))
-      // Until the whole answer is in: its head and the Content-Length it gives.
-      await new Promise<void>((resolve) =>
-        socket.on('data', () => {
-          const head = text.indexOf('\r\n\r\n')
-          const length = /content-length: (\d+)/i.exec(text)?.[1]
-          if (head !== -1 && length !== undefined && Buffer.byteLength(text) - head - 4 >= Number(length))
-            resolve()
-        }),
-      )
+      // The rest of the body never comes: the server ends the connection after its answer (and answers
+      // nothing more, such as a second 408 when Node's own request timeout fires).
+      const ended = await closed
       socket.destroy()
-      return text
+      return { text, ended }
     }
+    const before = laneAnswered.length
     const [lane, app] = await Promise.all([slow(withLane), slow(appOnly)])
-    expect(lane).toMatch(/^HTTP\/1.1 408/)
-    expect(app).toMatch(/^HTTP\/1.1 408/)
+    expect(laneAnswered.slice(before).map((r) => r.status)).toEqual([408])
+    for (const { text, ended } of [lane, app]) {
+      expect(ended).toBe(true)
+      expect(text.match(/HTTP\/1.1 /g)).toHaveLength(1)
+      expect(text).toMatch(/^HTTP\/1.1 408/)
+    }
     const body = (text: string) => text.slice(text.indexOf('\r\n\r\n') + 4)
-    expect(body(lane)).toBe(body(app))
-    expect(body(lane)).toContain('request_timeout')
+    expect(body(lane.text)).toBe(body(app.text))
+    expect(body(lane.text)).toContain('request_timeout')
+  })
+
+  it('answers 499 for a client that leaves, and cancels the upstream call', async () => {
+    upstream.next({ hang: true })
+    const calls = upstream.calls.length
+    const before = laneAnswered.length
+    const req = request({
+      host: '127.0.0.1',
+      port: withLane.port,
+      method: 'POST',
+      path: '/v1/chat/completions',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+    })
+    req.on('error', () => undefined)
+    req.end(JSON.stringify({ model: 'model/up', ...CHAT }))
+    await vi.waitFor(() => expect(upstream.calls.length).toBeGreaterThan(calls), { timeout: 5000 })
+    req.destroy()
+    await vi.waitFor(() => expect(laneAnswered.length).toBeGreaterThan(before), { timeout: 5000 })
+    expect(laneAnswered.at(-1)).toMatchObject({ status: 499, target: 'model/up' })
+    await vi.waitFor(() => expect(upstream.calls.at(-1)?.closedEarly).toBe(true), { timeout: 5000 })
+  })
+
+  it('answers a Model whose provider is mapped (not forwarded) as the app does', async () => {
+    const { lane, app, byLane } = await both({ body: JSON.stringify({ model: 'model/mock', ...CHAT }) })
+    expect(byLane).toBe(true)
+    expect(lane.status).toBe(200)
+    sameAnswer(lane, app)
+  })
+
+  it('is not there with CORS on: the app adds its headers to every answer', async () => {
+    const cors = await startEmbedded({
+      manifests: dir,
+      watch: false,
+      log: silentLogger,
+      probeIntervalSeconds: 3600,
+      corsOrigins: ['https://app.example'],
+    })
+    try {
+      expect(cors.gateway.lane).toBeUndefined()
+      expect(system.gateway.lane).toBeDefined()
+    } finally {
+      await cors.close()
+    }
   })
 
   it('gives the OpenAI SDK an upstream 500 after ark retried it, and the answer next time', async () => {
@@ -307,14 +374,14 @@ describe('the Node lane', () => {
     const client = new OpenAI({
       apiKey: KEY,
       baseURL: `http://127.0.0.1:${String(withLane.port)}/v1`,
-      maxRetries: 0,
+      // The SDK's own retries stay on: ark tells it not to retry what ark retried already.
     })
     const ask = () =>
       client.chat.completions.create({ model: 'model/up', messages: [{ role: 'user', content: 'hi' }] })
     const error = await ask().catch((err: unknown) => err)
     expect(error).toBeInstanceOf(OpenAI.APIError)
     expect((error as InstanceType<typeof OpenAI.APIError>).status).toBe(500)
-    // ark's own retries (two by default) and no more: it tells the SDK not to retry on top.
+    // ark's own retries (two by default) and no more: with x-should-retry: false, the SDK adds none of its own.
     expect(upstream.calls.length - calls).toBe(3)
     const ok = await ask()
     expect(ok.choices[0]?.message.role).toBe('assistant')

@@ -213,6 +213,9 @@ export class McpEndpoints {
     this.#opening++
     try {
       const sdk = await loadSdk()
+      // Closed while the SDK loaded: no session is opened that close() would not end.
+      if (this.#isClosed())
+        return jsonRpcError(503, SERVER_BUSY, 'this gateway is shutting down', { 'retry-after': '5' })
       return await this.#open(sdk, scope, session, request, body)
     } finally {
       this.#opening--
@@ -244,6 +247,11 @@ export class McpEndpoints {
     }
     await server.connect(transport)
     return transport.handleRequest(request, { parsedBody: body })
+  }
+
+  /** Read through a call: TypeScript narrows `#closed` after one check and would not re-read it after an await. */
+  #isClosed(): boolean {
+    return this.#closed
   }
 
   /** How many sessions this replica holds (for tests and metrics). */

@@ -38,8 +38,6 @@ const LANE_PATH = '/v1/chat/completions'
 export interface LaneDeps {
   readonly chat: ChatDeps
   readonly allowedHosts: AllowedHosts
-  /** CORS is on: requests from browsers (with an Origin) are the app's. */
-  readonly cors: boolean
   /** API keys are required: only keys checked synchronously are the lane's. */
   readonly auth: Authentication | undefined
   readonly body: BodyLimits
@@ -60,12 +58,12 @@ export function nodeLane(deps: LaneDeps): NodeLane {
     if (
       req.url !== LANE_PATH ||
       req.method !== 'POST' ||
-      (deps.cors && headers.origin !== undefined) ||
       !hostAllowed(headers.host, deps.allowedHosts) ||
       jsonTypeRefusal(headers['content-type']) !== undefined ||
       length === undefined ||
       !/^\d{1,12}$/.test(length) ||
-      Number(length) > deps.body.maxBytes
+      Number(length) > deps.body.maxBytes ||
+      !heldOnce(req.rawHeaders)
     ) {
       next()
       return
@@ -94,6 +92,9 @@ export function nodeLane(deps: LaneDeps): NodeLane {
       }
       if (who !== undefined) deps.auth?.admitted(who)
       const refused = read === 'too_slow' ? tooSlow(deps.body) : unreadable(res.destroyed)
+      // The rest of the body may still come: the connection ends with this answer, so that it is not read
+      // as the next request.
+      res.shouldKeepAlive = false
       if ('refusal' in refused) {
         const response = renderRefusal(refused.refusal)
         void settle(deps, res, started, who, () =>
@@ -102,6 +103,25 @@ export function nodeLane(deps: LaneDeps): NodeLane {
       }
     })
   }
+}
+
+/**
+ * Whether the headers the lane reads came once each. Node keeps the first of a repeated Host, Authorization,
+ * Content-Type or Origin, where the app (through @hono/node-server) sees them joined and refuses them: such a
+ * request is the app's.
+ */
+function heldOnce(raw: readonly string[]): boolean {
+  let host = 0
+  let authorization = 0
+  let type = 0
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    // By length first: most names are none of these, and are not lowercased.
+    if (name.length === 4 && name.toLowerCase() === 'host') host++
+    else if (name.length === 13 && name.toLowerCase() === 'authorization') authorization++
+    else if (name.length === 12 && name.toLowerCase() === 'content-type') type++
+  }
+  return host <= 1 && authorization <= 1 && type <= 1
 }
 
 /** The call, cancelled when the client goes away. */
@@ -137,11 +157,14 @@ async function settle(
     target = done.target
     plain = 'plain' in done.answer ? done.answer.plain : await plainOf(done.answer.response)
   } catch (err) {
-    deps.log.error('request failed', {
-      method: 'POST',
-      path: LANE_PATH,
-      error: err instanceof Error ? err.message : String(err),
-    })
+    // As the app's onError: after the client left, whatever failed failed for nobody.
+    if (res.destroyed) deps.log.info('client went away', { method: 'POST', path: LANE_PATH })
+    else
+      deps.log.error('request failed', {
+        method: 'POST',
+        path: LANE_PATH,
+        error: err instanceof Error ? err.message : String(err),
+      })
     plain = await plainOf(
       errorResponse(500, 'the gateway failed to handle the request; see its log', { code: 'internal_error' }),
     )
