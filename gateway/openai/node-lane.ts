@@ -2,19 +2,21 @@
  * The Node lane: `POST /v1/chat/completions` naming a Model (`model/<name>`), not streamed, answered on
  * node:http directly instead of through @hono/node-server and the app.
  *
- * Why: a passthrough call is a second hop, and what a Node proxy costs beyond the least it can do is what
- * bench/ passthrough measures against a bare node:http proxy. Built as Web Request and Response objects and
- * run through Hono's middleware, the same call cost about 1.6 times the bare proxy's CPU; the adapter and
- * Hono alone, with no logic at all, already 1.3 times. The lane keeps the call's work (the caller's key and
- * scope, admission, the upstream call, redaction, metrics) and drops the objects.
+ * Why: at 50 connections a gateway's one JS thread is the bottleneck, so its throughput is about 1 / its CPU
+ * per request, and bench/ passthrough measures that against a bare node:http proxy. @hono/node-server and
+ * Hono alone, with no logic at all, cost 1.5 times the bare proxy's CPU (117 against 78 us a request,
+ * 2026-12-08). Through them ark's passthrough cost 2.6 to 2.9 times the bare proxy's CPU; through the lane,
+ * 2.1 to 2.2 (same-run A/B). The lane keeps the call's work (the caller's key and scope, admission, the
+ * upstream call, redaction, metrics) and drops the adapter, the middleware chain and the Request objects.
  *
  * The lane answers only what it would answer exactly as the app does, with the app's own functions
- * (direct.ts for the call, http/body.ts's rules for the body, the key check and the request record of
- * app.ts). Everything else goes on to the app, `next()`: other paths, streams, agents and teams, browsers
- * when CORS is on, requests without a Content-Length, any key it cannot check synchronously and any
- * refusal of the request itself (a wrong key, a wrong Host, a Content-Type that is not JSON, a body that
- * does not parse). A body already read goes on with it, parsed, so that the app reads it only once.
- * Tracing on, there is no lane: every request gets its server span.
+ * (direct.ts for the call, http/body.ts's rules for the body, authenticate's key check, the request record
+ * of app.ts). Everything else goes on to the app, `next()`: other paths (a query string included), streams,
+ * agents and teams, requests without a Content-Length or with a Host, Authorization or Content-Type given
+ * twice, any key it cannot check synchronously (JWTs), and any refusal of the request itself (a wrong key,
+ * a wrong Host, a Content-Type that is not JSON, a body that does not parse). A body already read goes on
+ * with it, parsed, so that the app reads it only once. With tracing or CORS on there is no lane: every
+ * request gets its server span, or the CORS headers the app adds to every answer.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { ResourceOf } from '../../controller/api/index.ts'
@@ -106,9 +108,9 @@ export function nodeLane(deps: LaneDeps): NodeLane {
 }
 
 /**
- * Whether the headers the lane reads came once each. Node keeps the first of a repeated Host, Authorization,
- * Content-Type or Origin, where the app (through @hono/node-server) sees them joined and refuses them: such a
- * request is the app's.
+ * Whether the headers the lane reads came once each. Node keeps the first of a repeated Host, Authorization
+ * or Content-Type, where the app (through @hono/node-server) sees them joined, and may answer otherwise: such
+ * a request is the app's.
  */
 function heldOnce(raw: readonly string[]): boolean {
   let host = 0
