@@ -47,8 +47,8 @@ export function serveNode(fetch: ServeFetch, options: ServeOptions): Promise<Ser
         ),
     },
   )
-  // Requests in flight (a response counts until it is closed, streams included), for drain.
   const lane = options.lane === undefined ? undefined : nodeLane(options.lane)
+  // Requests in flight (a response counts until it is closed, streams included), for drain.
   let active = 0
   let draining = false
   let idle: (() => void) | undefined
