@@ -126,6 +126,7 @@ export interface App {
 
 export function createApp(deps: AppDeps): App {
   const app = new Hono<GatewayEnv>()
+  const bodyLimits = { maxBytes: deps.maxBodyBytes, timeoutMs: deps.bodyTimeoutMs }
   const admission = new Admission({ ...deps, providerFor: (agent) => deps.runtime.providerFor(agent) })
   const chat: ChatDeps = { ...deps, admission }
   const mcp = new McpEndpoints(
@@ -247,14 +248,10 @@ export function createApp(deps: AppDeps): App {
         })
       : c.json(model)
   })
-  app.post(
-    '/v1/chat/completions',
-    jsonBody({ maxBytes: deps.maxBodyBytes, timeoutMs: deps.bodyTimeoutMs }, renderRefusal),
-    (c) => chatCompletions(c, chat),
-  )
+  app.post('/v1/chat/completions', jsonBody(bodyLimits, renderRefusal), (c) => chatCompletions(c, chat))
 
   // MCP (streamable HTTP): POST carries JSON-RPC, GET opens a session's event stream, DELETE ends a session.
-  const mcpBody = jsonBody({ maxBytes: deps.maxBodyBytes, timeoutMs: deps.bodyTimeoutMs }, (refusal) =>
+  const mcpBody = jsonBody(bodyLimits, (refusal) =>
     jsonRpcError(refusal.status, refusal.code === 'invalid_json' ? -32700 : -32600, refusal.message),
   )
   const mcpRoutes: readonly [
@@ -291,7 +288,7 @@ export function createApp(deps: AppDeps): App {
     namespace: c.req.param('namespace') ?? 'default',
     name: c.req.param('name') ?? '',
   })
-  const a2aBody = jsonBody({ maxBytes: deps.maxBodyBytes, timeoutMs: deps.bodyTimeoutMs }, (refusal) =>
+  const a2aBody = jsonBody(bodyLimits, (refusal) =>
     rpcError(refusal.status, null, refusal.code === 'invalid_json' ? -32700 : -32600, refusal.message),
   )
   app.get('/a2a', (c) => a2a.list(c.req.raw, c.get('principal')))
@@ -353,7 +350,6 @@ export function createApp(deps: AppDeps): App {
       code: 'internal_error',
     })
   })
-  const bodyLimits = { maxBytes: deps.maxBodyBytes, timeoutMs: deps.bodyTimeoutMs }
   return {
     app,
     // Tracing or CORS on, every request gets its server span or its CORS headers: no lane around the app.

@@ -33,6 +33,7 @@ import type { Admission, Refusal } from '../admission.ts'
 import { FORBIDDEN, notAllowedMessage } from '../auth/scope.ts'
 import type { Principal } from '../auth/scope.ts'
 import { failureOf } from '../admission.ts'
+import { loadOnce } from '../load-once.ts'
 import type { Logger } from '../log.ts'
 import type { AgentEvent } from '../runtime/events.ts'
 import { queryParametersOf } from '../runtime/prepare.ts'
@@ -96,30 +97,22 @@ interface Sdk {
   readonly CallToolRequestSchema: typeof Types.CallToolRequestSchema
 }
 
-let loadingSdk: Promise<Sdk> | undefined
-
-function loadSdk(): Promise<Sdk> {
-  loadingSdk ??= Promise.all([
+// A failed load (a broken install) is tried again by the next session.
+const loadSdk = loadOnce(async (): Promise<Sdk> => {
+  const [server, transport, types] = await Promise.all([
     import('@modelcontextprotocol/sdk/server/index.js'),
     import('@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js'),
     import('@modelcontextprotocol/sdk/types.js'),
-  ]).then(
-    ([server, transport, types]) => ({
-      // eslint-disable-next-line @typescript-eslint/no-deprecated -- see #server
-      Server: server.Server,
-      Transport: transport.WebStandardStreamableHTTPServerTransport,
-      McpError: types.McpError,
-      ListToolsRequestSchema: types.ListToolsRequestSchema,
-      CallToolRequestSchema: types.CallToolRequestSchema,
-    }),
-    (err: unknown) => {
-      // A failed load (a broken install) is tried again by the next session.
-      loadingSdk = undefined
-      throw err
-    },
-  )
-  return loadingSdk
-}
+  ])
+  return {
+    // eslint-disable-next-line @typescript-eslint/no-deprecated -- see #server
+    Server: server.Server,
+    Transport: transport.WebStandardStreamableHTTPServerTransport,
+    McpError: types.McpError,
+    ListToolsRequestSchema: types.ListToolsRequestSchema,
+    CallToolRequestSchema: types.CallToolRequestSchema,
+  }
+})
 
 /** The MCP endpoints of one gateway: sessions, and a handler per request. */
 export class McpEndpoints {

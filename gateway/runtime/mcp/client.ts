@@ -34,6 +34,7 @@ import type * as HttpModule from '@modelcontextprotocol/sdk/client/streamableHtt
 import type { FetchLike, Transport } from '@modelcontextprotocol/sdk/shared/transport.js'
 import type { McpError } from '@modelcontextprotocol/sdk/types.js'
 import type * as Types from '@modelcontextprotocol/sdk/types.js'
+import { loadOnce } from '../../load-once.ts'
 import type { Logger } from '../../log.ts'
 import { silentLogger } from '../../log.ts'
 import { knownSecrets, Redactor } from '../redactor.ts'
@@ -320,35 +321,26 @@ interface Sdk {
 }
 
 let sdk: Sdk | undefined
-let loadingSdk: Promise<Sdk> | undefined
-
-function loadSdk(): Promise<Sdk> {
-  loadingSdk ??= Promise.all([
+// A failed load (a broken install) is tried again by the next connection.
+const loadSdk = loadOnce(async (): Promise<Sdk> => {
+  const [client, sse, stdio, http, types] = await Promise.all([
     import('@modelcontextprotocol/sdk/client/index.js'),
     import('@modelcontextprotocol/sdk/client/sse.js'),
     import('@modelcontextprotocol/sdk/client/stdio.js'),
     import('@modelcontextprotocol/sdk/client/streamableHttp.js'),
     import('@modelcontextprotocol/sdk/types.js'),
-  ]).then(
-    ([client, sse, stdio, http, types]) =>
-      (sdk = {
-        Client: client.Client,
-        // eslint-disable-next-line @typescript-eslint/no-deprecated -- deprecated in MCP, still served (seed 003)
-        SSEClientTransport: sse.SSEClientTransport,
-        StdioClientTransport: stdio.StdioClientTransport,
-        StreamableHTTPClientTransport: http.StreamableHTTPClientTransport,
-        McpError: types.McpError,
-        ResultSchema: types.ResultSchema,
-        ToolListChangedNotificationSchema: types.ToolListChangedNotificationSchema,
-      }),
-    (err: unknown) => {
-      // A failed load (a broken install) is tried again by the next connection.
-      loadingSdk = undefined
-      throw err
-    },
-  )
-  return loadingSdk
-}
+  ])
+  return (sdk = {
+    Client: client.Client,
+    // eslint-disable-next-line @typescript-eslint/no-deprecated -- deprecated in MCP, still served (seed 003)
+    SSEClientTransport: sse.SSEClientTransport,
+    StdioClientTransport: stdio.StdioClientTransport,
+    StreamableHTTPClientTransport: http.StreamableHTTPClientTransport,
+    McpError: types.McpError,
+    ResultSchema: types.ResultSchema,
+    ToolListChangedNotificationSchema: types.ToolListChangedNotificationSchema,
+  })
+})
 
 /** A JSON-RPC error as the SDK raises it; there is none before the SDK is loaded. */
 function isMcpError(err: unknown): err is McpError {
